@@ -1,0 +1,14 @@
+// Command tinyfarm turns one Linux server into a farm of Tiny Core Linux
+// guests and drives their lifecycle from Lua playbooks.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/tinyfarm/tinyfarm/cmd/tinyfarm/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

@@ -1,0 +1,299 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/tinyfarm/tinyfarm/engine/lx"
+)
+
+type taskRun struct {
+	name    string
+	start   time.Time
+	changes []Change
+	skipped string
+	failure *lx.Error
+}
+
+// errSkip is raised by skip() and caught by the enclosing task.
+type errSkip struct{ reason string }
+
+func (e *errSkip) Error() string { return "skip: " + e.reason }
+
+func (e *Engine) installGlobals() {
+	L := e.L
+	L.SetGlobal("task", L.NewFunction(e.luaTask))
+	L.SetGlobal("skip", L.NewFunction(func(L *lua.LState) int {
+		lx.Raise(L, &errSkip{reason: L.OptString(1, "")})
+		return 0
+	}))
+	L.SetGlobal("parallel", L.NewFunction(e.luaParallel))
+	L.SetGlobal("log", L.NewFunction(func(L *lua.LState) int {
+		e.rep.Event(Event{Type: "log", Time: time.Now(), Msg: joinArgs(L)})
+		return 0
+	}))
+	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
+		fmt.Fprintln(e.opts.Stdout, joinArgs(L))
+		return 0
+	}))
+	L.SetGlobal("check_mode", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LBool(e.opts.Check))
+		return 1
+	}))
+	vars := L.NewTable()
+	for k, v := range e.opts.Vars {
+		vars.RawSetString(k, lx.FromGo(L, v))
+	}
+	L.SetGlobal("vars", vars)
+}
+
+func joinArgs(L *lua.LState) string {
+	parts := make([]string, L.GetTop())
+	for i := range parts {
+		parts[i] = lx.ToStringValue(L.Get(i + 1))
+		if s, ok := L.Get(i + 1).(lua.LString); ok {
+			parts[i] = string(s)
+		} else if _, ok := lx.ErrorFromValue(L.Get(i + 1)); !ok {
+			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
+		}
+	}
+	return strings.Join(parts, "\t")
+}
+
+// currentTask finds the task running on L or on the thread that started L.
+// Callers hold e.mu.
+func (e *Engine) currentTask(L *lua.LState) *taskRun {
+	for th := L; th != nil; th = e.parent[th] {
+		if t := e.tasks[th]; t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+func (e *Engine) report(L *lua.LState, c Change) {
+	e.mu.Lock()
+	if e.opts.Check && c.Status != StatusOK && c.Subject != "" {
+		e.pending[c.Subject] = true
+	}
+	t := e.currentTask(L)
+	if t != nil {
+		t.changes = append(t.changes, c)
+		e.mu.Unlock()
+		if _, ok := e.rep.(*HumanReporter); !ok {
+			e.rep.Event(Event{Type: "change", Time: time.Now(), Task: t.name, Change: &c})
+		}
+		return
+	}
+	e.mu.Unlock()
+	// A call outside any task is a one-call task of its own, like an
+	// Ansible task is one module call.
+	name := strings.TrimSpace(c.Module + "." + c.Action + " " + c.Subject)
+	t = &taskRun{name: name, start: time.Now(), changes: []Change{c}}
+	e.finishTask(t, nil)
+}
+
+func (e *Engine) luaTask(L *lua.LState) int {
+	name := L.CheckString(1)
+	fn := L.CheckFunction(2)
+	t := &taskRun{name: name, start: time.Now()}
+	e.mu.Lock()
+	prev := e.tasks[L]
+	e.tasks[L] = t
+	e.mu.Unlock()
+	e.rep.Event(Event{Type: "task_start", Time: t.start, Task: name})
+
+	top := L.GetTop()
+	L.Push(fn)
+	err := L.PCall(0, lua.MultRet, nil)
+
+	e.mu.Lock()
+	e.tasks[L] = prev
+	e.mu.Unlock()
+
+	if err != nil {
+		le := toLxError(err)
+		var skip *errSkip
+		if errors.As(le, &skip) {
+			t.skipped = skip.reason
+			if t.skipped == "" {
+				t.skipped = "skipped"
+			}
+			e.finishTask(t, nil)
+			return 0
+		}
+		t.failure = le
+		e.finishTask(t, le)
+		L.Error(lx.NewErrorValue(L, le), 0)
+		return 0
+	}
+	e.finishTask(t, nil)
+	return L.GetTop() - top
+}
+
+// toLxError turns whatever a pcall caught into a tinyfarm error value, so a
+// failure keeps one identity from the task that failed to the end of the
+// run (the recap tells a caught failure from an uncaught one by it).
+func toLxError(err error) *lx.Error {
+	var ae *lua.ApiError
+	if errors.As(err, &ae) {
+		if le, ok := lx.ErrorFromValue(ae.Object); ok {
+			return le
+		}
+		if ae.Object != nil {
+			msg := lx.ToStringValue(ae.Object)
+			return &lx.Error{Err: errors.New(msg)}
+		}
+	}
+	return &lx.Error{Err: err}
+}
+
+func (e *Engine) finishTask(t *taskRun, failure *lx.Error) {
+	status := StatusOK
+	for _, c := range t.changes {
+		if c.Status == StatusChanged {
+			status = StatusChanged
+		} else if c.Status == StatusMayChange && status == StatusOK {
+			status = StatusMayChange
+		}
+	}
+	label := string(status)
+	msg := ""
+	switch {
+	case failure != nil:
+		label, msg = "failed", failure.Error()
+	case t.skipped != "":
+		label, msg = "skipped", t.skipped
+		if msg == "skipped" {
+			msg = ""
+		}
+	}
+	e.mu.Lock()
+	e.recap.Tasks++
+	switch label {
+	case "ok":
+		e.recap.OK++
+	case "changed":
+		e.recap.Changed++
+	case "may_change":
+		e.recap.MayChange++
+	case "failed":
+		e.recap.Failed++
+		e.failures = append(e.failures, failure)
+	case "skipped":
+		e.recap.Skipped++
+	}
+	e.mu.Unlock()
+	e.rep.Event(Event{
+		Type: "task_end", Time: time.Now(), Task: t.name, Status: label,
+		Elapsed: float64(time.Since(t.start).Microseconds()) / 1000, Msg: msg, Changes: t.changes,
+	})
+}
+
+// settle decides, at the end of a run, which failed tasks the playbook
+// recovered from (pcall): those are "ignored", not "failed".
+func (e *Engine) settle(runErr error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	uncaught := 0
+	for _, f := range e.failures {
+		if runErr != nil && errors.Is(runErr, f) {
+			uncaught++
+		}
+	}
+	e.recap.Ignored += e.recap.Failed - uncaught
+	e.recap.Failed = uncaught
+	if runErr != nil && uncaught == 0 {
+		e.recap.Failed++ // failed outside any task
+	}
+	e.failures = nil
+}
+
+type parallelOpts struct {
+	Forks int `lua:"forks"`
+}
+
+// luaParallel runs fn(item, index) for every item of a list, at most
+// --forks at a time, each on its own Lua thread, and returns the results in
+// item order. All items run even when some fail; then the failures are
+// raised together.
+func (e *Engine) luaParallel(L *lua.LState) int {
+	items := L.CheckTable(1)
+	fn := L.CheckFunction(2)
+	opts := parallelOpts{Forks: e.opts.Forks}
+	lx.Opts(L, 3, "parallel", &opts)
+	if opts.Forks < 1 {
+		lx.Raisef(L, "parallel: forks must be at least 1, got %d", opts.Forks)
+	}
+	n := items.Len()
+	results := make([]lua.LValue, n)
+	failures := make([]*lx.Error, n)
+	_ = e.env.Block(L, func(ctx context.Context) error {
+		sem := make(chan struct{}, opts.Forks)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				failures[i] = &lx.Error{Err: fmt.Errorf("parallel item %d: %w", i+1, ctx.Err())}
+				continue
+			}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				e.vm.Lock()
+				defer e.vm.Unlock()
+				th, cancel := L.NewThread()
+				if cancel != nil {
+					defer cancel()
+				}
+				e.mu.Lock()
+				e.parent[th] = L
+				e.mu.Unlock()
+				defer func() {
+					e.mu.Lock()
+					delete(e.parent, th)
+					delete(e.tasks, th)
+					e.mu.Unlock()
+				}()
+				err := th.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, items.RawGetInt(i+1), lua.LNumber(i+1))
+				if err != nil {
+					failures[i] = toLxError(err)
+					return
+				}
+				results[i] = th.Get(-1)
+				th.Pop(1)
+			}(i)
+		}
+		wg.Wait()
+		return nil
+	})
+	var errs []error
+	var msgs []string
+	for _, f := range failures {
+		if f != nil {
+			errs = append(errs, f)
+			msgs = append(msgs, f.Error())
+		}
+	}
+	if len(errs) > 0 {
+		err := fmt.Errorf("parallel: %d of %d items failed: %s: %w", len(errs), n, strings.Join(msgs, "; "), errors.Join(errs...))
+		lx.Raise(L, err)
+	}
+	out := L.CreateTable(n, 0)
+	for i, r := range results {
+		if r == nil {
+			r = lua.LNil
+		}
+		out.RawSetInt(i+1, r)
+	}
+	L.Push(out)
+	return 1
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# deps.sh installs the Debian packages tinyfarm's build, tests and demo use.
+# Idempotent: packages already present are skipped, so a second run costs
+# one dpkg query. Run as root on Debian 12.
+set -euo pipefail
+
+pkgs=(
+  qemu-system-x86 qemu-utils
+  busybox-static dropbear-bin
+  openssh-sftp-server openssh-client
+  squashfs-tools e2fsprogs cpio kmod xz-utils
+  nginx-light
+  iproute2 iptables procps psmisc util-linux
+  tmux
+  ca-certificates curl make
+)
+if [ "${TINYFARM_BENCH_DEPS:-0}" = 1 ]; then
+  pkgs+=(wrk hyperfine ansible-core)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian enables and starts nginx on install; tinyfarm starts its own instances.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+  systemctl stop nginx || true
+fi
+echo "deps: ok"

@@ -1,0 +1,73 @@
+// Package fsutil holds the file primitives every tinyfarm module shares:
+// atomic writes (temp + fsync + rename + directory fsync) and unified diffs
+// for check mode.
+package fsutil
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"unicode/utf8"
+
+	"github.com/aymanbagabas/go-udiff"
+)
+
+// WriteFileAtomic replaces path with data so that a reader (or a crash)
+// sees either the old file or the new one, never half of it.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // make the rename durable; best effort on filesystems without dir fsync
+		d.Close()
+	}
+	return nil
+}
+
+// Diff returns a unified diff from old to new labelled with name, or a
+// one-line note for binary content. Empty when equal.
+func Diff(name string, old, new []byte) string {
+	if bytes.Equal(old, new) {
+		return ""
+	}
+	if isBinary(old) || isBinary(new) {
+		return fmt.Sprintf("Binary file %s differs (%d -> %d bytes)\n", name, len(old), len(new))
+	}
+	return udiff.Unified(name+" (before)", name+" (after)", string(old), string(new))
+}
+
+func isBinary(b []byte) bool {
+	if len(b) > 8000 {
+		b = b[:8000]
+	}
+	return bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b)
+}
