@@ -6,8 +6,35 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+)
+
+// buildBinary builds the tinyfarm command once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tinyfarm-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "tinyfarm")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
 )
 
 // TestREPLUnderTTY drives `tinyfarm repl` in a real terminal (tmux): tab
@@ -22,10 +49,7 @@ func TestREPLUnderTTY(t *testing.T) {
 		t.Skip("tmux not installed (scripts/deps.sh installs it)")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tinyfarm")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	sock := fmt.Sprintf("tftest%d", os.Getpid())
 	tmux := func(args ...string) string {
 		t.Helper()
