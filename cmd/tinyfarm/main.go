@@ -7,8 +7,10 @@ import (
 	"os"
 
 	"github.com/tinyfarm/tinyfarm/cmd/tinyfarm/cli"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
 func main() {
+	ns.Main() // guest monitor / init / exec roles of the ns driver
 	os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -1,0 +1,192 @@
+package ns
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// hostVeth is the host-side name of a guest's veth: "tf-" + a hash of the
+// guest name, because interface names are limited to 15 bytes.
+func hostVeth(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return "tf-" + hex.EncodeToString(h[:])[:10]
+}
+
+// ensureBridge creates the farm bridge with the gateway address if it is
+// missing, and brings it up. Idempotent.
+func ensureBridge(name, gatewayCIDR string) (netlink.Link, error) {
+	br, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return nil, fmt.Errorf("bridge %s: %w", name, err)
+		}
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil && !errors.Is(err, errExist) {
+			return nil, fmt.Errorf("bridge %s: create: %w", name, err)
+		}
+		if br, err = netlink.LinkByName(name); err != nil {
+			return nil, fmt.Errorf("bridge %s: %w", name, err)
+		}
+	}
+	addr, err := netlink.ParseAddr(gatewayCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: gateway %q: %w", name, gatewayCIDR, err)
+	}
+	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", name, err)
+	}
+	has := false
+	for _, a := range addrs {
+		if a.IPNet.String() == addr.IPNet.String() {
+			has = true
+		}
+	}
+	if !has {
+		if err := netlink.AddrAdd(br, addr); err != nil && !errors.Is(err, errExist) {
+			return nil, fmt.Errorf("bridge %s: add %s: %w", name, gatewayCIDR, err)
+		}
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return nil, fmt.Errorf("bridge %s: up: %w", name, err)
+	}
+	return br, nil
+}
+
+// netPlan is a guest's network, as the monitor sets it up.
+type netPlan struct {
+	Bridge  string
+	IP      string // "10.77.0.5/24"
+	Gateway string // "10.77.0.1"
+	MAC     string
+}
+
+// setupVeth creates the guest's veth pair with its peer directly in the
+// namespace of pid, plugs the host end into the bridge, and configures
+// eth0, lo and the default route inside the guest.
+func setupVeth(guest string, pid int, p netPlan) (string, error) {
+	prefix := "10.77.0.1/24"
+	if _, ipnet, err := net.ParseCIDR(p.IP); err == nil {
+		ones, _ := ipnet.Mask.Size()
+		prefix = fmt.Sprintf("%s/%d", p.Gateway, ones)
+	}
+	br, err := ensureBridge(p.Bridge, prefix)
+	if err != nil {
+		return "", err
+	}
+	host := hostVeth(guest)
+	if old, err := netlink.LinkByName(host); err == nil {
+		_ = netlink.LinkDel(old) // left by a guest that was killed mid-setup
+	}
+	peer := "tfg" + host[3:]
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: host, MasterIndex: br.Attrs().Index},
+		PeerName:      peer,
+		PeerNamespace: netlink.NsPid(pid),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return "", fmt.Errorf("veth %s: create: %w", host, err)
+	}
+	hl, err := netlink.LinkByName(host)
+	if err != nil {
+		return host, fmt.Errorf("veth %s: %w", host, err)
+	}
+	if err := netlink.LinkSetUp(hl); err != nil {
+		return host, fmt.Errorf("veth %s: up: %w", host, err)
+	}
+	return host, configureInside(pid, peer, p)
+}
+
+func configureInside(pid int, peer string, p netPlan) error {
+	// Netlink handles bound to another namespace need no thread switch,
+	// but netns.GetFromPid opens /proc/<pid>/ns/net, which must stay
+	// valid while we use it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	nsh, err := netns.GetFromPid(pid)
+	if err != nil {
+		return fmt.Errorf("guest netns of pid %d: %w", pid, err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		return fmt.Errorf("guest netns: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("guest lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("guest lo: up: %w", err)
+	}
+	l, err := h.LinkByName(peer)
+	if err != nil {
+		return fmt.Errorf("guest veth: %w", err)
+	}
+	if err := h.LinkSetName(l, "eth0"); err != nil {
+		return fmt.Errorf("guest veth: rename eth0: %w", err)
+	}
+	if p.MAC != "" {
+		mac, err := net.ParseMAC(p.MAC)
+		if err != nil {
+			return fmt.Errorf("guest mac %q: %w", p.MAC, err)
+		}
+		if err := h.LinkSetHardwareAddr(l, mac); err != nil {
+			return fmt.Errorf("guest eth0: set mac: %w", err)
+		}
+	}
+	addr, err := netlink.ParseAddr(p.IP)
+	if err != nil {
+		return fmt.Errorf("guest ip %q: %w", p.IP, err)
+	}
+	if err := h.AddrAdd(l, addr); err != nil {
+		return fmt.Errorf("guest eth0: add %s: %w", p.IP, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("guest eth0: up: %w", err)
+	}
+	gw := net.ParseIP(p.Gateway)
+	if gw != nil {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}); err != nil {
+			return fmt.Errorf("guest eth0: default route via %s: %w", p.Gateway, err)
+		}
+	}
+	return nil
+}
+
+// deleteVeth removes the host end (the peer dies with the guest's netns,
+// and with it the pair); a missing link is fine.
+func deleteVeth(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("veth %s: delete: %w", name, err)
+	}
+	return nil
+}
+
+// VethExists reports whether the host end of a guest's veth is present
+// (tests check teardown with it).
+func VethExists(guest string) bool {
+	_, err := netlink.LinkByName(hostVeth(guest))
+	return err == nil
+}
+
+// DeleteBridge removes a farm bridge (tests remove the one they made).
+func DeleteBridge(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	return netlink.LinkDel(l)
+}

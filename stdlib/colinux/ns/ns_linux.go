@@ -1,0 +1,458 @@
+package ns
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+)
+
+// Runner starts namespace guests. The zero value uses the running binary
+// as the guest monitor (see Main) and the host's cgroup tree.
+type Runner struct {
+	// Exe is the binary re-executed as monitor, init and exec helper.
+	// Default: os.Executable(). It must call ns.Main first thing.
+	Exe string
+	// Pids caps the number of processes in a guest. Default 1024.
+	Pids int
+	// Logf receives progress lines. Default: discard.
+	Logf func(format string, args ...any)
+}
+
+// Runtime is what the monitor records in runtime.json while a guest runs.
+type Runtime struct {
+	MonitorPID   int       `json:"monitor_pid"`
+	MonitorStart uint64    `json:"monitor_start"`
+	InitPID      int       `json:"init_pid"`
+	InitStart    uint64    `json:"init_start"` // /proc/<pid>/stat starttime, against PID reuse
+	Cgroups      *Cgroups  `json:"cgroups"`
+	Veth         string    `json:"veth,omitempty"`
+	Started      time.Time `json:"started"`
+}
+
+// Exit is what the monitor records in exit.json when the guest ended.
+type Exit struct {
+	State  driver.State `json:"state"`
+	Reason string       `json:"reason"`
+	Time   time.Time    `json:"time"`
+}
+
+const (
+	runtimeFile = "runtime.json"
+	exitFile    = "exit.json"
+	specFile    = "spec.json"
+	stopFile    = "stop-requested"
+	monitorLog  = "monitor.log"
+)
+
+func (r *Runner) exe() (string, error) {
+	if r.Exe != "" {
+		return r.Exe, nil
+	}
+	return os.Executable()
+}
+
+// Start launches the guest's monitor, detached (the guest outlives this
+// process), and returns once the guest's init runs with its network up.
+func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, error) {
+	g := &guest{spec: spec, runner: r}
+	if st, err := g.Status(ctx); err == nil && (st.State == driver.Running || st.State == driver.Suspended) {
+		return nil, fmt.Errorf("ns %s: start: already running (pid %d)", spec.Name, st.PID)
+	}
+	if err := checkSpec(spec); err != nil {
+		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
+	}
+	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
+	}
+	for _, f := range []string{runtimeFile, exitFile, stopFile} {
+		os.Remove(filepath.Join(spec.Dir, f))
+	}
+	b, _ := json.MarshalIndent(monitorSpec{Spec: spec, Pids: r.pids()}, "", "  ")
+	if err := fsutil.WriteFileAtomic(filepath.Join(spec.Dir, specFile), b, 0o600); err != nil {
+		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
+	}
+	exe, err := r.exe()
+	if err != nil {
+		return nil, fmt.Errorf("ns %s: start: find own binary: %w", spec.Name, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(spec.Dir, monitorLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe)
+	cmd.Args = []string{"tinyfarm-ns-monitor", spec.Dir}
+	cmd.Env = append(os.Environ(), reexecEnv+"=monitor")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own session: Ctrl-C in the terminal that ran tinyfarm does not reach
+	// the guest, and the guest survives tinyfarm's exit.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("ns %s: start monitor: %w", spec.Name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reap the monitor whenever it ends
+	for {
+		if _, err := g.runtime(); err == nil {
+			return g, nil
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("ns %s: start: monitor exited (%v): %s", spec.Name, err, tail(filepath.Join(spec.Dir, monitorLog), 2000))
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			return nil, fmt.Errorf("ns %s: start: %w", spec.Name, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Runner) pids() int {
+	if r.Pids > 0 {
+		return r.Pids
+	}
+	return 1024
+}
+
+func checkSpec(s driver.Spec) error {
+	if s.Layout != driver.Scatter && s.Layout != driver.Frugal {
+		return fmt.Errorf("layout %q: want scatter or frugal", s.Layout)
+	}
+	if s.Layout == driver.Scatter && len(s.Disks) == 0 {
+		return errors.New("a scatter guest needs a disk holding the Tiny Core root")
+	}
+	if s.Layout == driver.Frugal && s.Core == "" {
+		return errors.New("a frugal guest needs core (the Tiny Core initramfs)")
+	}
+	for _, d := range s.Disks {
+		if _, err := os.Stat(d.Path); err != nil {
+			return fmt.Errorf("disk: %w", err)
+		}
+	}
+	if s.Net.Mode != "" && s.Net.Mode != "bridge" && s.Net.Mode != "none" {
+		return driver.Unsupported("ns", "network mode "+s.Net.Mode, "ns guests use the farm bridge")
+	}
+	return nil
+}
+
+// Attach re-adopts a guest from its runtime directory.
+func (r *Runner) Attach(ctx context.Context, spec driver.Spec) (driver.Guest, error) {
+	g := &guest{spec: spec, runner: r}
+	if _, err := os.Stat(spec.Dir); err != nil {
+		return nil, fmt.Errorf("ns %s: attach: %w", spec.Name, err)
+	}
+	return g, nil
+}
+
+type guest struct {
+	spec   driver.Spec
+	runner *Runner
+}
+
+func (g *guest) path(f string) string { return filepath.Join(g.spec.Dir, f) }
+
+func (g *guest) runtime() (*Runtime, error) {
+	b, err := os.ReadFile(g.path(runtimeFile))
+	if err != nil {
+		return nil, err
+	}
+	var rt Runtime
+	if err := json.Unmarshal(b, &rt); err != nil {
+		return nil, fmt.Errorf("ns %s: %s: %w", g.spec.Name, runtimeFile, err)
+	}
+	return &rt, nil
+}
+
+// alive reports whether rt's init is still the process it started as.
+func (rt *Runtime) alive() bool {
+	st, err := procStart(rt.InitPID)
+	return err == nil && st == rt.InitStart
+}
+
+// monitorAlive reports whether the guest's monitor still runs (it may be
+// tearing down a guest whose init just ended).
+func (rt *Runtime) monitorAlive() bool {
+	st, err := procStart(rt.MonitorPID)
+	return err == nil && st == rt.MonitorStart
+}
+
+func (g *guest) Status(ctx context.Context) (driver.Status, error) {
+	rt, err := g.runtime()
+	if err == nil && rt.alive() {
+		s := driver.Status{State: driver.Running, PID: rt.InitPID, Since: rt.Started}
+		if rt.Cgroups != nil && rt.Cgroups.Frozen() {
+			s.State = driver.Suspended
+		}
+		return s, nil
+	}
+	if b, err := os.ReadFile(g.path(exitFile)); err == nil {
+		var e Exit
+		if err := json.Unmarshal(b, &e); err == nil {
+			return driver.Status{State: e.State, Reason: e.Reason, Since: e.Time}, nil
+		}
+	}
+	if rt != nil && rt.monitorAlive() {
+		// The init just ended and the monitor is recording how: wait for it.
+		deadline := time.Now().Add(5 * time.Second)
+		for rt.monitorAlive() && time.Now().Before(deadline) {
+			if _, err := os.Stat(g.path(exitFile)); err == nil {
+				return g.Status(ctx)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if _, err := os.Stat(g.path(exitFile)); err == nil {
+			return g.Status(ctx)
+		}
+	}
+	if rt != nil {
+		// Runtime but no init and no exit record: the monitor itself died
+		// (kill -9). Clean up what it would have.
+		g.cleanup(rt)
+		return driver.Status{State: driver.Crashed, Reason: "guest monitor died; guest ended"}, nil
+	}
+	return driver.Status{State: driver.Stopped, Reason: "never started"}, nil
+}
+
+func (g *guest) cleanup(rt *Runtime) {
+	if rt.alive() {
+		syscall.Kill(rt.InitPID, syscall.SIGKILL)
+	}
+	if rt.Cgroups != nil {
+		rt.Cgroups.remove()
+	}
+	if rt.Veth != "" {
+		deleteVeth(rt.Veth)
+	}
+	e := Exit{State: driver.Crashed, Reason: "guest monitor died; guest ended", Time: time.Now()}
+	b, _ := json.Marshal(e)
+	fsutil.WriteFileAtomic(g.path(exitFile), b, 0o600)
+	os.Remove(g.path(runtimeFile))
+}
+
+// Stop asks busybox init to power off (SIGUSR2: it runs the shutdown
+// actions, then ends the PID namespace), and kills the guest after grace.
+func (g *guest) Stop(ctx context.Context, grace time.Duration) error {
+	rt, err := g.runtime()
+	if err != nil || !rt.alive() {
+		if rt != nil {
+			g.cleanup(rt)
+		}
+		return nil
+	}
+	os.WriteFile(g.path(stopFile), []byte(time.Now().Format(time.RFC3339)), 0o600)
+	if rt.Cgroups != nil && rt.Cgroups.Frozen() {
+		rt.Cgroups.freeze(false) // a frozen guest cannot shut down
+	}
+	if grace > 0 {
+		syscall.Kill(rt.InitPID, syscall.SIGUSR2)
+		if g.waitGone(ctx, grace) {
+			return g.waitExitRecord(ctx)
+		}
+	}
+	syscall.Kill(rt.InitPID, syscall.SIGKILL)
+	if !g.waitGone(ctx, 10*time.Second) {
+		return fmt.Errorf("ns %s: stop: init (pid %d) did not die", g.spec.Name, rt.InitPID)
+	}
+	return g.waitExitRecord(ctx)
+}
+
+func (g *guest) waitGone(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		rt, err := g.runtime()
+		if err != nil || !rt.alive() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// waitExitRecord waits for the monitor to finish its teardown.
+func (g *guest) waitExitRecord(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if _, err := os.Stat(g.path(runtimeFile)); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rt, err := g.runtime(); err == nil {
+		g.cleanup(rt)
+	}
+	return nil
+}
+
+// WaitReady follows the console log until the guest prints the ready
+// marker, the guest dies, or ctx ends.
+func (g *guest) WaitReady(ctx context.Context) error {
+	var off int64
+	var carry []byte
+	for {
+		f, err := os.Open(g.spec.ConsoleLog())
+		if err == nil {
+			f.Seek(off, io.SeekStart)
+			b, _ := io.ReadAll(f)
+			f.Close()
+			off += int64(len(b))
+			buf := append(carry, b...)
+			if bytes.Contains(buf, []byte(driver.ReadyMarker)) {
+				return nil
+			}
+			if len(buf) > len(driver.ReadyMarker) {
+				carry = append([]byte(nil), buf[len(buf)-len(driver.ReadyMarker):]...)
+			} else {
+				carry = buf
+			}
+		}
+		if st, err := g.Status(ctx); err == nil && st.State != driver.Running {
+			return fmt.Errorf("ns %s: not ready: guest %s (%s); console:\n%s", g.spec.Name, st.State, st.Reason, tail(g.spec.ConsoleLog(), 1500))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ns %s: waiting for %q on the console: %w; console:\n%s", g.spec.Name, driver.ReadyMarker, ctx.Err(), tail(g.spec.ConsoleLog(), 1500))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (g *guest) Suspend(ctx context.Context) error {
+	rt, err := g.runningRuntime("suspend")
+	if err != nil {
+		return err
+	}
+	return rt.Cgroups.freeze(true)
+}
+
+func (g *guest) Resume(ctx context.Context) error {
+	rt, err := g.runningRuntime("resume")
+	if err != nil {
+		return err
+	}
+	return rt.Cgroups.freeze(false)
+}
+
+func (g *guest) runningRuntime(op string) (*Runtime, error) {
+	rt, err := g.runtime()
+	if err != nil || !rt.alive() {
+		return nil, fmt.Errorf("ns %s: %s: guest is not running", g.spec.Name, op)
+	}
+	return rt, nil
+}
+
+// Exec runs argv inside the guest: in its cgroups, then entering all its
+// namespaces and its root with nsenter.
+func (g *guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions) (driver.ExecResult, error) {
+	rt, err := g.runningRuntime("exec")
+	if err != nil {
+		return driver.ExecResult{}, err
+	}
+	if rt.Cgroups.Frozen() {
+		return driver.ExecResult{}, fmt.Errorf("ns %s: exec: guest is suspended", g.spec.Name)
+	}
+	exe, err := g.runner.exe()
+	if err != nil {
+		return driver.ExecResult{}, err
+	}
+	dir := opts.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	args := []string{"tinyfarm-ns-exec", strconv.Itoa(rt.InitPID), dir}
+	args = append(args, cgroupArgs(rt.Cgroups)...)
+	args = append(args, "--")
+	args = append(args, argv...)
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Args = args
+	env := []string{reexecEnv + "=exec", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
+	cmd.Env = append(env, opts.Env...)
+	cmd.Stdin = opts.Stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if opts.Stdout != nil {
+		cmd.Stdout = io.MultiWriter(&stdout, opts.Stdout)
+	}
+	if opts.Stderr != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, opts.Stderr)
+	}
+	err = cmd.Run()
+	res := driver.ExecResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		res.Code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Code = 128 + int(ws.Signal())
+		}
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("ns %s: exec %s: %w", g.spec.Name, strings.Join(argv, " "), err)
+	}
+	return res, nil
+}
+
+func cgroupArgs(cg *Cgroups) []string {
+	if cg == nil {
+		return nil
+	}
+	var out []string
+	for _, d := range cg.Paths {
+		out = append(out, d)
+	}
+	return out
+}
+
+// procStart is field 22 of /proc/<pid>/stat: the start time in clock ticks.
+func procStart(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parens: skip past
+	// the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("proc stat of %d: malformed", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, fmt.Errorf("proc stat of %d: short", pid)
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return 0, fmt.Errorf("pid %d is a zombie", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no " + filepath.Base(path) + ")"
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// Interface guards
+var (
+	_ driver.Runner    = (*Runner)(nil)
+	_ driver.Guest     = (*guest)(nil)
+	_ driver.Execer    = (*guest)(nil)
+	_ driver.Suspender = (*guest)(nil)
+)

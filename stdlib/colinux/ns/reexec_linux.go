@@ -1,0 +1,360 @@
+package ns
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+)
+
+// reexecEnv selects the role of a re-executed tinyfarm binary.
+const reexecEnv = "_TINYFARM_NS_ROLE"
+
+// Main runs the ns driver's helper roles when this process was started as
+// one (the guest monitor, the guest's first init, the exec helper) and
+// then exits; otherwise it returns at once. Call it first thing in main()
+// and in TestMain of test binaries that start namespace guests.
+func Main() {
+	role := os.Getenv(reexecEnv)
+	if role == "" {
+		return
+	}
+	os.Unsetenv(reexecEnv)
+	switch role {
+	case "monitor":
+		os.Exit(monitorMain(os.Args[1]))
+	case "init":
+		initMain(os.Args[1]) // execs the guest's init or exits
+	case "exec":
+		execMain(os.Args[1:])
+	}
+	fmt.Fprintf(os.Stderr, "tinyfarm: unknown ns role %q\n", role)
+	os.Exit(2)
+}
+
+type monitorSpec struct {
+	driver.Spec
+	Pids int
+}
+
+func readSpec(dir string) (*monitorSpec, error) {
+	b, err := os.ReadFile(filepath.Join(dir, specFile))
+	if err != nil {
+		return nil, err
+	}
+	var s monitorSpec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", specFile, err)
+	}
+	return &s, nil
+}
+
+// guestCmdline is the kernel command line the guest's Tiny Core boot
+// script sees in /proc/cmdline. nozswap and nortc keep Tiny Core's boot
+// from waiting for devices a namespace never has; nodhcp because the
+// monitor configures eth0.
+func guestCmdline(s driver.Spec) string {
+	words := strings.Fields(s.Bootcodes)
+	has := map[string]bool{}
+	for _, w := range words {
+		k, _, _ := strings.Cut(w, "=")
+		has[k] = true
+	}
+	for _, w := range []string{"nozswap", "nortc", "noswap", "nodhcp"} {
+		if !has[w] {
+			words = append(words, w)
+		}
+	}
+	if !has["host"] {
+		words = append(words, "host="+s.Name)
+	}
+	return strings.Join(words, " ")
+}
+
+// monitorMain supervises one guest: it makes the cgroups, starts the
+// guest's init in new namespaces, wires its network and console, records
+// runtime.json, then waits and records how the guest ended. A reboot
+// inside the guest restarts it; a poweroff or Stop ends the monitor.
+func monitorMain(dir string) int {
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
+	}
+	s, err := readSpec(dir)
+	if err != nil {
+		logf("read spec: %v", err)
+		return 1
+	}
+	cg, err := hostCgroupFS().create(s.Name, Limits{MemBytes: s.MemBytes, CPUs: s.CPUs, Pids: s.Pids})
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	console, err := os.OpenFile(s.ConsoleLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		logf("console log: %v", err)
+		cg.remove()
+		return 1
+	}
+	defer console.Close()
+	if err := os.WriteFile(filepath.Join(dir, "cmdline"), []byte(guestCmdline(s.Spec)+"\n"), 0o644); err != nil {
+		logf("cmdline: %v", err)
+		cg.remove()
+		return 1
+	}
+	var ex Exit
+	for boot := 1; ; boot++ {
+		var reboot bool
+		ex, reboot = runOnce(dir, s, cg, console, logf)
+		if !reboot || boot >= 100 {
+			break
+		}
+		logf("guest rebooted itself; starting it again")
+	}
+	cg.remove()
+	deleteVeth(hostVeth(s.Name))
+	ex.Time = time.Now()
+	b, _ := json.Marshal(ex)
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, exitFile), b, 0o600); err != nil {
+		logf("exit record: %v", err)
+	}
+	os.Remove(filepath.Join(dir, runtimeFile))
+	logf("guest ended: %s (%s)", ex.State, ex.Reason)
+	return 0
+}
+
+func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf func(string, ...any)) (Exit, bool) {
+	fail := func(err error) (Exit, bool) {
+		logf("%v", err)
+		return Exit{State: driver.Crashed, Reason: err.Error()}, false
+	}
+	master, slavePath, err := openPty()
+	if err != nil {
+		return fail(err)
+	}
+	defer master.Close()
+	slave, err := os.OpenFile(slavePath, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fail(fmt.Errorf("console pty %s: %w", slavePath, err))
+	}
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		slave.Close()
+		return fail(err)
+	}
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe)
+	cmd.Args = []string{"tinyfarm-ns-init", dir}
+	cmd.Env = []string{reexecEnv + "=init", "TINYFARM_NS_CONSOLE=" + slavePath}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.ExtraFiles = []*os.File{syncR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS |
+			syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET | unix.CLONE_NEWCGROUP,
+		Setsid:  true,
+		Setctty: true,
+		Ctty:    0,
+	}
+	if err := cmd.Start(); err != nil {
+		slave.Close()
+		syncR.Close()
+		syncW.Close()
+		return fail(fmt.Errorf("start guest init: %w", err))
+	}
+	slave.Close()
+	syncR.Close()
+	pid := cmd.Process.Pid
+	abort := func(err error) (Exit, bool) {
+		syncW.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fail(err)
+	}
+	if err := cg.join(pid); err != nil {
+		return abort(err)
+	}
+	veth := ""
+	if s.Net.Mode == "bridge" {
+		if veth, err = setupVeth(s.Name, pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC}); err != nil {
+			deleteVeth(veth)
+			return abort(err)
+		}
+	}
+	start, err := procStart(pid)
+	if err != nil {
+		return abort(err)
+	}
+	if _, err := syncW.Write([]byte("go")); err != nil {
+		return abort(fmt.Errorf("release guest init: %w", err))
+	}
+	syncW.Close()
+	mstart, _ := procStart(os.Getpid())
+	rt := Runtime{MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
+	b, _ := json.Marshal(rt)
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, runtimeFile), b, 0o600); err != nil {
+		return abort(err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(console, master) // ends with EIO once every slave fd is closed
+		close(copied)
+	}()
+	waitErr := cmd.Wait()
+	select {
+	case <-copied:
+	case <-time.After(500 * time.Millisecond):
+	}
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	_, stopErr := os.Stat(filepath.Join(dir, stopFile))
+	stopped := stopErr == nil
+	switch {
+	case stopped:
+		return Exit{State: driver.Stopped, Reason: "stopped by tinyfarm"}, false
+	case ws.Signaled() && ws.Signal() == syscall.SIGHUP:
+		return Exit{State: driver.Stopped, Reason: "rebooted"}, true
+	case ws.Signaled() && ws.Signal() == syscall.SIGINT:
+		return Exit{State: driver.Stopped, Reason: "powered off from inside the guest"}, false
+	case ws.Signaled():
+		reason := fmt.Sprintf("init killed by signal %d (%s)", ws.Signal(), ws.Signal())
+		if n := cg.OOMKills(); n > 0 {
+			reason += fmt.Sprintf("; %d OOM kills in the guest", n)
+		}
+		return Exit{State: driver.Crashed, Reason: reason}, false
+	case ws.Exited() && ws.ExitStatus() == 0:
+		return Exit{State: driver.Stopped, Reason: "init exited"}, false
+	}
+	return Exit{State: driver.Crashed, Reason: fmt.Sprintf("init ended: %v", waitErr)}, false
+}
+
+// openPty allocates a pseudo-terminal for the guest console. Output
+// post-processing is off, so the console log has plain \n line ends.
+func openPty() (*os.File, string, error) {
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("console pty: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("console pty: unlock: %w", err)
+	}
+	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
+	if err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("console pty: number: %w", err)
+	}
+	if t, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
+		t.Oflag &^= unix.OPOST
+		unix.IoctlSetTermios(fd, unix.TCSETS, t)
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), "/dev/pts/" + strconv.FormatUint(uint64(n), 10), nil
+}
+
+// initMain is the guest's first process (PID 1 of its namespaces). It
+// waits for the monitor's go-ahead, builds the root, pivots into it and
+// execs the guest's own /sbin/init.
+func initMain(dir string) {
+	die := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "tinyfarm-ns-init: "+format+"\n", args...)
+		os.Exit(1)
+	}
+	sync := os.NewFile(3, "sync")
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(sync, buf); err != nil {
+		die("monitor went away before the guest started: %v", err)
+	}
+	sync.Close()
+	s, err := readSpec(dir)
+	if err != nil {
+		die("%v", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		die("make mounts private: %v", err)
+	}
+	newRoot := filepath.Join(dir, "root")
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		die("%v", err)
+	}
+	switch s.Layout {
+	case driver.Scatter:
+		if err := mountDisk(s.Disks[0].Path, newRoot, s.Disks[0].ReadOnly); err != nil {
+			die("%v", err)
+		}
+	case driver.Frugal:
+		if err := frugalRoot(s, newRoot); err != nil {
+			die("%v", err)
+		}
+	}
+	var shares []shareMount
+	for _, sh := range s.Shares {
+		shares = append(shares, shareMount(sh))
+	}
+	if err := prepareRoot(newRoot, filepath.Join(dir, "cmdline"), os.Getenv("TINYFARM_NS_CONSOLE"), shares); err != nil {
+		die("%v", err)
+	}
+	if err := pivotInto(newRoot); err != nil {
+		die("%v", err)
+	}
+	host := s.Name
+	for _, w := range strings.Fields(guestCmdline(s.Spec)) {
+		if v, ok := strings.CutPrefix(w, "host="); ok {
+			host = v
+		}
+	}
+	if err := unix.Sethostname([]byte(host)); err != nil {
+		die("sethostname: %v", err)
+	}
+	init := "/sbin/init"
+	if _, err := os.Lstat(init); err != nil {
+		die("guest root has no %s: %v", init, err)
+	}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux", "HOME=/", "container=tinyfarm"}
+	err = unix.Exec(init, []string{"init"}, env)
+	die("exec %s: %v", init, err)
+}
+
+// shareMount is a host directory bind-mounted into the guest.
+type shareMount driver.Share
+
+// execMain joins the guest's cgroups, then becomes nsenter into all of the
+// guest's namespaces and its root. Args: PID DIR CGROUP... -- ARGV...
+func execMain(args []string) {
+	sep := -1
+	for i, a := range args {
+		if a == "--" {
+			sep = i
+			break
+		}
+	}
+	if sep < 2 || sep == len(args)-1 {
+		fmt.Fprintln(os.Stderr, "tinyfarm-ns-exec: usage: PID DIR CGROUP... -- ARGV...")
+		os.Exit(2)
+	}
+	pid, dir := args[0], args[1]
+	for _, cg := range args[2:sep] {
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: join %s: %v\n", cg, err)
+			os.Exit(126)
+		}
+	}
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tinyfarm-ns-exec: nsenter (util-linux) not found")
+		os.Exit(127)
+	}
+	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--"}
+	argv = append(argv, args[sep+1:]...)
+	err = syscall.Exec(nsenter, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", errors.Join(err))
+	os.Exit(127)
+}
