@@ -12,7 +12,7 @@ pkgs=(
   nginx-light
   iproute2 iptables procps psmisc util-linux
   tmux
-  ca-certificates curl make
+  ca-certificates curl make wget
 )
 if [ "${TINYFARM_BENCH_DEPS:-0}" = 1 ]; then
   pkgs+=(wrk hyperfine ansible-core)

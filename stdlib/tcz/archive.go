@@ -1,0 +1,476 @@
+package tcz
+
+import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	squashfslow "github.com/CalebQ42/squashfs/low"
+	"github.com/CalebQ42/squashfs/low/inode"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+)
+
+// Limits bounds what an archive may contain. Zero fields take the default.
+type Limits struct {
+	// MaxEntries caps the number of entries. Default 200000.
+	MaxEntries int
+	// MaxFileSize caps one regular file's size. Default 1 GiB.
+	MaxFileSize int64
+	// MaxTotalSize caps the sum of regular file sizes. Default 4 GiB.
+	MaxTotalSize int64
+	// MaxDepth caps directory nesting. Default 64.
+	MaxDepth int
+	// AllowDevices accepts character and block device nodes. Default
+	// false: an archive holding one is refused with ErrUnsafePath.
+	AllowDevices bool
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = 200000
+	}
+	if l.MaxFileSize <= 0 {
+		l.MaxFileSize = 1 << 30
+	}
+	if l.MaxTotalSize <= 0 {
+		l.MaxTotalSize = 4 << 30
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 64
+	}
+	return l
+}
+
+// Archive is the validated listing of a .tcz (a gzip squashfs 4.0). Every
+// entry has passed the safety checks of [ReadArchive]; its content can be
+// read with Open.
+type Archive struct {
+	// Entries lists the archive in tree order (every directory before
+	// its children), names relative to the root ("usr/local/bin/x"). The
+	// root directory itself is not listed. A second name for an inode
+	// already listed is a TypeHardlink whose Linkname is the first name.
+	Entries []target.Entry
+
+	ra        io.ReaderAt
+	size      int64
+	blockSize uint32
+	fragStart uint64
+	fragCount uint32
+	files     map[string]fileData
+}
+
+type fileData struct {
+	blockStart uint64
+	sizes      []uint32
+	fragInd    uint32
+	fragOff    uint32
+	size       uint64
+}
+
+// OpenArchive opens and validates the .tcz at file. The returned archive
+// holds the file open; call Close.
+func OpenArchive(file string, lim Limits) (*Archive, io.Closer, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open archive %s: %w", file, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("open archive %s: %w", file, err)
+	}
+	a, err := ReadArchive(f, fi.Size(), lim)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("open archive %s: %w", path.Base(file), err)
+	}
+	return a, f, nil
+}
+
+// ReadArchive reads and validates the squashfs listing in ra (size bytes).
+// It refuses, with ErrUnsafePath, any entry that would land outside the
+// root: a name that is empty, ".", "..", or holds "/" or NUL; a device node
+// unless lim.AllowDevices; a directory reached twice (a hardlinked
+// directory, a loop). It refuses with ErrInvalid a malformed or truncated
+// image, a compression other than gzip, or one beyond lim. Nothing is
+// extracted: callers decide what to write only after the whole listing is
+// known to be safe.
+func ReadArchive(ra io.ReaderAt, size int64, lim Limits) (a *Archive, err error) {
+	lim = lim.withDefaults()
+	defer func() {
+		if r := recover(); r != nil {
+			a, err = nil, fmt.Errorf("corrupt squashfs (%v): %w", r, ErrInvalid)
+		}
+	}()
+	if size < 96 {
+		return nil, fmt.Errorf("squashfs: %d bytes, too short: %w", size, ErrInvalid)
+	}
+	r, err := squashfslow.NewReader(io.NewSectionReader(ra, 0, size))
+	if err != nil {
+		return nil, fmt.Errorf("squashfs: %v: %w", err, ErrInvalid)
+	}
+	sb := r.Superblock
+	if sb.CompType != squashfslow.ZlibCompression {
+		return nil, fmt.Errorf("squashfs: compression %d, Tiny Core needs gzip: %w", sb.CompType, ErrInvalid)
+	}
+	if sb.Size > uint64(size) {
+		return nil, fmt.Errorf("squashfs: truncated: superblock says %d bytes, have %d: %w", sb.Size, size, ErrInvalid)
+	}
+	if sb.InodeCount > uint32(lim.MaxEntries)+1 {
+		return nil, fmt.Errorf("squashfs: %d inodes, limit %d: %w", sb.InodeCount, lim.MaxEntries, ErrInvalid)
+	}
+	for _, off := range []uint64{sb.InodeTableStart, sb.DirTableStart, sb.IdTableStart} {
+		if off >= sb.Size {
+			return nil, fmt.Errorf("squashfs: table offset %d beyond image end %d: %w", off, sb.Size, ErrInvalid)
+		}
+	}
+	a = &Archive{ra: ra, size: size, blockSize: sb.BlockSize, fragStart: sb.FragTableStart, fragCount: sb.FragCount, files: map[string]fileData{}}
+
+	type item struct {
+		dir   squashfslow.Directory
+		name  string
+		depth int
+	}
+	seenDir := map[uint32]bool{r.Root.Inode.Num: true}
+	firstName := map[uint32]string{}
+	var total int64
+	stack := []item{{dir: r.Root, name: "."}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		var subdirs []item
+		for _, de := range it.dir.Entries {
+			if len(a.Entries) >= lim.MaxEntries {
+				return nil, fmt.Errorf("squashfs: more than %d entries: %w", lim.MaxEntries, ErrInvalid)
+			}
+			if err := checkName(de.Name); err != nil {
+				return nil, fmt.Errorf("entry %q in %s: %w", de.Name, it.name, err)
+			}
+			name := path.Join(it.name, de.Name)
+			b, err := r.BaseFromEntry(de)
+			if err != nil {
+				return nil, fmt.Errorf("entry %s: %v: %w", name, err, ErrInvalid)
+			}
+			in := b.Inode
+			e := target.Entry{Name: name, Mode: permOf(in.Perm), ModTime: time.Unix(int64(in.ModTime), 0)}
+			uid, err1 := r.Id(in.UidInd)
+			gid, err2 := r.Id(in.GidInd)
+			if err := errors.Join(err1, err2); err != nil {
+				return nil, fmt.Errorf("entry %s: owner: %v: %w", name, err, ErrInvalid)
+			}
+			e.Uid, e.Gid = int(uid), int(gid)
+			switch in.Type {
+			case inode.Dir, inode.EDir:
+				if seenDir[in.Num] {
+					return nil, fmt.Errorf("entry %s: directory inode %d reached twice (hardlinked directory or loop): %w", name, in.Num, ErrUnsafePath)
+				}
+				seenDir[in.Num] = true
+				if it.depth+1 > lim.MaxDepth {
+					return nil, fmt.Errorf("entry %s: deeper than %d: %w", name, lim.MaxDepth, ErrInvalid)
+				}
+				d, err := b.ToDir(r)
+				if err != nil {
+					return nil, fmt.Errorf("entry %s: %v: %w", name, err, ErrInvalid)
+				}
+				e.Type = target.TypeDir
+				subdirs = append(subdirs, item{dir: d, name: name, depth: it.depth + 1})
+			case inode.Fil, inode.EFil:
+				if first, ok := firstName[in.Num]; ok {
+					e = target.Entry{Name: name, Type: target.TypeHardlink, Linkname: first, Mode: e.Mode, Uid: e.Uid, Gid: e.Gid}
+					break
+				}
+				firstName[in.Num] = name
+				fd := fileDataOf(in)
+				if fd.size > uint64(lim.MaxFileSize) {
+					return nil, fmt.Errorf("entry %s: %d bytes, limit %d: %w", name, fd.size, lim.MaxFileSize, ErrInvalid)
+				}
+				total += int64(fd.size)
+				if total > lim.MaxTotalSize {
+					return nil, fmt.Errorf("entry %s: archive content over %d bytes: %w", name, lim.MaxTotalSize, ErrInvalid)
+				}
+				if want := blockCount(fd, a.blockSize); uint64(len(fd.sizes)) != want {
+					return nil, fmt.Errorf("entry %s: %d blocks for %d bytes: %w", name, len(fd.sizes), fd.size, ErrInvalid)
+				}
+				e.Type, e.Size = target.TypeRegular, int64(fd.size)
+				a.files[name] = fd
+			case inode.Sym, inode.ESym:
+				var t []byte
+				if s, ok := in.Data.(inode.Symlink); ok {
+					t = s.Target
+				} else if s, ok := in.Data.(inode.ESymlink); ok {
+					t = s.Target
+				}
+				if len(t) == 0 || len(t) > 4095 || bytes.IndexByte(t, 0) >= 0 {
+					return nil, fmt.Errorf("entry %s: bad symlink target %q: %w", name, t, ErrInvalid)
+				}
+				e.Type, e.Linkname, e.Mode = target.TypeSymlink, string(t), 0o777
+			case inode.Char, inode.EChar, inode.Block, inode.EBlock:
+				if !lim.AllowDevices {
+					return nil, fmt.Errorf("entry %s: device node refused: %w", name, ErrUnsafePath)
+				}
+				var dev uint32
+				if d, ok := in.Data.(inode.Device); ok {
+					dev = d.Dev
+				} else if d, ok := in.Data.(inode.EDevice); ok {
+					dev = d.Dev
+				}
+				e.Type = target.TypeChar
+				if in.Type == inode.Block || in.Type == inode.EBlock {
+					e.Type = target.TypeBlock
+				}
+				e.Major, e.Minor = (dev&0xfff00)>>8, (dev&0xff)|((dev>>12)&0xfff00)
+			case inode.Fifo, inode.EFifo:
+				e.Type = target.TypeFifo
+			case inode.Sock, inode.ESock:
+				continue // unsquashfs skips sockets too
+			default:
+				return nil, fmt.Errorf("entry %s: inode type %d: %w", name, in.Type, ErrInvalid)
+			}
+			a.Entries = append(a.Entries, e)
+		}
+		// Reverse so the stack pops them in name order.
+		for i := len(subdirs) - 1; i >= 0; i-- {
+			stack = append(stack, subdirs[i])
+		}
+	}
+	// A hardlink whose first name is not a regular file cannot happen by
+	// construction; a duplicate name can (crafted directory tables).
+	seen := make(map[string]bool, len(a.Entries))
+	for _, e := range a.Entries {
+		if seen[e.Name] {
+			return nil, fmt.Errorf("entry %s: listed twice: %w", e.Name, ErrUnsafePath)
+		}
+		seen[e.Name] = true
+	}
+	return a, nil
+}
+
+func checkName(n string) error {
+	switch {
+	case n == "" || n == "." || n == "..":
+		return fmt.Errorf("name %q: %w", n, ErrUnsafePath)
+	case strings.ContainsAny(n, "/\x00"):
+		return fmt.Errorf("name %q holds '/' or NUL: %w", n, ErrUnsafePath)
+	}
+	return nil
+}
+
+// permOf converts squashfs's 12 mode bits (which the squashfs library
+// passes through as raw FileMode bits, so setuid is lost) into fs.FileMode.
+func permOf(p uint16) fs.FileMode {
+	m := fs.FileMode(p & 0o777)
+	if p&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if p&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if p&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+func fileDataOf(in inode.Inode) fileData {
+	switch d := in.Data.(type) {
+	case inode.File:
+		return fileData{blockStart: uint64(d.BlockStart), sizes: d.BlockSizes, fragInd: d.FragInd, fragOff: d.FragOffset, size: uint64(d.Size)}
+	case inode.EFile:
+		return fileData{blockStart: d.BlockStart, sizes: d.BlockSizes, fragInd: d.FragInd, fragOff: d.FragOffset, size: d.Size}
+	}
+	return fileData{}
+}
+
+func blockCount(fd fileData, bs uint32) uint64 {
+	n := fd.size / uint64(bs)
+	if fd.fragInd == 0xFFFFFFFF && fd.size%uint64(bs) != 0 {
+		n++
+	}
+	return n
+}
+
+// Open returns the content of the regular file name. The reader fails with
+// ErrInvalid if the image is truncated or a block does not decompress to
+// its declared size, so a short read never passes for a complete file.
+func (a *Archive) Open(name string) (io.Reader, error) {
+	fd, ok := a.files[name]
+	if !ok {
+		return nil, fmt.Errorf("open %s: not a regular file in the archive: %w", name, ErrNotFound)
+	}
+	return &fileReader{a: a, fd: fd, name: name}, nil
+}
+
+// Verify reads every regular file once, so a truncated or corrupt image is
+// caught before anything is written.
+func (a *Archive) Verify(ctx context.Context) error {
+	for _, e := range a.Entries {
+		if e.Type != target.TypeRegular {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := a.Open(e.Name)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type fileReader struct {
+	a    *Archive
+	fd   fileData
+	name string
+	blk  int // next block index; len(sizes) = fragment
+	off  uint64
+	buf  []byte
+	done uint64
+}
+
+func (f *fileReader) Read(p []byte) (int, error) {
+	for len(f.buf) == 0 {
+		if f.done >= f.fd.size {
+			return 0, io.EOF
+		}
+		b, err := f.next()
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", f.name, err)
+		}
+		f.buf = b
+	}
+	n := copy(p, f.buf)
+	f.buf = f.buf[n:]
+	f.done += uint64(n)
+	return n, nil
+}
+
+func (f *fileReader) next() ([]byte, error) {
+	bs := uint64(f.a.blockSize)
+	remain := f.fd.size - f.done
+	if f.blk < len(f.fd.sizes) {
+		want := min(bs, remain)
+		raw := f.fd.sizes[f.blk]
+		if f.blk == 0 {
+			f.off = f.fd.blockStart
+		}
+		f.blk++
+		real := uint64(raw &^ (1 << 24))
+		if real == 0 { // sparse block
+			return make([]byte, want), nil
+		}
+		b, err := f.a.readBlock(f.off, real, raw&(1<<24) == 0, want)
+		f.off += real
+		return b, err
+	}
+	if f.fd.fragInd == 0xFFFFFFFF || f.blk > len(f.fd.sizes) {
+		return nil, fmt.Errorf("data ends %d bytes early: %w", remain, ErrInvalid)
+	}
+	f.blk++
+	start, fsize, err := f.a.fragEntry(f.fd.fragInd)
+	if err != nil {
+		return nil, err
+	}
+	real := uint64(fsize &^ (1 << 24))
+	blk, err := f.a.readBlock(start, real, fsize&(1<<24) == 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(f.fd.fragOff)+remain > uint64(len(blk)) {
+		return nil, fmt.Errorf("fragment %d too short: %w", f.fd.fragInd, ErrInvalid)
+	}
+	return blk[f.fd.fragOff : uint64(f.fd.fragOff)+remain], nil
+}
+
+// readBlock reads a data block of n stored bytes at off, inflating it when
+// compressed. want > 0 is the exact uncompressed size expected; 0 means "at
+// most one block" (fragments).
+func (a *Archive) readBlock(off, n uint64, compressed bool, want uint64) ([]byte, error) {
+	if n > uint64(a.blockSize)+64 || off+n > uint64(a.size) || off+n < off {
+		return nil, fmt.Errorf("block at %d (%d bytes) outside the image: %w", off, n, ErrInvalid)
+	}
+	raw := make([]byte, n)
+	if _, err := a.ra.ReadAt(raw, int64(off)); err != nil {
+		return nil, fmt.Errorf("block at %d: %v: %w", off, err, ErrInvalid)
+	}
+	out := raw
+	if compressed {
+		zr, err := zlib.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("block at %d: %v: %w", off, err, ErrInvalid)
+		}
+		out, err = io.ReadAll(io.LimitReader(zr, int64(a.blockSize)+1))
+		if err != nil {
+			return nil, fmt.Errorf("block at %d: %v: %w", off, err, ErrInvalid)
+		}
+	}
+	if uint64(len(out)) > uint64(a.blockSize) || (want > 0 && uint64(len(out)) != want) {
+		return nil, fmt.Errorf("block at %d: %d bytes, want %d: %w", off, len(out), want, ErrInvalid)
+	}
+	return out, nil
+}
+
+// fragEntry looks up fragment i: the fragment table is an array of uint64
+// pointers to metadata blocks of 16-byte entries (512 per block).
+func (a *Archive) fragEntry(i uint32) (uint64, uint32, error) {
+	if i >= a.fragCount {
+		return 0, 0, fmt.Errorf("fragment %d of %d: %w", i, a.fragCount, ErrInvalid)
+	}
+	var p [8]byte
+	if _, err := a.ra.ReadAt(p[:], int64(a.fragStart)+int64(i/512)*8); err != nil {
+		return 0, 0, fmt.Errorf("fragment table: %v: %w", err, ErrInvalid)
+	}
+	md, err := a.metadataBlock(binary.LittleEndian.Uint64(p[:]))
+	if err != nil {
+		return 0, 0, err
+	}
+	o := int(i%512) * 16
+	if o+16 > len(md) {
+		return 0, 0, fmt.Errorf("fragment %d: entry outside table: %w", i, ErrInvalid)
+	}
+	return binary.LittleEndian.Uint64(md[o:]), binary.LittleEndian.Uint32(md[o+8:]), nil
+}
+
+func (a *Archive) metadataBlock(off uint64) ([]byte, error) {
+	var h [2]byte
+	if off+2 > uint64(a.size) {
+		return nil, fmt.Errorf("metadata at %d outside image: %w", off, ErrInvalid)
+	}
+	if _, err := a.ra.ReadAt(h[:], int64(off)); err != nil {
+		return nil, fmt.Errorf("metadata at %d: %v: %w", off, err, ErrInvalid)
+	}
+	hdr := binary.LittleEndian.Uint16(h[:])
+	n := uint64(hdr & 0x7fff)
+	if n > 8192 || off+2+n > uint64(a.size) {
+		return nil, fmt.Errorf("metadata at %d: bad length %d: %w", off, n, ErrInvalid)
+	}
+	raw := make([]byte, n)
+	if _, err := a.ra.ReadAt(raw, int64(off)+2); err != nil {
+		return nil, fmt.Errorf("metadata at %d: %v: %w", off, err, ErrInvalid)
+	}
+	if hdr&0x8000 != 0 {
+		return raw, nil
+	}
+	zr, err := zlib.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("metadata at %d: %v: %w", off, err, ErrInvalid)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, 8193))
+	if err != nil || len(out) > 8192 {
+		return nil, fmt.Errorf("metadata at %d: bad block: %w", off, ErrInvalid)
+	}
+	return out, nil
+}

@@ -1,0 +1,572 @@
+package tcz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/persist"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+)
+
+// Names Install and Remove use inside a target.
+const (
+	// InstalledDir is Tiny Core's database of installed extensions.
+	InstalledDir = "usr/local/tce.installed"
+	// FilesDir holds NAME.list: every name Install created for NAME (files,
+	// links, and directories it had to create), one per line, in the order
+	// written. Remove deletes exactly these, minus names another list holds.
+	FilesDir = InstalledDir + "/.files"
+	// FirstbootQueue lists, one per line, the install scripts
+	// (/usr/local/tce.installed/NAME) an offline install queued. The
+	// "tcz-firstboot" block Install puts in opt/bootsync.sh runs depmod -a
+	// (when usr/local/lib/modules/$(uname -r) exists) and ldconfig, then
+	// each script, then deletes the queue. It runs once, at first boot.
+	FirstbootQueue = InstalledDir + "/.firstboot.lst"
+	// FirstbootBlockID is the persist block id of that runner.
+	FirstbootBlockID = "tcz-firstboot"
+)
+
+// FirstbootScript is the body of the opt/bootsync.sh block that runs
+// FirstbootQueue.
+var FirstbootScript = []string{
+	"if [ -f /" + FirstbootQueue + " ]; then",
+	"  [ -d /usr/local/lib/modules/$(uname -r) ] && depmod -a 2>/dev/null",
+	"  ldconfig 2>/dev/null",
+	"  while read -r s; do [ -x \"$s\" ] && \"$s\"; done < /" + FirstbootQueue,
+	"  rm -f /" + FirstbootQueue,
+	"fi",
+}
+
+// InstallOptions tunes [Client.Install].
+type InstallOptions struct {
+	// Onboot adds the requested name (not its dependencies) to the tce
+	// dir's onboot.lst. Default false.
+	Onboot bool
+	// Overwrite replaces files that already exist in the target
+	// (unsquashfs -f). Default false: they are kept, as tce-load's
+	// `cp -ai` does.
+	Overwrite bool
+	// TCEDir is the tce directory inside the target, for onboot.lst.
+	// Default: target.TCEDir.
+	TCEDir string
+	// Check computes what would change and changes nothing (the cache
+	// included: extensions not yet cached are reported without their
+	// files). Default false.
+	Check bool
+}
+
+// InstallResult reports an Install.
+type InstallResult struct {
+	// Changed: the target changed (would change).
+	Changed bool
+	// Order is the dependency order, the requested name last.
+	Order []string
+	// Installed lists extensions newly installed (would be), in order.
+	Installed []string
+	// Files lists names written (would be), all extensions together.
+	Files []string
+	// Kept lists existing names left alone (Overwrite false).
+	Kept []string
+	// Queued lists install scripts queued for first boot (offline) or
+	// run (online).
+	Queued []string
+	// Diff holds unified diffs of text files changed (onboot.lst,
+	// opt/bootsync.sh, the first-boot queue).
+	Diff string
+	// Warnings are resolution warnings (dependency cycles).
+	Warnings []string
+}
+
+// Install installs name and its dependencies into t by extraction, the way
+// tce-load's copy mode (`cp -ai`) would, without loop mounts or root:
+//
+//   - the tree is fetched (see Fetch) and each cached .tcz is md5-checked
+//     again before use (bit rot is an ErrChecksum error);
+//   - each archive's whole listing is validated first (see ReadArchive) and
+//     its data read once, so a hostile or truncated archive is refused
+//     before anything is written; an entry whose path in the target goes
+//     through a symlink or a non-directory is refused (ErrUnsafePath);
+//   - owners, modes (setuid included, read from the inode), symlinks,
+//     hardlinks and fifos are kept as far as the target can (target.Caps);
+//     device nodes only with Limits.AllowDevices on a target that allows
+//     them;
+//   - an extension already marked in usr/local/tce.installed is skipped, so
+//     a second Install reports Changed false;
+//   - afterwards usr/local/tce.installed/NAME exists (the package's own
+//     script, or an empty marker) with FilesDir/NAME.list;
+//   - on an online target (Caps.Online and an Execer) depmod, ldconfig and
+//     install scripts run now; otherwise they are queued (FirstbootQueue)
+//     and opt/bootsync.sh gets the FirstbootScript block.
+func (c *Client) Install(ctx context.Context, t target.Target, name string, opts InstallOptions) (InstallResult, error) {
+	n, err := c.Name(name)
+	if err != nil {
+		return InstallResult{}, fmt.Errorf("install: %w", err)
+	}
+	fr, err := c.Fetch(ctx, FetchOptions{Check: opts.Check}, n)
+	if err != nil {
+		return InstallResult{}, fmt.Errorf("install %s: %w", n, err)
+	}
+	res := InstallResult{Order: fr.Order, Warnings: fr.Warnings}
+	caps := target.CapsOf(t)
+	online := false
+	if _, ok := t.(target.Execer); ok && caps.Online {
+		online = true
+	}
+	var scripts []string
+	modules := false
+	for _, p := range fr.Order {
+		marker := InstalledDir + "/" + p
+		ok, err := target.Exists(ctx, t, marker)
+		if err != nil {
+			return res, fmt.Errorf("install %s: %w", p, err)
+		}
+		if ok {
+			continue
+		}
+		res.Installed = append(res.Installed, p)
+		if opts.Check && slices.Contains(fr.Downloaded, p) {
+			continue // not cached: cannot list its files in check mode
+		}
+		pr, err := c.installOne(ctx, t, p, caps, opts)
+		if err != nil {
+			return res, err
+		}
+		res.Files = append(res.Files, pr.files...)
+		res.Kept = append(res.Kept, pr.kept...)
+		if pr.script {
+			scripts = append(scripts, "/"+marker)
+		}
+		modules = modules || pr.modules
+	}
+	res.Queued = scripts
+	res.Changed = len(res.Installed) > 0
+	if len(res.Installed) > 0 {
+		if online {
+			if !opts.Check {
+				ex := t.(target.Execer)
+				if modules {
+					if out, err := ex.Exec(ctx, []string{"depmod", "-a"}); err != nil {
+						return res, fmt.Errorf("install %s: depmod: %w: %s", n, err, out)
+					}
+				}
+				if out, err := ex.Exec(ctx, []string{"ldconfig"}); err != nil {
+					return res, fmt.Errorf("install %s: ldconfig: %w: %s", n, err, out)
+				}
+				for _, s := range scripts {
+					if out, err := ex.Exec(ctx, []string{s}); err != nil {
+						return res, fmt.Errorf("install %s: %s: %w: %s", n, s, err, out)
+					}
+				}
+			}
+		} else {
+			if err := c.queueFirstboot(ctx, t, scripts, opts.Check, &res); err != nil {
+				return res, fmt.Errorf("install %s: %w", n, err)
+			}
+		}
+	}
+	if opts.Onboot {
+		r, err := persist.Onboot(ctx, t, []string{n}, persist.ListOptions{TCEDir: opts.TCEDir, Check: opts.Check})
+		if err != nil {
+			return res, fmt.Errorf("install %s: %w", n, err)
+		}
+		res.Changed = res.Changed || r.Changed
+		res.Diff += r.Diff
+	}
+	return res, nil
+}
+
+func (c *Client) queueFirstboot(ctx context.Context, t target.Target, scripts []string, check bool, res *InstallResult) error {
+	queued := scripts
+	// The queue file is always present after an offline install (ldconfig
+	// must run even without scripts).
+	old, err := target.ReadFile(ctx, t, FirstbootQueue)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	exists := err == nil
+	nw := persist.EditLines(string(old), queued, nil, nil)
+	if !exists || nw != string(old) {
+		if !check {
+			if err := target.WriteFile(ctx, t, FirstbootQueue, []byte(nw), 0o644, 0, 0); err != nil {
+				return err
+			}
+		}
+	}
+	r, err := persist.Bootsync(ctx, t, FirstbootScript, persist.BlockOptions{ID: FirstbootBlockID, Check: check})
+	if err != nil {
+		return err
+	}
+	res.Diff += r.Diff
+	return nil
+}
+
+type pkgResult struct {
+	files, kept []string
+	script      bool
+	modules     bool
+}
+
+// installOne extracts one cached extension.
+func (c *Client) installOne(ctx context.Context, t target.Target, p string, caps target.Caps, opts InstallOptions) (pkgResult, error) {
+	var pr pkgResult
+	if ok, err := c.verifyCached(p); !ok {
+		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	lim := c.cfg.Limits
+	lim.AllowDevices = lim.AllowDevices && caps.Devices
+	a, closer, err := OpenArchive(c.CachePath(p+".tcz"), lim)
+	if err != nil {
+		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	defer closer.Close()
+	if err := a.Verify(ctx); err != nil {
+		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	changes, err := Plan(ctx, t, a, opts.Overwrite)
+	if err != nil {
+		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	marker := InstalledDir + "/" + p
+	for _, ch := range changes.Changes {
+		pr.files = append(pr.files, ch.Name)
+		if ch.Name == marker && ch.Type == target.TypeRegular && ch.Mode&0o111 != 0 {
+			pr.script = true
+		}
+		if strings.HasPrefix(ch.Name, "usr/local/lib/modules/") {
+			pr.modules = true
+		}
+	}
+	pr.kept = changes.Kept
+	inArchive := slices.ContainsFunc(a.Entries, func(e target.Entry) bool { return e.Name == marker })
+	if opts.Check {
+		return pr, nil
+	}
+	if err := target.ApplyAll(ctx, t, changes.Changes); err != nil {
+		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	for _, d := range []string{InstalledDir, FilesDir} {
+		made, err := target.MkdirAll(ctx, t, d, 0o775, false)
+		if err != nil {
+			return pr, fmt.Errorf("install %s: %w", p, err)
+		}
+		for _, m := range made {
+			if caps.Chown {
+				t.Apply(ctx, target.Change{Entry: target.Entry{Name: m, Type: target.TypeDir, Mode: 0o775, Gid: 50}})
+			}
+		}
+	}
+	var list strings.Builder
+	for _, f := range pr.files {
+		list.WriteString(f + "\n")
+	}
+	if err := target.WriteFile(ctx, t, FilesDir+"/"+p+".list", []byte(list.String()), 0o644, 0, 0); err != nil {
+		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	// The marker goes last: it is what makes the extension "installed".
+	if !inArchive || !slices.Contains(pr.files, marker) {
+		if ok, _ := target.Exists(ctx, t, marker); !ok {
+			if err := target.WriteFile(ctx, t, marker, nil, 0o644, 0, 50); err != nil {
+				return pr, fmt.Errorf("install %s: %w", p, err)
+			}
+		}
+	}
+	c.cfg.Logf("tcz: installed %s (%d entries)", p, len(pr.files))
+	return pr, nil
+}
+
+// PlanResult is what extracting an archive into a target would do.
+type PlanResult struct {
+	// Changes are the entries to write, parents first.
+	Changes []target.Change
+	// Kept are existing names left alone.
+	Kept []string
+}
+
+// Plan computes the changes that extract a validated archive into t with
+// `cp -ai` semantics (or `unsquashfs -f` with overwrite), reading t but
+// writing nothing. Existing directories are kept as they are. An entry
+// whose target path is, or lies below, a symlink or a non-directory in t is
+// refused with ErrUnsafePath; a non-directory over an existing directory
+// with ErrInvalid.
+func Plan(ctx context.Context, t target.Target, a *Archive, overwrite bool) (PlanResult, error) {
+	var res PlanResult
+	type st struct {
+		exists bool
+		e      target.Entry
+	}
+	state := map[string]st{} // target state of archive directories
+	written := map[string]bool{}
+	missingDir := map[string]bool{}
+	for _, e := range a.Entries {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		parent := path.Dir(e.Name)
+		var cur target.Entry
+		var exists bool
+		if parent != "." && missingDir[parent] {
+			exists = false // below a directory we are creating
+		} else {
+			ps, ok := state[parent]
+			if parent != "." && ok && ps.exists && ps.e.Type != target.TypeDir {
+				return res, fmt.Errorf("entry %s: parent is a %s in the target: %w", e.Name, ps.e.Type, ErrUnsafePath)
+			}
+			got, err := t.Lstat(ctx, e.Name)
+			switch {
+			case err == nil:
+				cur, exists = got, true
+			case errors.Is(err, fs.ErrNotExist):
+			default:
+				return res, fmt.Errorf("entry %s: %w", e.Name, err)
+			}
+		}
+		if e.Type == target.TypeDir {
+			state[e.Name] = st{exists, cur}
+			if exists {
+				switch cur.Type {
+				case target.TypeDir:
+					continue
+				case target.TypeSymlink:
+					return res, fmt.Errorf("entry %s: is a symlink to %q in the target; refusing to write through it: %w", e.Name, cur.Linkname, ErrUnsafePath)
+				default:
+					return res, fmt.Errorf("entry %s: directory over an existing %s: %w", e.Name, cur.Type, ErrUnsafePath)
+				}
+			}
+			missingDir[e.Name] = true
+			res.Changes = append(res.Changes, target.Change{Entry: e})
+			continue
+		}
+		if exists {
+			if !overwrite {
+				res.Kept = append(res.Kept, e.Name)
+				continue
+			}
+			if cur.Type == target.TypeDir {
+				return res, fmt.Errorf("entry %s: %s over an existing directory: %w", e.Name, e.Type, ErrInvalid)
+			}
+		}
+		ch := target.Change{Entry: e}
+		switch e.Type {
+		case target.TypeRegular:
+			ch.Body = archiveBody(a, e.Name)
+		case target.TypeHardlink:
+			if !written[e.Linkname] {
+				// The first name was kept: copy rather than link to a file
+				// the archive did not write.
+				ch.Type, ch.Linkname = target.TypeRegular, ""
+				ch.Body = archiveBody(a, e.Linkname)
+				for _, x := range a.Entries {
+					if x.Name == e.Linkname {
+						ch.Size, ch.ModTime = x.Size, x.ModTime
+					}
+				}
+			}
+		}
+		written[e.Name] = true
+		res.Changes = append(res.Changes, ch)
+	}
+	return res, nil
+}
+
+func archiveBody(a *Archive, name string) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		r, err := a.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(r), nil
+	}
+}
+
+// RemoveOptions tunes [Client.Remove].
+type RemoveOptions struct {
+	// TCEDir is the tce directory inside the target, for onboot.lst.
+	// Default: target.TCEDir.
+	TCEDir string
+	// Check computes what would change and changes nothing. Default false.
+	Check bool
+}
+
+// RemoveResult reports a Remove.
+type RemoveResult struct {
+	// Changed: the target changed (would change).
+	Changed bool
+	// Removed lists the names deleted (would be).
+	Removed []string
+	// Shared lists names of the package kept because another installed
+	// extension's list holds them.
+	Shared []string
+	// Diff is the onboot.lst diff.
+	Diff string
+}
+
+// Remove deletes extension name from t: exactly the names in its
+// FilesDir/NAME.list that no other installed extension's list holds
+// (directories only when empty), then its list and marker, and its
+// onboot.lst entry (exact name). Dependencies stay. Removing an extension
+// that is not installed changes nothing (only onboot.lst is cleaned). The
+// target must be a target.DirReader (to see the other lists).
+func (c *Client) Remove(ctx context.Context, t target.Target, name string, opts RemoveOptions) (RemoveResult, error) {
+	n, err := c.Name(name)
+	if err != nil {
+		return RemoveResult{}, fmt.Errorf("remove: %w", err)
+	}
+	var res RemoveResult
+	dr, ok := t.(target.DirReader)
+	if !ok {
+		return res, fmt.Errorf("remove %s: target cannot list directories: %w", n, target.ErrUnsupported)
+	}
+	marker := InstalledDir + "/" + n
+	installed, err := target.Exists(ctx, t, marker)
+	if err != nil {
+		return res, fmt.Errorf("remove %s: %w", n, err)
+	}
+	if installed {
+		own, err := readList(ctx, t, n)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return res, fmt.Errorf("remove %s: %w", n, err)
+		}
+		others := map[string]bool{}
+		lists, err := dr.ReadDir(ctx, FilesDir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return res, fmt.Errorf("remove %s: %w", n, err)
+		}
+		for _, l := range lists {
+			base := path.Base(l.Name)
+			if base == n+".list" || !strings.HasSuffix(base, ".list") {
+				continue
+			}
+			names, err := readList(ctx, t, strings.TrimSuffix(base, ".list"))
+			if err != nil {
+				return res, fmt.Errorf("remove %s: %w", n, err)
+			}
+			for _, x := range names {
+				others[x] = true
+			}
+		}
+		var dirs []string
+		var changes []target.Change
+		for _, f := range own {
+			if others[f] {
+				res.Shared = append(res.Shared, f)
+				continue
+			}
+			e, err := t.Lstat(ctx, f)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return res, fmt.Errorf("remove %s: %w", n, err)
+			}
+			if e.Type == target.TypeDir {
+				dirs = append(dirs, f)
+				continue
+			}
+			changes = append(changes, target.Change{Entry: target.Entry{Name: f, Type: target.TypeRemove}})
+			res.Removed = append(res.Removed, f)
+		}
+		if !opts.Check {
+			if err := target.ApplyAll(ctx, t, changes); err != nil {
+				return res, fmt.Errorf("remove %s: %w", n, err)
+			}
+		}
+		// Directories deepest first, only when empty (after the removals).
+		slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+		gone := map[string]bool{}
+		for _, r := range res.Removed {
+			gone[r] = true
+		}
+		for _, d := range dirs {
+			es, err := dr.ReadDir(ctx, d)
+			if err != nil {
+				return res, fmt.Errorf("remove %s: %w", n, err)
+			}
+			empty := true
+			for _, e := range es {
+				if !gone[e.Name] {
+					empty = false
+					break
+				}
+			}
+			if !empty {
+				continue
+			}
+			if !opts.Check {
+				if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: d, Type: target.TypeRemove}}); err != nil {
+					return res, fmt.Errorf("remove %s: %w", n, err)
+				}
+			}
+			gone[d] = true
+			res.Removed = append(res.Removed, d)
+		}
+		for _, f := range []string{FilesDir + "/" + n + ".list", marker} {
+			if !opts.Check && !gone[f] {
+				if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: f, Type: target.TypeRemove}}); err != nil {
+					return res, fmt.Errorf("remove %s: %w", n, err)
+				}
+			}
+			if !gone[f] {
+				res.Removed = append(res.Removed, f)
+			}
+		}
+		res.Changed = true
+	}
+	r, err := persist.Onboot(ctx, t, []string{n}, persist.ListOptions{Remove: true, TCEDir: opts.TCEDir, Check: opts.Check})
+	if err != nil {
+		return res, fmt.Errorf("remove %s: %w", n, err)
+	}
+	res.Changed = res.Changed || r.Changed
+	res.Diff = r.Diff
+	return res, nil
+}
+
+func readList(ctx context.Context, t target.Target, n string) ([]string, error) {
+	b, err := target.ReadFile(ctx, t, FilesDir+"/"+n+".list")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		c, err := target.Clean(l)
+		if err != nil || c == "." {
+			return nil, fmt.Errorf("list %s: entry %q: %w", n, l, ErrUnsafePath)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Installed lists the extensions marked in usr/local/tce.installed of t,
+// sorted. The target must be a target.DirReader; a missing directory means
+// none.
+func Installed(ctx context.Context, t target.Target) ([]string, error) {
+	dr, ok := t.(target.DirReader)
+	if !ok {
+		return nil, fmt.Errorf("installed: target cannot list directories: %w", target.ErrUnsupported)
+	}
+	es, err := dr.ReadDir(ctx, InstalledDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("installed: %w", err)
+	}
+	var out []string
+	for _, e := range es {
+		b := path.Base(e.Name)
+		if strings.HasPrefix(b, ".") || e.Type == target.TypeDir {
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
