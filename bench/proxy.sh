@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# proxy.sh: the embedded proxy (stdlib/proxy) against nginx, same backend,
+# same run, on loopback with wrk. Prints one table. About 1.5 minutes.
+#
+#   bash bench/proxy.sh            # DUR=5 seconds per wrk run by default
+#
+# Needs: go, wrk, nginx (Debian nginx-light), setpriv; run as root (nginx
+# runs as nobody from a temp prefix on 127.0.0.1 high ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-5}
+for tool in wrk nginx setpriv go; do
+  command -v "$tool" >/dev/null || { echo "proxy.sh: $tool not found" >&2; exit 1; }
+done
+
+W=$(mktemp -d /tmp/tinyfarm-bench-proxy.XXXXXX)
+chmod 0777 "$W"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+BACKEND=127.0.0.1:18181 EMB=127.0.0.1:18180 EMB1K=127.0.0.1:18183 NGX=127.0.0.1:18182
+go build -o "$W/proxyserve" ./bench/proxyserve
+PS="$W/proxyserve"
+
+# Backend, route tables, embedded proxies (1 vhost and 1,000 vhosts).
+"$PS" backend -listen "$BACKEND" & PIDS+=($!)
+"$PS" routes -dir "$W/s1" -backend "$BACKEND" -vhosts 1
+"$PS" routes -dir "$W/s1k" -backend "$BACKEND" -vhosts 1000
+"$PS" serve -dir "$W/s1" -listen "$EMB" -access-log "$W/emb-access.log" & PIDS+=($!)
+"$PS" serve -dir "$W/s1k" -listen "$EMB1K" -access-log "$W/emb1k-access.log" & PIDS+=($!)
+
+# nginx, unprivileged, from a temp prefix.
+N="$W/nginx"; mkdir -p "$N/logs" "$N/tmp"; chmod -R 0777 "$N"
+cat > "$N/nginx.conf" <<EOF
+worker_processes auto;
+pid nginx.pid;
+error_log stderr;
+events { worker_connections 4096; }
+http {
+    access_log logs/access.log;
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    server_names_hash_max_size 4096;
+    include tinyfarm.conf;
+}
+EOF
+"$PS" nginx -dir "$W/s1" -prefix "$N" -listen "$NGX"
+setpriv --reuid=nobody --regid=nogroup --clear-groups nginx -p "$N/" -c nginx.conf -g 'daemon off;' 2>"$W/nginx.err" & PIDS+=($!)
+
+wait_http() { # addr host
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null -H "Host: $2" "http://$1/" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "proxy.sh: $1 ($2) not answering" >&2; cat "$W/nginx.err" >&2; exit 1
+}
+wait_http "$EMB" v0.bench.test; wait_http "$EMB1K" v999.bench.test; wait_http "$NGX" v0.bench.test
+
+cat > "$W/hosts.lua" <<'EOF'
+-- Cycles the Host header over v0..v(NHOSTS-1).bench.test.
+local n = tonumber(os.getenv("NHOSTS") or "1")
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/", { ["Host"] = "v" .. (i % n) .. ".bench.test" })
+end
+EOF
+
+# run NAME ADDR CONNS [NHOSTS]: one wrk run; sets RPS P99 FAIL.
+run() {
+  local name=$1 addr=$2 c=$3 hosts=${4:-1} t=1
+  [ "$c" -gt 1 ] && t=2
+  NHOSTS=$hosts wrk -t"$t" -c"$c" -d"${DUR}s" --latency -s "$W/hosts.lua" "http://$addr/" > "$W/wrk.out" 2>&1
+  RPS=$(awk '/^Requests\/sec:/ {print $2}' "$W/wrk.out")
+  P99=$(awk '$1=="99%" {v=$2; u=v; sub(/[0-9.]+/,"",u); sub(/[a-z]+$/,"",v);
+        if (u=="us") v/=1000; else if (u=="s") v*=1000; printf "%.3f", v}' "$W/wrk.out")
+  local non2xx sock
+  non2xx=$(awk -F': ' '/Non-2xx/ {print $2}' "$W/wrk.out"); non2xx=${non2xx:-0}
+  sock=$(awk '/Socket errors/ {s=0; for (i=3;i<=NF;i++) {gsub(",","",$i); if ($i ~ /^[0-9]+$/) s+=$i}; print s}' "$W/wrk.out"); sock=${sock:-0}
+  FAIL=$((non2xx + sock))
+  printf '%-34s %5s %11s %10s %7s\n' "$name" "$c" "$RPS" "$P99" "$FAIL"
+  if [ "$FAIL" != 0 ]; then grep -E 'Non-2xx|Socket errors' "$W/wrk.out" | sed 's/^/      wrk: /'; fi
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "proxy bench: wrk ${DUR}s per run, loopback, backend = tiny Go server, $(nproc) cores shared;"
+echo "embedded proxy with GOGC=400 (as proxyserve sets it), access logs on for both, nginx worker_processes auto"
+printf '%-34s %5s %11s %10s %7s\n' "run" "conns" "req/s" "p99 ms" "failed"
+declare -A R L
+for c in 1 64; do
+  run "embedded, 1 vhost" "$EMB" "$c"; R[emb$c]=$RPS; L[emb$c]=$P99
+  run "nginx, 1 vhost" "$NGX" "$c"; R[ngx$c]=$RPS; L[ngx$c]=$P99
+done
+
+# Reload under load: 20 add/remove cycles of another vhost during the run.
+"$PS" churn -dir "$W/s1" -backend "$BACKEND" -n 20 & CH=$!
+run "embedded, route churn (40 reloads)" "$EMB" 64; wait "$CH"; R[embchurn]=$FAIL
+"$PS" churn -dir "$W/s1" -backend "$BACKEND" -n 20 -prefix "$N" -listen "$NGX" & CH=$!
+run "nginx, route churn (40 reloads)" "$NGX" 64; wait "$CH"; R[ngxchurn]=$FAIL
+
+# 1,000 vhosts, Host cycling over all of them, against 1 vhost the same way.
+"$PS" nginx -dir "$W/s1k" -prefix "$N" -listen "$NGX" -reload
+wait_http "$NGX" v999.bench.test
+# Alternate and keep each side's best of two: the machine is shared.
+best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+R[emb1v]=0 R[emb1k]=0
+for _ in 1 2; do
+  run "embedded, 1 vhost (lua)" "$EMB" 64 1; R[emb1v]=$(best "${R[emb1v]}" "$RPS")
+  run "embedded, 1000 vhosts (lua)" "$EMB1K" 64 1000; R[emb1k]=$(best "${R[emb1k]}" "$RPS")
+done
+run "nginx, 1000 vhosts (lua)" "$NGX" 64 1000; R[ngx1k]=$RPS
+
+echo
+echo "ratios (goal: rps >= 0.80, p99 <= 1.50)"
+printf '  1 conn:   embedded/nginx rps %s   p99 %s\n' "$(ratio "${R[emb1]}" "${R[ngx1]}")" "$(ratio "${L[emb1]}" "${L[ngx1]}")"
+printf '  64 conns: embedded/nginx rps %s   p99 %s\n' "$(ratio "${R[emb64]}" "${R[ngx64]}")" "$(ratio "${L[emb64]}" "${L[ngx64]}")"
+printf '  1000 vhosts / 1 vhost (embedded, best of 2 each): rps %s (goal >= 0.95)\n' "$(ratio "${R[emb1k]}" "${R[emb1v]}")"
+printf '  failed requests during route churn: embedded %s, nginx %s (goal 0)\n' "${R[embchurn]}" "${R[ngxchurn]}"

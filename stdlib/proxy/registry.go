@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/aymanbagabas/go-udiff"
+)
+
+// RoutesFile is the registry's file name inside its directory.
+const RoutesFile = "routes.json"
+
+// Registry is the route registry stored in a directory of the state dir.
+// It is safe for concurrent use by goroutines and by processes: every
+// change runs under an exclusive lock on RoutesFile+".lock".
+type Registry struct {
+	dir string
+	res Resolver
+}
+
+// NewRegistry returns the registry stored in dir (created on first write).
+// res resolves guest names; nil means only addresses are accepted.
+func NewRegistry(dir string, res Resolver) *Registry {
+	return &Registry{dir: dir, res: res}
+}
+
+// Path returns the registry file's path, the file Serve watches.
+func (r *Registry) Path() string { return filepath.Join(r.dir, RoutesFile) }
+
+// VHostSpec is the input of Registry.VHost (Lua: proxy.vhost{...}).
+type VHostSpec struct {
+	// Host is the name to route: exact, "*.wildcard" or DefaultHost.
+	// Required.
+	Host string
+	// To is a guest name or an address (IP, DNS name with a dot, or
+	// "host:port" when Port is 0). Required.
+	To string
+	// Port is the backend port. Required unless To carries it.
+	Port int
+	// Replace allows re-pointing a host that already routes elsewhere.
+	// Default false: that is an ErrConflict.
+	Replace bool
+}
+
+// ForwardSpec is the input of Registry.Forward (Lua: proxy.forward{...}).
+type ForwardSpec struct {
+	// Listen is "port", ":port" or "host:port". Required.
+	Listen string
+	// To is a guest name or an address, as in VHostSpec. Required.
+	To string
+	// Port is the backend port. Required unless To carries it.
+	Port int
+	// Replace allows re-pointing a listen address that already forwards
+	// elsewhere. Default false: that is an ErrConflict.
+	Replace bool
+}
+
+// RemoveSpec names the route to remove (Lua: proxy.remove{...}). Exactly one
+// field must be set. Removing a route that does not exist is not an error;
+// it reports no change.
+type RemoveSpec struct {
+	// Host is the vhost to remove. Default "": none.
+	Host string
+	// Listen is the forward to remove. Default "": none.
+	Listen string
+}
+
+// ChangeOptions controls how a change is carried out.
+type ChangeOptions struct {
+	// Check computes the change and its diff without writing anything.
+	// Default false: the change is written.
+	Check bool
+}
+
+// Change reports the outcome of an idempotent operation.
+type Change struct {
+	// Changed is true when the operation changed (or, in check mode, would
+	// change) something.
+	Changed bool
+	// Diff is a unified diff of the routing table (Table.String) or of
+	// the rendered file; "" when nothing changed.
+	Diff string
+	// Table is the routing table after the change (planned, in check mode).
+	Table Table
+}
+
+// Routes returns the current routing table. A missing registry file is an
+// empty table.
+func (r *Registry) Routes(ctx context.Context) (Table, error) {
+	if err := ctx.Err(); err != nil {
+		return Table{}, err
+	}
+	t, err := LoadTable(r.Path())
+	if err != nil {
+		return Table{}, fmt.Errorf("proxy routes: %w", err)
+	}
+	return t, nil
+}
+
+// VHost adds or updates a virtual host. Re-adding the same route reports no
+// change. A guest whose address changed is updated without Replace.
+func (r *Registry) VHost(ctx context.Context, spec VHostSpec, opts ChangeOptions) (Change, error) {
+	host, err := NormalizeHost(spec.Host)
+	if err != nil {
+		return Change{}, fmt.Errorf("proxy vhost: %w", err)
+	}
+	op := "proxy vhost " + host
+	addr, port, guest, err := resolveTarget(ctx, r.res, spec.To, spec.Port)
+	if err != nil {
+		return Change{}, fmt.Errorf("%s: %w", op, err)
+	}
+	nv := VHost{Host: host, To: spec.To, Guest: guest, Addr: addr, Port: port}
+	return r.update(ctx, op, opts, func(t *Table) error {
+		for i, v := range t.VHosts {
+			if v.Host != host {
+				continue
+			}
+			if !spec.Replace && (v.To != nv.To || v.Port != nv.Port) {
+				return fmt.Errorf("already routed to %s (%s); set replace to re-point it: %w", v.To, v.Backend(), ErrConflict)
+			}
+			t.VHosts[i] = nv
+			return nil
+		}
+		t.VHosts = append(t.VHosts, nv)
+		return nil
+	})
+}
+
+// Forward adds or updates a TCP forward.
+func (r *Registry) Forward(ctx context.Context, spec ForwardSpec, opts ChangeOptions) (Change, error) {
+	listen, err := normalizeListen(spec.Listen)
+	if err != nil {
+		return Change{}, fmt.Errorf("proxy forward: %w", err)
+	}
+	op := "proxy forward " + listen
+	addr, port, guest, err := resolveTarget(ctx, r.res, spec.To, spec.Port)
+	if err != nil {
+		return Change{}, fmt.Errorf("%s: %w", op, err)
+	}
+	nf := Forward{Listen: listen, To: spec.To, Guest: guest, Addr: addr, Port: port}
+	return r.update(ctx, op, opts, func(t *Table) error {
+		for i, f := range t.Forwards {
+			if f.Listen != listen {
+				continue
+			}
+			if !spec.Replace && (f.To != nf.To || f.Port != nf.Port) {
+				return fmt.Errorf("already forwarded to %s (%s); set replace to re-point it: %w", f.To, f.Backend(), ErrConflict)
+			}
+			t.Forwards[i] = nf
+			return nil
+		}
+		t.Forwards = append(t.Forwards, nf)
+		return nil
+	})
+}
+
+// Remove deletes a vhost or a forward. An absent route reports no change.
+func (r *Registry) Remove(ctx context.Context, spec RemoveSpec, opts ChangeOptions) (Change, error) {
+	switch {
+	case spec.Host != "" && spec.Listen == "":
+		host, err := NormalizeHost(spec.Host)
+		if err != nil {
+			return Change{}, fmt.Errorf("proxy remove: %w", err)
+		}
+		return r.update(ctx, "proxy remove "+host, opts, func(t *Table) error {
+			out := t.VHosts[:0]
+			for _, v := range t.VHosts {
+				if v.Host != host {
+					out = append(out, v)
+				}
+			}
+			t.VHosts = out
+			return nil
+		})
+	case spec.Listen != "" && spec.Host == "":
+		listen, err := normalizeListen(spec.Listen)
+		if err != nil {
+			return Change{}, fmt.Errorf("proxy remove: %w", err)
+		}
+		return r.update(ctx, "proxy remove "+listen, opts, func(t *Table) error {
+			out := t.Forwards[:0]
+			for _, f := range t.Forwards {
+				if f.Listen != listen {
+					out = append(out, f)
+				}
+			}
+			t.Forwards = out
+			return nil
+		})
+	default:
+		return Change{}, fmt.Errorf("proxy remove: exactly one of host and listen must be set: %w", ErrInvalid)
+	}
+}
+
+// update applies fn to the current table under the lock and writes the
+// result unless it is unchanged or opts.Check is set.
+func (r *Registry) update(ctx context.Context, op string, opts ChangeOptions, fn func(*Table) error) (Change, error) {
+	var unlock func()
+	if !opts.Check {
+		var err error
+		if unlock, err = r.lock(ctx); err != nil {
+			return Change{}, fmt.Errorf("%s: %w", op, err)
+		}
+		defer unlock()
+	}
+	old, err := LoadTable(r.Path())
+	if err != nil {
+		return Change{}, fmt.Errorf("%s: %w", op, err)
+	}
+	next := old.clone()
+	if err := fn(&next); err != nil {
+		return Change{}, fmt.Errorf("%s: %w", op, err)
+	}
+	next.sort()
+	before, after := old.String(), next.String()
+	if before == after {
+		return Change{Table: old}, nil
+	}
+	ch := Change{Changed: true, Table: next, Diff: udiff.Unified("routes (current)", "routes (planned)", before, after)}
+	if opts.Check {
+		return ch, nil
+	}
+	data, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return Change{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := writeFileAtomic(r.Path(), append(data, '\n'), 0o644); err != nil {
+		return Change{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return ch, nil
+}
+
+// lock takes the registry's exclusive lock, waiting until ctx is done.
+func (r *Registry) lock(ctx context.Context) (func(), error) {
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return nil, err
+	}
+	name := r.Path() + ".lock"
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for delay := time.Millisecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", name, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+}
+
+// LoadTable reads a registry file. A missing file is an empty table.
+func LoadTable(path string) (Table, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Table{}, nil
+	}
+	if err != nil {
+		return Table{}, err
+	}
+	var t Table
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return Table{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	t.sort()
+	return t, nil
+}
+
+// writeFileAtomic writes data to a temp file beside path, fsyncs it, renames
+// it over path and fsyncs the directory, so readers see the old or the new
+// content, never a mix.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,523 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Options configures the embedded proxy.
+type Options struct {
+	// Listen is the HTTP listen address. Default ":80". Ignored by
+	// Server.Serve, which takes a listener.
+	Listen string
+	// RoutesFile is the registry file to serve and watch (Registry.Path).
+	// Required. A missing file is an empty table; its directory is created.
+	RoutesFile string
+	// AccessLog receives one line per request. Default nil: no access log.
+	AccessLog io.Writer
+	// Logger receives errors and reload events. Default: discarded.
+	Logger *slog.Logger
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle client keep-alive connections. Default 120s.
+	IdleTimeout time.Duration
+	// DialTimeout bounds connecting to a backend. Default 5s.
+	DialTimeout time.Duration
+	// MaxHeaderBytes limits the request line plus headers; larger requests
+	// get 431. Default 64 KiB.
+	MaxHeaderBytes int
+	// ShutdownTimeout is how long graceful shutdown waits for in-flight
+	// requests and TCP forwards before closing them. Default 30s.
+	ShutdownTimeout time.Duration
+	// PollInterval is how often the registry file is also checked by
+	// stat, in case a file-system event is missed. Default 2s.
+	PollInterval time.Duration
+	// MaxIdleConnsPerHost is the number of idle keep-alive connections
+	// kept per backend. Default 256.
+	MaxIdleConnsPerHost int
+}
+
+func (o *Options) defaults() {
+	if o.Listen == "" {
+		o.Listen = ":80"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ReadHeaderTimeout == 0 {
+		o.ReadHeaderTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 120 * time.Second
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = 64 << 10
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 2 * time.Second
+	}
+	if o.MaxIdleConnsPerHost == 0 {
+		o.MaxIdleConnsPerHost = 256
+	}
+}
+
+// Serve runs the embedded proxy on opts.Listen until ctx is cancelled, then
+// shuts down gracefully. It returns nil after a clean shutdown.
+func Serve(ctx context.Context, opts Options) error {
+	s, err := NewServer(opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy serve %s: %w", s.opts.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Server is the embedded reverse proxy. Create it with NewServer.
+type Server struct {
+	opts      Options
+	transport *http.Transport
+	bufs      bufferPool
+	routes    atomic.Pointer[snapshot]
+	log       *accessLog
+
+	mu       sync.Mutex // guards forwards and the file state below
+	forwards map[string]*forwarder
+	fileSig  string
+	conns    sync.WaitGroup // TCP-forward connections
+	fwdCtx   context.Context
+	stopFwd  context.CancelFunc
+}
+
+// NewServer validates opts and loads the routing table.
+func NewServer(opts Options) (*Server, error) {
+	opts.defaults()
+	if opts.RoutesFile == "" {
+		return nil, fmt.Errorf("proxy serve: routes file not set: %w", ErrInvalid)
+	}
+	s := &Server{opts: opts, forwards: map[string]*forwarder{}}
+	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	s.transport = &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          4 * opts.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+	if opts.AccessLog != nil {
+		s.log = &accessLog{w: bufio.NewWriterSize(opts.AccessLog, 64<<10)}
+	}
+	s.routes.Store(&snapshot{exact: map[string]*backend{}, wild: map[string]*backend{}})
+	return s, nil
+}
+
+// Serve accepts HTTP connections on ln and runs the TCP forwards until ctx
+// is cancelled; then it stops accepting, waits up to ShutdownTimeout for
+// in-flight requests and forwarded connections, and returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := os.MkdirAll(filepath.Dir(s.opts.RoutesFile), 0o755); err != nil {
+		ln.Close()
+		return fmt.Errorf("proxy serve %s: %w", s.opts.RoutesFile, err)
+	}
+	s.fwdCtx, s.stopFwd = context.WithCancel(context.Background())
+	defer s.stopFwd()
+	if err := s.reload(true); err != nil {
+		s.opts.Logger.Error("proxy: initial routes", "err", err)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.watch(watchCtx) }()
+	if s.log != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.log.flushLoop(watchCtx) }()
+	}
+
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	stopWatch()
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := srv.Shutdown(sctx)
+	s.closeForwards(sctx)
+	s.transport.CloseIdleConnections()
+	if s.log != nil {
+		s.log.flush()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("proxy serve %s: %w", ln.Addr(), err)
+	}
+	if shutdownErr != nil {
+		srv.Close()
+		s.opts.Logger.Warn("proxy: shutdown timed out; closed remaining connections", "err", shutdownErr)
+	}
+	return nil
+}
+
+// snapshot is an immutable routing table for the HTTP side.
+type snapshot struct {
+	exact map[string]*backend
+	wild  map[string]*backend // key: suffix without "*.", e.g. "example.com"
+	def   *backend
+}
+
+type backend struct {
+	addr string
+	rp   *httputil.ReverseProxy
+}
+
+func (sn *snapshot) lookup(host string) *backend {
+	if b, ok := sn.exact[host]; ok {
+		return b
+	}
+	// Longest wildcard first: a.b.example.com tries b.example.com, then
+	// example.com, then com.
+	for i := strings.IndexByte(host, '.'); i >= 0; {
+		if b, ok := sn.wild[host[i+1:]]; ok {
+			return b
+		}
+		j := strings.IndexByte(host[i+1:], '.')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	return sn.def
+}
+
+// canonicalHost strips the port and a trailing dot and lower-cases.
+func canonicalHost(h string) string {
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// ServeHTTP routes a request by its Host header. Unknown hosts get 404 and
+// are never forwarded; CONNECT is refused.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var lw *logWriter
+	if s.log != nil {
+		lw = &logWriter{ResponseWriter: w, start: time.Now()}
+		w = lw
+		defer s.log.write(r, lw)
+	}
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		http.Error(w, "CONNECT is not supported: this is not a forward proxy", http.StatusMethodNotAllowed)
+		return
+	}
+	host := canonicalHost(r.Host)
+	b := s.routes.Load().lookup(host)
+	if b == nil {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "<!doctype html><title>404 Not Found</title><h1>404 Not Found</h1><p>No site is configured for host %q on this server.</p>\n", html.EscapeString(host))
+		return
+	}
+	if lw != nil {
+		lw.backend = b.addr
+	}
+	b.rp.ServeHTTP(w, r)
+}
+
+func (s *Server) newBackend(addr string) *backend {
+	target := &url.URL{Scheme: "http", Host: addr}
+	b := &backend{addr: addr}
+	b.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			// X-Forwarded-For is the direct client only: the edge proxy does
+			// not trust a client-supplied chain (nginx renders the same).
+			pr.SetXForwarded()
+		},
+		Transport:  s.transport,
+		BufferPool: &s.bufs,
+		ErrorLog:   slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				w.WriteHeader(499) // client went away; nginx logs the same code
+				return
+			}
+			s.opts.Logger.Warn("proxy: backend error", "host", r.Host, "backend", addr, "err", err)
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The site's backend is not answering.</p>\n")
+		},
+	}
+	return b
+}
+
+// buildSnapshot turns a table into a snapshot, reusing the backends of the
+// previous snapshot so their state survives a reload.
+func (s *Server) buildSnapshot(t Table, prev *snapshot) *snapshot {
+	reuse := map[string]*backend{}
+	for _, m := range []map[string]*backend{prev.exact, prev.wild} {
+		for _, b := range m {
+			reuse[b.addr] = b
+		}
+	}
+	if prev.def != nil {
+		reuse[prev.def.addr] = prev.def
+	}
+	get := func(addr string) *backend {
+		if b, ok := reuse[addr]; ok {
+			return b
+		}
+		b := s.newBackend(addr)
+		reuse[addr] = b
+		return b
+	}
+	sn := &snapshot{exact: map[string]*backend{}, wild: map[string]*backend{}}
+	for _, v := range t.VHosts {
+		switch b := get(v.Backend()); {
+		case v.Host == DefaultHost:
+			sn.def = b
+		case strings.HasPrefix(v.Host, "*."):
+			sn.wild[v.Host[2:]] = b
+		default:
+			sn.exact[v.Host] = b
+		}
+	}
+	return sn
+}
+
+// reload re-reads the registry file if it changed and swaps the routes in.
+// In-flight requests keep the backend they started with.
+// Unless force is set, an unchanged file signature skips the reload.
+func (s *Server) reload(force bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sig := fileSignature(s.opts.RoutesFile)
+	if !force && sig == s.fileSig {
+		return nil
+	}
+	t, err := LoadTable(s.opts.RoutesFile)
+	if err != nil {
+		return err // keep serving the previous table
+	}
+	s.fileSig = sig
+	s.routes.Store(s.buildSnapshot(t, s.routes.Load()))
+	s.syncForwards(t.Forwards)
+	s.opts.Logger.Info("proxy: routes loaded", "vhosts", len(t.VHosts), "forwards", len(t.Forwards))
+	return nil
+}
+
+func fileSignature(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return fmt.Sprintf("%d/%d/%d", fi.Size(), fi.ModTime().UnixNano(), ino)
+}
+
+// watch reloads the routes when the registry file changes. It watches the
+// directory (an atomic rename replaces the file) and also polls by stat.
+func (s *Server) watch(ctx context.Context) {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		defer w.Close()
+		if err = w.Add(filepath.Dir(s.opts.RoutesFile)); err == nil {
+			events, errs = w.Events, w.Errors
+		}
+	}
+	if err != nil {
+		s.opts.Logger.Warn("proxy: file watch unavailable, polling", "err", err)
+	}
+	tick := time.NewTicker(s.opts.PollInterval)
+	defer tick.Stop()
+	base := filepath.Base(s.opts.RoutesFile)
+	for {
+		force := false
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-events:
+			if filepath.Base(ev.Name) != base {
+				continue
+			}
+			force = true
+		case err := <-errs:
+			s.opts.Logger.Warn("proxy: file watch", "err", err)
+			continue
+		case <-tick.C:
+		}
+		if err := s.reload(force); err != nil {
+			s.opts.Logger.Error("proxy: reload routes; keeping the previous table", "err", err)
+		}
+	}
+}
+
+// bufferPool is an httputil.BufferPool of 32 KiB buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// logWriter records the status and size of a response. It unwraps for
+// http.ResponseController, so flushing and hijacking (WebSocket) work.
+type logWriter struct {
+	http.ResponseWriter
+	status  int
+	bytes   int64
+	start   time.Time
+	backend string
+}
+
+func (l *logWriter) WriteHeader(code int) {
+	if l.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
+		l.status = code
+	}
+	l.ResponseWriter.WriteHeader(code)
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	if l.status == 0 {
+		l.status = http.StatusOK
+	}
+	n, err := l.ResponseWriter.Write(p)
+	l.bytes += int64(n)
+	return n, err
+}
+
+func (l *logWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
+
+// Flush is here for code that type-asserts http.Flusher.
+func (l *logWriter) Flush() { _ = http.NewResponseController(l.ResponseWriter).Flush() }
+
+// accessLog writes one line per request, buffered and flushed every second.
+// Format: remote - - [time] "METHOD URI PROTO" status bytes "host" "user-agent" seconds backend
+type accessLog struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	buf []byte
+}
+
+func (a *accessLog) write(r *http.Request, l *logWriter) {
+	status := l.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	backend := l.backend
+	if backend == "" {
+		backend = "-"
+	}
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.buf[:0]
+	b = append(b, host...)
+	b = append(b, " - - ["...)
+	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \""...)
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	n := len(b)
+	b = strconv.AppendQuote(b, r.RequestURI) // escapes '"' and control bytes
+	b = append(b[:n], b[n+1:len(b)-1]...)
+	b = append(b, ' ')
+	b = append(b, r.Proto...)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, l.bytes, 10)
+	b = append(b, ' ')
+	b = strconv.AppendQuote(b, r.Host)
+	b = append(b, ' ')
+	b = strconv.AppendQuote(b, r.UserAgent())
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, now.Sub(l.start).Seconds(), 'f', 3, 64)
+	b = append(b, ' ')
+	b = append(b, backend...)
+	b = append(b, '\n')
+	a.buf = b
+	_, _ = a.w.Write(b)
+}
+
+func (a *accessLog) flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_ = a.w.Flush()
+}
+
+func (a *accessLog) flushLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.flush()
+		}
+	}
+}
