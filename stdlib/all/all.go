@@ -4,12 +4,16 @@ package all
 
 import (
 	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/host"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
 // Modules returns a fresh set of the built-in modules.
 func Modules() []engine.Module {
 	return []engine.Module{
 		host.Module(),
+		colinux.Module(colinux.DefaultDrivers()),
+		ssh.Module(),
 	}
 }

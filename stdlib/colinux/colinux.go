@@ -1,0 +1,517 @@
+// Package colinux defines and drives tinyfarm's guests: definitions kept
+// in the state directory, a lifecycle (start, stop, restart, status,
+// wait_ready, exec, suspend, resume, destroy), host sizing (Host, Plan) and
+// the backends behind it (ns, qemu, colinux; see package driver).
+//
+// The Go API here has no Lua in it; lua.go binds it as require("colinux").
+package colinux
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	ErrNotFound   = fmt.Errorf("guest not found: %w", fs.ErrNotExist)
+	ErrInvalid    = fmt.Errorf("invalid guest definition: %w", fs.ErrInvalid)
+	ErrOvercommit = errors.New("host memory would be overcommitted")
+	ErrExists     = errors.New("guest already exists")
+)
+
+// Definition is a guest as the user declared it, plus what tinyfarm
+// assigned once and keeps (IP, MAC). It is persisted as
+// <state>/guests/<name>/guest.json.
+type Definition struct {
+	Name      string            `json:"name"`
+	Driver    string            `json:"driver"`            // "ns", "qemu", "colinux"
+	Disk      string            `json:"disk,omitempty"`    // disk image path (absolute)
+	Disks     []string          `json:"disks,omitempty"`   // extra disks
+	Layout    driver.Layout     `json:"layout"`            // scatter (default) or frugal
+	Core      string            `json:"core,omitempty"`    // frugal: core.gz
+	Kernel    string            `json:"kernel,omitempty"`  // qemu/colinux
+	Initrds   []string          `json:"initrds,omitempty"` // qemu/colinux extra initrds (modules)
+	Bootcodes string            `json:"bootcodes,omitempty"`
+	MemBytes  int64             `json:"mem"`
+	CPUs      float64           `json:"cpus"`
+	IP        string            `json:"ip,omitempty"` // bridge address with prefix ("10.77.0.5/24")
+	MAC       string            `json:"mac,omitempty"`
+	Net       string            `json:"net,omitempty"` // "bridge" (ns), "user" (qemu default)
+	Forwards  []driver.Forward  `json:"forwards,omitempty"`
+	Shares    []driver.Share    `json:"shares,omitempty"`
+	HostKey   string            `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
+	User      string            `json:"user,omitempty"`     // SSH user; default "tc"
+	Accel     string            `json:"accel,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+// Validate checks a definition and names the field and the fix.
+func (d *Definition) Validate() error {
+	if !nameRe.MatchString(d.Name) {
+		return fmt.Errorf("guest name %q: want 1-32 of a-z, 0-9, '-', starting with a letter: %w", d.Name, ErrInvalid)
+	}
+	switch d.Driver {
+	case "ns", "qemu", "colinux":
+	default:
+		return fmt.Errorf("guest %s: driver %q: want ns, qemu or colinux: %w", d.Name, d.Driver, ErrInvalid)
+	}
+	switch d.Layout {
+	case driver.Scatter:
+		if d.Disk == "" {
+			return fmt.Errorf("guest %s: a scatter guest needs disk = a tinycolinux disk (image.build): %w", d.Name, ErrInvalid)
+		}
+	case driver.Frugal:
+		if d.Core == "" {
+			return fmt.Errorf("guest %s: a frugal guest needs core = the Tiny Core initramfs (core.gz): %w", d.Name, ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("guest %s: layout %q: want scatter or frugal: %w", d.Name, d.Layout, ErrInvalid)
+	}
+	if d.MemBytes < 16<<20 {
+		return fmt.Errorf("guest %s: mem %d bytes: at least 16M: %w", d.Name, d.MemBytes, ErrInvalid)
+	}
+	if d.CPUs < 0 || d.CPUs > 64 {
+		return fmt.Errorf("guest %s: cpus %v: want 0 (no limit) to 64: %w", d.Name, d.CPUs, ErrInvalid)
+	}
+	if d.Driver != "ns" && d.Kernel == "" {
+		return fmt.Errorf("guest %s: the %s driver needs kernel = a kernel image: %w", d.Name, d.Driver, ErrInvalid)
+	}
+	for _, f := range d.Forwards {
+		if f.HostPort < 1 || f.HostPort > 65535 || f.GuestPort < 1 || f.GuestPort > 65535 {
+			return fmt.Errorf("guest %s: forward %d -> %d: ports must be 1-65535: %w", d.Name, f.HostPort, f.GuestPort, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Options configure a Farm. Zero fields take the defaults noted.
+type Options struct {
+	// Drivers by name. Default: none (a Farm without drivers can only
+	// define guests).
+	Drivers map[string]driver.Runner
+	// Bridge is the farm bridge for ns guests. Default "tfbr0".
+	Bridge string
+	// Subnet is the farm network; .1 is the host. Default "10.77.0.0/24".
+	Subnet string
+	// Reserve is host memory kept for the host itself. Default 128 MiB.
+	Reserve int64
+	// MemTotal overrides the host's memory (tests). Default: /proc/meminfo.
+	MemTotal int64
+}
+
+// Farm is the set of guests in one state directory.
+type Farm struct {
+	dir  string // <state>/guests
+	opts Options
+}
+
+// New opens the farm in stateDir (created on demand).
+func New(stateDir string, opts Options) *Farm {
+	if opts.Bridge == "" {
+		opts.Bridge = "tfbr0"
+	}
+	if opts.Subnet == "" {
+		opts.Subnet = "10.77.0.0/24"
+	}
+	if opts.Reserve == 0 {
+		opts.Reserve = 128 << 20
+	}
+	return &Farm{dir: filepath.Join(stateDir, "guests"), opts: opts}
+}
+
+func (f *Farm) guestDir(name string) string { return filepath.Join(f.dir, name) }
+
+// lock serialises changes to definitions across tinyfarm processes.
+func (f *Farm) lock() (func(), error) {
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("farm %s: %w", f.dir, err)
+	}
+	lf, err := os.OpenFile(filepath.Join(f.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("farm lock: %w", err)
+	}
+	if err := flock(lf); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("farm lock: %w", err)
+	}
+	return func() { lf.Close() }, nil
+}
+
+// Get loads a definition; a missing guest is ErrNotFound.
+func (f *Farm) Get(name string) (*Definition, error) {
+	b, err := os.ReadFile(filepath.Join(f.guestDir(name), "guest.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("guest %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("guest %s: %w", name, err)
+	}
+	var d Definition
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("guest %s: guest.json: %w", name, err)
+	}
+	return &d, nil
+}
+
+// List returns every defined guest, by name.
+func (f *Farm) List() ([]*Definition, error) {
+	ents, err := os.ReadDir(f.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("farm %s: %w", f.dir, err)
+	}
+	var out []*Definition
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		d, err := f.Get(e.Name())
+		if err != nil {
+			continue // a half-removed guest directory: not a guest
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// DefineResult says what Define did or would do.
+type DefineResult struct {
+	Changed bool
+	Created bool
+	Diff    string // unified diff of guest.json
+	Def     *Definition
+}
+
+// Define creates or updates a guest definition. Fields tinyfarm assigns
+// (IP, MAC) are kept from an earlier definition, or allocated. With dryRun
+// nothing is written.
+func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
+	if d.Layout == "" {
+		d.Layout = driver.Scatter
+	}
+	if d.User == "" {
+		d.User = "tc"
+	}
+	if d.Net == "" {
+		d.Net = "bridge"
+		if d.Driver != "ns" {
+			d.Net = "user"
+		}
+	}
+	for _, p := range []*string{&d.Disk, &d.Core, &d.Kernel} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return DefineResult{}, err
+			}
+			*p = abs
+		}
+	}
+	if err := d.Validate(); err != nil {
+		return DefineResult{}, err
+	}
+	unlock, err := f.lock()
+	if err != nil {
+		return DefineResult{}, err
+	}
+	defer unlock()
+	old, err := f.Get(d.Name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return DefineResult{}, err
+	}
+	if d.IP == "" && old != nil {
+		d.IP = old.IP
+	}
+	if d.MAC == "" && old != nil {
+		d.MAC = old.MAC
+	}
+	if d.HostKey == "" && old != nil {
+		d.HostKey = old.HostKey
+	}
+	if d.Net == "bridge" && d.IP == "" {
+		if d.IP, err = f.allocIP(d.Name); err != nil {
+			return DefineResult{}, err
+		}
+	}
+	if d.MAC == "" {
+		h := sha256.Sum256([]byte(d.Name))
+		d.MAC = fmt.Sprintf("02:74:66:%02x:%02x:%02x", h[0], h[1], h[2])
+	}
+	if err := f.checkConflicts(&d); err != nil {
+		return DefineResult{}, err
+	}
+	nb, _ := json.MarshalIndent(&d, "", "  ")
+	nb = append(nb, '\n')
+	var ob []byte
+	if old != nil {
+		ob, _ = json.MarshalIndent(old, "", "  ")
+		ob = append(ob, '\n')
+	}
+	res := DefineResult{Def: &d, Created: old == nil, Diff: fsutil.Diff("guest "+d.Name, ob, nb)}
+	res.Changed = res.Diff != ""
+	if !res.Changed || dryRun {
+		return res, nil
+	}
+	if err := os.MkdirAll(f.guestDir(d.Name), 0o700); err != nil {
+		return res, fmt.Errorf("guest %s: %w", d.Name, err)
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(f.guestDir(d.Name), "guest.json"), nb, 0o600); err != nil {
+		return res, fmt.Errorf("guest %s: %w", d.Name, err)
+	}
+	return res, nil
+}
+
+// checkConflicts refuses an IP or a forwarded host port that another guest
+// already has.
+func (f *Farm) checkConflicts(d *Definition) error {
+	all, err := f.List()
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.Name == d.Name {
+			continue
+		}
+		if d.IP != "" && o.IP == d.IP {
+			return fmt.Errorf("guest %s: ip %s is already guest %s's: %w", d.Name, d.IP, o.Name, ErrInvalid)
+		}
+		for _, a := range d.Forwards {
+			for _, b := range o.Forwards {
+				if a.HostPort == b.HostPort && strings.EqualFold(a.Proto, b.Proto) {
+					return fmt.Errorf("guest %s: host port %d is already forwarded to guest %s: %w", d.Name, a.HostPort, o.Name, ErrInvalid)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// allocIP picks the lowest free address of the farm subnet (.2 up).
+// Callers hold the lock.
+func (f *Farm) allocIP(name string) (string, error) {
+	_, ipnet, err := net.ParseCIDR(f.opts.Subnet)
+	if err != nil {
+		return "", fmt.Errorf("farm subnet %q: %w", f.opts.Subnet, err)
+	}
+	ones, bits := ipnet.Mask.Size()
+	used := map[string]bool{}
+	all, err := f.List()
+	if err != nil {
+		return "", err
+	}
+	for _, o := range all {
+		if o.Name != name && o.IP != "" {
+			ip, _, _ := net.ParseCIDR(o.IP)
+			used[ip.String()] = true
+		}
+	}
+	base := ipnet.IP.To4()
+	size := 1 << (bits - ones)
+	for i := 2; i < size-1; i++ {
+		ip := make(net.IP, 4)
+		copy(ip, base)
+		n := uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3]) + uint32(i)
+		ip = net.IPv4(byte(n>>24), byte(n>>16), byte(n>>8), byte(n)).To4()
+		if !used[ip.String()] {
+			return fmt.Sprintf("%s/%d", ip, ones), nil
+		}
+	}
+	return "", fmt.Errorf("farm subnet %s is full: remove a guest or set a larger subnet", f.opts.Subnet)
+}
+
+// Gateway is the host's address on the farm bridge (.1 of the subnet).
+func (f *Farm) Gateway() string {
+	_, ipnet, err := net.ParseCIDR(f.opts.Subnet)
+	if err != nil {
+		return ""
+	}
+	ip := ipnet.IP.To4()
+	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String()
+}
+
+// Spec renders a definition into what a driver runs.
+func (f *Farm) Spec(d *Definition) driver.Spec {
+	s := driver.Spec{
+		Name: d.Name, Dir: filepath.Join(f.guestDir(d.Name), "run"),
+		MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
+		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel,
+		Net: driver.Net{Mode: d.Net, IP: d.IP, Gateway: f.Gateway(), Bridge: f.opts.Bridge, MAC: d.MAC, Forwards: d.Forwards},
+	}
+	if d.Disk != "" {
+		s.Disks = append(s.Disks, driver.Disk{Path: d.Disk})
+	}
+	for _, x := range d.Disks {
+		s.Disks = append(s.Disks, driver.Disk{Path: x})
+	}
+	return s
+}
+
+func (f *Farm) runner(d *Definition) (driver.Runner, error) {
+	r, ok := f.opts.Drivers[d.Driver]
+	if !ok {
+		return nil, driver.Unsupported(d.Driver, "running guests", "this tinyfarm has no "+d.Driver+" driver here")
+	}
+	return r, nil
+}
+
+// Guest returns the handle of a running or stopped guest.
+func (f *Farm) Guest(ctx context.Context, name string) (*Guest, error) {
+	d, err := f.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Guest{farm: f, Def: d}, nil
+}
+
+// HostInfo is what colinux.host() reports.
+type HostInfo struct {
+	MemTotal     int64    `lua:"mem"`
+	MemAvailable int64    `lua:"mem_available"`
+	CPUs         int      `lua:"cpus"`
+	Drivers      []string `lua:"drivers"`
+	Reserve      int64    `lua:"reserve"`
+	Committed    int64    `lua:"committed"` // memory of running guests
+}
+
+// Host reports this machine's size and the drivers usable here.
+func (f *Farm) Host(ctx context.Context) (HostInfo, error) {
+	total, avail, err := meminfo()
+	if err != nil {
+		return HostInfo{}, err
+	}
+	if f.opts.MemTotal > 0 {
+		total, avail = f.opts.MemTotal, f.opts.MemTotal
+	}
+	h := HostInfo{MemTotal: total, MemAvailable: avail, CPUs: runtime.NumCPU(), Reserve: f.opts.Reserve}
+	for name := range f.opts.Drivers {
+		h.Drivers = append(h.Drivers, name)
+	}
+	sort.Strings(h.Drivers)
+	committed, err := f.committed(ctx, "")
+	if err != nil {
+		return h, err
+	}
+	h.Committed = committed
+	return h, nil
+}
+
+// committed is the memory of running guests other than except.
+func (f *Farm) committed(ctx context.Context, except string) (int64, error) {
+	all, err := f.List()
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, d := range all {
+		if d.Name == except {
+			continue
+		}
+		g := &Guest{farm: f, Def: d}
+		st, err := g.Status(ctx)
+		if err == nil && (st.State == driver.Running || st.State == driver.Suspended) {
+			sum += d.MemBytes
+		}
+	}
+	return sum, nil
+}
+
+// PlanResult says how a host divides into guests.
+type PlanResult struct {
+	Guests      int   `lua:"guests"`      // how many guests of Granularity fit
+	Granularity int64 `lua:"granularity"` // memory per guest
+	Usable      int64 `lua:"usable"`      // host memory minus reserve
+	MemTotal    int64 `lua:"mem"`
+	Reserve     int64 `lua:"reserve"`
+}
+
+// Plan divides the host's memory (minus reserve) into guests of
+// granularity bytes each; want > 0 asks for that many and fails with
+// ErrOvercommit when they do not fit.
+func (f *Farm) Plan(ctx context.Context, granularity, reserve int64, want int) (PlanResult, error) {
+	h, err := f.Host(ctx)
+	if err != nil {
+		return PlanResult{}, err
+	}
+	if granularity <= 0 {
+		granularity = 128 << 20
+	}
+	if reserve <= 0 {
+		reserve = f.opts.Reserve
+	}
+	p := PlanResult{Granularity: granularity, MemTotal: h.MemTotal, Reserve: reserve, Usable: h.MemTotal - reserve}
+	if p.Usable > 0 {
+		p.Guests = int(p.Usable / granularity)
+	}
+	if want > 0 && want > p.Guests {
+		return p, fmt.Errorf("plan: %d guests of %s do not fit: %s of memory minus %s reserve holds %d; use fewer or smaller guests: %w",
+			want, HumanSize(granularity), HumanSize(h.MemTotal), HumanSize(reserve), p.Guests, ErrOvercommit)
+	}
+	return p, nil
+}
+
+// HumanSize renders bytes as 128M / 1.5G.
+func HumanSize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dG", n>>30)
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%dM", n>>20)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func meminfo() (total, avail int64, err error) {
+	fh, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, 0, fmt.Errorf("host memory: %w", err)
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "MemTotal:":
+			total = v << 10
+		case "MemAvailable:":
+			avail = v << 10
+		}
+	}
+	return total, avail, sc.Err()
+}
+
+func flock(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}

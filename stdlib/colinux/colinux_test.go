@@ -1,0 +1,258 @@
+//go:build linux
+
+package colinux_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/persist"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
+)
+
+const testBridge = "tftest1"
+
+func TestMain(m *testing.M) {
+	ns.Main()
+	code := m.Run()
+	ns.DeleteBridge(testBridge)
+	os.Exit(code)
+}
+
+func mirror(t *testing.T) string {
+	t.Helper()
+	wd, _ := os.Getwd()
+	for d := wd; d != "/"; d = filepath.Dir(d) {
+		p := filepath.Join(d, "testdata/minicore/out/mirror")
+		if _, err := os.Stat(filepath.Join(p, "15.x/x86_64/release/distribution_files/core.gz")); err == nil {
+			return p
+		}
+	}
+	t.Skip("mini Tiny Core release not built (make minicore)")
+	return ""
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("namespace guests need root")
+	}
+	for _, tool := range []string{"mkfs.ext3", "cpio", "unsquashfs", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (scripts/deps.sh)", tool)
+		}
+	}
+}
+
+// sshDisk builds a scatter disk with dropbear, the farm key for root and a
+// fresh host key, the way image.build does; it returns the disk and the
+// host key to pin.
+func sshDisk(t *testing.T, state string) (string, string) {
+	t.Helper()
+	m := mirror(t) + "/15.x/x86_64"
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(root, 0o755)
+	sh := func(script string) {
+		t.Helper()
+		if out, err := exec.Command("sh", "-ec", script).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+	}
+	sh(fmt.Sprintf("cd %s && zcat %s/release/distribution_files/core.gz | cpio -idm 2>/dev/null", root, m))
+	for _, e := range []string{"gmp", "libxcrypt", "zlib", "libtommath", "libtomcrypt", "dropbear"} {
+		sh(fmt.Sprintf("unsquashfs -q -f -n -d %s %s/tcz/%s.tcz >/dev/null && touch %s/usr/local/tce.installed/%s", root, m, e, root, e))
+	}
+	fk, err := ssh.EnsureFarmKey(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hk, err := ssh.GenerateHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700)
+	os.WriteFile(filepath.Join(root, "root/.ssh/authorized_keys"), []byte(fk.AuthorizedKey()+"\n"), 0o600)
+	os.MkdirAll(filepath.Join(root, "usr/local/etc/dropbear"), 0o755)
+	os.WriteFile(filepath.Join(root, "usr/local/etc/dropbear/dropbear_ed25519_host_key"), hk.Dropbear(), 0o600)
+	os.WriteFile(filepath.Join(root, "opt/bootlocal.sh"), []byte("#!/bin/sh\n/usr/local/etc/init.d/dropbear start\necho '"+driver.ReadyMarker+"' >/dev/console\n"), 0o755)
+	img := filepath.Join(dir, "disk.img")
+	sh(fmt.Sprintf("mkfs.ext3 -q -F -d %s %s 96M", root, img))
+	os.RemoveAll(root)
+	return img, hk.AuthorizedKey()
+}
+
+// TestProvisionOverSSHSurvivesRestart is the guests issue's acceptance on
+// the Go API: two ns guests boot, nginx (with its dependency tree) is
+// installed into each over SSH, bootlocal.sh starts it, both restart, and
+// each answers HTTP on its own IP afterwards.
+func TestProvisionOverSSHSurvivesRestart(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{
+		Drivers: colinux.DefaultDrivers(), Bridge: testBridge, Subnet: "10.77.251.0/24",
+	})
+	client, err := tcz.New(tcz.Config{URL: "file://" + mirror(t), Version: "15.x", Arch: "x86_64", Cache: filepath.Join(state, "tcz")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var guests []*colinux.Guest
+	for i, name := range []string{"webone", "webtwo"} {
+		disk, hostKey := sshDisk(t, state)
+		res, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 96 << 20, CPUs: 1, HostKey: hostKey}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("10.77.251.%d/24", i+2); res.Def.IP != want {
+			t.Errorf("%s got ip %s, want %s", name, res.Def.IP, want)
+		}
+		g, err := farm.Guest(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Destroy(context.Background(), false) })
+		if _, err := g.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		guests = append(guests, g)
+	}
+	for _, g := range guests {
+		t0 := time.Now()
+		if err := g.WaitReady(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s ready (marker + SSH handshake) in %v", g.Def.Name, time.Since(t0))
+		tg, closer, err := g.TargetFor(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t1 := time.Now()
+		ir, err := client.Install(ctx, tg, "nginx", tcz.InstallOptions{})
+		if err != nil {
+			t.Fatalf("install nginx into %s: %v", g.Def.Name, err)
+		}
+		t.Logf("%s: nginx + %d deps installed over SSH in %v", g.Def.Name, len(ir.Order)-1, time.Since(t1))
+		page := fmt.Sprintf("<h1>%s</h1>\n", g.Def.Name)
+		if _, err := persist.Bootlocal(ctx, tg, []string{
+			"mkdir -p /usr/local/share/nginx/html",
+			"echo '" + strings.TrimSpace(page) + "' > /usr/local/share/nginx/html/index.html",
+			"/usr/local/sbin/nginx",
+		}, persist.BlockOptions{ID: "nginx"}); err != nil {
+			t.Fatal(err)
+		}
+		again, err := client.Install(ctx, tg, "nginx", tcz.InstallOptions{})
+		if err != nil || again.Changed {
+			t.Errorf("second install: changed=%v err=%v, want unchanged", again.Changed, err)
+		}
+		closer()
+	}
+	for _, g := range guests {
+		if _, err := g.Stop(ctx, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := g.Status(ctx); st.State != driver.Stopped {
+			t.Fatalf("%s after stop: %+v", g.Def.Name, st)
+		}
+		if _, err := g.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range guests {
+		if err := g.WaitReady(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		addr, _ := g.Addr(80)
+		body := httpGet(t, "http://"+addr+"/")
+		if !strings.Contains(body, "<h1>"+g.Def.Name+"</h1>") {
+			t.Errorf("%s after restart serves %q", g.Def.Name, body)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := http.Client{Timeout: 3 * time.Second}
+	var lastErr error
+	for i := 0; i < 50; i++ { // nginx starts in the background from bootlocal.sh
+		resp, err := c.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+		lastErr = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: %v", url, lastErr)
+	return ""
+}
+
+func TestOvercommitRefused(t *testing.T) {
+	needRoot(t)
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: testBridge,
+		Subnet: "10.77.251.0/24", MemTotal: 256 << 20, Reserve: 64 << 20})
+	disk, hk := sshDisk(t, state)
+	if _, err := farm.Define(colinux.Definition{Name: "big", Driver: "ns", Disk: disk, MemBytes: 512 << 20, HostKey: hk}, false); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := farm.Guest(context.Background(), "big")
+	_, err := g.Start(context.Background())
+	if !errors.Is(err, colinux.ErrOvercommit) || !strings.Contains(err.Error(), "stop a guest or lower mem") {
+		t.Fatalf("start of a guest larger than the host: %v", err)
+	}
+	if g.Running(context.Background()) {
+		t.Error("overcommitting guest runs")
+	}
+	if _, err := farm.Plan(context.Background(), 128<<20, 64<<20, 2); !errors.Is(err, colinux.ErrOvercommit) {
+		t.Errorf("plan of 2x128M on 256M-64M: %v", err)
+	}
+}
+
+func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
+	farm := colinux.New(t.TempDir(), colinux.Options{})
+	for _, d := range []colinux.Definition{
+		{Name: "Bad_Name", Driver: "ns", Disk: "/x", MemBytes: 64 << 20},
+		{Name: "ok", Driver: "vbox", Disk: "/x", MemBytes: 64 << 20},
+		{Name: "ok", Driver: "ns", MemBytes: 64 << 20},
+		{Name: "ok", Driver: "ns", Disk: "/x", MemBytes: 1},
+		{Name: "ok", Driver: "qemu", Disk: "/x", MemBytes: 64 << 20},
+	} {
+		if _, err := farm.Define(d, false); !errors.Is(err, colinux.ErrInvalid) {
+			t.Errorf("Define(%+v) = %v, want ErrInvalid", d, err)
+		}
+	}
+	r1, err := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: "/x", MemBytes: 64 << 20}, false)
+	if err != nil || !r1.Created {
+		t.Fatal(r1, err)
+	}
+	r2, _ := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: "/x", MemBytes: 64 << 20}, false)
+	if r2.Changed || r2.Def.IP != r1.Def.IP || r2.Def.MAC != r1.Def.MAC {
+		t.Errorf("redefining identically: changed=%v ip %s->%s", r2.Changed, r1.Def.IP, r2.Def.IP)
+	}
+	r3, _ := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: "/x", MemBytes: 128 << 20}, true)
+	if !r3.Changed || !strings.Contains(r3.Diff, `"mem": 134217728`) {
+		t.Errorf("dry-run change: %+v", r3)
+	}
+	if d, _ := farm.Get("a"); d.MemBytes != 64<<20 {
+		t.Error("dry run wrote the definition")
+	}
+	b, _ := farm.Define(colinux.Definition{Name: "b", Driver: "ns", Disk: "/y", MemBytes: 64 << 20}, false)
+	if b.Def.IP == r1.Def.IP {
+		t.Error("two guests got the same IP")
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package colinux
+
+func defaultNS() bool { return false }

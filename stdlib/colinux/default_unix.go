@@ -1,0 +1,7 @@
+//go:build linux
+
+package colinux
+
+import "os"
+
+func defaultNS() bool { return os.Geteuid() == 0 }

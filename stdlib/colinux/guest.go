@@ -1,0 +1,332 @@
+package colinux
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/target/cmdtarget"
+)
+
+// Guest is a defined guest and the handle to drive it.
+type Guest struct {
+	farm *Farm
+	Def  *Definition
+}
+
+// GuestName lets other modules (proxy) take a guest where a name is wanted.
+func (g *Guest) GuestName() string { return g.Def.Name }
+
+func (g *Guest) spec() driver.Spec { return g.farm.Spec(g.Def) }
+
+// handle re-adopts the guest through its driver.
+func (g *Guest) handle(ctx context.Context) (driver.Guest, error) {
+	r, err := g.farm.runner(g.Def)
+	if err != nil {
+		return nil, fmt.Errorf("guest %s: %w", g.Def.Name, err)
+	}
+	h, err := r.Attach(ctx, g.spec())
+	if err != nil {
+		return nil, fmt.Errorf("guest %s: %w", g.Def.Name, err)
+	}
+	return h, nil
+}
+
+// Status reports running / suspended / stopped / crashed (with a reason).
+func (g *Guest) Status(ctx context.Context) (driver.Status, error) {
+	h, err := g.handle(ctx)
+	if err != nil {
+		return driver.Status{}, err
+	}
+	return h.Status(ctx)
+}
+
+// Running is Status reduced to "its processes exist".
+func (g *Guest) Running(ctx context.Context) bool {
+	st, err := g.Status(ctx)
+	return err == nil && (st.State == driver.Running || st.State == driver.Suspended)
+}
+
+// Start boots the guest unless it runs already; it refuses to overcommit
+// host memory. It reports whether it started anything.
+func (g *Guest) Start(ctx context.Context) (bool, error) {
+	if g.Running(ctx) {
+		return false, nil
+	}
+	unlock, err := g.farm.lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if err := g.checkMemory(ctx); err != nil {
+		return false, err
+	}
+	r, err := g.farm.runner(g.Def)
+	if err != nil {
+		return false, fmt.Errorf("guest %s: start: %w", g.Def.Name, err)
+	}
+	if _, err := r.Start(ctx, g.spec()); err != nil {
+		return false, fmt.Errorf("guest %s: start: %w", g.Def.Name, err)
+	}
+	return true, nil
+}
+
+func (g *Guest) checkMemory(ctx context.Context) error {
+	h, err := g.farm.Host(ctx)
+	if err != nil {
+		return err
+	}
+	committed, err := g.farm.committed(ctx, g.Def.Name)
+	if err != nil {
+		return err
+	}
+	if committed+g.Def.MemBytes > h.MemTotal-h.Reserve {
+		return fmt.Errorf("guest %s: start: %s more would commit %s of %s host memory (reserve %s, running guests %s); stop a guest or lower mem: %w",
+			g.Def.Name, HumanSize(g.Def.MemBytes), HumanSize(committed+g.Def.MemBytes), HumanSize(h.MemTotal), HumanSize(h.Reserve), HumanSize(committed), ErrOvercommit)
+	}
+	return nil
+}
+
+// Stop shuts the guest down (clean first, killed after grace). It reports
+// whether the guest was running.
+func (g *Guest) Stop(ctx context.Context, grace time.Duration) (bool, error) {
+	h, err := g.handle(ctx)
+	if err != nil {
+		return false, err
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		return false, err
+	}
+	if st.State != driver.Running && st.State != driver.Suspended {
+		return false, nil
+	}
+	if err := h.Stop(ctx, grace); err != nil {
+		return true, fmt.Errorf("guest %s: stop: %w", g.Def.Name, err)
+	}
+	return true, nil
+}
+
+// WaitReady waits for the guest's ready marker, then, when the guest has a
+// pinned host key, for one SSH handshake.
+func (g *Guest) WaitReady(ctx context.Context, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	h, err := g.handle(ctx)
+	if err != nil {
+		return err
+	}
+	if err := h.WaitReady(ctx); err != nil {
+		return fmt.Errorf("guest %s: wait_ready: %w", g.Def.Name, err)
+	}
+	if g.Def.HostKey == "" {
+		return nil
+	}
+	c, err := g.SSH(ctx)
+	if err != nil {
+		return fmt.Errorf("guest %s: wait_ready: %w", g.Def.Name, err)
+	}
+	c.Close()
+	return nil
+}
+
+// SSHAddr is where the guest's SSH server is reached from the host.
+func (g *Guest) SSHAddr() (string, int, error) {
+	if g.Def.Net == "bridge" {
+		ip, _, err := net.ParseCIDR(g.Def.IP)
+		if err != nil {
+			return "", 0, fmt.Errorf("guest %s: ip %q: %w", g.Def.Name, g.Def.IP, err)
+		}
+		return ip.String(), 22, nil
+	}
+	for _, f := range g.Def.Forwards {
+		if f.GuestPort == 22 && (f.Proto == "" || f.Proto == "tcp") {
+			host := f.HostAddr
+			if host == "" {
+				host = "127.0.0.1"
+			}
+			return host, f.HostPort, nil
+		}
+	}
+	return "", 0, fmt.Errorf("guest %s: no way to reach SSH: add forward = {[2201] = 22}: %w", g.Def.Name, ErrInvalid)
+}
+
+// Addr is the host:port where a guest port is reached from the host.
+func (g *Guest) Addr(port int) (string, error) {
+	if g.Def.Net == "bridge" {
+		ip, _, err := net.ParseCIDR(g.Def.IP)
+		if err != nil {
+			return "", fmt.Errorf("guest %s: ip %q: %w", g.Def.Name, g.Def.IP, err)
+		}
+		return net.JoinHostPort(ip.String(), strconv.Itoa(port)), nil
+	}
+	for _, f := range g.Def.Forwards {
+		if f.GuestPort == port && (f.Proto == "" || f.Proto == "tcp") {
+			host := f.HostAddr
+			if host == "" {
+				host = "127.0.0.1"
+			}
+			return net.JoinHostPort(host, strconv.Itoa(f.HostPort)), nil
+		}
+	}
+	return "", fmt.Errorf("guest %s: port %d is not forwarded to the host: add forward = {[HOSTPORT] = %d}: %w", g.Def.Name, port, port, ErrInvalid)
+}
+
+// SSH dials the guest as root with the farm key, pinning the host key
+// recorded when its disk was built. Retries cover the moment between the
+// ready marker and dropbear listening.
+func (g *Guest) SSH(ctx context.Context) (*ssh.Client, error) {
+	if g.Def.HostKey == "" {
+		return nil, fmt.Errorf("guest %s: no pinned host key (build its disk with image.build, or set host_key): refusing to trust an unknown key: %w", g.Def.Name, ErrInvalid)
+	}
+	pub, err := ssh.ParsePublicKey(g.Def.HostKey)
+	if err != nil {
+		return nil, fmt.Errorf("guest %s: host_key: %w", g.Def.Name, err)
+	}
+	fk, err := ssh.EnsureFarmKey(g.farm.stateDir())
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := g.SSHAddr()
+	if err != nil {
+		return nil, err
+	}
+	return ssh.Dial(ctx, ssh.Config{Host: host, Port: port, User: "root", Signer: fk.Signer, HostKey: pub,
+		Timeout: 10 * time.Second, Retries: 20, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second})
+}
+
+func (f *Farm) stateDir() string { return filepath.Dir(f.dir) }
+
+// Exec runs argv in the guest: through the driver when it can (ns), else
+// over SSH.
+func (g *Guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions) (driver.ExecResult, error) {
+	h, err := g.handle(ctx)
+	if err != nil {
+		return driver.ExecResult{}, err
+	}
+	if ex, ok := h.(driver.Execer); ok {
+		return ex.Exec(ctx, argv, opts)
+	}
+	c, err := g.SSH(ctx)
+	if err != nil {
+		return driver.ExecResult{}, err
+	}
+	defer c.Close()
+	r, err := c.Run(ctx, ssh.ShellJoin(argv...), ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true})
+	return driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err
+}
+
+// Suspend freezes the guest.
+func (g *Guest) Suspend(ctx context.Context) error {
+	h, err := g.handle(ctx)
+	if err != nil {
+		return err
+	}
+	s, ok := h.(driver.Suspender)
+	if !ok {
+		return fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, "suspend", ""))
+	}
+	return s.Suspend(ctx)
+}
+
+// Resume thaws the guest.
+func (g *Guest) Resume(ctx context.Context) error {
+	h, err := g.handle(ctx)
+	if err != nil {
+		return err
+	}
+	s, ok := h.(driver.Suspender)
+	if !ok {
+		return fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, "resume", ""))
+	}
+	return s.Resume(ctx)
+}
+
+// Destroy stops the guest and removes its definition and runtime files.
+// The disk image is the user's file and stays unless removeDisk.
+func (g *Guest) Destroy(ctx context.Context, removeDisk bool) error {
+	if _, err := g.Stop(ctx, 5*time.Second); err != nil && !errors.Is(err, driver.ErrUnsupported) {
+		return err
+	}
+	unlock, err := g.farm.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.RemoveAll(g.farm.guestDir(g.Def.Name)); err != nil {
+		return fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
+	}
+	if removeDisk && g.Def.Disk != "" {
+		if err := os.Remove(g.Def.Disk); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
+		}
+	}
+	return nil
+}
+
+// Console returns the last n lines of the guest's console (0: all).
+func (g *Guest) Console(n int) (string, error) {
+	b, err := os.ReadFile(g.spec().ConsoleLog())
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	if n > 0 {
+		lines := strings.SplitAfter(string(b), "\n")
+		if lines[len(lines)-1] == "" {
+			lines = lines[:len(lines)-1]
+		}
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		return strings.Join(lines, ""), nil
+	}
+	return string(b), nil
+}
+
+// Conf is the backend's own configuration text (coLinux conf, qemu
+// command line), or the rendered spec for backends without one.
+func (g *Guest) Conf(ctx context.Context) (string, error) {
+	r, err := g.farm.runner(g.Def)
+	if err == nil {
+		if c, ok := r.(driver.Configurer); ok {
+			return c.Config(g.spec())
+		}
+	}
+	b, err := json.MarshalIndent(g.spec(), "", "  ")
+	return string(b) + "\n", err
+}
+
+// Target is the running guest as a target.Target for tcz and persist,
+// reached over SSH as root.
+func (g *Guest) Target(ctx context.Context) (*cmdtarget.Target, io.Closer, error) {
+	c, err := g.SSH(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmdtarget.New(sshRunner{c}, "/", "guest "+g.Def.Name), c, nil
+}
+
+type sshRunner struct{ c *ssh.Client }
+
+func (r sshRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, []byte, int, error) {
+	res, err := r.c.RunStream(ctx, cmd, stdin, ssh.RunOptions{IgnoreExit: true})
+	return res.Stdout, res.Stderr, res.Code, err
+}

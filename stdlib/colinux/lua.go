@@ -1,0 +1,493 @@
+package colinux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+)
+
+// Module is require("colinux"). drivers are the backends offered (see
+// DefaultDrivers); the farm lives in the run's state directory.
+func Module(drivers map[string]driver.Runner) engine.Module {
+	return engine.ModuleFunc{ModName: "colinux", Open: func(env *engine.Env) lua.LGFunction {
+		m := &luaMod{env: env, farm: New(env.StateDir, Options{Drivers: drivers})}
+		return m.loader
+	}}
+}
+
+// FarmFor is the farm a run's colinux module uses (other modules resolve
+// guest names through it).
+func FarmFor(env *engine.Env, drivers map[string]driver.Runner) *Farm {
+	return New(env.StateDir, Options{Drivers: drivers})
+}
+
+type luaMod struct {
+	env  *engine.Env
+	farm *Farm
+}
+
+const guestType = "tinyfarm.colinux.guest"
+
+func (m *luaMod) loader(L *lua.LState) int {
+	mt := L.NewTypeMetatable(guestType)
+	methods := map[string]lua.LGFunction{
+		"start": m.start, "stop": m.stop, "restart": m.restart, "status": m.status,
+		"wait_ready": m.waitReady, "ssh": m.ssh, "exec": m.exec, "console": m.console,
+		"suspend": m.suspend, "resume": m.resume, "destroy": m.destroy, "conf": m.conf,
+		"addr": m.addr,
+	}
+	idx := L.SetFuncs(L.NewTable(), methods)
+	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+		g := checkGuest(L)
+		key := L.CheckString(2)
+		switch key {
+		case "name":
+			L.Push(lua.LString(g.Def.Name))
+		case "ip":
+			ip, _, _ := strings.Cut(g.Def.IP, "/")
+			L.Push(lua.LString(ip))
+		case "driver":
+			L.Push(lua.LString(g.Def.Driver))
+		case "mem":
+			L.Push(lua.LNumber(g.Def.MemBytes))
+		case "host_key":
+			L.Push(lua.LString(g.Def.HostKey))
+		default:
+			L.Push(idx.RawGetString(key))
+		}
+		return 1
+	}))
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		g := checkGuest(L)
+		L.Push(lua.LString(fmt.Sprintf("guest %s (%s, %s)", g.Def.Name, g.Def.Driver, g.Def.IP)))
+		return 1
+	}))
+	// Methods are also reachable by name for tab completion in the REPL.
+	mt.RawSetString("methods", idx)
+	L.Push(L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		"guest": m.guest, "get": m.get, "list": m.list, "host": m.host, "plan": m.plan,
+	}))
+	return 1
+}
+
+func (m *luaMod) push(L *lua.LState, g *Guest) lua.LValue {
+	ud := L.NewUserData()
+	ud.Value = g
+	ud.Metatable = L.GetTypeMetatable(guestType)
+	return ud
+}
+
+func checkGuest(L *lua.LState) *Guest {
+	ud, ok := L.Get(1).(*lua.LUserData)
+	if ok {
+		if g, ok := ud.Value.(*Guest); ok {
+			return g
+		}
+	}
+	L.ArgError(1, "guest expected (call methods as g:start(), not g.start())")
+	return nil
+}
+
+type guestOpts struct {
+	Name      string            `lua:"name,required"`
+	Disk      lua.LValue        `lua:"disk"`
+	Disks     []string          `lua:"disks"`
+	Mem       lx.Size           `lua:"mem"`
+	CPUs      float64           `lua:"cpus"`
+	Driver    string            `lua:"driver"`
+	Layout    string            `lua:"layout"`
+	Core      string            `lua:"core"`
+	Kernel    string            `lua:"kernel"`
+	Initrd    []string          `lua:"initrd"`
+	Bootcodes lua.LValue        `lua:"bootcodes"`
+	Forward   lua.LValue        `lua:"forward"`
+	HostKey   string            `lua:"host_key"`
+	IP        string            `lua:"ip"`
+	Accel     string            `lua:"accel"`
+	Net       string            `lua:"net"`
+	Labels    map[string]string `lua:"labels"`
+	Timeout   time.Duration     `lua:"-"`
+}
+
+// colinux.guest{name, disk, mem="128M", cpus=1, driver, layout, core,
+// kernel, initrd, bootcodes, forward={[2201]=22}, host_key, ip, accel}
+// defines or updates a guest and returns it.
+func (m *luaMod) guest(L *lua.LState) int {
+	var o guestOpts
+	o.Mem = 128 << 20
+	lx.Opts(L, 1, "colinux.guest", &o)
+	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
+		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
+		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels}
+	if d.Driver == "" {
+		d.Driver = DefaultDriver()
+	}
+	switch v := o.Disk.(type) {
+	case nil, *lua.LNilType:
+	case lua.LString:
+		d.Disk = string(v)
+	case *lua.LTable: // what image.build returns: {path, host_key, layout}
+		d.Disk = lua.LVAsString(v.RawGetString("path"))
+		if d.HostKey == "" {
+			d.HostKey = lua.LVAsString(v.RawGetString("host_key"))
+		}
+		if d.Layout == "" {
+			d.Layout = driver.Layout(lua.LVAsString(v.RawGetString("layout")))
+		}
+		if d.Core == "" {
+			d.Core = lua.LVAsString(v.RawGetString("core"))
+		}
+	default:
+		lx.Raisef(L, "colinux.guest %s: disk: want a path or what image.build returns, got %s", o.Name, v.Type())
+	}
+	switch v := o.Bootcodes.(type) {
+	case nil, *lua.LNilType:
+	case lua.LString:
+		d.Bootcodes = string(v)
+	case *lua.LTable:
+		var words []string
+		for _, k := range lx.SortedKeys(v) {
+			val := v.RawGetString(k)
+			if b, ok := val.(lua.LBool); ok && bool(b) {
+				words = append(words, k)
+			} else if ok && !bool(b) {
+				continue
+			} else {
+				words = append(words, k+"="+val.String())
+			}
+		}
+		n := v.Len()
+		for i := 1; i <= n; i++ {
+			words = append(words, v.RawGetInt(i).String())
+		}
+		d.Bootcodes = strings.Join(words, " ")
+	default:
+		lx.Raisef(L, "colinux.guest %s: bootcodes: want a string or a table, got %s", o.Name, v.Type())
+	}
+	if t, ok := o.Forward.(*lua.LTable); ok {
+		var bad error
+		t.ForEach(func(k, v lua.LValue) {
+			hp, ok1 := k.(lua.LNumber)
+			gp, ok2 := v.(lua.LNumber)
+			if !ok1 || !ok2 {
+				bad = fmt.Errorf("forward: want {[hostport] = guestport}, got %s = %s", k, v)
+				return
+			}
+			d.Forwards = append(d.Forwards, driver.Forward{Proto: "tcp", HostPort: int(hp), GuestPort: int(gp)})
+		})
+		if bad != nil {
+			lx.Raise(L, lx.WithKind(fmt.Errorf("colinux.guest %s: %w", o.Name, bad), lx.KindInvalid))
+		}
+		sort.Slice(d.Forwards, func(i, j int) bool { return d.Forwards[i].HostPort < d.Forwards[j].HostPort })
+	} else if o.Forward != nil && o.Forward != lua.LNil {
+		lx.Raisef(L, "colinux.guest %s: forward: want {[hostport] = guestport}, got %s", o.Name, o.Forward.Type())
+	}
+	res, err := m.farm.Define(d, m.env.Check)
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	ch := engine.Change{Module: "colinux", Action: "guest", Subject: "guest:" + d.Name, Status: engine.StatusOK, Diff: res.Diff}
+	if res.Changed {
+		ch.Status = engine.StatusChanged
+		if res.Created {
+			ch.Detail = "defined"
+		}
+	}
+	m.env.Report(L, ch)
+	L.Push(m.push(L, &Guest{farm: m.farm, Def: res.Def}))
+	return 1
+}
+
+// colinux.get(name) -> guest or nil
+func (m *luaMod) get(L *lua.LState) int {
+	g, err := m.farm.Guest(m.env.Context(L), L.CheckString(1))
+	if errors.Is(err, ErrNotFound) {
+		L.Push(lua.LNil)
+		return 1
+	}
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	L.Push(m.push(L, g))
+	return 1
+}
+
+// colinux.list() -> {{name, driver, state, ip, mem}, ...}
+func (m *luaMod) list(L *lua.LState) int {
+	defs, err := m.farm.List()
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	out := L.CreateTable(len(defs), 0)
+	for _, d := range defs {
+		g := &Guest{farm: m.farm, Def: d}
+		st, _ := g.Status(m.env.Context(L))
+		ip, _, _ := strings.Cut(d.IP, "/")
+		out.Append(lx.FromGo(L, map[string]any{"name": d.Name, "driver": d.Driver, "state": string(st.State),
+			"reason": st.Reason, "ip": ip, "mem": d.MemBytes}))
+	}
+	L.Push(out)
+	return 1
+}
+
+func (m *luaMod) host(L *lua.LState) int {
+	h, err := m.farm.Host(m.env.Context(L))
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	L.Push(lx.FromGo(L, h))
+	return 1
+}
+
+type planOpts struct {
+	Granularity lx.Size `lua:"granularity"`
+	Reserve     lx.Size `lua:"reserve"`
+	Guests      int     `lua:"guests"`
+}
+
+// colinux.plan{granularity="128M", reserve, guests} -> {guests, granularity, usable, mem, reserve}
+func (m *luaMod) plan(L *lua.LState) int {
+	var o planOpts
+	lx.Opts(L, 1, "colinux.plan", &o)
+	p, err := m.farm.Plan(m.env.Context(L), int64(o.Granularity), int64(o.Reserve), o.Guests)
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	L.Push(lx.FromGo(L, p))
+	return 1
+}
+
+func (m *luaMod) report(L *lua.LState, g *Guest, action string, changed bool, detail string) {
+	ch := engine.Change{Module: "colinux", Action: action, Subject: "guest:" + g.Def.Name, Status: engine.StatusOK, Detail: detail}
+	if changed {
+		ch.Status = engine.StatusChanged
+	}
+	if m.env.Check && m.env.Pending("guest:"+g.Def.Name) && !changed {
+		ch.Status = engine.StatusMayChange
+	}
+	m.env.Report(L, ch)
+}
+
+func (m *luaMod) block(L *lua.LState, fn func(ctx context.Context) error) {
+	if err := m.env.Block(L, fn); err != nil {
+		lx.Raise(L, err)
+	}
+}
+
+// g:start() -> changed
+func (m *luaMod) start(L *lua.LState) int {
+	g := checkGuest(L)
+	var changed bool
+	if m.env.Check {
+		changed = !g.Running(m.env.Context(L))
+	} else {
+		m.block(L, func(ctx context.Context) (err error) { changed, err = g.Start(ctx); return })
+	}
+	m.report(L, g, "start", changed, "")
+	L.Push(lua.LBool(changed))
+	return 1
+}
+
+type stopOpts struct {
+	Grace time.Duration `lua:"grace"`
+	Disk  bool          `lua:"disk"`
+}
+
+// g:stop{grace=10} -> changed
+func (m *luaMod) stop(L *lua.LState) int {
+	g := checkGuest(L)
+	o := stopOpts{Grace: 10 * time.Second}
+	lx.Opts(L, 2, "stop", &o)
+	var changed bool
+	if m.env.Check {
+		changed = g.Running(m.env.Context(L))
+	} else {
+		m.block(L, func(ctx context.Context) (err error) { changed, err = g.Stop(ctx, o.Grace); return })
+	}
+	m.report(L, g, "stop", changed, "")
+	L.Push(lua.LBool(changed))
+	return 1
+}
+
+// g:restart{grace=10}: stop (if running) and start again; always changed.
+func (m *luaMod) restart(L *lua.LState) int {
+	g := checkGuest(L)
+	o := stopOpts{Grace: 10 * time.Second}
+	lx.Opts(L, 2, "restart", &o)
+	if !m.env.Check {
+		m.block(L, func(ctx context.Context) error {
+			if _, err := g.Stop(ctx, o.Grace); err != nil {
+				return err
+			}
+			_, err := g.Start(ctx)
+			return err
+		})
+	}
+	m.report(L, g, "restart", true, "")
+	return 0
+}
+
+// g:status() -> {state, reason, pid, ip, driver}
+func (m *luaMod) status(L *lua.LState) int {
+	g := checkGuest(L)
+	var st driver.Status
+	m.block(L, func(ctx context.Context) (err error) { st, err = g.Status(ctx); return })
+	ip, _, _ := strings.Cut(g.Def.IP, "/")
+	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver}))
+	return 1
+}
+
+type readyOpts struct {
+	Timeout time.Duration `lua:"timeout"`
+}
+
+// g:wait_ready{timeout=60}: the guest's ready marker, then one SSH handshake.
+func (m *luaMod) waitReady(L *lua.LState) int {
+	g := checkGuest(L)
+	o := readyOpts{Timeout: 60 * time.Second}
+	lx.Opts(L, 2, "wait_ready", &o)
+	if m.env.Check && !g.Running(m.env.Context(L)) {
+		return 0 // it would have been started: nothing to wait for in check mode
+	}
+	m.block(L, func(ctx context.Context) error { return g.WaitReady(ctx, o.Timeout) })
+	return 0
+}
+
+// g:ssh() -> session (see require("ssh"))
+func (m *luaMod) ssh(L *lua.LState) int {
+	g := checkGuest(L)
+	var c *ssh.Client
+	m.block(L, func(ctx context.Context) (err error) { c, err = g.SSH(ctx); return })
+	L.Push(ssh.PushSession(L, m.env, c, "guest:"+g.Def.Name))
+	return 1
+}
+
+type execOpts struct {
+	Check    *bool  `lua:"check"`
+	Stdin    string `lua:"stdin"`
+	ReadOnly bool   `lua:"readonly"`
+}
+
+// g:exec(cmd, {check=true, stdin, readonly}) -> {code, stdout, stderr}
+func (m *luaMod) exec(L *lua.LState) int {
+	g := checkGuest(L)
+	var argv []string
+	switch v := L.Get(2).(type) {
+	case lua.LString:
+		argv = []string{"/bin/sh", "-c", string(v)}
+	case *lua.LTable:
+		argv = lx.StringList(L, 2, "exec")
+	default:
+		lx.Raisef(L, "exec: want a command string or an argv list, got %s", v.Type())
+	}
+	var o execOpts
+	lx.Opts(L, 3, "exec", &o)
+	ch := engine.Change{Module: "colinux", Action: "exec", Subject: "guest:" + g.Def.Name + ": " + strings.Join(argv, " "), Status: engine.StatusChanged}
+	if o.ReadOnly {
+		ch.Status = engine.StatusOK
+	}
+	if m.env.Check && !o.ReadOnly {
+		ch.Status, ch.Detail = engine.StatusMayChange, "not run in check mode"
+		m.env.Report(L, ch)
+		L.Push(lx.FromGo(L, map[string]any{"code": 0, "stdout": "", "stderr": "", "skipped": true}))
+		return 1
+	}
+	var res driver.ExecResult
+	opts := driver.ExecOptions{}
+	if o.Stdin != "" {
+		opts.Stdin = strings.NewReader(o.Stdin)
+	}
+	m.block(L, func(ctx context.Context) (err error) { res, err = g.Exec(ctx, argv, opts); return })
+	if (o.Check == nil || *o.Check) && res.Code != 0 {
+		tail := strings.TrimSpace(string(res.Stderr))
+		if len(tail) > 400 {
+			tail = "…" + tail[len(tail)-400:]
+		}
+		lx.Raise(L, fmt.Errorf("guest %s: exec %q: exit status %d: %s", g.Def.Name, strings.Join(argv, " "), res.Code, tail))
+	}
+	m.env.Report(L, ch)
+	L.Push(lx.FromGo(L, map[string]any{"code": res.Code, "stdout": string(res.Stdout), "stderr": string(res.Stderr)}))
+	return 1
+}
+
+// g:console(n) -> the last n lines of the console (all without n)
+func (m *luaMod) console(L *lua.LState) int {
+	g := checkGuest(L)
+	s, err := g.Console(L.OptInt(2, 0))
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	L.Push(lua.LString(s))
+	return 1
+}
+
+func (m *luaMod) suspend(L *lua.LState) int {
+	g := checkGuest(L)
+	if !m.env.Check {
+		m.block(L, g.Suspend)
+	}
+	m.report(L, g, "suspend", true, "")
+	return 0
+}
+
+func (m *luaMod) resume(L *lua.LState) int {
+	g := checkGuest(L)
+	if !m.env.Check {
+		m.block(L, g.Resume)
+	}
+	m.report(L, g, "resume", true, "")
+	return 0
+}
+
+// g:destroy{disk=false}: stop, forget the definition (and the disk with disk=true).
+func (m *luaMod) destroy(L *lua.LState) int {
+	g := checkGuest(L)
+	var o stopOpts
+	lx.Opts(L, 2, "destroy", &o)
+	if !m.env.Check {
+		m.block(L, func(ctx context.Context) error { return g.Destroy(ctx, o.Disk) })
+	}
+	m.report(L, g, "destroy", true, "")
+	return 0
+}
+
+func (m *luaMod) conf(L *lua.LState) int {
+	g := checkGuest(L)
+	s, err := g.Conf(m.env.Context(L))
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	L.Push(lua.LString(s))
+	return 1
+}
+
+// g:addr(port) -> "host:port" where the host reaches that guest port
+func (m *luaMod) addr(L *lua.LState) int {
+	g := checkGuest(L)
+	a, err := g.Addr(L.CheckInt(2))
+	if err != nil {
+		lx.Raise(L, err)
+	}
+	L.Push(lua.LString(a))
+	return 1
+}
+
+// TargetFor is how tcz and persist reach a running guest: over SSH as root.
+func (g *Guest) TargetFor(ctx context.Context) (target.Target, func(), error) {
+	t, c, err := g.Target(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, func() { c.Close() }, nil
+}
