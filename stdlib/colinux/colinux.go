@@ -22,10 +22,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 )
 
 // Errors callers can test with errors.Is.
@@ -145,15 +145,7 @@ func (f *Farm) lock() (func(), error) {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("farm %s: %w", f.dir, err)
 	}
-	lf, err := os.OpenFile(filepath.Join(f.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("farm lock: %w", err)
-	}
-	if err := flock(lf); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("farm lock: %w", err)
-	}
-	return func() { lf.Close() }, nil
+	return lockfile.Lock(filepath.Join(f.dir, ".lock"))
 }
 
 // Get loads a definition; a missing guest is ErrNotFound.
@@ -505,13 +497,4 @@ func meminfo() (total, avail int64, err error) {
 		}
 	}
 	return total, avail, sc.Err()
-}
-
-func flock(f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
 }

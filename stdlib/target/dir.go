@@ -12,9 +12,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // DirOptions configures [OpenDir].
@@ -96,10 +93,7 @@ func (d *Dir) Lstat(ctx context.Context, name string) (Entry, error) {
 
 func (d *Dir) entry(n string, fi fs.FileInfo) (Entry, error) {
 	e := Entry{Name: n, Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), ModTime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		e.Uid, e.Gid = int(st.Uid), int(st.Gid)
-		e.Major, e.Minor = unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))
-	}
+	e.Uid, e.Gid, e.Major, e.Minor = sysOwner(fi)
 	m := fi.Mode()
 	switch {
 	case m.IsRegular():
@@ -382,25 +376,6 @@ func (d *Dir) replace(n string, e Entry, mk func(tmp string) error) error {
 	}
 	d.syncDir(path.Dir(n))
 	return nil
-}
-
-func (d *Dir) mknod(tmp string, e Entry) error {
-	pf, err := d.root.Open(path.Dir(tmp))
-	if err != nil {
-		return err
-	}
-	defer pf.Close()
-	var mode uint32
-	switch e.Type {
-	case TypeChar:
-		mode = unix.S_IFCHR
-	case TypeBlock:
-		mode = unix.S_IFBLK
-	case TypeFifo:
-		mode = unix.S_IFIFO
-	}
-	dev := unix.Mkdev(e.Major, e.Minor)
-	return unix.Mknodat(int(pf.Fd()), path.Base(tmp), mode|0o600, int(dev))
 }
 
 // Interface guards.

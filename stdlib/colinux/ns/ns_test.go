@@ -178,9 +178,11 @@ func TestGuestBootsServesAndStops(t *testing.T) {
 		t.Errorf("attached status %+v, want running pid %d", st2, st.PID)
 	}
 	// Clean stop through busybox init's poweroff.
+	t1 := time.Now()
 	if err := g2.Stop(context.Background(), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("clean stop in %v", time.Since(t1))
 	st, _ = g.Status(context.Background())
 	if st.State != driver.Stopped {
 		t.Errorf("after stop: %+v", st)

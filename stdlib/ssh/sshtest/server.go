@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package sshtest runs an in-process SSH server with exec and SFTP for tests.
 //
 // The server listens on 127.0.0.1, accepts public-key logins for any user name with the keys it
