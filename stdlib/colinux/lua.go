@@ -344,7 +344,7 @@ func (m *luaMod) status(L *lua.LState) int {
 	var st driver.Status
 	m.block(L, func(ctx context.Context) (err error) { st, err = g.Status(ctx); return })
 	ip, _, _ := strings.Cut(g.Def.IP, "/")
-	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver}))
+	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation}))
 	return 1
 }
 

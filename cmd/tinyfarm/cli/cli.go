@@ -132,6 +132,7 @@ script: echo 'print(1)' | tinyfarm repl`,
 		},
 	}
 	root.AddCommand(runCmd, checkCmd, replCmd, versionCmd)
+	root.AddCommand(newGuestsCmd(ctx, stdout, stderr))
 	return root
 }
 

@@ -114,6 +114,9 @@ type Status struct {
 	Reason string    `json:"reason,omitempty"` // e.g. "init killed by signal 9", "exit status 1"
 	PID    int       `json:"pid,omitempty"`    // host PID of the guest's init / qemu process
 	Since  time.Time `json:"since,omitempty"`
+	// Isolation says what separates the guest from the host, e.g.
+	// "namespaces+cgroups+caps+seccomp" (ns) or "full VM (tcg)" (qemu).
+	Isolation string `json:"isolation,omitempty"`
 }
 
 // Runner starts guests of one backend and re-adopts running ones.

@@ -190,7 +190,7 @@ func (rt *Runtime) monitorAlive() bool {
 func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 	rt, err := g.runtime()
 	if err == nil && rt.alive() {
-		s := driver.Status{State: driver.Running, PID: rt.InitPID, Since: rt.Started}
+		s := driver.Status{State: driver.Running, PID: rt.InitPID, Since: rt.Started, Isolation: Isolation}
 		if rt.Cgroups != nil && rt.Cgroups.Frozen() {
 			s.State = driver.Suspended
 		}

@@ -39,6 +39,8 @@ func Main() {
 		initMain(os.Args[1]) // execs the guest's init or exits
 	case "exec":
 		execMain(os.Args[1:])
+	case "exec-inner":
+		execInner(os.Args[1:])
 	}
 	fmt.Fprintf(os.Stderr, "tinyfarm: unknown ns role %q\n", role)
 	os.Exit(2)
@@ -302,6 +304,9 @@ func initMain(dir string) {
 	if err := prepareRoot(newRoot, filepath.Join(dir, "cmdline"), os.Getenv("TINYFARM_NS_CONSOLE"), shares); err != nil {
 		die("%v", err)
 	}
+	if err := maskProc(newRoot); err != nil {
+		die("%v", err)
+	}
 	if err := pivotInto(newRoot); err != nil {
 		die("%v", err)
 	}
@@ -319,8 +324,50 @@ func initMain(dir string) {
 		die("guest root has no %s: %v", init, err)
 	}
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux", "HOME=/", "container=tinyfarm"}
+	if err := dropCaps(); err != nil {
+		die("%v", err)
+	}
+	if err := loadSeccomp(); err != nil {
+		die("%v", err)
+	}
 	err = unix.Exec(init, []string{"init"}, env)
 	die("exec %s: %v", init, err)
+}
+
+// execInner runs inside the guest's namespaces and root: it takes the
+// guest's security profile and becomes the command.
+func execInner(argv []string) {
+	unix.Close(3)
+	n, _ := strconv.Atoi(os.Getenv("_TINYFARM_NS_CGFDS"))
+	os.Unsetenv("_TINYFARM_NS_CGFDS")
+	for i := 0; i < n; i++ {
+		// Moving a process into a cgroup is not limited by pids.max, so
+		// this works even in a guest that is at its process limit.
+		if _, err := unix.Write(4+i, []byte(strconv.Itoa(os.Getpid()))); err != nil {
+			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: join cgroup: %v\n", err)
+			os.Exit(126)
+		}
+		unix.Close(4 + i)
+	}
+	if err := dropCaps(); err != nil {
+		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", err)
+		os.Exit(126)
+	}
+	if err := loadSeccomp(); err != nil {
+		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", err)
+		os.Exit(126)
+	}
+	if len(argv) == 0 {
+		os.Exit(2)
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", err)
+		os.Exit(127)
+	}
+	err = unix.Exec(path, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: exec %s: %v\n", path, err)
+	os.Exit(126)
 }
 
 // shareMount is a host directory bind-mounted into the guest.
@@ -341,20 +388,52 @@ func execMain(args []string) {
 		os.Exit(2)
 	}
 	pid, dir := args[0], args[1]
-	for _, cg := range args[2:sep] {
-		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: join %s: %v\n", cg, err)
+	// The command joins the guest's cgroups from inside (execInner), after
+	// nsenter's fork: joining here would count nsenter and this Go process
+	// against the guest's pids limit, and a guest at its limit could then
+	// never be entered. The cgroup.procs files are opened now, while the
+	// host's cgroup tree is visible, and inherited as fds 4, 5, ...
+	var cgFDs []int
+	for i, cg := range args[2:sep] {
+		fd, err := unix.Open(filepath.Join(cg, "cgroup.procs"), unix.O_WRONLY, 0)
+		if err == nil && fd != 4+i {
+			err = unix.Dup2(fd, 4+i)
+			unix.Close(fd)
+			fd = 4 + i
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: open %s: %v\n", cg, err)
 			os.Exit(126)
 		}
+		cgFDs = append(cgFDs, fd)
 	}
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tinyfarm-ns-exec: nsenter (util-linux) not found")
 		os.Exit(127)
 	}
-	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--"}
+	// nsenter needs the host's capabilities to enter the namespaces, so
+	// the command must shed them itself: nsenter runs this binary again,
+	// reached through an inherited descriptor (the guest's root does not
+	// contain it), which drops the capabilities, loads the seccomp filter
+	// and only then execs the command: the same profile as the guest's init.
+	self, err := os.Executable()
+	if err == nil {
+		var fd int
+		fd, err = unix.Open(self, unix.O_RDONLY, 0) // no O_CLOEXEC: nsenter's child inherits it
+		if err == nil && fd != 3 {
+			err = unix.Dup2(fd, 3)
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: open own binary: %v\n", err)
+		os.Exit(126)
+	}
+	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--", "/proc/self/fd/3"}
 	argv = append(argv, args[sep+1:]...)
-	err = syscall.Exec(nsenter, argv, os.Environ())
+	env := append(os.Environ(), reexecEnv+"=exec-inner", fmt.Sprintf("_TINYFARM_NS_CGFDS=%d", len(cgFDs)))
+	err = syscall.Exec(nsenter, argv, env)
 	fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", errors.Join(err))
 	os.Exit(127)
 }

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+)
+
+// guestRow is one line of `tinyfarm guests`.
+type guestRow struct {
+	Name      string `json:"name"`
+	Driver    string `json:"driver"`
+	State     string `json:"state"`
+	IP        string `json:"ip"`
+	Mem       string `json:"mem"`
+	PID       int    `json:"pid,omitempty"`
+	Isolation string `json:"isolation,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "guests",
+		Aliases: []string{"ps"},
+		Short:   "List the farm's guests and their state",
+		Example: `  tinyfarm guests
+  tinyfarm ps --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			farm := colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+			defs, err := farm.List()
+			if err != nil {
+				return err
+			}
+			rows := make([]guestRow, 0, len(defs))
+			for _, d := range defs {
+				g, err := farm.Guest(ctx, d.Name)
+				if err != nil {
+					return err
+				}
+				st, err := g.Status(ctx)
+				r := guestRow{Name: d.Name, Driver: d.Driver, State: string(st.State), PID: st.PID, Reason: st.Reason, Isolation: st.Isolation, Mem: colinux.HumanSize(d.MemBytes)}
+				if err != nil {
+					r.State, r.Reason = "unknown", err.Error()
+				}
+				r.IP, _, _ = strings.Cut(d.IP, "/")
+				rows = append(rows, r)
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			if len(rows) == 0 {
+				fmt.Fprintln(stdout, "no guests (define one with colinux.guest{...} in a playbook)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tDRIVER\tSTATE\tIP\tMEM\tPID\tISOLATION\tNOTE")
+			for _, r := range rows {
+				pid := "-"
+				if r.PID > 0 {
+					pid = fmt.Sprint(r.PID)
+				}
+				iso := r.Isolation
+				if i := strings.Index(iso, " ("); i > 0 {
+					iso = iso[:i]
+				}
+				if iso == "" {
+					iso = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Driver, r.State, r.IP, r.Mem, pid, iso, r.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,278 @@
+// Package minicore locates tinyfarm's mini Tiny Core release for tests.
+//
+// The release is built from Debian packages by `make minicore`
+// (testdata/minicore/build.sh; layout in testdata/minicore/README.md): a
+// Tiny Core 15.x x86_64 mirror tree with core.gz and .tcz extensions, a
+// Debian kernel as a PVH vmlinux and a modules initramfs. Tests of other
+// packages call Require to get absolute paths, or a skip when the release
+// has not been built; ServeMirror serves the mirror over HTTP on loopback.
+// The package's own tests check the release itself and boot it in QEMU and
+// in a namespace guest.
+//
+// Nothing here depends on gopher-lua or on the rest of tinyfarm.
+package minicore
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// Release layout constants: the mirror directory is
+// <Mirror>/<Series>/<Arch>/tcz, as on the Tiny Core mirror.
+const (
+	Series    = "15.x" // release series directory
+	VersionID = "15.0" // VERSION_ID in core's /etc/os-release
+	Arch      = "x86_64"
+	// EnvDir names the environment variable that overrides the location
+	// of the built release (the directory build.sh wrote).
+	EnvDir = "TINYFARM_MINICORE"
+)
+
+// Release holds the absolute paths of a built mini release.
+type Release struct {
+	Root          string // build output directory (OUT of build.sh)
+	Mirror        string // mirror base: what /opt/tcemirror names, served by ServeMirror
+	TCZDir        string // Mirror/15.x/x86_64/tcz
+	DistDir       string // Mirror/15.x/x86_64/release/distribution_files
+	Core          string // DistDir/core.gz: the root file system (gzip newc cpio)
+	Vmlinux       string // kernel/vmlinux: PVH-bootable ELF kernel for QEMU -kernel
+	Vmlinuz       string // kernel/vmlinuz: the Debian bzImage
+	ModulesInitrd string // kernel/modules.gz: virtio/ext4/loop/squashfs initramfs with an /init
+	KernelVersion string // uname -r of the kernel, e.g. 6.1.0-56-amd64
+}
+
+// Locate finds a built release: $TINYFARM_MINICORE, else
+// <repo>/testdata/minicore/out found by walking up from the working
+// directory (and from this source file) to the directory holding go.mod.
+func Locate() (*Release, error) {
+	var cands []string
+	if d := os.Getenv(EnvDir); d != "" {
+		cands = append(cands, d)
+	} else {
+		if wd, err := os.Getwd(); err == nil {
+			if root := repoRoot(wd); root != "" {
+				cands = append(cands, filepath.Join(root, "testdata", "minicore", "out"))
+			}
+		}
+		if _, file, _, ok := runtime.Caller(0); ok {
+			if root := repoRoot(filepath.Dir(file)); root != "" {
+				cands = append(cands, filepath.Join(root, "testdata", "minicore", "out"))
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil, errors.New("locate minicore: no repository root (go.mod) above the working directory; set " + EnvDir)
+	}
+	var errs []error
+	for _, c := range cands {
+		r, err := Open(c)
+		if err == nil {
+			return r, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Open reads the release built into dir.
+func Open(dir string) (*Release, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open minicore %s: %w", dir, err)
+	}
+	r := &Release{Root: abs, Mirror: filepath.Join(abs, "mirror")}
+	r.TCZDir = filepath.Join(r.Mirror, Series, Arch, "tcz")
+	r.DistDir = filepath.Join(r.Mirror, Series, Arch, "release", "distribution_files")
+	r.Core = filepath.Join(r.DistDir, "core.gz")
+	r.Vmlinux = filepath.Join(abs, "kernel", "vmlinux")
+	r.Vmlinuz = filepath.Join(abs, "kernel", "vmlinuz")
+	r.ModulesInitrd = filepath.Join(abs, "kernel", "modules.gz")
+	for _, p := range []string{r.Core, r.Vmlinux, r.Vmlinuz, r.ModulesInitrd, r.TCZDir} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("open minicore %s: %w", abs, err)
+		}
+	}
+	v, err := os.ReadFile(filepath.Join(abs, "kernel", "version"))
+	if err != nil {
+		return nil, fmt.Errorf("open minicore %s: %w", abs, err)
+	}
+	r.KernelVersion = strings.TrimSpace(string(v))
+	if r.KernelVersion == "" {
+		return nil, fmt.Errorf("open minicore %s: empty kernel/version", abs)
+	}
+	return r, nil
+}
+
+// Require returns the built release, or skips the test with a message
+// saying how to build it.
+func Require(t testing.TB) *Release {
+	t.Helper()
+	r, err := Locate()
+	if err != nil {
+		t.Skipf("mini Tiny Core release not built (run `make minicore`, or set %s): %v", EnvDir, err)
+	}
+	return r
+}
+
+func repoRoot(dir string) string {
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+// Packages lists the extension names in the mirror (without .tcz), sorted.
+func (r *Release) Packages() ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(r.TCZDir, "*.tcz"))
+	if err != nil {
+		return nil, fmt.Errorf("list packages %s: %w", r.TCZDir, err)
+	}
+	names := make([]string, 0, len(m))
+	for _, p := range m {
+		names = append(names, strings.TrimSuffix(filepath.Base(p), ".tcz"))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// TCZ returns the path of an extension file; name may omit ".tcz" and may
+// end in "-KERNEL", which is replaced by the kernel version.
+func (r *Release) TCZ(name string) string {
+	return filepath.Join(r.TCZDir, r.ExtName(name)+".tcz")
+}
+
+// ExtName normalises an extension name as tce-load does: the base name
+// without ".tcz", with a "-KERNEL" suffix replaced by "-<kernel version>".
+func (r *Release) ExtName(name string) string {
+	n := strings.TrimSuffix(filepath.Base(strings.TrimSpace(name)), ".tcz")
+	if base, ok := strings.CutSuffix(n, "-KERNEL"); ok {
+		n = base + "-" + r.KernelVersion
+	}
+	return n
+}
+
+// Deps reads an extension's .dep file: the direct dependencies as written
+// (e.g. "openssl.tcz", "overlay-modules-KERNEL.tcz"), blank lines dropped.
+// A missing .dep file means no dependencies.
+func (r *Release) Deps(name string) ([]string, error) {
+	f, err := os.Open(r.TCZ(name) + ".dep")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read deps %s: %w", name, err)
+	}
+	defer f.Close()
+	var deps []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if d := strings.Join(strings.Fields(s.Text()), ""); d != "" {
+			deps = append(deps, d)
+		}
+	}
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("read deps %s: %w", name, err)
+	}
+	return deps, nil
+}
+
+// ServeMirror serves the mirror directory over HTTP on 127.0.0.1 until the
+// test ends and returns its base URL with a trailing slash (the value for
+// /opt/tcemirror), e.g. "http://127.0.0.1:41234/".
+func (r *Release) ServeMirror(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("serve mirror %s: %v", r.Mirror, err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(r.Mirror))}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return "http://" + ln.Addr().String() + "/"
+}
+
+// FrugalInitrd writes core.gz followed by the modules initramfs into one
+// file in a test temp dir (QEMU takes a single -initrd; the kernel unpacks
+// concatenated gzip cpio archives in order, so the modules' /init runs,
+// loads the drivers and execs core's /sbin/init).
+func (r *Release) FrugalInitrd(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "core+modules.gz")
+	if err := concatFiles(out, r.Core, r.ModulesInitrd); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func concatFiles(out string, in ...string) (err error) {
+	w, err := os.Create(out)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", out, err)
+	}
+	defer func() {
+		if cerr := w.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close %s: %w", out, cerr)
+		}
+	}()
+	for _, p := range in {
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("concat %s: %w", p, err)
+		}
+		_, err = io.Copy(w, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("concat %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// ExtractCore unpacks core.gz into dir (created if needed) with the cpio
+// tool, keeping ownership and modes when run as root.
+func (r *Release) ExtractCore(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("extract core %s: %w", dir, err)
+	}
+	f, err := os.Open(r.Core)
+	if err != nil {
+		return fmt.Errorf("extract core %s: %w", r.Core, err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("extract core %s: %w", r.Core, err)
+	}
+	cmd := exec.Command("cpio", "-idm", "--quiet", "--no-absolute-filenames")
+	cmd.Dir = dir
+	cmd.Stdin = zr
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("extract core %s: cpio: %w: %s", r.Core, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,2 @@
+# ~/.profile (tinyfarm minicore)
+. /etc/profile
