@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,8 +17,9 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
-	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
 
@@ -32,67 +32,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func mirror(t *testing.T) string {
-	t.Helper()
-	wd, _ := os.Getwd()
-	for d := wd; d != "/"; d = filepath.Dir(d) {
-		p := filepath.Join(d, "testdata/minicore/out/mirror")
-		if _, err := os.Stat(filepath.Join(p, "15.x/x86_64/release/distribution_files/core.gz")); err == nil {
-			return p
-		}
-	}
-	t.Skip("mini Tiny Core release not built (make minicore)")
-	return ""
-}
+func mirror(t *testing.T) string { return minicore.Require(t).Mirror }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("namespace guests need root")
-	}
-	for _, tool := range []string{"mkfs.ext3", "cpio", "unsquashfs", "nsenter"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (scripts/deps.sh)", tool)
-		}
-	}
-}
+func needRoot(t *testing.T) { guesttest.NeedRoot(t) }
 
-// sshDisk builds a scatter disk with dropbear, the farm key for root and a
-// fresh host key, the way image.build does; it returns the disk and the
-// host key to pin.
 func sshDisk(t *testing.T, state string) (string, string) {
-	t.Helper()
-	m := mirror(t) + "/15.x/x86_64"
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	os.MkdirAll(root, 0o755)
-	sh := func(script string) {
-		t.Helper()
-		if out, err := exec.Command("sh", "-ec", script).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", script, err, out)
-		}
-	}
-	sh(fmt.Sprintf("cd %s && zcat %s/release/distribution_files/core.gz | cpio -idm 2>/dev/null", root, m))
-	for _, e := range []string{"gmp", "libxcrypt", "zlib", "libtommath", "libtomcrypt", "dropbear"} {
-		sh(fmt.Sprintf("unsquashfs -q -f -n -d %s %s/tcz/%s.tcz >/dev/null && touch %s/usr/local/tce.installed/%s", root, m, e, root, e))
-	}
-	fk, err := ssh.EnsureFarmKey(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hk, err := ssh.GenerateHostKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700)
-	os.WriteFile(filepath.Join(root, "root/.ssh/authorized_keys"), []byte(fk.AuthorizedKey()+"\n"), 0o600)
-	os.MkdirAll(filepath.Join(root, "usr/local/etc/dropbear"), 0o755)
-	os.WriteFile(filepath.Join(root, "usr/local/etc/dropbear/dropbear_ed25519_host_key"), hk.Dropbear(), 0o600)
-	os.WriteFile(filepath.Join(root, "opt/bootlocal.sh"), []byte("#!/bin/sh\n/usr/local/etc/init.d/dropbear start\necho '"+driver.ReadyMarker+"' >/dev/console\n"), 0o755)
-	img := filepath.Join(dir, "disk.img")
-	sh(fmt.Sprintf("mkfs.ext3 -q -F -d %s %s 96M", root, img))
-	os.RemoveAll(root)
-	return img, hk.AuthorizedKey()
+	d := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	return d.Path, d.HostKey
 }
 
 // TestProvisionOverSSHSurvivesRestart is the guests issue's acceptance on

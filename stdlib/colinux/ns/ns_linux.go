@@ -30,6 +30,9 @@ type Runner struct {
 	Pids int
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
+	// Unhardened skips the capability drop, /proc masking and seccomp.
+	// Only the benchmark that measures what hardening costs sets it.
+	Unhardened bool
 }
 
 // Runtime is what the monitor records in runtime.json while a guest runs.
@@ -81,7 +84,7 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	for _, f := range []string{runtimeFile, exitFile, stopFile} {
 		os.Remove(filepath.Join(spec.Dir, f))
 	}
-	b, _ := json.MarshalIndent(monitorSpec{Spec: spec, Pids: r.pids()}, "", "  ")
+	b, _ := json.MarshalIndent(monitorSpec{Spec: spec, Pids: r.pids(), Unhardened: r.Unhardened}, "", "  ")
 	if err := fsutil.WriteFileAtomic(filepath.Join(spec.Dir, specFile), b, 0o600); err != nil {
 		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
 	}

@@ -10,9 +10,10 @@ import (
 
 // Runner is the ns driver; it needs Linux namespaces.
 type Runner struct {
-	Exe  string
-	Pids int
-	Logf func(format string, args ...any)
+	Exe        string
+	Pids       int
+	Logf       func(format string, args ...any)
+	Unhardened bool
 }
 
 func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 )
 
 func TestMain(m *testing.M) {
@@ -25,55 +26,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func mirrorDir(t *testing.T) string {
-	t.Helper()
-	wd, _ := os.Getwd()
-	for d := wd; d != "/"; d = filepath.Dir(d) {
-		p := filepath.Join(d, "testdata/minicore/out/mirror/15.x/x86_64")
-		if _, err := os.Stat(filepath.Join(p, "release/distribution_files/core.gz")); err == nil {
-			return p
-		}
-	}
-	t.Skip("mini Tiny Core release not built (make minicore)")
-	return ""
-}
+func needRoot(t *testing.T) { guesttest.NeedRoot(t) }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("namespace guests need root (cgroups, netns, loop devices)")
-	}
-	for _, tool := range []string{"mkfs.ext3", "cpio", "unsquashfs", "nsenter"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (scripts/deps.sh)", tool)
-		}
-	}
-}
-
-// scatterDisk builds a Tiny Core scatter disk the seed's way: core
-// extracted, extensions unsquashed over it, mkfs.ext3 -d.
+// scatterDisk builds a Tiny Core scatter disk the seed's way, with
+// bootlocal lines run before the ready marker.
 func scatterDisk(t *testing.T, bootlocal string, exts ...string) string {
-	t.Helper()
-	mirror := mirrorDir(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	os.MkdirAll(root, 0o755)
-	sh := func(script string) {
-		t.Helper()
-		if out, err := exec.Command("sh", "-ec", script).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", script, err, out)
-		}
-	}
-	sh(fmt.Sprintf("cd %s && zcat %s/release/distribution_files/core.gz | cpio -idm 2>/dev/null", root, mirror))
-	for _, e := range exts {
-		sh(fmt.Sprintf("unsquashfs -q -f -n -d %s %s/tcz/%s.tcz >/dev/null", root, mirror, e))
-		sh(fmt.Sprintf("touch %s/usr/local/tce.installed/%s", root, e))
-	}
-	os.WriteFile(filepath.Join(root, "opt/bootlocal.sh"), []byte("#!/bin/sh\n"+bootlocal+"\necho '"+driver.ReadyMarker+"' >/dev/console\n"), 0o755)
-	img := filepath.Join(dir, "disk.img")
-	sh(fmt.Sprintf("mkfs.ext3 -q -F -L root -d %s %s 64M", root, img))
-	os.RemoveAll(root)
-	return img
+	return guesttest.BuildDisk(t, guesttest.Options{Bootlocal: bootlocal, Extensions: exts, Size: "64M"}).Path
 }
 
 func spec(t *testing.T, name, disk string, ipLast int) driver.Spec {

@@ -1,0 +1,251 @@
+//go:build linux
+
+// Package guestbench measures namespace guests: start to SSH-ready,
+// hardened vs unhardened, 20 guests started in parallel with the host
+// memory each costs beyond its own processes, and nginx installed into a
+// running guest over SSH. Run by bench/guests.sh (TINYFARM_BENCH=1); it
+// prints TSV rows for bench/run.sh.
+package guestbench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
+)
+
+const bridge = "tfbench0"
+
+func TestMain(m *testing.M) {
+	ns.Main()
+	code := m.Run()
+	ns.DeleteBridge(bridge)
+	os.Exit(code)
+}
+
+func gate(t *testing.T) {
+	if os.Getenv("TINYFARM_BENCH") != "1" {
+		t.Skip("benchmark: run bench/guests.sh (TINYFARM_BENCH=1)")
+	}
+	guesttest.NeedRoot(t)
+}
+
+func row(metric, value, anchor, anchorValue, ratio string) {
+	fmt.Printf("%s\t%s\t%s\t%s\t%s\n", metric, value, anchor, anchorValue, ratio)
+}
+
+func median(d []time.Duration) time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+func newFarm(t *testing.T, state string, r *ns.Runner) *colinux.Farm {
+	return colinux.New(state, colinux.Options{Drivers: map[string]driver.Runner{"ns": r}, Bridge: bridge, Subnet: "10.77.252.0/24"})
+}
+
+// startReady starts a guest and waits for marker + one SSH handshake.
+func startReady(t *testing.T, farm *colinux.Farm, name, disk, hostKey string) (*colinux.Guest, time.Duration) {
+	ctx := context.Background()
+	if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hostKey}, false); err != nil {
+		t.Fatal(err)
+	}
+	g, err := farm.Guest(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	if err := g.WaitReady(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("TINYFARM_BENCH_TRACE") != "" {
+		t.Logf("%s: start %v, ready %v", name, t1.Sub(t0), time.Since(t1))
+	}
+	return g, time.Since(t0)
+}
+
+func TestStartToSSHReady(t *testing.T) {
+	gate(t)
+	state := t.TempDir()
+	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
+	measure := func(r *ns.Runner, n int) time.Duration {
+		farm := newFarm(t, state, r)
+		var ds []time.Duration
+		for i := 0; i < n; i++ {
+			g, d := startReady(t, farm, fmt.Sprintf("b%d", i), guesttest.CopyDisk(t, base.Path), base.HostKey)
+			ds = append(ds, d)
+			g.Destroy(context.Background(), false)
+		}
+		return median(ds)
+	}
+	hard := measure(&ns.Runner{}, 11)
+	soft := measure(&ns.Runner{Unhardened: true}, 11)
+
+	// Anchor: a bare namespace process (unshare + chroot + true) on the same
+	// extracted root, the floor any namespace guest pays.
+	rel := guesttest.Release(t)
+	root := filepath.Join(t.TempDir(), "root")
+	if err := rel.ExtractCore(root); err != nil {
+		t.Fatal(err)
+	}
+	var bare []time.Duration
+	for i := 0; i < 11; i++ {
+		t0 := time.Now()
+		if out, err := exec.Command("unshare", "--pid", "--mount", "--uts", "--net", "--ipc", "--fork", "chroot", root, "/bin/true").CombinedOutput(); err != nil {
+			t.Fatalf("unshare: %v %s", err, out)
+		}
+		bare = append(bare, time.Since(t0))
+	}
+	b := median(bare)
+	row("ns: start -> SSH-ready, median of 11 (ms, goal <=150)", ms(hard), "bare unshare+chroot /bin/true", ms(b), fmt.Sprintf("%.1fx", float64(hard)/float64(b)))
+	row("ns: hardened vs unhardened start (ms, goal within 10%)", ms(hard), "unhardened", ms(soft), fmt.Sprintf("%+.0f%%", (float64(hard)/float64(soft)-1)*100))
+}
+
+// smaps returns a process's unique (USS) and proportional (PSS) memory.
+func smaps(pid int) (uss, pss int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		if len(fl) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(fl[1], 10, 64)
+		switch fl[0] {
+		case "Private_Clean:", "Private_Dirty:":
+			uss += v << 10
+		case "Pss:":
+			pss += v << 10
+		}
+	}
+	return uss, pss
+}
+
+func TestTwentyInParallel(t *testing.T) {
+	gate(t)
+	state := t.TempDir()
+	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
+	farm := newFarm(t, state, &ns.Runner{})
+	const n = 20
+	disks := make([]string, n)
+	for i := range disks {
+		disks[i] = guesttest.CopyDisk(t, base.Path)
+	}
+	var wg sync.WaitGroup
+	guests := make([]*colinux.Guest, n)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			guests[i], _ = startReady(t, farm, fmt.Sprintf("p%d", i), disks[i], base.HostKey)
+		}(i)
+	}
+	wg.Wait()
+	total := time.Since(t0)
+	// What a guest costs the host beyond its own processes is its monitor
+	// (unique memory of the process, smaps_rollup Private_*) plus kernel
+	// objects (netns, veth, cgroups) not measured here. The guests' own
+	// processes are what their memory cgroups hold.
+	var own, monUSS, monPSS int64
+	for _, g := range guests {
+		b, err := os.ReadFile(filepath.Join(state, "guests", g.Def.Name, "run", "runtime.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		own += cgroupUsage(string(b))
+		var rt ns.Runtime
+		if err := json.Unmarshal(b, &rt); err != nil {
+			t.Fatal(err)
+		}
+		u, p := smaps(rt.MonitorPID)
+		monUSS += u
+		monPSS += p
+	}
+	for _, g := range guests {
+		wg.Add(1)
+		go func(g *colinux.Guest) { defer wg.Done(); g.Destroy(context.Background(), false) }(g)
+	}
+	wg.Wait()
+	mib := func(v int64) string { return fmt.Sprintf("%.1f", float64(v)/n/(1<<20)) }
+	row("ns: 20 guests started in parallel, to SSH-ready (ms)", ms(total), "20 x sequential median", "-", "-")
+	row("ns: host memory per guest beyond its own processes: monitor USS (MiB, goal <=5)", mib(monUSS), "monitor PSS / guest's own processes", mib(monPSS)+" / "+mib(own), "-")
+}
+
+func cgroupUsage(runtimeJSON string) int64 {
+	i := strings.Index(runtimeJSON, `"memory":"`)
+	if i < 0 {
+		return 0
+	}
+	rest := runtimeJSON[i+len(`"memory":"`):]
+	dir := rest[:strings.Index(rest, `"`)]
+	b, err := os.ReadFile(filepath.Join(dir, "memory.usage_in_bytes"))
+	if err != nil {
+		b, _ = os.ReadFile(filepath.Join(dir, "memory.current"))
+	}
+	v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return v
+}
+
+func TestInstallNginxOverSSH(t *testing.T) {
+	gate(t)
+	state := t.TempDir()
+	rel := guesttest.Release(t)
+	client, err := tcz.New(tcz.Config{URL: "file://" + rel.Mirror, Version: "15.x", Arch: "x86_64", Cache: filepath.Join(state, "tcz")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Fetch(context.Background(), tcz.FetchOptions{}, "nginx"); err != nil {
+		t.Fatal(err)
+	}
+	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
+	farm := newFarm(t, state, &ns.Runner{})
+	var ds []time.Duration
+	for i := 0; i < 3; i++ {
+		g, _ := startReady(t, farm, fmt.Sprintf("i%d", i), guesttest.CopyDisk(t, base.Path), base.HostKey)
+		tg, done, err := g.TargetFor(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if _, err := client.Install(context.Background(), tg, "nginx", tcz.InstallOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, time.Since(t0))
+		done()
+		g.Destroy(context.Background(), false)
+	}
+	// Anchor: the seed's way, unsquashfs of the same packages into a local
+	// directory (no network, no guest), the floor of any install.
+	dir := t.TempDir()
+	t0 := time.Now()
+	for _, p := range []string{"libcrypto", "libxcrypt", "openssl", "pcre2", "zlib", "nginx"} {
+		exec.Command("unsquashfs", "-q", "-f", "-n", "-d", dir, rel.TCZ(p)).Run()
+	}
+	local := time.Since(t0)
+	row("ns: nginx + 5 deps installed into a running guest over SSH (ms, goal <=1000)", ms(median(ds)), "unsquashfs into a local dir", ms(local), fmt.Sprintf("%.1fx", float64(median(ds))/float64(local)))
+}
