@@ -227,7 +227,7 @@ func TestInstallNginxOverSSH(t *testing.T) {
 	var ds []time.Duration
 	for i := 0; i < 3; i++ {
 		g, _ := startReady(t, farm, fmt.Sprintf("i%d", i), guesttest.CopyDisk(t, base.Path), base.HostKey)
-		tg, done, err := g.TargetFor(context.Background())
+		tg, err := g.Target(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +236,7 @@ func TestInstallNginxOverSSH(t *testing.T) {
 			t.Fatal(err)
 		}
 		ds = append(ds, time.Since(t0))
-		done()
+
 		g.Destroy(context.Background(), false)
 	}
 	// Anchor: the seed's way, unsquashfs of the same packages into a local

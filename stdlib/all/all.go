@@ -6,7 +6,10 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/host"
+	"github.com/tinyfarm/tinyfarm/stdlib/image"
+	"github.com/tinyfarm/tinyfarm/stdlib/persist"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
 
 // Modules returns a fresh set of the built-in modules.
@@ -15,5 +18,8 @@ func Modules() []engine.Module {
 		host.Module(),
 		colinux.Module(colinux.DefaultDrivers()),
 		ssh.Module(),
+		tcz.Module(),
+		persist.Module(),
+		image.Module(),
 	}
 }

@@ -22,10 +22,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
 // Errors callers can test with errors.Is.
@@ -122,6 +124,9 @@ type Options struct {
 type Farm struct {
 	dir  string // <state>/guests
 	opts Options
+
+	connMu sync.Mutex
+	conns  map[string]*ssh.Client // one SSH connection per guest, reused
 }
 
 // New opens the farm in stateDir (created on demand).
@@ -135,7 +140,7 @@ func New(stateDir string, opts Options) *Farm {
 	if opts.Reserve == 0 {
 		opts.Reserve = 128 << 20
 	}
-	return &Farm{dir: filepath.Join(stateDir, "guests"), opts: opts}
+	return &Farm{dir: filepath.Join(stateDir, "guests"), opts: opts, conns: map[string]*ssh.Client{}}
 }
 
 func (f *Farm) guestDir(name string) string { return filepath.Join(f.dir, name) }
@@ -251,6 +256,23 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 		h := sha256.Sum256([]byte(d.Name))
 		d.MAC = fmt.Sprintf("02:74:66:%02x:%02x:%02x", h[0], h[1], h[2])
 	}
+	if d.Net == "user" && !hasForward(d.Forwards, 22) {
+		// A guest on user-mode networking is reached through a host port
+		// forward: give it one for SSH, kept like its IP.
+		if old != nil && hasForward(old.Forwards, 22) {
+			for _, fw := range old.Forwards {
+				if fw.GuestPort == 22 {
+					d.Forwards = append(d.Forwards, fw)
+				}
+			}
+		} else {
+			port, err := f.freeHostPort(d.Name, 2222)
+			if err != nil {
+				return DefineResult{}, err
+			}
+			d.Forwards = append(d.Forwards, driver.Forward{Proto: "tcp", HostPort: port, GuestPort: 22})
+		}
+	}
 	if err := f.checkConflicts(&d); err != nil {
 		return DefineResult{}, err
 	}
@@ -298,6 +320,45 @@ func (f *Farm) checkConflicts(d *Definition) error {
 		}
 	}
 	return nil
+}
+
+func hasForward(fs []driver.Forward, guestPort int) bool {
+	for _, f := range fs {
+		if f.GuestPort == guestPort {
+			return true
+		}
+	}
+	return false
+}
+
+// freeHostPort is the lowest host port from start that no other guest
+// forwards and nothing listens on now. Callers hold the lock.
+func (f *Farm) freeHostPort(name string, start int) (int, error) {
+	used := map[int]bool{}
+	all, err := f.List()
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range all {
+		if o.Name == name {
+			continue
+		}
+		for _, fw := range o.Forwards {
+			used[fw.HostPort] = true
+		}
+	}
+	for p := start; p < start+1000; p++ {
+		if used[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free host port from %d for guest %s's SSH forward: set forward = {[PORT] = 22}", start, name)
 }
 
 // allocIP picks the lowest free address of the farm subnet (.2 up).
@@ -497,4 +558,14 @@ func meminfo() (total, avail int64, err error) {
 		}
 	}
 	return total, avail, sc.Err()
+}
+
+// Close drops the farm's cached SSH connections.
+func (f *Farm) Close() {
+	f.connMu.Lock()
+	defer f.connMu.Unlock()
+	for name, c := range f.conns {
+		c.Close()
+		delete(f.conns, name)
+	}
 }

@@ -16,8 +16,8 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
@@ -82,7 +82,7 @@ func TestProvisionOverSSHSurvivesRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%s ready (marker + SSH handshake) in %v", g.Def.Name, time.Since(t0))
-		tg, closer, err := g.TargetFor(ctx)
+		tg, err := g.Target(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +104,7 @@ func TestProvisionOverSSHSurvivesRestart(t *testing.T) {
 		if err != nil || again.Changed {
 			t.Errorf("second install: changed=%v err=%v, want unchanged", again.Changed, err)
 		}
-		closer()
+
 	}
 	for _, g := range guests {
 		if _, err := g.Stop(ctx, 10*time.Second); err != nil {

@@ -1,14 +1,18 @@
 package colinux
 
 import (
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/colinuxd"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/qemu"
 )
 
 // DefaultDrivers are the backends the tinyfarm binary offers.
 func DefaultDrivers() map[string]driver.Runner {
 	return map[string]driver.Runner{
-		"ns": &ns.Runner{},
+		"ns":      &ns.Runner{},
+		"qemu":    &qemu.Runner{},
+		"colinux": &colinuxd.Runner{},
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
 	"github.com/tinyfarm/tinyfarm/stdlib/target/cmdtarget"
 )
 
@@ -112,6 +113,16 @@ func (g *Guest) Stop(ctx context.Context, grace time.Duration) (bool, error) {
 	if st.State != driver.Running && st.State != driver.Suspended {
 		return false, nil
 	}
+	if g.Def.Driver != "ns" && g.Def.HostKey != "" && grace > 0 && st.State == driver.Running {
+		// A VM's clean shutdown is the guest's own poweroff (microvm has no
+		// ACPI button); the driver then only waits, and kills after grace.
+		if c, err := g.Conn(ctx); err == nil {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c.Run(pctx, "poweroff", ssh.RunOptions{IgnoreExit: true})
+			cancel()
+		}
+	}
+	g.dropConn(nil)
 	if err := h.Stop(ctx, grace); err != nil {
 		return true, fmt.Errorf("guest %s: stop: %w", g.Def.Name, err)
 	}
@@ -221,11 +232,10 @@ func (g *Guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 	if ex, ok := h.(driver.Execer); ok {
 		return ex.Exec(ctx, argv, opts)
 	}
-	c, err := g.SSH(ctx)
+	c, err := g.Conn(ctx)
 	if err != nil {
 		return driver.ExecResult{}, err
 	}
-	defer c.Close()
 	r, err := c.Run(ctx, ssh.ShellJoin(argv...), ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true})
 	return driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err
 }
@@ -314,15 +324,57 @@ func (g *Guest) Conf(ctx context.Context) (string, error) {
 	return string(b) + "\n", err
 }
 
-// Target is the running guest as a target.Target for tcz and persist,
-// reached over SSH as root.
-func (g *Guest) Target(ctx context.Context) (*cmdtarget.Target, io.Closer, error) {
+// Conn is the farm's shared SSH connection to the guest, dialed on first
+// use and reused by every later call (a dead one is replaced).
+func (g *Guest) Conn(ctx context.Context) (*ssh.Client, error) {
+	f := g.farm
+	f.connMu.Lock()
+	c := f.conns[g.Def.Name]
+	f.connMu.Unlock()
+	if c != nil {
+		return c, nil
+	}
 	c, err := g.SSH(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return cmdtarget.New(sshRunner{c}, "/", "guest "+g.Def.Name), c, nil
+	f.connMu.Lock()
+	if old := f.conns[g.Def.Name]; old != nil { // another worker dialed too
+		f.connMu.Unlock()
+		c.Close()
+		return old, nil
+	}
+	f.conns[g.Def.Name] = c
+	f.connMu.Unlock()
+	go func() {
+		c.Wait() // the guest stopped or the connection broke: forget it
+		g.dropConn(c)
+	}()
+	return c, nil
 }
+
+func (g *Guest) dropConn(c *ssh.Client) {
+	f := g.farm
+	f.connMu.Lock()
+	defer f.connMu.Unlock()
+	if cur := f.conns[g.Def.Name]; cur != nil && (c == nil || cur == c) {
+		cur.Close()
+		delete(f.conns, g.Def.Name)
+	}
+}
+
+// Target is the running guest as a target.Target for tcz and persist,
+// reached over the shared SSH connection as root.
+func (g *Guest) Target(ctx context.Context) (target.Target, error) {
+	c, err := g.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cmdtarget.New(sshRunner{c}, "/", "guest "+g.Def.Name), nil
+}
+
+// Describe names the guest in change reports.
+func (g *Guest) Describe() string { return "guest:" + g.Def.Name }
 
 type sshRunner struct{ c *ssh.Client }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
-	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
@@ -148,6 +147,14 @@ func (m *luaMod) guest(L *lua.LState) int {
 		if d.Core == "" {
 			d.Core = lua.LVAsString(v.RawGetString("core"))
 		}
+		if o.Bootcodes == nil || o.Bootcodes == lua.LNil {
+			switch bc := v.RawGetString("bootcodes").(type) {
+			case lua.LString:
+				d.Bootcodes = string(bc)
+			case *lua.LTable:
+				d.Bootcodes = bootcodeWords(bc)
+			}
+		}
 	default:
 		lx.Raisef(L, "colinux.guest %s: disk: want a path or what image.build returns, got %s", o.Name, v.Type())
 	}
@@ -156,22 +163,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 	case lua.LString:
 		d.Bootcodes = string(v)
 	case *lua.LTable:
-		var words []string
-		for _, k := range lx.SortedKeys(v) {
-			val := v.RawGetString(k)
-			if b, ok := val.(lua.LBool); ok && bool(b) {
-				words = append(words, k)
-			} else if ok && !bool(b) {
-				continue
-			} else {
-				words = append(words, k+"="+val.String())
-			}
-		}
-		n := v.Len()
-		for i := 1; i <= n; i++ {
-			words = append(words, v.RawGetInt(i).String())
-		}
-		d.Bootcodes = strings.Join(words, " ")
+		d.Bootcodes = bootcodeWords(v)
 	default:
 		lx.Raisef(L, "colinux.guest %s: bootcodes: want a string or a table, got %s", o.Name, v.Type())
 	}
@@ -368,8 +360,8 @@ func (m *luaMod) waitReady(L *lua.LState) int {
 func (m *luaMod) ssh(L *lua.LState) int {
 	g := checkGuest(L)
 	var c *ssh.Client
-	m.block(L, func(ctx context.Context) (err error) { c, err = g.SSH(ctx); return })
-	L.Push(ssh.PushSession(L, m.env, c, "guest:"+g.Def.Name))
+	m.block(L, func(ctx context.Context) (err error) { c, err = g.Conn(ctx); return })
+	L.Push(ssh.PushSharedSession(L, m.env, c, "guest:"+g.Def.Name))
 	return 1
 }
 
@@ -483,11 +475,29 @@ func (m *luaMod) addr(L *lua.LState) int {
 	return 1
 }
 
-// TargetFor is how tcz and persist reach a running guest: over SSH as root.
-func (g *Guest) TargetFor(ctx context.Context) (target.Target, func(), error) {
-	t, c, err := g.Target(ctx)
-	if err != nil {
-		return nil, nil, err
+// bootcodeWords renders {host="web1", nodhcp=true, "text"} as
+// "host=web1 nodhcp text": keys sorted, true or "" as a bare word, false
+// left out, list items appended.
+func bootcodeWords(v *lua.LTable) string {
+	var words []string
+	for _, k := range lx.SortedKeys(v) {
+		switch val := v.RawGetString(k).(type) {
+		case lua.LBool:
+			if bool(val) {
+				words = append(words, k)
+			}
+		case lua.LString:
+			if val == "" {
+				words = append(words, k)
+			} else {
+				words = append(words, k+"="+string(val))
+			}
+		default:
+			words = append(words, k+"="+val.String())
+		}
 	}
-	return t, func() { c.Close() }, nil
+	for i := 1; i <= v.Len(); i++ {
+		words = append(words, v.RawGetInt(i).String())
+	}
+	return strings.Join(words, " ")
 }

@@ -87,9 +87,10 @@ func luaFarmKey(env *engine.Env, L *lua.LState) int {
 
 // session is the Lua-side SSH session: one connection, many commands.
 type session struct {
-	c    *Client
-	name string // for reports: "guest:web1" or the host
-	env  *engine.Env
+	c      *Client
+	name   string // for reports: "guest:web1" or the host
+	env    *engine.Env
+	shared bool // the connection belongs to someone else (a guest's cache): close() leaves it open
 }
 
 const sessionType = "tinyfarm.ssh.session"
@@ -97,8 +98,18 @@ const sessionType = "tinyfarm.ssh.session"
 // PushSession wraps a connected client as a Lua session object with run,
 // put, get, read, write and close. name labels its reports.
 func PushSession(L *lua.LState, env *engine.Env, c *Client, name string) *lua.LUserData {
+	return pushSession(L, &session{c: c, name: name, env: env})
+}
+
+// PushSharedSession is PushSession for a connection someone else owns and
+// reuses: the session's close() does not close it.
+func PushSharedSession(L *lua.LState, env *engine.Env, c *Client, name string) *lua.LUserData {
+	return pushSession(L, &session{c: c, name: name, env: env, shared: true})
+}
+
+func pushSession(L *lua.LState, s *session) *lua.LUserData {
 	ud := L.NewUserData()
-	ud.Value = &session{c: c, name: name, env: env}
+	ud.Value = s
 	mt := L.NewTypeMetatable(sessionType)
 	if mt.RawGetString("__index") == lua.LNil {
 		mt.RawSetString("__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
@@ -319,6 +330,8 @@ func sessRead(L *lua.LState) int {
 
 func sessClose(L *lua.LState) int {
 	s := checkSession(L)
-	s.c.Close()
+	if !s.shared {
+		s.c.Close()
+	}
 	return 0
 }

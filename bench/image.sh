@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# bench/image.sh: image.Build of a scatter disk (core + nginx with its
+# dependencies) vs the seed's shell pipeline on the same inputs, same run,
+# medians of 7 interleaved runs (see bench/imagebench). Needs root and the
+# mini release (make minicore). Prints bench/run.sh TSV rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TINYFARM_BENCH=1 go test -count=1 -run '^TestBuildVsShell$' -v ./bench/imagebench | grep -P '\t' | grep -v '^ok'

@@ -1,0 +1,344 @@
+//go:build unix
+
+package image
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
+)
+
+var ctx = context.Background()
+
+// needRoot skips tests that build or mount images when not root or when a
+// tool is missing, and checks that no loop device is left behind.
+func needRoot(t *testing.T, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: staging keeps owners and setuid bits, loop mounts need CAP_SYS_ADMIN")
+	}
+	for _, tool := range append(tools, "mkfs.ext3", "e2fsck") {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	t.Cleanup(func() { checkNoLoop(t) })
+}
+
+func checkNoLoop(t *testing.T) {
+	t.Helper()
+	ms, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, m := range ms {
+		b, _ := os.ReadFile(m)
+		if strings.Contains(string(b), "/"+strings.SplitN(t.Name(), "/", 2)[0]) {
+			t.Errorf("loop device left attached: %s -> %s", m, strings.TrimSpace(string(b)))
+		}
+	}
+}
+
+func mirrorClient(t *testing.T, rel *minicore.Release) *tcz.Client {
+	t.Helper()
+	c, err := tcz.New(tcz.Config{URL: "file://" + rel.Mirror, Cache: filepath.Join(t.TempDir(), "tcz"), Kernel: rel.KernelVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func fsck(t *testing.T, img string) {
+	t.Helper()
+	out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput()
+	if err != nil {
+		t.Errorf("e2fsck -fn %s: %v\n%s", img, err, out)
+	}
+}
+
+// entry is one file of a tree as the comparison sees it.
+type entry struct {
+	Type     string
+	Mode     uint32
+	Uid, Gid uint32
+	Link     string
+	Sum      string
+}
+
+func (e entry) String() string {
+	return fmt.Sprintf("%s %o %d:%d %s%s", e.Type, e.Mode, e.Uid, e.Gid, e.Link, e.Sum)
+}
+
+// readTree lists every entry of the tree under t (an image target or a
+// host directory) with owner, mode, link target and content hash.
+func readTree(t *testing.T, root *os.Root) map[string]entry {
+	t.Helper()
+	out := map[string]entry{}
+	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := root.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		e := entry{Mode: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid}
+		switch st.Mode & cpioTypeMask {
+		case cpioDir:
+			e.Type = "dir"
+		case cpioLink:
+			e.Type = "link"
+			e.Link, _ = root.Readlink(p)
+		case cpioReg:
+			e.Type = "file"
+			f, err := root.Open(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			io.Copy(h, f)
+			f.Close()
+			e.Sum = hex.EncodeToString(h.Sum(nil))[:16]
+		default:
+			e.Type = fmt.Sprintf("other%o", st.Mode&cpioTypeMask)
+		}
+		out[p] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// imageTree reads an image's tree through a read-only private mount.
+func imageTree(t *testing.T, img string) map[string]entry {
+	t.Helper()
+	m, err := mountImage(ctx, img, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	return readTree(t, m.root)
+}
+
+func TestBuildScatterIdempotentAndEdit(t *testing.T) {
+	needRoot(t)
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	farm := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOy8wqKmJ0uO4o7vEuTPvtnOy0ZbhQmP7M5mBp8Un0Dq farm"
+	img := filepath.Join(t.TempDir(), "web1.img")
+	opts := Options{Path: img, Core: rel.Core, Mirror: c, Hostname: "web1", AuthorizedKeys: []string{farm},
+		Extensions: []string{"dropbear", "nginx"}, Files: map[string]string{"/etc/motd": "hello\n"}, Bootlocal: []string{"/usr/local/sbin/nginx"}, Logf: t.Logf}
+	r, err := Build(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Changed || r.Reason != "new image" || !strings.HasPrefix(r.HostKey, "ssh-ed25519 ") || r.Bootcodes["host"] != "web1" {
+		t.Fatalf("first build: %+v", r)
+	}
+	fsck(t, img)
+	// Identical inputs: unchanged, same key.
+	r2, err := Build(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Changed || r2.HostKey != r.HostKey || r2.UUID != r.UUID {
+		t.Fatalf("second build changed: %+v", r2)
+	}
+	// Check mode with other inputs: would change, writes nothing.
+	fi0, _ := os.Stat(img)
+	o3 := opts
+	o3.Hostname, o3.Check = "web2", true
+	r3, err := Build(ctx, o3)
+	if err != nil || !r3.Changed || r3.Reason != "inputs changed" {
+		t.Fatalf("check build: %+v %v", r3, err)
+	}
+	if fi, _ := os.Stat(img); fi.ModTime() != fi0.ModTime() {
+		t.Error("check mode wrote the image")
+	}
+
+	tree := imageTree(t, img)
+	want := map[string]string{
+		"etc/hostname":                     "file 644 0:0",
+		"home/tc/.ssh":                     "dir 700 1001:50",
+		"home/tc/.ssh/authorized_keys":     "file 600 1001:50",
+		DropbearHostKey:                    "file 600 0:0",
+		OpenSSHHostKey:                     "file 600 0:0",
+		"tce/optional":                     "dir 775 1001:50",
+		"tce/onboot.lst":                   "file 664 1001:50",
+		"usr/local/sbin/nginx":             "file 755 0:0",
+		"usr/local/tce.installed/dropbear": "file",
+		"etc/motd":                         "file 644 0:0",
+		"opt/bootlocal.sh":                 "file",
+	}
+	for p, w := range want {
+		e, ok := tree[p]
+		if !ok {
+			t.Errorf("%s missing", p)
+			continue
+		}
+		if !strings.HasPrefix(e.String(), w) {
+			t.Errorf("%s: %s, want %s", p, e, w)
+		}
+	}
+	// The key in the image is the one returned.
+	err = View(ctx, img, func(tg target.Target) error {
+		b, err := target.ReadFile(ctx, tg, DropbearHostKey)
+		if err != nil {
+			return err
+		}
+		priv, err := ssh.ParseDropbearEd25519(b)
+		if err != nil {
+			return err
+		}
+		hk, _ := ssh.NewHostKey(priv)
+		if hk.AuthorizedKey() != r.HostKey {
+			t.Errorf("image key %s != result %s", hk.AuthorizedKey(), r.HostKey)
+		}
+		bl, _ := target.ReadFile(ctx, tg, "opt/bootlocal.sh")
+		if !strings.Contains(string(bl), "# BEGIN tinyfarm image\n"+DropbearStart+"\n/usr/local/sbin/nginx\n# END tinyfarm image\n") {
+			t.Errorf("bootlocal.sh:\n%s", bl)
+		}
+		ak, _ := target.ReadFile(ctx, tg, "home/tc/.ssh/authorized_keys")
+		if string(ak) != farm+"\n" {
+			t.Errorf("authorized_keys %q", ak)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Edit: offline change through the target interface; Build keeps it.
+	err = Edit(ctx, img, func(tg target.Target) error {
+		return target.WriteFile(ctx, tg, "etc/motd", []byte("edited\n"), 0o644, 0, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, img)
+	r4, err := Build(ctx, opts)
+	if err != nil || r4.Changed {
+		t.Fatalf("build after edit: %+v %v", r4, err)
+	}
+	// A real input change rebuilds, keeping the host key.
+	o5 := opts
+	o5.Hostname = "web2"
+	r5, err := Build(ctx, o5)
+	if err != nil || !r5.Changed || r5.HostKey != r.HostKey {
+		t.Fatalf("rebuild: %+v %v", r5, err)
+	}
+	if r5.UUID == r.UUID {
+		t.Error("uuid did not follow the inputs")
+	}
+	fsck(t, img)
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(img), ".*tmp*")); len(m) > 0 {
+		t.Errorf("temporary files left: %v", m)
+	}
+	// An error in fn still unmounts.
+	boom := errors.New("boom")
+	if err := Edit(ctx, img, func(target.Target) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("edit error: %v", err)
+	}
+	// An attached image is refused.
+	if out, err := exec.Command("losetup", "-f", "--show", img).Output(); err == nil {
+		dev := strings.TrimSpace(string(out))
+		err := Edit(ctx, img, func(target.Target) error { return nil })
+		exec.Command("losetup", "-d", dev).Run()
+		if !errors.Is(err, ErrBusy) {
+			t.Errorf("edit of an attached image: %v", err)
+		}
+	}
+}
+
+func TestBuildFrugal(t *testing.T) {
+	needRoot(t)
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	img := filepath.Join(t.TempDir(), "f.img")
+	r, err := Build(ctx, Options{Path: img, Mirror: c, Layout: Frugal, Hostname: "f1", FS: "ext4",
+		AuthorizedKeys: []string{"ssh-ed25519 AAAA x"}, Extensions: []string{"dropbear"},
+		Files: map[string]string{"/usr/local/etc/x.conf": "x\n", "/home/tc/hi": "hi\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, img)
+	if r.Bootcodes["tce"] != "UUID="+r.UUID+"/tce" || r.Bootcodes["home"] == "" {
+		t.Errorf("bootcodes %v", r.Bootcodes)
+	}
+	tree := imageTree(t, img)
+	for _, p := range []string{"tce/optional/dropbear.tcz", "tce/optional/libtomcrypt.tcz.md5.txt", "tce/optional/dropbear.tcz.dep",
+		"tce/onboot.lst", "tce/mydata.tgz", "home/tc/.ssh/authorized_keys", "home/tc/hi", "opt/bootlocal.sh", "opt/bootsync.sh", "opt/.filetool.lst"} {
+		if _, ok := tree[p]; !ok {
+			t.Errorf("%s missing", p)
+		}
+	}
+	if _, ok := tree["usr"]; ok {
+		t.Error("frugal disk holds usr/")
+	}
+	err = View(ctx, img, func(tg target.Target) error {
+		ob, _ := target.ReadFile(ctx, tg, "tce/onboot.lst")
+		if string(ob) != "dropbear.tcz\n" {
+			t.Errorf("onboot.lst %q", ob)
+		}
+		tgz, _ := target.ReadFile(ctx, tg, "tce/mydata.tgz")
+		out, err := exec.Command("tar", "-tzf", "-").Output()
+		_ = out
+		cmd := exec.Command("tar", "-tzf", "-")
+		cmd.Stdin = bytes.NewReader(tgz)
+		list, err := cmd.Output()
+		if err != nil {
+			return err
+		}
+		for _, w := range []string{DropbearHostKey, OpenSSHHostKey, "usr/local/etc/x.conf", "etc/hostname"} {
+			if !strings.Contains(string(list), w+"\n") {
+				t.Errorf("mydata.tgz lacks %s:\n%s", w, list)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	for _, o := range []Options{
+		{},
+		{Path: "x.img", Core: "core.gz", FS: "xfs"},
+		{Path: "x.img", Core: "core.gz", Layout: "iso"},
+		{Path: "x.img", Core: "core.gz", Hostname: "bad name"},
+		{Path: "x.img", Core: "core.gz", Extensions: []string{"nginx"}},
+		{Path: "x.img"},
+		{Path: "x.img", Core: "core.gz", Files: map[string]string{"../etc/x": ""}},
+	} {
+		if _, err := Build(ctx, o); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+}
+
+func sortedKeys(m map[string]entry) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

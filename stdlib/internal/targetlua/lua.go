@@ -1,0 +1,109 @@
+// Package targetlua turns a Lua value into a [target.Target] for the
+// module bindings (tcz.install, persist.*, image.edit callbacks), so that
+// every module accepts the same three kinds of target argument:
+//
+//   - a string: a directory on the host, opened with target.OpenDir
+//     (confined with os.Root) and closed after the call;
+//   - a userdata whose Value is a target.Target (the target object that
+//     image.edit passes to its callback);
+//   - a userdata whose Value is a [Provider] (a colinux guest), asked for
+//     its target with the run's context.
+//
+// It is binding code and imports gopher-lua, so it lives in lua.go.
+package targetlua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+)
+
+// Provider is implemented by Lua-visible objects that stand for a target
+// without being one (a running guest reached over SSH): Target returns the
+// live target. Resolve never closes what a Provider returns; the provider
+// owns it.
+type Provider interface {
+	Target(ctx context.Context) (target.Target, error)
+}
+
+// Describer is optionally implemented by a target (or a Provider) to name
+// it in change reports ("image:/srv/web1.img", "guest:web1").
+type Describer interface {
+	Describe() string
+}
+
+// ErrNotTarget is returned when a value cannot be a target.
+var ErrNotTarget = errors.New("not a target")
+
+// Resolve turns v into a target. The returned cleanup releases what
+// Resolve itself opened (a host directory) and must always be called; it
+// is a no-op for targets owned by someone else. A string is a host
+// directory: it must exist (a missing one is a not_found error).
+func Resolve(L *lua.LState, v lua.LValue, env *engine.Env) (target.Target, func(), error) {
+	nop := func() {}
+	switch x := v.(type) {
+	case lua.LString:
+		p := string(x)
+		if p == "" {
+			return nil, nop, lx.WithKind(fmt.Errorf("target: empty path: %w", ErrNotTarget), lx.KindInvalid)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, nop, fmt.Errorf("target %s: %w", p, err)
+		}
+		if !fi.IsDir() {
+			return nil, nop, lx.WithKind(fmt.Errorf("target %s: not a directory: %w", p, ErrNotTarget), lx.KindInvalid)
+		}
+		d, err := target.OpenDir(p, target.DirOptions{AllowDevices: os.Geteuid() == 0})
+		if err != nil {
+			return nil, nop, err
+		}
+		return d, func() { d.Close() }, nil
+	case *lua.LUserData:
+		switch u := x.Value.(type) {
+		case target.Target:
+			return u, nop, nil
+		case Provider:
+			t, err := u.Target(env.Context(L))
+			if err != nil {
+				return nil, nop, fmt.Errorf("target: %w", err)
+			}
+			return t, nop, nil
+		}
+	}
+	return nil, nop, lx.WithKind(fmt.Errorf("target: want a directory path, an image target or a guest, got %s: %w", v.Type(), ErrNotTarget), lx.KindInvalid)
+}
+
+// Check is Resolve at stack index n, raising on failure; fn names the
+// calling function in the message ("tcz.install").
+func Check(L *lua.LState, n int, env *engine.Env, fn string) (target.Target, func()) {
+	t, done, err := Resolve(L, L.Get(n), env)
+	if err != nil {
+		lx.Raise(L, fmt.Errorf("%s: argument #%d: %w", fn, n, err))
+	}
+	return t, done
+}
+
+// Subject names file inside t for engine.Change.Subject, so that check
+// mode's pending tracking relates calls on the same file: a host
+// directory gives the host path ("/srv/root/opt/bootlocal.sh"), a
+// [Describer] gives "<description>/<file>", anything else "target:<file>".
+func Subject(t target.Target, file string) string {
+	file = strings.TrimLeft(file, "/")
+	if d, ok := t.(interface{ Path() string }); ok {
+		return filepath.Join(d.Path(), file)
+	}
+	if d, ok := t.(Describer); ok {
+		return strings.TrimRight(d.Describe(), "/") + "/" + file
+	}
+	return "target:" + file
+}
