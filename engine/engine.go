@@ -85,6 +85,7 @@ type Engine struct {
 	pending  map[string]bool
 	recap    Recap
 	failures []*lx.Error
+	closers  []func() // Env.OnClose, run by Close in reverse order
 }
 
 // New makes an Engine with the standard Lua libraries, tinyfarm's globals
@@ -128,8 +129,18 @@ func (e *Engine) Env() *Env { return e.env }
 // Callers must not use it while a run is in progress.
 func (e *Engine) State() *lua.LState { return e.L }
 
-// Close releases the Lua state.
-func (e *Engine) Close() { e.L.Close() }
+// Close runs the Env.OnClose functions, last registered first, then
+// releases the Lua state.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	fns := e.closers
+	e.closers = nil
+	e.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+	e.L.Close()
+}
 
 // RunFile runs the playbook at path. The playbook's directory heads the
 // require path. A failure comes back as *ScriptError.

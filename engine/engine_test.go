@@ -172,6 +172,7 @@ func TestGoAPIPackagesDoNotImportLua(t *testing.T) {
 		}
 		rel := filepath.ToSlash(p[len(root)+1:])
 		if strings.HasPrefix(rel, "engine/") || strings.HasPrefix(rel, "cmd/") || filepath.Base(rel) == "lua.go" ||
+			strings.HasPrefix(filepath.Base(rel), "lua_") ||
 			strings.HasPrefix(rel, "stdlib/all/") ||
 			strings.HasSuffix(rel, "lua_test.go") || strings.HasPrefix(rel, "playbooks/") {
 			return nil
@@ -189,5 +190,22 @@ func TestGoAPIPackagesDoNotImportLua(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestOnCloseRunsAtCloseLastFirst(t *testing.T) {
+	eng, err := engine.New(engine.Options{Stdout: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	eng.Env().OnClose(func() { got = append(got, "first") })
+	eng.Env().OnClose(func() { got = append(got, "second") })
+	if len(got) != 0 {
+		t.Fatalf("ran before Close: %v", got)
+	}
+	eng.Close()
+	if strings.Join(got, ",") != "second,first" {
+		t.Errorf("ran %v, want second then first", got)
 	}
 }

@@ -76,6 +76,11 @@ func (env *Env) Pending(subject string) bool {
 	e := env.eng
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.pendingLocked(subject)
+}
+
+// pendingLocked is Pending for callers holding e.mu.
+func (e *Engine) pendingLocked(subject string) bool {
 	for p := range e.pending {
 		if related(p, subject) {
 			return true
@@ -122,6 +127,17 @@ func (env *Env) Context(L *lua.LState) context.Context {
 		return ctx
 	}
 	return context.Background()
+}
+
+// OnClose registers fn to run when the engine closes (the end of the run
+// or of the REPL session), after the last Lua call. Modules use it to stop
+// what they started for the rest of the run, such as a background server.
+// Functions run last registered first and must not touch Lua.
+func (env *Env) OnClose(fn func()) {
+	e := env.eng
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closers = append(e.closers, fn)
 }
 
 // Logf prints a log line through the reporter.

@@ -79,6 +79,13 @@ func (e *Engine) currentTask(L *lua.LState) *taskRun {
 
 func (e *Engine) report(L *lua.LState, c Change) {
 	e.mu.Lock()
+	if e.opts.Check && c.Status == StatusChanged && c.Subject != "" && e.pendingLocked(c.Subject) {
+		// Planned against a state an earlier would-be change alters first.
+		c.Status = StatusMayChange
+		if c.Detail == "" {
+			c.Detail = "depends on an earlier change"
+		}
+	}
 	if e.opts.Check && c.Status != StatusOK && c.Subject != "" {
 		e.pending[c.Subject] = true
 	}
@@ -276,16 +283,13 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 		return nil
 	})
 	var errs []error
-	var msgs []string
 	for _, f := range failures {
 		if f != nil {
 			errs = append(errs, f)
-			msgs = append(msgs, f.Error())
 		}
 	}
 	if len(errs) > 0 {
-		err := fmt.Errorf("parallel: %d of %d items failed: %s: %w", len(errs), n, strings.Join(msgs, "; "), errors.Join(errs...))
-		lx.Raise(L, err)
+		lx.Raise(L, &parallelError{errs: errs, n: n})
 	}
 	out := L.CreateTable(n, 0)
 	for i, r := range results {
@@ -297,3 +301,19 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 	L.Push(out)
 	return 1
 }
+
+// parallelError carries every failed item; errors.Is/As see each of them.
+type parallelError struct {
+	errs []error
+	n    int
+}
+
+func (p *parallelError) Error() string {
+	msgs := make([]string, len(p.errs))
+	for i, e := range p.errs {
+		msgs[i] = strings.TrimSpace(e.Error())
+	}
+	return fmt.Sprintf("parallel: %d of %d items failed:\n  %s", len(p.errs), p.n, strings.Join(msgs, "\n  "))
+}
+
+func (p *parallelError) Unwrap() []error { return p.errs }

@@ -1,7 +1,6 @@
 -- hello.lua: a first playbook that needs nothing but the host.
--- tinyfarm run playbooks/hello.lua -e dir=/tmp/hello
+--   tinyfarm run playbooks/hello.lua -e dir=/tmp/hello
 local host = require("host")
-local example = require("lib.example")
 local dir = vars.dir or os.getenv("TMPDIR") or "/tmp"
 
 task("say hello", function()
@@ -9,5 +8,5 @@ task("say hello", function()
 end)
 
 task("write motd", function()
-  example.motd{ path = dir .. "/tinyfarm-motd" }
+  host.write(dir .. "/tinyfarm-motd", "welcome to tinyfarm\n", { mode = "0644" })
 end)

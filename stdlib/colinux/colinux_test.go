@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +61,7 @@ func TestProvisionOverSSHSurvivesRestart(t *testing.T) {
 	var guests []*colinux.Guest
 	for i, name := range []string{"webone", "webtwo"} {
 		disk, hostKey := sshDisk(t, state)
-		res, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 96 << 20, CPUs: 1, HostKey: hostKey}, false)
+		res, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 96 << 20, CPUs: 1, HostKey: hostKey, User: "root"}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +155,7 @@ func TestOvercommitRefused(t *testing.T) {
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: testBridge,
 		Subnet: "10.77.251.0/24", MemTotal: 256 << 20, Reserve: 64 << 20})
 	disk, hk := sshDisk(t, state)
-	if _, err := farm.Define(colinux.Definition{Name: "big", Driver: "ns", Disk: disk, MemBytes: 512 << 20, HostKey: hk}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "big", Driver: "ns", Disk: disk, MemBytes: 512 << 20, HostKey: hk, User: "root"}, false); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(context.Background(), "big")
@@ -201,4 +203,79 @@ func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
 	if b.Def.IP == r1.Def.IP {
 		t.Error("two guests got the same IP")
 	}
+}
+
+// TestQemuGuestProvisionSurvivesRestart: the same boot -> install over SSH
+// -> bootlocal -> restart -> HTTP flow on the qemu driver (TCG), reached
+// through host port forwards on 127.0.0.1.
+func TestQemuGuestProvisionSurvivesRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM under TCG")
+	}
+	needRoot(t) // the disk is assembled as root (owners, setuid)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
+	}
+	rel := minicore.Require(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	client, err := tcz.New(tcz.Config{URL: "file://" + rel.Mirror, Version: "15.x", Arch: "x86_64", Cache: filepath.Join(state, "tcz")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	httpPort := freeTCPPort(t)
+	res, err := farm.Define(colinux.Definition{Name: "vm1", Driver: "qemu", Disk: disk.Path, MemBytes: 192 << 20, CPUs: 1,
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root",
+		Forwards: []driver.Forward{{Proto: "tcp", HostPort: httpPort, GuestPort: 80}}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := farm.Guest(ctx, "vm1")
+	t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	t0 := time.Now()
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("qemu guest boot -> SSH-ready in %v (ssh forward %v)", time.Since(t0), res.Def.Forwards)
+	tg, err := g.Target(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Install(ctx, tg, "nginx", tcz.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := persist.Bootlocal(ctx, tg, []string{"echo '<h1>vm1</h1>' > /usr/local/share/nginx/html/index.html", "/usr/local/sbin/nginx"}, persist.BlockOptions{ID: "nginx"}); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	if _, err := g.Stop(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := g.Status(ctx); st.State != driver.Stopped {
+		t.Fatalf("after stop: %+v", st)
+	}
+	t.Logf("clean stop (poweroff over SSH) in %v", time.Since(t1))
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", httpPort)); !strings.Contains(body, "<h1>vm1</h1>") {
+		t.Errorf("vm1 after restart serves %q", body)
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

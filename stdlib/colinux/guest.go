@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -118,7 +119,7 @@ func (g *Guest) Stop(ctx context.Context, grace time.Duration) (bool, error) {
 		// ACPI button); the driver then only waits, and kills after grace.
 		if c, err := g.Conn(ctx); err == nil {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			c.Run(pctx, "poweroff", ssh.RunOptions{IgnoreExit: true})
+			c.Run(pctx, "poweroff", ssh.RunOptions{IgnoreExit: true, Sudo: g.user() != "root"})
 			cancel()
 		}
 	}
@@ -197,7 +198,14 @@ func (g *Guest) Addr(port int) (string, error) {
 	return "", fmt.Errorf("guest %s: port %d is not forwarded to the host: add forward = {[HOSTPORT] = %d}: %w", g.Def.Name, port, port, ErrInvalid)
 }
 
-// SSH dials the guest as root with the farm key, pinning the host key
+func (g *Guest) user() string {
+	if g.Def.User == "" {
+		return "tc"
+	}
+	return g.Def.User
+}
+
+// SSH dials the guest as its user (Tiny Core's tc, with sudo) with the farm key, pinning the host key
 // recorded when its disk was built. Retries cover the moment between the
 // ready marker and dropbear listening.
 func (g *Guest) SSH(ctx context.Context) (*ssh.Client, error) {
@@ -216,7 +224,7 @@ func (g *Guest) SSH(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ssh.Dial(ctx, ssh.Config{Host: host, Port: port, User: "root", Signer: fk.Signer, HostKey: pub,
+	return ssh.Dial(ctx, ssh.Config{Host: host, Port: port, User: g.user(), Signer: fk.Signer, HostKey: pub,
 		Timeout: 10 * time.Second, Retries: 20, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second})
 }
 
@@ -370,15 +378,56 @@ func (g *Guest) Target(ctx context.Context) (target.Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cmdtarget.New(sshRunner{c}, "/", "guest "+g.Def.Name), nil
+	return cmdtarget.New(sshRunner{c: c, sudo: g.user() != "root"}, "/", g.Describe()), nil
 }
+
+// PlanTarget is Target for check mode: a guest that is not running yet
+// (it would be built and started by the same playbook) is planned against
+// as an empty root, so every change to it shows; the engine reports them
+// as may_change, since they depend on the guest being created first.
+func (g *Guest) PlanTarget(ctx context.Context) (target.Target, error) {
+	if g.Running(ctx) {
+		return g.Target(ctx)
+	}
+	return offlineTarget{name: g.Describe()}, nil
+}
+
+// offlineTarget is an empty root that refuses changes.
+type offlineTarget struct{ name string }
+
+func (o offlineTarget) Lstat(ctx context.Context, name string) (target.Entry, error) {
+	return target.Entry{}, fmt.Errorf("lstat %s on %s (not running): %w", name, o.name, fs.ErrNotExist)
+}
+
+func (o offlineTarget) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("open %s on %s (not running): %w", name, o.name, fs.ErrNotExist)
+}
+
+func (o offlineTarget) Apply(ctx context.Context, c target.Change) error {
+	return fmt.Errorf("apply %s on %s: the guest is not running", c.Name, o.name)
+}
+
+func (o offlineTarget) ReadDir(ctx context.Context, name string) ([]target.Entry, error) {
+	return nil, fmt.Errorf("readdir %s on %s (not running): %w", name, o.name, fs.ErrNotExist)
+}
+
+func (o offlineTarget) Describe() string { return o.name }
 
 // Describe names the guest in change reports.
 func (g *Guest) Describe() string { return "guest:" + g.Def.Name }
 
-type sshRunner struct{ c *ssh.Client }
+// sshRunner runs target commands as root: directly when logged in as
+// root, through Tiny Core's password-less sudo otherwise.
+type sshRunner struct {
+	c    *ssh.Client
+	sudo bool
+}
+
+// guestPath is set for every command: sudo and non-login shells may start
+// without the sbin directories where ldconfig, depmod and nginx live.
+const guestPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH; "
 
 func (r sshRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, []byte, int, error) {
-	res, err := r.c.RunStream(ctx, cmd, stdin, ssh.RunOptions{IgnoreExit: true})
+	res, err := r.c.RunStream(ctx, guestPath+cmd, stdin, ssh.RunOptions{IgnoreExit: true, Sudo: r.sudo})
 	return res.Stdout, res.Stderr, res.Code, err
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,7 +15,9 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
@@ -44,7 +48,7 @@ func (m *luaMod) loader(L *lua.LState) int {
 		"start": m.start, "stop": m.stop, "restart": m.restart, "status": m.status,
 		"wait_ready": m.waitReady, "ssh": m.ssh, "exec": m.exec, "console": m.console,
 		"suspend": m.suspend, "resume": m.resume, "destroy": m.destroy, "conf": m.conf,
-		"addr": m.addr,
+		"addr": m.addr, "read": m.read, "write": m.write,
 	}
 	idx := L.SetFuncs(L.NewTable(), methods)
 	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
@@ -389,7 +393,7 @@ func (m *luaMod) exec(L *lua.LState) int {
 	if o.ReadOnly {
 		ch.Status = engine.StatusOK
 	}
-	if m.env.Check && !o.ReadOnly {
+	if m.env.Check && (!o.ReadOnly || !g.Running(m.env.Context(L))) {
 		ch.Status, ch.Detail = engine.StatusMayChange, "not run in check mode"
 		m.env.Report(L, ch)
 		L.Push(lx.FromGo(L, map[string]any{"code": 0, "stdout": "", "stderr": "", "skipped": true}))
@@ -500,4 +504,97 @@ func bootcodeWords(v *lua.LTable) string {
 		words = append(words, v.RawGetInt(i).String())
 	}
 	return strings.Join(words, " ")
+}
+
+type writeOpts struct {
+	Mode  string `lua:"mode"`
+	Owner string `lua:"owner"` // "uid:gid", default "0:0"
+}
+
+// g:write(path, content, {mode="0644", owner="0:0"}) -> changed: a file in
+// the running guest, replaced atomically; unchanged files are left alone.
+func (m *luaMod) write(L *lua.LState) int {
+	g := checkGuest(L)
+	path, content := L.CheckString(2), L.CheckString(3)
+	var o writeOpts
+	lx.Opts(L, 4, "write", &o)
+	mode := fs.FileMode(0o644)
+	if o.Mode != "" {
+		n, err := strconv.ParseUint(o.Mode, 8, 32)
+		if err != nil || n > 0o7777 {
+			lx.Raisef(L, "write %s: invalid mode %q (want octal like \"0644\")", path, o.Mode)
+		}
+		mode = fs.FileMode(n)
+	}
+	uid, gid := 0, 0
+	if o.Owner != "" {
+		if _, err := fmt.Sscanf(o.Owner, "%d:%d", &uid, &gid); err != nil {
+			lx.Raisef(L, "write %s: owner %q: want numeric uid:gid", path, o.Owner)
+		}
+	}
+	var old []byte
+	var exists bool
+	var oldMode fs.FileMode
+	var t target.Target
+	m.block(L, func(ctx context.Context) (err error) {
+		if m.env.Check {
+			t, err = g.PlanTarget(ctx)
+		} else {
+			t, err = g.Target(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		e, err := t.Lstat(ctx, path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		exists, oldMode = true, e.Mode
+		old, err = target.ReadFile(ctx, t, path)
+		return err
+	})
+	changed := !exists || string(old) != content || oldMode != mode
+	ch := engine.Change{Module: "colinux", Action: "write", Subject: g.Describe() + "/" + strings.TrimLeft(path, "/"), Status: engine.StatusOK}
+	if changed {
+		ch.Status, ch.Diff = engine.StatusChanged, fsutil.Diff(path, old, []byte(content))
+		if exists && oldMode != mode {
+			ch.Detail = fmt.Sprintf("mode %04o -> %04o", oldMode.Perm(), mode.Perm())
+		}
+		if !m.env.Check {
+			m.block(L, func(ctx context.Context) error {
+				return target.WriteFile(ctx, t, path, []byte(content), mode, uid, gid)
+			})
+		}
+	}
+	m.env.Report(L, ch)
+	L.Push(lua.LBool(changed))
+	return 1
+}
+
+// g:read(path) -> content, or nil when the file does not exist
+func (m *luaMod) read(L *lua.LState) int {
+	g := checkGuest(L)
+	path := L.CheckString(2)
+	var b []byte
+	missing := false
+	m.block(L, func(ctx context.Context) error {
+		t, err := g.Target(ctx)
+		if err != nil {
+			return err
+		}
+		b, err = target.ReadFile(ctx, t, path)
+		if errors.Is(err, fs.ErrNotExist) {
+			missing, err = true, nil
+		}
+		return err
+	})
+	if missing {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(lua.LString(b))
+	return 1
 }

@@ -290,9 +290,9 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		res.Reason = "no sidecar"
 	case old.Format != formatVersion || old.Inputs != inputs || !complete:
 		res.Reason = "inputs changed"
-	case !old.fresh(opts.Path):
-		res.Reason = "image changed outside tinyfarm"
 	}
+	// A disk whose guest ran on it has changed since it was built: that is
+	// the guest's state, not drift. Only changed inputs rebuild it.
 	if res.Reason == "" {
 		out := old.Result
 		out.Path, out.Changed = opts.Path, false
@@ -304,6 +304,14 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	}
 	if opts.Check {
 		return res, nil
+	}
+	if abs, err := filepath.Abs(opts.Path); err == nil {
+		if dev := loopOf(abs); dev != "" {
+			return res, fmt.Errorf("image build %s: %s, but the image is attached to %s (a running guest?): stop the guest first: %w", opts.Path, res.Reason, dev, ErrBusy)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o755); err != nil {
+		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
 	}
 	if os.Geteuid() != 0 {
 		return res, fmt.Errorf("image build %s: needs root: owners and setuid bits come from the staging tree that mkfs.%s -d copies, so it must be assembled as root (check mode works without): %w", opts.Path, opts.FS, ErrUnsupported)

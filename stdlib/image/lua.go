@@ -3,6 +3,8 @@
 package image
 
 import (
+	"slices"
+
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
@@ -91,6 +94,15 @@ func luaBuild(env *engine.Env, L *lua.LState) int {
 	}
 	var o buildOpts
 	lx.Opts(L, 1, "image.build", &o)
+	// tinyfarm must always be able to log in to what it built: the farm
+	// key is authorized along with any keys the playbook gives.
+	fk, err := ssh.EnsureFarmKey(env.StateDir)
+	if err != nil {
+		raise(L, err)
+	}
+	if !slices.Contains(o.AuthorizedKeys, fk.AuthorizedKey()) {
+		o.AuthorizedKeys = append([]string{fk.AuthorizedKey()}, o.AuthorizedKeys...)
+	}
 	opts := Options{Path: o.Path, Size: int64(o.Size), FS: o.FS, Label: o.Label, Core: o.Core, Layout: Layout(o.Layout),
 		Hostname: o.Hostname, AuthorizedKeys: o.AuthorizedKeys, Extensions: o.Extensions, Files: o.Files,
 		Bootlocal: o.Bootlocal, Check: env.Check, Logf: env.Logf}
@@ -102,7 +114,7 @@ func luaBuild(env *engine.Env, L *lua.LState) int {
 		opts.Mirror = c
 	}
 	var r Result
-	err := env.Block(L, func(ctx context.Context) error {
+	err = env.Block(L, func(ctx context.Context) error {
 		var err error
 		r, err = Build(ctx, opts)
 		return err

@@ -150,12 +150,14 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 		if online {
 			if !opts.Check {
 				ex := t.(target.Execer)
+				// As tce-load does, but only where the tool exists: a
+				// userland without ldconfig (busybox only) needs no cache.
 				if modules {
-					if out, err := ex.Exec(ctx, []string{"depmod", "-a"}); err != nil {
+					if out, err := ex.Exec(ctx, []string{"sh", "-c", "if command -v depmod >/dev/null 2>&1; then depmod -a; fi"}); err != nil {
 						return res, fmt.Errorf("install %s: depmod: %w: %s", n, err, out)
 					}
 				}
-				if out, err := ex.Exec(ctx, []string{"ldconfig"}); err != nil {
+				if out, err := ex.Exec(ctx, []string{"sh", "-c", "if command -v ldconfig >/dev/null 2>&1; then ldconfig; fi"}); err != nil {
 					return res, fmt.Errorf("install %s: ldconfig: %w: %s", n, err, out)
 				}
 				for _, s := range scripts {

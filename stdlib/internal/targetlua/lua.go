@@ -35,6 +35,13 @@ type Provider interface {
 	Target(ctx context.Context) (target.Target, error)
 }
 
+// Planner is optionally implemented by a Provider whose target may not
+// exist yet in check mode (a guest the same playbook would start): check
+// mode plans against what PlanTarget returns instead.
+type Planner interface {
+	PlanTarget(ctx context.Context) (target.Target, error)
+}
+
 // Describer is optionally implemented by a target (or a Provider) to name
 // it in change reports ("image:/srv/web1.img", "guest:web1").
 type Describer interface {
@@ -73,7 +80,11 @@ func Resolve(L *lua.LState, v lua.LValue, env *engine.Env) (target.Target, func(
 		case target.Target:
 			return u, nop, nil
 		case Provider:
-			t, err := u.Target(env.Context(L))
+			get := u.Target
+			if pl, ok := u.(Planner); ok && env.Check {
+				get = pl.PlanTarget
+			}
+			t, err := get(env.Context(L))
 			if err != nil {
 				return nil, nop, fmt.Errorf("target: %w", err)
 			}

@@ -323,6 +323,9 @@ func (t *Target) ReadDir(ctx context.Context, name string) ([]target.Entry, erro
 	return ents, nil
 }
 
+// Describe names the target in change reports ("guest:web1").
+func (t *Target) Describe() string { return t.name }
+
 // Caps implements target.Capable: a running system, as root.
 func (t *Target) Caps() target.Caps {
 	return target.Caps{Chown: true, Setuid: true, Online: true}

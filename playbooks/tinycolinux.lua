@@ -1,0 +1,40 @@
+-- tinycolinux.lua: a tinycolinux disk the seed's way: Tiny Core's core
+-- extracted onto an ext3 disk, a /tce directory, extensions installed with
+-- their dependencies, bootlocal.sh starting the services.
+--
+--   tinyfarm run playbooks/tinycolinux.lua -e disk=web.img \
+--     -e extensions=dropbear,nginx -e mirror=http://repo.tinycorelinux.net
+--
+-- vars: disk (default tinycolinux.img), size (128M), fs (ext3),
+-- hostname (box), extensions (comma list, default "dropbear"),
+-- layout (scatter|frugal), mirror, version (15.x), arch (x86_64).
+local image, tcz = require("image"), require("tcz")
+
+local function list(s, default)
+  local out = {}
+  for w in string.gmatch(s or default, "[^,%s]+") do out[#out + 1] = w end
+  return out
+end
+
+if vars.mirror then
+  tcz.mirror{ url = vars.mirror, version = vars.version or "15.x", arch = vars.arch or "x86_64" }
+end
+
+local exts = list(vars.extensions, "dropbear")
+local bootlocal = {}
+for _, e in ipairs(exts) do
+  if e == "nginx" or e == "hello-site" then bootlocal[#bootlocal + 1] = "/usr/local/sbin/nginx" end
+end
+
+task("build " .. (vars.disk or "tinycolinux.img"), function()
+  local disk = image.build{
+    path = vars.disk or "tinycolinux.img",
+    size = vars.size or "128M",
+    fs = vars.fs or "ext3",
+    layout = vars.layout or "scatter",
+    hostname = vars.hostname or "box",
+    extensions = exts,
+    bootlocal = bootlocal,
+  }
+  log(string.format("%s: %s disk, host key %s", disk.path, disk.layout, disk.host_key))
+end)
