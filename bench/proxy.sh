@@ -3,6 +3,11 @@
 # same run, on loopback with wrk. Prints one table. About 1.5 minutes.
 #
 #   bash bench/proxy.sh            # DUR=5 seconds per wrk run by default
+#   BASE=HEAD bash bench/proxy.sh  # also runs the embedded proxy of git ref
+#                                  # BASE in the same run (before/after)
+#
+# The human table comes first; the TSV rows at the end are for bench/run.sh
+# (metric, tinyfarm, anchor, anchor value, ratio).
 #
 # Needs: go, wrk, nginx (Debian nginx-light), setpriv; run as root (nginx
 # runs as nobody from a temp prefix on 127.0.0.1 high ports).
@@ -26,6 +31,12 @@ trap cleanup EXIT
 BACKEND=127.0.0.1:18181 EMB=127.0.0.1:18180 EMB1K=127.0.0.1:18183 NGX=127.0.0.1:18182
 go build -o "$W/proxyserve" ./bench/proxyserve
 PS="$W/proxyserve"
+BASE=${BASE:-} EMBBASE=127.0.0.1:18184
+if [ -n "$BASE" ]; then
+  mkdir -p "$W/base"
+  git archive "$BASE" | tar -x -C "$W/base"
+  (cd "$W/base" && go build -o "$W/proxyserve-base" ./bench/proxyserve)
+fi
 
 # Backend, route tables, embedded proxies (1 vhost and 1,000 vhosts).
 "$PS" backend -listen "$BACKEND" & PIDS+=($!)
@@ -33,6 +44,9 @@ PS="$W/proxyserve"
 "$PS" routes -dir "$W/s1k" -backend "$BACKEND" -vhosts 1000
 "$PS" serve -dir "$W/s1" -listen "$EMB" -access-log "$W/emb-access.log" & PIDS+=($!)
 "$PS" serve -dir "$W/s1k" -listen "$EMB1K" -access-log "$W/emb1k-access.log" & PIDS+=($!)
+if [ -n "$BASE" ]; then
+  "$W/proxyserve-base" serve -dir "$W/s1" -listen "$EMBBASE" -access-log "$W/embbase-access.log" & PIDS+=($!)
+fi
 
 # nginx, unprivileged, from a temp prefix.
 N="$W/nginx"; mkdir -p "$N/logs" "$N/tmp"; chmod -R 0777 "$N"
@@ -63,6 +77,7 @@ wait_http() { # addr host
   echo "proxy.sh: $1 ($2) not answering" >&2; cat "$W/nginx.err" >&2; exit 1
 }
 wait_http "$EMB" v0.bench.test; wait_http "$EMB1K" v999.bench.test; wait_http "$NGX" v0.bench.test
+[ -z "$BASE" ] || wait_http "$EMBBASE" v0.bench.test
 
 cat > "$W/hosts.lua" <<'EOF'
 -- Cycles the Host header over v0..v(NHOSTS-1).bench.test.
@@ -95,9 +110,14 @@ echo "proxy bench: wrk ${DUR}s per run, loopback, backend = tiny Go server, $(np
 echo "embedded proxy with GOGC=400 (as proxyserve sets it), access logs on for both, nginx worker_processes auto"
 printf '%-34s %5s %11s %10s %7s\n' "run" "conns" "req/s" "p99 ms" "failed"
 declare -A R L
+# Warm every proxy up first (connection pools, heap size, nginx workers).
+for a in "$EMB" "$NGX" ${BASE:+"$EMBBASE"}; do
+  NHOSTS=1 wrk -t2 -c64 -d1s -s "$W/hosts.lua" "http://$a/" >/dev/null 2>&1
+done
 for c in 1 64; do
   run "embedded, 1 vhost" "$EMB" "$c"; R[emb$c]=$RPS; L[emb$c]=$P99
   run "nginx, 1 vhost" "$NGX" "$c"; R[ngx$c]=$RPS; L[ngx$c]=$P99
+  if [ -n "$BASE" ]; then run "embedded@$BASE, 1 vhost" "$EMBBASE" "$c"; R[base$c]=$RPS; L[base$c]=$P99; fi
 done
 
 # Reload under load: 20 add/remove cycles of another vhost during the run.
@@ -124,3 +144,19 @@ printf '  1 conn:   embedded/nginx rps %s   p99 %s\n' "$(ratio "${R[emb1]}" "${R
 printf '  64 conns: embedded/nginx rps %s   p99 %s\n' "$(ratio "${R[emb64]}" "${R[ngx64]}")" "$(ratio "${L[emb64]}" "${L[ngx64]}")"
 printf '  1000 vhosts / 1 vhost (embedded, best of 2 each): rps %s (goal >= 0.95)\n' "$(ratio "${R[emb1k]}" "${R[emb1v]}")"
 printf '  failed requests during route churn: embedded %s, nginx %s (goal 0)\n' "${R[embchurn]}" "${R[ngxchurn]}"
+if [ -n "$BASE" ]; then
+  printf '  embedded now / embedded@%s: rps %s (1 conn), %s (64 conns)\n' "$BASE" "$(ratio "${R[emb1]}" "${R[base1]}")" "$(ratio "${R[emb64]}" "${R[base64]}")"
+fi
+
+# TSV rows for bench/run.sh: metric, tinyfarm, anchor, anchor value, ratio.
+tsv() { printf '%s\t%s\t%s\t%s\t%s\n' "$@"; }
+for c in 1 64; do
+  tsv "proxy: req/s, $c conn(s) (goal ratio >= 0.80)" "${R[emb$c]}" "nginx" "${R[ngx$c]}" "$(ratio "${R[emb$c]}" "${R[ngx$c]}")"
+  tsv "proxy: p99 ms, $c conn(s) (goal ratio <= 1.50)" "${L[emb$c]}" "nginx" "${L[ngx$c]}" "$(ratio "${L[emb$c]}" "${L[ngx$c]}")"
+  if [ -n "$BASE" ]; then
+    tsv "proxy: req/s, $c conn(s), vs before" "${R[emb$c]}" "embedded@$BASE" "${R[base$c]}" "$(ratio "${R[emb$c]}" "${R[base$c]}")"
+    tsv "proxy: p99 ms, $c conn(s), vs before" "${L[emb$c]}" "embedded@$BASE" "${L[base$c]}" "$(ratio "${L[emb$c]}" "${L[base$c]}")"
+  fi
+done
+tsv "proxy: req/s, 1000 vhosts (goal ratio >= 0.95)" "${R[emb1k]}" "embedded, 1 vhost" "${R[emb1v]}" "$(ratio "${R[emb1k]}" "${R[emb1v]}")"
+tsv "proxy: failed requests during route churn (goal 0)" "${R[embchurn]}" "nginx" "${R[ngxchurn]}" "-"

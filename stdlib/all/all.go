@@ -8,6 +8,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/host"
 	"github.com/tinyfarm/tinyfarm/stdlib/image"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
+	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
@@ -20,6 +21,7 @@ func Modules() []engine.Module {
 		ssh.Module(),
 		tcz.Module(),
 		persist.Module(),
+		proxy.Module(guestResolver),
 		image.Module(),
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/aymanbagabas/go-udiff"
 )
@@ -276,7 +275,7 @@ func reloadNginx(ctx context.Context, cfg NginxConfig) error {
 		if err != nil || pid <= 1 {
 			return fmt.Errorf("pid file %s: bad pid %q", cfg.PIDFile, strings.TrimSpace(string(data)))
 		}
-		return syscall.Kill(pid, syscall.SIGHUP)
+		return signalReload(pid)
 	}
 	args := append(append([]string(nil), cfg.Command[1:]...), "-s", "reload", "-c", cfg.Conf)
 	if cfg.Prefix != "" {

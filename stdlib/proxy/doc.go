@@ -1,6 +1,6 @@
 // Package proxy puts every guest's web site behind the host's single port 80.
 //
-// It has four parts, all usable without Lua:
+// It has four parts usable without Lua, and a Lua binding:
 //
 //   - A route registry (Registry), a JSON file in the state dir holding
 //     virtual hosts (exact names, "*.wildcard" names and an optional
@@ -8,16 +8,20 @@
 //     fsync, rename) and serialized across processes by a lock file.
 //     Every operation is idempotent and has a check mode that returns the
 //     planned change as a unified diff of the routing table.
-//   - An embedded reverse proxy (Serve / Server) built on net/http and
-//     httputil.ReverseProxy: Host routing, X-Forwarded-* headers, WebSocket
-//     upgrades, streamed bodies, TCP forwards with half-close, live reload
-//     when the registry file changes, an access log and graceful shutdown.
+//   - An embedded reverse proxy (Serve / Server) built on net/http: Host
+//     routing, X-Forwarded-* headers, WebSocket upgrades, streamed bodies,
+//     TCP forwards with half-close, live reload when the registry file
+//     changes, an access log and graceful shutdown. Requests without a
+//     body take a fast path over pooled backend connections (backend.go);
+//     the rest go through httputil.ReverseProxy.
 //   - A pure nginx renderer (RenderNginx) producing an http-context snippet
 //     (one server block per vhost) and a main-context stream snippet for the
 //     TCP forwards.
 //   - ApplyNginx, which writes the rendered files beside the live ones,
 //     validates them with "nginx -t" against a temporary copy of the full
 //     configuration, renames them into place and reloads nginx.
+//   - A Lua binding (lua.go, require("proxy")): vhost, forward, remove,
+//     routes, nginx and serve; see Module.
 //
 // Errors are wrapped as "op subject: cause" and match ErrInvalid,
 // ErrNotFound or ErrConflict with errors.Is.

@@ -9,10 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/aymanbagabas/go-udiff"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 )
 
 // RoutesFile is the registry's file name inside its directory.
@@ -113,17 +114,17 @@ func (r *Registry) VHost(ctx context.Context, spec VHostSpec, opts ChangeOptions
 		return Change{}, fmt.Errorf("proxy vhost: %w", err)
 	}
 	op := "proxy vhost " + host
-	addr, port, guest, err := resolveTarget(ctx, r.res, spec.To, spec.Port)
+	tg, err := resolveTarget(ctx, r.res, spec.To, spec.Port)
 	if err != nil {
 		return Change{}, fmt.Errorf("%s: %w", op, err)
 	}
-	nv := VHost{Host: host, To: spec.To, Guest: guest, Addr: addr, Port: port}
+	nv := VHost{Host: host, To: spec.To, Guest: tg.guest, Addr: tg.addr, Port: tg.port, ToPort: tg.toPort}
 	return r.update(ctx, op, opts, func(t *Table) error {
 		for i, v := range t.VHosts {
 			if v.Host != host {
 				continue
 			}
-			if !spec.Replace && (v.To != nv.To || v.Port != nv.Port) {
+			if !spec.Replace && !sameTarget(v.target, nv.target) {
 				return fmt.Errorf("already routed to %s (%s); set replace to re-point it: %w", v.To, v.Backend(), ErrConflict)
 			}
 			t.VHosts[i] = nv
@@ -141,17 +142,17 @@ func (r *Registry) Forward(ctx context.Context, spec ForwardSpec, opts ChangeOpt
 		return Change{}, fmt.Errorf("proxy forward: %w", err)
 	}
 	op := "proxy forward " + listen
-	addr, port, guest, err := resolveTarget(ctx, r.res, spec.To, spec.Port)
+	tg, err := resolveTarget(ctx, r.res, spec.To, spec.Port)
 	if err != nil {
 		return Change{}, fmt.Errorf("%s: %w", op, err)
 	}
-	nf := Forward{Listen: listen, To: spec.To, Guest: guest, Addr: addr, Port: port}
+	nf := Forward{Listen: listen, To: spec.To, Guest: tg.guest, Addr: tg.addr, Port: tg.port, ToPort: tg.toPort}
 	return r.update(ctx, op, opts, func(t *Table) error {
 		for i, f := range t.Forwards {
 			if f.Listen != listen {
 				continue
 			}
-			if !spec.Replace && (f.To != nf.To || f.Port != nf.Port) {
+			if !spec.Replace && !sameTarget(f.target, nf.target) {
 				return fmt.Errorf("already forwarded to %s (%s); set replace to re-point it: %w", f.To, f.Backend(), ErrConflict)
 			}
 			t.Forwards[i] = nf
@@ -160,6 +161,14 @@ func (r *Registry) Forward(ctx context.Context, spec ForwardSpec, opts ChangeOpt
 		t.Forwards = append(t.Forwards, nf)
 		return nil
 	})
+}
+
+// sameTarget reports whether two routes ask for the same target (To and
+// the port on it), whatever it resolved to.
+func sameTarget(a, b func() (string, int)) bool {
+	ta, pa := a()
+	tb, pb := b()
+	return ta == tb && pa == pb
 }
 
 // Remove deletes a vhost or a forward. An absent route reports no change.
@@ -243,30 +252,7 @@ func (r *Registry) lock(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return nil, err
 	}
-	name := r.Path() + ".lock"
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for delay := time.Millisecond; ; delay = min(2*delay, 10*time.Millisecond) {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", name, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", name, ctx.Err())
-		case <-time.After(delay):
-		}
-	}
+	return lockfile.LockContext(ctx, r.Path()+".lock")
 }
 
 // LoadTable reads a registry file. A missing file is an empty table.
@@ -288,45 +274,11 @@ func LoadTable(path string) (Table, error) {
 	return t, nil
 }
 
-// writeFileAtomic writes data to a temp file beside path, fsyncs it, renames
-// it over path and fsyncs the directory, so readers see the old or the new
-// content, never a mix.
+// writeFileAtomic replaces path (creating its directory): readers see the
+// old or the new content, never a mix.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return fsutil.WriteFileAtomic(path, data, perm)
 }

@@ -201,3 +201,40 @@ func TestLookup(t *testing.T) {
 		t.Errorf("canonicalHost = %q", h)
 	}
 }
+
+// TestRegistryUserModeGuest: a resolver may map a guest's port to another
+// host and port (qemu user-mode networking: 127.0.0.1 and the forwarded
+// host port). The route stores what it returned and remembers the asked
+// port, so the same request stays idempotent and a moved forward is an
+// update, not a conflict.
+func TestRegistryUserModeGuest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r := NewRegistry(dir, StaticResolver{"q1:80": "127.0.0.1:10080", "q1:22": "127.0.0.1:10022"})
+	spec := VHostSpec{Host: "q1.test", To: "q1", Port: 80}
+	ch, err := r.VHost(ctx, spec, ChangeOptions{})
+	if err != nil || !ch.Changed || !strings.Contains(ch.Diff, "+vhost q1.test -> 127.0.0.1:10080 (guest q1 port 80)") {
+		t.Fatalf("add: %+v %v", ch, err)
+	}
+	want := VHost{Host: "q1.test", To: "q1", Guest: true, Addr: "127.0.0.1", Port: 10080, ToPort: 80}
+	if ch.Table.VHosts[0] != want {
+		t.Errorf("stored %+v, want %+v", ch.Table.VHosts[0], want)
+	}
+	if ch, err := r.VHost(ctx, spec, ChangeOptions{}); err != nil || ch.Changed {
+		t.Errorf("second add: %+v %v", ch, err)
+	}
+	if _, err := r.VHost(ctx, VHostSpec{Host: "q1.test", To: "q1", Port: 22}, ChangeOptions{}); !errors.Is(err, ErrConflict) {
+		t.Errorf("other guest port without replace: %v, want a conflict", err)
+	}
+	moved := NewRegistry(dir, StaticResolver{"q1:80": "127.0.0.1:20080"})
+	if ch, err := moved.VHost(ctx, spec, ChangeOptions{}); err != nil || !ch.Changed || ch.Table.VHosts[0].Backend() != "127.0.0.1:20080" {
+		t.Errorf("forward moved: %+v %v", ch, err)
+	}
+	if ch, err := r.Forward(ctx, ForwardSpec{Listen: "2222", To: "q1", Port: 22}, ChangeOptions{}); err != nil || ch.Table.Forwards[0].Backend() != "127.0.0.1:10022" {
+		t.Errorf("forward: %+v %v", ch, err)
+	}
+	bad := NewRegistry(dir, ResolverFunc(func(context.Context, string, int) (string, error) { return "10.0.0.1", nil }))
+	if _, err := bad.VHost(ctx, VHostSpec{Host: "b.test", To: "q1", Port: 80}, ChangeOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("resolver without a port: %v, want ErrInvalid", err)
+	}
+}

@@ -34,12 +34,19 @@ type VHost struct {
 	Guest bool `json:"guest,omitempty"`
 	// Addr is the resolved backend host (an IP or DNS name). Required.
 	Addr string `json:"addr"`
-	// Port is the backend port, 1-65535. Required.
+	// Port is the resolved backend port, 1-65535. Required.
 	Port int `json:"port"`
+	// ToPort is the port asked for on To when the Resolver reached it at a
+	// different Port (a guest on user-mode networking: guest port 80 is
+	// 127.0.0.1:10080). Default 0: the same as Port.
+	ToPort int `json:"to_port,omitempty"`
 }
 
 // Backend returns the backend's "host:port".
 func (v VHost) Backend() string { return net.JoinHostPort(v.Addr, strconv.Itoa(v.Port)) }
+
+// target returns the route's target as asked for: To and the port on it.
+func (v VHost) target() (string, int) { return v.To, askedPort(v.Port, v.ToPort) }
 
 // Forward relays TCP connections accepted on Listen to a backend.
 type Forward struct {
@@ -52,28 +59,44 @@ type Forward struct {
 	Guest bool `json:"guest,omitempty"`
 	// Addr is the resolved backend host. Required.
 	Addr string `json:"addr"`
-	// Port is the backend port, 1-65535. Required.
+	// Port is the resolved backend port, 1-65535. Required.
 	Port int `json:"port"`
+	// ToPort is the port asked for on To when it differs from Port, as in
+	// VHost. Default 0: the same as Port.
+	ToPort int `json:"to_port,omitempty"`
 }
 
 // Backend returns the backend's "host:port".
 func (f Forward) Backend() string { return net.JoinHostPort(f.Addr, strconv.Itoa(f.Port)) }
+
+// target returns the route's target as asked for: To and the port on it.
+func (f Forward) target() (string, int) { return f.To, askedPort(f.Port, f.ToPort) }
+
+func askedPort(port, toPort int) int {
+	if toPort != 0 {
+		return toPort
+	}
+	return port
+}
 
 // String renders the table as text, one route per line, in a stable order.
 // Check mode diffs this text.
 func (t Table) String() string {
 	var b strings.Builder
 	for _, v := range t.VHosts {
-		fmt.Fprintf(&b, "vhost %s -> %s%s\n", v.Host, v.Backend(), guestNote(v.Guest, v.To))
+		fmt.Fprintf(&b, "vhost %s -> %s%s\n", v.Host, v.Backend(), guestNote(v.Guest, v.To, v.ToPort))
 	}
 	for _, f := range t.Forwards {
-		fmt.Fprintf(&b, "forward %s -> %s%s\n", f.Listen, f.Backend(), guestNote(f.Guest, f.To))
+		fmt.Fprintf(&b, "forward %s -> %s%s\n", f.Listen, f.Backend(), guestNote(f.Guest, f.To, f.ToPort))
 	}
 	return b.String()
 }
 
-func guestNote(guest bool, to string) string {
-	if guest {
+func guestNote(guest bool, to string, toPort int) string {
+	switch {
+	case guest && toPort != 0:
+		return " (guest " + to + " port " + strconv.Itoa(toPort) + ")"
+	case guest:
 		return " (guest " + to + ")"
 	}
 	return ""
@@ -91,24 +114,42 @@ func (t Table) clone() Table {
 	}
 }
 
-// Resolver maps a guest name to the address its services listen on. The
+// Resolver maps a guest's port to the address the host reaches it at. The
 // guests module implements it; StaticResolver is a fixed map for tests.
 type Resolver interface {
-	// ResolveGuest returns the guest's IP address or host name. An unknown
-	// guest is an error wrapping ErrNotFound.
-	ResolveGuest(ctx context.Context, name string) (string, error)
+	// ResolveGuest returns "host:port" for port on guest name: the
+	// guest's IP and port on a bridged network, or 127.0.0.1 and the
+	// forwarded host port under user-mode networking. An unknown guest is
+	// an error wrapping ErrNotFound.
+	ResolveGuest(ctx context.Context, name string, port int) (addr string, err error)
 }
 
-// StaticResolver is a Resolver backed by a fixed map of guest name to
-// address.
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(ctx context.Context, name string, port int) (string, error)
+
+// ResolveGuest implements Resolver.
+func (f ResolverFunc) ResolveGuest(ctx context.Context, name string, port int) (string, error) {
+	return f(ctx, name, port)
+}
+
+// StaticResolver is a Resolver backed by a fixed map. A key "name:port"
+// wins over a key "name". A value "host:port" is returned as is; a bare
+// host (an IP or a name) is joined with the asked port.
 type StaticResolver map[string]string
 
 // ResolveGuest implements Resolver.
-func (s StaticResolver) ResolveGuest(_ context.Context, name string) (string, error) {
-	if a, ok := s[name]; ok {
+func (s StaticResolver) ResolveGuest(_ context.Context, name string, port int) (string, error) {
+	a, ok := s[name+":"+strconv.Itoa(port)]
+	if !ok {
+		a, ok = s[name]
+	}
+	if !ok {
+		return "", fmt.Errorf("resolve guest %s: %w", name, ErrNotFound)
+	}
+	if _, _, err := net.SplitHostPort(a); err == nil {
 		return a, nil
 	}
-	return "", fmt.Errorf("resolve guest %s: %w", name, ErrNotFound)
+	return net.JoinHostPort(a, strconv.Itoa(port)), nil
 }
 
 // NormalizeHost validates a vhost name and returns it in canonical form:
@@ -189,44 +230,62 @@ func checkPort(port string) error {
 	return nil
 }
 
-// resolveTarget turns a route's "to" and "port" into (addr, port, guest).
+// resolved is a route's backend after resolution.
+type resolved struct {
+	addr   string // backend host
+	port   int    // backend port
+	toPort int    // the port asked for, when the resolver mapped it elsewhere
+	guest  bool   // to was a guest name
+}
+
+// resolveTarget turns a route's "to" and "port" into its backend.
 // An IP literal, or a name with a dot or a colon, is an address ("host:port"
-// is accepted when port is 0); anything else is a guest name.
-func resolveTarget(ctx context.Context, res Resolver, to string, port int) (string, int, bool, error) {
+// is accepted when port is 0); anything else is a guest name, resolved
+// through res to "host:port".
+func resolveTarget(ctx context.Context, res Resolver, to string, port int) (resolved, error) {
 	to = strings.TrimSpace(to)
 	if to == "" {
-		return "", 0, false, fmt.Errorf("to: empty target: %w", ErrInvalid)
+		return resolved{}, fmt.Errorf("to: empty target: %w", ErrInvalid)
 	}
 	addr, guest := to, false
 	if h, p, err := net.SplitHostPort(to); err == nil {
 		n, perr := strconv.Atoi(p)
 		if perr != nil || n < 1 || n > 65535 {
-			return "", 0, false, fmt.Errorf("to %q: port %s out of range 1-65535: %w", to, p, ErrInvalid)
+			return resolved{}, fmt.Errorf("to %q: port %s out of range 1-65535: %w", to, p, ErrInvalid)
 		}
 		if port != 0 && port != n {
-			return "", 0, false, fmt.Errorf("to %q: port %d given twice, differently: %w", to, port, ErrInvalid)
+			return resolved{}, fmt.Errorf("to %q: port %d given twice, differently: %w", to, port, ErrInvalid)
 		}
 		addr, port = h, n
 	} else if _, err := netip.ParseAddr(to); err != nil && !strings.Contains(to, ".") {
 		guest = true
 	}
 	if port < 1 || port > 65535 {
-		return "", 0, false, fmt.Errorf("port %d out of range 1-65535: %w", port, ErrInvalid)
+		return resolved{}, fmt.Errorf("port %d out of range 1-65535: %w", port, ErrInvalid)
 	}
 	if guest {
 		if res == nil {
-			return "", 0, false, fmt.Errorf("resolve guest %s: no guest resolver: %w", to, ErrNotFound)
+			return resolved{}, fmt.Errorf("resolve guest %s: no guest resolver: %w", to, ErrNotFound)
 		}
-		a, err := res.ResolveGuest(ctx, to)
+		a, err := res.ResolveGuest(ctx, to, port)
 		if err != nil {
-			return "", 0, false, err
+			return resolved{}, err
 		}
-		return a, port, true, nil
+		h, p, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(p)
+		if err != nil || perr != nil || n < 1 || n > 65535 || h == "" {
+			return resolved{}, fmt.Errorf("resolve guest %s port %d: resolver returned %q, want host:port: %w", to, port, a, ErrInvalid)
+		}
+		t := resolved{addr: h, port: n, guest: true}
+		if n != port {
+			t.toPort = port
+		}
+		return t, nil
 	}
 	if _, err := netip.ParseAddr(addr); err != nil {
 		if err := checkDNSName(strings.ToLower(addr)); err != nil {
-			return "", 0, false, fmt.Errorf("to %q: not an IP address or host name (%v): %w", to, err, ErrInvalid)
+			return resolved{}, fmt.Errorf("to %q: not an IP address or host name (%v): %w", to, err, ErrInvalid)
 		}
 	}
-	return addr, port, false, nil
+	return resolved{addr: addr, port: port}, nil
 }

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -103,6 +102,7 @@ func Serve(ctx context.Context, opts Options) error {
 // Server is the embedded reverse proxy. Create it with NewServer.
 type Server struct {
 	opts      Options
+	dialer    *net.Dialer
 	transport *http.Transport
 	bufs      bufferPool
 	routes    atomic.Pointer[snapshot]
@@ -123,9 +123,9 @@ func NewServer(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("proxy serve: routes file not set: %w", ErrInvalid)
 	}
 	s := &Server{opts: opts, forwards: map[string]*forwarder{}}
-	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	s.dialer = &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
 	s.transport = &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext:           s.dialer.DialContext,
 		MaxIdleConns:          4 * opts.MaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
@@ -186,6 +186,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	shutdownErr := srv.Shutdown(sctx)
 	s.closeForwards(sctx)
 	s.transport.CloseIdleConnections()
+	s.routes.Load().each(func(b *backend) { b.pool.closeIdle(true) })
 	if s.log != nil {
 		s.log.flush()
 	}
@@ -208,7 +209,26 @@ type snapshot struct {
 
 type backend struct {
 	addr string
-	rp   *httputil.ReverseProxy
+	pool *backendPool           // the fast path's connections
+	rp   *httputil.ReverseProxy // everything else
+}
+
+// each calls fn once for every backend of the snapshot.
+func (sn *snapshot) each(fn func(*backend)) {
+	seen := map[*backend]bool{}
+	visit := func(b *backend) {
+		if b != nil && !seen[b] {
+			seen[b] = true
+			fn(b)
+		}
+	}
+	for _, b := range sn.exact {
+		visit(b)
+	}
+	for _, b := range sn.wild {
+		visit(b)
+	}
+	visit(sn.def)
 }
 
 func (sn *snapshot) lookup(host string) *backend {
@@ -270,12 +290,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lw != nil {
 		lw.backend = b.addr
 	}
+	if fastPathOK(r) {
+		s.serveFast(w, r, b)
+		return
+	}
 	b.rp.ServeHTTP(w, r)
 }
 
 func (s *Server) newBackend(addr string) *backend {
 	target := &url.URL{Scheme: "http", Host: addr}
-	b := &backend{addr: addr}
+	b := &backend{addr: addr, pool: newBackendPool(addr, s.dialer, s.opts.MaxIdleConnsPerHost)}
 	b.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -288,14 +312,7 @@ func (s *Server) newBackend(addr string) *backend {
 		BufferPool: &s.bufs,
 		ErrorLog:   slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) {
-				w.WriteHeader(499) // client went away; nginx logs the same code
-				return
-			}
-			s.opts.Logger.Warn("proxy: backend error", "host", r.Host, "backend", addr, "err", err)
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.WriteHeader(http.StatusBadGateway)
-			io.WriteString(w, "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The site's backend is not answering.</p>\n")
+			s.backendError(w, r, addr, err)
 		},
 	}
 	return b
@@ -350,7 +367,18 @@ func (s *Server) reload(force bool) error {
 		return err // keep serving the previous table
 	}
 	s.fileSig = sig
-	s.routes.Store(s.buildSnapshot(t, s.routes.Load()))
+	prev := s.routes.Load()
+	next := s.buildSnapshot(t, prev)
+	s.routes.Store(next)
+	// Backends that left the table drop their idle connections; requests
+	// still running on them finish and close theirs.
+	kept := map[*backend]bool{}
+	next.each(func(b *backend) { kept[b] = true })
+	prev.each(func(b *backend) {
+		if !kept[b] {
+			b.pool.closeIdle(true)
+		}
+	})
 	s.syncForwards(t.Forwards)
 	s.opts.Logger.Info("proxy: routes loaded", "vhosts", len(t.VHosts), "forwards", len(t.Forwards))
 	return nil
@@ -361,11 +389,7 @@ func fileSignature(path string) string {
 	if err != nil {
 		return "missing"
 	}
-	var ino uint64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	return fmt.Sprintf("%d/%d/%d", fi.Size(), fi.ModTime().UnixNano(), ino)
+	return fmt.Sprintf("%d/%d/%d", fi.Size(), fi.ModTime().UnixNano(), inode(fi))
 }
 
 // watch reloads the routes when the registry file changes. It watches the
@@ -453,9 +477,11 @@ func (l *logWriter) Flush() { _ = http.NewResponseController(l.ResponseWriter).F
 // accessLog writes one line per request, buffered and flushed every second.
 // Format: remote - - [time] "METHOD URI PROTO" status bytes "host" "user-agent" seconds backend
 type accessLog struct {
-	mu  sync.Mutex
-	w   *bufio.Writer
-	buf []byte
+	mu    sync.Mutex
+	w     *bufio.Writer
+	buf   []byte
+	sec   int64  // the second stamp is formatted for
+	stamp []byte // "02/Jan/2006:15:04:05 -0700" of sec
 }
 
 func (a *accessLog) write(r *http.Request, l *logWriter) {
@@ -477,7 +503,10 @@ func (a *accessLog) write(r *http.Request, l *logWriter) {
 	b := a.buf[:0]
 	b = append(b, host...)
 	b = append(b, " - - ["...)
-	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	if sec := now.Unix(); sec != a.sec || a.stamp == nil {
+		a.sec, a.stamp = sec, now.AppendFormat(a.stamp[:0], "02/Jan/2006:15:04:05 -0700")
+	}
+	b = append(b, a.stamp...)
 	b = append(b, "] \""...)
 	b = append(b, r.Method...)
 	b = append(b, ' ')

@@ -1,0 +1,223 @@
+package playbooks_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// tinyfarmBin builds the real command once, as a user would run it.
+func tinyfarmBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tinyfarm-e2e-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tinyfarm")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/tinyfarm").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestWebfarmEndToEnd is the quick start as a user runs it: webfarm.lua
+// builds and boots 3 guests, installs nginx into each over SSH and
+// registers a vhost per guest; `tinyfarm proxy serve` routes by Host; a
+// second run changes nothing, check mode plans nothing, a guest restarted
+// by hand comes back with its site, and teardown leaves nothing behind.
+func TestWebfarmEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots guests")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("namespace guests need root")
+	}
+	mirror := miniMirror(t)
+	if mirror == "" {
+		t.Skip("mini Tiny Core release not built (make minicore)")
+	}
+	bin := tinyfarmBin(t)
+	work, state := t.TempDir(), t.TempDir()
+	env := append(os.Environ(), "TINYFARM_HOME="+state)
+	pb, _ := filepath.Abs("webfarm.lua")
+	port := freePort(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	args := []string{"run", pb, "-e", "guests=3", "-e", "mem=96M", "-e", "listen=" + listen, "-e", "mirror=" + mirror}
+	tf := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir, cmd.Env = work, env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		destroy := exec.Command(bin, "repl")
+		destroy.Dir, destroy.Env = work, env
+		destroy.Stdin = strings.NewReader(`for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy() end; proxy.daemon{stop = true}`)
+		if out, err := destroy.CombinedOutput(); err != nil {
+			t.Errorf("teardown: %v\n%s", err, out)
+		}
+		assertNothingLeft(t, state)
+	})
+
+	t0 := time.Now()
+	out, err := tf(args...)
+	if err != nil {
+		t.Fatalf("first run: %v\n%s", err, out)
+	}
+	t.Logf("first run (3 guests from scratch) took %v", time.Since(t0))
+	if !strings.Contains(out, "failed=0") {
+		t.Fatalf("first run:\n%s", out)
+	}
+
+	// The playbook started the embedded proxy detached: one port, routing
+	// by host name, still serving after the run.
+	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	for i := 1; i <= 3; i++ {
+		host := fmt.Sprintf("web%d.farm.test", i)
+		if body := getHost(t, base, host); !strings.Contains(body, "<h1>"+host+"</h1>") {
+			t.Errorf("%s through the proxy: %q", host, body)
+		}
+	}
+	if code := statusHost(t, base, "nobody.farm.test"); code != http.StatusNotFound && code != http.StatusMisdirectedRequest {
+		t.Errorf("unknown host: status %d, want 404/421", code)
+	}
+
+	// Second run: all ok, nothing changed. Check mode: nothing to change.
+	out, err = tf(args...)
+	if err != nil || !strings.Contains(out, " changed=0 ") || !strings.Contains(out, "failed=0") {
+		t.Errorf("second run not idempotent: %v\n%s", err, out)
+	}
+	out, err = tf(append([]string{"check"}, args[1:]...)...)
+	if err != nil || !strings.Contains(out, " changed=0 may_change=0 ") {
+		t.Errorf("check after a run plans changes: %v\n%s", err, out)
+	}
+
+	// A guest restarted by hand comes back with its site (bootlocal.sh).
+	restart := exec.Command(bin, "repl")
+	restart.Dir, restart.Env = work, env
+	restart.Stdin = strings.NewReader(`local g = colinux.get("web2"); g:stop(); g:start(); g:wait_ready{timeout = 60}`)
+	if out, err := restart.CombinedOutput(); err != nil {
+		t.Fatalf("restart web2: %v\n%s", err, out)
+	}
+	if body := getHost(t, base, "web2.farm.test"); !strings.Contains(body, "<h1>web2.farm.test</h1>") {
+		t.Errorf("web2 after restart: %q", body)
+	}
+	if out, _ := tf("guests"); strings.Count(out, "running") != 3 {
+		t.Errorf("tinyfarm guests:\n%s", out)
+	}
+}
+
+func getHost(t *testing.T, base, host string) string {
+	t.Helper()
+	var last error
+	for i := 0; i < 50; i++ {
+		req, _ := http.NewRequest("GET", base, nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return string(b)
+			}
+			last = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("GET %s Host %s: %v", base, host, last)
+	return ""
+}
+
+func statusHost(t *testing.T, base, host string) int {
+	req, _ := http.NewRequest("GET", base, nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// assertNothingLeft checks teardown: no guest processes, veths, loop
+// devices or cgroups of this farm remain.
+func assertNothingLeft(t *testing.T, state string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var left []string
+		if out, _ := exec.Command("ip", "-o", "link", "show").Output(); bytes.Contains(out, []byte(" tf-")) {
+			left = append(left, "veths")
+		}
+		if b, _ := filepath.Glob("/sys/block/loop*/loop/backing_file"); len(b) > 0 {
+			for _, f := range b {
+				c, _ := os.ReadFile(f)
+				if strings.HasPrefix(string(c), os.TempDir()) && strings.Contains(string(c), "webfarm") {
+					left = append(left, "loop "+strings.TrimSpace(string(c)))
+				}
+			}
+		}
+		filepath.WalkDir("/sys/fs/cgroup/memory", func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "tinyfarm-web") {
+				left = append(left, "cgroup "+p)
+			}
+			return nil
+		})
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(state)) {
+				left = append(left, "process "+filepath.Base(filepath.Dir(p)))
+			}
+		}
+		f, _ := os.Open("/proc/self/mountinfo")
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), state) {
+				left = append(left, "mount "+sc.Text())
+			}
+		}
+		f.Close()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("left behind after teardown: %v", left)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DaemonConfig describes the long-lived embedded proxy of a state
+// directory: `tinyfarm proxy serve` started detached, so the farm keeps
+// its front door after the playbook that set it up has ended.
+type DaemonConfig struct {
+	// Dir is the registry directory (<state>/proxy); the daemon's pid,
+	// address and log live there. Required.
+	Dir string
+	// Listen is the address to serve on. Default ":80".
+	Listen string
+	// Command starts the proxy; Listen is appended as --listen. Default:
+	// this executable with "proxy serve".
+	Command []string
+	// Env is added to the daemon's environment (TINYFARM_HOME must point
+	// at the state directory the registry belongs to).
+	Env []string
+}
+
+// DaemonStatus is what EnsureDaemon found or did.
+type DaemonStatus struct {
+	Started bool   // false: one was already serving on Listen
+	PID     int    // the daemon's process
+	Addr    string // the address it listens on
+	Log     string // its log file
+}
+
+func (c *DaemonConfig) files() (pid, addr, log string) {
+	return filepath.Join(c.Dir, "serve.pid"), filepath.Join(c.Dir, "serve.addr"), filepath.Join(c.Dir, "serve.log")
+}
+
+// RunningDaemon returns the daemon of dir if one runs (pid alive and
+// still a proxy serve process).
+func RunningDaemon(dir string) (pid int, addr string, ok bool) {
+	c := DaemonConfig{Dir: dir}
+	pf, af, _ := c.files()
+	b, err := os.ReadFile(pf)
+	if err != nil {
+		return 0, "", false
+	}
+	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, "", false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), "proxy\x00serve") {
+		return 0, "", false
+	}
+	a, _ := os.ReadFile(af)
+	return pid, strings.TrimSpace(string(a)), true
+}
+
+// EnsureDaemon starts the detached proxy unless one already serves this
+// registry on the same address; routes reach a running one by its file
+// watch, so nothing needs restarting when they change. A daemon on a
+// different address is replaced.
+func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
+	if c.Listen == "" {
+		c.Listen = ":80"
+	}
+	pf, af, lf := c.files()
+	if pid, addr, ok := RunningDaemon(c.Dir); ok {
+		if want, _ := os.ReadFile(af + ".want"); strings.TrimSpace(string(want)) == c.Listen {
+			return DaemonStatus{PID: pid, Addr: addr, Log: lf}, nil
+		}
+		if err := StopDaemon(ctx, c.Dir); err != nil {
+			return DaemonStatus{}, err
+		}
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
+	}
+	argv := c.Command
+	if len(argv) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
+		}
+		argv = []string{exe, "proxy", "serve"}
+	}
+	argv = append(append([]string(nil), argv...), "--listen", c.Listen, "--access-log", filepath.Join(c.Dir, "access.log"))
+	log, err := os.OpenFile(lf, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
+	}
+	defer log.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	detach(cmd)
+	if err := cmd.Start(); err != nil {
+		return DaemonStatus{}, fmt.Errorf("proxy daemon: start %s: %w", argv[0], err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	st := DaemonStatus{Started: true, PID: cmd.Process.Pid, Log: lf}
+	deadline := time.After(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(lf)
+		if i := strings.Index(string(b), "listening on "); i >= 0 {
+			rest := string(b[i+len("listening on "):])
+			st.Addr = strings.TrimRight(strings.Fields(rest)[0], ",")
+			break
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(lf)
+			return st, fmt.Errorf("proxy daemon on %s exited (%v): %s", c.Listen, err, strings.TrimSpace(string(b)))
+		case <-deadline:
+			cmd.Process.Kill()
+			return st, fmt.Errorf("proxy daemon on %s: not listening after 10s (log %s)", c.Listen, lf)
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			return st, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	for f, v := range map[string]string{pf: strconv.Itoa(st.PID), af: st.Addr, af + ".want": c.Listen} {
+		if err := writeFileAtomic(f, []byte(v+"\n"), 0o644); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// StopDaemon ends the detached proxy of dir (SIGTERM: graceful), if any.
+func StopDaemon(ctx context.Context, dir string) error {
+	pid, _, ok := RunningDaemon(dir)
+	if !ok {
+		return nil
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return nil
+	}
+	if err := terminate(p); err != nil {
+		return fmt.Errorf("proxy daemon %d: %w", pid, err)
+	}
+	for i := 0; i < 300; i++ {
+		if _, _, ok := RunningDaemon(dir); !ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	c := DaemonConfig{Dir: dir}
+	pf, af, _ := c.files()
+	for _, f := range []string{pf, af, af + ".want"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}

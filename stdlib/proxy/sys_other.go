@@ -1,0 +1,20 @@
+//go:build !unix
+
+package proxy
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+)
+
+func signalReload(pid int) error {
+	return fmt.Errorf("reload nginx (pid %d): signals need a Unix host; use the nginx command instead", pid)
+}
+
+func inode(fi fs.FileInfo) uint64 { return 0 }
+
+func detach(cmd *exec.Cmd) {}
+
+func terminate(p *os.Process) error { return p.Kill() }
