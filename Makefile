@@ -3,10 +3,11 @@ GO       ?= go
 MINICORE ?= testdata/minicore/out
 BIN      := bin/tinyfarm
 
-.PHONY: help build deps minicore test test-short demo bench lint clean
+.PHONY: help build deps minicore test test-short demo demo-down bench lint clean
 
 help:
-	@echo "make demo   - install deps, build the mini release, run playbooks/webfarm.lua"
+	@echo "make demo   - install deps, build the mini release, run playbooks/webfarm.lua (root)"
+	@echo "make demo-down - stop and remove the demo's guests and proxy"
 	@echo "make test   - the full test suite (installs deps and builds the mini release first)"
 	@echo "make bench  - every benchmark under bench/, one table"
 	@echo "make build  - bin/tinyfarm"
@@ -30,10 +31,21 @@ lint:
 	@test -z "$$(gofmt -l . | grep -v '^testdata/')" || { gofmt -l . | grep -v '^testdata/'; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-DEMO ?= playbooks/hello.lua
+GUESTS ?= 3
+LISTEN ?= 127.0.0.1:8080
 
+# The quick start: a web farm of Tiny Core guests behind one port, built
+# from the mini release (the official mirror is the default for your own
+# playbooks). Namespace guests need root.
 demo: deps minicore build
-	$(BIN) run $(DEMO)
+	@[ "$$(id -u)" = 0 ] || { echo "make demo: run as root (namespace guests need cgroups, netns and loop devices)"; exit 1; }
+	$(BIN) run playbooks/webfarm.lua -e mirror=file://$(CURDIR)/$(MINICORE)/mirror -e guests=$(GUESTS) -e listen=$(LISTEN)
+	@echo
+	@echo "The farm runs. Try:  curl -H 'Host: web1.farm.test' http://$(LISTEN)/"
+	@echo "List guests:         $(BIN) guests        Remove it all:  make demo-down"
+
+demo-down: build
+	echo 'for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy{disk = true} end; proxy.daemon{stop = true}' | $(BIN) repl
 
 bench: build
 	bash bench/run.sh

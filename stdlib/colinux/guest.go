@@ -289,8 +289,12 @@ func (g *Guest) Destroy(ctx context.Context, removeDisk bool) error {
 		return fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
 	}
 	if removeDisk && g.Def.Disk != "" {
-		if err := os.Remove(g.Def.Disk); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
+		// The disk and the sidecar image.build keeps beside it (same
+		// name + ".tinyfarm.json"), so a later build starts afresh.
+		for _, f := range []string{g.Def.Disk, g.Def.Disk + ".tinyfarm.json"} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
+			}
 		}
 	}
 	return nil
