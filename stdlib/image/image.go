@@ -27,11 +27,11 @@ package image
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Sentinel errors; every error from this package wraps one of them, an
@@ -65,37 +65,7 @@ const (
 // writeAtomic replaces p with data (temp file in the same directory,
 // fsync, rename, directory fsync).
 func writeAtomic(p string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	ok = true
-	syncDir(dir)
-	return nil
+	return fsutil.WriteFileAtomic(p, data, perm)
 }
 
 func syncDir(dir string) {
