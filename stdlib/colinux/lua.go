@@ -50,6 +50,9 @@ func (m *luaMod) loader(L *lua.LState) int {
 		"suspend": m.suspend, "resume": m.resume, "destroy": m.destroy, "conf": m.conf,
 		"addr": m.addr, "read": m.read, "write": m.write,
 	}
+	for k, fn := range m.opsMethods() { // lua_ops.go
+		methods[k] = fn
+	}
 	idx := L.SetFuncs(L.NewTable(), methods)
 	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
 		g := checkGuest(L)
@@ -78,9 +81,9 @@ func (m *luaMod) loader(L *lua.LState) int {
 	}))
 	// Methods are also reachable by name for tab completion in the REPL.
 	mt.RawSetString("methods", idx)
-	L.Push(L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+	L.Push(L.SetFuncs(L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"guest": m.guest, "get": m.get, "list": m.list, "host": m.host, "plan": m.plan,
-	}))
+	}), m.opsFuncs()))
 	return 1
 }
 

@@ -84,6 +84,9 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	for _, f := range []string{runtimeFile, exitFile, stopFile} {
 		os.Remove(filepath.Join(spec.Dir, f))
 	}
+	// A new console log per start: WaitReady must not find the ready
+	// marker of the previous boot. The previous one is kept beside it.
+	os.Rename(spec.ConsoleLog(), spec.ConsoleLog()+".prev")
 	b, _ := json.MarshalIndent(monitorSpec{Spec: spec, Pids: r.pids(), Unhardened: r.Unhardened}, "", "  ")
 	if err := fsutil.WriteFileAtomic(filepath.Join(spec.Dir, specFile), b, 0o600); err != nil {
 		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)

@@ -239,6 +239,14 @@ func (g *Guest) Stop(ctx context.Context, grace time.Duration) error {
 	if g.alive() {
 		return fmt.Errorf("qemu %s: stop: process %d still runs after SIGKILL", g.spec.Name, g.boot.PID)
 	}
+	if g.done != nil {
+		// Our own child: reap it before returning, so its pid is really
+		// gone (not a zombie) when Stop says so.
+		select {
+		case <-g.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
 	rec := exitInfo{State: driver.Stopped, Reason: "stopped by tinyfarm (" + how + ")", PID: g.boot.PID, Time: time.Now()}
 	if err := writeJSON(g.path(exitFile), rec); err != nil {
 		return fmt.Errorf("qemu %s: stop: %w", g.spec.Name, err)

@@ -1,0 +1,332 @@
+package colinux
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/qemu"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+)
+
+// A checkpoint is three files: FILE, a JSON manifest (this format, the
+// guest's definition, the names and sizes of the other two), FILE.vmstate
+// (the VM's memory and device state, QEMU's migration stream) and
+// FILE.disk (a copy of the disk taken while the VM was paused, so the two
+// agree).
+const (
+	checkpointFormat  = "tinyfarm-checkpoint"
+	checkpointVersion = 1
+)
+
+// Manifest is a checkpoint's FILE.
+type Manifest struct {
+	Format      string     `json:"format"`
+	Version     int        `json:"version"`
+	Created     time.Time  `json:"created"`
+	Guest       Definition `json:"guest"`
+	VMState     string     `json:"vmstate"` // file name, next to the manifest
+	VMStateSize int64      `json:"vmstate_size"`
+	Disk        string     `json:"disk"`
+	DiskSize    int64      `json:"disk_size"`
+	// Running: the guest ran when saved (the state itself is saved
+	// paused, so the disk copy matches it); Restore resumes it.
+	Running bool `json:"running"`
+}
+
+// CheckpointResult says what Checkpoint wrote.
+type CheckpointResult struct {
+	File, VMState, Disk string
+	Duration            time.Duration
+	Paused              time.Duration // how long the guest did not run
+	Bytes               int64         // disk space the checkpoint takes
+}
+
+// ErrBadCheckpoint is wrapped by Restore for a file that is not a
+// complete tinyfarm checkpoint.
+var ErrBadCheckpoint = errors.New("not a tinyfarm checkpoint")
+
+// Checkpoint saves the running guest's whole state to file (see Manifest)
+// and lets it run on. qemu: QMP stop, migrate to FILE.vmstate, copy the
+// disk, cont. ns: a stateful checkpoint of processes needs CRIU; where it
+// is missing or fails (it fails on this project's kernels) the error is
+// unsupported, with the reason, and nothing is written.
+func (g *Guest) Checkpoint(ctx context.Context, file string) (CheckpointResult, error) {
+	t0 := time.Now()
+	fail := func(err error) (CheckpointResult, error) {
+		return CheckpointResult{}, fmt.Errorf("guest %s: checkpoint %s: %w", g.Def.Name, file, err)
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return fail(err)
+	}
+	if g.Def.Driver == "ns" {
+		return fail(driver.Unsupported("ns", "checkpoint", criuReason(ctx)))
+	}
+	if g.Def.Layout != driver.Scatter || g.Def.Disk == "" || len(g.Def.Disks) > 0 {
+		return fail(driver.Unsupported(g.Def.Driver, "checkpoint", "only guests with one scatter disk"))
+	}
+	h, err := g.handle(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	cp, ok1 := h.(driver.Checkpointer)
+	s, ok2 := h.(driver.Suspender)
+	if !ok1 || !ok2 {
+		return fail(driver.Unsupported(g.Def.Driver, "checkpoint", ""))
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if st.State != driver.Running && st.State != driver.Suspended {
+		return fail(fmt.Errorf("guest is %s: a checkpoint saves a running guest", st.State))
+	}
+	m := Manifest{Format: checkpointFormat, Version: checkpointVersion, Created: time.Now().UTC(), Guest: *g.Def,
+		VMState: filepath.Base(abs) + ".vmstate", Disk: filepath.Base(abs) + ".disk", Running: st.State == driver.Running}
+	vm, disk := filepath.Join(filepath.Dir(abs), m.VMState), filepath.Join(filepath.Dir(abs), m.Disk)
+	tmpDisk := disk + ".tmp"
+	os.Remove(tmpDisk)
+	defer os.Remove(tmpDisk)
+	tp := time.Now()
+	if st.State == driver.Running {
+		if err := s.Suspend(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	err = func() error {
+		if st.State == driver.Running {
+			defer s.Resume(context.WithoutCancel(ctx))
+		}
+		if err := cp.Checkpoint(ctx, vm); err != nil { // paused: it stays paused
+			return err
+		}
+		_, err := copyFile(ctx, g.Def.Disk, tmpDisk)
+		return err
+	}()
+	paused := time.Since(tp)
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmpDisk, disk); err != nil {
+		return fail(err)
+	}
+	for _, f := range []struct {
+		path string
+		size *int64
+	}{{vm, &m.VMStateSize}, {disk, &m.DiskSize}} {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return fail(err)
+		}
+		*f.size = fi.Size()
+	}
+	b, _ := json.MarshalIndent(&m, "", "  ")
+	if err := fsutil.WriteFileAtomic(abs, append(b, '\n'), 0o600); err != nil {
+		return fail(err)
+	}
+	return CheckpointResult{File: abs, VMState: vm, Disk: disk, Duration: time.Since(t0), Paused: paused,
+		Bytes: allocated(vm) + allocated(disk) + allocated(abs)}, nil
+}
+
+// criuReason says why a namespace guest cannot be checkpointed here.
+func criuReason(ctx context.Context) string {
+	const need = "saving a namespace guest's processes needs CRIU"
+	bin, err := exec.LookPath("criu")
+	if err != nil {
+		return need + ", and criu is not installed (PLATFORM.md: CRIU 3.17.1 fails on kernel 6.18 anyway); use suspend/resume, or the qemu driver, whose VMs checkpoint"
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, bin, "check").CombinedOutput()
+	if err != nil {
+		return need + ", and `criu check` fails on this kernel: " + lastLineOf(string(out))
+	}
+	return need + "; criu check passes here, but dumping tinyfarm's namespace guests with it is not implemented yet"
+}
+
+func lastLineOf(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
+
+// ReadManifest reads and checks a checkpoint: its manifest, and that the
+// VM state and disk files are there, complete, and what they claim.
+func ReadManifest(file string) (*Manifest, string, string, error) {
+	bad := func(why string, args ...any) (*Manifest, string, string, error) {
+		return nil, "", "", fmt.Errorf("%s: %s: %w", file, fmt.Sprintf(why, args...), ErrBadCheckpoint)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, "", "", err
+	}
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return bad("manifest: %v", err)
+	}
+	if m.Format != checkpointFormat {
+		return bad("format %q, want %q", m.Format, checkpointFormat)
+	}
+	if m.Version != checkpointVersion {
+		return bad("version %d: this tinyfarm reads version %d", m.Version, checkpointVersion)
+	}
+	if err := m.Guest.Validate(); err != nil {
+		return bad("guest: %v", err)
+	}
+	if m.Guest.Driver != "qemu" {
+		return bad("driver %q: only qemu checkpoints are restorable", m.Guest.Driver)
+	}
+	if m.VMState == "" || m.Disk == "" || strings.ContainsAny(m.VMState+m.Disk, "/\\") {
+		return bad("vmstate %q / disk %q: want file names next to the manifest", m.VMState, m.Disk)
+	}
+	dir := filepath.Dir(file)
+	vm, disk := filepath.Join(dir, m.VMState), filepath.Join(dir, m.Disk)
+	for _, f := range []struct {
+		path string
+		size int64
+	}{{vm, m.VMStateSize}, {disk, m.DiskSize}} {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if fi.Size() != f.size {
+			return bad("%s has %d bytes, the manifest says %d (truncated or replaced)", filepath.Base(f.path), fi.Size(), f.size)
+		}
+	}
+	// QEMU's migration stream starts with "QEVM" and version 3.
+	fh, err := os.Open(vm)
+	if err != nil {
+		return bad("%v", err)
+	}
+	head := make([]byte, 8)
+	_, err = io.ReadFull(fh, head)
+	fh.Close()
+	if err != nil || !bytes.Equal(head, []byte{'Q', 'E', 'V', 'M', 0, 0, 0, 3}) {
+		return bad("%s is not a QEMU machine state", m.VMState)
+	}
+	return &m, vm, disk, nil
+}
+
+// RestoreOptions tune Restore.
+type RestoreOptions struct {
+	// Name of the restored guest. Default: the checkpointed guest's name.
+	// A guest of that name must not be running; a stopped one is
+	// redefined from the checkpoint.
+	Name string
+	// Timeout for the state to load. Default 60 s.
+	Timeout time.Duration
+}
+
+// restorer is what the qemu runner offers beyond driver.Runner.
+type restorer interface {
+	Restore(ctx context.Context, spec driver.Spec, file string) (*qemu.Guest, error)
+}
+
+// Restore starts a guest from a checkpoint: the disk copy becomes the
+// guest's disk (<state>/guests/<name>/disk.img), the VM state is loaded
+// and the guest runs on from where it was saved. A file that is not a
+// complete checkpoint is ErrBadCheckpoint, and nothing is defined or
+// started.
+func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Guest, error) {
+	m, vm, disk, err := ReadManifest(file)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	d := m.Guest
+	if o.Name == "" {
+		o.Name = d.Name
+	}
+	fail := func(err error) (*Guest, error) { return nil, fmt.Errorf("guest %s: restore %s: %w", o.Name, file, err) }
+	r, ok := f.opts.Drivers[d.Driver].(restorer)
+	if !ok {
+		return fail(driver.Unsupported(d.Driver, "restore", "this tinyfarm has no "+d.Driver+" driver that restores"))
+	}
+	old, err := f.Get(o.Name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fail(err)
+	}
+	if old != nil {
+		og := &Guest{farm: f, Def: old}
+		if og.Running(ctx) {
+			return fail(fmt.Errorf("guest %s is running: stop it, or restore under another name: %w", o.Name, ErrExists))
+		}
+	}
+	if o.Name != d.Name {
+		d.Forwards = nil // the source's host ports; Define gives an SSH forward
+		if d.Net == "bridge" {
+			d.IP = ""
+		}
+	}
+	d.Name = o.Name
+	dir := f.guestDir(d.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	d.Disk = filepath.Join(dir, "disk.img")
+	newDisk := d.Disk + ".restoring"
+	os.Remove(newDisk)
+	if _, err := copyFile(ctx, disk, newDisk); err != nil {
+		return fail(err)
+	}
+	undo := func() {
+		os.Remove(newDisk)
+		if old == nil {
+			os.RemoveAll(dir)
+		}
+	}
+	if err := os.Rename(newDisk, d.Disk); err != nil {
+		undo()
+		return fail(err)
+	}
+	res, err := f.Define(d, false)
+	if err != nil {
+		undo()
+		return fail(err)
+	}
+	g := &Guest{farm: f, Def: res.Def}
+	if old == nil {
+		// A guest this restore defined goes again if it does not run.
+		defer func() {
+			if !g.Running(context.WithoutCancel(ctx)) {
+				os.RemoveAll(dir)
+			}
+		}()
+	}
+	if err := g.checkMemory(ctx); err != nil {
+		return fail(err)
+	}
+	h, err := r.Restore(ctx, f.Spec(g.Def), vm)
+	if err != nil {
+		return fail(err)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if err := h.WaitReady(wctx); err != nil {
+		h.Stop(context.WithoutCancel(ctx), 0)
+		return fail(err)
+	}
+	if m.Running {
+		if err := h.Resume(ctx); err != nil {
+			h.Stop(context.WithoutCancel(ctx), 0)
+			return fail(err)
+		}
+	}
+	return g, nil
+}

@@ -1,0 +1,258 @@
+package colinux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+var hostnameRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// CloneOptions name the new guest of Guest.Clone.
+type CloneOptions struct {
+	Name     string // required, a new guest name
+	IP       string // bridge address ("10.77.0.9" or with prefix); default: allocated
+	Hostname string // default Name
+	// Disk is where the clone's disk image goes. Default
+	// <state>/guests/<name>/disk.img (removed with the guest by destroy).
+	Disk string
+}
+
+// CloneResult says what Clone did.
+type CloneResult struct {
+	Guest    *Guest
+	Method   string        // "reflink" (copy-on-write) or "sparse" (data extents copied)
+	Duration time.Duration // the whole clone
+	Paused   time.Duration // how long a running source was suspended for the copy
+	// DiskBytes is the disk space the clone's image takes (allocated
+	// blocks; with a reflink most of them are shared with the source).
+	DiskBytes int64
+	// SeedRenewed is true when the disk had a random seed file, now fresh.
+	SeedRenewed bool
+}
+
+// Clone makes a new guest from this one (vserver-copy): a copy of its disk
+// with a new identity (hostname in /etc/hostname, /etc/hosts and the
+// host= bootcode; a new SSH host key, written into the disk and pinned;
+// a new MAC; the IP given or a free one; a fresh random seed if the disk
+// has one). A running source is suspended (cgroup freezer plus a
+// filesystem freeze for ns, QMP stop for qemu) only while its disk is
+// copied, then resumed: it keeps running, unchanged. The clone is defined
+// but not started. A name that exists already is ErrExists.
+func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err error) {
+	t0 := time.Now()
+	src := g.Def
+	fail := func(err error) (CloneResult, error) {
+		return CloneResult{}, fmt.Errorf("guest %s: clone %s: %w", src.Name, o.Name, err)
+	}
+	if !nameRe.MatchString(o.Name) {
+		return fail(fmt.Errorf("name %q: want 1-32 of a-z, 0-9, '-', starting with a letter: %w", o.Name, ErrInvalid))
+	}
+	if o.Hostname == "" {
+		o.Hostname = o.Name
+	}
+	if !hostnameRe.MatchString(o.Hostname) {
+		return fail(fmt.Errorf("hostname %q: want letters, digits and '-': %w", o.Hostname, ErrInvalid))
+	}
+	if src.Layout != driver.Scatter || src.Disk == "" {
+		return fail(driver.Unsupported(src.Driver, "clone of a "+string(src.Layout)+" guest",
+			"the identity (host key, hostname) of a frugal guest lives in tce/mydata.tgz; clone works on scatter disks"))
+	}
+	if _, err := g.farm.Get(o.Name); err == nil {
+		return fail(fmt.Errorf("guest %s: %w (destroy it first or pick another name)", o.Name, ErrExists))
+	} else if !errors.Is(err, ErrNotFound) {
+		return fail(err)
+	}
+	ip, err := g.farm.cloneIP(src, o.IP)
+	if err != nil {
+		return fail(err)
+	}
+	hk, err := ssh.GenerateHostKey()
+	if err != nil {
+		return fail(err)
+	}
+	dir := g.farm.guestDir(o.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	disk := o.Disk
+	if disk == "" {
+		disk = filepath.Join(dir, "disk.img")
+	}
+	if disk, err = filepath.Abs(disk); err != nil {
+		return fail(err)
+	}
+	if _, err := os.Lstat(disk); err == nil {
+		return fail(fmt.Errorf("disk %s exists already: %w", disk, ErrExists))
+	}
+	var extra []string
+	for i := range src.Disks {
+		extra = append(extra, filepath.Join(dir, fmt.Sprintf("disk%d.img", i+1)))
+	}
+	cleanup := func() {
+		os.Remove(disk)
+		for _, x := range extra {
+			os.Remove(x)
+		}
+		if _, err := g.farm.Get(o.Name); err != nil {
+			os.RemoveAll(dir)
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+
+	// The copy, with the source paused if it runs.
+	paused, err := g.consistent(ctx, func() error {
+		if res.Method, err = copyFile(ctx, src.Disk, disk); err != nil {
+			return err
+		}
+		for i, x := range src.Disks {
+			if _, err := copyFile(ctx, x, extra[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	res.Paused = paused
+	oldHost := bootcodeValue(src.Bootcodes, "host")
+	if oldHost == "" {
+		oldHost = src.Name
+	}
+	if res.SeedRenewed, err = editIdentity(ctx, disk, oldHost, o.Hostname, hk); err != nil {
+		return fail(err)
+	}
+	d := *src
+	d.Name, d.IP, d.MAC, d.HostKey, d.Disk, d.Disks = o.Name, ip, "", hk.AuthorizedKey(), disk, extra
+	d.Bootcodes = setBootcode(src.Bootcodes, "host", o.Hostname)
+	d.Forwards = nil // host ports are the source's; Define gives the clone its own SSH forward
+	d.Labels = map[string]string{}
+	for k, v := range src.Labels {
+		d.Labels[k] = v
+	}
+	d.Labels["cloned_from"] = src.Name
+	if _, err := g.farm.Get(o.Name); err == nil { // defined meanwhile by someone else
+		return fail(fmt.Errorf("guest %s: %w", o.Name, ErrExists))
+	}
+	def, err := g.farm.Define(d, false)
+	if err != nil {
+		return fail(err)
+	}
+	res.Guest = &Guest{farm: g.farm, Def: def.Def}
+	res.DiskBytes = allocated(disk)
+	for _, x := range extra {
+		res.DiskBytes += allocated(x)
+	}
+	res.Duration = time.Since(t0)
+	return res, nil
+}
+
+// consistent runs fn with the guest's disks in a consistent state: a
+// stopped guest as is; a running one suspended (and, for ns, its disk's
+// filesystem flushed and frozen) and resumed afterwards. It reports how
+// long the guest was paused.
+func (g *Guest) consistent(ctx context.Context, fn func() error) (time.Duration, error) {
+	if _, err := g.farm.runner(g.Def); err != nil {
+		return 0, fn() // no driver for it here: this farm never runs it
+	}
+	h, err := g.handle(ctx)
+	if err != nil {
+		return 0, err
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if st.State != driver.Running && st.State != driver.Suspended {
+		return 0, fn()
+	}
+	s, ok := h.(driver.Suspender)
+	if !ok {
+		return 0, driver.Unsupported(g.Def.Driver, "a consistent copy of a running guest", "it cannot be suspended; stop it first")
+	}
+	t0 := time.Now()
+	if st.State == driver.Running {
+		if err := s.Suspend(ctx); err != nil {
+			return 0, err
+		}
+		defer s.Resume(context.WithoutCancel(ctx))
+	}
+	if g.Def.Driver == "ns" && g.Def.Layout == driver.Scatter && st.PID > 0 {
+		thaw, err := freezeGuestFS(st.PID)
+		if err != nil {
+			return 0, err
+		}
+		defer thaw()
+	}
+	err = fn()
+	return time.Since(t0), err
+}
+
+// cloneIP is the clone's address: the one asked for (with the farm's
+// prefix added), or "" to have Define allocate one; none off the bridge.
+func (f *Farm) cloneIP(src *Definition, ip string) (string, error) {
+	if src.Net != "bridge" {
+		if ip != "" {
+			return "", fmt.Errorf("ip %s: the source uses %s networking, which has no farm address: %w", ip, src.Net, ErrInvalid)
+		}
+		return "", nil
+	}
+	if ip == "" {
+		return "", nil
+	}
+	if !strings.Contains(ip, "/") {
+		_, n, err := net.ParseCIDR(f.opts.Subnet)
+		if err != nil {
+			return "", fmt.Errorf("farm subnet %q: %w", f.opts.Subnet, err)
+		}
+		ones, _ := n.Mask.Size()
+		ip = fmt.Sprintf("%s/%d", ip, ones)
+	}
+	addr, n, err := net.ParseCIDR(ip)
+	if err != nil {
+		return "", fmt.Errorf("ip %q: %w", ip, ErrInvalid)
+	}
+	if _, farm, err := net.ParseCIDR(f.opts.Subnet); err == nil && (!farm.Contains(addr) || n.String() != farm.String()) {
+		return "", fmt.Errorf("ip %s is outside the farm subnet %s: %w", ip, f.opts.Subnet, ErrInvalid)
+	}
+	return ip, nil
+}
+
+// bootcodeValue is the value of key=value in a bootcode line.
+func bootcodeValue(line, key string) string {
+	for _, w := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(w, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// setBootcode replaces key=... in a bootcode line, or appends it.
+func setBootcode(line, key, value string) string {
+	words := strings.Fields(line)
+	found := false
+	for i, w := range words {
+		if strings.HasPrefix(w, key+"=") {
+			words[i], found = key+"="+value, true
+		}
+	}
+	if !found {
+		words = append(words, key+"="+value)
+	}
+	return strings.Join(words, " ")
+}

@@ -1,0 +1,112 @@
+package colinux
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/image"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+)
+
+// editIdentity gives the copied disk at img its own identity: hostname in
+// etc/hostname and etc/hosts, the SSH host key in dropbear's and
+// OpenSSH's places, and a fresh random seed if there is one.
+func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.HostKey) (seed bool, err error) {
+	pem, err := hk.OpenSSH()
+	if err != nil {
+		return false, err
+	}
+	err = image.Edit(ctx, img, func(t target.Target) error {
+		write := func(name string, data []byte, mode fs.FileMode) error {
+			if _, err := target.MkdirAll(ctx, t, path.Dir(name), 0o755, false); err != nil {
+				return err
+			}
+			return target.WriteFile(ctx, t, name, data, mode, 0, 0)
+		}
+		if err := write("etc/hostname", []byte(newHost+"\n"), 0o644); err != nil {
+			return err
+		}
+		hosts, err := target.ReadFile(ctx, t, "etc/hosts")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := write("etc/hosts", []byte(renameHost(string(hosts), oldHost, newHost)), 0o644); err != nil {
+			return err
+		}
+		for _, f := range []struct {
+			name string
+			data []byte
+			mode fs.FileMode
+		}{
+			{image.DropbearHostKey, hk.Dropbear(), 0o600},
+			{image.OpenSSHHostKey, pem, 0o600},
+			{image.OpenSSHHostKey + ".pub", []byte(hk.AuthorizedKey() + "\n"), 0o644},
+		} {
+			if err := write(f.name, f.data, f.mode); err != nil {
+				return err
+			}
+		}
+		// Where Linux userlands keep the seed their boot feeds to
+		// /dev/urandom; a clone must not share its source's.
+		for _, p := range []string{"var/lib/random-seed", "var/lib/urandom/random-seed", "var/lib/systemd/random-seed", "etc/random-seed", "var/lib/misc/random-seed"} {
+			e, err := t.Lstat(ctx, p)
+			if err != nil || e.Type != target.TypeRegular {
+				continue
+			}
+			b := make([]byte, max(e.Size, 512))
+			rand.Read(b)
+			if err := target.WriteFile(ctx, t, p, b, e.Mode, e.Uid, e.Gid); err != nil {
+				return err
+			}
+			seed = true
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("identity of %s: %w", img, err)
+	}
+	return seed, nil
+}
+
+// renameHost replaces the word oldHost with newHost in a hosts file and
+// makes sure newHost resolves locally.
+func renameHost(hosts, oldHost, newHost string) string {
+	if hosts == "" {
+		hosts = "127.0.0.1\tlocalhost\n"
+	}
+	lines := strings.SplitAfter(hosts, "\n")
+	found := false
+	for i, l := range lines {
+		body := strings.TrimRight(l, "\n")
+		if strings.HasPrefix(strings.TrimSpace(body), "#") {
+			continue
+		}
+		f := strings.Fields(body)
+		changed := false
+		for j := 1; j < len(f); j++ {
+			if f[j] == oldHost {
+				f[j], changed = newHost, true
+			}
+			if f[j] == newHost {
+				found = true
+			}
+		}
+		if changed {
+			lines[i] = strings.Join(f, "\t") + strings.TrimPrefix(l, body)
+		}
+	}
+	out := strings.Join(lines, "")
+	if !found {
+		if out != "" && !strings.HasSuffix(out, "\n") {
+			out += "\n"
+		}
+		out += "127.0.1.1\t" + newHost + "\n"
+	}
+	return out
+}

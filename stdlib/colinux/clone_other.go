@@ -1,0 +1,14 @@
+//go:build !linux
+
+package colinux
+
+import (
+	"context"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.HostKey) (bool, error) {
+	return false, driver.Unsupported("tinyfarm", "editing a cloned disk", "image.edit needs Linux (loop mounts)")
+}

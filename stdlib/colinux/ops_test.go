@@ -1,0 +1,344 @@
+//go:build linux
+
+package colinux_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
+)
+
+// The operations tests have a bridge and subnet of their own.
+const (
+	opsBridge = "tftest8"
+	opsSubnet = "10.77.248.0/24"
+)
+
+func opsFarm(t *testing.T, state string) *colinux.Farm {
+	t.Cleanup(func() { ns.DeleteBridge(opsBridge) })
+	return colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})
+}
+
+func mustExec(t *testing.T, g *colinux.Guest, script string) string {
+	t.Helper()
+	r, err := g.Exec(context.Background(), []string{"/bin/sh", "-c", script}, driver.ExecOptions{})
+	if err != nil {
+		t.Fatalf("%s: exec %q: %v", g.Def.Name, script, err)
+	}
+	if r.Code != 0 {
+		t.Fatalf("%s: exec %q: exit %d: %s", g.Def.Name, script, r.Code, r.Stderr)
+	}
+	return strings.TrimSpace(string(r.Stdout))
+}
+
+// TestShareNS: host directories shared into a namespace guest show their
+// files; a read-only share refuses writes; shares are in the definition
+// and survive a restart; a namespace guest cannot be checkpointed here
+// (no working CRIU) and says why.
+func TestShareNS(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	farm := opsFarm(t, state)
+	disk := guesttest.BuildDisk(t, guesttest.Options{})
+	if _, err := farm.Define(colinux.Definition{Name: "sharer", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, false); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := farm.Guest(ctx, "sharer")
+	t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	rw, ro := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(ro, "hello.txt"), []byte("from the host\n"), 0o644)
+	r1, err := g.Share(ctx, colinux.ShareOptions{HostPath: ro, GuestPath: "/mnt/ro", ReadOnly: true}, false)
+	if err != nil || !r1.Changed || r1.Pending {
+		t.Fatalf("share ro: %+v %v", r1, err)
+	}
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: rw, GuestPath: "/mnt/rw"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := g.Share(ctx, colinux.ShareOptions{HostPath: ro, GuestPath: "/mnt/ro", ReadOnly: true}, false); err != nil || again.Changed {
+		t.Errorf("the same share again: %+v %v, want unchanged", again, err)
+	}
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: "relative", GuestPath: "/x"}, false); !errors.Is(err, colinux.ErrInvalid) {
+		t.Errorf("relative host path: %v", err)
+	}
+	for boot := 1; boot <= 2; boot++ {
+		if _, err := g.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.WaitReady(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustExec(t, g, "cat /mnt/ro/hello.txt"); got != "from the host" {
+			t.Errorf("boot %d: ro share shows %q", boot, got)
+		}
+		r, err := g.Exec(ctx, []string{"/bin/sh", "-c", "echo x > /mnt/ro/new"}, driver.ExecOptions{})
+		if err != nil || r.Code == 0 || !strings.Contains(string(r.Stderr), "Read-only") {
+			t.Errorf("boot %d: write into the ro share: code %d, %s, %v", boot, r.Code, r.Stderr, err)
+		}
+		if _, err := os.Stat(filepath.Join(ro, "new")); err == nil {
+			t.Errorf("boot %d: the ro share was written", boot)
+		}
+		mustExec(t, g, "echo boot"+strconv.Itoa(boot)+" > /mnt/rw/out")
+		if b, _ := os.ReadFile(filepath.Join(rw, "out")); string(b) != "boot"+strconv.Itoa(boot)+"\n" {
+			t.Errorf("boot %d: rw share: host sees %q", boot, b)
+		}
+		if boot == 1 {
+			// A share added to a running guest is recorded, pending.
+			extra := t.TempDir()
+			r, err := g.Share(ctx, colinux.ShareOptions{HostPath: extra, GuestPath: "/mnt/extra"}, false)
+			if err != nil || !r.Changed || !r.Pending || !strings.Contains(r.Detail, "next start") {
+				t.Errorf("share into a running guest: %+v %v", r, err)
+			}
+			os.WriteFile(filepath.Join(extra, "late"), []byte("late\n"), 0o644)
+			// A stateful checkpoint of an ns guest needs CRIU.
+			file := filepath.Join(t.TempDir(), "ns.ckpt")
+			_, err = g.Checkpoint(ctx, file)
+			if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "CRIU") {
+				t.Errorf("ns checkpoint: %v, want unsupported naming CRIU", err)
+			} else {
+				t.Logf("ns checkpoint: %v", err)
+			}
+			if _, err := os.Stat(file); err == nil {
+				t.Error("unsupported checkpoint wrote a file")
+			}
+			if _, err := g.Stop(ctx, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := mustExec(t, g, "cat /mnt/extra/late"); got != "late" {
+		t.Errorf("share added while running, after restart: %q", got)
+	}
+	d, _ := farm.Get("sharer")
+	if len(d.Shares) != 3 {
+		t.Errorf("definition shares: %+v", d.Shares)
+	}
+	if _, err := g.Unshare(ctx, "/mnt/extra", false); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := farm.Get("sharer"); len(d.Shares) != 2 {
+		t.Errorf("after unshare: %+v", d.Shares)
+	}
+}
+
+// TestCloneRunningNS: a running guest is cloned with a new name, IP,
+// hostname and SSH host key; the clone answers on its own IP with its own
+// hostname while the source still serves; cloning onto an existing name
+// fails and leaves the source running.
+func TestCloneRunningNS(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	farm := opsFarm(t, state)
+	disk, hk := sshDisk(t, state)
+	if _, err := farm.Define(colinux.Definition{Name: "origin", Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hk, User: "root"}, false); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := farm.Guest(ctx, "origin")
+	t.Cleanup(func() { src.Destroy(context.Background(), false) })
+	if _, err := src.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.WaitReady(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, src, "echo from-origin > /root/data.txt")
+	// The source writes while it is cloned.
+	mustExec(t, src, "(i=0; while :; do i=$((i+1)); echo $i > /root/c.tmp; mv /root/c.tmp /root/counter; done) >/dev/null 2>&1 &")
+
+	res, err := src.Clone(ctx, colinux.CloneOptions{Name: "copy", IP: "10.77.248.20", Hostname: "copy-host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clone := res.Guest
+	t.Cleanup(func() { clone.Destroy(context.Background(), true) })
+	srcSize := fileSize(t, disk)
+	t.Logf("clone of a running guest: %v (paused %v), %s copy, %d MiB allocated for a %d MiB image",
+		res.Duration, res.Paused, res.Method, res.DiskBytes>>20, srcSize>>20)
+	if st, _ := src.Status(ctx); st.State != driver.Running {
+		t.Fatalf("source after clone: %+v", st)
+	}
+	if clone.Def.IP != "10.77.248.20/24" || clone.Def.HostKey == src.Def.HostKey || clone.Def.MAC == src.Def.MAC || clone.Def.HostKey == "" {
+		t.Errorf("clone identity: ip %s mac %s (source %s), new key %v", clone.Def.IP, clone.Def.MAC, src.Def.MAC, clone.Def.HostKey != src.Def.HostKey)
+	}
+	if !strings.Contains(clone.Def.Bootcodes, "host=copy-host") {
+		t.Errorf("clone bootcodes %q", clone.Def.Bootcodes)
+	}
+	if _, err := clone.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// WaitReady ends with an SSH handshake to 10.77.248.20 pinned to the
+	// clone's new host key: the key was written into its disk.
+	if err := clone.WaitReady(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := clone.SSH(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := mustExec(t, clone, "hostname; cat /etc/hostname; cat /root/data.txt"); got != "copy-host\ncopy-host\nfrom-origin" {
+		t.Errorf("clone: hostname, /etc/hostname, data = %q", got)
+	}
+	if got := mustExec(t, clone, "grep -c copy-host /etc/hosts"); got == "0" {
+		t.Errorf("clone /etc/hosts lacks its name")
+	}
+	mustExec(t, clone, "echo clone-only > /root/clone.txt")
+	if got := mustExec(t, src, "hostname; ls /root"); strings.Contains(got, "clone.txt") || !strings.HasPrefix(got, "origin\n") {
+		t.Errorf("source after the clone wrote: %q", got)
+	}
+	a := mustExec(t, src, "cat /root/counter")
+	time.Sleep(200 * time.Millisecond)
+	if b := mustExec(t, src, "cat /root/counter"); a == b {
+		t.Errorf("source's writer stopped: %s -> %s", a, b)
+	}
+	if c, err := src.SSH(ctx); err != nil {
+		t.Errorf("source over SSH: %v", err)
+	} else {
+		c.Close()
+	}
+	// Clone onto an existing name.
+	_, err = src.Clone(ctx, colinux.CloneOptions{Name: "copy"})
+	if !errors.Is(err, colinux.ErrExists) {
+		t.Errorf("clone onto an existing name: %v", err)
+	}
+	if !src.Running(ctx) || !clone.Running(ctx) {
+		t.Error("a refused clone stopped a guest")
+	}
+	if d, _ := farm.Get("copy"); d.HostKey != clone.Def.HostKey {
+		t.Error("a refused clone changed the existing guest")
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestRestoreRefusesBadFiles: a corrupt or foreign file is a clear error
+// and nothing is defined.
+func TestRestoreRefusesBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+	m := colinux.Manifest{Format: "tinyfarm-checkpoint", Version: 1, VMState: "c.vmstate", Disk: "c.disk", VMStateSize: 8, DiskSize: 4,
+		Guest: colinux.Definition{Name: "vm", Driver: "qemu", Disk: "/d", Kernel: "/k", Layout: driver.Scatter, MemBytes: 64 << 20}}
+	good, _ := json.Marshal(m)
+	cases := map[string]func(){
+		"garbage":  func() { os.WriteFile(filepath.Join(dir, "c"), []byte("\x00\x01not json"), 0o644) },
+		"foreign":  func() { os.WriteFile(filepath.Join(dir, "c"), []byte(`{"format":"docker-image","version":1}`), 0o644) },
+		"no state": func() { os.WriteFile(filepath.Join(dir, "c"), good, 0o644) },
+		"truncated": func() {
+			os.WriteFile(filepath.Join(dir, "c.vmstate"), []byte("QEVM"), 0o644)
+			os.WriteFile(filepath.Join(dir, "c.disk"), []byte("disk"), 0o644)
+		},
+		"not qemu": func() { os.WriteFile(filepath.Join(dir, "c.vmstate"), []byte("NOTQEMU!"), 0o644) },
+	}
+	for _, name := range []string{"garbage", "foreign", "no state", "truncated", "not qemu"} {
+		cases[name]()
+		_, err := farm.Restore(context.Background(), filepath.Join(dir, "c"), colinux.RestoreOptions{})
+		if !errors.Is(err, colinux.ErrBadCheckpoint) {
+			t.Errorf("%s: %v, want ErrBadCheckpoint", name, err)
+		}
+		if defs, _ := farm.List(); len(defs) != 0 {
+			t.Errorf("%s: defined %v", name, defs)
+		}
+	}
+}
+
+// TestQemuCheckpointRestore: a VM with a counting shell loop is
+// checkpointed, destroyed, and restored under a new name: the loop counts
+// on from where it was.
+func TestQemuCheckpointRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM under TCG")
+	}
+	needRoot(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	rel := minicore.Require(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})
+	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	if _, err := farm.Define(colinux.Definition{Name: "counter", Driver: "qemu", Disk: disk.Path, MemBytes: 160 << 20, CPUs: 1,
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}, false); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := farm.Guest(ctx, "counter")
+	t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	t0 := time.Now()
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cold := time.Since(t0)
+	mustExec(t, g, "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && (i=0; while :; do i=$((i+1)); echo $i > /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &")
+	time.Sleep(300 * time.Millisecond)
+	before := counter(t, g)
+	file := filepath.Join(t.TempDir(), "counter.ckpt")
+	cp, err := g.Checkpoint(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cold boot to SSH %v; checkpoint %v (guest paused %v), %d MiB on disk", cold, cp.Duration, cp.Paused, cp.Bytes>>20)
+	if after := counter(t, g); after < before {
+		t.Errorf("source after checkpoint: %d < %d", after, before)
+	}
+	atCheckpoint := counter(t, g)
+	if err := g.Destroy(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	r, err := farm.Restore(ctx, file, colinux.RestoreOptions{Name: "revived"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Destroy(context.Background(), false) })
+	loaded := time.Since(t1)
+	n1 := counter(t, r)
+	time.Sleep(500 * time.Millisecond)
+	n2 := counter(t, r)
+	t.Logf("restore: state loaded in %v, SSH answered after %v; counter %d at save, %d and %d after", loaded, time.Since(t1), atCheckpoint, n1, n2)
+	if n1 < before || n2 <= n1 {
+		t.Errorf("counter did not go on: %d before the checkpoint, %d then %d after restore", before, n1, n2)
+	}
+	if n1 > atCheckpoint+100 {
+		t.Errorf("restored counter %d is far past the checkpoint's %d", n1, atCheckpoint)
+	}
+	// A truncated state: refused, nothing started under the new name.
+	os.Truncate(file+".vmstate", 1<<20)
+	if _, err := farm.Restore(ctx, file, colinux.RestoreOptions{Name: "broken"}); !errors.Is(err, colinux.ErrBadCheckpoint) {
+		t.Errorf("restore of a truncated state: %v", err)
+	}
+	if _, err := farm.Get("broken"); !errors.Is(err, colinux.ErrNotFound) {
+		t.Errorf("a refused restore defined a guest: %v", err)
+	}
+}
+
+func counter(t *testing.T, g *colinux.Guest) int {
+	t.Helper()
+	n, err := strconv.Atoi(mustExec(t, g, "cat /run/tf/n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,67 @@
+package colinux_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestShareRendersConf: a share lands in the coLinux conf as cofsN= (a
+// golden file) and in the qemu command line as a virtio-9p device.
+func TestShareRendersConf(t *testing.T) {
+	ctx := context.Background()
+	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+	host1, host2 := t.TempDir(), t.TempDir()
+	kernel := filepath.Join(t.TempDir(), "vmlinux")
+	os.WriteFile(kernel, append([]byte("\x7fELF"), make([]byte, 60)...), 0o644)
+	for _, drv := range []string{"colinux", "qemu"} {
+		k := "/srv/tf/vmlinux"
+		if drv == "qemu" {
+			k = kernel
+		}
+		if _, err := farm.Define(colinux.Definition{Name: "r-" + drv, Driver: drv, Disk: "/srv/tf/disk.img", Kernel: k,
+			MemBytes: 64 << 20, Forwards: nil}, false); err != nil {
+			t.Fatal(err)
+		}
+		g, _ := farm.Guest(ctx, "r-"+drv)
+		for _, s := range []colinux.ShareOptions{{HostPath: host1, GuestPath: "/mnt/src", ReadOnly: true}, {HostPath: host2, GuestPath: "/mnt/data"}} {
+			if _, err := g.Share(ctx, s, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conf, err := g.Conf(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf = strings.NewReplacer(host1, "HOST1", host2, "HOST2").Replace(conf)
+		switch drv {
+		case "colinux":
+			conf = regexp.MustCompile(`(?m)^.*(cobd|eth)[0-9]*=.*$\n?`).ReplaceAllString(conf, "")
+			golden := filepath.Join("testdata", "share_colinux.golden")
+			if *update {
+				os.WriteFile(golden, []byte(conf), 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if conf != string(want) {
+				t.Errorf("coLinux conf with shares:\n%s\nwant:\n%s", conf, want)
+			}
+		case "qemu":
+			for _, w := range []string{"-fsdev local,id=fs0,path=HOST1,security_model=none,readonly=on", "mount_tag=share0", "mount_tag=share1"} {
+				if !strings.Contains(conf, w) {
+					t.Errorf("qemu command line lacks %q:\n%s", w, conf)
+				}
+			}
+		}
+	}
+}
