@@ -9,6 +9,7 @@ pkgs=(
   busybox-static dropbear-bin
   openssh-sftp-server openssh-client
   squashfs-tools e2fsprogs cpio kmod xz-utils
+  btrfs-progs
   nginx-light libnginx-mod-stream
   iproute2 iptables procps psmisc util-linux
   tmux

@@ -13,16 +13,17 @@ import (
 )
 
 // The OS-level virtualization operations: g:share, g:unshare,
-// g:checkpoint, g:clone and colinux.restore.
+// g:checkpoint, g:clone, g:migrate, colinux.restore and colinux.unify.
 
 func (m *luaMod) opsMethods() map[string]lua.LGFunction {
 	return map[string]lua.LGFunction{
 		"share": m.share, "unshare": m.unshare, "checkpoint": m.checkpoint, "clone": m.clone,
+		"migrate": m.migrate,
 	}
 }
 
 func (m *luaMod) opsFuncs() map[string]lua.LGFunction {
-	return map[string]lua.LGFunction{"restore": m.restore}
+	return map[string]lua.LGFunction{"restore": m.restore, "unify": m.unify}
 }
 
 type shareOpts struct {
@@ -161,5 +162,122 @@ func (m *luaMod) clone(L *lua.LState) int {
 	ch.Detail = fmt.Sprintf("from %s in %v (%s copy, %s of disk)", g.Def.Name, res.Duration.Round(time.Millisecond), res.Method, HumanSize(res.DiskBytes))
 	m.env.Report(L, ch)
 	L.Push(m.push(L, res.Guest))
+	return 1
+}
+
+type unifyOpts struct {
+	Guests  lua.LValue `lua:"guests"`
+	Exclude []string   `lua:"exclude"`
+	DryRun  bool       `lua:"dry_run"`
+}
+
+// colinux.unify{guests, exclude, dry_run} -> {files, identical, shareable,
+// unaligned, already_shared, bytes_saved, differed, filesystem, supported,
+// guests, skipped, dry_run}: identical files of stopped guests share their
+// disk blocks (see Farm.Unify). guests are names or guest objects
+// (default: all). Check mode is a dry run.
+func (m *luaMod) unify(L *lua.LState) int {
+	var o unifyOpts
+	lx.Opts(L, 1, "colinux.unify", &o)
+	var names []string
+	switch v := o.Guests.(type) {
+	case nil, *lua.LNilType:
+	case *lua.LTable:
+		for i := 1; i <= v.Len(); i++ {
+			switch x := v.RawGetInt(i).(type) {
+			case lua.LString:
+				names = append(names, string(x))
+			case *lua.LUserData:
+				g, ok := x.Value.(*Guest)
+				if !ok {
+					lx.Raisef(L, "colinux.unify: guests[%d]: want a guest or a name, got %s", i, x.Type())
+				}
+				names = append(names, g.Def.Name)
+			default:
+				lx.Raisef(L, "colinux.unify: guests[%d]: want a guest or a name, got %s", i, x.Type())
+			}
+		}
+	default:
+		lx.Raisef(L, "colinux.unify: guests: want a list of guests or names, got %s", v.Type())
+	}
+	dry := o.DryRun || m.env.Check
+	var res UnifyResult
+	m.block(L, func(ctx context.Context) (err error) {
+		res, err = m.farm.Unify(ctx, UnifyOptions{Guests: names, Exclude: o.Exclude, DryRun: dry})
+		return
+	})
+	ch := engine.Change{Module: "colinux", Action: "unify", Subject: fmt.Sprintf("%d guests", len(res.Guests)), Status: engine.StatusOK,
+		Detail: fmt.Sprintf("%d identical files (%s), %s already shared", res.Files, HumanSize(res.Identical), HumanSize(res.AlreadyShared))}
+	if res.BytesSaved > 0 {
+		ch.Status = engine.StatusChanged
+		ch.Detail = fmt.Sprintf("%s shared in %d identical files (%s), %s already shared", HumanSize(res.BytesSaved), res.Files, HumanSize(res.Identical), HumanSize(res.AlreadyShared))
+		if dry && !res.Supported {
+			ch.Status, ch.Detail = engine.StatusOK, fmt.Sprintf("would save %s, but %s cannot share extents (put the disks on btrfs/xfs)", HumanSize(res.BytesSaved), res.Filesystem)
+		} else if dry {
+			ch.Detail = "would save " + ch.Detail
+		}
+	}
+	m.env.Report(L, ch)
+	L.Push(lx.FromGo(L, res))
+	return 1
+}
+
+type remoteOpts struct {
+	Name     string        `lua:"name"`
+	Address  string        `lua:"address,required"`
+	Port     int           `lua:"port"`
+	User     string        `lua:"user"`
+	Key      string        `lua:"key,required"`
+	HostKey  string        `lua:"host_key,required"`
+	StateDir string        `lua:"state_dir"`
+	Binary   string        `lua:"binary"`
+	Timeout  time.Duration `lua:"timeout"`
+}
+
+type migrateOpts struct {
+	To      lua.LValue    `lua:"to,required"`
+	Live    bool          `lua:"live"`
+	Grace   time.Duration `lua:"grace"`
+	Timeout time.Duration `lua:"timeout"`
+	Disk    bool          `lua:"disk"`
+}
+
+// g:migrate{to = {address, port, user, key, host_key, state_dir, binary,
+// name}, live=false, grace="10s", timeout="60s", disk=false} -> {host,
+// disk, size, chunks, chunks_sent, bytes_sent, sha256, seconds, downtime,
+// state, ip}: the guest moved to another tinyfarm host over SSH (see
+// Guest.Migrate); disk=true also removes the local image.
+func (m *luaMod) migrate(L *lua.LState) int {
+	g := checkGuest(L)
+	var o migrateOpts
+	lx.Opts(L, 2, "migrate", &o)
+	tt, ok := o.To.(*lua.LTable)
+	if !ok {
+		lx.Raisef(L, "migrate: to: want a host table {address, key, host_key, ...}, got %s", o.To.Type())
+	}
+	var to remoteOpts
+	if err := lx.DecodeTable(tt, &to); err != nil {
+		lx.Raise(L, lx.WithKind(fmt.Errorf("guest %s: migrate: to: %w", g.Def.Name, err), lx.KindInvalid))
+	}
+	r := Remote{Name: to.Name, Address: to.Address, Port: to.Port, User: to.User, Key: to.Key, HostKey: to.HostKey,
+		StateDir: to.StateDir, Binary: to.Binary, Timeout: to.Timeout}
+	ch := engine.Change{Module: "colinux", Action: "migrate", Subject: g.Describe() + " -> " + r.label(), Status: engine.StatusChanged}
+	if m.env.Check {
+		ch.Status, ch.Detail = engine.StatusMayChange, "not moved in check mode"
+		m.env.Report(L, ch)
+		L.Push(lx.FromGo(L, map[string]any{"host": r.label(), "skipped": true}))
+		return 1
+	}
+	var res MigrateResult
+	m.block(L, func(ctx context.Context) (err error) {
+		res, err = g.Migrate(ctx, r, MigrateOptions{Live: o.Live, Grace: o.Grace, Timeout: o.Timeout, RemoveDisk: o.Disk})
+		return
+	})
+	ch.Detail = fmt.Sprintf("%s sent of %s in %v (down %v), sha256 %.12s", HumanSize(res.BytesSent), HumanSize(res.Size),
+		res.Duration.Round(time.Millisecond), res.Downtime.Round(time.Millisecond), res.SHA256)
+	m.env.Report(L, ch)
+	L.Push(lx.FromGo(L, map[string]any{"host": res.Host, "disk": res.Disk, "size": res.Size, "chunks": res.Chunks,
+		"chunks_sent": res.ChunksSent, "bytes_sent": res.BytesSent, "sha256": res.SHA256, "seconds": res.Duration.Seconds(),
+		"downtime": res.Downtime.Seconds(), "state": res.State, "ip": res.IP}))
 	return 1
 }

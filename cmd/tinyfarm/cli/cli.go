@@ -134,6 +134,7 @@ script: echo 'print(1)' | tinyfarm repl`,
 	root.AddCommand(runCmd, checkCmd, replCmd, versionCmd)
 	root.AddCommand(newGuestsCmd(ctx, stdout, stderr))
 	root.AddCommand(newProxyCmd(ctx, stdout, stderr))
+	root.AddCommand(newMigrateCmd(ctx, stdin, stdout, stderr))
 	return root
 }
 

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# bench/migrate.sh: g:migrate of a stopped guest's 256M disk (64M of it
+# random data) to a second "host" (a network namespace with its own
+# dropbear and tinyfarm) vs scp -O of the same disk over the same
+# dropbear (root). Prints bench/run.sh TSV rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TINYFARM_BENCH=1 go test -count=1 -timeout 10m -v -run TestMigrateThroughput ./stdlib/colinux | grep -P '\t' | grep -v -E '^(ok|---|===)'

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+)
+
+// newMigrateCmd is the far side of g:migrate: the migrating tinyfarm runs
+// these over SSH (DESIGN.md: no cluster protocol, tinyfarm driven over
+// the SSH channel). Hidden: not meant for people.
+func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	farm := func() *colinux.Farm {
+		return colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+	}
+	cmd := &cobra.Command{
+		Use:    "migrate",
+		Short:  "The receiving side of g:migrate (run over SSH by another tinyfarm)",
+		Hidden: true,
+	}
+	probe := &cobra.Command{
+		Use:  "probe NAME",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := farm().ProbeMigration(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(stdout).Encode(p)
+		},
+	}
+	var chunk int64
+	sums := &cobra.Command{
+		Use:  "sums PATH",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return colinux.ChunkSums(args[0], chunk, stdout)
+		},
+	}
+	sums.Flags().Int64Var(&chunk, "chunk", 1<<20, "chunk size in bytes")
+	var size int64
+	recv := &cobra.Command{
+		Use:  "recv --size N PATH",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sum, err := colinux.ReceiveChunks(args[0], size, stdin)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, "sha256 "+sum)
+			return err
+		},
+	}
+	recv.Flags().Int64Var(&size, "size", 0, "the file's size")
+	var timeout time.Duration
+	var noStart bool
+	imp := &cobra.Command{
+		Use:  "import [--no-start] < guest.json",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var d colinux.Definition
+			if err := json.NewDecoder(stdin).Decode(&d); err != nil {
+				return fmt.Errorf("import: definition: %w", err)
+			}
+			f := farm()
+			defer f.Close()
+			st, err := f.Import(ctx, d, !noStart, timeout)
+			if err != nil {
+				return err
+			}
+			def, _ := f.Get(d.Name)
+			ip := ""
+			if def != nil {
+				ip, _, _ = strings.Cut(def.IP, "/")
+			}
+			return json.NewEncoder(stdout).Encode(map[string]string{"state": string(st.State), "ip": ip, "pid": strconv.Itoa(st.PID)})
+		},
+	}
+	imp.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long the guest has to come up")
+	imp.Flags().BoolVar(&noStart, "no-start", false, "define only")
+	cmd.AddCommand(probe, sums, recv, imp)
+	return cmd
+}

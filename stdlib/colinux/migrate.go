@@ -1,0 +1,556 @@
+package colinux
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+// Remote is another tinyfarm host, an inventory entry: reached over SSH,
+// where tinyfarm runs too (DESIGN.md, "Outgrowing one host": no cluster
+// protocol, the far tinyfarm is driven over the SSH channel).
+type Remote struct {
+	Name    string // for messages; default Address
+	Address string // host name or IP address. Required
+	Port    int    // default 22
+	User    string // default "root"
+	Key     string // private key file (OpenSSH/PEM, unencrypted). Required
+	HostKey string // the host's pinned public key, authorized_keys format. Required
+	// StateDir is the far tinyfarm's state directory (its TINYFARM_HOME).
+	// Default: the far tinyfarm's own default.
+	StateDir string
+	// Binary is the path of the tinyfarm binary there. Default "tinyfarm".
+	Binary string
+	// Timeout bounds the connection attempt. Default 10s.
+	Timeout time.Duration
+}
+
+func (r Remote) label() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return r.Address
+}
+
+// Dial connects to the remote host.
+func (r Remote) Dial(ctx context.Context) (*ssh.Client, error) {
+	if r.Address == "" || r.Key == "" || r.HostKey == "" {
+		return nil, fmt.Errorf("host %s: want address, key and host_key: %w", r.label(), ErrInvalid)
+	}
+	pub, err := ssh.ParsePublicKey(r.HostKey)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: host_key: %w", r.label(), err)
+	}
+	if r.User == "" {
+		r.User = "root"
+	}
+	if r.Timeout <= 0 {
+		r.Timeout = 10 * time.Second
+	}
+	c, err := ssh.Dial(ctx, ssh.Config{Host: r.Address, Port: r.Port, User: r.User, KeyPath: r.Key, HostKey: pub, Timeout: r.Timeout, Retries: 1})
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", r.label(), err)
+	}
+	return c, nil
+}
+
+// tinyfarm runs the far tinyfarm with args over c.
+func (r Remote) tinyfarm(ctx context.Context, c *ssh.Client, stdin io.Reader, args ...string) ([]byte, error) {
+	bin := r.Binary
+	if bin == "" {
+		bin = "tinyfarm"
+	}
+	env := map[string]string{}
+	if r.StateDir != "" {
+		env["TINYFARM_HOME"] = r.StateDir
+	}
+	cmd := ssh.ShellJoin(append([]string{bin}, args...)...)
+	res, err := c.RunStream(ctx, cmd, stdin, ssh.RunOptions{Env: env, IgnoreExit: true})
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %s: %w", r.label(), cmd, err)
+	}
+	if res.Code != 0 {
+		msg := strings.TrimSpace(string(res.Stderr))
+		if len(msg) > 600 {
+			msg = "…" + msg[len(msg)-600:]
+		}
+		return res.Stdout, fmt.Errorf("host %s: %s: exit %d: %s", r.label(), cmd, res.Code, msg)
+	}
+	return res.Stdout, nil
+}
+
+// MigrateOptions tune Guest.Migrate.
+type MigrateOptions struct {
+	// Live keeps the guest running during the move (QEMU migration).
+	// Not supported yet: an error of kind unsupported says why.
+	Live bool
+	// Grace is how long the guest has to stop cleanly. Default 10s.
+	Grace time.Duration
+	// Timeout bounds the far start (ready marker). Default 60s.
+	Timeout time.Duration
+	// Chunk is the unit of the resumable copy. Default 1 MiB.
+	Chunk int64
+	// RemoveDisk removes the local disk image too once the guest runs
+	// there (as destroy{disk=true}). Default: the disk stays.
+	RemoveDisk bool
+}
+
+// MigrateResult says what Guest.Migrate did.
+type MigrateResult struct {
+	Host        string        // the remote's name
+	Disk        string        // the disk's path there
+	Size        int64         // the disk image's size
+	Chunks      int           // chunks in the image
+	ChunksSent  int           // chunks sent (the rest were there already or all zero)
+	BytesSent   int64         // data bytes sent
+	SHA256      string        // of the disk image, equal on both sides
+	Duration    time.Duration // the whole migration
+	Downtime    time.Duration // from stopping the guest here to running there
+	State       string        // the guest's state there ("running")
+	IP          string        // its address there
+	WasRunning  bool          // the guest ran here before
+	PreCopySent int64         // bytes sent while the guest still ran here
+}
+
+// FarProbe is what the far side reports before a migration.
+type FarProbe struct {
+	Disk    string `json:"disk"`    // where the disk goes
+	Exists  bool   `json:"exists"`  // a guest of that name is defined there
+	Running bool   `json:"running"` // and runs
+}
+
+// Migrate moves the guest to another tinyfarm host (vzmigrate), offline:
+// the disk is copied while the guest still runs (a first pass), the guest
+// is stopped, a second pass sends only the chunks that changed, the copy
+// is verified by sha256 on both sides, the definition is written there
+// and the guest started by the far tinyfarm; once it reports running
+// there, it is removed here. The copy is resumable: chunks the far disk
+// holds already (same sha256) are not sent again, so an interrupted
+// migration re-run sends only what is missing.
+//
+// Any failure before the far start leaves the guest here as it was (a
+// running guest is started again if it had been stopped). A far host that
+// cannot be reached fails before anything is touched.
+func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res MigrateResult, err error) {
+	t0 := time.Now()
+	d := g.Def
+	res.Host = to.label()
+	fail := func(err error) (MigrateResult, error) {
+		return res, fmt.Errorf("guest %s: migrate to %s: %w", d.Name, to.label(), err)
+	}
+	if o.Live {
+		why := "QEMU migration over an SSH-tunnelled stream is not implemented yet; migrate offline (live = false)"
+		if d.Driver == "ns" {
+			why = "a namespace guest's processes cannot be moved (CRIU does not work on this kernel); migrate offline (live = false)"
+		}
+		return fail(driver.Unsupported(d.Driver, "live migration", why))
+	}
+	if d.Layout != driver.Scatter || d.Disk == "" || len(d.Disks) > 0 {
+		return fail(driver.Unsupported(d.Driver, "migration of a "+string(d.Layout)+" guest or one with extra disks", "migrate moves one scatter disk"))
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.Chunk <= 0 {
+		o.Chunk = 1 << 20
+	}
+	c, err := to.Dial(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	out, err := to.tinyfarm(ctx, c, nil, "migrate", "probe", d.Name)
+	if err != nil {
+		return fail(err)
+	}
+	var probe FarProbe
+	if err := json.Unmarshal(out, &probe); err != nil || probe.Disk == "" {
+		return fail(fmt.Errorf("far tinyfarm's probe answered %q: %v", abbrevBytes(out), err))
+	}
+	if probe.Exists {
+		return fail(fmt.Errorf("guest %s is defined there already (running: %v): destroy it there first: %w", d.Name, probe.Running, ErrExists))
+	}
+	res.Disk = probe.Disk
+	res.WasRunning = g.Running(ctx)
+
+	// Pass 1 with the guest running: most of the disk, no downtime.
+	if res.WasRunning {
+		st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+		if err != nil {
+			return fail(err)
+		}
+		res.PreCopySent = st.bytesSent
+	}
+	stopped := time.Now()
+	if _, err := g.Stop(ctx, o.Grace); err != nil {
+		return fail(err)
+	}
+	restart := func() {
+		if res.WasRunning {
+			g.Start(context.WithoutCancel(ctx))
+		}
+	}
+	// Pass 2 with the guest stopped: what changed, then verify.
+	st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+	if err != nil {
+		restart()
+		return fail(err)
+	}
+	res.Size, res.Chunks, res.ChunksSent, res.BytesSent, res.SHA256 = st.size, st.chunks, st.chunksSent, st.bytesSent+res.PreCopySent, st.sum
+
+	// The definition there: the far farm gives it its own address and
+	// forwards; the disk is the copy.
+	nd := *d
+	nd.Disk, nd.IP, nd.MAC, nd.Forwards = probe.Disk, "", d.MAC, nil
+	nd.Labels = map[string]string{}
+	for k, v := range d.Labels {
+		nd.Labels[k] = v
+	}
+	nd.Labels["migrated_from"] = hostLabel()
+	def, _ := json.Marshal(nd)
+	args := []string{"migrate", "import", "--timeout", o.Timeout.String()}
+	if !res.WasRunning {
+		args = append(args, "--no-start")
+	}
+	out, err = to.tinyfarm(ctx, c, bytes.NewReader(def), args...)
+	if err != nil {
+		restart()
+		return fail(err)
+	}
+	var far struct {
+		State string `json:"state"`
+		IP    string `json:"ip"`
+	}
+	if err := json.Unmarshal(out, &far); err != nil {
+		restart()
+		return fail(fmt.Errorf("far import answered %q: %v", abbrevBytes(out), err))
+	}
+	want := "stopped"
+	if res.WasRunning {
+		want = "running"
+	}
+	if far.State != want {
+		restart()
+		return fail(fmt.Errorf("the guest is %s there, want %s", far.State, want))
+	}
+	res.State, res.IP = far.State, far.IP
+	res.Downtime = time.Since(stopped)
+	// Only now: it runs there; forget it here.
+	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
+		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
+	}
+	res.Duration = time.Since(t0)
+	return res, nil
+}
+
+func hostLabel() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}
+
+func abbrevBytes(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+type syncStats struct {
+	size       int64
+	chunks     int
+	chunksSent int
+	bytesSent  int64
+	sum        string
+}
+
+// syncDisk makes the far file dst equal to src: it asks the far side for
+// the sha256 of each chunk it holds, sends only the chunks that differ
+// (all-zero chunks as holes), and compares the whole file's sha256 as
+// the far side computes it after writing.
+func syncDisk(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64) (syncStats, error) {
+	var st syncStats
+	out, err := to.tinyfarm(ctx, c, nil, "migrate", "sums", "--chunk", strconv.FormatInt(chunk, 10), dst)
+	if err != nil {
+		return st, err
+	}
+	_, far, err := parseSums(out)
+	if err != nil {
+		return st, fmt.Errorf("far chunk sums: %w", err)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return st, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return st, err
+	}
+	st.size = fi.Size()
+	pr, pw := io.Pipe()
+	type recvOut struct {
+		out []byte
+		err error
+	}
+	done := make(chan recvOut, 1)
+	go func() {
+		out, err := to.tinyfarm(ctx, c, pr, "migrate", "recv", "--size", strconv.FormatInt(st.size, 10), dst)
+		pr.CloseWithError(errors.New("receiver ended"))
+		done <- recvOut{out, err}
+	}()
+	whole := sha256.New()
+	bw := bufio.NewWriterSize(pw, 1<<20)
+	buf := make([]byte, chunk)
+	werr := func() error {
+		for i := 0; int64(i)*chunk < st.size; i++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n, err := io.ReadFull(f, buf[:min(chunk, st.size-int64(i)*chunk)])
+			if err != nil {
+				return fmt.Errorf("read %s: %w", src, err)
+			}
+			b := buf[:n]
+			whole.Write(b)
+			st.chunks++
+			sum := sha256.Sum256(b)
+			if i < len(far) && far[i] == hex.EncodeToString(sum[:]) {
+				continue
+			}
+			kind := byte('D')
+			if zeroChunk(b) {
+				kind = 'Z'
+			}
+			if err := writeFrame(bw, kind, int64(i)*chunk, b); err != nil {
+				return err
+			}
+			st.chunksSent++
+			if kind == 'D' {
+				st.bytesSent += int64(n)
+			}
+		}
+		if err := writeFrame(bw, 'E', 0, nil); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}()
+	pw.CloseWithError(werr)
+	r := <-done
+	if werr != nil {
+		return st, fmt.Errorf("send %s: %w", src, werr)
+	}
+	if r.err != nil {
+		return st, r.err
+	}
+	st.sum = hex.EncodeToString(whole.Sum(nil))
+	got := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(r.out)), "sha256 "))
+	if got != st.sum {
+		return st, fmt.Errorf("verify: the far copy's sha256 is %s, here %s", got, st.sum)
+	}
+	return st, nil
+}
+
+// Frames of the copy stream: kind ('D' data, 'Z' zeros, 'E' end), the
+// offset (8 bytes) and the length (4 bytes, big endian), then the data
+// of a 'D' frame.
+func writeFrame(w io.Writer, kind byte, off int64, data []byte) error {
+	var h [13]byte
+	h[0] = kind
+	binary.BigEndian.PutUint64(h[1:], uint64(off))
+	binary.BigEndian.PutUint32(h[9:], uint32(len(data)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	if kind == 'D' {
+		_, err := w.Write(data)
+		return err
+	}
+	return nil
+}
+
+// ChunkSums writes, for the far side of a migration, the size of path and
+// the sha256 of each chunk of it ("size N" then one hex sum per line). A
+// missing file has size 0 and no chunks.
+func ChunkSums(path string, chunk int64, w io.Writer) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, err = fmt.Fprintln(w, "size 0")
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("sums %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("sums %s: %w", path, err)
+	}
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "size %d\n", fi.Size())
+	buf := make([]byte, chunk)
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > 0 {
+			s := sha256.Sum256(buf[:n])
+			fmt.Fprintln(bw, hex.EncodeToString(s[:]))
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("sums %s: %w", path, err)
+		}
+	}
+	return bw.Flush()
+}
+
+func parseSums(b []byte) (int64, []string, error) {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	size, ok := strings.CutPrefix(lines[0], "size ")
+	if !ok {
+		return 0, nil, fmt.Errorf("want \"size N\", got %q", abbrevBytes(b))
+	}
+	n, err := strconv.ParseInt(size, 10, 64)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, lines[1:], nil
+}
+
+// ReceiveChunks is the far side of a migration's copy: it applies the
+// frames read from r to path (created with its directory if missing),
+// sets its size, syncs it and returns the sha256 of the whole file.
+func ReceiveChunks(path string, size int64, r io.Reader) (string, error) {
+	fail := func(err error) (string, error) { return "", fmt.Errorf("receive %s: %w", path, err) }
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fail(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(r, 1<<20)
+	var h [13]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return fail(fmt.Errorf("stream ended early: %w", err))
+		}
+		off, n := int64(binary.BigEndian.Uint64(h[1:])), int64(binary.BigEndian.Uint32(h[9:]))
+		if h[0] == 'E' {
+			break
+		}
+		if off < 0 || off+n > size {
+			return fail(fmt.Errorf("frame at %d+%d outside the %d bytes", off, n, size))
+		}
+		switch h[0] {
+		case 'D':
+			if int64(cap(buf)) < n {
+				buf = make([]byte, n)
+			}
+			if _, err := io.ReadFull(br, buf[:n]); err != nil {
+				return fail(err)
+			}
+			if _, err := f.WriteAt(buf[:n], off); err != nil {
+				return fail(err)
+			}
+		case 'Z':
+			if err := zeroRange(f, off, n); err != nil {
+				return fail(err)
+			}
+		default:
+			return fail(fmt.Errorf("bad frame kind %q", h[0]))
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	s := sha256.New()
+	if _, err := io.Copy(s, f); err != nil {
+		return fail(err)
+	}
+	return hex.EncodeToString(s.Sum(nil)), nil
+}
+
+// Import is the far side of a migration: it defines the guest (refusing a
+// name that exists), starts it unless noStart and waits for its ready
+// marker. A guest that does not come up is undefined again (its disk
+// stays, so a retry sends only what is missing).
+func (f *Farm) Import(ctx context.Context, d Definition, start bool, timeout time.Duration) (driver.Status, error) {
+	if _, err := f.Get(d.Name); err == nil {
+		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, ErrExists)
+	}
+	res, err := f.Define(d, false)
+	if err != nil {
+		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, err)
+	}
+	g := &Guest{farm: f, Def: res.Def}
+	if !start {
+		return g.Status(ctx)
+	}
+	undo := func(err error) (driver.Status, error) {
+		g.Destroy(context.WithoutCancel(ctx), false)
+		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, err)
+	}
+	if _, err := g.Start(ctx); err != nil {
+		return undo(err)
+	}
+	if err := g.WaitReady(ctx, timeout); err != nil {
+		return undo(err)
+	}
+	st, err := g.Status(ctx)
+	if err != nil {
+		return undo(err)
+	}
+	return st, nil
+}
+
+// ProbeMigration is the far side's answer before a migration of name.
+func (f *Farm) ProbeMigration(ctx context.Context, name string) (FarProbe, error) {
+	if !nameRe.MatchString(name) {
+		return FarProbe{}, fmt.Errorf("probe %q: %w", name, ErrInvalid)
+	}
+	p := FarProbe{Disk: filepath.Join(f.stateDir(), "disks", name+".img")}
+	if g, err := f.Guest(ctx, name); err == nil {
+		p.Exists, p.Running = true, g.Running(ctx)
+	}
+	return p, nil
+}
+
+func zeroChunk(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,235 @@
+//go:build linux
+
+package colinux_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/image"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+)
+
+// The unify and migrate tests have a bridge and subnet of their own.
+const (
+	unifyBridge = "tftest9"
+	unifySubnet = "10.77.247.0/24"
+)
+
+// scratchBtrfs makes a btrfs filesystem in a sparse file, loop-mounts it
+// and returns the mount point; everything goes in t.Cleanup.
+func scratchBtrfs(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
+		t.Skip("mkfs.btrfs not installed (scripts/deps.sh: btrfs-progs)")
+	}
+	dir := t.TempDir()
+	img, mnt := filepath.Join(dir, "btrfs.img"), filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	if err := os.Truncate(img, 0); err != nil {
+		f, _ := os.Create(img)
+		f.Close()
+	}
+	if err := os.Truncate(img, 512<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.btrfs", "-q", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a btrfs scratch filesystem here: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+		}
+	})
+	return mnt
+}
+
+// fileSum is the sha256 of a file inside a stopped guest's disk.
+func fileSum(t *testing.T, disk, name string) string {
+	t.Helper()
+	var sum string
+	err := image.View(context.Background(), disk, func(tg target.Target) error {
+		rc, err := tg.Open(context.Background(), name)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, rc); err != nil {
+			return err
+		}
+		sum = fmt.Sprintf("%x", h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+func cpNoReflink(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "--sparse=always", "--reflink=never", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+}
+
+// TestUnifyBtrfs: two guests built from the same packages, their disks on
+// a btrfs scratch filesystem. A dry run measures and changes nothing;
+// unify shares the identical files' blocks; a second run saves nothing
+// more; then a write in guest A leaves guest B's copy unchanged.
+func TestUnifyBtrfs(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	mnt := scratchBtrfs(t)
+	state := t.TempDir()
+	t.Cleanup(func() { ns.DeleteBridge(unifyBridge) })
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: unifyBridge, Subnet: unifySubnet})
+	var disks []string
+	for _, name := range []string{"ua", "ub"} {
+		d := guesttest.BuildDisk(t, guesttest.Options{Extensions: []string{"dropbear"}})
+		disk := filepath.Join(mnt, name+".img")
+		cpNoReflink(t, d.Path, disk)
+		disks = append(disks, disk)
+		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20}, false); err != nil {
+			t.Fatal(err)
+		}
+		g, _ := farm.Guest(ctx, name)
+		t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	}
+	used := func() string {
+		out, _ := exec.Command("btrfs", "filesystem", "du", "-s", "--raw", disks[0], disks[1]).CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	t.Logf("before:\n%s", used())
+
+	dry, err := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dry run: %+v", dry)
+	if !dry.Supported || dry.Filesystem != "btrfs" || dry.Files == 0 || dry.BytesSaved == 0 {
+		t.Fatalf("dry run found nothing to share: %+v", dry)
+	}
+	if again, _ := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}, DryRun: true}); again.BytesSaved != dry.BytesSaved || again.AlreadyShared != 0 {
+		t.Errorf("a dry run changed something: second dry run %+v", again)
+	}
+
+	t0 := time.Now()
+	res, err := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("unify in %v: %d files, %d bytes identical, %d shared now, %d unaligned, %d differed", time.Since(t0), res.Files, res.Identical, res.BytesSaved, res.Unaligned, res.Differed)
+	t.Logf("after:\n%s", used())
+	if res.BytesSaved != dry.BytesSaved || res.Differed != 0 {
+		t.Errorf("unify saved %d, the dry run predicted %d (differed %d)", res.BytesSaved, dry.BytesSaved, res.Differed)
+	}
+	second, err := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.BytesSaved != 0 || second.AlreadyShared != res.BytesSaved+res.AlreadyShared {
+		t.Errorf("second run: saved %d (want 0), already shared %d (want %d)", second.BytesSaved, second.AlreadyShared, res.BytesSaved)
+	}
+	for _, d := range disks {
+		if out, err := exec.Command("e2fsck", "-fn", d).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck %s after unify: %v\n%s", d, err, out)
+		}
+	}
+
+	// A write in guest A to a file whose blocks are now shared.
+	const victim = "usr/local/sbin/dropbear"
+	before := fileSum(t, disks[1], victim)
+	if fileSum(t, disks[0], victim) != before {
+		t.Fatalf("%s differs between the guests before the write", victim)
+	}
+	a, _ := farm.Guest(ctx, "ua")
+	if _, err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitReady(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, a, "printf 'written-by-guest-A' | dd of=/"+victim+" bs=1 seek=4096 conv=notrunc 2>/dev/null; sync")
+	if _, err := a.Stop(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSum(t, disks[0], victim); got == before {
+		t.Errorf("guest A's write did not land in its own disk")
+	}
+	if got := fileSum(t, disks[1], victim); got != before {
+		t.Errorf("guest A's write shows in guest B: %s -> %s", before, got)
+	}
+	// B boots and still has the unchanged file.
+	b, _ := farm.Guest(ctx, "ub")
+	if _, err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitReady(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustExec(t, b, "grep -c written-by-guest-A /"+victim+" || true"); got != "0" {
+		t.Errorf("guest B sees guest A's write: %q", got)
+	}
+	// A running guest is skipped, with the reason.
+	r, err := farm.Unify(ctx, colinux.UnifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Skipped["ub"], "running") || r.BytesSaved != 0 {
+		t.Errorf("unify with ub running: %+v", r)
+	}
+}
+
+// TestUnifyUnsupportedExt4: on a filesystem that cannot share extents,
+// unify reports what it could save, a real run fails as unsupported, and
+// nothing changes.
+func TestUnifyUnsupportedExt4(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if out, _ := exec.Command("stat", "-f", "-c", "%T", dir).Output(); !strings.Contains(string(out), "ext") {
+		t.Skipf("temp dir is on %s, not ext4", out)
+	}
+	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: unifyBridge, Subnet: unifySubnet})
+	d := guesttest.BuildDisk(t, guesttest.Options{})
+	for _, name := range []string{"ea", "eb"} {
+		disk := filepath.Join(dir, name+".img")
+		cpNoReflink(t, d.Path, disk)
+		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dry, err := farm.Unify(ctx, colinux.UnifyOptions{DryRun: true, Exclude: []string{"usr/local/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Supported || dry.Filesystem != "ext4" || dry.BytesSaved == 0 {
+		t.Errorf("dry run on ext4: %+v", dry)
+	}
+	res, err := farm.Unify(ctx, colinux.UnifyOptions{})
+	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "unsupported on ext4") || !strings.Contains(err.Error(), "btrfs") {
+		t.Errorf("unify on ext4: %v", err)
+	}
+	t.Logf("ext4: %v", err)
+	if res.BytesSaved < dry.BytesSaved {
+		t.Errorf("unify on ext4 reports %d could be saved, the dry run with an exclude %d", res.BytesSaved, dry.BytesSaved)
+	}
+}
