@@ -2,7 +2,9 @@
 # bench/migrate.sh: g:migrate of a stopped guest's 256M disk (64M of it
 # random data) to a second "host" (a network namespace with its own
 # dropbear and tinyfarm) vs scp -O of the same disk over the same
-# dropbear (root). Prints bench/run.sh TSV rows.
+# dropbear (root); and g:migrate{live=true} of a running qemu guest
+# (downtime and total time) vs offline migration of the same guest.
+# Prints bench/run.sh TSV rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TINYFARM_BENCH=1 go test -count=1 -timeout 10m -v -run TestMigrateThroughput ./stdlib/colinux | grep -P '\t' | grep -v -E '^(ok|---|===)'
+TINYFARM_BENCH=1 go test -count=1 -timeout 10m -v -run 'TestMigrateThroughput|TestMigrateQemuLive' ./stdlib/colinux | grep -P '\t' | grep -v -E '^(ok|---|===)'

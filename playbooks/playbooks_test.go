@@ -12,11 +12,13 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/playbooks"
 	"github.com/tinyfarm/tinyfarm/stdlib/all"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
 func TestMain(m *testing.M) {
 	ns.Main() // guests started by these tests are monitored by this binary
+	farmnet.Main()
 	code := m.Run()
 	ns.DeleteBridge("tfbr0")
 	os.Exit(code)

@@ -7,10 +7,12 @@ import (
 	"os"
 
 	"github.com/tinyfarm/tinyfarm/cmd/tinyfarm/cli"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
 func main() {
-	ns.Main() // guest monitor / init / exec roles of the ns driver
+	ns.Main()      // guest monitor / init / exec roles of the ns driver
+	farmnet.Main() // the farm's DHCP server (qemu guests on the bridge)
 	os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,7 +56,7 @@ type Definition struct {
 	CPUs      float64           `json:"cpus"`
 	IP        string            `json:"ip,omitempty"` // bridge address with prefix ("10.77.0.5/24")
 	MAC       string            `json:"mac,omitempty"`
-	Net       string            `json:"net,omitempty"` // "bridge" (ns), "user" (qemu default)
+	Net       string            `json:"net,omitempty"` // "bridge" (ns default; qemu as root: a tap, DHCP), "user" (qemu default)
 	Forwards  []driver.Forward  `json:"forwards,omitempty"`
 	Shares    []driver.Share    `json:"shares,omitempty"`
 	HostKey   string            `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
@@ -96,6 +97,18 @@ func (d *Definition) Validate() error {
 	}
 	if d.Driver != "ns" && d.Kernel == "" {
 		return fmt.Errorf("guest %s: the %s driver needs kernel = a kernel image: %w", d.Name, d.Driver, ErrInvalid)
+	}
+	switch d.Net {
+	case "", "user", "none":
+	case "bridge":
+		if d.Driver == "colinux" {
+			return fmt.Errorf("guest %s: the colinux driver has no bridge networking: set net = \"user\": %w", d.Name, ErrInvalid)
+		}
+		if d.Driver == "qemu" && slices.Contains(strings.Fields(d.Bootcodes), "nodhcp") {
+			return fmt.Errorf("guest %s: a qemu guest on the bridge gets its address by DHCP from the farm: remove nodhcp from bootcodes: %w", d.Name, ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("guest %s: net %q: want bridge, user or none: %w", d.Name, d.Net, ErrInvalid)
 	}
 	for _, f := range d.Forwards {
 		if f.HostPort < 1 || f.HostPort > 65535 || f.GuestPort < 1 || f.GuestPort > 65535 {
@@ -410,7 +423,7 @@ func (f *Farm) Spec(d *Definition) driver.Spec {
 		Name: d.Name, Dir: filepath.Join(f.guestDir(d.Name), "run"),
 		MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
 		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel,
-		Net: driver.Net{Mode: d.Net, IP: d.IP, Gateway: f.Gateway(), Bridge: f.opts.Bridge, MAC: d.MAC, Forwards: d.Forwards},
+		Net: driver.Net{Mode: d.Net, IP: d.IP, Gateway: f.Gateway(), Bridge: f.opts.Bridge, MAC: d.MAC, Forwards: d.Forwards, Leases: f.dir},
 	}
 	if d.Disk != "" {
 		s.Disks = append(s.Disks, driver.Disk{Path: d.Disk})

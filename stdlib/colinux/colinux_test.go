@@ -13,11 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
@@ -29,6 +31,7 @@ const testBridge = "tftest1"
 
 func TestMain(m *testing.M) {
 	ns.Main()
+	farmnet.Main()
 	code := m.Run()
 	ns.DeleteBridge(testBridge)
 	os.Exit(code)
@@ -278,4 +281,100 @@ func freeTCPPort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestQemuGuestOnBridge is tap-on-bridge: a qemu guest (TCG) with net =
+// "bridge" on a test bridge gets its farm address by DHCP from tinyfarm,
+// is reached over SSH at ip:22 and HTTP at ip:80, and leaves no tap and no
+// DHCP server behind once stopped.
+func TestQemuGuestOnBridge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM under TCG")
+	}
+	needRoot(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
+	}
+	const bridge = "tftest7"
+	rel := minicore.Require(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	leases := filepath.Join(state, "guests")
+	t.Cleanup(func() {
+		if pid := farmnet.DHCPPID(leases, bridge); pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL) // the server this test started
+		}
+		farmnet.DeleteBridge(bridge)
+	})
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: bridge, Subnet: "10.77.249.0/24"})
+	client, err := tcz.New(tcz.Config{URL: "file://" + rel.Mirror, Version: "15.x", Arch: "x86_64", Cache: filepath.Join(state, "tcz")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	res, err := farm.Define(colinux.Definition{Name: "vm7", Driver: "qemu", Net: "bridge", Disk: disk.Path, MemBytes: 192 << 20, CPUs: 1,
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Def.IP != "10.77.249.2/24" || len(res.Def.Forwards) != 0 {
+		t.Fatalf("bridge qemu guest: ip %q forwards %v; want 10.77.249.2/24 and no forwards", res.Def.IP, res.Def.Forwards)
+	}
+	g, _ := farm.Guest(ctx, "vm7")
+	t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	tap := farmnet.TapName("vm7")
+	t0 := time.Now()
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !farmnet.LinkExists(tap) || !farmnet.DHCPRunning(leases, bridge) {
+		t.Fatalf("after start: tap %s exists %v, dhcp server runs %v", tap, farmnet.LinkExists(tap), farmnet.DHCPRunning(leases, bridge))
+	}
+	if err := g.WaitReady(ctx, 120*time.Second); err != nil { // includes SSH on 10.77.249.2:22, host key pinned
+		t.Fatal(err)
+	}
+	t.Logf("qemu guest on the bridge: boot -> SSH-ready at %s in %v", res.Def.IP, time.Since(t0))
+	// The address came from our DHCP server: the guest booted without
+	// nodhcp, udhcpc holds the lease, and the server logged its ACK.
+	out, err := g.Exec(ctx, []string{"sh", "-c", "cat /proc/cmdline; ifconfig eth0; ps | grep [u]dhcpc"}, driver.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(out.Stdout); strings.Contains(s, "nodhcp") || !strings.Contains(s, "addr:10.77.249.2 ") || !strings.Contains(s, "udhcpc") {
+		t.Errorf("guest network:\n%s", s)
+	}
+	dlog, _ := os.ReadFile(filepath.Join(leases, ".dhcp-"+bridge+".log"))
+	if !strings.Contains(string(dlog), "REQUEST "+res.Def.MAC+" -> ACK 10.77.249.2") {
+		t.Errorf("dhcp log has no ACK for %s:\n%s", res.Def.MAC, dlog)
+	}
+	tg, err := g.Target(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Install(ctx, tg, "nginx", tcz.InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Exec(ctx, []string{"sh", "-c", "echo '<h1>vm7</h1>' > /usr/local/share/nginx/html/index.html && /usr/local/sbin/nginx"}, driver.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := g.Addr(80)
+	if err != nil || addr != "10.77.249.2:80" {
+		t.Fatalf("addr of port 80 = %q, %v", addr, err)
+	}
+	if body := httpGet(t, "http://"+addr+"/"); !strings.Contains(body, "<h1>vm7</h1>") {
+		t.Errorf("vm7 serves %q", body)
+	}
+	pid := farmnet.DHCPPID(leases, bridge)
+	if _, err := g.Stop(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := g.Status(ctx); st.State != driver.Stopped {
+		t.Errorf("after stop: %+v", st)
+	}
+	if farmnet.LinkExists(tap) {
+		t.Errorf("tap %s left after stop", tap)
+	}
+	if farmnet.DHCPRunning(leases, bridge) || pid == 0 || syscall.Kill(pid, 0) == nil {
+		t.Errorf("dhcp server (pid %d) left after stop", pid)
+	}
 }

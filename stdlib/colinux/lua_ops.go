@@ -245,8 +245,11 @@ type migrateOpts struct {
 // g:migrate{to = {address, port, user, key, host_key, state_dir, binary,
 // name}, live=false, grace="10s", timeout="60s", disk=false} -> {host,
 // disk, size, chunks, chunks_sent, bytes_sent, sha256, seconds, downtime,
-// state, ip}: the guest moved to another tinyfarm host over SSH (see
-// Guest.Migrate); disk=true also removes the local image.
+// state, ip, live}: the guest moved to another tinyfarm host over SSH (see
+// Guest.Migrate); disk=true also removes the local image. live=true moves
+// a running qemu guest without stopping it (QEMU live migration over the
+// SSH connection; downtime is the switchover pause); for ns guests it
+// raises unsupported (no CRIU).
 func (m *luaMod) migrate(L *lua.LState) int {
 	g := checkGuest(L)
 	var o migrateOpts
@@ -278,6 +281,6 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	m.env.Report(L, ch)
 	L.Push(lx.FromGo(L, map[string]any{"host": res.Host, "disk": res.Disk, "size": res.Size, "chunks": res.Chunks,
 		"chunks_sent": res.ChunksSent, "bytes_sent": res.BytesSent, "sha256": res.SHA256, "seconds": res.Duration.Seconds(),
-		"downtime": res.Downtime.Seconds(), "state": res.State, "ip": res.IP}))
+		"downtime": res.Downtime.Seconds(), "state": res.State, "ip": res.IP, "live": res.Live}))
 	return 1
 }

@@ -96,8 +96,11 @@ func (r Remote) tinyfarm(ctx context.Context, c *ssh.Client, stdin io.Reader, ar
 
 // MigrateOptions tune Guest.Migrate.
 type MigrateOptions struct {
-	// Live keeps the guest running during the move (QEMU migration).
-	// Not supported yet: an error of kind unsupported says why.
+	// Live keeps a running qemu guest running during the move: QEMU's
+	// live migration, streamed over the SSH connection (see migrateLive);
+	// the guest pauses only for the switchover. A stopped guest moves
+	// offline. Namespace guests cannot (an error of kind unsupported says
+	// why).
 	Live bool
 	// Grace is how long the guest has to stop cleanly. Default 10s.
 	Grace time.Duration
@@ -125,6 +128,12 @@ type MigrateResult struct {
 	IP          string        // its address there
 	WasRunning  bool          // the guest ran here before
 	PreCopySent int64         // bytes sent while the guest still ran here
+	// Live migration only.
+	Live         bool          // moved live (QEMU migration)
+	DeltaSent    int64         // disk bytes sent during the switchover pause
+	RAMBytes     int64         // memory QEMU sent (with re-sent dirty pages)
+	StateBytes   int64         // the whole migration stream's size
+	QEMUDowntime time.Duration // the source QEMU's own downtime figure
 }
 
 // FarProbe is what the far side reports before a migration.
@@ -153,8 +162,8 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	fail := func(err error) (MigrateResult, error) {
 		return res, fmt.Errorf("guest %s: migrate to %s: %w", d.Name, to.label(), err)
 	}
-	if o.Live {
-		why := "QEMU migration over an SSH-tunnelled stream is not implemented yet; migrate offline (live = false)"
+	if o.Live && d.Driver != "qemu" {
+		why := "only qemu guests migrate live; migrate offline (live = false)"
 		if d.Driver == "ns" {
 			why = "a namespace guest's processes cannot be moved (CRIU does not work on this kernel); migrate offline (live = false)"
 		}
@@ -190,6 +199,9 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	}
 	res.Disk = probe.Disk
 	res.WasRunning = g.Running(ctx)
+	if o.Live && res.WasRunning {
+		return g.migrateLive(ctx, c, to, o, probe, res, t0)
+	}
 
 	// Pass 1 with the guest running: most of the disk, no downtime.
 	if res.WasRunning {

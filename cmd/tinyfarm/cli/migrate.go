@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -86,6 +87,39 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 	}
 	imp.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long the guest has to come up")
 	imp.Flags().BoolVar(&noStart, "no-start", false, "define only")
-	cmd.AddCommand(probe, sums, recv, imp)
+	var inTimeout time.Duration
+	incoming := &cobra.Command{
+		Use:  "incoming < guest.json-line + migration stream",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			br := bufio.NewReaderSize(stdin, 1<<20)
+			line, err := br.ReadBytes('\n')
+			if err != nil {
+				return fmt.Errorf("incoming: definition: %w", err)
+			}
+			var d colinux.Definition
+			if err := json.Unmarshal(line, &d); err != nil {
+				return fmt.Errorf("incoming: definition: %w", err)
+			}
+			f := farm()
+			defer f.Close()
+			ir, err := f.Incoming(ctx, d, br, inTimeout)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(stdout).Encode(ir)
+		},
+	}
+	incoming.Flags().DurationVar(&inTimeout, "timeout", 60*time.Second, "how long the state has to load and the guest to answer")
+	discard := &cobra.Command{
+		Use:  "discard NAME",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := farm()
+			defer f.Close()
+			return f.DiscardIncoming(ctx, args[0])
+		},
+	}
+	cmd.AddCommand(probe, sums, recv, imp, incoming, discard)
 	return cmd
 }

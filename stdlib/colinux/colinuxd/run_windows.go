@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 const (
@@ -318,24 +320,7 @@ func writeJSON(path string, v any) error {
 }
 
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return fsutil.WriteFileAtomic(path, data, 0o600)
 }
 
 func concat(dst string, srcs []string) error {

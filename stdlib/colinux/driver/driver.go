@@ -68,6 +68,9 @@ type Net struct {
 	Bridge   string // host bridge name, e.g. "tfbr0"
 	MAC      string // fixed per guest, so guest NIC names stay stable
 	Forwards []Forward
+	// Leases is the directory of guest definitions (<state>/guests) the
+	// farm's DHCP server answers from (qemu bridge mode; see farmnet).
+	Leases string
 }
 
 // Spec is everything a backend needs to run one guest. It is plain data:

@@ -3,13 +3,14 @@ package ns
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 )
 
 // hostVeth is the host-side name of a guest's veth: "tf-" + a hash of the
@@ -17,47 +18,6 @@ import (
 func hostVeth(name string) string {
 	h := sha256.Sum256([]byte(name))
 	return "tf-" + hex.EncodeToString(h[:])[:10]
-}
-
-// ensureBridge creates the farm bridge with the gateway address if it is
-// missing, and brings it up. Idempotent.
-func ensureBridge(name, gatewayCIDR string) (netlink.Link, error) {
-	br, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if !errors.As(err, &nf) {
-			return nil, fmt.Errorf("bridge %s: %w", name, err)
-		}
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil && !errors.Is(err, errExist) {
-			return nil, fmt.Errorf("bridge %s: create: %w", name, err)
-		}
-		if br, err = netlink.LinkByName(name); err != nil {
-			return nil, fmt.Errorf("bridge %s: %w", name, err)
-		}
-	}
-	addr, err := netlink.ParseAddr(gatewayCIDR)
-	if err != nil {
-		return nil, fmt.Errorf("bridge %s: gateway %q: %w", name, gatewayCIDR, err)
-	}
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
-	if err != nil {
-		return nil, fmt.Errorf("bridge %s: %w", name, err)
-	}
-	has := false
-	for _, a := range addrs {
-		if a.IPNet.String() == addr.IPNet.String() {
-			has = true
-		}
-	}
-	if !has {
-		if err := netlink.AddrAdd(br, addr); err != nil && !errors.Is(err, errExist) {
-			return nil, fmt.Errorf("bridge %s: add %s: %w", name, gatewayCIDR, err)
-		}
-	}
-	if err := netlink.LinkSetUp(br); err != nil {
-		return nil, fmt.Errorf("bridge %s: up: %w", name, err)
-	}
-	return br, nil
 }
 
 // netPlan is a guest's network, as the monitor sets it up.
@@ -77,7 +37,7 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 		ones, _ := ipnet.Mask.Size()
 		prefix = fmt.Sprintf("%s/%d", p.Gateway, ones)
 	}
-	br, err := ensureBridge(p.Bridge, prefix)
+	br, err := farmnet.EnsureBridge(p.Bridge, prefix)
 	if err != nil {
 		return "", err
 	}
@@ -183,10 +143,4 @@ func VethExists(guest string) bool {
 }
 
 // DeleteBridge removes a farm bridge (tests remove the one they made).
-func DeleteBridge(name string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return nil
-	}
-	return netlink.LinkDel(l)
-}
+func DeleteBridge(name string) error { return farmnet.DeleteBridge(name) }

@@ -9,8 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errExist = unix.EEXIST
-
 // loopAttach attaches file to a free loop device with autoclear set, so the
 // device frees itself when its last mount goes (for a guest: when its mount
 // namespace dies, even after kill -9). It returns the device path.

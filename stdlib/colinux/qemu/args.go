@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 )
 
 // Options are the inputs of Args that are not part of the Spec: facts the
@@ -33,6 +34,9 @@ type Options struct {
 	// Incoming, when set, boots the VM from this saved state file (written
 	// by Checkpoint) with -incoming "exec:cat FILE". Default "": cold boot.
 	Incoming string
+	// IncomingURI, when set (and Incoming is not), waits for a migration
+	// stream with -incoming URI, e.g. "unix:/path/sock" (live migration).
+	IncomingURI string
 }
 
 // Runtime file names inside Spec.Dir.
@@ -153,7 +157,23 @@ func Args(spec driver.Spec, opts Options) ([]string, error) {
 		a = append(a, "-netdev", netdev, "-device", "virtio-net-"+bus+",netdev=n0,mac="+mac)
 	case "none":
 	case "bridge":
-		return nil, driver.Unsupported("qemu", "bridge networking", "a tap device on the farm bridge is not implemented yet; use user-mode networking")
+		// A tap on the farm bridge, made by the runner (farmnet.AttachTap)
+		// before QEMU starts; the guest gets its address by DHCP.
+		if len(spec.Net.Forwards) > 0 {
+			return nil, errors.New("net bridge: forwards are for user-mode networking; the guest is reached at its own IP")
+		}
+		if hasWord(strings.Fields(spec.Bootcodes), "nodhcp") {
+			return nil, errors.New("net bridge: bootcode nodhcp: the guest gets its address by DHCP from the farm")
+		}
+		mac := spec.Net.MAC
+		if mac == "" {
+			mac = MAC(spec.Name)
+		}
+		if _, err := net.ParseMAC(mac); err != nil {
+			return nil, fmt.Errorf("mac %q: %w", mac, err)
+		}
+		a = append(a, "-netdev", "tap,id=n0,ifname="+farmnet.TapName(spec.Name)+",script=no,downscript=no",
+			"-device", "virtio-net-"+bus+",netdev=n0,mac="+mac)
 	default:
 		return nil, fmt.Errorf("net mode %q: want user, bridge or none", spec.Net.Mode)
 	}
@@ -178,6 +198,8 @@ func Args(spec driver.Spec, opts Options) ([]string, error) {
 	)
 	if opts.Incoming != "" {
 		a = append(a, "-incoming", "exec:cat "+shellQuote(opts.Incoming))
+	} else if opts.IncomingURI != "" {
+		a = append(a, "-incoming", opts.IncomingURI)
 	}
 	return a, nil
 }

@@ -92,6 +92,18 @@ func TestArgsGolden(t *testing.T) {
 			s.Net.Mode = "none"
 			return s
 		}, Options{KernelELF: true, TSCKHz: 2999998, Incoming: "/var/lib/tinyfarm/ckpt/web1 state.bin"}},
+		// A tap on the farm bridge (root): the guest's address comes by DHCP.
+		{"microvm_bridge_tap", func() driver.Spec {
+			s := frugalSpec()
+			s.Net = driver.Net{Mode: "bridge", IP: "10.77.0.5/24", Gateway: "10.77.0.1", Bridge: "tfbr0", MAC: "02:74:66:aa:bb:cc"}
+			return s
+		}, Options{KernelELF: true, TSCKHz: 2999998}},
+		{"pc_bridge_tap", func() driver.Spec {
+			s := frugalSpec()
+			s.Initrds = nil
+			s.Net = driver.Net{Mode: "bridge", IP: "10.77.0.6/24", Gateway: "10.77.0.1", Bridge: "tfbr0"}
+			return s
+		}, Options{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -176,10 +188,23 @@ func TestArgsErrors(t *testing.T) {
 			}
 		})
 	}
-	s := frugalSpec()
-	s.Net.Mode = "bridge"
-	if _, err := Args(s, Options{}); !errors.Is(err, driver.ErrUnsupported) {
-		t.Errorf("bridge: err = %v, want ErrUnsupported", err)
+	for _, c := range []struct {
+		name string
+		mod  func(*driver.Spec)
+		want string
+	}{
+		{"forwards", func(s *driver.Spec) {}, "forwards are for user-mode networking"},
+		{"nodhcp", func(s *driver.Spec) { s.Net.Forwards = nil; s.Bootcodes += " nodhcp" }, "bootcode nodhcp"},
+		{"mac", func(s *driver.Spec) { s.Net.Forwards = nil; s.Net.MAC = "x" }, `mac "x"`},
+	} {
+		t.Run("bridge_"+c.name, func(t *testing.T) {
+			s := frugalSpec()
+			s.Net.Mode = "bridge"
+			c.mod(&s)
+			if _, err := Args(s, Options{}); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+		})
 	}
 }
 

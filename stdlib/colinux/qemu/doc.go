@@ -36,6 +36,11 @@
 // The QMP client (DialQMP) speaks the JSON protocol directly.
 //
 // Networking is QEMU user mode with host forwards on 127.0.0.1 and a fixed
-// MAC (MAC derives one from the guest name). A tap device on the farm
-// bridge (Net.Mode "bridge") is not implemented yet.
+// MAC (MAC derives one from the guest name), or, as root, Net.Mode
+// "bridge": a tap device on the farm bridge (-netdev tap,ifname=TAP,
+// script=no,downscript=no), made before QEMU starts and removed whenever
+// the run's resources are released (Stop, reaping, or the first Status
+// or Stop that finds QEMU gone). The guest configures itself by DHCP
+// (Tiny Core's udhcpc) from the farm's DHCP server, which answers its MAC
+// with its farm IP; see package farmnet.
 package qemu

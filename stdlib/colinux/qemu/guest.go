@@ -202,6 +202,7 @@ func (g *Guest) release() {
 	for _, f := range []string{qmpSock, pidFile, initrdCat} {
 		os.Remove(g.path(f))
 	}
+	detachNet(context.Background(), g.spec) // the tap on the farm bridge
 }
 
 // Stop shuts the guest down. If it runs (a suspended guest is resumed

@@ -203,7 +203,19 @@ func (q *QMP) deadline(ctx context.Context) (stop func()) {
 // ctxErr prefers the context's error over the I/O timeout it caused.
 func ctxErr(ctx context.Context, err error) error {
 	var ne net.Error
-	if ctx.Err() != nil && errors.As(err, &ne) && ne.Timeout() {
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return err
+	}
+	if _, ok := ctx.Deadline(); ok {
+		// The socket deadline is ctx's deadline; its timer may fire a
+		// moment before ctx's own. Report the context, not the socket.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	return err

@@ -10,11 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/hostinfo"
 )
 
 // More runtime files inside Spec.Dir.
@@ -41,6 +42,10 @@ type Runner struct {
 	// StartTimeout bounds how long Start waits for QEMU's QMP socket to
 	// answer (device setup and kernel loading). Default 30s.
 	StartTimeout time.Duration
+	// Exe is the binary re-executed as the farm's DHCP server for guests
+	// on the bridge (Net.Mode "bridge"); it must call farmnet.Main first
+	// thing. Default os.Executable().
+	Exe string
 }
 
 // bootInfo is written by Start and read by Attach.
@@ -109,6 +114,10 @@ func absSpec(spec driver.Spec) (driver.Spec, error) {
 // absolute, reads the kernel's first bytes to choose the machine, then
 // calls the pure Args.
 func (r *Runner) Argv(spec driver.Spec, incoming string) ([]string, error) {
+	return r.argv(spec, incoming, "")
+}
+
+func (r *Runner) argv(spec driver.Spec, incoming, uri string) ([]string, error) {
 	spec, err := absSpec(spec)
 	if err != nil {
 		return nil, err
@@ -120,30 +129,13 @@ func (r *Runner) Argv(spec driver.Spec, incoming string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
-	return Args(spec, Options{Binary: r.Binary, KernelELF: elf, TSCKHz: HostTSCKHz(), Incoming: incoming})
+	return Args(spec, Options{Binary: r.Binary, KernelELF: elf, TSCKHz: HostTSCKHz(), Incoming: incoming, IncomingURI: uri})
 }
 
 // HostTSCKHz returns the host CPU clock in kHz from /proc/cpuinfo ("cpu
 // MHz"), or 0 if unknown. Under TCG and KVM the guest TSC runs at the
 // host's rate.
-func HostTSCKHz() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(k) != "cpu MHz" {
-			continue
-		}
-		mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil || mhz <= 0 {
-			return 0
-		}
-		return int(mhz * 1000)
-	}
-	return 0
-}
+func HostTSCKHz() int { return hostinfo.TSCKHz() }
 
 // Config renders the QEMU command line for spec as one shell-quoted line.
 func (r *Runner) Config(spec driver.Spec) (string, error) {
@@ -156,7 +148,7 @@ func (r *Runner) Config(spec driver.Spec) (string, error) {
 
 // Start boots the guest and returns once QEMU answers on its QMP socket.
 func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, error) {
-	g, err := r.start(ctx, spec, "")
+	g, err := r.start(ctx, spec, "", "")
 	if err != nil {
 		return nil, err
 	}
@@ -174,10 +166,21 @@ func (r *Runner) Restore(ctx context.Context, spec driver.Spec, file string) (*G
 	if err != nil {
 		return nil, fmt.Errorf("qemu %s: restore: %w", spec.Name, err)
 	}
-	return r.start(ctx, spec, abs)
+	return r.start(ctx, spec, abs, "")
 }
 
-func (r *Runner) start(ctx context.Context, spec driver.Spec, incoming string) (*Guest, error) {
+// StartIncoming starts the guest waiting for a live migration stream on
+// uri (QEMU's -incoming, e.g. "unix:/path/sock"), with the spec the
+// source runs (devices must match). QEMU is told to run the guest as soon
+// as the stream is loaded; WaitReady returns then.
+func (r *Runner) StartIncoming(ctx context.Context, spec driver.Spec, uri string) (*Guest, error) {
+	if uri == "" {
+		return nil, fmt.Errorf("qemu %s: incoming: empty uri", spec.Name)
+	}
+	return r.start(ctx, spec, "", uri)
+}
+
+func (r *Runner) start(ctx context.Context, spec driver.Spec, incoming, uri string) (*Guest, error) {
 	fail := func(err error) (*Guest, error) { return nil, fmt.Errorf("qemu %s: start: %w", spec.Name, err) }
 	if !supported {
 		return fail(driver.Unsupported("qemu", "start", "the qemu runner needs Linux"))
@@ -186,9 +189,12 @@ func (r *Runner) start(ctx context.Context, spec driver.Spec, incoming string) (
 	if err != nil {
 		return fail(err)
 	}
-	argv, err := r.Argv(spec, incoming)
+	argv, err := r.argv(spec, incoming, uri)
 	if err != nil {
 		return fail(err)
+	}
+	if uri != "" {
+		incoming = uri // for WaitReady: ready once the stream is loaded
 	}
 	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 		return fail(err)
@@ -217,6 +223,16 @@ func (r *Runner) start(ctx context.Context, spec driver.Spec, incoming string) (
 	defer logf.Close()
 	fmt.Fprintf(logf, "=== tinyfarm %s: %s\n", time.Now().UTC().Format(time.RFC3339), CommandLine(argv))
 
+	if err := r.attachNet(ctx, spec); err != nil {
+		return fail(err)
+	}
+	if spec.Net.Mode == "bridge" {
+		failed := fail
+		fail = func(err error) (*Guest, error) {
+			detachNet(ctx, spec)
+			return failed(err)
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = spec.Dir
@@ -349,24 +365,7 @@ func writeJSON(path string, v any) error {
 }
 
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return fsutil.WriteFileAtomic(path, data, 0o600)
 }
 
 // concat writes the files one after the other into dst, atomically.

@@ -5,13 +5,14 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/hostinfo"
 )
 
 // QEMU describes one test boot of the release kernel: PVH vmlinux, TCG,
@@ -79,25 +80,7 @@ func (q QEMU) Args() []string {
 }
 
 // HostTSCKHz returns the host CPU clock in kHz from /proc/cpuinfo, or 0.
-// Under TCG the guest TSC runs at the host TSC rate.
-func HostTSCKHz() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(k) != "cpu MHz" {
-			continue
-		}
-		mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil || mhz <= 0 {
-			return 0
-		}
-		return int(mhz * 1000)
-	}
-	return 0
-}
+func HostTSCKHz() int { return hostinfo.TSCKHz() }
 
 // Console is a running QEMU whose serial console is captured.
 type Console struct {

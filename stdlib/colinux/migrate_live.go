@@ -1,0 +1,354 @@
+package colinux
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/qemu"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+// liveSource is what a qemu guest handle offers for a live migration.
+type liveSource interface {
+	MigrateLive(ctx context.Context, uri string, switchover func(context.Context) error) (qemu.LiveStats, error)
+	Resume(ctx context.Context) error
+	Stop(ctx context.Context, grace time.Duration) error
+}
+
+// incomingStarter is what the qemu runner offers for the far side.
+type incomingStarter interface {
+	StartIncoming(ctx context.Context, spec driver.Spec, uri string) (*qemu.Guest, error)
+}
+
+// IncomingResult is the far side's answer to a live migration.
+type IncomingResult struct {
+	State string `json:"state"`
+	IP    string `json:"ip"`
+	PID   int    `json:"pid"`
+	// Received is the size of the migration stream.
+	Received int64 `json:"received"`
+	// Resume is the time from the stream's end to the guest running
+	// there (the far part of the downtime).
+	Resume time.Duration `json:"resume_ns"`
+	// Answered: the guest's SSH server answered (a banner) through its
+	// forward there; false when the guest has no SSH forward.
+	Answered bool `json:"answered"`
+}
+
+// migrateLive is Migrate for a running qemu guest with Live set: the
+// disk is copied while the guest runs; the far tinyfarm starts QEMU with
+// -incoming on a unix socket and feeds it its SSH session's stdin; the
+// source QEMU migrates to a unix socket here whose stream tinyfarm copies
+// into that session (over its own pinned-key SSH connection: no ssh
+// binary, no unverified host key). Memory moves while the guest runs;
+// when QEMU stops the VM for the switchover, the disk chunks that changed
+// are sent and verified, then the device state goes, the far guest
+// resumes and its SSH answers; only then does the source QEMU quit and
+// the guest leave this host. Any failure resumes the guest here and
+// removes it there (its disk copy stays, so a retry sends only changes).
+func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o MigrateOptions, probe FarProbe, res MigrateResult, t0 time.Time) (MigrateResult, error) {
+	d := g.Def
+	res.Live = true
+	fail := func(err error) (MigrateResult, error) {
+		return res, fmt.Errorf("guest %s: live migrate to %s: %w", d.Name, to.label(), err)
+	}
+	h, err := g.handle(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	src, ok := h.(liveSource)
+	if !ok {
+		return fail(driver.Unsupported(d.Driver, "live migration", "this driver's guests cannot send their state"))
+	}
+	// The stream gets a connection of its own: dropbear 2022.82-2024.85
+	// allows one session at a time per connection (ssh.Config.MaxSessions),
+	// and the disk delta runs while the stream's session is open.
+	cs, err := to.Dial(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer cs.Close()
+
+	// Pass 1 with the guest running.
+	st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+	if err != nil {
+		return fail(err)
+	}
+	res.PreCopySent = st.bytesSent
+
+	nd := *d
+	nd.Disk, nd.IP, nd.MAC, nd.Forwards = probe.Disk, "", d.MAC, nil
+	nd.Labels = map[string]string{}
+	for k, v := range d.Labels {
+		nd.Labels[k] = v
+	}
+	nd.Labels["migrated_from"] = hostLabel()
+	def, _ := json.Marshal(nd)
+
+	sock := filepath.Join(g.spec().Dir, "migrate-out.sock")
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fail(err)
+	}
+	defer os.Remove(sock)
+	var lnClosed bool
+	closeLn := func() {
+		if !lnClosed {
+			lnClosed = true
+			ln.Close()
+		}
+	}
+	defer closeLn()
+
+	// The far side: definition line, then the migration stream.
+	pr, pw := io.Pipe()
+	type farOut struct {
+		out []byte
+		err error
+	}
+	farDone := make(chan farOut, 1)
+	go func() {
+		stdin := io.MultiReader(bytes.NewReader(append(def, '\n')), pr)
+		out, err := to.tinyfarm(ctx, cs, stdin, "migrate", "incoming", "--timeout", o.Timeout.String())
+		pr.CloseWithError(errors.New("the far tinyfarm ended"))
+		farDone <- farOut{out, err}
+	}()
+	// The relay: the source QEMU's stream into the far session.
+	type relayOut struct {
+		end time.Time
+		n   int64
+		err error
+	}
+	relayDone := make(chan relayOut, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			pw.CloseWithError(err)
+			relayDone <- relayOut{err: err}
+			return
+		}
+		n, err := io.Copy(pw, conn)
+		end := time.Now()
+		conn.Close()
+		pw.CloseWithError(err) // nil: EOF, the stream is complete
+		relayDone <- relayOut{end, n, err}
+	}()
+	discard := func() {
+		bg := context.WithoutCancel(ctx)
+		pw.CloseWithError(errors.New("migration abandoned"))
+		closeLn()
+		<-relayDone
+		<-farDone
+		to.tinyfarm(bg, c, nil, "migrate", "discard", d.Name)
+	}
+
+	var delta syncStats
+	live, err := src.MigrateLive(ctx, "unix:"+sock, func(ctx context.Context) error {
+		// The VM is stopped: the disk is stable. Pass 2 and verify.
+		var err error
+		delta, err = syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+		return err
+	})
+	if err != nil {
+		discard()
+		return fail(err)
+	}
+	res.Size, res.Chunks, res.ChunksSent, res.BytesSent, res.SHA256 = delta.size, delta.chunks, delta.chunksSent, delta.bytesSent+res.PreCopySent, delta.sum
+	res.DeltaSent, res.RAMBytes, res.QEMUDowntime = delta.bytesSent, live.RAMBytes, live.QEMUDowntime
+	relay := <-relayDone
+	far := <-farDone
+	resume := func() {
+		src.Resume(context.WithoutCancel(ctx))
+	}
+	if relay.err != nil {
+		resume()
+		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", d.Name)
+		return fail(fmt.Errorf("relaying the state: %w", relay.err))
+	}
+	if far.err != nil {
+		resume()
+		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", d.Name)
+		return fail(far.err)
+	}
+	var ir IncomingResult
+	if err := json.Unmarshal(far.out, &ir); err != nil || ir.State != "running" {
+		resume()
+		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", d.Name)
+		return fail(fmt.Errorf("far incoming answered %q: %v", abbrevBytes(far.out), err))
+	}
+	res.StateBytes = relay.n
+	// Downtime: from the VM stopping here to it running there: the
+	// switchover here (disk delta, device state, the end of the stream)
+	// plus the far side's load-and-resume.
+	res.Downtime = relay.end.Sub(live.Paused) + ir.Resume
+	res.State, res.IP = ir.State, ir.IP
+	// It runs there: quit the source QEMU (paused; grace 0: no clean
+	// shutdown, which would resume it) and forget the guest here.
+	if err := src.Stop(ctx, 0); err != nil {
+		return fail(fmt.Errorf("runs there, but quitting the source QEMU: %w", err))
+	}
+	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
+		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
+	}
+	res.Duration = time.Since(t0)
+	return res, nil
+}
+
+// Incoming is the far side of a live migration: it defines the guest
+// (refusing a name that exists), starts its QEMU waiting for a migration
+// stream on a unix socket, copies stream into it, waits for the state to
+// load and the guest to run, announces it on the network (QMP
+// announce-self) and waits for its SSH server to answer through its
+// forward. Any failure stops that QEMU and undefines the guest (the disk
+// stays).
+func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, timeout time.Duration) (IncomingResult, error) {
+	var ir IncomingResult
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	if _, err := f.Get(d.Name); err == nil {
+		return ir, fmt.Errorf("incoming %s: %w", d.Name, ErrExists)
+	}
+	dr, err := f.Define(d, false)
+	if err != nil {
+		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
+	}
+	g := &Guest{farm: f, Def: dr.Def}
+	var h *qemu.Guest
+	undo := func(err error) (IncomingResult, error) {
+		bg := context.WithoutCancel(ctx)
+		if h != nil {
+			h.Stop(bg, 0)
+		}
+		g.Destroy(bg, false)
+		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
+	}
+	r, ok := f.opts.Drivers[d.Driver].(incomingStarter)
+	if !ok {
+		return undo(driver.Unsupported(d.Driver, "incoming live migration", "this tinyfarm has no "+d.Driver+" driver that receives one"))
+	}
+	if err := g.checkMemory(ctx); err != nil {
+		return undo(err)
+	}
+	spec := g.spec()
+	sock := filepath.Join(spec.Dir, "incoming.sock")
+	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+		return undo(err)
+	}
+	os.Remove(sock)
+	h, err = r.StartIncoming(ctx, spec, "unix:"+sock)
+	if err != nil {
+		return undo(err)
+	}
+	defer os.Remove(sock)
+	var dl net.Dialer
+	conn, err := dl.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return undo(err)
+	}
+	ir.Received, err = io.Copy(conn, stream)
+	conn.Close()
+	end := time.Now()
+	if err != nil {
+		return undo(fmt.Errorf("stream: %w", err))
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := h.WaitReady(wctx); err != nil {
+		return undo(err)
+	}
+	// QEMU runs it as soon as it is loaded (autostart); a stream of a VM
+	// that was paused leaves it paused: run it.
+	for {
+		st, err := h.Status(wctx)
+		if err != nil {
+			return undo(err)
+		}
+		if st.State == driver.Running && st.Reason == "" {
+			break
+		}
+		if st.State != driver.Suspended {
+			return undo(fmt.Errorf("guest %s after the state loaded: %s", st.State, st.Reason))
+		}
+		if err := h.Resume(wctx); err != nil {
+			return undo(err)
+		}
+	}
+	ir.Resume = time.Since(end)
+	// A gratuitous ARP from the guest's NIC (QEMU sends one after an
+	// incoming migration too; harmless with user-mode networking).
+	h.Command(wctx, "announce-self", map[string]any{"initial": 50, "max": 550, "rounds": 5, "step": 100}, nil)
+	if _, port, err := g.SSHAddr(); err == nil && g.Def.Net != "bridge" {
+		host, _, _ := g.SSHAddr()
+		if err := sshBanner(wctx, net.JoinHostPort(host, fmt.Sprint(port))); err != nil {
+			return undo(fmt.Errorf("the guest runs but its SSH does not answer: %w", err))
+		}
+		ir.Answered = true
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		return undo(err)
+	}
+	ir.State, ir.PID = string(st.State), st.PID
+	ir.IP, _, _ = strings.Cut(g.Def.IP, "/")
+	return ir, nil
+}
+
+// DiscardIncoming removes, on the far side, a guest a failed live
+// migration left (its QEMU is killed, its definition removed; the disk
+// copy stays for a retry).
+func (f *Farm) DiscardIncoming(ctx context.Context, name string) error {
+	g, err := f.Guest(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("discard %s: %w", name, err)
+	}
+	if g.Def.Labels["migrated_from"] == "" {
+		return fmt.Errorf("discard %s: not a migrated guest: %w", name, ErrInvalid)
+	}
+	if h, err := g.handle(ctx); err == nil {
+		h.Stop(ctx, 0)
+	}
+	if err := g.Destroy(ctx, false); err != nil {
+		return fmt.Errorf("discard %s: %w", name, err)
+	}
+	return nil
+}
+
+// sshBanner waits until addr answers with an SSH banner.
+func sshBanner(ctx context.Context, addr string) error {
+	var last error
+	for {
+		var dl net.Dialer
+		conn, err := dl.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			line, rerr := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			if strings.HasPrefix(line, "SSH-") {
+				return nil
+			}
+			err = fmt.Errorf("%s: no SSH banner (%q): %v", addr, abbrevBytes([]byte(line)), rerr)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,203 @@
+//go:build linux
+
+package colinux_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+// inNetns runs fn on an OS thread that joined the network namespace
+// name: sockets fn opens live there (the far host's QEMU forwards listen
+// on its loopback). The thread stays locked and ends with its goroutine.
+func inNetns(name string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("setns %s: %w", name, err)
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
+}
+
+// farCounter reads the counter of a guest running on the far host, twice
+// with pause between, over SSH from inside the far namespace.
+func farCounter(fg *colinux.Guest, pause time.Duration) (int, int, error) {
+	var n [2]int
+	err := inNetns(migNS, func() error {
+		for i := range n {
+			if i > 0 {
+				time.Sleep(pause)
+			}
+			r, err := fg.Exec(context.Background(), []string{"cat", "/run/tf/n"}, driver.ExecOptions{})
+			if err != nil {
+				return err
+			}
+			if r.Code != 0 {
+				return fmt.Errorf("cat /run/tf/n: exit %d: %s", r.Code, r.Stderr)
+			}
+			if n[i], err = strconv.Atoi(strings.TrimSpace(string(r.Stdout))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n[0], n[1], err
+}
+
+// TestMigrateQemuLive: a running qemu guest with a counting shell loop
+// (its counter in a tmpfs) moves live to another tinyfarm host (the
+// network namespace of TestMigrateNetns with its own dropbear and state
+// dir). The counter goes on there from where it was (the state moved,
+// the guest did not reboot: a reboot would lose the tmpfs), the source
+// QEMU is gone, the guest is no longer defined here; the downtime is
+// measured and logged. The far tinyfarm runs on this machine, so the
+// kernel and initrd are at the same paths there (the definition carries
+// them); the far state dir gets this farm's key, as the guest authorizes
+// only that key. With TINYFARM_BENCH set it also migrates the same guest
+// offline (the anchor) and prints bench TSV rows.
+func TestMigrateQemuLive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM under TCG")
+	}
+	needRoot(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	rel := minicore.Require(t)
+	ctx := context.Background()
+	bin := buildTinyfarm(t)
+	remote, farState := farHost(t, bin)
+	far := colinux.New(farState, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	t.Cleanup(func() {
+		if g, err := far.Guest(context.Background(), "live"); err == nil {
+			g.Destroy(context.Background(), false)
+		}
+	})
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	key, err := os.ReadFile(filepath.Join(state, ssh.FarmKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(filepath.Join(farState, ssh.FarmKeyFile)), 0o700)
+	if err := os.WriteFile(filepath.Join(farState, ssh.FarmKeyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	def := colinux.Definition{Name: "live", Driver: "qemu", Disk: disk.Path, MemBytes: 160 << 20, CPUs: 1,
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}
+	if _, err := farm.Define(def, false); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := farm.Guest(ctx, "live")
+	t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, g, "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && (i=0; while :; do i=$((i+1)); echo $i > /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &")
+	time.Sleep(300 * time.Millisecond)
+	st, err := g.Status(ctx)
+	if err != nil || st.PID == 0 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	srcPID := st.PID
+	before := counter(t, g)
+
+	res, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true, Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("live migrate: downtime %v (QEMU's own figure %v), total %v; disk %d bytes sent (%d while running, %d in the pause) in %d of %d chunks; state stream %d bytes (RAM %d); there: %s",
+		res.Downtime, res.QEMUDowntime, res.Duration, res.BytesSent, res.PreCopySent, res.DeltaSent, res.ChunksSent, res.Chunks, res.StateBytes, res.RAMBytes, res.State)
+	if !res.Live || res.State != "running" || res.SHA256 == "" || res.Downtime <= 0 {
+		t.Errorf("result: %+v", res)
+	}
+	// The source QEMU was started by this test process: its exit is
+	// reaped by the Start that spawned it, a moment after Stop saw it end.
+	gone := false
+	for i := 0; i < 100 && !gone; i++ {
+		gone = errors.Is(syscall.Kill(srcPID, 0), syscall.ESRCH)
+		if !gone {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !gone {
+		t.Errorf("the source QEMU (pid %d) still exists 5s after the move", srcPID)
+	}
+	if _, err := farm.Get("live"); !errors.Is(err, colinux.ErrNotFound) {
+		t.Errorf("still defined here after the move: %v", err)
+	}
+	fg, err := far.Guest(ctx, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fg.Running(ctx) {
+		t.Fatal("not running there")
+	}
+	n1, n2, err := farCounter(fg, 500*time.Millisecond)
+	if err != nil {
+		t.Fatalf("the counter there: %v", err)
+	}
+	t.Logf("counter: %d here before, %d then %d there", before, n1, n2)
+	if n1 < before || n2 <= n1 {
+		t.Errorf("counter did not go on there: %d before, %d then %d after", before, n1, n2)
+	}
+
+	if os.Getenv("TINYFARM_BENCH") == "" {
+		return
+	}
+	// The anchor: the same guest, running here again, migrated offline
+	// (stop, disk delta, boot there) to an empty far disk, as the live
+	// run started from.
+	if err := fg.Destroy(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farm.Define(def, false); err != nil {
+		t.Fatal(err)
+	}
+	g, _ = farm.Guest(ctx, "live")
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	off, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("offline migrate: downtime %v, total %v", off.Downtime, off.Duration)
+	fmt.Printf("live migrate qemu downtime (s)\t%.3f\toffline migrate\t%.3f\t%.3f\n", res.Downtime.Seconds(), off.Downtime.Seconds(), res.Downtime.Seconds()/off.Downtime.Seconds())
+	fmt.Printf("live migrate qemu total (s)\t%.2f\toffline migrate\t%.2f\t%.2f\n", res.Duration.Seconds(), off.Duration.Seconds(), res.Duration.Seconds()/off.Duration.Seconds())
+}
