@@ -364,9 +364,23 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		size = (size + 1<<20 - 1) &^ (1<<20 - 1)
 	}
 	res.Size = size
-	if err := mkfs(ctx, &opts, staging, size, res.UUID); err != nil {
+	t1 := time.Now()
+	// The staging tree is removed while the image is synced.
+	var removed chan struct{}
+	err = mkfs(ctx, &opts, staging, size, res.UUID, func() {
+		removed = make(chan struct{})
+		go func() {
+			os.RemoveAll(staging)
+			close(removed)
+		}()
+	})
+	if removed != nil {
+		<-removed
+	}
+	if err != nil {
 		return res, err
 	}
+	opts.Logf("image: mkfs.%s in %v", opts.FS, time.Since(t1).Round(time.Millisecond))
 	sc := &sidecar{Format: formatVersion, Inputs: inputs, HostKeySeed: hex.EncodeToString(hk.Private.Seed()), Result: res}
 	sc.Result.Changed, sc.Result.Reason = false, ""
 	if err := writeSidecar(opts.Path, sc); err != nil {
@@ -1002,8 +1016,9 @@ func treeSize(dir string) (int64, error) {
 }
 
 // mkfs turns staging into the image: mkfs.<fs> -d into a temporary file
-// next to the image, fsync, rename over it.
-func mkfs(ctx context.Context, o *Options, staging string, size int64, uuid string) error {
+// next to the image, fsync, rename over it. Once mkfs has read staging it
+// calls done (only when it succeeded).
+func mkfs(ctx context.Context, o *Options, staging string, size int64, uuid string, done func()) error {
 	tmp, err := os.CreateTemp(filepath.Dir(o.Path), "."+filepath.Base(o.Path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("image build %s: %w", o.Path, err)
@@ -1022,6 +1037,7 @@ func mkfs(ctx context.Context, o *Options, staging string, size int64, uuid stri
 	if err != nil {
 		return fmt.Errorf("image build %s: mkfs.%s: %w: %s", o.Path, o.FS, err, strings.TrimSpace(string(out)))
 	}
+	done()
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("image build %s: %w", o.Path, err)

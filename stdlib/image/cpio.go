@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	kgzip "github.com/klauspost/compress/gzip"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -101,6 +102,9 @@ type UnpackResult struct {
 	Bytes int64
 }
 
+// maxInMemory is the largest core file Unpack reads whole.
+const maxInMemory = 64 << 20
+
 // Unpack extracts the initramfs at core (a newc cpio; gzip-compressed or
 // not; several archives concatenated, as the kernel accepts them, later
 // ones overlaying earlier ones) into dir, which is created if missing.
@@ -126,7 +130,17 @@ func Unpack(ctx context.Context, core, dir string, opts UnpackOptions) (UnpackRe
 		return UnpackResult{}, fmt.Errorf("unpack %s: %w", core, err)
 	}
 	defer root.Close()
-	res, err := extract(ctx, f, root, opts)
+	// A core.gz of usual size is read whole: inflating from memory is
+	// faster (see readStream).
+	var r io.Reader = f
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= maxInMemory {
+		b := make([]byte, fi.Size())
+		if _, err := io.ReadFull(f, b); err != nil {
+			return UnpackResult{}, fmt.Errorf("unpack %s: %w", core, err)
+		}
+		r = bytes.NewReader(b)
+	}
+	res, err := extract(ctx, r, root, opts)
 	if err != nil {
 		return res, fmt.Errorf("unpack %s: %w", core, err)
 	}
@@ -196,41 +210,56 @@ func extract(ctx context.Context, r io.Reader, root *os.Root, opts UnpackOptions
 // readStream calls fn for every entry of every archive in r, with the
 // content of regular files and symlinks; at the end of each archive it
 // calls fn with an empty name. It handles gzip members and raw archives,
-// concatenated, with zero padding between them.
+// concatenated, with zero padding between them. A *bytes.Reader is read
+// in place (gzip inflates faster from memory than through a bufio.Reader).
 func readStream(ctx context.Context, r io.Reader, lim Limits, fn func(cpioHeader, []byte) error) error {
-	br := bufio.NewReaderSize(r, 256<<10)
+	var src streamSource
+	if mr, ok := r.(*bytes.Reader); ok {
+		src = memSource{mr}
+	} else {
+		src = bufSource{bufio.NewReaderSize(r, 256<<10)}
+	}
 	entries := 0
 	var total int64
 	for {
-		if err := skipZeros(br); err == io.EOF {
+		if err := src.skipZeros(); err == io.EOF {
 			return nil
 		} else if err != nil {
 			return err
 		}
-		magic, err := br.Peek(6)
+		magic, err := src.peek(6)
 		if err != nil && len(magic) < 2 {
 			return fmt.Errorf("read archive: %v: %w", err, ErrInvalid)
 		}
 		switch {
 		case magic[0] == 0x1f && magic[1] == 0x8b:
-			zr, err := gzip.NewReader(br)
+			zr, err := kgzip.NewReader(src.gzipInput()) // inflates faster than compress/gzip
 			if err != nil {
 				return fmt.Errorf("gzip: %v: %w", err, ErrInvalid)
 			}
 			zr.Multistream(false)
-			zb := bufio.NewReaderSize(zr, 256<<10)
-			for {
-				if err := skipZeros(zb); err == io.EOF {
-					break
-				} else if err != nil {
-					return fmt.Errorf("gzip: %v: %w", err, ErrInvalid)
+			// Inflate ahead in another goroutine: the next chunk is
+			// decompressed while entries of this one are written.
+			pf := newPrefetcher(zr, 256<<10, 3)
+			zb := bufio.NewReaderSize(pf, 256<<10)
+			err = func() error {
+				defer pf.stop()
+				for {
+					if err := skipZeros(zb); err == io.EOF {
+						return nil
+					} else if err != nil {
+						return fmt.Errorf("gzip: %v: %w", err, ErrInvalid)
+					}
+					if err := readArchive(ctx, zb, lim, &entries, &total, fn); err != nil {
+						return err
+					}
 				}
-				if err := readArchive(ctx, zb, lim, &entries, &total, fn); err != nil {
-					return err
-				}
+			}()
+			if err != nil {
+				return err
 			}
 		case len(magic) == 6 && (string(magic) == newcMagic || string(magic) == newcCRCMagic):
-			if err := readArchive(ctx, br, lim, &entries, &total, fn); err != nil {
+			if err := src.raw(func(br *bufio.Reader) error { return readArchive(ctx, br, lim, &entries, &total, fn) }); err != nil {
 				return err
 			}
 		case len(magic) >= 6 && string(magic[:6]) == "070707":
@@ -239,6 +268,132 @@ func readStream(ctx context.Context, r io.Reader, lim Limits, fn func(cpioHeader
 			return fmt.Errorf("unknown archive format (magic %x; want newc cpio, optionally gzip): %w", magic, ErrInvalid)
 		}
 	}
+}
+
+// prefetcher reads r ahead, in chunks, in its own goroutine, up to depth
+// chunks ahead of Read. Call stop when done (it waits for the goroutine);
+// r must not be used by anyone else until then.
+type prefetcher struct {
+	chunks chan []byte // read chunks; closed after err is set
+	free   chan []byte // buffers to read into
+	quit   chan struct{}
+	done   chan struct{}
+	err    error // what ended r (io.EOF at its end)
+	cur    []byte
+	buf    []byte // the buffer cur lies in
+}
+
+func newPrefetcher(r io.Reader, size, depth int) *prefetcher {
+	p := &prefetcher{chunks: make(chan []byte, depth), free: make(chan []byte, depth+1), quit: make(chan struct{}), done: make(chan struct{})}
+	for range depth + 1 {
+		p.free <- make([]byte, size)
+	}
+	go func() {
+		defer close(p.done)
+		defer close(p.chunks)
+		for {
+			var buf []byte
+			select {
+			case buf = <-p.free:
+			case <-p.quit:
+				return
+			}
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				select {
+				case p.chunks <- buf[:n]:
+				case <-p.quit:
+					return
+				}
+			}
+			if err != nil {
+				if err == io.ErrUnexpectedEOF {
+					err = io.EOF
+				}
+				p.err = err
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *prefetcher) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		if p.buf != nil {
+			p.free <- p.buf[:cap(p.buf)] // never blocks: free holds them all
+			p.buf = nil
+		}
+		c, ok := <-p.chunks
+		if !ok {
+			if p.err == nil {
+				return 0, io.ErrClosedPipe
+			}
+			return 0, p.err
+		}
+		p.cur, p.buf = c, c
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+func (p *prefetcher) stop() {
+	close(p.quit)
+	<-p.done
+}
+
+// streamSource is readStream's input: buffered (a file) or in memory.
+type streamSource interface {
+	skipZeros() error
+	peek(n int) ([]byte, error)
+	// gzipInput is what a gzip member is read from; gzip reads no more
+	// than the member from it (it is an io.ByteReader).
+	gzipInput() io.Reader
+	// raw runs fn on a bufio.Reader positioned at an uncompressed
+	// archive, then leaves the source just after what fn consumed.
+	raw(fn func(*bufio.Reader) error) error
+}
+
+type bufSource struct{ br *bufio.Reader }
+
+func (b bufSource) skipZeros() error                       { return skipZeros(b.br) }
+func (b bufSource) peek(n int) ([]byte, error)             { return b.br.Peek(n) }
+func (b bufSource) gzipInput() io.Reader                   { return b.br }
+func (b bufSource) raw(fn func(*bufio.Reader) error) error { return fn(b.br) }
+
+type memSource struct{ r *bytes.Reader }
+
+func (m memSource) skipZeros() error {
+	for {
+		c, err := m.r.ReadByte()
+		if err != nil {
+			return err
+		}
+		if c != 0 {
+			return m.r.UnreadByte()
+		}
+	}
+}
+
+func (m memSource) peek(n int) ([]byte, error) {
+	b := make([]byte, n)
+	k, err := io.ReadFull(m.r, b)
+	if _, serr := m.r.Seek(int64(-k), io.SeekCurrent); serr != nil {
+		return nil, serr
+	}
+	return b[:k], err
+}
+
+func (m memSource) gzipInput() io.Reader { return m.r }
+
+func (m memSource) raw(fn func(*bufio.Reader) error) error {
+	br := bufio.NewReaderSize(m.r, 256<<10)
+	err := fn(br)
+	if _, serr := m.r.Seek(int64(-br.Buffered()), io.SeekCurrent); err == nil {
+		err = serr
+	}
+	return err
 }
 
 func skipZeros(br *bufio.Reader) error {

@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
@@ -233,4 +236,33 @@ func FuzzUnpack(f *testing.F) {
 			}
 		}
 	})
+}
+
+// readStream reads a file through a bufio.Reader and a core read whole in
+// place: both must see the same entries in a mix of gzip members, raw
+// archives and zero padding.
+func TestReadStreamSources(t *testing.T) {
+	a := archive(true, tEntry{name: "a", mode: cpioDir | 0o755}, tEntry{name: "a/b", mode: cpioReg | 0o644, data: "hello"})
+	b := archive(false, tEntry{name: "c", mode: cpioReg | 0o600, data: "raw"})
+	c := archive(true, tEntry{name: "a/d", mode: cpioLink | 0o777, data: "b"})
+	var in []byte
+	for _, part := range [][]byte{a, make([]byte, 7), b, make([]byte, 512), c, b, make([]byte, 3)} {
+		in = append(in, part...)
+	}
+	list := func(r io.Reader) []string {
+		var out []string
+		err := readStream(ctx, r, Limits{}.withDefaults(), func(h cpioHeader, data []byte) error {
+			out = append(out, fmt.Sprintf("%s %o %q", h.Name, h.Mode, data))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	mem := list(bytes.NewReader(in))
+	buffered := list(struct{ io.Reader }{bytes.NewReader(in)})
+	if strings.Join(mem, "\n") != strings.Join(buffered, "\n") || len(mem) != 9 {
+		t.Errorf("in memory:\n%s\nbuffered:\n%s", strings.Join(mem, "\n"), strings.Join(buffered, "\n"))
+	}
 }

@@ -2,7 +2,6 @@ package tcz
 
 import (
 	"bytes"
-	"compress/zlib"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,8 +10,13 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/klauspost/compress/zlib"
+	"golang.org/x/sync/errgroup"
 
 	squashfslow "github.com/CalebQ42/squashfs/low"
 	"github.com/CalebQ42/squashfs/low/inode"
@@ -67,6 +71,14 @@ type Archive struct {
 	fragStart uint64
 	fragCount uint32
 	files     map[string]fileData
+
+	// held is content load decompressed and kept (heldBytes in all).
+	held      map[string][]byte
+	heldBytes int64
+	inflaters sync.Pool
+	fragMu    sync.Mutex
+	fragIdx   uint32
+	fragData  []byte // fragment fragIdx, decompressed; nil: none yet
 }
 
 type fileData struct {
@@ -302,10 +314,15 @@ func blockCount(fd fileData, bs uint32) uint64 {
 // Open returns the content of the regular file name. The reader fails with
 // ErrInvalid if the image is truncated or a block does not decompress to
 // its declared size, so a short read never passes for a complete file.
+// Content that Install already decompressed and verified is served from
+// memory.
 func (a *Archive) Open(name string) (io.Reader, error) {
 	fd, ok := a.files[name]
 	if !ok {
 		return nil, fmt.Errorf("open %s: not a regular file in the archive: %w", name, ErrNotFound)
+	}
+	if b, ok := a.held[name]; ok {
+		return bytes.NewReader(b), nil
 	}
 	return &fileReader{a: a, fd: fd, name: name}, nil
 }
@@ -313,6 +330,27 @@ func (a *Archive) Open(name string) (io.Reader, error) {
 // Verify reads every regular file once, so a truncated or corrupt image is
 // caught before anything is written.
 func (a *Archive) Verify(ctx context.Context) error {
+	return a.load(ctx, nil)
+}
+
+// load decompresses every regular file once, checking every block (zlib
+// checksum, exact size), so a truncated or corrupt image is caught before
+// anything is written. Files for which b grants memory are kept (Open then
+// serves them without decompressing again); the others are only checked
+// and are decompressed again when opened. A nil b keeps nothing. On error
+// nothing is kept.
+func (a *Archive) load(ctx context.Context, b *budget) (err error) {
+	held := map[string][]byte{}
+	var taken int64
+	defer func() {
+		if err != nil {
+			b.give(taken)
+			return
+		}
+		a.held, a.heldBytes = held, taken
+	}()
+	z := a.inflater()
+	defer a.putInflater(z)
 	for _, e := range a.Entries {
 		if e.Type != target.TypeRegular {
 			continue
@@ -320,14 +358,121 @@ func (a *Archive) Verify(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r, err := a.Open(e.Name)
-		if err != nil {
+		fd := a.files[e.Name]
+		if !b.take(int64(fd.size)) {
+			r := &fileReader{a: a, fd: fd, name: e.Name, z: z}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return err
+			}
+			continue
+		}
+		taken += int64(fd.size)
+		dst := make([]byte, fd.size)
+		if err := a.readInto(ctx, fd, dst, z); err != nil {
+			return fmt.Errorf("read %s: %w", e.Name, err)
+		}
+		held[e.Name] = dst
+	}
+	return nil
+}
+
+// release drops the content load kept and returns its memory to b.
+func (a *Archive) release(b *budget) {
+	b.give(a.heldBytes)
+	a.held, a.heldBytes = nil, 0
+}
+
+// budget bounds the decompressed content held in memory between checking
+// an archive and writing it. A nil *budget grants nothing. Safe for
+// concurrent use.
+type budget struct {
+	mu   sync.Mutex
+	left int64
+}
+
+func (b *budget) take(n int64) bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.left {
+		return false
+	}
+	b.left -= n
+	return true
+}
+
+func (b *budget) give(n int64) {
+	if b == nil || n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.left += n
+	b.mu.Unlock()
+}
+
+// parallelBlocks is the block count from which readInto spreads a file's
+// blocks over several goroutines.
+const parallelBlocks = 64
+
+// readInto decompresses the whole file fd into dst (len(dst) == fd.size).
+// A large file's blocks are independent, so they are inflated by up to
+// GOMAXPROCS goroutines, each into its own part of dst.
+func (a *Archive) readInto(ctx context.Context, fd fileData, dst []byte, z *inflater) error {
+	bs := uint64(a.blockSize)
+	n := len(fd.sizes)
+	offs := make([]uint64, n)
+	off := fd.blockStart
+	for i, raw := range fd.sizes {
+		offs[i] = off
+		off += uint64(raw &^ (1 << 24))
+	}
+	blocks := func(z *inflater, from, to int) error {
+		for i := from; i < to; i++ {
+			lo := uint64(i) * bs
+			hi := min(lo+bs, fd.size)
+			if err := a.dataBlock(z, offs[i], fd.sizes[i], dst[lo:hi]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	workers := 1
+	if n >= parallelBlocks {
+		workers = min(runtime.GOMAXPROCS(0), n/(parallelBlocks/2))
+	}
+	if workers < 2 {
+		if err := blocks(z, 0, n); err != nil {
 			return err
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
+	} else {
+		g, gctx := errgroup.WithContext(ctx)
+		per := (n + workers - 1) / workers
+		for from := 0; from < n; from += per {
+			to := min(from+per, n)
+			g.Go(func() error {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				z := a.inflater()
+				defer a.putInflater(z)
+				return blocks(z, from, to)
+			})
+		}
+		if err := g.Wait(); err != nil {
 			return err
 		}
 	}
+	done := uint64(n) * bs
+	if done >= fd.size {
+		return nil
+	}
+	tail, err := a.fragTail(z, fd, fd.size-done)
+	if err != nil {
+		return err
+	}
+	copy(dst[done:], tail)
 	return nil
 }
 
@@ -335,9 +480,11 @@ type fileReader struct {
 	a    *Archive
 	fd   fileData
 	name string
-	blk  int // next block index; len(sizes) = fragment
+	z    *inflater // nil: borrowed per block
+	blk  int       // next block index; len(sizes) = fragment
 	off  uint64
 	buf  []byte
+	out  []byte // reused block buffer
 	done uint64
 }
 
@@ -359,6 +506,11 @@ func (f *fileReader) Read(p []byte) (int, error) {
 }
 
 func (f *fileReader) next() ([]byte, error) {
+	z := f.z
+	if z == nil {
+		z = f.a.inflater()
+		defer f.a.putInflater(z)
+	}
 	bs := uint64(f.a.blockSize)
 	remain := f.fd.size - f.done
 	if f.blk < len(f.fd.sizes) {
@@ -368,59 +520,183 @@ func (f *fileReader) next() ([]byte, error) {
 			f.off = f.fd.blockStart
 		}
 		f.blk++
-		real := uint64(raw &^ (1 << 24))
-		if real == 0 { // sparse block
-			return make([]byte, want), nil
+		if f.out == nil {
+			f.out = make([]byte, bs)
 		}
-		b, err := f.a.readBlock(f.off, real, raw&(1<<24) == 0, want)
-		f.off += real
+		b := f.out[:want]
+		err := f.a.dataBlock(z, f.off, raw, b)
+		f.off += uint64(raw &^ (1 << 24))
 		return b, err
 	}
-	if f.fd.fragInd == 0xFFFFFFFF || f.blk > len(f.fd.sizes) {
+	if f.blk > len(f.fd.sizes) {
 		return nil, fmt.Errorf("data ends %d bytes early: %w", remain, ErrInvalid)
 	}
 	f.blk++
-	start, fsize, err := f.a.fragEntry(f.fd.fragInd)
-	if err != nil {
-		return nil, err
-	}
-	real := uint64(fsize &^ (1 << 24))
-	blk, err := f.a.readBlock(start, real, fsize&(1<<24) == 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	if uint64(f.fd.fragOff)+remain > uint64(len(blk)) {
-		return nil, fmt.Errorf("fragment %d too short: %w", f.fd.fragInd, ErrInvalid)
-	}
-	return blk[f.fd.fragOff : uint64(f.fd.fragOff)+remain], nil
+	return f.a.fragTail(z, f.fd, remain)
 }
 
-// readBlock reads a data block of n stored bytes at off, inflating it when
-// compressed. want > 0 is the exact uncompressed size expected; 0 means "at
-// most one block" (fragments).
-func (a *Archive) readBlock(off, n uint64, compressed bool, want uint64) ([]byte, error) {
+// fragTail returns the last remain bytes of fd, held in its fragment.
+func (a *Archive) fragTail(z *inflater, fd fileData, remain uint64) ([]byte, error) {
+	if fd.fragInd == 0xFFFFFFFF {
+		return nil, fmt.Errorf("data ends %d bytes early: %w", remain, ErrInvalid)
+	}
+	blk, err := a.fragment(z, fd.fragInd)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(fd.fragOff)+remain > uint64(len(blk)) {
+		return nil, fmt.Errorf("fragment %d too short: %w", fd.fragInd, ErrInvalid)
+	}
+	return blk[fd.fragOff : uint64(fd.fragOff)+remain], nil
+}
+
+// fragment returns fragment block i, decompressed. Files sharing a
+// fragment are listed together, so the last one is kept: each fragment is
+// inflated once, not once per file in it. The returned slice is never
+// written to.
+func (a *Archive) fragment(z *inflater, i uint32) ([]byte, error) {
+	a.fragMu.Lock()
+	defer a.fragMu.Unlock()
+	if a.fragData != nil && a.fragIdx == i {
+		return a.fragData, nil
+	}
+	start, fsize, err := a.fragEntry(i)
+	if err != nil {
+		return nil, err
+	}
+	n := uint64(fsize &^ (1 << 24))
+	raw, err := a.rawBlock(z, start, n)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	if fsize&(1<<24) != 0 {
+		out = bytes.Clone(raw)
+	} else {
+		out = make([]byte, a.blockSize+1)
+		m, err := z.inflate(raw, out)
+		if err != nil {
+			return nil, fmt.Errorf("block at %d: %v: %w", start, err, ErrInvalid)
+		}
+		out = out[:m]
+	}
+	if uint64(len(out)) > uint64(a.blockSize) {
+		return nil, fmt.Errorf("block at %d: %d bytes, more than a block: %w", start, len(out), ErrInvalid)
+	}
+	a.fragIdx, a.fragData = i, out
+	return out, nil
+}
+
+// rawBlock reads n stored bytes at off into z's scratch buffer.
+func (a *Archive) rawBlock(z *inflater, off, n uint64) ([]byte, error) {
 	if n > uint64(a.blockSize)+64 || off+n > uint64(a.size) || off+n < off {
 		return nil, fmt.Errorf("block at %d (%d bytes) outside the image: %w", off, n, ErrInvalid)
 	}
-	raw := make([]byte, n)
+	if uint64(cap(z.raw)) < n {
+		z.raw = make([]byte, n)
+	}
+	raw := z.raw[:n]
 	if _, err := a.ra.ReadAt(raw, int64(off)); err != nil {
 		return nil, fmt.Errorf("block at %d: %v: %w", off, err, ErrInvalid)
 	}
-	out := raw
-	if compressed {
-		zr, err := zlib.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("block at %d: %v: %w", off, err, ErrInvalid)
-		}
-		out, err = io.ReadAll(io.LimitReader(zr, int64(a.blockSize)+1))
-		if err != nil {
-			return nil, fmt.Errorf("block at %d: %v: %w", off, err, ErrInvalid)
-		}
+	return raw, nil
+}
+
+// dataBlock reads the data block stored at off (size word raw) into dst,
+// which must come out exactly full: len(dst) is the block's uncompressed
+// size.
+func (a *Archive) dataBlock(z *inflater, off uint64, raw uint32, dst []byte) error {
+	n := uint64(raw &^ (1 << 24))
+	if n == 0 { // sparse block
+		clear(dst)
+		return nil
 	}
-	if uint64(len(out)) > uint64(a.blockSize) || (want > 0 && uint64(len(out)) != want) {
-		return nil, fmt.Errorf("block at %d: %d bytes, want %d: %w", off, len(out), want, ErrInvalid)
+	b, err := a.rawBlock(z, off, n)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	if raw&(1<<24) != 0 {
+		if len(b) != len(dst) {
+			return fmt.Errorf("block at %d: %d bytes, want %d: %w", off, len(b), len(dst), ErrInvalid)
+		}
+		copy(dst, b)
+		return nil
+	}
+	if err := z.inflateExact(b, dst); err != nil {
+		return fmt.Errorf("block at %d: %v: %w", off, err, ErrInvalid)
+	}
+	return nil
+}
+
+// inflater is a reusable zlib decompressor with a scratch buffer for the
+// stored block. One goroutine uses it at a time.
+type inflater struct {
+	zr  io.ReadCloser
+	src bytes.Reader
+	raw []byte
+	one [1]byte
+}
+
+func (a *Archive) inflater() *inflater {
+	if z, ok := a.inflaters.Get().(*inflater); ok {
+		return z
+	}
+	return &inflater{}
+}
+
+func (a *Archive) putInflater(z *inflater) { a.inflaters.Put(z) }
+
+func (z *inflater) reset(raw []byte) error {
+	z.src.Reset(raw)
+	if z.zr == nil {
+		zr, err := zlib.NewReader(&z.src)
+		if err != nil {
+			return err
+		}
+		z.zr = zr
+		return nil
+	}
+	return z.zr.(zlib.Resetter).Reset(&z.src, nil)
+}
+
+// inflate decompresses raw, which must be one complete zlib stream with a
+// valid checksum, into out; it reports the size. Output that does not fit
+// in out is an error.
+func (z *inflater) inflate(raw, out []byte) (int, error) {
+	if err := z.reset(raw); err != nil {
+		return 0, err
+	}
+	n, err := io.ReadFull(z.zr, out)
+	switch {
+	case err == nil:
+		return n, fmt.Errorf("more than %d bytes", len(out)-1)
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return n, nil // the stream ended, checksum verified
+	}
+	return n, err
+}
+
+// inflateExact decompresses raw into dst, which the stream must fill
+// exactly, then checks the stream's end and checksum.
+func (z *inflater) inflateExact(raw, dst []byte) error {
+	if err := z.reset(raw); err != nil {
+		return err
+	}
+	n, err := io.ReadFull(z.zr, dst)
+	if err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("%d bytes, want %d", n, len(dst))
+		}
+		return err
+	}
+	switch m, err := io.ReadFull(z.zr, z.one[:]); {
+	case err == io.EOF:
+		return nil
+	case err == nil || m > 0:
+		return fmt.Errorf("more than %d bytes", len(dst))
+	default:
+		return err
+	}
 }
 
 // fragEntry looks up fragment i: the fragment table is an array of uint64

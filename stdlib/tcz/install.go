@@ -7,8 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
@@ -86,11 +89,20 @@ type InstallResult struct {
 // Install installs name and its dependencies into t by extraction, the way
 // tce-load's copy mode (`cp -ai`) would, without loop mounts or root:
 //
-//   - the tree is fetched (see Fetch) and each cached .tcz is md5-checked
-//     again before use (bit rot is an ErrChecksum error);
-//   - each archive's whole listing is validated first (see ReadArchive) and
-//     its data read once, so a hostile or truncated archive is refused
-//     before anything is written; an entry whose path in the target goes
+//   - the tree is fetched (see Fetch); each cached .tcz is md5-checked
+//     once per Install, on the open file that is then extracted (bit rot
+//     is an ErrChecksum error), unless this Client checked the same
+//     unchanged file in the last minute;
+//   - each archive's whole listing is validated first (see ReadArchive)
+//     and all its data decompressed and checked, so a hostile, truncated
+//     or corrupt archive is refused before anything is written. The data
+//     is decompressed once: up to Config.InstallMemory of it (for all
+//     of the Client's Installs together) is kept in memory for writing;
+//     beyond that it is decompressed again as it is written, each file
+//     through a temporary name. The archives are
+//     checked concurrently, ahead of the writing, which goes one
+//     extension at a time in dependency order (the first to write a name
+//     wins, as with tce-load); an entry whose path in the target goes
 //     through a symlink or a non-directory is refused (ErrUnsafePath);
 //   - owners, modes (setuid included, read from the inode), symlinks,
 //     hardlinks and fifos are kept as far as the target can (target.Caps);
@@ -108,7 +120,7 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 	if err != nil {
 		return InstallResult{}, fmt.Errorf("install: %w", err)
 	}
-	fr, err := c.Fetch(ctx, FetchOptions{Check: opts.Check}, n)
+	fr, err := c.fetch(ctx, FetchOptions{Check: opts.Check}, true, n)
 	if err != nil {
 		return InstallResult{}, fmt.Errorf("install %s: %w", n, err)
 	}
@@ -118,24 +130,60 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 	if _, ok := t.(target.Execer); ok && caps.Online {
 		online = true
 	}
-	var scripts []string
-	modules := false
+	// Which extensions to install: those not marked yet. Their archives
+	// are checked (and, within Config.InstallMemory, decompressed) by a
+	// pool of workers, in order and ahead of the writer below, which
+	// applies them one at a time in dependency order, so the result is
+	// the sequential one (the first writer of a name wins).
+	need := map[string]bool{}
+	var work []string
 	for _, p := range fr.Order {
-		marker := InstalledDir + "/" + p
-		ok, err := target.Exists(ctx, t, marker)
+		ok, err := target.Exists(ctx, t, InstalledDir+"/"+p)
 		if err != nil {
 			return res, fmt.Errorf("install %s: %w", p, err)
 		}
 		if ok {
 			continue
 		}
+		need[p] = true
+		if !opts.Check || !slices.Contains(fr.Downloaded, p) {
+			work = append(work, p)
+		}
+	}
+	lim := c.cfg.Limits
+	lim.AllowDevices = lim.AllowDevices && caps.Devices
+	var mem *budget // nil: nothing held
+	if !opts.Check {
+		mem = c.mem
+	}
+	prep := c.prepareAll(ctx, work, lim, mem)
+	defer prep.stop()
+	written := map[string]bool{}
+	var scripts []string
+	modules := false
+	for _, p := range fr.Order {
+		marker := InstalledDir + "/" + p
+		// Marked before, or by an extension installed just now.
+		if !need[p] || written[marker] {
+			continue
+		}
 		res.Installed = append(res.Installed, p)
 		if opts.Check && slices.Contains(fr.Downloaded, p) {
 			continue // not cached: cannot list its files in check mode
 		}
-		pr, err := c.installOne(ctx, t, p, caps, opts)
+		a, err := prep.wait(ctx, p)
 		if err != nil {
 			return res, err
+		}
+		pr, err := c.installOne(ctx, t, p, a, caps, opts)
+		prep.done(p)
+		if err != nil {
+			return res, err
+		}
+		if !opts.Check {
+			for _, f := range pr.files {
+				written[f] = true
+			}
 		}
 		res.Files = append(res.Files, pr.files...)
 		res.Kept = append(res.Kept, pr.kept...)
@@ -214,22 +262,109 @@ type pkgResult struct {
 	modules     bool
 }
 
-// installOne extracts one cached extension.
-func (c *Client) installOne(ctx context.Context, t target.Target, p string, caps target.Caps, opts InstallOptions) (pkgResult, error) {
-	var pr pkgResult
-	if ok, err := c.verifyCached(p); !ok {
-		return pr, fmt.Errorf("install %s: %w", p, err)
+// prepared is the archives of one Install, checked by prepareAll's
+// workers.
+type prepared struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mem    *budget
+	slots  map[string]*slot
+}
+
+type slot struct {
+	ready  chan struct{} // closed when a and err are set
+	a      *Archive
+	closer io.Closer
+	err    error
+}
+
+// prepareAll opens, md5-checks (unless this Client just did), validates
+// and loads (see Archive.load) the cached archives of names, on up to
+// GOMAXPROCS workers taking them in order. Call stop when done.
+func (c *Client) prepareAll(ctx context.Context, names []string, lim Limits, mem *budget) *prepared {
+	ctx, cancel := context.WithCancel(ctx)
+	pr := &prepared{cancel: cancel, mem: mem, slots: make(map[string]*slot, len(names))}
+	for _, n := range names {
+		pr.slots[n] = &slot{ready: make(chan struct{})}
 	}
-	lim := c.cfg.Limits
-	lim.AllowDevices = lim.AllowDevices && caps.Devices
-	a, closer, err := OpenArchive(c.CachePath(p+".tcz"), lim)
+	var next atomic.Int64
+	for range min(len(names), runtime.GOMAXPROCS(0)) {
+		pr.wg.Add(1)
+		go func() {
+			defer pr.wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(names) {
+					return
+				}
+				s := pr.slots[names[i]]
+				s.a, s.closer, s.err = c.prepare(ctx, names[i], lim, mem)
+				close(s.ready)
+			}
+		}()
+	}
+	return pr
+}
+
+// prepare opens one cached archive, checks its md5 (trusting this
+// Client's own recent check of the same file), validates its listing
+// and checks (loads) its content.
+func (c *Client) prepare(ctx context.Context, p string, lim Limits, mem *budget) (*Archive, io.Closer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("install %s: %w", p, err)
+	}
+	f, fi, err := c.openVerified(p, true)
 	if err != nil {
-		return pr, fmt.Errorf("install %s: %w", p, err)
+		return nil, nil, fmt.Errorf("install %s: %w", p, err)
 	}
-	defer closer.Close()
-	if err := a.Verify(ctx); err != nil {
-		return pr, fmt.Errorf("install %s: %w", p, err)
+	a, err := ReadArchive(f, fi.Size(), lim)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("install %s: open archive %s.tcz: %w", p, p, err)
 	}
+	if err := a.load(ctx, mem); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("install %s: %w", p, err)
+	}
+	return a, f, nil
+}
+
+// wait returns p's checked archive.
+func (pr *prepared) wait(ctx context.Context, p string) (*Archive, error) {
+	s := pr.slots[p]
+	select {
+	case <-s.ready:
+		return s.a, s.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("install %s: %w", p, ctx.Err())
+	}
+}
+
+// done releases p's archive.
+func (pr *prepared) done(p string) {
+	s := pr.slots[p]
+	if s.a != nil {
+		s.a.release(pr.mem)
+		s.a = nil
+	}
+	if s.closer != nil {
+		s.closer.Close()
+		s.closer = nil
+	}
+}
+
+// stop cancels the workers, waits for them and releases every archive.
+func (pr *prepared) stop() {
+	pr.cancel()
+	pr.wg.Wait()
+	for p := range pr.slots {
+		pr.done(p)
+	}
+}
+
+// installOne extracts one checked archive.
+func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *Archive, caps target.Caps, opts InstallOptions) (pkgResult, error) {
+	var pr pkgResult
 	changes, err := Plan(ctx, t, a, opts.Overwrite)
 	if err != nil {
 		return pr, fmt.Errorf("install %s: %w", p, err)

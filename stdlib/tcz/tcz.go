@@ -42,6 +42,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
@@ -101,13 +102,40 @@ type Config struct {
 	Logf Logf
 	// Limits bound archives handled by Install. Default: see [Limits].
 	Limits Limits
+	// InstallMemory bounds the decompressed content the Client's
+	// Installs (together) hold in memory between checking archives and
+	// writing them, so that each block is decompressed once. Content
+	// beyond it is checked, then decompressed again when written.
+	// Default 64 MiB; negative: none is held.
+	InstallMemory int64
 }
 
 // Client talks to one mirror and owns one cache.
 type Client struct {
 	cfg  Config
 	base string // <url>/<version>/<arch>/tcz
+
+	// mem is what Installs may hold in memory (Config.InstallMemory);
+	// nil: nothing.
+	mem *budget
+
+	mu sync.Mutex
+	// verified records, by cache path, the .tcz files this Client has
+	// md5-checked, as they were then (see openVerified).
+	verified map[string]verifiedFile
 }
+
+// verifiedFile is a cached .tcz as it was when its md5 matched want.
+type verifiedFile struct {
+	fi   os.FileInfo
+	want string
+	at   time.Time
+}
+
+// verifiedTTL is how long openVerified trusts a check this Client made:
+// long enough to cover one Install (or image build) and no more, so a
+// long-lived process still re-reads its cache now and then.
+const verifiedTTL = time.Minute
 
 var versionRE = regexp.MustCompile(`^(\d+)(\.(x|\d+))?$`)
 
@@ -150,10 +178,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
+	if cfg.InstallMemory == 0 {
+		cfg.InstallMemory = 64 << 20
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.Cache, "optional"), 0o755); err != nil {
 		return nil, fmt.Errorf("tcz mirror: cache: %w", err)
 	}
-	return &Client{cfg: cfg, base: strings.TrimRight(cfg.URL, "/") + "/" + cfg.Version + "/" + cfg.Arch + "/tcz"}, nil
+	c := &Client{cfg: cfg, base: strings.TrimRight(cfg.URL, "/") + "/" + cfg.Version + "/" + cfg.Arch + "/tcz"}
+	if cfg.InstallMemory > 0 {
+		c.mem = &budget{left: cfg.InstallMemory}
+	}
+	return c, nil
 }
 
 // Config returns the client's configuration with defaults filled in.
@@ -445,18 +480,44 @@ type FetchResult struct {
 // sums, and leaves the cache as it was. A cached file whose md5 no longer
 // matches is downloaded again.
 func (c *Client) Fetch(ctx context.Context, opts FetchOptions, names ...string) (FetchResult, error) {
+	return c.fetch(ctx, opts, false, names...)
+}
+
+// fetch is Fetch; with trust, a cached file this Client verified moments
+// ago (see openVerified) is not read again.
+func (c *Client) fetch(ctx context.Context, opts FetchOptions, trust bool, names ...string) (FetchResult, error) {
 	deps, err := c.Deps(ctx, names...)
 	if err != nil {
 		return FetchResult{}, err
 	}
 	res := FetchResult{Order: deps.Order, Warnings: deps.Warnings}
+	// Check the cached files concurrently (md5 is CPU-bound).
+	cached := make([]bool, len(deps.Order))
+	vg, vctx := errgroup.WithContext(ctx)
+	vg.SetLimit(c.cfg.Concurrency)
+	for i, n := range deps.Order {
+		vg.Go(func() error {
+			if err := vctx.Err(); err != nil {
+				return err
+			}
+			f, _, err := c.openVerified(n, trust)
+			if err == nil {
+				f.Close()
+				cached[i] = true
+				return nil
+			}
+			if errors.Is(err, ErrChecksum) || errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			return err
+		})
+	}
+	if err := vg.Wait(); err != nil {
+		return res, err
+	}
 	var need []string
-	for _, n := range deps.Order {
-		ok, err := c.verifyCached(n)
-		if err != nil && !errors.Is(err, ErrChecksum) && !errors.Is(err, ErrNotFound) {
-			return res, err
-		}
-		if !ok {
+	for i, n := range deps.Order {
+		if !cached[i] {
 			need = append(need, n)
 		}
 	}
@@ -535,38 +596,93 @@ func fileMD5(p string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	return readerMD5(f)
+}
+
+func readerMD5(r io.Reader) (string, error) {
 	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, r); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // verifyCached reports whether n.tcz is cached with a matching md5.txt.
-// ErrNotFound: not cached; ErrChecksum: cached but corrupt.
+// ErrNotFound: not cached; ErrChecksum: cached but corrupt. It always
+// reads the whole file.
 func (c *Client) verifyCached(n string) (bool, error) {
+	f, _, err := c.openVerified(n, false)
+	if err != nil {
+		return false, err
+	}
+	f.Close()
+	return true, nil
+}
+
+// openVerified opens the cached n.tcz after checking it against its
+// md5.txt; errors as for verifyCached. The check reads the open file, so
+// what it passed is what the caller reads. With trust, a file this Client
+// verified against the same md5 less than verifiedTTL ago, and that is
+// still the same file (same inode, size and modification time), is not
+// read again.
+func (c *Client) openVerified(n string, trust bool) (*os.File, os.FileInfo, error) {
 	mb, err := os.ReadFile(c.CachePath(n + ".tcz.md5.txt"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("cache %s: %w", n, ErrNotFound)
+		return nil, nil, fmt.Errorf("cache %s: %w", n, ErrNotFound)
 	}
 	if err != nil {
-		return false, fmt.Errorf("cache %s: %w", n, err)
+		return nil, nil, fmt.Errorf("cache %s: %w", n, err)
 	}
 	want, err := readMD5(mb)
 	if err != nil {
-		return false, fmt.Errorf("cache %s: %w", n, err)
+		return nil, nil, fmt.Errorf("cache %s: %w", n, err)
 	}
-	got, err := fileMD5(c.CachePath(n + ".tcz"))
+	p := c.CachePath(n + ".tcz")
+	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("cache %s: %w", n, ErrNotFound)
+		return nil, nil, fmt.Errorf("cache %s: %w", n, ErrNotFound)
 	}
 	if err != nil {
-		return false, fmt.Errorf("cache %s: %w", n, err)
+		return nil, nil, fmt.Errorf("cache %s: %w", n, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file: %w", ErrNotFound)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("cache %s: %w", n, err)
+	}
+	if trust && c.wasVerified(p, fi, want) {
+		return f, fi, nil
+	}
+	got, err := readerMD5(io.NewSectionReader(f, 0, fi.Size()))
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("cache %s: %w", n, err)
 	}
 	if got != want {
-		return false, fmt.Errorf("cache %s.tcz: md5 %s, expected %s: %w", n, got, want, ErrChecksum)
+		f.Close()
+		return nil, nil, fmt.Errorf("cache %s.tcz: md5 %s, expected %s: %w", n, got, want, ErrChecksum)
 	}
-	return true, nil
+	c.markVerified(p, fi, want)
+	return f, fi, nil
+}
+
+func (c *Client) markVerified(p string, fi os.FileInfo, want string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.verified == nil {
+		c.verified = map[string]verifiedFile{}
+	}
+	c.verified[p] = verifiedFile{fi: fi, want: want, at: time.Now()}
+}
+
+func (c *Client) wasVerified(p string, fi os.FileInfo, want string) bool {
+	c.mu.Lock()
+	v, ok := c.verified[p]
+	c.mu.Unlock()
+	return ok && time.Since(v.at) < verifiedTTL && v.want == want && os.SameFile(v.fi, fi) && v.fi.Size() == fi.Size() && v.fi.ModTime().Equal(fi.ModTime())
 }
 
 func (c *Client) download(ctx context.Context, n string, bar *progressbar.ProgressBar) error {
@@ -609,6 +725,10 @@ func (c *Client) download(ctx context.Context, n string, bar *progressbar.Progre
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("fetch %s: %w", n, err)
 	}
+	fi, err := tmp.Stat() // the inode keeps its size and mtime through chmod and rename
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", n, err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("fetch %s: %w", n, err)
 	}
@@ -620,6 +740,7 @@ func (c *Client) download(ctx context.Context, n string, bar *progressbar.Progre
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return fmt.Errorf("fetch %s: %w", n, err)
 	}
+	c.markVerified(dst, fi, want)
 	if err := writeAtomic(c.CachePath(n+".tcz.md5.txt"), []byte(want+"  "+n+".tcz\n")); err != nil {
 		return fmt.Errorf("fetch %s: %w", n, err)
 	}
