@@ -48,12 +48,16 @@ func EnsureBridge(name, gatewayCIDR string) (netlink.Link, error) {
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("bridge %s: up: %w", name, err)
 	}
+	if err := guardHost(name); err != nil {
+		return nil, err
+	}
 	return br, nil
 }
 
 // DeleteBridge removes a farm bridge (tests remove the one they made); a
 // missing bridge is fine.
 func DeleteBridge(name string) error {
+	unguardHost(name)
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return nil
@@ -100,6 +104,10 @@ func createTap(name string, br netlink.Link) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("tap %s: %w", name, err)
+	}
+	if err := IsolatePort(l); err != nil {
+		DeleteLink(name)
+		return err
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
 		DeleteLink(name)

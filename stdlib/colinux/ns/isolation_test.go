@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -71,6 +72,27 @@ func TestAttacksFromGuestRoot(t *testing.T) {
 		}
 	}()
 	hostPort := ln.Addr().(*net.TCPAddr).Port
+	// A host service on every address, the bridge's gateway included.
+	lnAll, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnAll.Close()
+	go func() {
+		for {
+			c, err := lnAll.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("HOST-SECRET\n"))
+			c.Close()
+		}
+	}()
+	allPort := lnAll.Addr().(*net.TCPAddr).Port
+	// Another tenant on the same bridge, serving HTTP.
+	victim := spec(t, "nsvictim", scatterDisk(t, "mkdir -p /opt/www; echo VICTIM-PAGE > /opt/www/index.html; httpd -p 80 -h /opt/www"), 22)
+	vg := start(t, victim)
+	_ = vg
 	before := time.Now()
 
 	type row struct {
@@ -127,8 +149,19 @@ func TestAttacksFromGuestRoot(t *testing.T) {
 	out, code = run(fmt.Sprintf("kill -0 %d; ps -o pid,comm | wc -l", os.Getpid()))
 	check("see or signal host processes", "invisible", strings.Contains(out, "No such process") || strings.Contains(out, "can't kill"), short(out))
 
-	out, code = run(fmt.Sprintf("nc 127.0.0.1 %[1]d </dev/null; nc 10.77.250.1 %[1]d </dev/null; echo done", hostPort))
+	out, code = run(fmt.Sprintf("nc -w 2 127.0.0.1 %[1]d </dev/null; nc -w 2 10.77.250.1 %[1]d </dev/null; echo done", hostPort))
 	check("reach a service on the host's 127.0.0.1", "unreachable", !strings.Contains(out, "HOST-SECRET"), short(out))
+
+	out, code = run(fmt.Sprintf("nc -w 2 10.77.250.1 %d </dev/null; echo rc=$?", allPort))
+	check("reach a host service on the bridge address", "dropped", !strings.Contains(out, "HOST-SECRET"), short(out))
+
+	out, code = run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 10.77.250.22 80; echo rc=$?")
+	check("reach another guest on the bridge", "isolated", !strings.Contains(out, "VICTIM-PAGE"), short(out))
+	if resp, err := (&http.Client{Timeout: 3 * time.Second}).Get("http://10.77.250.22/"); err != nil {
+		t.Errorf("the host cannot reach the victim guest any more: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 
 	out, code = run("hostname evil; hostname")
 	h2, _ := os.Hostname()

@@ -58,6 +58,9 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 	if err != nil {
 		return host, fmt.Errorf("veth %s: %w", host, err)
 	}
+	if err := farmnet.IsolatePort(hl); err != nil {
+		return host, err
+	}
 	if err := netlink.LinkSetUp(hl); err != nil {
 		return host, fmt.Errorf("veth %s: up: %w", host, err)
 	}
