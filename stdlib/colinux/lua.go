@@ -25,6 +25,7 @@ import (
 func Module(drivers map[string]driver.Runner) engine.Module {
 	return engine.ModuleFunc{ModName: "colinux", Open: func(env *engine.Env) lua.LGFunction {
 		m := &luaMod{env: env, farm: New(env.StateDir, Options{Drivers: drivers})}
+		env.OnClose(m.farm.Close) // the guests' shared SSH connections end with the run
 		return m.loader
 	}}
 }
