@@ -2,34 +2,14 @@ package conf
 
 import (
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it); got:\n%s", path, got)
-	}
-}
 
 // exampleSpec is TINYCORE.md §6's example configuration as a Spec.
 func exampleSpec() driver.Spec {
@@ -62,7 +42,7 @@ func TestRenderExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "example.golden", got)
+	golden.Check(t, "example.golden", got)
 	first, rest, _ := strings.Cut(got, "\n")
 	if first != "# coLinux 0.7 configuration of guest tc (rendered by tinyfarm)" {
 		t.Errorf("header = %q", first)
@@ -100,7 +80,7 @@ func TestRenderFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "full.golden", got)
+	golden.Check(t, "full.golden", got)
 	for _, want := range []string{
 		`kernel="C:\Program Files\coLinux\vmlinux"` + "\n", // spaces: quoted
 		`initrd=C:\tinyfarm\guests\web1\initrd.img` + "\n", // several initrds: the runner's concatenation

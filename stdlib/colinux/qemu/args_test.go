@@ -2,36 +2,15 @@ package qemu
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it); got:\n%s", path, got)
-	}
-}
 
 // oneArgPerLine makes golden files diff well: a flag and its value per line.
 func oneArgPerLine(argv []string) string {
@@ -111,7 +90,7 @@ func TestArgsGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, c.name+".golden", oneArgPerLine(argv))
+			golden.Check(t, c.name+".golden", oneArgPerLine(argv))
 		})
 	}
 }
