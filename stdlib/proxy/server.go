@@ -171,8 +171,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
+	hl := newConnListener(ln.Addr())
+	tr := &connTracker{conns: map[*clientConn]bool{}}
+	go srv.Serve(hl) // connections the connection loop hands off
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- s.serveConns(ln, tr, hl) }()
 
 	var err error
 	select {
@@ -183,14 +186,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
-	shutdownErr := srv.Shutdown(sctx)
+	ln.Close()
+	trErr := make(chan error, 1)
+	go func() { trErr <- tr.shutdown(sctx) }()
+	shutdownErr := errors.Join(srv.Shutdown(sctx), <-trErr)
+	hl.Close()
 	s.closeForwards(sctx)
 	s.transport.CloseIdleConnections()
 	s.routes.Load().each(func(b *backend) { b.pool.closeIdle(true) })
 	if s.log != nil {
 		s.log.flush()
 	}
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("proxy serve %s: %w", ln.Addr(), err)
 	}
 	if shutdownErr != nil {
@@ -489,11 +496,15 @@ func (a *accessLog) write(r *http.Request, l *logWriter) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	a.writeLine(r.RemoteAddr, r.Method, r.RequestURI, r.Proto, r.Host, r.UserAgent(), status, l.bytes, l.start, l.backend)
+}
+
+// writeLine appends one access log line.
+func (a *accessLog) writeLine(remote string, method, uri, proto, host, ua string, status int, n int64, start time.Time, backend string) {
+	host0, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		host = r.RemoteAddr
+		host0 = remote
 	}
-	backend := l.backend
 	if backend == "" {
 		backend = "-"
 	}
@@ -501,30 +512,30 @@ func (a *accessLog) write(r *http.Request, l *logWriter) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b := a.buf[:0]
-	b = append(b, host...)
+	b = append(b, host0...)
 	b = append(b, " - - ["...)
 	if sec := now.Unix(); sec != a.sec || a.stamp == nil {
 		a.sec, a.stamp = sec, now.AppendFormat(a.stamp[:0], "02/Jan/2006:15:04:05 -0700")
 	}
 	b = append(b, a.stamp...)
 	b = append(b, "] \""...)
-	b = append(b, r.Method...)
+	b = append(b, method...)
 	b = append(b, ' ')
-	n := len(b)
-	b = strconv.AppendQuote(b, r.RequestURI) // escapes '"' and control bytes
-	b = append(b[:n], b[n+1:len(b)-1]...)
+	n0 := len(b)
+	b = strconv.AppendQuote(b, uri) // escapes '"' and control bytes
+	b = append(b[:n0], b[n0+1:len(b)-1]...)
 	b = append(b, ' ')
-	b = append(b, r.Proto...)
+	b = append(b, proto...)
 	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, l.bytes, 10)
+	b = strconv.AppendInt(b, n, 10)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, r.Host)
+	b = strconv.AppendQuote(b, host)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, r.UserAgent())
+	b = strconv.AppendQuote(b, ua)
 	b = append(b, ' ')
-	b = strconv.AppendFloat(b, now.Sub(l.start).Seconds(), 'f', 3, 64)
+	b = strconv.AppendFloat(b, now.Sub(start).Seconds(), 'f', 3, 64)
 	b = append(b, ' ')
 	b = append(b, backend...)
 	b = append(b, '\n')
