@@ -31,10 +31,11 @@ func TestRouting(t *testing.T) {
 			mustVHost(t, tg.reg, "exact.b.test", hostPort(c.Server))
 			tg.apply(t)
 			cl := newClient(t)
+			// The routes file was written three times; wait for the last.
 			eventually(t, "routes loaded", func() error {
-				code, _, err := get(cl, tg.addr, "exact.b.test")
-				if err == nil && code != 200 {
-					err = fmt.Errorf("status %d", code)
+				code, body, err := get(cl, tg.addr, "exact.b.test")
+				if err == nil && (code != 200 || !strings.HasPrefix(body, "backend=C ")) {
+					err = fmt.Errorf("status %d %q", code, body)
 				}
 				return err
 			})
