@@ -62,6 +62,7 @@ type Definition struct {
 	HostKey   string            `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
 	User      string            `json:"user,omitempty"`     // SSH user; default "tc"
 	Accel     string            `json:"accel,omitempty"`
+	UserNS    bool              `json:"userns,omitempty"` // ns: guest root is an unprivileged host uid
 	Labels    map[string]string `json:"labels,omitempty"`
 }
 
@@ -422,7 +423,7 @@ func (f *Farm) Spec(d *Definition) driver.Spec {
 	s := driver.Spec{
 		Name: d.Name, Dir: filepath.Join(f.guestDir(d.Name), "run"),
 		MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
-		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel,
+		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS,
 		Net: driver.Net{Mode: d.Net, IP: d.IP, Gateway: f.Gateway(), Bridge: f.opts.Bridge, MAC: d.MAC, Forwards: d.Forwards, Leases: f.dir},
 	}
 	if d.Disk != "" {

@@ -90,6 +90,7 @@ type Spec struct {
 	Net       Net
 	Shares    []Share
 	Accel     string // qemu: "tcg" (default) or "kvm"; never inferred from /dev/kvm
+	UserNS    bool   // ns: run in a user namespace (guest root = an unprivileged host uid)
 	Machine   string // qemu: "microvm" (default with a PVH kernel) or "pc"
 }
 

@@ -14,6 +14,9 @@ import (
 // in runtime.json and shown by g:status() / `tinyfarm guests`.
 const Isolation = "namespaces+cgroups+caps+seccomp (guest root is host uid 0 without dangerous capabilities)"
 
+// IsolationUserNS is Isolation for a guest in a user namespace.
+const IsolationUserNS = "userns+namespaces+cgroups+caps+seccomp (guest root is an unprivileged host uid)"
+
 // keptCaps are the capabilities a guest's root keeps: what busybox init,
 // dropbear, nginx, su and sudo need, and no more (Docker's default set
 // minus MKNOD, plus SYS_BOOT, which in a PID namespace only ends the

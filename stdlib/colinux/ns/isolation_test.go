@@ -20,11 +20,21 @@ import (
 // TestAttacksFromGuestRoot runs, as root inside a real guest, what a
 // hostile tenant would try against the host; every attack must fail and the
 // host must be unchanged. The results print as a table.
-func TestAttacksFromGuestRoot(t *testing.T) {
+func TestAttacksFromGuestRoot(t *testing.T) { attackSuite(t, false) }
+
+// TestAttacksFromUserNSGuestRoot runs the same attacks in user-namespace
+// mode, where the guest's root is also an unprivileged host uid.
+func TestAttacksFromUserNSGuestRoot(t *testing.T) { attackSuite(t, true) }
+
+func attackSuite(t *testing.T, userns bool) {
 	needRoot(t)
 	disk := scatterDisk(t, "")
-	s := spec(t, "nsattack", disk, 21)
-	r := &ns.Runner{Pids: 64}
+	name := "nsattack"
+	if userns {
+		name = "nsattacku"
+	}
+	s := spec(t, name, disk, 21)
+	r := &ns.Runner{Pids: 64, UserNS: userns}
 	g, err := r.Start(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,10 @@ type Runner struct {
 	Pids int
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
+	// UserNS runs the guest in a user namespace: its root is an
+	// unprivileged host uid (IDBase), the disk idmapped to it. Scatter
+	// guests only.
+	UserNS bool
 	// Unhardened skips the capability drop, /proc masking and seccomp.
 	// Only the benchmark that measures what hardening costs sets it.
 	Unhardened bool
@@ -43,6 +47,7 @@ type Runtime struct {
 	InitStart    uint64    `json:"init_start"` // /proc/<pid>/stat starttime, against PID reuse
 	Cgroups      *Cgroups  `json:"cgroups"`
 	Veth         string    `json:"veth,omitempty"`
+	UserNS       bool      `json:"userns,omitempty"` // guest root is host uid IDBase(name)
 	Started      time.Time `json:"started"`
 }
 
@@ -87,7 +92,7 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	// A new console log per start: WaitReady must not find the ready
 	// marker of the previous boot. The previous one is kept beside it.
 	os.Rename(spec.ConsoleLog(), spec.ConsoleLog()+".prev")
-	b, _ := json.MarshalIndent(monitorSpec{Spec: spec, Pids: r.pids(), Unhardened: r.Unhardened}, "", "  ")
+	b, _ := json.MarshalIndent(monitorSpec{Spec: spec, Pids: r.pids(), Unhardened: r.Unhardened, UserNS: r.UserNS || spec.UserNS}, "", "  ")
 	if err := fsutil.WriteFileAtomic(filepath.Join(spec.Dir, specFile), b, 0o600); err != nil {
 		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
 	}
@@ -197,6 +202,9 @@ func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 	rt, err := g.runtime()
 	if err == nil && rt.alive() {
 		s := driver.Status{State: driver.Running, PID: rt.InitPID, Since: rt.Started, Isolation: Isolation}
+		if rt.UserNS {
+			s.Isolation = IsolationUserNS
+		}
 		if rt.Cgroups != nil && rt.Cgroups.Frozen() {
 			s.State = driver.Suspended
 		}
@@ -376,6 +384,9 @@ func (g *guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 		dir = "/"
 	}
 	args := []string{"tinyfarm-ns-exec", strconv.Itoa(rt.InitPID), dir}
+	if rt.UserNS {
+		args[0] = "tinyfarm-ns-exec-userns"
+	}
 	args = append(args, cgroupArgs(rt.Cgroups)...)
 	args = append(args, "--")
 	args = append(args, argv...)

@@ -50,6 +50,7 @@ type monitorSpec struct {
 	driver.Spec
 	Pids       int
 	Unhardened bool
+	UserNS     bool
 }
 
 func readSpec(dir string) (*monitorSpec, error) {
@@ -127,6 +128,9 @@ func monitorMain(dir string) int {
 	}
 	cg.remove()
 	deleteVeth(hostVeth(s.Name))
+	if s.UserNS {
+		os.RemoveAll(filepath.Join("/run/tinyfarm-ns", s.Name))
+	}
 	ex.Time = time.Now()
 	b, _ := json.Marshal(ex)
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, exitFile), b, 0o600); err != nil {
@@ -169,6 +173,59 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		Setctty: true,
 		Ctty:    0,
 	}
+	var sockParent *os.File
+	if s.UserNS {
+		if s.Layout != driver.Scatter {
+			slave.Close()
+			syncR.Close()
+			syncW.Close()
+			return fail(fmt.Errorf("user-namespace mode supports scatter guests only"))
+		}
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fail(fmt.Errorf("userns socket: %w", err))
+		}
+		sockParent = os.NewFile(uintptr(fds[0]), "userns-parent")
+		sockChild := os.NewFile(uintptr(fds[1]), "userns-child")
+		defer sockParent.Close()
+		defer sockChild.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, sockChild) // fd 4
+		// The init runs as an unprivileged host uid that may not reach
+		// the binary's directory: exec it through a descriptor (fd 5).
+		self, err := os.Open(exe)
+		if err != nil {
+			return fail(fmt.Errorf("userns: open own binary: %w", err))
+		}
+		defer self.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, self)
+		cmd.Path = "/proc/self/fd/5"
+		base := IDBase(s.Name)
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: idRange}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: idRange}}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root before exec, or exec would drop the
+		// capabilities the init needs to build the guest's mounts.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		// The init runs as an unprivileged host uid that cannot enter the
+		// state directory: its spec comes in the environment and its
+		// cmdline file and mount point live in a traversable work dir.
+		work := filepath.Join("/run/tinyfarm-ns", s.Name)
+		os.RemoveAll(work)
+		if err := os.MkdirAll(filepath.Join(work, "root"), 0o755); err != nil {
+			return fail(fmt.Errorf("userns work dir: %w", err))
+		}
+		os.Chmod("/run/tinyfarm-ns", 0o711)
+		cl, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if err := os.WriteFile(filepath.Join(work, "cmdline"), cl, 0o644); err != nil {
+			return fail(fmt.Errorf("userns work dir: %w", err))
+		}
+		specJSON, _ := json.Marshal(s)
+		cmd.Args = []string{"tinyfarm-ns-init", work}
+		cmd.Env = append(cmd.Env, "TINYFARM_NS_USERNS=1", "TINYFARM_NS_SPEC="+string(specJSON))
+		// The guest's root opens its console by name: give it the pty.
+		os.Chown(slavePath, base, base+5)
+	}
 	if err := cmd.Start(); err != nil {
 		slave.Close()
 		syncR.Close()
@@ -187,6 +244,17 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	if err := cg.join(pid); err != nil {
 		return abort(err)
 	}
+	if s.UserNS {
+		mfd, err := idmappedDisk(s.Disks[0].Path, s.Disks[0].ReadOnly, pid)
+		if err != nil {
+			return abort(err)
+		}
+		err = sendFD(sockParent, mfd)
+		unix.Close(mfd)
+		if err != nil {
+			return abort(fmt.Errorf("userns: hand the disk to the guest: %w", err))
+		}
+	}
 	veth := ""
 	if s.Net.Mode == "bridge" {
 		if veth, err = setupVeth(s.Name, pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC}); err != nil {
@@ -203,7 +271,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	syncW.Close()
 	mstart, _ := procStart(os.Getpid())
-	rt := Runtime{MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
+	rt := Runtime{UserNS: s.UserNS, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
 	b, _ := json.Marshal(rt)
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, runtimeFile), b, 0o600); err != nil {
 		return abort(err)
@@ -277,7 +345,15 @@ func initMain(dir string) {
 		die("monitor went away before the guest started: %v", err)
 	}
 	sync.Close()
-	s, err := readSpec(dir)
+	var s *monitorSpec
+	var err error
+	if js := os.Getenv("TINYFARM_NS_SPEC"); js != "" {
+		s = &monitorSpec{}
+		err = json.Unmarshal([]byte(js), s)
+		os.Unsetenv("TINYFARM_NS_SPEC")
+	} else {
+		s, err = readSpec(dir)
+	}
 	if err != nil {
 		die("%v", err)
 	}
@@ -290,7 +366,17 @@ func initMain(dir string) {
 	}
 	switch s.Layout {
 	case driver.Scatter:
-		if err := mountDisk(s.Disks[0].Path, newRoot, s.Disks[0].ReadOnly); err != nil {
+		if os.Getenv("TINYFARM_NS_USERNS") == "1" {
+			mfd, err := recvFD(4)
+			if err != nil {
+				die("userns: receive the disk: %v", err)
+			}
+			if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, newRoot, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				die("userns: attach the disk: %v", err)
+			}
+			unix.Close(mfd)
+			unix.Close(4)
+		} else if err := mountDisk(s.Disks[0].Path, newRoot, s.Disks[0].ReadOnly); err != nil {
 			die("%v", err)
 		}
 	case driver.Frugal:
@@ -436,6 +522,9 @@ func execMain(args []string) {
 		os.Exit(126)
 	}
 	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--", "/proc/self/fd/3"}
+	if os.Args[0] == "tinyfarm-ns-exec-userns" {
+		argv = append([]string{"nsenter", "-U"}, argv[1:]...)
+	}
 	argv = append(argv, args[sep+1:]...)
 	env := append(os.Environ(), reexecEnv+"=exec-inner", fmt.Sprintf("_TINYFARM_NS_CGFDS=%d", len(cgFDs)))
 	err = syscall.Exec(nsenter, argv, env)

@@ -127,8 +127,19 @@ func prepareRoot(newRoot string, cmdlineFile, consolePty string, shares []shareM
 		return fmt.Errorf("rootfs: read-only /proc/cmdline: %w", err)
 	}
 	dev := filepath.Join(newRoot, "dev")
+	userns := os.Getenv("TINYFARM_NS_USERNS") == "1"
 	for _, n := range guestDevices {
 		p := filepath.Join(dev, n.name)
+		if userns {
+			// A user namespace may not mknod: bind the host's node.
+			if err := os.WriteFile(p, nil, 0o666); err != nil {
+				return fmt.Errorf("rootfs: /dev/%s: %w", n.name, err)
+			}
+			if err := unix.Mount("/dev/"+n.name, p, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("rootfs: bind /dev/%s: %w", n.name, err)
+			}
+			continue
+		}
 		if err := unix.Mknod(p, unix.S_IFCHR|n.mode, int(unix.Mkdev(n.major, n.minor))); err != nil {
 			return fmt.Errorf("rootfs: mknod /dev/%s: %w", n.name, err)
 		}

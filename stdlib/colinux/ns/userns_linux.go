@@ -1,0 +1,93 @@
+package ns
+
+import (
+	"fmt"
+	"hash/crc32"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// A guest in user-namespace mode runs as a range of unprivileged host
+// uids: its root is host uid Base, its uid N is Base+N. The disk is
+// loop-mounted by the monitor (a user namespace may not mount ext4) with
+// the new mount API, idmapped to the guest's user namespace (files owned
+// by 0 on disk show as the guest's root, and the guest's writes land as
+// 0 on disk), and handed to the guest's init over a socket, which moves
+// it into its own mount namespace.
+
+// idRange is the size of a guest's uid/gid range.
+const idRange = 65536
+
+// IDBase is the first host uid of a guest's range: distinct per guest
+// name, above the ranges distributions hand to users (/etc/subuid starts
+// at 100000), below 2^31.
+func IDBase(name string) int {
+	return idRange * (64 + int(crc32.ChecksumIEEE([]byte(name))%30000))
+}
+
+// idmappedDisk loop-mounts image (autoclear) as a detached mount idmapped
+// to the user namespace of pid, and returns the mount's fd.
+func idmappedDisk(image string, readOnly bool, pid int) (int, error) {
+	dev, err := loopAttach(image, readOnly)
+	if err != nil {
+		return -1, err
+	}
+	fs, err := unix.Fsopen("ext4", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("userns disk %s: fsopen: %w", image, err)
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigSetString(fs, "source", dev); err != nil {
+		return -1, fmt.Errorf("userns disk %s: source %s: %w", image, dev, err)
+	}
+	if readOnly {
+		if err := unix.FsconfigSetFlag(fs, "ro"); err != nil {
+			return -1, fmt.Errorf("userns disk %s: ro: %w", image, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, fmt.Errorf("userns disk %s: create: %w", image, err)
+	}
+	mfd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("userns disk %s: fsmount: %w", image, err)
+	}
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/user")
+	if err != nil {
+		unix.Close(mfd)
+		return -1, fmt.Errorf("userns disk %s: %w", image, err)
+	}
+	defer ns.Close()
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns.Fd())}
+	if err := unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		unix.Close(mfd)
+		return -1, fmt.Errorf("userns disk %s: idmap: %w", image, err)
+	}
+	return mfd, nil
+}
+
+// sendFD passes fd over the unix socket sock.
+func sendFD(sock *os.File, fd int) error {
+	return unix.Sendmsg(int(sock.Fd()), []byte("m"), unix.UnixRights(fd), nil, 0)
+}
+
+// recvFD receives one fd from the unix socket fd sock.
+func recvFD(sock int) (int, error) {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, 0)
+	if err != nil {
+		return -1, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, fmt.Errorf("no fd in the message (%v)", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return -1, fmt.Errorf("no fd in the message (%v)", err)
+	}
+	return fds[0], nil
+}
