@@ -15,6 +15,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
@@ -122,7 +123,7 @@ type guestOpts struct {
 	HostKey   string            `lua:"host_key"`
 	IP        string            `lua:"ip"`
 	Accel     string            `lua:"accel"`
-	UserNS    bool              `lua:"userns"`
+	UserNS    *bool             `lua:"userns"`
 	Net       string            `lua:"net"`
 	Labels    map[string]string `lua:"labels"`
 	Timeout   time.Duration     `lua:"-"`
@@ -137,7 +138,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 	lx.Opts(L, 1, "colinux.guest", &o)
 	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
 		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
-		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, UserNS: o.UserNS}
+		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels}
 	if d.Driver == "" {
 		d.Driver = DefaultDriver()
 	}
@@ -193,6 +194,14 @@ func (m *luaMod) guest(L *lua.LState) int {
 		sort.Slice(d.Forwards, func(i, j int) bool { return d.Forwards[i].HostPort < d.Forwards[j].HostPort })
 	} else if o.Forward != nil && o.Forward != lua.LNil {
 		lx.Raisef(L, "colinux.guest %s: forward: want {[hostport] = guestport}, got %s", o.Name, o.Forward.Type())
+	}
+	if o.UserNS != nil {
+		d.UserNS = *o.UserNS
+	} else {
+		// Where the platform allows it, a namespace guest's root is an
+		// unprivileged host uid (scatter disks; frugal guests are not
+		// supported in that mode yet).
+		d.UserNS = d.Driver == "ns" && (d.Layout == "" || d.Layout == driver.Scatter) && ns.UserNSAvailable()
 	}
 	res, err := m.farm.Define(d, m.env.Check)
 	if err != nil {

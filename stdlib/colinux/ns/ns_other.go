@@ -32,3 +32,6 @@ func VethExists(string) bool { return false }
 
 // DeleteBridge is a no-op off Linux.
 func DeleteBridge(string) error { return nil }
+
+// UserNSAvailable is false off Linux.
+func UserNSAvailable() bool { return false }

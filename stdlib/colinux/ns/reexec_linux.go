@@ -199,6 +199,18 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		defer self.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, self)
 		cmd.Path = "/proc/self/fd/5"
+		// Shared host directories, likewise, come as descriptors (fd 6...).
+		var shareFDs []string
+		for i, sh := range s.Shares {
+			f, err := os.OpenFile(sh.HostPath, unix.O_PATH|unix.O_DIRECTORY, 0)
+			if err != nil {
+				return fail(fmt.Errorf("share %s: %w", sh.HostPath, err))
+			}
+			defer f.Close()
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			shareFDs = append(shareFDs, strconv.Itoa(6+i))
+		}
+		cmd.Env = append(cmd.Env, "TINYFARM_NS_SHAREFDS="+strings.Join(shareFDs, ","))
 		base := IDBase(s.Name)
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
 		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: idRange}}
@@ -385,7 +397,11 @@ func initMain(dir string) {
 		}
 	}
 	var shares []shareMount
-	for _, sh := range s.Shares {
+	shareFDs := strings.Split(os.Getenv("TINYFARM_NS_SHAREFDS"), ",")
+	for i, sh := range s.Shares {
+		if os.Getenv("TINYFARM_NS_USERNS") == "1" && i < len(shareFDs) && shareFDs[i] != "" {
+			sh.HostPath = "/proc/self/fd/" + shareFDs[i] // opened by the monitor
+		}
 		shares = append(shares, shareMount(sh))
 	}
 	if err := prepareRoot(newRoot, filepath.Join(dir, "cmdline"), os.Getenv("TINYFARM_NS_CONSOLE"), shares); err != nil {

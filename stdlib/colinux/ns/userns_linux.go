@@ -5,6 +5,7 @@ import (
 	"hash/crc32"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -90,4 +91,20 @@ func recvFD(sock int) (int, error) {
 		return -1, fmt.Errorf("no fd in the message (%v)", err)
 	}
 	return fds[0], nil
+}
+
+// UserNSAvailable reports whether guests can run in user-namespace mode
+// here: user namespaces enabled, and the new mount API (fsopen for ext4)
+// that idmapped disks need, as root.
+func UserNSAvailable() bool {
+	b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	if err != nil || strings.TrimSpace(string(b)) == "0" || os.Geteuid() != 0 {
+		return false
+	}
+	fd, err := unix.Fsopen("ext4", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
 }
