@@ -23,6 +23,8 @@ import (
 	kgzip "github.com/klauspost/compress/gzip"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
 // newc (SVR4 "070701") format constants.
@@ -567,20 +569,6 @@ func (x *extractor) clear(n string, t uint32) error {
 	return nil
 }
 
-func permOf(m uint32) fs.FileMode {
-	p := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		p |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		p |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		p |= fs.ModeSticky
-	}
-	return p
-}
-
 func (x *extractor) entry(h cpioHeader, data []byte) error {
 	n, err := cleanName(h.Name)
 	if err != nil {
@@ -623,7 +611,7 @@ func (x *extractor) entry(h cpioHeader, data []byte) error {
 		if err := x.owner(n, h); err != nil {
 			return err
 		}
-		if err := x.root.Chmod(n, permOf(h.Mode)); err != nil {
+		if err := x.root.Chmod(n, target.FileModeOf(h.Mode)); err != nil {
 			return fmt.Errorf("chmod %s: %w", n, err)
 		}
 		x.dirs = append(x.dirs, dirTime{n, mtime})
@@ -644,7 +632,7 @@ func (x *extractor) entry(h cpioHeader, data []byte) error {
 		if err := x.owner(n, h); err != nil {
 			return err
 		}
-		if err := x.root.Chmod(n, permOf(h.Mode)); err != nil {
+		if err := x.root.Chmod(n, target.FileModeOf(h.Mode)); err != nil {
 			return fmt.Errorf("chmod %s: %w", n, err)
 		}
 	case cpioReg:
@@ -705,7 +693,7 @@ func (x *extractor) writeFile(n string, h cpioHeader, data []byte, mtime time.Ti
 			return fmt.Errorf("chown %s: %w", n, err)
 		}
 	}
-	if err := f.Chmod(permOf(h.Mode)); err != nil { // after chown, which clears setuid
+	if err := f.Chmod(target.FileModeOf(h.Mode)); err != nil { // after chown, which clears setuid
 		f.Close()
 		return fmt.Errorf("chmod %s: %w", n, err)
 	}

@@ -200,7 +200,7 @@ func Backup(ctx context.Context, t target.Target, opts BackupOptions) (BackupRes
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.Name, Mode: int64(modeBits(e.Mode)), Uid: e.Uid, Gid: e.Gid, ModTime: e.ModTime, Format: tar.FormatGNU}
+		h := &tar.Header{Name: e.Name, Mode: int64(target.UnixMode(e.Mode)), Uid: e.Uid, Gid: e.Gid, ModTime: e.ModTime, Format: tar.FormatGNU}
 		switch e.Type {
 		case target.TypeDir:
 			h.Typeflag, h.Name = tar.TypeDir, e.Name+"/"
@@ -254,34 +254,6 @@ func Backup(ctx context.Context, t target.Target, opts BackupOptions) (BackupRes
 	}
 	res.Bytes = int64(buf.Len())
 	return res, nil
-}
-
-func modeBits(m fs.FileMode) uint32 {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return v
-}
-
-func fileMode(v int64) fs.FileMode {
-	m := fs.FileMode(v & 0o777)
-	if v&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if v&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if v&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
 }
 
 // RestoreOptions tunes [Restore].
@@ -345,7 +317,7 @@ func Restore(ctx context.Context, t target.Target, file string, opts RestoreOpti
 				}
 			}
 		}
-		e := target.Entry{Name: n, Mode: fileMode(h.Mode), Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime}
+		e := target.Entry{Name: n, Mode: target.FileModeOf(uint32(h.Mode)), Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime}
 		var body []byte
 		switch h.Typeflag {
 		case tar.TypeDir:

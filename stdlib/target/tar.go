@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 )
 
 // WriteTar writes changes as one tar stream to w, in order, for targets
@@ -28,7 +27,7 @@ func WriteTar(ctx context.Context, w io.Writer, changes []Change) error {
 		}
 		h := &tar.Header{
 			Name:     n,
-			Mode:     int64(tarMode(c.Mode)),
+			Mode:     int64(UnixMode(c.Mode)),
 			Uid:      c.Uid,
 			Gid:      c.Gid,
 			ModTime:  c.ModTime,
@@ -91,18 +90,4 @@ func WriteTar(ctx context.Context, w io.Writer, changes []Change) error {
 		}
 	}
 	return tw.Close()
-}
-
-func tarMode(m fs.FileMode) uint32 {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return v
 }

@@ -308,3 +308,36 @@ func TCEDir(ctx context.Context, t Target) (string, error) {
 	}
 	return "tce", nil
 }
+
+// UnixMode is m's permission bits numbered as Unix does (0o7777: setuid
+// 0o4000, setgid 0o2000, sticky 0o1000), the form tar, cpio, squashfs
+// and chmod use.
+func UnixMode(m fs.FileMode) uint32 {
+	v := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		v |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		v |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		v |= 0o1000
+	}
+	return v
+}
+
+// FileModeOf converts Unix permission bits (the low 12 bits of v) into an
+// fs.FileMode with setuid, setgid and sticky; type bits are ignored.
+func FileModeOf(v uint32) fs.FileMode {
+	m := fs.FileMode(v & 0o777)
+	if v&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if v&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if v&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}

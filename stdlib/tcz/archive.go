@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"runtime"
@@ -174,7 +173,7 @@ func ReadArchive(ra io.ReaderAt, size int64, lim Limits) (a *Archive, err error)
 				return nil, fmt.Errorf("entry %s: %v: %w", name, err, ErrInvalid)
 			}
 			in := b.Inode
-			e := target.Entry{Name: name, Mode: permOf(in.Perm), ModTime: time.Unix(int64(in.ModTime), 0)}
+			e := target.Entry{Name: name, Mode: target.FileModeOf(uint32(in.Perm)), ModTime: time.Unix(int64(in.ModTime), 0)}
 			uid, err1 := r.Id(in.UidInd)
 			gid, err2 := r.Id(in.GidInd)
 			if err := errors.Join(err1, err2); err != nil {
@@ -275,22 +274,6 @@ func checkName(n string) error {
 		return fmt.Errorf("name %q holds '/' or NUL: %w", n, ErrUnsafePath)
 	}
 	return nil
-}
-
-// permOf converts squashfs's 12 mode bits (which the squashfs library
-// passes through as raw FileMode bits, so setuid is lost) into fs.FileMode.
-func permOf(p uint16) fs.FileMode {
-	m := fs.FileMode(p & 0o777)
-	if p&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if p&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if p&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
 }
 
 func fileDataOf(in inode.Inode) fileData {

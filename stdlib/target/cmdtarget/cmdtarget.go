@@ -137,16 +137,7 @@ func parseStat(name, line string) (target.Entry, error) {
 	minor, _ := strconv.ParseUint(f[6], 16, 32)
 	e := target.Entry{Name: name, Uid: uid, Gid: gid, Size: size, ModTime: time.Unix(mtime, 0),
 		Major: uint32(major), Minor: uint32(minor)}
-	e.Mode = fs.FileMode(raw & 0o777)
-	if raw&0o4000 != 0 {
-		e.Mode |= fs.ModeSetuid
-	}
-	if raw&0o2000 != 0 {
-		e.Mode |= fs.ModeSetgid
-	}
-	if raw&0o1000 != 0 {
-		e.Mode |= fs.ModeSticky
-	}
+	e.Mode = target.FileModeOf(uint32(raw))
 	switch raw & 0o170000 {
 	case 0o100000:
 		e.Type = target.TypeRegular
@@ -205,7 +196,7 @@ func (t *Target) Apply(ctx context.Context, c target.Change) error {
 		}
 		tmp := path.Join(path.Dir(p), ".tf-"+path.Base(p)+".tmp")
 		cmd := t.guard([]string{p}) + fmt.Sprintf(`set -e; [ ! -d %[2]s ] || [ -L %[2]s ] || { echo "%[2]s is a directory" >&2; exit 1; }; cat > %[1]s; chown %[3]d:%[4]d %[1]s; chmod %[5]s %[1]s; sync %[1]s 2>/dev/null || true; mv -f %[1]s %[2]s`,
-			q(tmp), q(p), c.Uid, c.Gid, octal(mode))
+			q(tmp), q(p), c.Uid, c.Gid, unixOctal(mode))
 		_, err = t.run(ctx, "write", n, cmd, body)
 		return err
 	case target.TypeDir:
@@ -214,26 +205,14 @@ func (t *Target) Apply(ctx context.Context, c target.Change) error {
 			mode = 0o755
 		}
 		cmd := t.guard([]string{p}) + fmt.Sprintf(`set -e; if [ -e %[1]s ] && [ ! -d %[1]s ] || [ -L %[1]s ]; then echo "%[1]s exists and is not a directory" >&2; exit 1; fi; mkdir -p %[1]s; chown %[2]d:%[3]d %[1]s; chmod %[4]s %[1]s`,
-			q(p), c.Uid, c.Gid, octal(mode))
+			q(p), c.Uid, c.Gid, unixOctal(mode))
 		_, err = t.run(ctx, "mkdir", n, cmd, nil)
 		return err
 	}
 	return t.ApplyBatch(ctx, []target.Change{c})
 }
 
-func octal(m fs.FileMode) string {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return fmt.Sprintf("%04o", v)
-}
+func unixOctal(m fs.FileMode) string { return fmt.Sprintf("%04o", target.UnixMode(m)) }
 
 // ApplyBatch implements target.Batcher: removals as one command, then
 // everything else as one tar stream extracted in place.
