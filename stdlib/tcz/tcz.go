@@ -49,6 +49,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Sentinel errors; every error from this package wraps one of them (or a
@@ -750,24 +752,5 @@ func (c *Client) download(ctx context.Context, n string, bar *progressbar.Progre
 
 // writeAtomic writes data to p via temp + fsync + rename.
 func writeAtomic(p string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tf-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
+	return fsutil.WriteFileAtomic(p, data, 0o644)
 }

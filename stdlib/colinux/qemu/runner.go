@@ -357,11 +357,7 @@ func readBoot(dir string) (bootInfo, error) {
 
 // writeJSON writes v atomically (temp file, fsync, rename).
 func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeAtomic(path, append(data, '\n'))
+	return fsutil.WriteJSONAtomic(path, v, 0o600)
 }
 
 func writeAtomic(path string, data []byte) error {

@@ -5,6 +5,7 @@ package fsutil
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -70,4 +71,14 @@ func isBinary(b []byte) bool {
 		b = b[:8000]
 	}
 	return bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b)
+}
+
+// WriteJSONAtomic writes v as indented JSON with a trailing newline,
+// atomically (see WriteFileAtomic).
+func WriteJSONAtomic(path string, v any, perm fs.FileMode) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return WriteFileAtomic(path, append(data, '\n'), perm)
 }
