@@ -56,12 +56,8 @@ func (e *Engine) installGlobals() {
 func joinArgs(L *lua.LState) string {
 	parts := make([]string, L.GetTop())
 	for i := range parts {
-		parts[i] = lx.ToStringValue(L.Get(i + 1))
-		if s, ok := L.Get(i + 1).(lua.LString); ok {
-			parts[i] = string(s)
-		} else if _, ok := lx.ErrorFromValue(L.Get(i + 1)); !ok {
-			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
-		}
+		// tostring(): a tinyfarm error's __tostring gives its message.
+		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
 	}
 	return strings.Join(parts, "\t")
 }
@@ -93,9 +89,7 @@ func (e *Engine) report(L *lua.LState, c Change) {
 	if t != nil {
 		t.changes = append(t.changes, c)
 		e.mu.Unlock()
-		if _, ok := e.rep.(*HumanReporter); !ok {
-			e.rep.Event(Event{Type: "change", Time: time.Now(), Task: t.name, Change: &c})
-		}
+		e.rep.Event(Event{Type: "change", Time: time.Now(), Task: t.name, Change: &c})
 		return
 	}
 	e.mu.Unlock()

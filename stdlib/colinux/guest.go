@@ -156,35 +156,15 @@ func (g *Guest) WaitReady(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// SSHAddr is where the guest's SSH server is reached from the host.
-func (g *Guest) SSHAddr() (string, int, error) {
+// hostSide is where the host reaches a guest TCP port: the guest's own
+// address on the farm bridge, or the host end of a user-mode forward.
+func (g *Guest) hostSide(port int) (host string, hostPort int, ok bool, err error) {
 	if g.Def.Net == "bridge" {
 		ip, _, err := net.ParseCIDR(g.Def.IP)
 		if err != nil {
-			return "", 0, fmt.Errorf("guest %s: ip %q: %w", g.Def.Name, g.Def.IP, err)
+			return "", 0, false, fmt.Errorf("guest %s: ip %q: %w", g.Def.Name, g.Def.IP, err)
 		}
-		return ip.String(), 22, nil
-	}
-	for _, f := range g.Def.Forwards {
-		if f.GuestPort == 22 && (f.Proto == "" || f.Proto == "tcp") {
-			host := f.HostAddr
-			if host == "" {
-				host = "127.0.0.1"
-			}
-			return host, f.HostPort, nil
-		}
-	}
-	return "", 0, fmt.Errorf("guest %s: no way to reach SSH: add forward = {[2201] = 22}: %w", g.Def.Name, ErrInvalid)
-}
-
-// Addr is the host:port where a guest port is reached from the host.
-func (g *Guest) Addr(port int) (string, error) {
-	if g.Def.Net == "bridge" {
-		ip, _, err := net.ParseCIDR(g.Def.IP)
-		if err != nil {
-			return "", fmt.Errorf("guest %s: ip %q: %w", g.Def.Name, g.Def.IP, err)
-		}
-		return net.JoinHostPort(ip.String(), strconv.Itoa(port)), nil
+		return ip.String(), port, true, nil
 	}
 	for _, f := range g.Def.Forwards {
 		if f.GuestPort == port && (f.Proto == "" || f.Proto == "tcp") {
@@ -192,10 +172,31 @@ func (g *Guest) Addr(port int) (string, error) {
 			if host == "" {
 				host = "127.0.0.1"
 			}
-			return net.JoinHostPort(host, strconv.Itoa(f.HostPort)), nil
+			return host, f.HostPort, true, nil
 		}
 	}
-	return "", fmt.Errorf("guest %s: port %d is not forwarded to the host: add forward = {[HOSTPORT] = %d}: %w", g.Def.Name, port, port, ErrInvalid)
+	return "", 0, false, nil
+}
+
+// SSHAddr is where the guest's SSH server is reached from the host.
+func (g *Guest) SSHAddr() (string, int, error) {
+	host, port, ok, err := g.hostSide(22)
+	if err == nil && !ok {
+		err = fmt.Errorf("guest %s: no way to reach SSH: add forward = {[2201] = 22}: %w", g.Def.Name, ErrInvalid)
+	}
+	return host, port, err
+}
+
+// Addr is the host:port where a guest port is reached from the host.
+func (g *Guest) Addr(port int) (string, error) {
+	host, hostPort, ok, err := g.hostSide(port)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("guest %s: port %d is not forwarded to the host: add forward = {[HOSTPORT] = %d}: %w", g.Def.Name, port, port, ErrInvalid)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(hostPort)), nil
 }
 
 func (g *Guest) user() string {

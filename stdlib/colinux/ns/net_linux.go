@@ -42,9 +42,7 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 		return "", err
 	}
 	host := hostVeth(guest)
-	if old, err := netlink.LinkByName(host); err == nil {
-		_ = netlink.LinkDel(old) // left by a guest that was killed mid-setup
-	}
+	_ = farmnet.DeleteLink(host) // left by a guest that was killed mid-setup
 	peer := "tfg" + host[3:]
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: host, MasterIndex: br.Attrs().Index},
@@ -127,22 +125,12 @@ func configureInside(pid int, peer string, p netPlan) error {
 
 // deleteVeth removes the host end (the peer dies with the guest's netns,
 // and with it the pair); a missing link is fine.
-func deleteVeth(name string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return nil
-	}
-	if err := netlink.LinkDel(l); err != nil {
-		return fmt.Errorf("veth %s: delete: %w", name, err)
-	}
-	return nil
-}
+func deleteVeth(name string) error { return farmnet.DeleteLink(name) }
 
 // VethExists reports whether the host end of a guest's veth is present
 // (tests check teardown with it).
 func VethExists(guest string) bool {
-	_, err := netlink.LinkByName(hostVeth(guest))
-	return err == nil
+	return farmnet.LinkExists(hostVeth(guest))
 }
 
 // DeleteBridge removes a farm bridge (tests remove the one they made).
