@@ -227,24 +227,10 @@ func TestQemuGuestProvisionSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	httpPort := freeTCPPort(t)
-	res, err := farm.Define(colinux.Definition{Name: "vm1", Driver: "qemu", Disk: disk.Path, MemBytes: 192 << 20, CPUs: 1,
-		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root",
-		Forwards: []driver.Forward{{Proto: "tcp", HostPort: httpPort, GuestPort: 80}}}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _ := farm.Guest(ctx, "vm1")
-	t.Cleanup(func() { g.Destroy(context.Background(), false) })
-	t0 := time.Now()
-	if _, err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("qemu guest boot -> SSH-ready in %v (ssh forward %v)", time.Since(t0), res.Def.Forwards)
+	g, boot := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "vm1", MemBytes: 192 << 20,
+		Forwards: []driver.Forward{{Proto: "tcp", HostPort: httpPort, GuestPort: 80}}})
+	t.Logf("qemu guest boot -> SSH-ready in %v (ssh forward %v)", boot, g.Def.Forwards)
 	tg, err := g.Target(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -272,25 +272,11 @@ func TestQemuCheckpointRestore(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 not installed")
 	}
-	rel := minicore.Require(t)
+	minicore.Require(t) // skips when the mini release is not built
 	ctx := context.Background()
 	state := t.TempDir()
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})
-	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	if _, err := farm.Define(colinux.Definition{Name: "counter", Driver: "qemu", Disk: disk.Path, MemBytes: 160 << 20, CPUs: 1,
-		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}, false); err != nil {
-		t.Fatal(err)
-	}
-	g, _ := farm.Guest(ctx, "counter")
-	t.Cleanup(func() { g.Destroy(context.Background(), false) })
-	t0 := time.Now()
-	if _, err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	cold := time.Since(t0)
+	g, cold := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "counter", MemBytes: 160 << 20})
 	mustExec(t, g, "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && (i=0; while :; do i=$((i+1)); echo $i > /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &")
 	time.Sleep(300 * time.Millisecond)
 	before := counter(t, g)

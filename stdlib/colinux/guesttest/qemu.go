@@ -1,0 +1,51 @@
+package guesttest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+)
+
+// QemuGuest defines def in farm as a qemu guest of the mini release on a
+// fresh SSH disk (root login with the farm key of state), starts it and
+// waits until it answers SSH. Fields def leaves empty get the release's
+// kernel and modules initrd, the disk, its pinned host key and user root.
+// The guest is destroyed at the end of the test. It returns the guest and
+// the boot-to-SSH-ready time.
+func QemuGuest(tb testing.TB, farm *colinux.Farm, state string, def colinux.Definition) (*colinux.Guest, time.Duration) {
+	tb.Helper()
+	rel := Release(tb)
+	ctx := context.Background()
+	disk := BuildDisk(tb, Options{SSH: true, StateDir: state})
+	def.Driver = "qemu"
+	if def.Disk == "" {
+		def.Disk, def.HostKey = disk.Path, disk.HostKey
+	}
+	if def.Kernel == "" {
+		def.Kernel, def.Initrds = rel.Vmlinux, []string{rel.ModulesInitrd}
+	}
+	if def.User == "" {
+		def.User = "root"
+	}
+	if def.CPUs == 0 {
+		def.CPUs = 1
+	}
+	if _, err := farm.Define(def, false); err != nil {
+		tb.Fatal(err)
+	}
+	g, err := farm.Guest(ctx, def.Name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { g.Destroy(context.Background(), false) })
+	t0 := time.Now()
+	if _, err := g.Start(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+	return g, time.Since(t0)
+}
