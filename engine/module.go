@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path"
 	"strings"
@@ -142,5 +143,5 @@ func (env *Env) OnClose(fn func()) {
 
 // Logf prints a log line through the reporter.
 func (env *Env) Logf(format string, args ...any) {
-	env.eng.rep.Event(Event{Type: "log", Time: time.Now(), Msg: sprintf(format, args...)})
+	env.eng.rep.Event(Event{Type: "log", Time: time.Now(), Msg: fmt.Sprintf(format, args...)})
 }

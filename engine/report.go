@@ -156,8 +156,6 @@ func (t Tee) Event(ev Event) {
 	}
 }
 
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
-
 // Interface guards
 var (
 	_ Reporter = (*HumanReporter)(nil)

@@ -146,5 +146,3 @@ func isKeyword(s string) bool {
 	}
 	return false
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/ergochat/readline"
@@ -176,6 +177,6 @@ func moduleNames(eng *engine.Engine) []string {
 		return nil
 	}
 	pre.ForEach(func(k, _ lua.LValue) { names = append(names, k.String()) })
-	sortStrings(names)
+	sort.Strings(names)
 	return names
 }
