@@ -125,7 +125,7 @@ func TestMigrateQemuLive(t *testing.T) {
 	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, g, "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && (i=0; while :; do i=$((i+1)); echo $i > /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &")
+	mustExec(t, g, counterLoop)
 	time.Sleep(300 * time.Millisecond)
 	st, err := g.Status(ctx)
 	if err != nil || st.PID == 0 {

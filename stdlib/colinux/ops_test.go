@@ -277,7 +277,7 @@ func TestQemuCheckpointRestore(t *testing.T) {
 	state := t.TempDir()
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})
 	g, cold := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "counter", MemBytes: 160 << 20})
-	mustExec(t, g, "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && (i=0; while :; do i=$((i+1)); echo $i > /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &")
+	mustExec(t, g, counterLoop)
 	time.Sleep(300 * time.Millisecond)
 	before := counter(t, g)
 	file := filepath.Join(t.TempDir(), "counter.ckpt")
@@ -319,6 +319,13 @@ func TestQemuCheckpointRestore(t *testing.T) {
 		t.Errorf("a refused restore defined a guest: %v", err)
 	}
 }
+
+// counterLoop starts a shell loop in the guest that counts in a tmpfs
+// (lost on a reboot, kept by a checkpoint or a live move). Each value is
+// written to a temporary file and renamed over /run/tf/n, so a reader
+// never sees the file between truncation and write.
+const counterLoop = "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && " +
+	"(i=0; while :; do i=$((i+1)); echo $i > /run/tf/n.new; mv /run/tf/n.new /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &"
 
 func counter(t *testing.T, g *colinux.Guest) int {
 	t.Helper()
