@@ -308,7 +308,7 @@ func TestQemuGuestOnBridge(t *testing.T) {
 	}
 	g, _ := farm.Guest(ctx, "vm7")
 	t.Cleanup(func() { g.Destroy(context.Background(), false) })
-	tap := farmnet.TapName("vm7")
+	tap := farmnet.TapName(farm.Spec(g.Def).Instance())
 	t0 := time.Now()
 	if _, err := g.Start(ctx); err != nil {
 		t.Fatal(err)

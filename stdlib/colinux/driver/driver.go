@@ -9,9 +9,12 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 )
 
@@ -96,6 +99,20 @@ type Spec struct {
 
 // ConsoleLog is where a guest's console (serial or init output) is written.
 func (s Spec) ConsoleLog() string { return s.Dir + "/console.log" }
+
+// Instance names this guest among every guest on the host: its name plus
+// a hash of its runtime directory. Host-wide objects of a guest (cgroups,
+// veth and tap devices, work directories under /run) are named after it,
+// so two farms (state dirs) on one host may each have a guest "web1"
+// without sharing a cgroup or deleting each other's network device.
+func (s Spec) Instance() string {
+	dir, err := filepath.Abs(s.Dir)
+	if err != nil {
+		dir = s.Dir
+	}
+	h := sha256.Sum256([]byte(filepath.Clean(dir)))
+	return s.Name + "-" + hex.EncodeToString(h[:4])
+}
 
 // ReadyMarker is the line Tiny Core guests built by tinyfarm print on their
 // console once boot (bootsync, bootlocal started) is done. Backends wait for

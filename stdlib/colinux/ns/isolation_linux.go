@@ -15,7 +15,11 @@ import (
 const Isolation = "namespaces+cgroups+caps+seccomp (guest root is host uid 0 without dangerous capabilities)"
 
 // IsolationUserNS is Isolation for a guest in a user namespace.
-const IsolationUserNS = "userns+namespaces+cgroups+caps+seccomp (guest root is an unprivileged host uid)"
+const IsolationUserNS = "userns+namespaces+cgroups+caps+seccomp"
+
+// isolationUserNSFmt is a running user-namespace guest's isolation, with
+// the host uid its root is.
+const isolationUserNSFmt = IsolationUserNS + " (guest root is host uid %d)"
 
 // keptCaps are the capabilities a guest's root keeps: what busybox init,
 // dropbear, nginx, su and sudo need, and no more (Docker's default set

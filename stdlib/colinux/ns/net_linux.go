@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 )
 
@@ -129,8 +130,8 @@ func deleteVeth(name string) error { return farmnet.DeleteLink(name) }
 
 // VethExists reports whether the host end of a guest's veth is present
 // (tests check teardown with it).
-func VethExists(guest string) bool {
-	return farmnet.LinkExists(hostVeth(guest))
+func VethExists(s driver.Spec) bool {
+	return farmnet.LinkExists(hostVeth(s.Instance()))
 }
 
 // DeleteBridge removes a farm bridge (tests remove the one they made).

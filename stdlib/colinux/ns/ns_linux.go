@@ -47,7 +47,8 @@ type Runtime struct {
 	InitStart    uint64    `json:"init_start"` // /proc/<pid>/stat starttime, against PID reuse
 	Cgroups      *Cgroups  `json:"cgroups"`
 	Veth         string    `json:"veth,omitempty"`
-	UserNS       bool      `json:"userns,omitempty"` // guest root is host uid IDBase(name)
+	UserNS       bool      `json:"userns,omitempty"`
+	IDBase       int       `json:"id_base,omitempty"` // user namespace mode: guest root's host uid
 	Started      time.Time `json:"started"`
 }
 
@@ -203,7 +204,7 @@ func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 	if err == nil && rt.alive() {
 		s := driver.Status{State: driver.Running, PID: rt.InitPID, Since: rt.Started, Isolation: Isolation}
 		if rt.UserNS {
-			s.Isolation = IsolationUserNS
+			s.Isolation = fmt.Sprintf(isolationUserNSFmt, rt.IDBase)
 		}
 		if rt.Cgroups != nil && rt.Cgroups.Frozen() {
 			s.State = driver.Suspended
@@ -232,13 +233,16 @@ func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 	if rt != nil {
 		// Runtime but no init and no exit record: the monitor itself died
 		// (kill -9). Clean up what it would have.
-		g.cleanup(rt)
-		return driver.Status{State: driver.Crashed, Reason: "guest monitor died; guest ended"}, nil
+		reason := g.cleanup(rt)
+		return driver.Status{State: driver.Crashed, Reason: reason}, nil
 	}
 	return driver.Status{State: driver.Stopped, Reason: "never started"}, nil
 }
 
-func (g *guest) cleanup(rt *Runtime) {
+// cleanup does what a dead monitor would have done and returns the
+// reason recorded, with the end of the monitor's log (why it died, when
+// it knew).
+func (g *guest) cleanup(rt *Runtime) string {
 	if rt.alive() {
 		syscall.Kill(rt.InitPID, syscall.SIGKILL)
 	}
@@ -248,10 +252,15 @@ func (g *guest) cleanup(rt *Runtime) {
 	if rt.Veth != "" {
 		deleteVeth(rt.Veth)
 	}
-	e := Exit{State: driver.Crashed, Reason: "guest monitor died; guest ended", Time: time.Now()}
+	reason := "guest monitor died; guest ended"
+	if log := strings.TrimSpace(tail(g.path(monitorLog), 400)); log != "" {
+		reason += "; monitor log: " + log
+	}
+	e := Exit{State: driver.Crashed, Reason: reason, Time: time.Now()}
 	b, _ := json.Marshal(e)
 	fsutil.WriteFileAtomic(g.path(exitFile), b, 0o600)
 	os.Remove(g.path(runtimeFile))
+	return reason
 }
 
 // Stop asks busybox init to power off (SIGUSR2: it runs the shutdown

@@ -28,7 +28,7 @@ func (r *Runner) Attach(ctx context.Context, spec driver.Spec) (driver.Guest, er
 func Main() {}
 
 // VethExists is false off Linux.
-func VethExists(string) bool { return false }
+func VethExists(driver.Spec) bool { return false }
 
 // DeleteBridge is a no-op off Linux.
 func DeleteBridge(string) error { return nil }

@@ -56,7 +56,7 @@ func start(t *testing.T, s driver.Spec) driver.Guest {
 	}
 	t.Cleanup(func() {
 		g.Stop(context.Background(), 0)
-		if ns.VethExists(s.Name) {
+		if ns.VethExists(s) {
 			t.Errorf("veth of %s left behind", s.Name)
 		}
 	})
@@ -145,7 +145,7 @@ func TestGuestBootsServesAndStops(t *testing.T) {
 	if st.State != driver.Stopped {
 		t.Errorf("after stop: %+v", st)
 	}
-	if ns.VethExists(s.Name) {
+	if ns.VethExists(s) {
 		t.Error("veth left after stop")
 	}
 	if conn, err := net.DialTimeout("tcp", "10.77.250.11:80", 300*time.Millisecond); err == nil {
@@ -188,4 +188,69 @@ func TestCrashedGuestAndMemoryQuota(t *testing.T) {
 	if st.State != driver.Crashed || !strings.Contains(st.Reason, "signal 9") {
 		t.Errorf("status after kill: %+v", st)
 	}
+}
+
+// TestSameNameInTwoFarms: two state dirs on one host each run a guest
+// named "twin". Their host-wide objects (cgroups, veths, uid ranges) are
+// their own: suspending or stopping one leaves the other running and
+// answering, with its own quota.
+func TestSameNameInTwoFarms(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		t.Skip("no user namespaces")
+	}
+	web := "mkdir -p /opt/www; httpd -p 80 -h /opt/www"
+	disk1, disk2 := scatterDisk(t, web), scatterDisk(t, web)
+	s1, s2 := spec(t, "twin", disk1, 31), spec(t, "twin", disk2, 32)
+	s2.MemBytes = 96 << 20
+	s1.UserNS, s2.UserNS = true, true
+	g1, g2 := start(t, s1), start(t, s2)
+	if s1.Instance() == s2.Instance() {
+		t.Fatalf("one instance name %q for two farms", s1.Instance())
+	}
+	st1, _ := g1.Status(context.Background())
+	st2, _ := g2.Status(context.Background())
+	if st1.Isolation == st2.Isolation {
+		t.Errorf("both guests' root is the same host uid: %q", st1.Isolation)
+	}
+	cg := func(pid int) string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		return string(b)
+	}
+	if cg(st1.PID) == cg(st2.PID) {
+		t.Errorf("both guests in one cgroup:\n%s", cg(st1.PID))
+	}
+	if !ns.VethExists(s1) || !ns.VethExists(s2) {
+		t.Fatalf("veths: %v %v", ns.VethExists(s1), ns.VethExists(s2))
+	}
+	// Freezing one does not freeze the other.
+	if err := g1.(driver.Suspender).Suspend(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := g2.Status(context.Background()); st.State != driver.Running {
+		t.Errorf("twin 2 after suspending twin 1: %+v", st)
+	}
+	g1.(driver.Suspender).Resume(context.Background())
+	// Stopping one leaves the other running, with its network.
+	if err := g1.Stop(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := g2.Status(context.Background()); st.State != driver.Running || st.PID != st2.PID {
+		t.Fatalf("twin 2 after stopping twin 1: %+v", st)
+	}
+	if !ns.VethExists(s2) {
+		t.Error("stopping twin 1 removed twin 2's veth")
+	}
+	var conn net.Conn
+	var err error
+	for i := 0; i < 50; i++ { // httpd starts in the background of bootlocal
+		if conn, err = net.DialTimeout("tcp", "10.77.250.32:80", time.Second); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("twin 2 lost its network: %v", err)
+	}
+	conn.Close()
 }

@@ -51,6 +51,8 @@ type monitorSpec struct {
 	Pids       int
 	Unhardened bool
 	UserNS     bool
+
+	idBase int // the monitor's claimed uid range (user namespace mode)
 }
 
 func readSpec(dir string) (*monitorSpec, error) {
@@ -100,7 +102,16 @@ func monitorMain(dir string) int {
 		logf("read spec: %v", err)
 		return 1
 	}
-	cg, err := hostCgroupFS().create(s.Name, Limits{MemBytes: s.MemBytes, CPUs: s.CPUs, Pids: s.Pids})
+	if s.UserNS {
+		base, release, err := claimIDRange(s.Instance())
+		if err != nil {
+			logf("%v", err)
+			return 1
+		}
+		defer release()
+		s.idBase = base
+	}
+	cg, err := hostCgroupFS().create(s.Instance(), Limits{MemBytes: s.MemBytes, CPUs: s.CPUs, Pids: s.Pids})
 	if err != nil {
 		logf("%v", err)
 		return 1
@@ -127,9 +138,9 @@ func monitorMain(dir string) int {
 		logf("guest rebooted itself; starting it again")
 	}
 	cg.remove()
-	deleteVeth(hostVeth(s.Name))
+	deleteVeth(hostVeth(s.Instance()))
 	if s.UserNS {
-		os.RemoveAll(filepath.Join("/run/tinyfarm-ns", s.Name))
+		os.RemoveAll(filepath.Join("/run/tinyfarm-ns", s.Instance()))
 	}
 	ex.Time = time.Now()
 	b, _ := json.Marshal(ex)
@@ -211,7 +222,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 			shareFDs = append(shareFDs, strconv.Itoa(6+i))
 		}
 		cmd.Env = append(cmd.Env, "TINYFARM_NS_SHAREFDS="+strings.Join(shareFDs, ","))
-		base := IDBase(s.Name)
+		base := s.idBase
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
 		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: idRange}}
 		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: idRange}}
@@ -222,7 +233,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		// The init runs as an unprivileged host uid that cannot enter the
 		// state directory: its spec comes in the environment and its
 		// cmdline file and mount point live in a traversable work dir.
-		work := filepath.Join("/run/tinyfarm-ns", s.Name)
+		work := filepath.Join("/run/tinyfarm-ns", s.Instance())
 		os.RemoveAll(work)
 		if err := os.MkdirAll(filepath.Join(work, "root"), 0o755); err != nil {
 			return fail(fmt.Errorf("userns work dir: %w", err))
@@ -269,7 +280,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	veth := ""
 	if s.Net.Mode == "bridge" {
-		if veth, err = setupVeth(s.Name, pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC}); err != nil {
+		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC}); err != nil {
 			deleteVeth(veth)
 			return abort(err)
 		}
@@ -283,7 +294,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	syncW.Close()
 	mstart, _ := procStart(os.Getpid())
-	rt := Runtime{UserNS: s.UserNS, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
+	rt := Runtime{UserNS: s.UserNS, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
 	b, _ := json.Marshal(rt)
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, runtimeFile), b, 0o600); err != nil {
 		return abort(err)

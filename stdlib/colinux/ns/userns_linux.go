@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 )
 
 // A guest in user-namespace mode runs as a range of unprivileged host
@@ -21,11 +25,69 @@ import (
 // idRange is the size of a guest's uid/gid range.
 const idRange = 65536
 
-// IDBase is the first host uid of a guest's range: distinct per guest
-// name, above the ranges distributions hand to users (/etc/subuid starts
-// at 100000), below 2^31.
-func IDBase(name string) int {
-	return idRange * (64 + int(crc32.ChecksumIEEE([]byte(name))%30000))
+// idSlots is how many guest ranges fit above the ranges distributions
+// hand to users (/etc/subuid starts at 100000; ours start at 64 ranges
+// up) and below 2^31.
+const idSlots = 30000
+
+// idClaims holds one file per uid range in use on this host, named by
+// slot, holding "instance monitor-pid monitor-start". /run is a tmpfs:
+// a host reboot frees every range.
+const idClaims = "/run/tinyfarm-ns/ids"
+
+// claimIDRange gives the guest instance a uid/gid range that no other
+// running guest on this host has, so one tenant's root is never the same
+// host uid as another's (a hash of the name alone would collide). The
+// slot the instance name hashes to is tried first, so a guest mostly
+// keeps its range across restarts; a slot whose monitor is gone is free.
+// The claim lives as long as the calling monitor; release drops it.
+func claimIDRange(instance string) (base int, release func(), err error) {
+	if err := os.MkdirAll(idClaims, 0o700); err != nil {
+		return 0, nil, fmt.Errorf("userns: uid ranges: %w", err)
+	}
+	unlock, err := lockfile.Lock(filepath.Join(idClaims, ".lock"))
+	if err != nil {
+		return 0, nil, fmt.Errorf("userns: uid ranges: %w", err)
+	}
+	defer unlock()
+	start, err := procStart(os.Getpid())
+	if err != nil {
+		return 0, nil, fmt.Errorf("userns: uid ranges: %w", err)
+	}
+	me := fmt.Sprintf("%s %d %d", instance, os.Getpid(), start)
+	first := int(crc32.ChecksumIEEE([]byte(instance)) % idSlots)
+	for i := 0; i < idSlots; i++ {
+		slot := (first + i) % idSlots
+		p := filepath.Join(idClaims, strconv.Itoa(slot))
+		if b, err := os.ReadFile(p); err == nil && claimLive(string(b)) {
+			continue
+		}
+		if err := fsutil.WriteFileAtomic(p, []byte(me), 0o600); err != nil {
+			return 0, nil, fmt.Errorf("userns: claim uid range %d: %w", slot, err)
+		}
+		release = func() {
+			if b, err := os.ReadFile(p); err == nil && string(b) == me {
+				os.Remove(p)
+			}
+		}
+		return idRange * (64 + slot), release, nil
+	}
+	return 0, nil, fmt.Errorf("userns: all %d uid ranges are in use", idSlots)
+}
+
+// claimLive reports whether a claim's monitor still runs.
+func claimLive(claim string) bool {
+	f := strings.Fields(claim)
+	if len(f) != 3 {
+		return false
+	}
+	pid, err1 := strconv.Atoi(f[1])
+	want, err2 := strconv.ParseUint(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	st, err := procStart(pid)
+	return err == nil && st == want
 }
 
 // idmappedDisk loop-mounts image (autoclear) as a detached mount idmapped

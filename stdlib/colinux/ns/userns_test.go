@@ -4,6 +4,7 @@ package ns_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strconv"
@@ -42,7 +43,13 @@ func TestUserNSGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strconv.Itoa(ns.IDBase("nsuserns"))
+	// The uid the status reports, unprivileged (above the ranges of
+	// /etc/subuid), is the one the guest's init runs as on the host.
+	var base int
+	if _, err := fmt.Sscanf(st.Isolation[strings.LastIndex(st.Isolation, "host uid "):], "host uid %d", &base); err != nil || base < 64*65536 {
+		t.Fatalf("isolation %q: want the guest root's unprivileged host uid", st.Isolation)
+	}
+	want := strconv.Itoa(base)
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "Uid:") && !strings.Contains(l, want) {
 			t.Errorf("guest init on the host: %s, want uid %s", l, want)

@@ -172,7 +172,7 @@ func Args(spec driver.Spec, opts Options) ([]string, error) {
 		if _, err := net.ParseMAC(mac); err != nil {
 			return nil, fmt.Errorf("mac %q: %w", mac, err)
 		}
-		a = append(a, "-netdev", "tap,id=n0,ifname="+farmnet.TapName(spec.Name)+",script=no,downscript=no",
+		a = append(a, "-netdev", "tap,id=n0,ifname="+farmnet.TapName(spec.Instance())+",script=no,downscript=no",
 			"-device", "virtio-net-"+bus+",netdev=n0,mac="+mac)
 	default:
 		return nil, fmt.Errorf("net mode %q: want user, bridge or none", spec.Net.Mode)

@@ -18,7 +18,7 @@ func (r *Runner) attachNet(ctx context.Context, spec driver.Spec) error {
 		return fmt.Errorf("net bridge: no lease directory for the farm DHCP server (Spec.Net.Leases)")
 	}
 	_, err := farmnet.AttachTap(ctx, farmnet.TapSpec{
-		Guest: spec.Name, Bridge: spec.Net.Bridge, IP: spec.Net.IP, Gateway: spec.Net.Gateway,
+		Guest: spec.Instance(), Bridge: spec.Net.Bridge, IP: spec.Net.IP, Gateway: spec.Net.Gateway,
 		Leases: spec.Net.Leases, Exe: r.Exe,
 	})
 	return err
@@ -32,5 +32,5 @@ func detachNet(ctx context.Context, spec driver.Spec) error {
 	if spec.Net.Mode != "bridge" {
 		return nil
 	}
-	return farmnet.DetachTap(context.WithoutCancel(ctx), spec.Name, spec.Net.Bridge, spec.Net.Leases)
+	return farmnet.DetachTap(context.WithoutCancel(ctx), spec.Instance(), spec.Net.Bridge, spec.Net.Leases)
 }
