@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
@@ -48,6 +49,14 @@ type CloneResult struct {
 // filesystem freeze for ns, QMP stop for qemu) only while its disk is
 // copied, then resumed: it keeps running, unchanged. The clone is defined
 // but not started. A name that exists already is ErrExists.
+//
+// The copy of a running guest is crash-consistent, like a snapshot taken
+// at a power cut: what the guest's kernel had written to its disk is in
+// it, what it still held in its own page cache is not (run sync in the
+// guest first to have a file in the clone). A filesystem caught
+// mid-transaction is sound all the same: ext3's journal is replayed when
+// the copy is first mounted, which is here, for the identity edit. See
+// consistent for why the copy sees every write the guest had issued.
 func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err error) {
 	t0 := time.Now()
 	src := g.Def
@@ -164,8 +173,14 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 // consistent runs fn with the guest's disks in a consistent state: a
 // stopped guest as is; a running one suspended (and, for ns, its disk's
 // filesystem flushed and frozen) and resumed afterwards. It reports how
-// long the guest was paused.
-func (g *Guest) consistent(ctx context.Context, fn func() error) (time.Duration, error) {
+// long the guest was paused; a failed resume is an error (the guest is
+// left paused). Callers take turns (a lock per guest), or one would
+// resume the guest while another still copies.
+//
+// qemu needs no flush: QMP stop drains and flushes every drive before it
+// returns, and raw disks with cache=writeback leave each guest write in
+// the host page cache, which a reader (or FICLONE) on this host sees.
+func (g *Guest) consistent(ctx context.Context, fn func() error) (paused time.Duration, err error) {
 	if _, err := g.farm.runner(g.Def); err != nil {
 		return 0, fn() // no driver for it here: this farm never runs it
 	}
@@ -180,6 +195,14 @@ func (g *Guest) consistent(ctx context.Context, fn func() error) (time.Duration,
 	if st.State != driver.Running && st.State != driver.Suspended {
 		return 0, fn()
 	}
+	unlock, err := lockfile.Lock(filepath.Join(g.farm.guestDir(g.Def.Name), "pause.lock"))
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	if st, err = h.Status(ctx); err != nil { // as it is now that we hold the lock
+		return 0, err
+	}
 	s, ok := h.(driver.Suspender)
 	if !ok {
 		return 0, driver.Unsupported(g.Def.Driver, "a consistent copy of a running guest", "it cannot be suspended; stop it first")
@@ -189,7 +212,12 @@ func (g *Guest) consistent(ctx context.Context, fn func() error) (time.Duration,
 		if err := s.Suspend(ctx); err != nil {
 			return 0, err
 		}
-		defer s.Resume(context.WithoutCancel(ctx))
+		defer func() {
+			if rerr := s.Resume(context.WithoutCancel(ctx)); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("the guest stays paused: %w", rerr))
+			}
+			paused = time.Since(t0) // until it runs again
+		}()
 	}
 	if g.Def.Driver == "ns" && g.Def.Layout == driver.Scatter && st.PID > 0 {
 		thaw, err := freezeGuestFS(st.PID)
