@@ -24,13 +24,7 @@ import (
 // QEMU process, unchanged, and the two disks are separate afterwards. A
 // clone onto an existing name is ErrExists and leaves the source running.
 func TestCloneRunningQemu(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots two VMs under TCG")
-	}
-	needRoot(t)
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
-	}
+	needVM(t)
 	minicore.Require(t) // skips when the mini release is not built
 	ctx := context.Background()
 	state := t.TempDir()

@@ -41,6 +41,19 @@ func mirror(t *testing.T) string { return minicore.Require(t).Mirror }
 
 func needRoot(t *testing.T) { guesttest.NeedRoot(t) }
 
+// needVM skips a test that boots a VM under TCG: in -short mode, when not
+// root, or without QEMU (scripts/deps.sh installs it).
+func needVM(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM under TCG")
+	}
+	needRoot(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
+	}
+}
+
 func sshDisk(t *testing.T, state string) (string, string) {
 	d := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	return d.Path, d.HostKey
@@ -212,13 +225,7 @@ func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
 // -> bootlocal -> restart -> HTTP flow on the qemu driver (TCG), reached
 // through host port forwards on 127.0.0.1.
 func TestQemuGuestProvisionSurvivesRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM under TCG")
-	}
-	needRoot(t) // the disk is assembled as root (owners, setuid)
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
-	}
+	needVM(t) // root: the disk is assembled as root (owners, setuid)
 	rel := minicore.Require(t)
 	ctx := context.Background()
 	state := t.TempDir()
@@ -274,13 +281,7 @@ func freeTCPPort(t *testing.T) int {
 // is reached over SSH at ip:22 and HTTP at ip:80, and leaves no tap and no
 // DHCP server behind once stopped.
 func TestQemuGuestOnBridge(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM under TCG")
-	}
-	needRoot(t)
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
-	}
+	needVM(t)
 	const bridge = "tftest7"
 	rel := minicore.Require(t)
 	ctx := context.Background()

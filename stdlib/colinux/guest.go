@@ -131,7 +131,8 @@ func (g *Guest) Stop(ctx context.Context, grace time.Duration) (bool, error) {
 }
 
 // WaitReady waits for the guest's ready marker, then, when the guest has a
-// pinned host key, for one SSH handshake.
+// pinned host key, for one SSH handshake; over it, a qemu guest's shares
+// not mounted yet are mounted (see Share).
 func (g *Guest) WaitReady(ctx context.Context, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
@@ -152,8 +153,8 @@ func (g *Guest) WaitReady(ctx context.Context, timeout time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("guest %s: wait_ready: %w", g.Def.Name, err)
 	}
-	c.Close()
-	return nil
+	defer c.Close()
+	return g.mountShares(ctx, c)
 }
 
 // hostSide is where the host reaches a guest TCP port: the guest's own

@@ -362,7 +362,8 @@ type readyOpts struct {
 	Timeout time.Duration `lua:"timeout"`
 }
 
-// g:wait_ready{timeout=60}: the guest's ready marker, then one SSH handshake.
+// g:wait_ready{timeout=60}: the guest's ready marker, then one SSH handshake
+// (over which a qemu guest's shares are mounted).
 func (m *luaMod) waitReady(L *lua.LState) int {
 	g := checkGuest(L)
 	o := readyOpts{Timeout: 60 * time.Second}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -84,13 +83,7 @@ func farCounter(fg *colinux.Guest, pause time.Duration) (int, int, error) {
 // only that key. With TINYFARM_BENCH set it also migrates the same guest
 // offline (the anchor) and prints bench TSV rows.
 func TestMigrateQemuLive(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM under TCG")
-	}
-	needRoot(t)
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
-	}
+	needVM(t)
 	rel := minicore.Require(t)
 	ctx := context.Background()
 	bin := buildTinyfarm(t)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -265,13 +264,7 @@ func TestRestoreRefusesBadFiles(t *testing.T) {
 // checkpointed, destroyed, and restored under a new name: the loop counts
 // on from where it was.
 func TestQemuCheckpointRestore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM under TCG")
-	}
-	needRoot(t)
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
-	}
+	needVM(t)
 	minicore.Require(t) // skips when the mini release is not built
 	ctx := context.Background()
 	state := t.TempDir()

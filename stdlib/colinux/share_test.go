@@ -57,7 +57,7 @@ func TestShareRendersConf(t *testing.T) {
 				t.Errorf("coLinux conf with shares:\n%s\nwant:\n%s", conf, want)
 			}
 		case "qemu":
-			for _, w := range []string{"-fsdev local,id=fs0,path=HOST1,security_model=none,readonly=on", "mount_tag=share0", "mount_tag=share1"} {
+			for _, w := range []string{"-fsdev local,id=fs0,path=HOST1,security_model=mapped-xattr,readonly=on", "mount_tag=share0", "mount_tag=share1"} {
 				if !strings.Contains(conf, w) {
 					t.Errorf("qemu command line lacks %q:\n%s", w, conf)
 				}

@@ -23,10 +23,13 @@ MLIB=/lib/x86_64-linux-gnu
 # Debian packages whose files go into the release.
 DEBS=(busybox-static libc6 libc-bin dropbear-bin openssh-sftp-server nginx nginx-common
 	libssl3 libpcre2-8-0 zlib1g libcrypt1 libgmp10 libtommath1 libtomcrypt1)
-# Modules the Debian kernel needs for virtio disks/net, ext2/3/4, loop and
-# squashfs, in load order (PLATFORM.md §2).
+# Modules the Debian kernel needs for virtio disks/net, ext2/3/4, loop,
+# squashfs and virtio-9p host shares (9p needs netfs and fscache), in load
+# order (PLATFORM.md §2). The package has no modules.dep: dependencies are
+# from `modinfo -F depends`.
 MODS=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mmio
-	virtio_blk crc16 mbcache jbd2 crc32c_generic ext4 failover net_failover virtio_net loop squashfs)
+	virtio_blk crc16 mbcache jbd2 crc32c_generic ext4 failover net_failover virtio_net loop squashfs
+	netfs fscache 9pnet 9pnet_virtio 9p)
 
 log() { echo "minicore: $*"; }
 die() { echo "minicore: $*" >&2; exit 1; }

@@ -16,6 +16,19 @@ import (
 // the boot-to-SSH-ready time.
 func QemuGuest(tb testing.TB, farm *colinux.Farm, state string, def colinux.Definition) (*colinux.Guest, time.Duration) {
 	tb.Helper()
+	return QemuGuestWith(tb, farm, state, def, QemuOptions{})
+}
+
+// QemuOptions adjust QemuGuestWith.
+type QemuOptions struct {
+	// BeforeStart runs on the defined guest before its first start, e.g.
+	// to share host directories into it. Default nil: nothing.
+	BeforeStart func(g *colinux.Guest)
+}
+
+// QemuGuestWith is QemuGuest with options.
+func QemuGuestWith(tb testing.TB, farm *colinux.Farm, state string, def colinux.Definition, o QemuOptions) (*colinux.Guest, time.Duration) {
+	tb.Helper()
 	rel := Release(tb)
 	ctx := context.Background()
 	disk := BuildDisk(tb, Options{SSH: true, StateDir: state})
@@ -40,6 +53,9 @@ func QemuGuest(tb testing.TB, farm *colinux.Farm, state string, def colinux.Defi
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { g.Destroy(context.Background(), false) })
+	if o.BeforeStart != nil {
+		o.BeforeStart(g)
+	}
 	t0 := time.Now()
 	if _, err := g.Start(ctx); err != nil {
 		tb.Fatal(err)

@@ -178,12 +178,32 @@ func Args(spec driver.Spec, opts Options) ([]string, error) {
 		return nil, fmt.Errorf("net mode %q: want user, bridge or none", spec.Net.Mode)
 	}
 
+	// Shares: QEMU's local 9p server. It resolves every path component of
+	// a guest request below the export root itself (openat with
+	// O_NOFOLLOW, one component at a time; no ".." past the root), and the
+	// guest kernel resolves symlinks and ".." in its own namespace, so the
+	// guest cannot reach a host file outside the directory. Read-only
+	// shares are exported readonly=on: QEMU refuses every change.
+	//
+	// security_model=mapped-xattr, because QEMU runs as root here: with
+	// passthrough or none, a guest's chown, chmod and symlink are carried
+	// out on the host as root, so guest root could plant setuid-root
+	// programs and symlinks in the host directory for host users to run
+	// or follow. Mapped, what the guest creates is owned on the host by
+	// QEMU's user (root) with mode 0600 (directories 0700), and the owner,
+	// mode, device number and symlink target the guest sees are kept in
+	// user.virtfs.* extended attributes: on the host, the guest's symlinks
+	// and device nodes are plain files and nothing is setuid. Files the
+	// host puts into the share show in the guest with their host owner
+	// and mode; host symlinks inside the share do not resolve in the guest
+	// (ELOOP). A rw share needs a host file system with user extended
+	// attributes (ext4, xfs, btrfs; tmpfs from Linux 6.6).
 	for i, s := range spec.Shares {
 		if s.Tag == "" || s.HostPath == "" {
 			return nil, fmt.Errorf("share %d: tag and host path are required", i)
 		}
 		id := "fs" + strconv.Itoa(i)
-		fsdev := "local,id=" + id + ",path=" + optEscape(s.HostPath) + ",security_model=none"
+		fsdev := "local,id=" + id + ",path=" + optEscape(s.HostPath) + ",security_model=mapped-xattr"
 		if s.ReadOnly {
 			fsdev += ",readonly=on"
 		}

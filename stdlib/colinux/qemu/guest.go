@@ -447,7 +447,7 @@ func (g *Guest) Checkpoint(ctx context.Context, file string) error {
 		return fail(err)
 	}
 	if err := q.Execute(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shellQuote(tmp)}, nil); err != nil {
-		return fail(err)
+		return fail(migrateBlocked(err))
 	}
 	for {
 		var mi struct {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 )
 
 // LiveStats says what a live migration (MigrateLive) did, as QEMU and
@@ -83,7 +86,7 @@ func (g *Guest) MigrateLive(ctx context.Context, uri string, switchover func(con
 		return fail(err)
 	}
 	if err := q.Execute(ctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
-		return fail(err)
+		return fail(migrateBlocked(err))
 	}
 	bg := context.WithoutCancel(ctx)
 	abort := func(err error) (LiveStats, error) {
@@ -151,4 +154,14 @@ func (g *Guest) MigrateLive(ctx context.Context, uri string, switchover func(con
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// migrateBlocked explains QEMU's refusal to save or move a VM while the
+// guest has a host share (9p) mounted, and marks it unsupported.
+func migrateBlocked(err error) error {
+	if !strings.Contains(err.Error(), "VirtFS") {
+		return err
+	}
+	return fmt.Errorf("%w: QEMU cannot save or move a VM while a host share is mounted in it "+
+		"(umount the share in the guest, or g:unshare it and restart the guest, first): %w", driver.ErrUnsupported, err)
 }

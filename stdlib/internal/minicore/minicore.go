@@ -49,7 +49,7 @@ type Release struct {
 	Core          string // DistDir/core.gz: the root file system (gzip newc cpio)
 	Vmlinux       string // kernel/vmlinux: PVH-bootable ELF kernel for QEMU -kernel
 	Vmlinuz       string // kernel/vmlinuz: the Debian bzImage
-	ModulesInitrd string // kernel/modules.gz: virtio/ext4/loop/squashfs initramfs with an /init
+	ModulesInitrd string // kernel/modules.gz: virtio/ext4/loop/squashfs/9p initramfs with an /init
 	KernelVersion string // uname -r of the kernel, e.g. 6.1.0-56-amd64
 }
 
