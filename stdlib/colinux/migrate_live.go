@@ -16,6 +16,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/qemu"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
@@ -98,7 +99,12 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 
 	sock := filepath.Join(g.spec().Dir, "migrate-out.sock")
 	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	lp, release, err := fsutil.SocketPath(sock)
+	if err != nil {
+		return fail(err)
+	}
+	ln, err := net.Listen("unix", lp)
+	release()
 	if err != nil {
 		return fail(err)
 	}
@@ -155,7 +161,7 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	}
 
 	var delta syncStats
-	live, err := src.MigrateLive(ctx, "unix:"+sock, func(ctx context.Context) error {
+	live, err := src.MigrateLive(ctx, "unix:"+fsutil.SocketArg(g.spec().Dir, "migrate-out.sock"), func(ctx context.Context) error {
 		// The VM is stopped: the disk is stable. Pass 2 and verify.
 		var err error
 		delta, err = syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
@@ -248,13 +254,18 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 		return undo(err)
 	}
 	os.Remove(sock)
-	h, err = r.StartIncoming(ctx, spec, "unix:"+sock)
+	h, err = r.StartIncoming(ctx, spec, "unix:"+fsutil.SocketArg(spec.Dir, "incoming.sock"))
 	if err != nil {
 		return undo(err)
 	}
 	defer os.Remove(sock)
 	var dl net.Dialer
-	conn, err := dl.DialContext(ctx, "unix", sock)
+	dp, release, err := fsutil.SocketPath(sock)
+	if err != nil {
+		return undo(err)
+	}
+	conn, err := dl.DialContext(ctx, "unix", dp)
+	release()
 	if err != nil {
 		return undo(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Options are the inputs of Args that are not part of the Spec: facts the
@@ -213,7 +214,7 @@ func Args(spec driver.Spec, opts Options) ([]string, error) {
 	a = append(a,
 		"-chardev", "null,id=con0,logfile="+optEscape(spec.ConsoleLog())+",logappend=on",
 		"-serial", "chardev:con0",
-		"-qmp", "unix:"+optEscape(filepath.Join(spec.Dir, qmpSock))+",server=on,wait=off",
+		"-qmp", "unix:"+optEscape(fsutil.SocketArg(spec.Dir, qmpSock))+",server=on,wait=off", // QEMU runs in spec.Dir
 		"-pidfile", filepath.Join(spec.Dir, pidFile),
 	)
 	if opts.Incoming != "" {

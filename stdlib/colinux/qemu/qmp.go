@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // QMP is one connection to a QEMU Machine Protocol socket. The protocol is
@@ -54,7 +56,12 @@ func (e *QMPError) Error() string {
 // leaves capabilities negotiation mode. ctx bounds the whole handshake.
 func DialQMP(ctx context.Context, path string) (*QMP, error) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
+	p, release, err := fsutil.SocketPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("qmp dial %s: %w", path, err)
+	}
+	conn, err := d.DialContext(ctx, "unix", p)
+	release()
 	if err != nil {
 		return nil, fmt.Errorf("qmp dial %s: %w", path, err)
 	}

@@ -143,6 +143,12 @@ func TestVMLifecycle(t *testing.T) {
 	rel := requireQEMU(t)
 	tmp := t.TempDir()
 	spec := testSpec(t, rel, "vm1", readyOverlay(t, tmp))
+	// A runtime dir deeper than a Unix socket address holds (108 bytes):
+	// QMP, used throughout, still works.
+	spec.Dir = filepath.Join(spec.Dir, strings.Repeat("a-deep-state-directory/", 5))
+	if len(filepath.Join(spec.Dir, qmpSock)) <= 108 {
+		t.Fatalf("runtime dir %s is not deep enough", spec.Dir)
+	}
 	var r Runner
 	ctx := context.Background()
 
