@@ -8,6 +8,7 @@ package colinux
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -124,9 +125,11 @@ type Options struct {
 	// Drivers by name. Default: none (a Farm without drivers can only
 	// define guests).
 	Drivers map[string]driver.Runner
-	// Bridge is the farm bridge for ns guests. Default "tfbr0".
+	// Bridge is the farm bridge for bridged guests. Default: the state
+	// dir's network.json (SetNetwork), else DefaultBridge.
 	Bridge string
-	// Subnet is the farm network; .1 is the host. Default "10.77.0.0/24".
+	// Subnet is the farm network; .1 is the host. Default: the state
+	// dir's network.json, else DefaultSubnet.
 	Subnet string
 	// Reserve is host memory kept for the host itself. Default 128 MiB.
 	Reserve int64
@@ -136,8 +139,9 @@ type Options struct {
 
 // Farm is the set of guests in one state directory.
 type Farm struct {
-	dir  string // <state>/guests
-	opts Options
+	dir    string // <state>/guests
+	opts   Options
+	netErr error // a network.json that could not be read: Define reports it
 
 	connMu sync.Mutex
 	conns  map[string]*ssh.Client // one SSH connection per guest, reused
@@ -145,16 +149,17 @@ type Farm struct {
 
 // New opens the farm in stateDir (created on demand).
 func New(stateDir string, opts Options) *Farm {
+	saved, _, netErr := readNetwork(stateDir)
 	if opts.Bridge == "" {
-		opts.Bridge = "tfbr0"
+		opts.Bridge = cmp.Or(saved.Bridge, DefaultBridge)
 	}
 	if opts.Subnet == "" {
-		opts.Subnet = "10.77.0.0/24"
+		opts.Subnet = cmp.Or(saved.Subnet, DefaultSubnet)
 	}
 	if opts.Reserve == 0 {
 		opts.Reserve = 128 << 20
 	}
-	return &Farm{dir: filepath.Join(stateDir, "guests"), opts: opts, conns: map[string]*ssh.Client{}}
+	return &Farm{dir: filepath.Join(stateDir, "guests"), opts: opts, netErr: netErr, conns: map[string]*ssh.Client{}}
 }
 
 func (f *Farm) guestDir(name string) string { return filepath.Join(f.dir, name) }
@@ -219,6 +224,9 @@ type DefineResult struct {
 // (IP, MAC) are kept from an earlier definition, or allocated. With dryRun
 // nothing is written.
 func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
+	if f.netErr != nil {
+		return DefineResult{}, fmt.Errorf("guest %s: %w (fix the file or remove it to use %s %s)", d.Name, f.netErr, DefaultBridge, DefaultSubnet)
+	}
 	if d.Layout == "" {
 		d.Layout = driver.Scatter
 	}
@@ -405,7 +413,7 @@ func (f *Farm) allocIP(name string) (string, error) {
 			return fmt.Sprintf("%s/%d", ip, ones), nil
 		}
 	}
-	return "", fmt.Errorf("farm subnet %s is full: remove a guest or set a larger subnet", f.opts.Subnet)
+	return "", fmt.Errorf("farm subnet %s is full: destroy a guest, or use a state dir whose farm has a larger subnet (colinux.network{subnet = ...})", f.opts.Subnet)
 }
 
 // Gateway is the host's address on the farm bridge (.1 of the subnet).

@@ -84,7 +84,7 @@ func (m *luaMod) loader(L *lua.LState) int {
 	// Methods are also reachable by name for tab completion in the REPL.
 	mt.RawSetString("methods", idx)
 	L.Push(L.SetFuncs(L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-		"guest": m.guest, "get": m.get, "list": m.list, "host": m.host, "plan": m.plan,
+		"guest": m.guest, "get": m.get, "list": m.list, "host": m.host, "plan": m.plan, "network": m.network,
 	}), m.opsFuncs()))
 	return 1
 }
@@ -275,6 +275,40 @@ func (m *luaMod) plan(L *lua.LState) int {
 		lx.Raise(L, err)
 	}
 	L.Push(lx.FromGo(L, p))
+	return 1
+}
+
+type networkOpts struct {
+	Bridge string `lua:"bridge"`
+	Subnet string `lua:"subnet"`
+}
+
+// colinux.network{bridge, subnet} -> {bridge, subnet, changed}: the farm's
+// bridge and subnet, kept in the state dir. Without options it only
+// reports them.
+func (m *luaMod) network(L *lua.LState) int {
+	var o networkOpts
+	if L.GetTop() > 0 {
+		lx.Opts(L, 1, "colinux.network", &o)
+	}
+	n, changed := m.farm.Network(), false
+	if o != (networkOpts{}) {
+		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, m.env.Check)
+		if err != nil {
+			lx.Raise(L, err)
+		}
+		n, changed = res.Network, res.Changed
+		ch := engine.Change{Module: "colinux", Action: "network", Subject: "farm network " + n.Bridge + " " + n.Subnet, Status: engine.StatusOK, Diff: res.Diff}
+		if changed {
+			ch.Status = engine.StatusChanged
+		}
+		m.env.Report(L, ch)
+	}
+	t := L.NewTable()
+	t.RawSetString("bridge", lua.LString(n.Bridge))
+	t.RawSetString("subnet", lua.LString(n.Subnet))
+	t.RawSetString("changed", lua.LBool(changed))
+	L.Push(t)
 	return 1
 }
 

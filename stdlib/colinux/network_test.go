@@ -1,0 +1,106 @@
+//go:build linux
+
+package colinux_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/engine/luatest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
+)
+
+// TestFarmNetwork: a state dir keeps its farm's bridge and subnet; every
+// Farm opened on it uses them; bad values, a change under defined guests
+// and a subnet the host already uses are refused, changing nothing.
+func TestFarmNetwork(t *testing.T) {
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{})
+	if n := farm.Network(); n.Bridge != colinux.DefaultBridge || n.Subnet != colinux.DefaultSubnet {
+		t.Fatalf("fresh farm network %+v", n)
+	}
+	for _, bad := range []colinux.Network{
+		{Bridge: "a-bridge-name-too-long", Subnet: "10.77.9.0/24"},
+		{Bridge: "tf0", Subnet: "10.77.9.1/24"},    // host bits
+		{Bridge: "tf0", Subnet: "10.77.9.0/30"},    // too small
+		{Bridge: "tf0", Subnet: "8.8.8.0/24"},      // not private
+		{Bridge: "tf0", Subnet: "fd00::/64"},       // not IPv4
+		{Bridge: "0tf", Subnet: "10.77.9.0/24"},    // not an interface name
+		{Bridge: "tf0;rm", Subnet: "10.77.9.0/24"}, // nor this
+	} {
+		if _, err := farm.SetNetwork(bad, false); !errors.Is(err, colinux.ErrInvalid) {
+			t.Errorf("SetNetwork(%+v): %v, want invalid", bad, err)
+		}
+	}
+	want := colinux.Network{Bridge: "tfnet9", Subnet: "10.77.209.0/24"}
+	res, err := farm.SetNetwork(want, true)
+	if err != nil || !res.Changed || !strings.Contains(res.Diff, "10.77.209.0/24") {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "network.json")); !errors.Is(err, os.ErrNotExist) || farm.Network() == want {
+		t.Fatalf("a dry run changed the farm: %v %+v", err, farm.Network())
+	}
+	if res, err = farm.SetNetwork(want, false); err != nil || !res.Changed {
+		t.Fatalf("set: %+v %v", res, err)
+	}
+	if res, err = farm.SetNetwork(want, false); err != nil || res.Changed {
+		t.Errorf("set again: %+v %v, want unchanged", res, err)
+	}
+	// Another process opening the state dir gets the same network, and
+	// guests get addresses from it.
+	other := colinux.New(state, colinux.Options{})
+	if other.Network() != want || other.Gateway() != "10.77.209.1" {
+		t.Fatalf("reopened: %+v gateway %s", other.Network(), other.Gateway())
+	}
+	d, err := other.Define(colinux.Definition{Name: "web1", Driver: "ns", Disk: filepath.Join(state, "none.img"), MemBytes: 64 << 20}, false)
+	if err != nil || d.Def.IP != "10.77.209.2/24" {
+		t.Fatalf("define: %+v %v", d.Def, err)
+	}
+	if _, err := other.SetNetwork(colinux.Network{Bridge: "tfnet9", Subnet: "10.77.210.0/24"}, false); !errors.Is(err, colinux.ErrExists) || !strings.Contains(err.Error(), "web1") {
+		t.Errorf("change under a defined guest: %v", err)
+	}
+	if colinux.New(state, colinux.Options{}).Network() != want {
+		t.Error("a refused change was saved")
+	}
+	// A broken network.json stops definitions with a clear error.
+	os.WriteFile(filepath.Join(state, "network.json"), []byte(`{"bridge": "tfnet9", "subnet": "nonsense"}`), 0o644)
+	if _, err := colinux.New(state, colinux.Options{}).Define(colinux.Definition{Name: "web2", Driver: "ns", Disk: "/x.img"}, false); err == nil || !strings.Contains(err.Error(), "network.json") {
+		t.Errorf("define with a broken network.json: %v", err)
+	}
+}
+
+// TestFarmNetworkOverlap: a subnet that an interface of the host has
+// already (here a bridge this test makes) is refused, but for the farm's
+// own bridge.
+func TestFarmNetworkOverlap(t *testing.T) {
+	needRoot(t)
+	const br = "tfnettest0"
+	if _, err := farmnet.EnsureBridge(br, "10.77.214.1/24"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { farmnet.DeleteBridge(br) })
+	farm := colinux.New(t.TempDir(), colinux.Options{})
+	_, err := farm.SetNetwork(colinux.Network{Bridge: "tfnet8", Subnet: "10.77.214.0/24"}, false)
+	if !errors.Is(err, colinux.ErrExists) || !strings.Contains(err.Error(), br) {
+		t.Errorf("subnet of another bridge: %v", err)
+	}
+	if _, err := farm.SetNetwork(colinux.Network{Bridge: "tfnet8", Subnet: "10.77.0.0/16"}, false); !errors.Is(err, colinux.ErrExists) {
+		t.Errorf("subnet containing another bridge's: %v", err)
+	}
+	if _, err := farm.SetNetwork(colinux.Network{Bridge: br, Subnet: "10.77.214.0/24"}, false); err != nil {
+		t.Errorf("the farm's own bridge: %v", err)
+	}
+}
+
+// TestLuaNetwork runs testdata/network_test.lua on a fresh state dir.
+func TestLuaNetwork(t *testing.T) {
+	luatest.Run(t, "testdata/network_test.lua", engine.Options{
+		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		StateDir: t.TempDir(),
+	})
+}

@@ -1,0 +1,18 @@
+-- colinux.network: the farm's bridge and subnet, kept in the state dir.
+local colinux = require("colinux")
+
+function TestNetwork(t)
+  local n = colinux.network()
+  if n.bridge ~= "tfbr0" or n.subnet ~= "10.77.0.0/24" or n.changed then
+    t:error("default network: " .. n.bridge .. " " .. n.subnet)
+  end
+  n = colinux.network({ bridge = "tflua0", subnet = "10.77.211.0/24" })
+  if not n.changed or n.bridge ~= "tflua0" then t:error("set: not changed") end
+  if colinux.network({ subnet = "10.77.211.0/24" }).changed then t:error("same subnet again: changed") end
+  local ok, e = pcall(function() colinux.network({ subnet = "10.77.211.0/33" }) end)
+  if ok or e.kind ~= "invalid" then t:error("bad subnet: " .. tostring(e)) end
+  ok, e = pcall(function() colinux.network({ bridge = "x", mask = 24 }) end)
+  if ok or not string.find(tostring(e), "mask") then t:error("unknown option: " .. tostring(e)) end
+  local g = colinux.guest({ name = "n1", driver = "ns", disk = { path = t:tempdir() .. "/d.img" }, mem = "64M" })
+  if g.ip ~= "10.77.211.2" then t:error("guest address " .. tostring(g.ip)) end
+end
