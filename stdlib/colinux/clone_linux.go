@@ -110,3 +110,40 @@ func renameHost(hosts, oldHost, newHost string) string {
 	}
 	return out
 }
+
+// authorizeOnDisk adds the authorized_keys line key to file (an absolute
+// path in the guest) in the stopped guest's disk image, once, owned like
+// the home directory it is in.
+func authorizeOnDisk(ctx context.Context, img, file, key string) error {
+	err := image.Edit(ctx, img, func(t target.Target) error {
+		rel := strings.TrimPrefix(file, "/")
+		home := path.Dir(path.Dir(rel))
+		he, err := t.Lstat(ctx, home)
+		if err != nil {
+			return fmt.Errorf("home %s: %w", home, err)
+		}
+		old, err := target.ReadFile(ctx, t, rel)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		for _, l := range strings.Split(string(old), "\n") {
+			if strings.TrimSpace(l) == key {
+				return nil
+			}
+		}
+		dir := path.Dir(rel)
+		if _, err := t.Lstat(ctx, dir); errors.Is(err, fs.ErrNotExist) {
+			if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: dir, Type: target.TypeDir, Mode: 0o700, Uid: he.Uid, Gid: he.Gid}}); err != nil {
+				return err
+			}
+		}
+		if len(old) > 0 && !strings.HasSuffix(string(old), "\n") {
+			old = append(old, '\n')
+		}
+		return target.WriteFile(ctx, t, rel, append(old, key+"\n"...), 0o600, he.Uid, he.Gid)
+	})
+	if err != nil {
+		return fmt.Errorf("authorize the far farm's key in %s of %s: %w", file, img, err)
+	}
+	return nil
+}

@@ -12,3 +12,7 @@ import (
 func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.HostKey) (bool, error) {
 	return false, driver.Unsupported("tinyfarm", "editing a cloned disk", "image.edit needs Linux (loop mounts)")
 }
+
+func authorizeOnDisk(ctx context.Context, img, file, key string) error {
+	return driver.Unsupported("tinyfarm", "editing a stopped guest's disk", "image.edit needs Linux (loop mounts)")
+}

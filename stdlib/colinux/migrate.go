@@ -119,7 +119,7 @@ type MigrateResult struct {
 	Disk        string        // the disk's path there
 	Size        int64         // the disk image's size
 	Chunks      int           // chunks in the image
-	ChunksSent  int           // chunks sent (the rest were there already or all zero)
+	ChunksSent  int           // chunks sent over both passes (all-zero ones as a marker; one changed after the first pass counts twice)
 	BytesSent   int64         // data bytes sent
 	SHA256      string        // of the disk image, equal on both sides
 	Duration    time.Duration // the whole migration
@@ -141,6 +141,9 @@ type FarProbe struct {
 	Disk    string `json:"disk"`    // where the disk goes
 	Exists  bool   `json:"exists"`  // a guest of that name is defined there
 	Running bool   `json:"running"` // and runs
+	// FarmKey is the far farm's public key (authorized_keys line): the
+	// guest must accept it to be managed there over SSH.
+	FarmKey string `json:"farm_key,omitempty"`
 }
 
 // Migrate moves the guest to another tinyfarm host (vzmigrate), offline:
@@ -199,6 +202,9 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	}
 	res.Disk = probe.Disk
 	res.WasRunning = g.Running(ctx)
+	if err := g.authorizeKey(ctx, probe.FarmKey, res.WasRunning); err != nil {
+		return fail(err)
+	}
 	if o.Live && res.WasRunning {
 		return g.migrateLive(ctx, c, to, o, probe, res, t0)
 	}
@@ -209,7 +215,7 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		if err != nil {
 			return fail(err)
 		}
-		res.PreCopySent = st.bytesSent
+		res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
 	}
 	stopped := time.Now()
 	if _, err := g.Stop(ctx, o.Grace); err != nil {
@@ -226,7 +232,8 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		restart()
 		return fail(err)
 	}
-	res.Size, res.Chunks, res.ChunksSent, res.BytesSent, res.SHA256 = st.size, st.chunks, st.chunksSent, st.bytesSent+res.PreCopySent, st.sum
+	res.Size, res.Chunks, res.BytesSent, res.SHA256 = st.size, st.chunks, st.bytesSent+res.PreCopySent, st.sum
+	res.ChunksSent += st.chunksSent
 
 	// The definition there: the far farm gives it its own address and
 	// forwards; the disk is the copy.
@@ -555,7 +562,52 @@ func (f *Farm) ProbeMigration(ctx context.Context, name string) (FarProbe, error
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)
 	}
+	fk, err := ssh.EnsureFarmKey(f.stateDir())
+	if err != nil {
+		return FarProbe{}, fmt.Errorf("probe %s: %w", name, err)
+	}
+	p.FarmKey = fk.AuthorizedKey()
 	return p, nil
+}
+
+// authorizeKey adds key (an authorized_keys line; "" or this farm's own
+// key: nothing to do) to the authorized_keys of the guest's SSH user, so
+// the farm that key belongs to can manage the guest: over SSH while the
+// guest runs (a live move carries the change in its memory and disk),
+// else in its disk image. The line is added once; the others stay.
+func (g *Guest) authorizeKey(ctx context.Context, key string, running bool) error {
+	if key == "" || g.Def.HostKey == "" {
+		return nil // no SSH to the guest from any farm
+	}
+	pub, err := ssh.ParsePublicKey(key)
+	if err != nil {
+		return fmt.Errorf("far farm key %q: %w", key, err)
+	}
+	if own, err := ssh.EnsureFarmKey(g.farm.stateDir()); err == nil && bytes.Equal(own.PublicKey().Marshal(), pub.Marshal()) {
+		return nil // one farm key on both sides
+	}
+	home := "/root"
+	if u := g.user(); u != "root" {
+		home = "/home/" + u
+	}
+	file := home + "/.ssh/authorized_keys"
+	if running {
+		c, err := g.SSH(ctx)
+		if err != nil {
+			return fmt.Errorf("authorize the far farm's key in the guest: %w", err)
+		}
+		q, k := ssh.ShellQuote(file), ssh.ShellQuote(key)
+		r, err := c.Run(ctx, "mkdir -p "+ssh.ShellQuote(home+"/.ssh")+" && touch "+q+" && (grep -qxF "+k+" "+q+" || echo "+k+" >> "+q+") && sync",
+			ssh.RunOptions{IgnoreExit: true})
+		if err == nil && r.Code != 0 {
+			err = fmt.Errorf("exit %d: %s", r.Code, bytes.TrimSpace(r.Stderr))
+		}
+		if err != nil {
+			return fmt.Errorf("authorize the far farm's key in %s: %w", file, err)
+		}
+		return nil
+	}
+	return authorizeOnDisk(ctx, g.Def.Disk, file, key)
 }
 
 func zeroChunk(b []byte) bool {

@@ -86,7 +86,7 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	if err != nil {
 		return fail(err)
 	}
-	res.PreCopySent = st.bytesSent
+	res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
 
 	nd := *d
 	nd.Disk, nd.IP, nd.MAC, nd.Forwards = probe.Disk, "", d.MAC, nil
@@ -171,7 +171,8 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 		discard()
 		return fail(err)
 	}
-	res.Size, res.Chunks, res.ChunksSent, res.BytesSent, res.SHA256 = delta.size, delta.chunks, delta.chunksSent, delta.bytesSent+res.PreCopySent, delta.sum
+	res.Size, res.Chunks, res.BytesSent, res.SHA256 = delta.size, delta.chunks, delta.bytesSent+res.PreCopySent, delta.sum
+	res.ChunksSent += delta.chunksSent
 	res.DeltaSent, res.RAMBytes, res.QEMUDowntime = delta.bytesSent, live.RAMBytes, live.QEMUDowntime
 	relay := <-relayDone
 	far := <-farDone

@@ -19,7 +19,9 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/image"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
 // The far "host" of the migration tests: a network namespace joined to
@@ -155,8 +157,8 @@ func TestMigrateNetns(t *testing.T) {
 	state := t.TempDir()
 	t.Cleanup(func() { ns.DeleteBridge(unifyBridge) })
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: unifyBridge, Subnet: unifySubnet})
-	disk := guesttest.BuildDisk(t, guesttest.Options{})
-	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, false); err != nil {
+	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, HostKey: disk.HostKey, User: "root"}, false); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "mover")
@@ -219,6 +221,34 @@ func TestMigrateNetns(t *testing.T) {
 	}
 	if got := mustExec(t, fg, "cat /root/data.txt"); got != "moved-with-me" {
 		t.Errorf("data there: %q", got)
+	}
+	// The far farm has its own key, which the guest now accepts: the far
+	// side's SSH handshake with it succeeds (from inside its namespace).
+	if err := inNetns(migNS, func() error { return fg.WaitReady(ctx, 30*time.Second) }); err != nil {
+		t.Errorf("the far farm over SSH to the moved guest: %v", err)
+	}
+	// A stopped guest: the far key goes into its disk before the copy.
+	cold := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	if _, err := farm.Define(colinux.Definition{Name: "cold", Driver: "ns", Disk: cold.Path, MemBytes: 64 << 20, HostKey: cold.HostKey, User: "root"}, false); err != nil {
+		t.Fatal(err)
+	}
+	cg, _ := farm.Guest(ctx, "cold")
+	if _, err := cg.Migrate(ctx, remote, colinux.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	farKey, err := os.ReadFile(filepath.Join(farState, ssh.FarmKeyFile+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []byte
+	if err := image.Edit(ctx, filepath.Join(farState, "disks", "cold.img"), func(tg target.Target) (err error) {
+		keys, err = target.ReadFile(ctx, tg, "root/.ssh/authorized_keys")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(keys), strings.TrimSpace(string(farKey))) {
+		t.Errorf("the far farm's key is not in the moved disk's authorized_keys:\n%s", keys)
 	}
 	// Migrating onto a name that exists there: refused before anything.
 	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, false); err != nil {
