@@ -221,3 +221,49 @@ func assertNothingLeft(t *testing.T, state string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestTwoGuestsRestartPlaybook runs testdata/playbooks/two_guests_restart.lua
+// (the guests issue's acceptance) with the real binary: after the
+// playbook restarted both guests, each answers HTTP at its own address
+// on the farm bridge with its own page.
+func TestTwoGuestsRestartPlaybook(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots guests")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("namespace guests need root")
+	}
+	mirror := miniMirror(t)
+	if mirror == "" {
+		t.Skip("mini Tiny Core release not built (make minicore)")
+	}
+	bin := tinyfarmBin(t)
+	work, state := t.TempDir(), t.TempDir()
+	env := append(os.Environ(), "TINYFARM_HOME="+state)
+	pb, _ := filepath.Abs("../testdata/playbooks/two_guests_restart.lua")
+	const bridge = "tfaccept0"
+	t.Cleanup(func() {
+		destroy := exec.Command(bin, "repl")
+		destroy.Dir, destroy.Env = work, env
+		destroy.Stdin = strings.NewReader(`for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy() end`)
+		if out, err := destroy.CombinedOutput(); err != nil {
+			t.Errorf("teardown: %v\n%s", err, out)
+		}
+		assertNothingLeft(t, state)
+		exec.Command("ip", "link", "del", bridge).Run() // the bridge this test's farm made
+	})
+	cmd := exec.Command(bin, "run", pb, "-e", "mirror="+mirror, "-e", "dir="+work, "-e", "bridge="+bridge, "-e", "subnet=10.77.207.0/24")
+	cmd.Dir, cmd.Env = work, env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "failed=0") {
+		t.Fatalf("playbook: %v\n%s", err, out)
+	}
+	for _, g := range []struct{ name, ip string }{{"one", "10.77.207.2"}, {"two", "10.77.207.3"}} {
+		if !strings.Contains(string(out), g.name+" "+g.ip) {
+			t.Errorf("playbook did not report %s at %s:\n%s", g.name, g.ip, out)
+		}
+		if body := getHost(t, "http://"+g.ip+"/", g.ip); !strings.Contains(body, "<h1>"+g.name+"</h1>") {
+			t.Errorf("%s at %s after the restart: %q", g.name, g.ip, body)
+		}
+	}
+}
