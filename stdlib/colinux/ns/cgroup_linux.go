@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -79,17 +80,12 @@ func (c cgroupFS) create(name string, lim Limits) (*Cgroups, error) {
 	}
 	leaf := "tinyfarm-" + name
 	if c.isV2() {
-		dir := filepath.Join(c.root, own[""], leaf)
-		cg := &Cgroups{V2: true, Paths: map[string]string{"unified": dir}}
-		// Enable the controllers for children of our own cgroup. This fails
-		// (EBUSY) when our cgroup holds processes and is not the root: the
-		// "no internal processes" rule. Then the guests live beside us.
-		parent := filepath.Dir(dir)
-		if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0); err != nil {
-			dir = filepath.Join(filepath.Dir(parent), leaf)
-			cg.Paths["unified"] = dir
-			_ = os.WriteFile(filepath.Join(filepath.Dir(dir), "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0)
+		parent, err := c.v2Parent(own[""])
+		if err != nil {
+			return nil, err
 		}
+		dir := filepath.Join(parent, leaf)
+		cg := &Cgroups{V2: true, Paths: map[string]string{"unified": dir}}
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("cgroups: create %s: %w", dir, err)
 		}
@@ -123,6 +119,93 @@ func (c cgroupFS) create(name string, lim Limits) (*Cgroups, error) {
 	return cg, nil
 }
 
+// v2Controllers are the controllers a guest's cgroup gets on cgroup v2
+// (the freezer is built into every v2 cgroup). memory is required; cpu and
+// pids, as on v1, only when the host offers them.
+var v2Controllers = []string{"memory", "cpu", "pids"}
+
+// v2Parent picks the cgroup (a directory) that guests' cgroups are made
+// in, with the controllers enabled for its children. own is the cgroup
+// tinyfarm runs in, as /proc/self/cgroup names it.
+//
+// cgroup v2's "no internal processes" rule lets only the root, and
+// cgroups without processes, enable controllers for children. So:
+//   - in the root cgroup (own "/" and not refused), guests nest under it;
+//   - in a cgroup with processes (a systemd service or session scope:
+//     tinyfarm itself is one), guests go beside it, in its parent (a slice);
+//   - at the root of a cgroup namespace that holds processes (a container
+//     with a private cgroup namespace, Docker's default on v2: there is no
+//     parent to go to), every process there moves into the leaf "init"
+//     first, as Docker-in-Docker's entrypoint does, and guests nest under
+//     the namespace root.
+func (c cgroupFS) v2Parent(own string) (string, error) {
+	own = filepath.Clean("/" + own)
+	dir := filepath.Join(c.root, own)
+	err := enableV2Controllers(dir)
+	if err == nil || !errors.Is(err, syscall.EBUSY) {
+		return dir, err
+	}
+	if own != "/" {
+		parent := filepath.Dir(dir)
+		return parent, enableV2Controllers(parent)
+	}
+	leaf := filepath.Join(dir, "init")
+	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("cgroups: %s holds processes and is the root of this cgroup namespace; move them aside: %w", dir, err)
+	}
+	for try := 0; try < 10 && errors.Is(err, syscall.EBUSY); try++ {
+		// New processes may appear while we move the others: try again.
+		b, rerr := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if rerr != nil {
+			return "", fmt.Errorf("cgroups: %w", rerr)
+		}
+		for _, pid := range strings.Fields(string(b)) {
+			if werr := writeCg(leaf, "cgroup.procs", pid); werr != nil && !errors.Is(werr, syscall.ESRCH) {
+				return "", fmt.Errorf("cgroups: %s holds processes and is the root of this cgroup namespace; move them aside: %w", dir, werr)
+			}
+		}
+		err = enableV2Controllers(dir)
+	}
+	return dir, err
+}
+
+// enableV2Controllers enables v2Controllers for the children of the cgroup
+// at dir, those dir offers and that are not enabled yet, one at a time (a
+// write naming an unavailable controller would fail as a whole).
+func enableV2Controllers(dir string) error {
+	avail, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	on, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	has := func(list []byte, ctrl string) bool {
+		for _, f := range strings.Fields(string(list)) {
+			if f == ctrl {
+				return true
+			}
+		}
+		return false
+	}
+	for _, ctrl := range v2Controllers {
+		if has(on, ctrl) {
+			continue
+		}
+		if !has(avail, ctrl) {
+			if ctrl == "memory" {
+				return fmt.Errorf("cgroups: the memory controller is not available in %s (not enabled in its parent's cgroup.subtree_control)", dir)
+			}
+			continue
+		}
+		if err := writeCg(dir, "cgroup.subtree_control", "+"+ctrl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func writeCg(dir, file, val string) error {
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
 		return fmt.Errorf("cgroups: set %s/%s=%s: %w", dir, file, val, err)
@@ -139,12 +222,14 @@ func (cg *Cgroups) apply(lim Limits) error {
 			}
 			_ = writeCg(d, "memory.swap.max", "0") // absent without swap accounting
 		}
-		if lim.CPUs > 0 {
+		// cpu and pids are optional, as on v1: without the controller
+		// (not offered by the parent) its files are missing.
+		if lim.CPUs > 0 && exists(filepath.Join(d, "cpu.max")) {
 			if err := writeCg(d, "cpu.max", fmt.Sprintf("%d 100000", int64(lim.CPUs*100000))); err != nil {
 				return err
 			}
 		}
-		if lim.Pids > 0 {
+		if lim.Pids > 0 && exists(filepath.Join(d, "pids.max")) {
 			if err := writeCg(d, "pids.max", strconv.Itoa(lim.Pids)); err != nil {
 				return err
 			}
@@ -175,6 +260,11 @@ func (cg *Cgroups) apply(lim Limits) error {
 		}
 	}
 	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // join moves pid into every cgroup of the set.

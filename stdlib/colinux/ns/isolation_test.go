@@ -173,6 +173,17 @@ func attackSuite(t *testing.T, userns bool) {
 		resp.Body.Close()
 	}
 
+	// The guest's cgroup namespace is rooted at its own cgroup: every
+	// hierarchy shows "/", never the host's layout.
+	out, code = run("cat /proc/self/cgroup; cat /proc/1/cgroup")
+	leak := false
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) != 3 || f[2] != "/" {
+			leak = true
+		}
+	}
+	check("learn the host's cgroup layout", "own cgroup shows as /", !leak && code == 0, short(out))
+
 	out, code = run("hostname evil; hostname")
 	h2, _ := os.Hostname()
 	check("change the host's hostname", "refused, host unchanged", h2 == hostName && !strings.Contains(out, "\nevil"), short(out))

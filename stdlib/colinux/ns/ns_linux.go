@@ -221,13 +221,17 @@ func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 		// The init just ended and the monitor is recording how: wait for it.
 		deadline := time.Now().Add(5 * time.Second)
 		for rt.monitorAlive() && time.Now().Before(deadline) {
-			if _, err := os.Stat(g.path(exitFile)); err == nil {
+			if _, err := os.Stat(g.path(exitFile)); err == nil || rt.alive() {
 				return g.Status(ctx)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		if _, err := os.Stat(g.path(exitFile)); err == nil {
+		if _, err := os.Stat(g.path(exitFile)); err == nil || rt.alive() {
 			return g.Status(ctx)
+		}
+		if rt.monitorAlive() {
+			// Never tear down under a live monitor: it owns the guest.
+			return driver.Status{State: driver.Crashed, Reason: fmt.Sprintf("guest init (pid %d) ended; its monitor (pid %d) has not recorded how yet", rt.InitPID, rt.MonitorPID)}, nil
 		}
 	}
 	if rt != nil {
@@ -455,7 +459,10 @@ func procStart(pid int) (uint64, error) {
 	if len(f) < 20 {
 		return 0, fmt.Errorf("proc stat of %d: short", pid)
 	}
-	if f[0] == "Z" || f[0] == "X" {
+	// A zombie leader whose group still has threads (field 20) is a
+	// process in the middle of an execve from another thread (the guest's
+	// init, a Go program, execs /sbin/init): alive.
+	if (f[0] == "Z" || f[0] == "X") && f[17] == "1" {
 		return 0, fmt.Errorf("pid %d is a zombie", pid)
 	}
 	return strconv.ParseUint(f[19], 10, 64)

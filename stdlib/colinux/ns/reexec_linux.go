@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,7 +180,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	cmd.ExtraFiles = []*os.File{syncR}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS |
-			syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET | unix.CLONE_NEWCGROUP,
+			syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
 		Setsid:  true,
 		Setctty: true,
 		Ctty:    0,
@@ -362,12 +363,21 @@ func initMain(dir string) {
 		fmt.Fprintf(os.Stderr, "tinyfarm-ns-init: "+format+"\n", args...)
 		os.Exit(1)
 	}
+	// Namespaces are per thread: the cgroup namespace made below must be
+	// the one of the thread that execs the guest's init.
+	runtime.LockOSThread()
 	sync := os.NewFile(3, "sync")
 	buf := make([]byte, 2)
 	if _, err := io.ReadFull(sync, buf); err != nil {
 		die("monitor went away before the guest started: %v", err)
 	}
 	sync.Close()
+	// The monitor has put us into the guest's cgroups: a cgroup namespace
+	// made now is rooted there, so the guest sees its own cgroup as "/"
+	// and learns nothing of the host's cgroup layout.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		die("cgroup namespace: %v", err)
+	}
 	var s *monitorSpec
 	var err error
 	if js := os.Getenv("TINYFARM_NS_SPEC"); js != "" {
