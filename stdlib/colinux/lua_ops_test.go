@@ -23,3 +23,11 @@ func TestLuaOps(t *testing.T) {
 		Vars:     map[string]any{"disk": disk.Path, "host_key": disk.HostKey},
 	})
 }
+
+// TestLuaNetwork runs testdata/network_test.lua on a fresh state dir.
+func TestLuaNetwork(t *testing.T) {
+	luatest.Run(t, "testdata/network_test.lua", engine.Options{
+		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		StateDir: t.TempDir(),
+	})
+}

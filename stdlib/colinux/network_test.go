@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tinyfarm/tinyfarm/engine"
-	"github.com/tinyfarm/tinyfarm/engine/luatest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 )
@@ -95,12 +93,4 @@ func TestFarmNetworkOverlap(t *testing.T) {
 	if _, err := farm.SetNetwork(colinux.Network{Bridge: br, Subnet: "10.77.214.0/24"}, false); err != nil {
 		t.Errorf("the farm's own bridge: %v", err)
 	}
-}
-
-// TestLuaNetwork runs testdata/network_test.lua on a fresh state dir.
-func TestLuaNetwork(t *testing.T) {
-	luatest.Run(t, "testdata/network_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
-		StateDir: t.TempDir(),
-	})
 }
