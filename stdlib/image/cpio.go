@@ -300,7 +300,15 @@ func newPrefetcher(r io.Reader, size, depth int) *prefetcher {
 			case <-p.quit:
 				return
 			}
-			n, err := io.ReadFull(r, buf)
+			// Filled by hand, not io.ReadFull: its short-read
+			// ErrUnexpectedEOF would hide r's own (a truncated gzip).
+			n := 0
+			var err error
+			for n < len(buf) && err == nil {
+				var k int
+				k, err = r.Read(buf[n:])
+				n += k
+			}
 			if n > 0 {
 				select {
 				case p.chunks <- buf[:n]:
@@ -309,9 +317,6 @@ func newPrefetcher(r io.Reader, size, depth int) *prefetcher {
 				}
 			}
 			if err != nil {
-				if err == io.ErrUnexpectedEOF {
-					err = io.EOF
-				}
 				p.err = err
 				return
 			}

@@ -266,3 +266,14 @@ func TestReadStreamSources(t *testing.T) {
 		t.Errorf("in memory:\n%s\nbuffered:\n%s", strings.Join(mem, "\n"), strings.Join(buffered, "\n"))
 	}
 }
+
+// A truncated gzip member is an error wherever it ends (in the cpio data,
+// in the gzip footer, before the first entry), never a shorter archive.
+func TestUnpackTruncatedGzip(t *testing.T) {
+	a := archive(true, tEntry{name: "a", mode: cpioReg | 0o644, data: strings.Repeat("tinyfarm ", 1000)})
+	for _, n := range []int{15, len(a) / 2, len(a) - 4} {
+		if _, err := unpackBytes(t, a[:n], false); !errors.Is(err, ErrInvalid) {
+			t.Errorf("truncated to %d of %d bytes: %v", n, len(a), err)
+		}
+	}
+}

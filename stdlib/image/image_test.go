@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -153,6 +154,9 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 		t.Fatalf("first build: %+v", r)
 	}
 	fsck(t, img)
+	if bs := blockSize(t, img); bs != 4096 {
+		t.Errorf("block size %d, want 4096", bs)
+	}
 	// Identical inputs: unchanged, same key.
 	r2, err := Build(ctx, opts)
 	if err != nil {
@@ -315,6 +319,55 @@ func TestBuildFrugal(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// blockSize reads the block size from an ext superblock.
+func blockSize(t *testing.T, img string) int {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var sb [64]byte
+	if _, err := f.ReadAt(sb[:], 1024); err != nil {
+		t.Fatal(err)
+	}
+	if sb[56] != 0x53 || sb[57] != 0xef {
+		t.Fatalf("%s: no ext superblock", img)
+	}
+	return 1024 << binary.LittleEndian.Uint32(sb[24:28])
+}
+
+// TestBuildErrorCleansUp: a build that fails while core is being
+// extracted (a broken core; an unknown extension, found meanwhile) leaves
+// no staging tree and no image.
+func TestBuildErrorCleansUp(t *testing.T) {
+	needRoot(t)
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.gz")
+	if err := os.WriteFile(bad, []byte("\x1f\x8b\x08\x00garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{
+		{Core: bad},
+		{Core: rel.Core, Mirror: c, Extensions: []string{"no-such-extension"}},
+		{Core: bad, Layout: Frugal},
+	} {
+		stage := t.TempDir()
+		o.Path, o.TempDir = filepath.Join(dir, "x.img"), stage
+		if _, err := Build(ctx, o); err == nil {
+			t.Errorf("%+v: built", o)
+		}
+		if es, _ := os.ReadDir(stage); len(es) > 0 {
+			t.Errorf("%+v: left %v in the staging base", o, es)
+		}
+		if _, err := os.Stat(o.Path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%+v: image: %v", o, err)
+		}
 	}
 }
 
