@@ -506,7 +506,11 @@ func stagingBase(o *Options) string {
 	}
 	var st syscall.Statfs_t
 	const tmpfsMagic = 0x01021994
-	if err := syscall.Statfs("/dev/shm", &st); err == nil && st.Type == tmpfsMagic && syscall.Access("/dev/shm", 2) == nil {
+	// The staged tree is at most about the image's size; a small
+	// /dev/shm (64 MiB in a Docker container) would fail half way.
+	need := max(o.Size, 256<<20)
+	if err := syscall.Statfs("/dev/shm", &st); err == nil && st.Type == tmpfsMagic && syscall.Access("/dev/shm", 2) == nil &&
+		int64(st.Bavail)*int64(st.Bsize) >= need {
 		return "/dev/shm"
 	}
 	return filepath.Dir(o.Path)
@@ -699,7 +703,7 @@ func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey)
 	g.Go(st.core)
 	if len(o.Extensions) > 0 {
 		g.Go(func() error {
-			et, err := target.OpenDir(ext, target.DirOptions{AllowDevices: true})
+			et, err := target.OpenDir(ext, target.DirOptions{AllowDevices: true, NoSync: true})
 			if err != nil {
 				return err
 			}
@@ -716,7 +720,7 @@ func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey)
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	t, err := target.OpenDir(dir, target.DirOptions{AllowDevices: true})
+	t, err := target.OpenDir(dir, target.DirOptions{AllowDevices: true, NoSync: true})
 	if err != nil {
 		return err
 	}
@@ -910,12 +914,12 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, 
 	if err := st.core(); err != nil {
 		return err
 	}
-	ct, err := target.OpenDir(scratch, target.DirOptions{})
+	ct, err := target.OpenDir(scratch, target.DirOptions{NoSync: true})
 	if err != nil {
 		return err
 	}
 	defer ct.Close()
-	t, err := target.OpenDir(dir, target.DirOptions{})
+	t, err := target.OpenDir(dir, target.DirOptions{NoSync: true})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,11 @@ type DirOptions struct {
 	// set when the process runs as root (otherwise chown to another user
 	// would fail, so it is skipped).
 	NoChown bool
+	// NoSync skips the fsync of each written file and its directory, for
+	// scratch trees that are thrown away (an image's staging tree). Writes
+	// stay atomic (temp file + rename). Default false: every write is
+	// durable when Apply returns.
+	NoSync bool
 }
 
 // Dir is a [Target] for a directory on the host. Every operation goes
@@ -39,6 +44,7 @@ type Dir struct {
 	path  string
 	chown bool
 	devs  bool
+	sync  bool
 }
 
 // OpenDir opens the existing directory dir as a target. Close it when done.
@@ -52,6 +58,7 @@ func OpenDir(dir string, opts DirOptions) (*Dir, error) {
 		path:  dir,
 		chown: !opts.NoChown && os.Geteuid() == 0,
 		devs:  opts.AllowDevices,
+		sync:  !opts.NoSync,
 	}, nil
 }
 
@@ -284,8 +291,10 @@ func (d *Dir) writeFile(n string, c Change) (err error) {
 	if err := f.Chmod(mode); err != nil { // after chown, which clears setuid
 		return wrap("chmod", n, err)
 	}
-	if err := f.Sync(); err != nil {
-		return wrap("fsync", n, err)
+	if d.sync {
+		if err := f.Sync(); err != nil {
+			return wrap("fsync", n, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return wrap("close", n, err)
@@ -303,6 +312,9 @@ func (d *Dir) writeFile(n string, c Change) (err error) {
 }
 
 func (d *Dir) syncDir(n string) {
+	if !d.sync {
+		return
+	}
 	if f, err := d.root.Open(n); err == nil {
 		f.Sync()
 		f.Close()
