@@ -43,6 +43,25 @@ func tinyfarmBin(t *testing.T) string {
 	return binPath
 }
 
+// e2e skips unless real guests can run (not -short, root, the mini
+// release built) and returns the real binary, the mini mirror, a work dir
+// and a state dir, and the environment that points tinyfarm at the state.
+func e2e(t *testing.T) (bin, mirror, work, state string, env []string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots guests")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("namespace guests need root")
+	}
+	if mirror = miniMirror(t); mirror == "" {
+		t.Skip("mini Tiny Core release not built (make minicore)")
+	}
+	bin = tinyfarmBin(t)
+	work, state = t.TempDir(), t.TempDir()
+	return bin, mirror, work, state, append(os.Environ(), "TINYFARM_HOME="+state)
+}
+
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,19 +77,7 @@ func freePort(t *testing.T) int {
 // second run changes nothing, check mode plans nothing, a guest restarted
 // by hand comes back with its site, and teardown leaves nothing behind.
 func TestWebfarmEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots guests")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("namespace guests need root")
-	}
-	mirror := miniMirror(t)
-	if mirror == "" {
-		t.Skip("mini Tiny Core release not built (make minicore)")
-	}
-	bin := tinyfarmBin(t)
-	work, state := t.TempDir(), t.TempDir()
-	env := append(os.Environ(), "TINYFARM_HOME="+state)
+	bin, mirror, work, state, env := e2e(t)
 	pb, _ := filepath.Abs("webfarm.lua")
 	port := freePort(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
@@ -227,19 +234,7 @@ func assertNothingLeft(t *testing.T, state string) {
 // playbook restarted both guests, each answers HTTP at its own address
 // on the farm bridge with its own page.
 func TestTwoGuestsRestartPlaybook(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots guests")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("namespace guests need root")
-	}
-	mirror := miniMirror(t)
-	if mirror == "" {
-		t.Skip("mini Tiny Core release not built (make minicore)")
-	}
-	bin := tinyfarmBin(t)
-	work, state := t.TempDir(), t.TempDir()
-	env := append(os.Environ(), "TINYFARM_HOME="+state)
+	bin, mirror, work, state, env := e2e(t)
 	pb, _ := filepath.Abs("../testdata/playbooks/two_guests_restart.lua")
 	const bridge = "tfaccept0"
 	t.Cleanup(func() {
