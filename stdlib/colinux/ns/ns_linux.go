@@ -449,6 +449,12 @@ func procStart(pid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return statStart(pid, b)
+}
+
+// statStart is the start time in a /proc/<pid>/stat line, or an error for
+// a process that has ended.
+func statStart(pid int, b []byte) (uint64, error) {
 	// The command name (field 2) may hold spaces and parens: skip past
 	// the last ')'.
 	i := bytes.LastIndexByte(b, ')')
