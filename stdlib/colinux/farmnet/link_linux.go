@@ -1,8 +1,12 @@
 package farmnet
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -25,6 +29,9 @@ func EnsureBridge(name, gatewayCIDR string) (netlink.Link, error) {
 		if br, err = netlink.LinkByName(name); err != nil {
 			return nil, fmt.Errorf("bridge %s: %w", name, err)
 		}
+	}
+	if err := pinBridgeMAC(br); err != nil {
+		return nil, err
 	}
 	addr, err := netlink.ParseAddr(gatewayCIDR)
 	if err != nil {
@@ -52,6 +59,31 @@ func EnsureBridge(name, gatewayCIDR string) (netlink.Link, error) {
 		return nil, err
 	}
 	return br, nil
+}
+
+// pinBridgeMAC gives the bridge a fixed MAC address. A Linux bridge whose
+// address was never set takes the lowest MAC among its ports, so it
+// changes when a guest's veth or tap joins; guests that had resolved the
+// gateway then send to the old address, which the bridge drops as meant
+// for another host, until their ARP entry expires: SSH handshakes hung
+// for 10 s when many guests started at once. Setting the address (to the
+// one it has) makes it stay. Bridges made by an earlier tinyfarm are
+// pinned the same way.
+func pinBridgeMAC(br netlink.Link) error {
+	name := br.Attrs().Name
+	b, err := os.ReadFile("/sys/class/net/" + name + "/addr_assign_type")
+	if err == nil && strings.TrimSpace(string(b)) == "3" { // NET_ADDR_SET
+		return nil
+	}
+	mac := br.Attrs().HardwareAddr
+	if len(mac) != 6 || bytes.Equal(mac, make(net.HardwareAddr, 6)) {
+		h := sha256.Sum256([]byte(name))
+		mac = net.HardwareAddr{0x02, 0x74, 0x66, 0xfe, h[0], h[1]} // locally administered
+	}
+	if err := netlink.LinkSetHardwareAddr(br, mac); err != nil {
+		return fmt.Errorf("bridge %s: set its MAC address: %w", name, err)
+	}
+	return nil
 }
 
 // DeleteBridge removes a farm bridge (tests remove the one they made); a
