@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/image"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/vmtest"
 )
@@ -71,7 +72,14 @@ func TestCgroupV2InVM(t *testing.T) {
 	tmp := t.TempDir()
 	var a vmtest.Archive
 	a.CharDev("dev/console", 0o600, 5, 1)
-	busybox, err := vmtest.ReadFromCpio(rel.Core, "bin/busybox")
+	coreDir := filepath.Join(tmp, "core")
+	if err := os.Mkdir(coreDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := image.Unpack(context.Background(), rel.Core, coreDir, image.UnpackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	busybox, err := os.ReadFile(filepath.Join(coreDir, "bin", "busybox"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@
 package vmtest
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -205,70 +204,6 @@ func WriteInitrd(file string, prefix []string, archives ...*Archive) (err error)
 		}
 	}
 	return nil
-}
-
-// ReadFromCpio returns the content of the regular file name from the
-// (gzip-compressed or plain) newc archive file, e.g. bin/busybox from
-// core.gz.
-func ReadFromCpio(file, name string) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("vmtest: %w", err)
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	var r io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("vmtest: %s: %w", file, err)
-		}
-		r = zr
-	}
-	name = clean(name)
-	var off int64
-	skip := func(n int64) error {
-		_, err := io.CopyN(io.Discard, r, n)
-		off += n
-		return err
-	}
-	for {
-		hdr := make([]byte, 110)
-		if _, err := io.ReadFull(r, hdr); err != nil {
-			return nil, fmt.Errorf("vmtest: %s: %s not found (%v)", file, name, err)
-		}
-		off += 110
-		if m := string(hdr[:6]); m != "070701" && m != "070702" {
-			return nil, fmt.Errorf("vmtest: %s: bad cpio magic %q", file, m)
-		}
-		field := func(i int) int64 {
-			v, _ := strconv.ParseUint(string(hdr[6+8*i:14+8*i]), 16, 32)
-			return int64(v)
-		}
-		mode, size, nameLen := field(1), field(6), field(11)
-		nb := make([]byte, nameLen)
-		if _, err := io.ReadFull(r, nb); err != nil {
-			return nil, fmt.Errorf("vmtest: %s: %w", file, err)
-		}
-		off += nameLen
-		if err := skip((4 - off%4) % 4); err != nil {
-			return nil, fmt.Errorf("vmtest: %s: %w", file, err)
-		}
-		n := clean(string(bytes.TrimRight(nb, "\x00")))
-		if n == "TRAILER!!!" {
-			return nil, fmt.Errorf("vmtest: %s: %s not found", file, name)
-		}
-		if n == name && mode&0o170000 == 0o100000 {
-			data := make([]byte, size)
-			if _, err := io.ReadFull(r, data); err != nil {
-				return nil, fmt.Errorf("vmtest: %s: %w", file, err)
-			}
-			return data, nil
-		}
-		if err := skip(size + (4-(off+size)%4)%4); err != nil {
-			return nil, fmt.Errorf("vmtest: %s: %w", file, err)
-		}
-	}
 }
 
 // ParseResult finds the result marker in console output: the exit status
