@@ -149,6 +149,9 @@ type Farm struct {
 
 // New opens the farm in stateDir (created on demand).
 func New(stateDir string, opts Options) *Farm {
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs // runtime paths and the bridge's owner mark outlive this cwd
+	}
 	saved, _, netErr := readNetwork(stateDir)
 	if opts.Bridge == "" {
 		opts.Bridge = cmp.Or(saved.Bridge, DefaultBridge)

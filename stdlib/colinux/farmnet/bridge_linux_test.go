@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -49,5 +51,43 @@ func TestBridgeMACStaysPut(t *testing.T) {
 	again, err := farmnet.EnsureBridge(bridge, "10.77.215.1/24")
 	if err != nil || !bytes.Equal(again.Attrs().HardwareAddr, before) {
 		t.Errorf("EnsureBridge again: %v, MAC %s, want %s", err, again.Attrs().HardwareAddr, before)
+	}
+}
+
+// TestBridgeBelongsToOneFarm: a bridge with another farm's guests on it is
+// refused to a second farm, naming the first; once its ports are gone
+// (or the first farm's directory is), the second farm takes it over.
+func TestBridgeBelongsToOneFarm(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bridges need root")
+	}
+	const bridge, port = "tftest6", "tftest6p"
+	farmA, farmB := t.TempDir(), t.TempDir()
+	delPort := func() {
+		if l, err := netlink.LinkByName(port); err == nil {
+			netlink.LinkDel(l)
+		}
+	}
+	t.Cleanup(func() { delPort(); farmnet.DeleteBridge(bridge) })
+	br, err := farmnet.EnsureFarmBridge(bridge, "10.77.216.1/24", farmA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: port, MasterIndex: br.Attrs().Index}, PeerName: port + "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farmnet.EnsureFarmBridge(bridge, "10.77.216.1/24", farmA); err != nil {
+		t.Errorf("the same farm again: %v", err)
+	}
+	_, err = farmnet.EnsureFarmBridge(bridge, "10.77.216.1/24", farmB)
+	if err == nil || !strings.Contains(err.Error(), filepath.Dir(farmA)) || !strings.Contains(err.Error(), "colinux.network") {
+		t.Errorf("a second farm on a bridge with the first one's guests: %v", err)
+	}
+	if o := farmnet.BridgeOwner(bridge); o != farmA {
+		t.Errorf("owner after a refused claim: %q, want %q", o, farmA)
+	}
+	delPort()
+	if _, err := farmnet.EnsureFarmBridge(bridge, "10.77.216.1/24", farmB); err != nil || farmnet.BridgeOwner(bridge) != farmB {
+		t.Errorf("taking over a bridge without ports: %v, owner %q", err, farmnet.BridgeOwner(bridge))
 	}
 }

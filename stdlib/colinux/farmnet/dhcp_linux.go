@@ -63,7 +63,7 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
-	br, err := EnsureBridge(s.Bridge, gw)
+	br, err := EnsureFarmBridge(s.Bridge, gw, s.Leases)
 	if err != nil {
 		return fail(err)
 	}

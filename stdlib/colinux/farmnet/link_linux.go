@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -17,6 +18,15 @@ import (
 // (gatewayCIDR, e.g. "10.77.0.1/24") if it is missing, and brings it up.
 // Idempotent.
 func EnsureBridge(name, gatewayCIDR string) (netlink.Link, error) {
+	return EnsureFarmBridge(name, gatewayCIDR, "")
+}
+
+// EnsureFarmBridge is EnsureBridge for the farm whose guests directory is
+// owner: the bridge is marked as that farm's (its interface alias), and a
+// bridge another farm's guests are on is refused, so two state dirs
+// cannot hand out the same addresses on one segment. A bridge with no
+// ports, or whose farm's directory is gone, is taken over.
+func EnsureFarmBridge(name, gatewayCIDR, owner string) (netlink.Link, error) {
 	br, err := netlink.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -32,6 +42,11 @@ func EnsureBridge(name, gatewayCIDR string) (netlink.Link, error) {
 	}
 	if err := pinBridgeMAC(br); err != nil {
 		return nil, err
+	}
+	if owner != "" {
+		if err := claimBridge(br, owner); err != nil {
+			return nil, err
+		}
 	}
 	addr, err := netlink.ParseAddr(gatewayCIDR)
 	if err != nil {
@@ -82,6 +97,39 @@ func pinBridgeMAC(br netlink.Link) error {
 	}
 	if err := netlink.LinkSetHardwareAddr(br, mac); err != nil {
 		return fmt.Errorf("bridge %s: set its MAC address: %w", name, err)
+	}
+	return nil
+}
+
+// bridgeOwnerPrefix starts the alias that names a bridge's farm.
+const bridgeOwnerPrefix = "tinyfarm farm "
+
+// BridgeOwner is the guests directory of the farm that marked the bridge
+// as its own, or "".
+func BridgeOwner(name string) string {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return ""
+	}
+	o, _ := strings.CutPrefix(l.Attrs().Alias, bridgeOwnerPrefix)
+	return o
+}
+
+func claimBridge(br netlink.Link, owner string) error {
+	name := br.Attrs().Name
+	cur, marked := strings.CutPrefix(br.Attrs().Alias, bridgeOwnerPrefix)
+	if marked && cur == owner {
+		return nil
+	}
+	if marked {
+		ports, _ := os.ReadDir("/sys/class/net/" + name + "/brif")
+		if _, err := os.Stat(cur); err == nil && len(ports) > 0 {
+			return fmt.Errorf("bridge %s belongs to the farm in %s, whose guests are on it: give this farm a network of its own with colinux.network{bridge = ..., subnet = ...}",
+				name, filepath.Dir(cur))
+		}
+	}
+	if err := netlink.LinkSetAlias(br, bridgeOwnerPrefix+owner); err != nil {
+		return fmt.Errorf("bridge %s: mark it as the farm's: %w", name, err)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ type netPlan struct {
 	IP      string // "10.77.0.5/24"
 	Gateway string // "10.77.0.1"
 	MAC     string
+	Owner   string // the farm's guests directory ("" outside a farm)
 }
 
 // setupVeth creates the guest's veth pair with its peer directly in the
@@ -38,7 +39,7 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 		ones, _ := ipnet.Mask.Size()
 		prefix = fmt.Sprintf("%s/%d", p.Gateway, ones)
 	}
-	br, err := farmnet.EnsureBridge(p.Bridge, prefix)
+	br, err := farmnet.EnsureFarmBridge(p.Bridge, prefix, p.Owner)
 	if err != nil {
 		return "", err
 	}

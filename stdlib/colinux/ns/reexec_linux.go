@@ -281,7 +281,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	veth := ""
 	if s.Net.Mode == "bridge" {
-		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC}); err != nil {
+		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); err != nil {
 			deleteVeth(veth)
 			return abort(err)
 		}
