@@ -15,7 +15,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 )
 
 // TestCloneRunningQemu: a running qemu guest is cloned while it counts.
@@ -25,7 +24,6 @@ import (
 // clone onto an existing name is ErrExists and leaves the source running.
 func TestCloneRunningQemu(t *testing.T) {
 	needVM(t)
-	minicore.Require(t) // skips when the mini release is not built
 	ctx := context.Background()
 	state := t.TempDir()
 	farm := opsFarm(t, state)

@@ -42,8 +42,9 @@ func mirror(t *testing.T) string { return minicore.Require(t).Mirror }
 func needRoot(t *testing.T) { guesttest.NeedRoot(t) }
 
 // needVM skips a test that boots a VM under TCG: in -short mode, when not
-// root, or without QEMU (scripts/deps.sh installs it).
-func needVM(t *testing.T) {
+// root, without QEMU (scripts/deps.sh installs it) or without the mini
+// release (make minicore), which it returns.
+func needVM(t *testing.T) *minicore.Release {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots a VM under TCG")
@@ -52,6 +53,7 @@ func needVM(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
 	}
+	return minicore.Require(t)
 }
 
 func sshDisk(t *testing.T, state string) (string, string) {
@@ -225,8 +227,7 @@ func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
 // -> bootlocal -> restart -> HTTP flow on the qemu driver (TCG), reached
 // through host port forwards on 127.0.0.1.
 func TestQemuGuestProvisionSurvivesRestart(t *testing.T) {
-	needVM(t) // root: the disk is assembled as root (owners, setuid)
-	rel := minicore.Require(t)
+	rel := needVM(t) // root: the disk is assembled as root (owners, setuid)
 	ctx := context.Background()
 	state := t.TempDir()
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
@@ -281,9 +282,8 @@ func freeTCPPort(t *testing.T) int {
 // is reached over SSH at ip:22 and HTTP at ip:80, and leaves no tap and no
 // DHCP server behind once stopped.
 func TestQemuGuestOnBridge(t *testing.T) {
-	needVM(t)
+	rel := needVM(t)
 	const bridge = "tftest7"
-	rel := minicore.Require(t)
 	ctx := context.Background()
 	state := t.TempDir()
 	leases := filepath.Join(state, "guests")

@@ -19,7 +19,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 )
 
 // inNetns runs fn on an OS thread that joined the network namespace
@@ -82,8 +81,7 @@ func farCounter(fg *colinux.Guest, pause time.Duration) (int, int, error) {
 // also migrates the same guest offline (the anchor) and prints bench TSV
 // rows.
 func TestMigrateQemuLive(t *testing.T) {
-	needVM(t)
-	rel := minicore.Require(t)
+	rel := needVM(t)
 	ctx := context.Background()
 	bin := buildTinyfarm(t)
 	remote, farState := farHost(t, bin)

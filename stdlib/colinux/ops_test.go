@@ -17,7 +17,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 )
 
 // The operations tests have a bridge and subnet of their own.
@@ -265,7 +264,6 @@ func TestRestoreRefusesBadFiles(t *testing.T) {
 // on from where it was.
 func TestQemuCheckpointRestore(t *testing.T) {
 	needVM(t)
-	minicore.Require(t) // skips when the mini release is not built
 	ctx := context.Background()
 	state := t.TempDir()
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})

@@ -17,7 +17,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 )
 
 // TestShareQemu: two host directories shared into a qemu guest before it
@@ -31,7 +30,6 @@ import (
 // kernel without 9p is a clear error.
 func TestShareQemu(t *testing.T) {
 	needVM(t)
-	minicore.Require(t) // skips when the mini release is not built
 	ctx := context.Background()
 	state := t.TempDir()
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})

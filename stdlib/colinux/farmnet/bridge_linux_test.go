@@ -20,7 +20,7 @@ func TestBridgeMACStaysPut(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bridges need root")
 	}
-	const bridge, port = "tftest7", "tftest7p"
+	const bridge, port = "tfmac0", "tfmac0p"
 	t.Cleanup(func() {
 		if l, err := netlink.LinkByName(port); err == nil {
 			netlink.LinkDel(l)
@@ -61,7 +61,7 @@ func TestBridgeBelongsToOneFarm(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bridges need root")
 	}
-	const bridge, port = "tftest6", "tftest6p"
+	const bridge, port = "tfown0", "tfown0p"
 	farmA, farmB := t.TempDir(), t.TempDir()
 	delPort := func() {
 		if l, err := netlink.LinkByName(port); err == nil {
