@@ -235,16 +235,7 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	res.Size, res.Chunks, res.BytesSent, res.SHA256 = st.size, st.chunks, st.bytesSent+res.PreCopySent, st.sum
 	res.ChunksSent += st.chunksSent
 
-	// The definition there: the far farm gives it its own address and
-	// forwards; the disk is the copy.
-	nd := *d
-	nd.Disk, nd.IP, nd.MAC, nd.Forwards = probe.Disk, "", d.MAC, nil
-	nd.Labels = map[string]string{}
-	for k, v := range d.Labels {
-		nd.Labels[k] = v
-	}
-	nd.Labels["migrated_from"] = hostLabel()
-	def, _ := json.Marshal(nd)
+	def := farDefinition(d, probe.Disk)
 	args := []string{"migrate", "import", "--timeout", o.Timeout.String()}
 	if !res.WasRunning {
 		args = append(args, "--no-start")
@@ -551,6 +542,21 @@ func (f *Farm) Import(ctx context.Context, d Definition, start bool, timeout tim
 		return undo(err)
 	}
 	return st, nil
+}
+
+// farDefinition is the guest's definition for the far farm (JSON): the
+// far farm gives it its own address and forwards, the disk is the copy at
+// disk, and a label says where it came from.
+func farDefinition(d *Definition, disk string) []byte {
+	nd := *d
+	nd.Disk, nd.IP, nd.Forwards = disk, "", nil
+	nd.Labels = map[string]string{}
+	for k, v := range d.Labels {
+		nd.Labels[k] = v
+	}
+	nd.Labels["migrated_from"] = hostLabel()
+	def, _ := json.Marshal(nd)
+	return def
 }
 
 // ProbeMigration is the far side's answer before a migration of name.

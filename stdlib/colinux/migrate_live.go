@@ -88,14 +88,7 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	}
 	res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
 
-	nd := *d
-	nd.Disk, nd.IP, nd.MAC, nd.Forwards = probe.Disk, "", d.MAC, nil
-	nd.Labels = map[string]string{}
-	for k, v := range d.Labels {
-		nd.Labels[k] = v
-	}
-	nd.Labels["migrated_from"] = hostLabel()
-	def, _ := json.Marshal(nd)
+	def := farDefinition(d, probe.Disk)
 
 	sock := filepath.Join(g.spec().Dir, "migrate-out.sock")
 	os.Remove(sock)
