@@ -149,6 +149,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 // byte arrived: the backend closed it while idle.
 var errRetry = errors.New("backend closed an idle connection")
 
+// idempotentMethod reports whether a request with this method may be sent
+// again on a fresh connection after a reused one failed (errRetry).
+func idempotentMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace
+}
+
 // serveFast proxies a request that passed fastPathOK.
 func (s *Server) serveFast(w http.ResponseWriter, r *http.Request, b *backend) {
 	ctx := r.Context()
@@ -161,7 +167,7 @@ func (s *Server) serveFast(w http.ResponseWriter, r *http.Request, b *backend) {
 			bc.c.SetDeadline(aLongTimeAgo)
 		}
 	})
-	idempotent := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Method == http.MethodTrace
+	idempotent := idempotentMethod(r.Method)
 	var (
 		bc  *backendConn
 		res *http.Response

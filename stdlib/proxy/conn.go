@@ -561,7 +561,7 @@ func (cc *clientConn) proxy(start time.Time) bool {
 	default:
 		cc.resReq.Method = string(method)
 	}
-	idempotent := cc.resReq.Method == http.MethodGet || head || cc.resReq.Method == http.MethodOptions || cc.resReq.Method == http.MethodTrace
+	idempotent := idempotentMethod(cc.resReq.Method)
 
 	var (
 		bc  *backendConn
