@@ -2,7 +2,6 @@ package colinux_test
 
 import (
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,9 +9,8 @@ import (
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestShareRendersConf: a share lands in the coLinux conf as cofsN= (a
 // golden file) and in the qemu command line as a virtio-9p device.
@@ -45,17 +43,7 @@ func TestShareRendersConf(t *testing.T) {
 		switch drv {
 		case "colinux":
 			conf = regexp.MustCompile(`(?m)^.*(cobd|eth)[0-9]*=.*$\n?`).ReplaceAllString(conf, "")
-			golden := filepath.Join("testdata", "share_colinux.golden")
-			if *update {
-				os.WriteFile(golden, []byte(conf), 0o644)
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if conf != string(want) {
-				t.Errorf("coLinux conf with shares:\n%s\nwant:\n%s", conf, want)
-			}
+			golden.Check(t, "share_colinux.golden", conf)
 		case "qemu":
 			for _, w := range []string{"-fsdev local,id=fs0,path=HOST1,security_model=mapped-xattr,readonly=on", "mount_tag=share0", "mount_tag=share1"} {
 				if !strings.Contains(conf, w) {

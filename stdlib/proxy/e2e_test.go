@@ -139,13 +139,7 @@ func TestWebSocketEcho(t *testing.T) {
 			mustVHost(t, tg.reg, "ws.test", hostPort(ws))
 			tg.apply(t)
 			cl := newClient(t)
-			eventually(t, "route", func() error {
-				code, _, err := get(cl, tg.addr, "ws.test")
-				if err == nil && code != 400 {
-					err = fmt.Errorf("status %d", code)
-				}
-				return err
-			})
+			waitStatus(t, cl, tg.addr, "ws.test", 400)
 			c, err := net.Dial("tcp", tg.addr)
 			if err != nil {
 				t.Fatal(err)
@@ -190,13 +184,7 @@ func TestLargeStreams(t *testing.T) {
 			mustVHost(t, tg.reg, "big.test", hostPort(be))
 			tg.apply(t)
 			cl := newClient(t)
-			eventually(t, "route", func() error {
-				code, _, err := get(cl, tg.addr, "big.test")
-				if err == nil && code != 204 {
-					err = fmt.Errorf("status %d", code)
-				}
-				return err
-			})
+			waitStatus(t, cl, tg.addr, "big.test", 204)
 			var peak atomic.Uint64
 			stop := make(chan struct{})
 			var wg sync.WaitGroup

@@ -18,13 +18,7 @@ func TestEmbeddedLimitsAndLog(t *testing.T) {
 	a := newNamedBackend(t, "A")
 	mustVHost(t, tg.reg, "a.test", hostPort(a.Server))
 	cl := newClient(t)
-	eventually(t, "route", func() error {
-		code, _, err := get(cl, tg.addr, "a.test")
-		if err == nil && code != 200 {
-			err = fmt.Errorf("status %d", code)
-		}
-		return err
-	})
+	waitStatus(t, cl, tg.addr, "a.test", 200)
 	// Header size limit (default 64 KiB).
 	code, _, err := get(cl, tg.addr, "a.test", "X-Big", strings.Repeat("x", 100<<10))
 	if err != nil || code != http.StatusRequestHeaderFieldsTooLarge {
@@ -63,13 +57,7 @@ func TestEmbeddedGracefulShutdown(t *testing.T) {
 	a := newNamedBackend(t, "A")
 	mustVHost(t, tg.reg, "a.test", hostPort(a.Server))
 	cl := newClient(t)
-	eventually(t, "route", func() error {
-		code, _, err := get(cl, tg.addr, "a.test")
-		if err == nil && code != 200 {
-			err = fmt.Errorf("status %d", code)
-		}
-		return err
-	})
+	waitStatus(t, cl, tg.addr, "a.test", 200)
 	type result struct {
 		code int
 		body string
@@ -109,13 +97,7 @@ func TestEmbeddedBadRegistryKeepsRoutes(t *testing.T) {
 	a := newNamedBackend(t, "A")
 	mustVHost(t, tg.reg, "a.test", hostPort(a.Server))
 	cl := newClient(t)
-	eventually(t, "route", func() error {
-		code, _, err := get(cl, tg.addr, "a.test")
-		if err == nil && code != 200 {
-			err = fmt.Errorf("status %d", code)
-		}
-		return err
-	})
+	waitStatus(t, cl, tg.addr, "a.test", 200)
 	if err := os.WriteFile(tg.reg.Path(), []byte("{not json"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -262,6 +262,19 @@ func freePort(t *testing.T) int {
 
 // eventually polls f until it returns nil. Reloads are asynchronous in both
 // proxies; this waits for an outcome, it does not measure time.
+// waitStatus waits until a GET for host through the proxy at addr answers
+// with status want (the route is live).
+func waitStatus(t *testing.T, cl *http.Client, addr, host string, want int) {
+	t.Helper()
+	eventually(t, "route", func() error {
+		code, _, err := get(cl, addr, host)
+		if err == nil && code != want {
+			err = fmt.Errorf("status %d", code)
+		}
+		return err
+	})
+}
+
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

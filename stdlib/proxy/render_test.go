@@ -3,31 +3,13 @@ package proxy
 import (
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it); got:\n%s", path, got)
-	}
-}
 
 func sampleTable() Table {
 	return Table{
@@ -46,19 +28,19 @@ func sampleTable() Table {
 
 func TestRenderNginxGolden(t *testing.T) {
 	httpConf, streamConf := RenderNginx(sampleTable(), NginxOptions{})
-	golden(t, "nginx_http.golden", httpConf)
-	golden(t, "nginx_stream.golden", streamConf)
+	golden.Check(t, "nginx_http.golden", httpConf)
+	golden.Check(t, "nginx_stream.golden", streamConf)
 
 	tab := sampleTable()
 	tab.VHosts = append(tab.VHosts, VHost{Host: DefaultHost, To: "10.77.0.9", Addr: "10.77.0.9", Port: 80})
 	tab.Forwards = nil
 	httpConf, streamConf = RenderNginx(tab, NginxOptions{Listen: "127.0.0.1:8080", DefaultServer: true, Keepalive: 16})
-	golden(t, "nginx_http_default.golden", httpConf)
+	golden.Check(t, "nginx_http_default.golden", httpConf)
 	if streamConf != "" {
 		t.Errorf("no forwards, but stream rendered:\n%s", streamConf)
 	}
 	empty, _ := RenderNginx(Table{}, NginxOptions{DefaultServer: true})
-	golden(t, "nginx_http_empty.golden", empty)
+	golden.Check(t, "nginx_http_empty.golden", empty)
 }
 
 // TestApplyNginxRefusesBadConfig: a configuration nginx rejects never

@@ -98,6 +98,19 @@ func testSpec(t *testing.T, r *minicore.Release, name string, extra ...string) d
 	}
 }
 
+// startVM starts spec with r; QEMU is killed at cleanup if the test
+// leaves it running.
+func startVM(t *testing.T, r *Runner, spec driver.Spec) *Guest {
+	t.Helper()
+	dg, err := r.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := dg.(*Guest)
+	killAtCleanup(t, g.PID)
+	return g
+}
+
 // killAtCleanup ends the QEMU process by PID if a test left it running.
 func killAtCleanup(t *testing.T, pid func() int) {
 	t.Cleanup(func() {
@@ -153,12 +166,7 @@ func TestVMLifecycle(t *testing.T) {
 	ctx := context.Background()
 
 	t0 := time.Now()
-	dg, err := r.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := dg.(*Guest)
-	killAtCleanup(t, g.PID)
+	g := startVM(t, &r, spec)
 	started := time.Since(t0)
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -316,17 +324,11 @@ func TestVMPanicBeforeReady(t *testing.T) {
 		name: "init", mode: 0o100755, data: "#!/bin/busybox sh\necho 'test: init exits'\nexit 3\n",
 	}})
 	spec := testSpec(t, rel, "vm2", badInit)
-	var r Runner
 	ctx := context.Background()
-	dg, err := r.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := dg.(*Guest)
-	killAtCleanup(t, g.PID)
+	g := startVM(t, new(Runner), spec)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	err = g.WaitReady(wctx)
+	err := g.WaitReady(wctx)
 	if err == nil {
 		t.Fatal("WaitReady succeeded for a guest whose init exits")
 	}
@@ -378,20 +380,15 @@ func TestVMGuestPoweroff(t *testing.T) {
 		data: "#!/bin/sh\necho '" + driver.ReadyMarker + "' >/dev/console\nsleep 1\npoweroff\n",
 	}})
 	spec := testSpec(t, rel, "vm3", overlay)
-	var r Runner
 	ctx := context.Background()
-	dg, err := r.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := dg.(*Guest)
-	killAtCleanup(t, g.PID)
+	g := startVM(t, new(Runner), spec)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := g.WaitReady(wctx); err != nil {
 		t.Fatal(err)
 	}
 	var st driver.Status
+	var err error
 	for wctx.Err() == nil {
 		if st, err = g.Status(ctx); err != nil || st.State != driver.Running {
 			break
