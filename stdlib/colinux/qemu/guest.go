@@ -298,7 +298,7 @@ func (g *Guest) cleanShutdown(ctx context.Context, grace time.Duration) bool {
 // it is ready once its saved state is loaded.
 func (g *Guest) WaitReady(ctx context.Context) error {
 	fail := func(err error) error {
-		return fmt.Errorf("qemu %s: wait ready: %w\nconsole tail:\n%s", g.spec.Name, err, g.consoleTail(2048))
+		return fmt.Errorf("qemu %s: wait ready: %w\nconsole tail:\n%s", g.spec.Name, err, g.crashTail(2048))
 	}
 	if g.boot.PID == 0 {
 		return fail(errors.New("guest was never started"))
@@ -503,6 +503,26 @@ func (g *Guest) consoleTail(n int64) string {
 	b := make([]byte, fi.Size()-off)
 	n2, _ := f.ReadAt(b, off)
 	return tail(b[:n2], int(n))
+}
+
+// crashTail is what a user needs from the console of a failed boot, in
+// at most about n bytes. After a kernel panic the last lines are the
+// panic's stack dump, which says nothing about why: the lines that led to
+// the panic (an init's last words) come first, then the banner, then the
+// very end of the log.
+func (g *Guest) crashTail(n int64) string {
+	s := g.consoleTail(64 << 10)
+	i := strings.Index(s, "Kernel panic")
+	if i < 0 {
+		return tail([]byte(s), int(n))
+	}
+	end := i + strings.IndexByte(s[i:]+"\n", '\n')
+	before := tail([]byte(s[:end]), int(n*3/4))
+	after := strings.TrimSpace(s[end:])
+	if after == "" {
+		return before
+	}
+	return before + "\n[...]\n" + tail([]byte(after), int(n/4))
 }
 
 // panicLine is the "Kernel panic" line of this boot's console, if any.
