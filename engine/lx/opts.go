@@ -139,6 +139,10 @@ func unknownKey(key string, fields map[string]int) error {
 	return fmt.Errorf("unknown option %q (valid: %s)", key, strings.Join(names, ", "))
 }
 
+// Distance is the Levenshtein distance between a and b, for "did you mean"
+// hints outside option tables (handler names, template variables).
+func Distance(a, b string) int { return distance(a, b) }
+
 // distance is the Levenshtein distance, for "did you mean" hints.
 func distance(a, b string) int {
 	prev := make([]int, len(b)+1)

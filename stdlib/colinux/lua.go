@@ -233,14 +233,23 @@ func (m *luaMod) get(L *lua.LState) int {
 	return 1
 }
 
-// colinux.list() -> {{name, driver, state, ip, mem}, ...}
+type listOpts struct {
+	Limit bool `lua:"limit"` // only the guests inside --limit
+}
+
+// colinux.list{limit=false} -> {{name, driver, state, ip, mem}, ...}
 func (m *luaMod) list(L *lua.LState) int {
+	var o listOpts
+	lx.Opts(L, 1, "colinux.list", &o)
 	defs, err := m.farm.List()
 	if err != nil {
 		lx.Raise(L, err)
 	}
 	out := L.CreateTable(len(defs), 0)
 	for _, d := range defs {
+		if o.Limit && !m.env.InLimit(d.Name) {
+			continue
+		}
 		g := &Guest{farm: m.farm, Def: d}
 		st, _ := g.Status(m.env.Context(L))
 		ip, _, _ := strings.Cut(d.IP, "/")

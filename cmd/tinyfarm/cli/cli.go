@@ -42,6 +42,12 @@ type runFlags struct {
 	include  []string
 	forks    int
 	json     bool
+
+	tags, skipTags []string
+	startAt        string
+	limit          string
+	listTasks      bool
+	forceHandlers  bool
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -149,6 +155,15 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, withCheck bool) {
 	fl.StringArrayVarP(&f.include, "include", "I", nil, "add DIR to the require path (repeatable)")
 	fl.IntVar(&f.forks, "forks", 8, "how many parallel() items run at once")
 	fl.BoolVar(&f.json, "json", false, "one JSON event per line on stdout; human output goes to stderr")
+	fl.StringVarP(&f.limit, "limit", "l", "", "run only on these guests: names, globs, !exclusions, comma-separated (web1,web*,!web3)")
+	if cmd.Name() == "repl" {
+		return
+	}
+	fl.StringSliceVarP(&f.tags, "tags", "t", nil, "run only tasks with one of these tags (comma-separated; tasks tagged always run too)")
+	fl.StringSliceVar(&f.skipTags, "skip-tags", nil, "skip tasks with any of these tags")
+	fl.StringVar(&f.startAt, "start-at-task", "", "skip the tasks before the first one with this name (or glob)")
+	fl.BoolVar(&f.listTasks, "list-tasks", false, "print the tasks that would run, with tags and targets, and run nothing")
+	fl.BoolVar(&f.forceHandlers, "force-handlers", false, "run notified handlers even when the run fails")
 }
 
 // StateDir is $TINYFARM_HOME, else /var/lib/tinyfarm for root, else the XDG
@@ -175,20 +190,27 @@ func engineOptions(f *runFlags, stdout, stderr io.Writer) (engine.Options, error
 	if f.forks < 1 {
 		return engine.Options{}, &engine.UsageError{Err: fmt.Errorf("--forks must be at least 1, got %d", f.forks)}
 	}
+	limit, err := engine.ParseLimit(f.limit)
+	if err != nil {
+		return engine.Options{}, &engine.UsageError{Err: err}
+	}
 	path := append([]string{}, f.include...)
 	if p := os.Getenv("TINYFARM_PATH"); p != "" {
 		path = append(path, filepath.SplitList(p)...)
 	}
 	opts := engine.Options{
-		Modules:  all.Modules(),
-		Check:    f.check,
-		Diff:     f.diff,
-		Vars:     vars,
-		Forks:    f.forks,
-		Path:     path,
-		Lib:      playbooks.FS,
-		StateDir: StateDir(),
-		Stdout:   stdout,
+		Modules:       all.Modules(),
+		Check:         f.check,
+		Diff:          f.diff,
+		Vars:          vars,
+		Forks:         f.forks,
+		Path:          path,
+		Lib:           playbooks.FS,
+		StateDir:      StateDir(),
+		Stdout:        stdout,
+		Select:        engine.Selection{Tags: f.tags, SkipTags: f.skipTags, StartAt: f.startAt, Limit: limit},
+		ListTasks:     f.listTasks,
+		ForceHandlers: f.forceHandlers,
 	}
 	if f.json {
 		opts.Reporter = engine.NewJSONReporter(stdout)
@@ -220,6 +242,12 @@ func runPlaybook(ctx context.Context, path string, f *runFlags, stdout, stderr i
 		if code := engine.ExitCode(runErr); code == engine.ExitSyntax || code == engine.ExitUsage {
 			return exitError{code} // nothing ran: no recap
 		}
+	}
+	if f.listTasks {
+		if runErr != nil {
+			return exitError{engine.ExitCode(runErr)}
+		}
+		return nil
 	}
 	rec := eng.Finish(runErr)
 	code := engine.ExitCode(runErr)
