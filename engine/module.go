@@ -145,3 +145,8 @@ func (env *Env) OnClose(fn func()) {
 func (env *Env) Logf(format string, args ...any) {
 	env.eng.rep.Event(Event{Type: "log", Time: time.Now(), Msg: fmt.Sprintf(format, args...)})
 }
+
+// Dir is the playbook's directory (the REPL's working directory), where
+// modules resolve the relative paths of files that belong to the playbook,
+// such as templates.
+func (env *Env) Dir() string { return env.eng.pathDir }

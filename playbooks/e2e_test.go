@@ -107,6 +107,10 @@ func TestWebfarmEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "failed=0") {
 		t.Fatalf("first run:\n%s", out)
 	}
+	// The sites changed, so each guest's reload handler ran once, at the end.
+	if strings.Count(out, "changed    handler reload nginx on web") != 3 || !strings.Contains(out, " handlers=3 ") {
+		t.Errorf("first run: want 3 handler runs:\n%s", out)
+	}
 
 	// The playbook started the embedded proxy detached: one port, routing
 	// by host name, still serving after the run.
@@ -126,6 +130,9 @@ func TestWebfarmEndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(out, " changed=0 ") || !strings.Contains(out, "failed=0") {
 		t.Errorf("second run not idempotent: %v\n%s", err, out)
 	}
+	if strings.Contains(out, "handler") {
+		t.Errorf("second run ran a handler though nothing changed:\n%s", out)
+	}
 	out, err = tf(append([]string{"check"}, args[1:]...)...)
 	if err != nil || !strings.Contains(out, " changed=0 may_change=0 ") {
 		t.Errorf("check after a run plans changes: %v\n%s", err, out)
@@ -143,6 +150,20 @@ func TestWebfarmEndToEnd(t *testing.T) {
 	}
 	if out, _ := tf("guests"); strings.Count(out, "running") != 3 {
 		t.Errorf("tinyfarm guests:\n%s", out)
+	}
+
+	// A changed page (the template's motto), on web3 only: its page is
+	// re-rendered and its nginx reloaded; web1 and web2 are not touched.
+	out, err = tf(append(args, "-e", "motto=grown on a tinyfarm", "--limit", "web3")...)
+	if err != nil || !strings.Contains(out, "changed    handler reload nginx on web3") || !strings.Contains(out, " handlers=1 ") ||
+		!strings.Contains(out, "skipped    parallel item web1") {
+		t.Errorf("page change on web3: %v\n%s", err, out)
+	}
+	if body := getHost(t, base, "web3.farm.test"); !strings.Contains(body, "<p>grown on a tinyfarm</p>") {
+		t.Errorf("web3 after the page change: %q", body)
+	}
+	if body := getHost(t, base, "web1.farm.test"); !strings.Contains(body, "<p>a tinyfarm guest</p>") {
+		t.Errorf("web1 outside --limit changed: %q", body)
 	}
 }
 

@@ -16,9 +16,10 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/targetlua"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
+	tmpl "github.com/tinyfarm/tinyfarm/stdlib/template"
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
@@ -50,7 +51,7 @@ func (m *luaMod) loader(L *lua.LState) int {
 		"start": m.start, "stop": m.stop, "restart": m.restart, "status": m.status,
 		"wait_ready": m.waitReady, "ssh": m.ssh, "exec": m.exec, "console": m.console,
 		"suspend": m.suspend, "resume": m.resume, "destroy": m.destroy, "conf": m.conf,
-		"addr": m.addr, "read": m.read, "write": m.write,
+		"addr": m.addr, "read": m.read, "write": m.write, "template": m.template,
 	}
 	for k, fn := range m.opsMethods() { // lua_ops.go
 		methods[k] = fn
@@ -576,23 +577,37 @@ func (m *luaMod) write(L *lua.LState) int {
 	path, content := L.CheckString(2), L.CheckString(3)
 	var o writeOpts
 	lx.Opts(L, 4, "write", &o)
+	L.Push(lua.LBool(m.writeFile(L, g, "write", path, []byte(content), o)))
+	return 1
+}
+
+// g:template(path, src_or_file, vars, {mode="0644", owner="0:0"}) ->
+// changed: g:write of a rendered template (see require("template")).
+func (m *luaMod) template(L *lua.LState) int {
+	g := checkGuest(L)
+	path := L.CheckString(2)
+	out := tmpl.RenderArg(L, m.env, 3, "template "+path)
+	var o writeOpts
+	lx.Opts(L, 5, "template", &o)
+	L.Push(lua.LBool(m.writeFile(L, g, "template", path, []byte(out), o)))
+	return 1
+}
+
+func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content []byte, o writeOpts) bool {
 	mode := fs.FileMode(0o644)
 	if o.Mode != "" {
 		n, err := strconv.ParseUint(o.Mode, 8, 32)
 		if err != nil || n > 0o7777 {
-			lx.Raisef(L, "write %s: invalid mode %q (want octal like \"0644\")", path, o.Mode)
+			lx.Raisef(L, "%s %s: invalid mode %q (want octal like \"0644\")", action, path, o.Mode)
 		}
 		mode = fs.FileMode(n)
 	}
 	uid, gid := 0, 0
 	if o.Owner != "" {
 		if _, err := fmt.Sscanf(o.Owner, "%d:%d", &uid, &gid); err != nil {
-			lx.Raisef(L, "write %s: owner %q: want numeric uid:gid", path, o.Owner)
+			lx.Raisef(L, "%s %s: owner %q: want numeric uid:gid", action, path, o.Owner)
 		}
 	}
-	var old []byte
-	var exists bool
-	var oldMode fs.FileMode
 	var t target.Target
 	m.block(L, func(ctx context.Context) (err error) {
 		if m.env.Check {
@@ -600,36 +615,12 @@ func (m *luaMod) write(L *lua.LState) int {
 		} else {
 			t, err = g.Target(ctx)
 		}
-		if err != nil {
-			return err
-		}
-		e, err := t.Lstat(ctx, path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		exists, oldMode = true, e.Mode
-		old, err = target.ReadFile(ctx, t, path)
 		return err
 	})
-	changed := !exists || string(old) != content || oldMode != mode
-	ch := engine.Change{Module: "colinux", Action: "write", Subject: g.Describe() + "/" + strings.TrimLeft(path, "/"), Status: engine.StatusOK}
-	if changed {
-		ch.Status, ch.Diff = engine.StatusChanged, fsutil.Diff(path, old, []byte(content))
-		if exists && oldMode != mode {
-			ch.Detail = fmt.Sprintf("mode %04o -> %04o", oldMode.Perm(), mode.Perm())
-		}
-		if !m.env.Check {
-			m.block(L, func(ctx context.Context) error {
-				return target.WriteFile(ctx, t, path, []byte(content), mode, uid, gid)
-			})
-		}
-	}
-	m.env.Report(L, ch)
-	L.Push(lua.LBool(changed))
-	return 1
+	return targetlua.WriteFile(L, m.env, t, path, content, targetlua.FileOptions{
+		Mode: mode, UID: uid, GID: gid, Module: "colinux", Action: action,
+		Subject: g.Describe() + "/" + strings.TrimLeft(path, "/"),
+	})
 }
 
 // g:read(path) -> content, or nil when the file does not exist
