@@ -165,6 +165,59 @@ func TestWebfarmEndToEnd(t *testing.T) {
 	if body := getHost(t, base, "web1.farm.test"); !strings.Contains(body, "<p>a tinyfarm guest</p>") {
 		t.Errorf("web1 outside --limit changed: %q", body)
 	}
+
+	adhocCommands(t, bin, work, env)
+}
+
+// adhocCommands drives the webfarm's real guests with tinyfarm exec, ssh,
+// logs, stop, start and restart, as a user would after make demo.
+func adhocCommands(t *testing.T, bin, work string, env []string) {
+	tfIn := func(stdin string, args ...string) (string, string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir, cmd.Env = work, env
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return out.String(), errb.String(), code
+	}
+	if out, errs, code := tfIn("", "exec", "web1", "--", "cat", "/etc/hostname"); code != 0 || out != "web1\n" {
+		t.Errorf("exec web1 cat /etc/hostname: code %d out %q err %q", code, out, errs)
+	}
+	if _, _, code := tfIn("", "exec", "web1", "--", "exit 7"); code != 7 {
+		t.Errorf("exec exit code: %d, want 7", code)
+	}
+	if out, errs, code := tfIn("fed through stdin\n", "exec", "web2", "--", "tr a-z A-Z"); code != 0 || out != "FED THROUGH STDIN\n" {
+		t.Errorf("exec with stdin: code %d out %q err %q", code, out, errs)
+	}
+	out, errs, code := tfIn("", "exec", "web*", "--limit", "!web2", "--", "hostname; echo line2")
+	if code != 0 || out != "web1 | web1\nweb1 | line2\nweb3 | web3\nweb3 | line2\n" && out != "web3 | web3\nweb3 | line2\nweb1 | web1\nweb1 | line2\n" {
+		t.Errorf("exec on a pattern: code %d out %q err %q", code, out, errs)
+	}
+	if out, errs, code := tfIn("hostname\nexit 3\n", "ssh", "web3"); code != 3 || out != "web3\n" {
+		t.Errorf("ssh with commands on stdin: code %d out %q err %q", code, out, errs)
+	}
+	if out, _, code := tfIn("", "logs", "web1", "-n", "3"); code != 0 || len(strings.Split(strings.TrimSuffix(out, "\n"), "\n")) != 3 {
+		t.Errorf("logs -n 3: code %d out %q", code, out)
+	}
+	if out, errs, code := tfIn("", "stop", "web2"); code != 0 || out != "web2: stopped\n" {
+		t.Errorf("stop: code %d out %q err %q", code, out, errs)
+	}
+	if out, errs, code := tfIn("", "start", "web1,web2"); code != 0 || out != "web1: already running\nweb2: started\n" {
+		t.Errorf("start: code %d out %q err %q", code, out, errs)
+	}
+	if out, errs, code := tfIn("", "restart", "web3"); code != 0 || out != "web3: restarted\n" {
+		t.Errorf("restart: code %d out %q err %q", code, out, errs)
+	}
+	if out, _, _ := tfIn("", "guests"); strings.Count(out, "running") != 3 {
+		t.Errorf("after start/restart:\n%s", out)
+	}
 }
 
 func getHost(t *testing.T, base, host string) string {

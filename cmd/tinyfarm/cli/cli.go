@@ -48,6 +48,7 @@ type runFlags struct {
 	limit          string
 	listTasks      bool
 	forceHandlers  bool
+	profile        bool
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -141,6 +142,8 @@ script: echo 'print(1)' | tinyfarm repl`,
 	root.AddCommand(newGuestsCmd(ctx, stdout, stderr))
 	root.AddCommand(newProxyCmd(ctx, stdout, stderr))
 	root.AddCommand(newMigrateCmd(ctx, stdin, stdout, stderr))
+	root.AddCommand(newExecCmd(ctx, stdin, stdout, stderr), newSSHCmd(ctx, stdin, stdout, stderr), newLogsCmd(ctx, stdout, stderr))
+	root.AddCommand(newPowerCmds(ctx, stdout, stderr)...)
 	return root
 }
 
@@ -164,6 +167,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, withCheck bool) {
 	fl.StringVar(&f.startAt, "start-at-task", "", "skip the tasks before the first one with this name (or glob)")
 	fl.BoolVar(&f.listTasks, "list-tasks", false, "print the tasks that would run, with tags and targets, and run nothing")
 	fl.BoolVar(&f.forceHandlers, "force-handlers", false, "run notified handlers even when the run fails")
+	fl.BoolVar(&f.profile, "profile", false, "print the slowest tasks at the end of the run")
 }
 
 // StateDir is $TINYFARM_HOME, else /var/lib/tinyfarm for root, else the XDG
@@ -231,6 +235,14 @@ func runPlaybook(ctx context.Context, path string, f *runFlags, stdout, stderr i
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var prof *engine.Profiler
+	if f.profile {
+		if opts.Reporter == nil {
+			opts.Reporter = engine.NewHumanReporter(stdout, opts.Check || opts.Diff)
+		}
+		prof = &engine.Profiler{Next: opts.Reporter}
+		opts.Reporter = prof
+	}
 	eng, err := engine.New(opts)
 	if err != nil {
 		return err
@@ -250,6 +262,13 @@ func runPlaybook(ctx context.Context, path string, f *runFlags, stdout, stderr i
 		return nil
 	}
 	rec := eng.Finish(runErr)
+	if prof != nil {
+		w := stdout
+		if f.json {
+			w = stderr
+		}
+		prof.Print(w, 10)
+	}
 	code := engine.ExitCode(runErr)
 	if ctx.Err() != nil {
 		code = engine.ExitInterrupted
