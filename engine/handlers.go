@@ -57,7 +57,7 @@ func (e *Engine) luaHandler(L *lua.LState) int {
 	name := L.CheckString(1)
 	fn := L.CheckFunction(2)
 	if e.opts.ListTasks {
-		e.rep.Event(Event{Type: "task_list", Time: time.Now(), Task: "handler " + name, Status: "handler"})
+		e.rep.Event(Event{Type: "task_list", Time: time.Now(), Task: name, Status: "handler"})
 	}
 	e.mu.Lock()
 	i := slices.IndexFunc(e.handlers, func(h *handlerDef) bool { return h.name == name })

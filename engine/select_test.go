@@ -185,7 +185,7 @@ log("not listed")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "handler handler reload\nrun     boot  tags=boot  on=web1\nskip    site  tags=web  on=web1,web2  (tag web in --skip-tags)\nskip    db  on=db1  (db1 outside --limit web1)\n"
+	want := "handler reload\nrun     boot  tags=boot  on=web1\nskip    site  tags=web  on=web1,web2  (tag web in --skip-tags)\nskip    db  on=db1  (db1 outside --limit web1)\n"
 	if out != want {
 		t.Errorf("list:\n%s\nwant:\n%s", out, want)
 	}
