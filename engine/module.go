@@ -22,10 +22,12 @@ type Module interface {
 type ModuleFunc struct {
 	ModName string
 	Open    func(env *Env) lua.LGFunction
+	DocList []Doc // for `tinyfarm doc`; optional
 }
 
 func (m ModuleFunc) Name() string                   { return m.ModName }
 func (m ModuleFunc) Loader(env *Env) lua.LGFunction { return m.Open(env) }
+func (m ModuleFunc) Docs() []Doc                    { return m.DocList }
 
 // Env is what a module sees of the run: check mode, state dir, the
 // reporting channel and the VM lock. One Env per Engine.

@@ -12,11 +12,11 @@ import (
 )
 
 type retryOpts struct {
-	Times   int            `lua:"times"`
-	Delay   time.Duration  `lua:"delay"`
-	Backoff float64        `lua:"backoff"`
-	Max     time.Duration  `lua:"max_delay"`
-	Until   *lua.LFunction `lua:"until"`
+	Times   int            `lua:"times" default:"3" doc:"attempts in all"`
+	Delay   time.Duration  `lua:"delay" default:"1s" doc:"wait before the second attempt"`
+	Backoff float64        `lua:"backoff" default:"1" doc:"delay multiplier after each attempt"`
+	Max     time.Duration  `lua:"max_delay" doc:"cap on the delay"`
+	Until   *lua.LFunction `lua:"until" doc:"until(results...) true: success"`
 }
 
 // luaRetry is retry{times=3, delay="1s", backoff=1, max_delay, until=fn}:

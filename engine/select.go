@@ -28,8 +28,8 @@ type Selection struct {
 
 // taskOpts is the optional second argument of task(name, {tags, on}, fn).
 type taskOpts struct {
-	Tags []string   `lua:"tags"`
-	On   lua.LValue `lua:"on"`
+	Tags []string   `lua:"tags" doc:"a tag or a list, for --tags and --skip-tags"`
+	On   lua.LValue `lua:"on" doc:"the guest(s) it acts on: a guest, a name or a list, for --limit"`
 }
 
 // skipReason says why a task selected by its tags, targets and position

@@ -276,8 +276,8 @@ func (e *Engine) settle(runErr error) {
 }
 
 type parallelOpts struct {
-	Forks int   `lua:"forks"`
-	Limit *bool `lua:"limit"` // false: ignore --limit for these items
+	Forks int   `lua:"forks" default:"--forks (8)" doc:"items at once"`
+	Limit *bool `lua:"limit" default:"true" doc:"false: ignore --limit for these items"`
 }
 
 // luaParallel runs fn(item, index) for every item of a list, at most

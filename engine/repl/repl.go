@@ -96,7 +96,7 @@ func interactive(ctx context.Context, eng *engine.Engine, cfg Config) int {
 		return engine.ExitUsage
 	}
 	defer rl.Close()
-	fmt.Fprintf(cfg.Stdout, "tinyfarm repl — modules are globals (%s). Tab completes, Ctrl-C cancels, Ctrl-D exits.\n",
+	fmt.Fprintf(cfg.Stdout, "tinyfarm repl — modules are globals (%s). Tab completes, :help NAME documents, Ctrl-C cancels, Ctrl-D exits.\n",
 		strings.Join(moduleNames(eng), ", "))
 
 	var buf strings.Builder
@@ -119,6 +119,9 @@ func interactive(ctx context.Context, eng *engine.Engine, cfg Config) int {
 			return 0
 		}
 		if buf.Len() == 0 && strings.TrimSpace(line) == "" {
+			continue
+		}
+		if buf.Len() == 0 && command(ctx, eng, line, cfg.Stdout, cfg.Stderr) {
 			continue
 		}
 		if buf.Len() > 0 {

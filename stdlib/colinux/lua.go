@@ -29,7 +29,7 @@ func Module(drivers map[string]driver.Runner) engine.Module {
 		m := &luaMod{env: env, farm: New(env.StateDir, Options{Drivers: drivers})}
 		env.OnClose(m.farm.Close) // the guests' shared SSH connections end with the run
 		return m.loader
-	}}
+	}, DocList: docs()}
 }
 
 // FarmFor is the farm a run's colinux module uses (other modules resolve
@@ -110,23 +110,23 @@ func checkGuest(L *lua.LState) *Guest {
 
 type guestOpts struct {
 	Name      string            `lua:"name,required"`
-	Disk      lua.LValue        `lua:"disk"`
-	Disks     []string          `lua:"disks"`
-	Mem       lx.Size           `lua:"mem"`
-	CPUs      float64           `lua:"cpus"`
-	Driver    string            `lua:"driver"`
-	Layout    string            `lua:"layout"`
-	Core      string            `lua:"core"`
-	Kernel    string            `lua:"kernel"`
-	Initrd    []string          `lua:"initrd"`
-	Bootcodes lua.LValue        `lua:"bootcodes"`
-	Forward   lua.LValue        `lua:"forward"`
-	HostKey   string            `lua:"host_key"`
-	IP        string            `lua:"ip"`
-	Accel     string            `lua:"accel"`
-	UserNS    *bool             `lua:"userns"`
-	Net       string            `lua:"net"`
-	Labels    map[string]string `lua:"labels"`
+	Disk      lua.LValue        `lua:"disk" doc:"a path, or what image.build returns (its host key is pinned)"`
+	Disks     []string          `lua:"disks" doc:"more disk images"`
+	Mem       lx.Size           `lua:"mem" default:"128M" doc:"memory quota"`
+	CPUs      float64           `lua:"cpus" default:"1" doc:"CPU share in cores"`
+	Driver    string            `lua:"driver" doc:"ns, qemu or colinux (default: ns as root on Linux)"`
+	Layout    string            `lua:"layout" doc:"scatter or frugal (default: the disk's)"`
+	Core      string            `lua:"core" doc:"core.gz for frugal guests"`
+	Kernel    string            `lua:"kernel" doc:"kernel image (qemu, colinux)"`
+	Initrd    []string          `lua:"initrd" doc:"initrds (qemu, colinux)"`
+	Bootcodes lua.LValue        `lua:"bootcodes" doc:"Tiny Core boot codes: a table or a kernel line"`
+	Forward   lua.LValue        `lua:"forward" doc:"host port -> guest port, {[2201]=22} (qemu user networking)"`
+	HostKey   string            `lua:"host_key" doc:"the guest's SSH host key to pin"`
+	IP        string            `lua:"ip" doc:"a fixed farm IP (default: allocated once and kept)"`
+	Accel     string            `lua:"accel" doc:"qemu accelerator: tcg (default) or kvm"`
+	UserNS    *bool             `lua:"userns" doc:"run an ns guest in a user namespace (default where the platform allows)"`
+	Net       string            `lua:"net" doc:"qemu: user (default) or bridge"`
+	Labels    map[string]string `lua:"labels" doc:"free-form key = value labels kept in the definition"`
 	Timeout   time.Duration     `lua:"-"`
 }
 
@@ -271,9 +271,9 @@ func (m *luaMod) host(L *lua.LState) int {
 }
 
 type planOpts struct {
-	Granularity lx.Size `lua:"granularity"`
-	Reserve     lx.Size `lua:"reserve"`
-	Guests      int     `lua:"guests"`
+	Granularity lx.Size `lua:"granularity" default:"128M" doc:"memory per guest"`
+	Reserve     lx.Size `lua:"reserve" doc:"host memory kept for the host"`
+	Guests      int     `lua:"guests" doc:"raise when this many do not fit"`
 }
 
 // colinux.plan{granularity="128M", reserve, guests} -> {guests, granularity, usable, mem, reserve}
@@ -289,8 +289,8 @@ func (m *luaMod) plan(L *lua.LState) int {
 }
 
 type networkOpts struct {
-	Bridge string `lua:"bridge"`
-	Subnet string `lua:"subnet"`
+	Bridge string `lua:"bridge" default:"tfbr0"`
+	Subnet string `lua:"subnet" default:"10.77.0.0/24"`
 }
 
 // colinux.network{bridge, subnet} -> {bridge, subnet, changed}: the farm's
@@ -354,8 +354,11 @@ func (m *luaMod) start(L *lua.LState) int {
 }
 
 type stopOpts struct {
-	Grace time.Duration `lua:"grace"`
-	Disk  bool          `lua:"disk"`
+	Grace time.Duration `lua:"grace" default:"10s" doc:"how long a clean shutdown may take before the guest is killed"`
+}
+
+type destroyOpts struct {
+	Disk bool `lua:"disk" default:"false" doc:"also remove the disk image"`
 }
 
 // g:stop{grace=10} -> changed
@@ -403,7 +406,7 @@ func (m *luaMod) status(L *lua.LState) int {
 }
 
 type readyOpts struct {
-	Timeout time.Duration `lua:"timeout"`
+	Timeout time.Duration `lua:"timeout" default:"60s"`
 }
 
 // g:wait_ready{timeout=60}: the guest's ready marker, then one SSH handshake
@@ -429,9 +432,9 @@ func (m *luaMod) ssh(L *lua.LState) int {
 }
 
 type execOpts struct {
-	Check    *bool  `lua:"check"`
-	Stdin    string `lua:"stdin"`
-	ReadOnly bool   `lua:"readonly"`
+	Check    *bool  `lua:"check" default:"true" doc:"raise on a non-zero exit"`
+	Stdin    string `lua:"stdin" doc:"text fed to the command"`
+	ReadOnly bool   `lua:"readonly" doc:"the command changes nothing: ok, and run in check mode"`
 }
 
 // g:exec(cmd, {check=true, stdin, readonly}) -> {code, stdout, stderr}
@@ -508,7 +511,7 @@ func (m *luaMod) resume(L *lua.LState) int {
 // g:destroy{disk=false}: stop, forget the definition (and the disk with disk=true).
 func (m *luaMod) destroy(L *lua.LState) int {
 	g := checkGuest(L)
-	var o stopOpts
+	var o destroyOpts
 	lx.Opts(L, 2, "destroy", &o)
 	if !m.env.Check {
 		m.block(L, func(ctx context.Context) error { return g.Destroy(ctx, o.Disk) })
@@ -566,8 +569,8 @@ func bootcodeWords(v *lua.LTable) string {
 }
 
 type writeOpts struct {
-	Mode  string `lua:"mode"`
-	Owner string `lua:"owner"` // "uid:gid", default "0:0"
+	Mode  string `lua:"mode" default:"0644" doc:"octal"`
+	Owner string `lua:"owner" default:"0:0" doc:"numeric uid:gid"`
 }
 
 // g:write(path, content, {mode="0644", owner="0:0"}) -> changed: a file in

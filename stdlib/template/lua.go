@@ -26,11 +26,17 @@ func Module() engine.Module {
 			}))
 			return 1
 		}
+	}, DocList: []engine.Doc{
+		{Name: "template.render", Call: "template.render(text, vars, {name})", Opts: renderOpts{},
+			Summary: "The rendered text: {{ expr }} inserts a Lua value, {% statement %} is Lua (for/if ... end),\n{# #} is a comment; errors name the template's line and column.",
+			Example: `template.render("{% for _, p in ipairs(ports) do %}listen {{ p }};\n{% end %}", { ports = { 80, 443 } })`},
+		{Name: "template.write", Call: "template.write(target, path, src_or_file, vars, {mode, owner})", Opts: writeOpts{},
+			Summary: "The rendered file in a target (host directory, image.edit target, guest): atomic, ok when\nequal, a diff in check mode. src_or_file is template text (a tag or a newline) or a file\nnext to the playbook."},
 	}}
 }
 
 type renderOpts struct {
-	Name string `lua:"name"`
+	Name string `lua:"name" default:"inline" doc:"the template's name in errors"`
 }
 
 // template.render(text, vars, {name}) -> the rendered text
@@ -46,8 +52,8 @@ func luaRender(L *lua.LState, env *engine.Env) int {
 }
 
 type writeOpts struct {
-	Mode  string `lua:"mode"`
-	Owner string `lua:"owner"`
+	Mode  string `lua:"mode" default:"0644" doc:"octal"`
+	Owner string `lua:"owner" default:"0:0" doc:"numeric uid:gid"`
 }
 
 // template.write(target, path, src_or_file, vars, {mode="0644", owner="0:0"})

@@ -144,6 +144,7 @@ script: echo 'print(1)' | tinyfarm repl`,
 	root.AddCommand(newMigrateCmd(ctx, stdin, stdout, stderr))
 	root.AddCommand(newExecCmd(ctx, stdin, stdout, stderr), newSSHCmd(ctx, stdin, stdout, stderr), newLogsCmd(ctx, stdout, stderr))
 	root.AddCommand(newPowerCmds(ctx, stdout, stderr)...)
+	root.AddCommand(newDocCmd(stdout, stderr))
 	return root
 }
 

@@ -1,0 +1,40 @@
+package repl
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+)
+
+func TestHelpCommandShowsTheDocs(t *testing.T) {
+	eng, err := engine.New(engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	var out, errb bytes.Buffer
+	if !command(context.Background(), eng, ":help retry", &out, &errb) {
+		t.Fatal(":help not taken as a command")
+	}
+	for _, want := range []string{"retry{times=3", "backoff", "default 1s", "Example:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf(":help retry lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	command(context.Background(), eng, ":help", &out, &errb)
+	if !strings.Contains(out.String(), "flush_handlers") {
+		t.Errorf(":help lists:\n%s", out.String())
+	}
+	command(context.Background(), eng, ":help nope", &out, &errb)
+	command(context.Background(), eng, ":nope", &out, &errb)
+	if !strings.Contains(errb.String(), `nothing documented as "nope"`) || !strings.Contains(errb.String(), "unknown command :nope") {
+		t.Errorf("errors: %s", errb.String())
+	}
+	if command(context.Background(), eng, "x = 1", &out, &errb) {
+		t.Error("Lua taken as a command")
+	}
+}
