@@ -320,7 +320,7 @@ func loadVars(f *runFlags) (map[string]any, error) {
 		case strings.HasPrefix(strings.TrimSpace(e), "{"):
 			var m map[string]any
 			if err := json.Unmarshal([]byte(e), &m); err != nil {
-				return nil, fmt.Errorf("-e %s: invalid JSON: %w", e, err)
+				return nil, fmt.Errorf("-e %s: %w", e, jsonError([]byte(e), err))
 			}
 			for k, v := range m {
 				vars[k] = v
@@ -342,11 +342,12 @@ func loadVarsFile(path string, into map[string]any) error {
 		return fmt.Errorf("vars file %s: %w", path, err)
 	}
 	var m map[string]any
-	if strings.HasSuffix(path, ".json") {
+	switch filepath.Ext(path) {
+	case ".json":
 		if err := json.Unmarshal(src, &m); err != nil {
-			return fmt.Errorf("vars file %s: invalid JSON: %w", path, err)
+			return fmt.Errorf("vars file %s: %w", path, jsonError(src, err))
 		}
-	} else {
+	case ".lua":
 		// A Lua vars file returns a table; it runs in a bare state with
 		// only the base library, so it can compute values but not act.
 		L := lua.NewState(lua.Options{SkipOpenLibs: true})
@@ -372,9 +373,36 @@ func loadVarsFile(path string, into map[string]any) error {
 			return fmt.Errorf("vars file %s: must return a table with names as keys", path)
 		}
 		m = mm
+	default:
+		return fmt.Errorf("vars file %s: unknown extension %q: want .json or .lua (a .lua file returns a table)", path, filepath.Ext(path))
 	}
 	for k, v := range m {
 		into[k] = v
 	}
 	return nil
+}
+
+// jsonError names the line and column of a JSON syntax or type error.
+func jsonError(src []byte, err error) error {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	line, col := 1, 1
+	for _, c := range src[:min(max(int(off)-1, 0), len(src))] { // Offset is just past the bad byte
+		if c == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Errorf("line %d, column %d: invalid JSON: %w", line, col, err)
 }

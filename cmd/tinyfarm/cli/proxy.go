@@ -69,6 +69,13 @@ playbook runs the same proxy only while the playbook runs.`,
 				return exitError{engine.ExitFailed}
 			}
 			if asJSON {
+				// Empty lists print as [], not null, so consumers need no special case.
+				if t.VHosts == nil {
+					t.VHosts = []proxy.VHost{}
+				}
+				if t.Forwards == nil {
+					t.Forwards = []proxy.Forward{}
+				}
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(t)
