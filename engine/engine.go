@@ -102,6 +102,8 @@ type Engine struct {
 	pendingPath string          // the state dir's record of queued handlers
 	playbookAbs string
 	pendMu      sync.Mutex // serializes writes of pendingPath
+
+	sources map[string]string // chunk name -> source, for error hints
 }
 
 // New makes an Engine with the standard Lua libraries, tinyfarm's globals
@@ -132,6 +134,7 @@ func New(opts Options) (*Engine, error) {
 		pending: map[string]bool{},
 		queued:  map[string]bool{},
 		carried: map[string]bool{},
+		sources: map[string]string{},
 	}
 	e.env = &Env{Check: opts.Check, StateDir: opts.StateDir, Stdout: opts.Stdout, eng: e}
 	e.installGlobals()
@@ -207,6 +210,9 @@ func (e *Engine) exec(ctx context.Context, src, name string, asExpr bool) ([]lua
 	if err != nil {
 		return nil, syntaxError(err)
 	}
+	e.mu.Lock()
+	e.sources[name] = src
+	e.mu.Unlock()
 	e.vm.Lock()
 	defer e.vm.Unlock()
 	e.L.SetContext(ctx)

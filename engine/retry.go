@@ -80,7 +80,7 @@ func (e *Engine) retryCall(L *lua.LState, o retryOpts, fn *lua.LFunction, args [
 			return L.GetTop() - base
 		}
 		L.SetTop(base)
-		last = toLxError(err)
+		last = e.toLxError(err)
 		var skip *errSkip
 		if errors.As(last, &skip) || last.Kind() == lx.KindCanceled || L.Context() != nil && L.Context().Err() != nil {
 			e.noteAttempts(L, attempt)

@@ -170,7 +170,7 @@ func (e *Engine) runTask(L *lua.LState, t *taskRun, fn *lua.LFunction) *lx.Error
 
 	if err != nil {
 		L.SetTop(top)
-		le := toLxError(err)
+		le := e.toLxError(err)
 		var skip *errSkip
 		if errors.As(le, &skip) {
 			t.skipped = skip.reason
@@ -191,7 +191,12 @@ func (e *Engine) runTask(L *lua.LState, t *taskRun, fn *lua.LFunction) *lx.Error
 // toLxError turns whatever a pcall caught into a tinyfarm error value, so a
 // failure keeps one identity from the task that failed to the end of the
 // run (the recap tells a caught failure from an uncaught one by it).
-func toLxError(err error) *lx.Error {
+func toLxError(err error) *lx.Error { return toLxErrorHint(err, nil) }
+
+// toLxError is toLxError with the engine's hints for plain Lua errors.
+func (e *Engine) toLxError(err error) *lx.Error { return toLxErrorHint(err, e.hintFor) }
+
+func toLxErrorHint(err error, hint func(string) string) *lx.Error {
 	var ae *lua.ApiError
 	if errors.As(err, &ae) {
 		if le, ok := lx.ErrorFromValue(ae.Object); ok {
@@ -199,6 +204,9 @@ func toLxError(err error) *lx.Error {
 		}
 		if ae.Object != nil {
 			msg := lx.ToStringValue(ae.Object)
+			if hint != nil {
+				msg = hint(msg)
+			}
 			return &lx.Error{Err: errors.New(msg)}
 		}
 	}
@@ -327,7 +335,7 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 				}()
 				err := th.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, items.RawGetInt(idx[i]), lua.LNumber(idx[i]))
 				if err != nil {
-					failures[i] = toLxError(err)
+					failures[i] = e.toLxError(err)
 					return
 				}
 				results[i] = th.Get(-1)
