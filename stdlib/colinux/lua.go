@@ -79,7 +79,14 @@ func (m *luaMod) loader(L *lua.LState) int {
 	}))
 	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
 		g := checkGuest(L)
-		L.Push(lua.LString(fmt.Sprintf("guest %s (%s, %s)", g.Def.Name, g.Def.Driver, g.Def.IP)))
+		ctx, cancel := context.WithTimeout(m.env.Context(L), 2*time.Second)
+		defer cancel()
+		state := "unknown"
+		if st, err := g.Status(ctx); err == nil {
+			state = string(st.State)
+		}
+		ip, _, _ := strings.Cut(g.Def.IP, "/")
+		L.Push(lua.LString(fmt.Sprintf("guest %s (%s, %s, %s)", g.Def.Name, g.Def.Driver, state, ip)))
 		return 1
 	}))
 	// Methods are also reachable by name for tab completion in the REPL.
