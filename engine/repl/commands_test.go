@@ -3,6 +3,8 @@ package repl
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,5 +38,33 @@ func TestHelpCommandShowsTheDocs(t *testing.T) {
 	}
 	if command(context.Background(), eng, "x = 1", &out, &errb) {
 		t.Error("Lua taken as a command")
+	}
+}
+
+func TestReloadLoadsAnEditedRecipe(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.MkdirAll(filepath.Join(dir, "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(v string) {
+		os.WriteFile(filepath.Join(dir, "lib", "r.lua"), []byte(`return { v = "`+v+`" }`), 0o644)
+	}
+	write("1")
+	eng, err := engine.New(engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx := context.Background()
+	if _, err := eng.Eval(ctx, `r = require("lib.r")`, "repl", false); err != nil {
+		t.Fatal(err)
+	}
+	write("2")
+	var out, errb bytes.Buffer
+	command(ctx, eng, ":reload lib.r", &out, &errb)
+	vals, err := eng.Eval(ctx, `require("lib.r").v`, "repl", true)
+	if err != nil || len(vals) != 1 || vals[0].String() != "2" || !strings.Contains(out.String(), "reloaded lib.r") {
+		t.Errorf("after :reload: %v %v, out %q err %q", vals, err, out.String(), errb.String())
 	}
 }
