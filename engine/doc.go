@@ -19,6 +19,7 @@ type Doc struct {
 	Summary string // what it does and returns
 	Opts    any    // the options struct (a zero value), or nil
 	Example string
+	Module  string // set by Docs: the module that documents it, "globals" for the engine's
 }
 
 // Documented is implemented by modules that document their functions.
@@ -30,9 +31,15 @@ type Documented interface {
 // documented module, sorted by name.
 func Docs(mods []Module) []Doc {
 	out := globalDocs()
+	for i := range out {
+		out[i].Module = "globals"
+	}
 	for _, m := range mods {
 		if d, ok := m.(Documented); ok {
-			out = append(out, d.Docs()...)
+			for _, doc := range d.Docs() {
+				doc.Module = m.Name()
+				out = append(out, doc)
+			}
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })

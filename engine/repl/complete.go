@@ -126,11 +126,14 @@ func (c *completer) special(before string) ([]string, string, bool) {
 		return nil, "", false
 	}
 	callee := cm[1]
-	if i := strings.IndexByte(callee, ':'); i >= 0 {
-		callee = "g" + callee[i:] // methods are documented on a guest, g:exec
-	}
 	for _, d := range c.docs {
-		if d.Name != callee || d.Opts == nil {
+		match := d.Name == callee
+		if i := strings.IndexByte(callee, ':'); i >= 0 {
+			// Methods are documented on a conventional receiver (g:exec,
+			// s:run); any variable name calls them.
+			match = strings.HasSuffix(d.Name, callee[i:]) && strings.Contains(d.Name, ":")
+		}
+		if !match || d.Opts == nil {
 			continue
 		}
 		var names []string

@@ -52,7 +52,7 @@ func Module(resolver func(env *engine.Env) Resolver) engine.Module {
 		}
 		m := &luaModule{env: env, reg: NewRegistry(filepath.Join(env.StateDir, "proxy"), res), servers: map[string]*luaServer{}}
 		return m.open
-	}}
+	}, DocList: docs()}
 }
 
 // NoGuests is the resolver argument of Module for a build without a guests

@@ -32,7 +32,7 @@ import (
 // and tcz.mirror{} replaces it. Other modules (image.build) use the same
 // mirror through [LuaClient].
 func Module() engine.Module {
-	return engine.ModuleFunc{ModName: "tcz", Open: open}
+	return engine.ModuleFunc{ModName: "tcz", Open: open, DocList: docs()}
 }
 
 type mirrorOpts struct {

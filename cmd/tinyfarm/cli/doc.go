@@ -13,18 +13,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/all"
 )
 
-// docModule is the module a documented name belongs to: "colinux" for
-// colinux.guest and the guest methods g:..., "globals" for task & co.
-func docModule(name string) string {
-	switch {
-	case strings.HasPrefix(name, "g:"):
-		return "colinux"
-	case strings.Contains(name, "."):
-		return name[:strings.Index(name, ".")]
-	}
-	return "globals"
-}
-
 func newDocCmd(stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "doc [MODULE | NAME]",
@@ -45,7 +33,7 @@ strict option decoder accepts) with types and defaults, and an example.`,
 				count := map[string]int{}
 				var order []string
 				for _, d := range docs {
-					m := docModule(d.Name)
+					m := d.Module
 					if count[m] == 0 {
 						order = append(order, m)
 					}
@@ -67,7 +55,7 @@ strict option decoder accepts) with types and defaults, and an example.`,
 			}
 			found := false
 			for _, d := range docs {
-				if docModule(d.Name) == args[0] {
+				if d.Module == args[0] {
 					first, _, _ := strings.Cut(d.Summary, "\n")
 					fmt.Fprintf(tw, "%s\t%s\n", d.Name, first)
 					found = true

@@ -14,7 +14,7 @@ import (
 
 // braceOptions reads the option names a call writes in its first {...}
 // after name: `colinux.guest{name, mem="128M", forward={[2201]=22}}` gives
-// name, mem, forward.
+// name, mem, forward; `a | b` (one of) gives both.
 func braceOptions(call, name string) ([]string, bool) {
 	i := strings.Index(call, name)
 	if i < 0 {
@@ -35,7 +35,7 @@ func braceOptions(call, name string) ([]string, bool) {
 		case '}', ')', ']':
 			depth--
 		}
-		if depth == 1 && rest[j] == ',' || depth == 0 {
+		if depth == 1 && (rest[j] == ',' || rest[j] == '|') || depth == 0 {
 			if m := ident.FindStringSubmatch(rest[start:j]); m != nil {
 				names = append(names, m[1])
 			}
