@@ -104,6 +104,7 @@ type Engine struct {
 	pendMu      sync.Mutex // serializes writes of pendingPath
 
 	sources map[string]string // chunk name -> source, for error hints
+	blocked map[*lua.LState]time.Duration // Env.Block time not yet reported, per thread
 }
 
 // New makes an Engine with the standard Lua libraries, tinyfarm's globals
@@ -135,6 +136,7 @@ func New(opts Options) (*Engine, error) {
 		queued:  map[string]bool{},
 		carried: map[string]bool{},
 		sources: map[string]string{},
+		blocked: map[*lua.LState]time.Duration{},
 	}
 	e.env = &Env{Check: opts.Check, StateDir: opts.StateDir, Stdout: opts.Stdout, eng: e}
 	e.installGlobals()

@@ -58,6 +58,9 @@ type Change struct {
 	Status  Status `json:"status"`           // ok, changed, may_change
 	Diff    string `json:"diff,omitempty"`   // unified diff for text files
 	Detail  string `json:"detail,omitempty"` // one line of extra context
+	// ElapsedMS is the time the call spent in blocking work (Env.Block)
+	// since the previous report on its thread: what --profile ranks.
+	ElapsedMS float64 `json:"elapsed_ms,omitempty"`
 }
 
 // Report records a call's outcome against the running task (or as a
@@ -119,8 +122,15 @@ func (env *Env) Block(L *lua.LState, fn func(ctx context.Context) error) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	env.eng.vm.Unlock()
-	defer env.eng.vm.Lock()
+	e := env.eng
+	e.vm.Unlock()
+	defer e.vm.Lock()
+	t0 := time.Now()
+	defer func() {
+		e.mu.Lock()
+		e.blocked[L] += time.Since(t0)
+		e.mu.Unlock()
+	}()
 	return fn(ctx)
 }
 

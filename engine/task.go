@@ -80,6 +80,10 @@ func (e *Engine) currentTask(L *lua.LState) *taskRun {
 
 func (e *Engine) report(L *lua.LState, c Change) {
 	e.mu.Lock()
+	if d := e.blocked[L]; d > 0 {
+		c.ElapsedMS = float64(d.Microseconds()) / 1000
+		delete(e.blocked, L)
+	}
 	if e.opts.Check && c.Status == StatusChanged && c.Subject != "" && e.pendingLocked(c.Subject) {
 		// Planned against a state an earlier would-be change alters first.
 		c.Status = StatusMayChange
@@ -331,6 +335,7 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 					e.mu.Lock()
 					delete(e.parent, th)
 					delete(e.tasks, th)
+					delete(e.blocked, th)
 					e.mu.Unlock()
 				}()
 				err := th.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, items.RawGetInt(idx[i]), lua.LNumber(idx[i]))
