@@ -103,7 +103,7 @@ type Engine struct {
 	playbookAbs string
 	pendMu      sync.Mutex // serializes writes of pendingPath
 
-	sources map[string]string // chunk name -> source, for error hints
+	sources map[string]string             // chunk name -> source, for error hints
 	blocked map[*lua.LState]time.Duration // Env.Block time not yet reported, per thread
 }
 
