@@ -218,6 +218,81 @@ func adhocCommands(t *testing.T, bin, work string, env []string) {
 	if out, _, _ := tfIn("", "guests"); strings.Count(out, "running") != 3 {
 		t.Errorf("after start/restart:\n%s", out)
 	}
+
+	// logs -f follows the console: a line the guest writes to it shows up.
+	follow := exec.Command(bin, "logs", "web1", "-n", "1", "-f")
+	follow.Dir, follow.Env = work, env
+	var followed syncBuffer
+	follow.Stdout = &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	tfIn("", "exec", "web1", "--", "echo followed-marker > /dev/console")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(followed.String(), "followed-marker"); {
+		if time.Now().After(deadline) {
+			t.Errorf("logs -f did not show the new console line:\n%s", followed.String())
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// ssh on a terminal: an interactive shell with a PTY (tmux is the terminal).
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Log("tmux not installed: interactive ssh not tested")
+		return
+	}
+	sock := fmt.Sprintf("tfe2e%d", os.Getpid())
+	tmux := func(args ...string) string {
+		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	envArgs := []string{}
+	for _, e := range env {
+		if strings.HasPrefix(e, "TINYFARM_HOME=") {
+			envArgs = append(envArgs, e)
+		}
+	}
+	tmux(append(append([]string{"-f", "/dev/null", "new-session", "-d", "-s", "ssh", "-x", "120", "-y", "30", "env"}, envArgs...), "TERM=xterm", bin, "ssh", "web2")...)
+	defer exec.Command("tmux", "-L", sock, "kill-server").Run()
+	waitScreen := func(what string) bool {
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if strings.Contains(tmux("capture-pane", "-p", "-t", "ssh"), what) {
+				return true
+			}
+		}
+		t.Errorf("interactive ssh: screen never showed %q:\n%s", what, tmux("capture-pane", "-p", "-t", "ssh"))
+		return false
+	}
+	if waitScreen("@web2") {
+		tmux("send-keys", "-t", "ssh", "tty; echo on-$(hostname)", "Enter")
+		waitScreen("on-web2")
+		if s := tmux("capture-pane", "-p", "-t", "ssh"); !strings.Contains(s, "/dev/pts/") {
+			t.Errorf("interactive ssh has no PTY:\n%s", s)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func getHost(t *testing.T, base, host string) string {
