@@ -180,12 +180,13 @@ handler("reload", function() end)
 task("boot", { tags = { "boot" }, on = "web1" }, function() require("host").write(vars.dir .. "/x", "1") end)
 task("site", { tags = "web", on = { "web1", "web2" } }, function() end)
 task("db", { on = "db1" }, function() end)
+parallel({ "web1", "web2" }, function(n) task("page " .. n, { on = n }, function() end) end)
 log("not listed")
 `, engine.Options{ListTasks: true, Select: engine.Selection{Limit: l, SkipTags: []string{"web"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "handler reload\nrun     boot  tags=boot  on=web1\nskip    site  tags=web  on=web1,web2  (tag web in --skip-tags)\nskip    db  on=db1  (db1 outside --limit web1)\n"
+	want := "handler reload\nrun     boot  tags=boot  on=web1\nskip    site  tags=web  on=web1,web2  (tag web in --skip-tags)\nskip    db  on=db1  (db1 outside --limit web1)\nskip    parallel item web2  on=web2  (web2 outside --limit web1)\nrun     page web1  on=web1\n"
 	if out != want {
 		t.Errorf("list:\n%s\nwant:\n%s", out, want)
 	}

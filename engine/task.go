@@ -380,7 +380,9 @@ func (e *Engine) parallelItems(L *lua.LState, items *lua.LTable, limit bool) []i
 	for i := 1; i <= items.Len(); i++ {
 		if name, ok := itemName(L, items.RawGetInt(i)); ok && limit && !lim.Match(name) {
 			t := &taskRun{name: "parallel item " + name, start: time.Now(), skipped: name + " outside --limit " + lim.String()}
-			if !e.opts.ListTasks {
+			if e.opts.ListTasks {
+				e.rep.Event(Event{Type: "task_list", Time: t.start, Task: t.name, Status: "skip", Msg: t.skipped, On: []string{name}})
+			} else {
 				e.rep.Event(Event{Type: "task_start", Time: t.start, Task: t.name})
 				e.finishTask(t, nil)
 			}
