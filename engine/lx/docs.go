@@ -25,13 +25,26 @@ func Options(dst any) []Option {
 		t = t.Elem()
 	}
 	var out []Option
-	for name, i := range fieldsOf(t) {
-		f := t.Field(i)
+	for name, idx := range fieldsOf(t) {
+		f := structField(t, idx)
 		out = append(out, Option{Name: name, Type: typeName(f.Type), Required: required(f),
 			Default: f.Tag.Get("default"), Doc: f.Tag.Get("doc")})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// structField is the field at a fieldsOf index, whether fieldsOf gives
+// field numbers or index paths (embedded option structs), so this file
+// follows the decoder either way.
+func structField[I int | []int](t reflect.Type, idx I) reflect.StructField {
+	switch i := any(idx).(type) {
+	case int:
+		return t.Field(i)
+	case []int:
+		return t.FieldByIndex(i)
+	}
+	panic("lx: unreachable")
 }
 
 func typeName(t reflect.Type) string {
