@@ -42,6 +42,7 @@ type limitedConn struct {
 	ip     netip.Addr
 	elem   *list.Element // in l.idle while not serving a request; guarded by l.mu
 	closed bool          // guarded by l.mu
+	wset   time.Time     // when Write last set the write deadline
 }
 
 func remoteAddr(c net.Conn) netip.Addr {
@@ -142,9 +143,15 @@ func (c *limitedConn) Close() error {
 
 // Write fails when the client takes more than WriteTimeout to accept any
 // of p (nginx's send_timeout: between two successive writes).
+// The deadline is moved only when a quarter of the timeout has passed
+// since it was last set (setting one costs a runtime timer update per
+// write), so a write may fail after 3/4 of WriteTimeout at the earliest.
 func (c *limitedConn) Write(p []byte) (int, error) {
-	if c.l.writeTimeout > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.l.writeTimeout))
+	if wt := c.l.writeTimeout; wt > 0 {
+		if now := time.Now(); now.Sub(c.wset) > wt/4 {
+			c.wset = now
+			c.Conn.SetWriteDeadline(now.Add(wt))
+		}
 	}
 	return c.Conn.Write(p)
 }
