@@ -290,7 +290,7 @@ func eventually(t *testing.T, what string, f func() error) {
 	}
 }
 
-func mustVHost(t *testing.T, reg *Registry, host, to string) {
+func mustVHost(t testing.TB, reg *Registry, host, to string) {
 	t.Helper()
 	if _, err := reg.VHost(context.Background(), VHostSpec{Host: host, To: to, Replace: true}, ChangeOptions{}); err != nil {
 		t.Fatal(err)

@@ -3,10 +3,12 @@ package proxy
 import (
 	"container/list"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +26,8 @@ type connLimiter struct {
 	net.Listener
 	max, perIP   int
 	writeTimeout time.Duration
+	log          *slog.Logger
+	lastLog      atomic.Int64 // unix second of the last refusal logged
 
 	mu    sync.Mutex
 	total int
@@ -32,7 +36,7 @@ type connLimiter struct {
 }
 
 func newConnLimiter(ln net.Listener, o *Options) *connLimiter {
-	return &connLimiter{Listener: ln, max: o.MaxConns, perIP: o.MaxConnsPerIP, writeTimeout: o.WriteTimeout, byIP: map[netip.Addr]int{}}
+	return &connLimiter{Listener: ln, max: o.MaxConns, perIP: o.MaxConnsPerIP, writeTimeout: o.WriteTimeout, log: o.Logger, byIP: map[netip.Addr]int{}}
 }
 
 // limitedConn is a client connection counted by its limiter.
@@ -55,7 +59,11 @@ func remoteAddr(c net.Conn) netip.Addr {
 // tooBusy is written to a connection refused by a limit.
 const tooBusy = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 40\r\n\r\nToo many connections; try again later.\r\n"
 
-func refuse(c net.Conn) {
+// refuse answers 503 and closes c; it logs why at most once a second.
+func (l *connLimiter) refuse(c net.Conn, ip netip.Addr, why string) {
+	if now := time.Now().Unix(); l.lastLog.Swap(now) != now {
+		l.log.Warn("proxy: connection refused (503)", "client", ip, "reason", why)
+	}
 	// The socket is new, its send buffer empty: the write does not block.
 	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	io.WriteString(c, tooBusy)
@@ -73,14 +81,14 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		if l.byIP[ip] >= l.perIP {
 			l.mu.Unlock()
-			refuse(c)
+			l.refuse(c, ip, "MaxConnsPerIP reached")
 			continue
 		}
 		if l.total >= l.max {
 			e := l.idle.Front()
 			if e == nil {
 				l.mu.Unlock()
-				refuse(c)
+				l.refuse(c, ip, "MaxConns reached and no connection idle")
 				continue
 			}
 			victim = e.Value.(*limitedConn)
