@@ -596,3 +596,91 @@ func BenchmarkHeaderFlood(b *testing.B) {
 		c.Close()
 	}
 }
+
+// TestAttackAnchorNginx runs three of the cases against the
+// embedded proxy and a real nginx configured as proxy.nginx renders it,
+// side by side. The embedded proxy must be safe on each; nginx's outcome
+// is logged as the anchor (go test -v -run AnchorNginx).
+func TestAttackAnchorNginx(t *testing.T) {
+	requireNginx(t)
+	cases := []struct {
+		name string
+		run  func(t *testing.T, addr string, be *rawBackend) (safe bool, what string)
+	}{
+		{"poisoned connection (HEAD, body 20ms later)", func(t *testing.T, addr string, be *rawBackend) (bool, string) {
+			rawGet(t, addr, "HEAD /poison HTTP/1.1\r\nHost: a.test\r\n\r\n")
+			var got []string
+			safe := true
+			for i := 1; i <= 3; i++ {
+				want := fmt.Sprintf("/private/user%d", i)
+				c := dialFrom(t, "", addr)
+				c.SetDeadline(time.Now().Add(3 * time.Second))
+				io.WriteString(c, "GET "+want+" HTTP/1.1\r\nHost: a.test\r\n\r\n")
+				res, body, err := c.read(false)
+				if err != nil {
+					got = append(got, err.Error())
+					safe = false
+					continue
+				}
+				got = append(got, fmt.Sprintf("%d %q", res.StatusCode, body))
+				safe = safe && body == want
+			}
+			return safe, strings.Join(got, ", ")
+		}},
+		{"underscore header", func(t *testing.T, addr string, be *rawBackend) (bool, string) {
+			rawGet(t, addr, "GET /u HTTP/1.1\r\nHost: a.test\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n")
+			raw, _ := be.received()
+			return !strings.Contains(raw, "6.6.6.6"), fmt.Sprintf("backend saw 6.6.6.6: %v", strings.Contains(raw, "6.6.6.6"))
+		}},
+		{"bare CR in the status line", func(t *testing.T, addr string, be *rawBackend) (bool, string) {
+			c := dialFrom(t, "", addr)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "GET /bare-cr HTTP/1.1\r\nHost: a.test\r\n\r\n")
+			line, _ := c.br.ReadString('\n')
+			return !strings.Contains(line, "\r\n") || strings.Index(line, "\r") == len(line)-2, fmt.Sprintf("status line %q", line)
+		}},
+	}
+	for _, kind := range kinds() {
+		t.Run(kind, func(t *testing.T) {
+			for _, tc := range cases {
+				be := newRawBackend(t, func(r *http.Request, c net.Conn) string {
+					switch r.URL.Path {
+					case "/poison":
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+						time.Sleep(20 * time.Millisecond)
+						io.WriteString(c, "POISONED")
+						return answered
+					case "/bare-cr":
+						return "HTTP/1.1 200 OK\rSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nhi"
+					}
+					return okResponse(r)
+				})
+				tg := newTarget(t, kind)
+				mustVHost(t, tg.reg, "a.test", be.addr)
+				tg.apply(t)
+				// Ready when fresh connections are routed several times in a
+				// row (an nginx reload leaves old workers for a moment).
+				ok := 0
+				eventually(t, "route", func() error {
+					res, _, err := dialFrom(t, "", tg.addr).do("GET /ready HTTP/1.1\r\nHost: a.test\r\n\r\n")
+					if err == nil && res.StatusCode != 200 {
+						err = fmt.Errorf("status %d", res.StatusCode)
+					}
+					if ok++; err != nil {
+						ok = 0
+					}
+					if err == nil && ok < 5 {
+						time.Sleep(50 * time.Millisecond)
+						err = errors.New("not yet stable")
+					}
+					return err
+				})
+				safe, what := tc.run(t, tg.addr, be)
+				t.Logf("%s: %s: safe=%v: %s", kind, tc.name, safe, what)
+				if kind == "embedded" && !safe {
+					t.Errorf("%s: not safe: %s", tc.name, what)
+				}
+			}
+		})
+	}
+}
