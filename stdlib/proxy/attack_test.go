@@ -356,7 +356,7 @@ func TestAttackTimeouts(t *testing.T) {
 		}
 		return okResponse(r)
 	})
-	addr := startProxy(t, Options{ReadHeaderTimeout: 300 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, BackendTimeout: 500 * time.Millisecond}, "a.test", be.addr)
+	addr := startProxy(t, Options{ReadHeaderTimeout: 300 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, BackendTimeout: 500 * time.Millisecond, BodyTimeout: 300 * time.Millisecond}, "a.test", be.addr)
 
 	t.Run("no first byte", func(t *testing.T) {
 		if c := dialFrom(t, "", addr); !c.closedWithin(3 * time.Second) {
@@ -372,6 +372,24 @@ func TestAttackTimeouts(t *testing.T) {
 		}
 		if !c.closedWithin(3 * time.Second) {
 			t.Error("a head trickled in is served past the header timeout")
+		}
+	})
+	t.Run("slow body", func(t *testing.T) {
+		for _, req := range []string{
+			"POST /slow-body HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\nab",
+			"POST /slow-body HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n",
+		} {
+			c := dialFrom(t, "", addr)
+			res, _, err := c.do(req) // and no more bytes
+			if err != nil || res.StatusCode != http.StatusRequestTimeout {
+				t.Errorf("%q: got %v %v, want 408", req, res, err)
+			}
+			if !c.closedWithin(3 * time.Second) {
+				t.Errorf("%q: connection left open after 408", req)
+			}
+		}
+		if _, reqs := be.received(); len(reqs) > 0 {
+			t.Errorf("backend completed %v", reqs)
 		}
 	})
 	t.Run("silent backend", func(t *testing.T) {

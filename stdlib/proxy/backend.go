@@ -464,8 +464,15 @@ func (s *Server) copyBody(w http.ResponseWriter, res *http.Response) error {
 }
 
 // backendError answers 502, 504 when the backend timed out (as nginx),
-// or 499 when the client went away.
+// 408 when the client's body did, or 499 when the client went away.
 func (s *Server) backendError(w http.ResponseWriter, r *http.Request, addr string, err error) {
+	// First: a body read that timed out also cancels the request's
+	// context (net/http does on any read error).
+	if bodyTimedOut(r) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "request body timeout", http.StatusRequestTimeout)
+		return
+	}
 	if errors.Is(err, context.Canceled) {
 		w.WriteHeader(499) // client went away; nginx logs the same code
 		return

@@ -11,6 +11,7 @@ import (
 type Limits struct {
 	ReadHeaderTimeout time.Duration `lua:"read_header_timeout"`
 	IdleTimeout       time.Duration `lua:"idle_timeout"`
+	BodyTimeout       time.Duration `lua:"body_timeout"`
 	WriteTimeout      time.Duration `lua:"write_timeout"`
 	BackendTimeout    time.Duration `lua:"backend_timeout"`
 	MaxConns          int           `lua:"max_conns"`
@@ -32,6 +33,7 @@ func (l *Limits) Fields() []LimitField {
 	return []LimitField{
 		{Flag: "read-header-timeout", Usage: "time to read a request head; default 10s", Dur: &l.ReadHeaderTimeout},
 		{Flag: "idle-timeout", Usage: "keep-alive idle time; default 120s", Dur: &l.IdleTimeout},
+		{Flag: "body-timeout", Usage: "time a client may take to send any byte of a request body (then 408); default 60s", Dur: &l.BodyTimeout},
 		{Flag: "write-timeout", Usage: "time a client may take to accept one write; default 60s", Dur: &l.WriteTimeout},
 		{Flag: "backend-timeout", Usage: "wait for a backend's response head, then 504; default 60s", Dur: &l.BackendTimeout},
 		{Flag: "max-conns", Usage: "open client connections (idle ones are reclaimed); default 10000 or half the fd limit", Int: &l.MaxConns},
@@ -68,6 +70,7 @@ func (l Limits) Apply(o *Options) {
 	}
 	set(&o.ReadHeaderTimeout, l.ReadHeaderTimeout)
 	set(&o.IdleTimeout, l.IdleTimeout)
+	set(&o.BodyTimeout, l.BodyTimeout)
 	set(&o.WriteTimeout, l.WriteTimeout)
 	set(&o.BackendTimeout, l.BackendTimeout)
 	setInt(&o.MaxConns, l.MaxConns)

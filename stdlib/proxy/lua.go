@@ -34,8 +34,8 @@ import (
 //	proxy.serve{listen=":80", access_log, <limits>} -> the bound address ("127.0.0.1:41234")
 //	proxy.daemon{listen=":80", stop, <limits>} -> the address
 //
-// <limits> are optional: read_header_timeout, idle_timeout, write_timeout,
-// backend_timeout (seconds or "30s"), max_conns, max_conns_per_ip,
+// <limits> are optional: read_header_timeout, idle_timeout, body_timeout,
+// write_timeout, backend_timeout (seconds or "30s"), max_conns, max_conns_per_ip,
 // max_headers (see Limits and Options for the defaults).
 //
 // `to` is an address ("10.0.0.5", "backend.example.com", "10.0.0.5:8080"),

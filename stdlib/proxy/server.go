@@ -55,6 +55,10 @@ type Options struct {
 	// MaxIdleConnsPerHost is the number of idle keep-alive connections
 	// kept per backend. Default 256.
 	MaxIdleConnsPerHost int
+	// BodyTimeout is how long a client may take to send any byte of a
+	// request body; then the request ends with 408 (or is cut off if the
+	// response has started). Default 60s, nginx's client_body_timeout.
+	BodyTimeout time.Duration
 	// WriteTimeout closes a client connection when one write to it makes
 	// no progress for this long (a client that stops reading). Default 60s,
 	// nginx's send_timeout.
@@ -107,6 +111,9 @@ func (o *Options) defaults() {
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 60 * time.Second
+	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = 60 * time.Second
 	}
 	if o.BackendTimeout == 0 {
 		o.BackendTimeout = 60 * time.Second
@@ -340,12 +347,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lw != nil {
 		lw.backend = b.addr
 	}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		db := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: s.opts.BodyTimeout}
+		// ReverseProxy wraps the body it sends: the error handler finds
+		// this one in the context.
+		r = r.WithContext(context.WithValue(r.Context(), deadlineBodyKey{}, db))
+		r.Body = db
+		// Closed here, with its deadline, before net/http would read an
+		// unread rest without one.
+		defer db.Close()
+	}
 	if len(r.TransferEncoding) > 0 {
 		// A request that also had a Content-Length must close the
 		// connection (RFC 9112 §6.3); net/http has removed that header
 		// by now, so every chunked request closes (browsers send none).
 		w.Header().Set("Connection", "close")
 		if err := bufferChunked(r); err != nil {
+			if isTimeout(err) {
+				http.Error(w, "request body timeout", http.StatusRequestTimeout)
+				return
+			}
 			http.Error(w, "malformed chunked request body", http.StatusBadRequest)
 			return
 		}
@@ -403,6 +424,47 @@ func cleanRequest(h http.Header, maxFields int) (int, string) {
 		}
 	}
 	return 0, ""
+}
+
+// deadlineBody bounds the wait for each read of a request body (a slow
+// upload would otherwise hold a backend connection for as long as the
+// client likes). The deadline is cleared when the body ends or is closed:
+// net/http then reads the connection in the background to notice a
+// client going away, and a deadline left over would cancel the request.
+type deadlineBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	d        time.Duration
+	timedOut atomic.Bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.rc.SetReadDeadline(time.Time{})
+		if isTimeout(err) {
+			b.timedOut.Store(true)
+		}
+	}
+	return n, err
+}
+
+// Close may read: net/http discards up to 256 KiB of an unread rest, so
+// that read is bounded too.
+func (b *deadlineBody) Close() error {
+	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	err := b.ReadCloser.Close()
+	b.rc.SetReadDeadline(time.Time{})
+	return err
+}
+
+type deadlineBodyKey struct{}
+
+// bodyTimedOut reports whether r's body hit BodyTimeout.
+func bodyTimedOut(r *http.Request) bool {
+	b, ok := r.Context().Value(deadlineBodyKey{}).(*deadlineBody)
+	return ok && b.timedOut.Load()
 }
 
 // maxBufferedBody is how much of a chunked request body is read, and its
