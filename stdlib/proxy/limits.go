@@ -36,7 +36,7 @@ func (l *Limits) Fields() []LimitField {
 		{Flag: "body-timeout", Usage: "time a client may take to send any byte of a request body (then 408); default 60s", Dur: &l.BodyTimeout},
 		{Flag: "write-timeout", Usage: "time a client may take to accept one write; default 60s", Dur: &l.WriteTimeout},
 		{Flag: "backend-timeout", Usage: "wait for a backend's response head, then 504; default 60s", Dur: &l.BackendTimeout},
-		{Flag: "max-conns", Usage: "open client connections (idle ones are reclaimed); default 10000 or half the fd limit", Int: &l.MaxConns},
+		{Flag: "max-conns", Usage: "open client connections (idle ones are reclaimed); default 4096, or half the fd limit if lower", Int: &l.MaxConns},
 		{Flag: "max-conns-per-ip", Usage: "open connections per client address; default 512", Int: &l.MaxConnsPerIP},
 		{Flag: "max-headers", Usage: "header fields per request (more: 431); default 100", Int: &l.MaxHeaders},
 	}

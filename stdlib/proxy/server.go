@@ -70,8 +70,10 @@ type Options struct {
 	// MaxConns caps the open client connections. At the cap, the longest
 	// idle connection (keep-alive, or not yet sent a whole request head) is
 	// closed to make room, as nginx reclaims keep-alive connections; with
-	// none idle, the new connection gets 503. Default: 10,000, or half the
-	// file-descriptor limit (RLIMIT_NOFILE) if lower.
+	// none idle, the new connection gets 503. Default 4096 (an idle
+	// connection costs 15-35 KiB, measured: up to 140 MiB at the cap; nginx
+	// on Debian takes 768 per core), or half the file-descriptor limit
+	// (RLIMIT_NOFILE) if lower.
 	MaxConns int
 	// MaxConnsPerIP caps the open connections from one client address;
 	// more get 503 and are closed. Default 512.
@@ -121,7 +123,7 @@ func (o *Options) defaults() {
 	if o.MaxConns == 0 {
 		// Half the descriptors: each proxied request may hold a backend
 		// connection too.
-		o.MaxConns = 10000
+		o.MaxConns = 4096
 		if n := fdLimit() / 2; n > 0 && n < o.MaxConns {
 			o.MaxConns = max(n, 16)
 		}
