@@ -139,6 +139,12 @@ func startProxy(t testing.TB, opts Options, routes ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startProxyOn(t, ln, reg, opts)
+}
+
+// startProxyOn serves the routes of reg on ln until the test ends.
+func startProxyOn(t testing.TB, ln net.Listener, reg *Registry, opts Options) string {
+	t.Helper()
 	opts.RoutesFile = reg.Path()
 	srv, err := NewServer(opts)
 	if err != nil {
