@@ -233,19 +233,25 @@ func TestAttackPoisonedBackendConnection(t *testing.T) {
 		{"HEAD with a body", "HEAD /poison HTTP/1.1\r\nHost: a.test\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n", "POISONED"},
 		{"204 with a body", "GET /poison HTTP/1.1\r\nHost: a.test\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED"},
 		{"304 with a body", "GET /poison HTTP/1.1\r\nHost: a.test\r\n\r\n", "HTTP/1.1 304 Not Modified\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED"},
+		// Bytes after a complete response: the connection looks reusable
+		// when the response ends; the check before reuse finds them.
+		{"200 with bytes after its body", "GET /poison HTTP/1.1\r\nHost: a.test\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			poisoned := make(chan struct{}, 1)
 			be := newRawBackend(t, func(r *http.Request, c net.Conn) string {
 				if r.URL.Path == "/poison" {
 					io.WriteString(c, tc.head)
 					time.Sleep(20 * time.Millisecond)
 					io.WriteString(c, tc.body)
+					poisoned <- struct{}{}
 					return answered
 				}
 				return okResponse(r)
 			})
 			addr := startProxy(t, Options{}, "a.test", be.addr)
 			rawGet(t, addr, tc.trigger)
+			<-poisoned // on loopback the bytes are at the proxy when the write returns
 			for i := 1; i <= 6; i++ {
 				want := fmt.Sprintf("/private/user%d", i)
 				res, body := rawGet(t, addr, "GET "+want+" HTTP/1.1\r\nHost: a.test\r\n\r\n")
