@@ -143,6 +143,9 @@ func threadRun(L *LState) {
 			} else {
 				lv = LString(fmt.Sprint(rcv))
 			}
+			// The coroutine is dead: close all its upvalues, so closures
+			// that outlive it keep the values its locals had.
+			L.closeUpvalues(0)
 			if parent := L.Parent; parent != nil {
 				if L.wrapped {
 					L.Push(lv)
