@@ -17,9 +17,23 @@ func (ls *LState) CheckAny(n int) LValue {
 	return ls.Get(n)
 }
 
+// numberArg converts an argument as Lua 5.1's lua_tonumber does: numbers,
+// and strings that read as numbers (select("2", ...) works).
+func numberArg(v LValue) (LNumber, bool) {
+	switch lv := v.(type) {
+	case LNumber:
+		return lv, true
+	case LString:
+		if num, err := parseNumber(string(lv)); err == nil {
+			return num, true
+		}
+	}
+	return 0, false
+}
+
 func (ls *LState) CheckInt(n int) int {
 	v := ls.Get(n)
-	if intv, ok := v.(LNumber); ok {
+	if intv, ok := numberArg(v); ok {
 		return int(intv)
 	}
 	ls.TypeError(n, LTNumber)
@@ -28,7 +42,7 @@ func (ls *LState) CheckInt(n int) int {
 
 func (ls *LState) CheckInt64(n int) int64 {
 	v := ls.Get(n)
-	if intv, ok := v.(LNumber); ok {
+	if intv, ok := numberArg(v); ok {
 		return int64(intv)
 	}
 	ls.TypeError(n, LTNumber)
@@ -146,7 +160,7 @@ func (ls *LState) OptInt(n int, d int) int {
 	if v == LNil {
 		return d
 	}
-	if intv, ok := v.(LNumber); ok {
+	if intv, ok := numberArg(v); ok {
 		return int(intv)
 	}
 	ls.TypeError(n, LTNumber)
@@ -158,7 +172,7 @@ func (ls *LState) OptInt64(n int, d int64) int64 {
 	if v == LNil {
 		return d
 	}
-	if intv, ok := v.(LNumber); ok {
+	if intv, ok := numberArg(v); ok {
 		return int64(intv)
 	}
 	ls.TypeError(n, LTNumber)
@@ -170,7 +184,7 @@ func (ls *LState) OptNumber(n int, d LNumber) LNumber {
 	if v == LNil {
 		return d
 	}
-	if lv, ok := v.(LNumber); ok {
+	if lv, ok := numberArg(v); ok {
 		return lv
 	}
 	ls.TypeError(n, LTNumber)
@@ -242,11 +256,25 @@ func (ls *LState) OptUserData(n int, d *LUserData) *LUserData {
 /* error operations {{{ */
 
 func (ls *LState) ArgError(n int, message string) {
-	ls.RaiseError("bad argument #%v to %v (%v)", n, ls.rawFrameFuncName(ls.currentFrame), message)
+	ls.RaiseError("bad argument #%v to %v (%v)", n, ls.argFuncName(), message)
 }
 
 func (ls *LState) TypeError(n int, typ LValueType) {
-	ls.RaiseError("bad argument #%v to %v (%v expected, got %v)", n, ls.rawFrameFuncName(ls.currentFrame), typ.String(), ls.Get(n).Type().String())
+	got := ls.Get(n).Type().String()
+	if n > ls.GetTop() {
+		got = "no value" // Lua 5.1 tells a missing argument from nil
+	}
+	ls.RaiseError("bad argument #%v to %v (%v expected, got %v)", n, ls.argFuncName(), typ.String(), got)
+}
+
+// argFuncName names the current function as Lua 5.1's luaL_argerror does:
+// quoted, '?' when unknown.
+func (ls *LState) argFuncName() string {
+	name := ls.rawFrameFuncName(ls.currentFrame)
+	if name == "(anonymous)" || name == "" {
+		name = "?"
+	}
+	return "'" + name + "'"
 }
 
 /* }}} */

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 )
 
@@ -81,10 +80,21 @@ func baseDoFile(L *LState) int {
 	return L.GetTop() - top
 }
 
+// baseError is luaB_error of Lua 5.1: error() raises nil; a string or
+// number message gets the position of the function at level (1: the one
+// that called error), nothing if that function is not a Lua function.
 func baseError(L *LState) int {
-	obj := L.CheckAny(1)
+	obj := L.Get(1)
 	level := L.OptInt(2, 1)
-	L.Error(obj, level)
+	if level > 0 {
+		switch v := obj.(type) {
+		case LNumber:
+			obj = LString(L.luaWhere(level) + v.String())
+		case LString:
+			obj = LString(L.luaWhere(level) + string(v))
+		}
+	}
+	L.Error(obj, 0)
 	return 0
 }
 
@@ -317,8 +327,11 @@ func baseRawSet(L *LState) int {
 }
 
 func baseSelect(L *LState) int {
-	L.CheckTypes(1, LTNumber, LTString)
-	switch lv := L.Get(1).(type) {
+	if s, ok := L.Get(1).(LString); ok && string(s) == "#" {
+		L.Push(LNumber(L.GetTop() - 1))
+		return 1
+	}
+	switch lv := LValue(L.CheckNumber(1)).(type) {
 	case LNumber:
 		idx := int(lv)
 		num := L.GetTop()
@@ -331,12 +344,6 @@ func baseSelect(L *LState) int {
 			L.ArgError(1, "index out of range")
 		}
 		return num - idx
-	case LString:
-		if string(lv) != "#" {
-			L.ArgError(1, "invalid string '"+string(lv)+"'")
-		}
-		L.Push(LNumber(L.GetTop() - 1))
-		return 1
 	}
 	return 0
 }
@@ -352,7 +359,7 @@ func baseSetFEnv(L *LState) int {
 
 	if fn, ok := value.(*LFunction); ok {
 		if fn.IsG {
-			L.RaiseError("cannot change the environment of given object")
+			L.RaiseError("'setfenv' cannot change environment of given object")
 		} else {
 			fn.Env = env
 			L.Push(fn)
@@ -371,8 +378,10 @@ func baseSetFEnv(L *LState) int {
 		for i := 0; i < level && cf != nil; i++ {
 			cf = cf.Parent
 		}
-		if cf == nil || cf.Fn.IsG {
-			L.RaiseError("cannot change the environment of given object")
+		if cf == nil {
+			L.ArgError(1, "invalid level")
+		} else if cf.Fn.IsG {
+			L.RaiseError("'setfenv' cannot change environment of given object")
 		} else {
 			cf.Fn.Env = env
 			L.Push(cf.Fn)
@@ -380,7 +389,7 @@ func baseSetFEnv(L *LState) int {
 		}
 	}
 
-	L.RaiseError("cannot change the environment of given object")
+	L.RaiseError("'setfenv' cannot change environment of given object")
 	return 0
 }
 
@@ -401,32 +410,30 @@ func baseSetMetatable(L *LState) int {
 	return 1
 }
 
+// baseToNumber is luaB_tonumber of Lua 5.1.
 func baseToNumber(L *LState) int {
 	base := L.OptInt(2, 10)
-	noBase := L.Get(2) == LNil
-
-	switch lv := L.CheckAny(1).(type) {
-	case LNumber:
-		L.Push(lv)
-	case LString:
-		str := strings.Trim(string(lv), " \n\t")
-		if strings.Index(str, ".") > -1 {
-			if v, err := strconv.ParseFloat(str, LNumberBit); err != nil {
-				L.Push(LNil)
-			} else {
-				L.Push(LNumber(v))
-			}
-		} else {
-			if noBase && strings.HasPrefix(strings.ToLower(str), "0x") {
-				base, str = 16, str[2:] // Hex number
-			}
-			if v, err := strconv.ParseInt(str, base, LNumberBit); err != nil {
-				L.Push(LNil)
-			} else {
-				L.Push(LNumber(v))
+	if base == 10 {
+		switch lv := L.CheckAny(1).(type) {
+		case LNumber:
+			L.Push(lv)
+			return 1
+		case LString:
+			if v, ok := str2number(string(lv)); ok {
+				L.Push(v)
+				return 1
 			}
 		}
-	default:
+		L.Push(LNil)
+		return 1
+	}
+	s := L.CheckString(1)
+	if base < 2 || base > 36 {
+		L.ArgError(2, "base out of range")
+	}
+	if n, ok := strtoul(s, base); ok {
+		L.Push(LNumber(n))
+	} else {
 		L.Push(LNil)
 	}
 	return 1

@@ -705,7 +705,14 @@ func compileAssignStmtLeft(context *funcContext, stmt *ast.AssignStmt) (int, []*
 			acs = append(acs, &assigncontext{ec, 0, 0, false, false})
 		case *ast.AttrGetExpr:
 			ac := &assigncontext{&expcontext{ecTable, regNotDefined, 0}, 0, 0, false, false}
-			compileExprWithKMVPropagation(context, st.Object, &reg, &ac.ec.reg)
+			if len(stmt.Lhs) > 1 {
+				// A multiple assignment may assign the local that holds
+				// the table: keep a copy (see compileAssignStmtRight).
+				ac.ec.reg = reg
+				reg += compileExpr(context, reg, st.Object, ecnone(0))
+			} else {
+				compileExprWithKMVPropagation(context, st.Object, &reg, &ac.ec.reg)
+			}
 			ac.keyrk = reg
 			reg += compileExpr(context, reg, st.Key, ecnone(0))
 			if _, ok := st.Key.(*ast.StringExpr); ok {
@@ -751,10 +758,19 @@ func compileAssignStmtRight(context *funcContext, stmt *ast.AssignStmt, reg int,
 		if expr == nil {
 			expr = stmt.Rhs[namesassigned]
 		}
+		// Lua evaluates every expression of a multiple assignment before
+		// it assigns anything, so `a, b = b, a` swaps. Evaluating straight
+		// into a target local's register, or letting a value stay a
+		// reference to a local's register, would let an earlier
+		// assignment change what a later one reads (upstream #440, #158).
+		multi := lennames > 1
+		if multi && ec.ctype == ecLocal {
+			ec = ecnone(0)
+		}
 		idx := reg
 		reginc := compileExpr(context, reg, expr, ec)
 		if ec.ctype == ecTable {
-			if _, ok := expr.(*ast.LogicalOpExpr); !ok {
+			if _, ok := expr.(*ast.LogicalOpExpr); !ok && !multi {
 				context.Code.PropagateKMV(context.RegTop(), &ac.valuerk, &reg, reginc)
 			} else {
 				ac.valuerk = idx
@@ -1267,25 +1283,36 @@ func compileExprWithMVPropagation(context *funcContext, expr ast.Expr, reg *int,
 	compileExprWithPropagation(context, expr, reg, save, context.Code.PropagateMV)
 } // }}}
 
+// foldedConst is the folded value of expr, or expr itself if that is nan.
+func foldedConst(expr ast.Expr, v LNumber) ast.Expr {
+	if v != v {
+		return expr
+	}
+	return &constLValueExpr{Value: v}
+}
+
 func constFold(exp ast.Expr) ast.Expr { // {{{
 	switch expr := exp.(type) {
 	case *ast.ArithmeticOpExpr:
 		lvalue, lisconst := lnumberValue(constFold(expr.Lhs))
 		rvalue, risconst := lnumberValue(constFold(expr.Rhs))
-		if lisconst && risconst {
+		// Like Lua 5.1's constfolding, fold nothing that divides by zero
+		// or makes a nan: a nan constant does not survive the constant
+		// table, so tostring(-(0/0)) printed 0.
+		if lisconst && risconst && !(rvalue == 0 && (expr.Operator == "/" || expr.Operator == "%")) {
 			switch expr.Operator {
 			case "+":
-				return &constLValueExpr{Value: lvalue + rvalue}
+				return foldedConst(expr, lvalue+rvalue)
 			case "-":
-				return &constLValueExpr{Value: lvalue - rvalue}
+				return foldedConst(expr, lvalue-rvalue)
 			case "*":
-				return &constLValueExpr{Value: lvalue * rvalue}
+				return foldedConst(expr, lvalue*rvalue)
 			case "/":
-				return &constLValueExpr{Value: lvalue / rvalue}
+				return foldedConst(expr, lvalue/rvalue)
 			case "%":
-				return &constLValueExpr{Value: luaModulo(lvalue, rvalue)}
+				return foldedConst(expr, luaModulo(lvalue, rvalue))
 			case "^":
-				return &constLValueExpr{Value: LNumber(math.Pow(float64(lvalue), float64(rvalue)))}
+				return foldedConst(expr, LNumber(math.Pow(float64(lvalue), float64(rvalue))))
 			default:
 				panic(fmt.Sprintf("unknown binop: %v", expr.Operator))
 			}

@@ -18,6 +18,10 @@ var coFuncs = map[string]LGFunction{
 
 func coCreate(L *LState) int {
 	fn := L.CheckFunction(1)
+	if fn.IsG {
+		// Lua 5.1: a coroutine body must be a Lua function.
+		L.ArgError(1, "Lua function expected")
+	}
 	newthread, _ := L.NewThread()
 	base := 0
 	newthread.stack.Push(callFrame{
@@ -40,9 +44,12 @@ func coYield(L *LState) int {
 }
 
 func coResume(L *LState) int {
+	if _, ok := L.Get(1).(*LState); !ok {
+		L.ArgError(1, "coroutine expected") // Lua 5.1's wording
+	}
 	th := L.CheckThread(1)
 	if L.G.CurrentThread == th {
-		msg := "can not resume a running thread"
+		msg := "cannot resume running coroutine"
 		if th.wrapped {
 			L.RaiseError(msg)
 			return 0
@@ -52,7 +59,7 @@ func coResume(L *LState) int {
 		return 2
 	}
 	if th.Dead {
-		msg := "can not resume a dead thread"
+		msg := "cannot resume dead coroutine"
 		if th.wrapped {
 			L.RaiseError(msg)
 			return 0

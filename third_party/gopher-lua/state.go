@@ -732,7 +732,9 @@ func (ls *LState) raiseError(level int, format string, args ...interface{}) {
 		message = fmt.Sprintf(format, args...)
 	}
 	if level > 0 {
-		message = fmt.Sprintf("%v %v", ls.where(level-1, true), message)
+		if where := ls.where(level-1, true); where != "" {
+			message = fmt.Sprintf("%v %v", where, message)
+		}
 	}
 	if ls.reg.IsFull() {
 		// if the registry is full then it won't be possible to push a value, in this case, force a larger size
@@ -763,6 +765,25 @@ func (ls *LState) findLocal(frame *callFrame, no int) string {
 	return ""
 }
 
+// luaWhere is luaL_where of Lua 5.1: "source:line: " of the function at
+// level, "" when there is none or it is not a Lua function.
+// Level 0 is the running function. A level that falls on a frame a tail
+// call replaced has no position either.
+func (ls *LState) luaWhere(level int) string {
+	frame := ls.currentFrame
+	for ; level > 0 && frame != nil; frame = frame.Parent {
+		level--
+		if !frame.Fn.IsG {
+			level -= frame.TailCall
+		}
+	}
+	if level != 0 || frame == nil || frame.Fn.IsG || frame.Pc < 1 {
+		return ""
+	}
+	proto := frame.Fn.Proto
+	return fmt.Sprintf("%v:%v: ", proto.SourceName, proto.DbgSourcePositions[frame.Pc-1])
+}
+
 func (ls *LState) where(level int, skipg bool) string {
 	dbg, ok := ls.GetStack(level)
 	if !ok {
@@ -774,7 +795,10 @@ func (ls *LState) where(level int, skipg bool) string {
 	if proto != nil {
 		sourcename = proto.SourceName
 	} else if skipg {
-		return ls.where(level+1, skipg)
+		// An error raised by a Go function: Lua 5.1's luaL_where(L, 1)
+		// gives the position of its caller if that is a Lua function, and
+		// none if it is not (pcall(string.rep) says no line).
+		return strings.TrimSuffix(ls.luaWhere(level+1), " ")
 	}
 	line := ""
 	if proto != nil {
@@ -2160,10 +2184,10 @@ func (ls *LState) Resume(th *LState, fn *LFunction, args ...LValue) (ResumeState
 	}
 
 	if ls.G.CurrentThread == th {
-		return ResumeError, newApiErrorS(ApiErrorRun, "can not resume a running thread"), nil
+		return ResumeError, newApiErrorS(ApiErrorRun, "cannot resume running coroutine"), nil
 	}
 	if th.Dead {
-		return ResumeError, newApiErrorS(ApiErrorRun, "can not resume a dead thread"), nil
+		return ResumeError, newApiErrorS(ApiErrorRun, "cannot resume dead coroutine"), nil
 	}
 	th.Parent = ls
 	ls.G.CurrentThread = th

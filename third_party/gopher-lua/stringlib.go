@@ -14,7 +14,7 @@ func OpenString(L *LState) int {
 	//_, ok := L.G.builtinMts[int(LTString)]
 	//if !ok {
 	mod = L.RegisterModule(StringLibName, strFuncs).(*LTable)
-	gmatch := L.NewClosure(strGmatch, L.NewFunction(strGmatchIter))
+	gmatch := L.NewFunction(strGmatch)
 	mod.RawSetString("gmatch", gmatch)
 	mod.RawSetString("gfind", gmatch)
 	mod.RawSetString("__index", mod)
@@ -76,7 +76,11 @@ func strChar(L *LState) int {
 	top := L.GetTop()
 	bytes := make([]byte, L.GetTop())
 	for i := 1; i <= top; i++ {
-		bytes[i-1] = uint8(L.CheckInt(i))
+		c := L.CheckInt(i)
+		if c < 0 || c > 255 {
+			L.ArgError(i, "invalid value")
+		}
+		bytes[i-1] = uint8(c)
 	}
 	L.Push(LString(string(bytes)))
 	return 1
@@ -90,16 +94,8 @@ func strDump(L *LState) int {
 func strFind(L *LState) int {
 	str := L.CheckString(1)
 	pattern := L.CheckString(2)
-	if len(pattern) == 0 {
-		L.Push(LNumber(1))
-		L.Push(LNumber(0))
-		return 2
-	}
-	init := luaIndex2StringIndex(str, L.OptInt(3, 1), true)
-	plain := false
-	if L.GetTop() == 4 {
-		plain = LVAsBool(L.Get(4))
-	}
+	init := strFindInit(L, str)
+	plain := LVAsBool(L.Get(4)) || !strings.ContainsAny(pattern, "^$*+?.([%-")
 
 	if plain {
 		pos := strings.Index(str[init:], pattern)
@@ -134,14 +130,7 @@ func strFind(L *LState) int {
 }
 
 func strFormat(L *LState) int {
-	str := L.CheckString(1)
-	args := make([]interface{}, L.GetTop()-1)
-	top := L.GetTop()
-	for i := 2; i <= top; i++ {
-		args[i-2] = L.Get(i)
-	}
-	npat := strings.Count(str, "%") - strings.Count(str, "%%")
-	L.Push(LString(fmt.Sprintf(str, args[:intMin(npat, len(args))]...)))
+	L.Push(LString(luaFormat(L, L.CheckString(1))))
 	return 1
 }
 
@@ -229,8 +218,7 @@ func strGsubStr(L *LState, str string, repl string, matches []*pm.MatchData) str
 					if c >= '0' && c <= '9' {
 						sc.AppendString(capturedString(L, match, str, 2*(int(c)-48)))
 					} else {
-						sc.AppendChar('%')
-						sc.AppendChar(c)
+						sc.AppendChar(c) // Lua 5.1: %x is x for a non-digit x
 					}
 					sc.HasFlag = false
 				} else {
@@ -258,6 +246,7 @@ func strGsubTable(L *LState, str string, repl *LTable, matches []*pm.MatchData) 
 			value = L.GetField(repl, str[match.Capture(idx):match.Capture(idx+1)])
 		}
 		if !LVIsFalse(value) {
+			checkReplacement(L, value)
 			infoList = append(infoList, replaceInfo{[]int{match.Capture(0), match.Capture(1)}, LVAsString(value)})
 		}
 	}
@@ -286,10 +275,19 @@ func strGsubFunc(L *LState, str string, repl *LFunction, matches []*pm.MatchData
 		L.Call(nargs, 1)
 		ret := L.reg.Pop()
 		if !LVIsFalse(ret) {
+			checkReplacement(L, ret)
 			infoList = append(infoList, replaceInfo{[]int{start, end}, LVAsString(ret)})
 		}
 	}
 	return strGsubDoReplace(str, infoList)
+}
+
+// checkReplacement rejects what Lua 5.1's gsub rejects as a replacement
+// from a table or function: anything but a string or a number.
+func checkReplacement(L *LState, v LValue) {
+	if t := v.Type(); t != LTString && t != LTNumber {
+		L.RaiseError("invalid replacement value (a %s)", t.String())
+	}
 }
 
 type strMatchData struct {
@@ -299,7 +297,7 @@ type strMatchData struct {
 }
 
 func strGmatchIter(L *LState) int {
-	md := L.CheckUserData(1).Value.(*strMatchData)
+	md := L.Get(UpvalueIndex(1)).(*LUserData).Value.(*strMatchData)
 	str := md.str
 	matches := md.matches
 	idx := md.pos
@@ -331,11 +329,12 @@ func strGmatch(L *LState) int {
 	if err != nil {
 		L.RaiseError(err.Error())
 	}
-	L.Push(L.Get(UpvalueIndex(1)))
+	// Lua 5.1 returns one function that keeps its state, so the iterator
+	// also works when called by hand, not only by a generic for.
 	ud := L.NewUserData()
 	ud.Value = &strMatchData{str, 0, mds}
-	L.Push(ud)
-	return 2
+	L.Push(L.NewClosure(strGmatchIter, ud))
+	return 1
 }
 
 func strLen(L *LState) int {
@@ -350,26 +349,35 @@ func strLower(L *LState) int {
 	return 1
 }
 
+// strFindInit is the start offset of string.find and string.match as in
+// Lua 5.1: a negative init counts from the end, and init is clamped to
+// [0, len], so an empty match is still possible at the end.
+func strFindInit(L *LState, str string) int {
+	init := L.OptInt(3, 1)
+	if init < 0 {
+		init += len(str) + 1
+	}
+	init--
+	if init < 0 {
+		init = 0
+	} else if init > len(str) {
+		init = len(str)
+	}
+	return init
+}
+
 func strMatch(L *LState) int {
 	str := L.CheckString(1)
 	pattern := L.CheckString(2)
-	offset := L.OptInt(3, 1)
-	l := len(str)
-	if offset < 0 {
-		offset = l + offset + 1
-	}
-	offset--
-	if offset < 0 {
-		offset = 0
-	}
+	offset := strFindInit(L, str)
 
 	mds, err := pm.Find(pattern, unsafeFastStringToReadOnlyBytes(str), offset, 1)
 	if err != nil {
 		L.RaiseError(err.Error())
 	}
 	if len(mds) == 0 {
-		L.Push(LNil)
-		return 0
+		L.Push(LNil) // Lua 5.1 returns nil, not nothing
+		return 1
 	}
 	md := mds[0]
 	nsubs := md.CaptureLength() / 2
