@@ -192,15 +192,18 @@ func luaFormat(L *LState, format string) string {
 		arg++
 		switch conv {
 		case 'c':
-			b.WriteByte(byte(L.CheckInt(arg)))
+			// C's sprintf then strlen: a NUL byte adds nothing.
+			if c := byte(cInt32(float64(L.CheckNumber(arg)))); c != 0 {
+				b.WriteByte(c)
+			}
 		case 'd', 'i':
-			b.WriteString(fmt.Sprintf(spec+"d", int64(L.CheckNumber(arg))))
+			b.WriteString(fmt.Sprintf(spec+"d", cInt64(float64(L.CheckNumber(arg)))))
 		case 'o', 'u', 'x', 'X':
 			verb := string(conv)
 			if conv == 'u' {
 				verb = "d"
 			}
-			b.WriteString(fmt.Sprintf(spec+verb, uint64(int64(L.CheckNumber(arg)))))
+			b.WriteString(fmt.Sprintf(spec+verb, cUint64(float64(L.CheckNumber(arg)))))
 		case 'e', 'E', 'f', 'g', 'G':
 			f := float64(L.CheckNumber(arg))
 			if math.IsInf(f, 0) || math.IsNaN(f) {
@@ -225,6 +228,12 @@ func luaFormat(L *LState, format string) string {
 			b.WriteString(addQuoted(L.CheckString(arg)))
 		case 's':
 			s := L.ToStringMeta(L.CheckAny(arg)).String()
+			if hasPrec || len(s) < 100 {
+				// Lua 5.1 formats these with sprintf: a NUL ends the string.
+				if z := strings.IndexByte(s, 0); z >= 0 {
+					s = s[:z]
+				}
+			}
 			if hasPrec {
 				p, _ := strconv.Atoi(prec)
 				if p < len(s) {
@@ -237,6 +246,34 @@ func luaFormat(L *LState, format string) string {
 		}
 	}
 	return b.String()
+}
+
+// cUint64 converts like (unsigned long)f compiled by gcc for x86-64, which
+// the reference interpreter does for %o %u %x %X: below 2^63 (and nan) through
+// a signed conversion, else offset by 2^63; out of range gives 0 or 2^63.
+func cUint64(f float64) uint64 {
+	const two63 = 9223372036854775808.0
+	if f < two63 || f != f {
+		return uint64(cInt64(f))
+	}
+	return uint64(cInt64(f-two63)) ^ (1 << 63)
+}
+
+// cInt64 is x86-64's cvttsd2si: out of range and nan give -2^63 (Go leaves
+// such conversions to the platform, and 386 differs).
+func cInt64(f float64) int64 {
+	if f != f || f >= 9223372036854775808.0 || f < -9223372036854775808.0 {
+		return math.MinInt64
+	}
+	return int64(f)
+}
+
+// cInt32 is (int)f on x86-64: out of range and nan give -2^31.
+func cInt32(f float64) int32 {
+	if f != f || f >= 2147483648.0 || f <= -2147483649.0 {
+		return math.MinInt32
+	}
+	return int32(f)
 }
 
 // padBytes pads s to width bytes (C counts bytes; Go's fmt counts runes).

@@ -28,6 +28,10 @@ func TestLua51Conformance(t *testing.T) {
 		{"numeric strings as arguments", `print(select("2", "a", "b"), ("x"):rep("3"))`, "b\txxx"},
 		{"messages", `print(pcall(coroutine.resume, nil)); print(pcall(function() for i = "a", 2 do end end))`,
 			"false\tbad argument #1 to '?' (coroutine expected)\nfalse\t<string>:1: 'for' initial value must be a number"},
+		{"-0 survives conversions", `print(tonumber("-0"), tonumber("-00"), -0.0 * 1)`, "-0\t-0\t-0"},
+		{"format stops at NUL like sprintf", `print(#string.format("%c", 0), #string.format("%s|", "a\0b"))`, "0\t2"},
+		{"format out of range", `print(string.format("%x %x %x %x %x %x", 0/0, 2^64, -1, 1/0, -1/0, 2^63+2^20))`,
+			"8000000000000000 0 ffffffffffffffff 0 8000000000000000 8000000000100000"},
 		{"os.date", `print(os.date("!%a %j %c", 86400 * 59))`, "Sun 060 Sun Mar  1 00:00:00 1970"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
