@@ -1312,7 +1312,7 @@ func constFold(exp ast.Expr) ast.Expr { // {{{
 			case "%":
 				return foldedConst(expr, luaModulo(lvalue, rvalue))
 			case "^":
-				return foldedConst(expr, LNumber(math.Pow(float64(lvalue), float64(rvalue))))
+				return foldedConst(expr, LNumber(cPow(float64(lvalue), float64(rvalue))))
 			default:
 				panic(fmt.Sprintf("unknown binop: %v", expr.Operator))
 			}

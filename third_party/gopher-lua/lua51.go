@@ -399,3 +399,26 @@ func cStrftime(t time.Time, format string) string {
 	}
 	return b.String()
 }
+
+// cPow is C's pow as glibc 2.36 computes it. It differs from math.Pow only
+// in the sign of nan results, which Lua 5.1 prints ("nan" or "-nan"): a nan
+// argument comes back as it is, a nan base raised to an odd integer flips
+// sign, and an invalid operation ((-2)^0.5) gives x86's default nan, -nan.
+func cPow(x, y float64) float64 {
+	switch {
+	case y == 0 || x == 1:
+		return 1
+	case x != x:
+		if math.Signbit(x) && y == math.Trunc(y) && math.Abs(y) < 1<<53 && math.Mod(y, 2) != 0 {
+			return -x
+		}
+		return x
+	case y != y:
+		return y
+	}
+	r := math.Pow(x, y)
+	if r != r {
+		return -math.NaN()
+	}
+	return r
+}

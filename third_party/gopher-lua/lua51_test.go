@@ -32,6 +32,12 @@ func TestLua51Conformance(t *testing.T) {
 		{"format stops at NUL like sprintf", `print(#string.format("%c", 0), #string.format("%s|", "a\0b"))`, "0\t2"},
 		{"format out of range", `print(string.format("%x %x %x %x %x %x", 0/0, 2^64, -1, 1/0, -1/0, 2^63+2^20))`,
 			"8000000000000000 0 ffffffffffffffff 0 8000000000000000 8000000000100000"},
+		{"pow keeps nan signs", `print(-2.25 ^ (-2.25 % 0), 2^(0/0), (0/0)^2, -(0/0)^2, 1^(0/0), (0/0)^0, math.pow(2, 0/0))`,
+			"nan\t-nan\t-nan\tnan\t1\t1\t-nan"},
+		{"pow nan cases", `local n = 0/0; local p = -n; print(n^1, n^2, n^0.5, n^-1, p^1, p^2, 2^n, 2^p, 0.5^n, n^n, p^n, n^p, p^p, -1^n, (-2)^0.5)`,
+			"nan\t-nan\t-nan\tnan\tnan\tnan\t-nan\tnan\t-nan\t-nan\tnan\t-nan\tnan\t-1\t-nan"},
+		{"coroutine.wrap errors", `local co = coroutine.wrap(function() error("x") end); print(pcall(function() co() end)); print(pcall(coroutine.wrap(function() error(12, 0) end)))`,
+			"false\t<string>:1: <string>:1: x\nfalse\t12"},
 		{"os.date", `print(os.date("!%a %j %c", 86400 * 59))`, "Sun 060 Sun Mar  1 00:00:00 1970"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -168,7 +168,7 @@ func mathModf(L *LState) int {
 }
 
 func mathPow(L *LState) int {
-	L.Push(LNumber(math.Pow(float64(L.CheckNumber(1)), float64(L.CheckNumber(2)))))
+	L.Push(LNumber(cPow(float64(L.CheckNumber(1)), float64(L.CheckNumber(2)))))
 	return 1
 }
 

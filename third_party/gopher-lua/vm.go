@@ -282,6 +282,14 @@ func threadRun(L *LState) {
 			L.closeUpvalues(0)
 			if parent := L.Parent; parent != nil {
 				if L.wrapped {
+					// Lua 5.1's auxwrap: a string or number error gets the
+					// position of the call to the wrapper in front.
+					switch v := lv.(type) {
+					case LString:
+						lv = LString(parent.luaWhere(1) + string(v))
+					case LNumber:
+						lv = LString(parent.luaWhere(1) + v.String())
+					}
 					L.Push(lv)
 					parent.Panic(L)
 				} else {
@@ -2293,7 +2301,7 @@ func numberArith(L *LState, opcode int, lhs, rhs LNumber) LNumber {
 	case OP_POW:
 		flhs := float64(lhs)
 		frhs := float64(rhs)
-		return LNumber(math.Pow(flhs, frhs))
+		return LNumber(cPow(flhs, frhs))
 	}
 	panic("should not reach here")
 	return LNumber(0)
