@@ -82,6 +82,7 @@ local function show(tag, ...)
   end
   print(table.concat(out, " "))
 end
+local function K(x) return x end
 local function bump(d) n = n + d; return n end
 local function f1(x) a = a + x; return a end
 local function f2(...) b = b + select("#", ...); return b, ... end
@@ -150,8 +151,11 @@ func (g *gen) num() string {
 	case 2:
 		return fuzzVars[g.pick(len(fuzzVars))]
 	case 3:
+		// K() keeps the right operand from being a constant: constant
+		// folding can make a -0 constant, and which of 0 and -0 a function
+		// then prints is a known difference (README, "Lua differences").
 		ops := []string{"+", "-", "*", "/", "%", "^"}
-		return "(" + g.num() + " " + ops[g.pick(len(ops))] + " " + g.num() + ")"
+		return "(" + g.num() + " " + ops[g.pick(len(ops))] + " K(" + g.num() + "))"
 	case 4:
 		return fmt.Sprintf("select(\"#\"%s)", g.moreArgs())
 	default:

@@ -181,21 +181,26 @@ func luaFormat(L *LState, format string) string {
 		if i < len(format) && format[i] >= '0' && format[i] <= '9' {
 			L.RaiseError("invalid format (width or precision too long)")
 		}
+		arg++
+		if arg > L.GetTop() {
+			L.ArgError(arg, "no value")
+		}
 		if i >= len(format) {
-			L.RaiseError("invalid option '%%' to 'format'")
+			L.RaiseError("invalid option '%s' to 'format'", "%")
 		}
 		conv := format[i]
 		spec := "%" + flags + width
 		if hasPrec {
 			spec += "." + prec
 		}
-		arg++
 		switch conv {
 		case 'c':
-			// C's sprintf then strlen: a NUL byte adds nothing.
-			if c := byte(cInt32(float64(L.CheckNumber(arg)))); c != 0 {
-				b.WriteByte(c)
+			// C's sprintf then strlen: the text ends at a NUL byte.
+			out := padBytes(string([]byte{byte(cInt32(float64(L.CheckNumber(arg))))}), width, strings.Contains(flags, "-"))
+			if z := strings.IndexByte(out, 0); z >= 0 {
+				out = out[:z]
 			}
+			b.WriteString(out)
 		case 'd', 'i':
 			b.WriteString(fmt.Sprintf(spec+"d", cInt64(float64(L.CheckNumber(arg)))))
 		case 'o', 'u', 'x', 'X':

@@ -38,6 +38,9 @@ func TestLua51Conformance(t *testing.T) {
 			"nan\t-nan\t-nan\tnan\tnan\tnan\t-nan\tnan\t-nan\t-nan\tnan\t-nan\tnan\t-1\t-nan"},
 		{"coroutine.wrap errors", `local co = coroutine.wrap(function() error("x") end); print(pcall(function() co() end)); print(pcall(coroutine.wrap(function() error(12, 0) end)))`,
 			"false\t<string>:1: <string>:1: x\nfalse\t12"},
+		{"format errors", `print(pcall(string.format, "%", 1)); print(pcall(string.format, "%d")); print(pcall(string.format, "%y", 1))`,
+			"false\tinvalid option '%' to 'format'\nfalse\tbad argument #2 to '?' (no value)\nfalse\tinvalid option '%y' to 'format'"},
+		{"error in error handler", `print(xpcall(function() error("a") end, function(e) error("b") end))`, "false\terror in error handling"},
 		{"os.date", `print(os.date("!%a %j %c", 86400 * 59))`, "Sun 060 Sun Mar  1 00:00:00 1970"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

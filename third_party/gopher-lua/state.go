@@ -2074,7 +2074,9 @@ func (ls *LState) PCall(nargs, nret int, errfunc *LFunction) (err error) {
 								err.(*ApiError).StackTrace = strings.Trim(string(buf), "\000") + ls.stackTrace(0)
 							}
 						} else {
-							err = rcv.(*ApiError)
+							// Lua 5.1 (LUA_ERRERR): the handler's own error
+							// is not the result.
+							err = newApiError(ApiErrorError, LString("error in error handling"))
 							err.(*ApiError).StackTrace = ls.stackTrace(0)
 						}
 						ls.stack.SetSp(sp)

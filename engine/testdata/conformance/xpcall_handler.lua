@@ -7,3 +7,4 @@ print(xpcall(function() error("x", 0) end, function(m) calls = calls + 1; return
 print(xpcall(function() error("y", 0) end, function(m) calls = calls + 1; return m .. calls end))
 print(calls)
 print(xpcall(function() pcall(error, "inner"); error("outer", 0) end, function(m) return "got " .. m end))
+print(xpcall(function() error("a") end, function(e) error("b") end))
