@@ -30,6 +30,11 @@ var updateDiffs = flag.Bool("update-lua-diffs", false, "rewrite testdata/conform
 
 const conformanceDir = "testdata/conformance"
 
+// os.time and os.date read and write local time; the reference runs with
+// TZ=UTC, so the engine's Go runtime must use UTC too, whatever the machine's
+// /etc/localtime says. Set before any test runs.
+func init() { time.Local = time.UTC }
+
 // refLua finds the reference interpreter or skips the test.
 func refLua(t testing.TB) string {
 	t.Helper()
