@@ -7,7 +7,12 @@
 --
 -- vars: disk (default tinycolinux.img), size (128M), fs (ext3),
 -- hostname (box), extensions (comma list, default "dropbear"),
--- layout (scatter|frugal), mirror, version (15.x), arch (x86_64).
+-- layout (scatter|frugal), mirror, version (15.x), arch (x86_64 or x86),
+-- core (comma list of local files or release file names; default the
+-- mirror's core for the arch: corepure64.gz on x86_64, core.gz on x86).
+--
+-- With extensions=openssh the guest's sshd is started from bootlocal.sh
+-- by Tiny Core's own `/usr/local/etc/init.d/openssh start`.
 local image, tcz = require("image"), require("tcz")
 
 local function list(s, default)
@@ -16,7 +21,7 @@ local function list(s, default)
   return out
 end
 
-if vars.mirror then
+if vars.mirror or vars.arch or vars.version then
   tcz.mirror{ url = vars.mirror, version = vars.version or "15.x", arch = vars.arch or "x86_64" }
 end
 
@@ -32,6 +37,7 @@ task("build " .. (vars.disk or "tinycolinux.img"), function()
     size = vars.size or "128M",
     fs = vars.fs or "ext3",
     layout = vars.layout or "scatter",
+    core = vars.core and list(vars.core) or nil,
     hostname = vars.hostname or "box",
     extensions = exts,
     bootlocal = bootlocal,

@@ -18,8 +18,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"io"
 	"io/fs"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -71,10 +69,15 @@ type Options struct {
 	// Label is the filesystem label (at most 16 bytes). Default the
 	// hostname, else "tinycore".
 	Label string
-	// Core is the path of core.gz (a gzip newc initramfs; several
-	// concatenated archives are fine). Default "": fetched from Mirror's
-	// release/distribution_files/core.gz (md5-checked, cached).
-	Core string
+	// Core is the root file system: one or more gzip newc initramfs
+	// files, unpacked in order (later ones overlay earlier ones). Each is
+	// a local path, or a release file name ("rootfs64.gz") fetched from
+	// Mirror's release/distribution_files/ (md5-checked against
+	// <name>.md5.txt, cached by name): a name without "/" that is not a
+	// local file. Default none: the Mirror's core for its arch, as the
+	// official mirror names it (tcz.ReleaseFiles: x86_64 corepure64.gz,
+	// x86 core.gz).
+	Core []string
 	// Mirror resolves, fetches and installs Extensions, and supplies Core
 	// when Core is empty. Required when either is needed.
 	Mirror *tcz.Client
@@ -230,8 +233,8 @@ func (o *Options) defaults() error {
 	if len(o.Extensions) > 0 && o.Mirror == nil {
 		return fmt.Errorf("image build %s: extensions need a tcz mirror: %w", o.Path, ErrInvalid)
 	}
-	if o.Core == "" && o.Mirror == nil {
-		return fmt.Errorf("image build %s: core: give a core.gz path or a tcz mirror: %w", o.Path, ErrInvalid)
+	if len(o.Core) == 0 && o.Mirror == nil {
+		return fmt.Errorf("image build %s: core: give a local core file or a tcz mirror: %w", o.Path, ErrInvalid)
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -268,12 +271,12 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 
 	// Resolve the inputs: core, extension tree and checksums. Core is
 	// hashed while the extensions are resolved (both read files whole).
-	core, err := coreFile(ctx, &opts)
+	core, err := coreFiles(ctx, &opts)
 	if err != nil {
 		return res, err
 	}
 	coreSum := make(chan hashResult, 1)
-	go func() { s, err := fileSHA256(core); coreSum <- hashResult{s, err} }()
+	go func() { s, err := filesSHA256(core); coreSum <- hashResult{s, err} }()
 	// Without an image or a sidecar the build is certain before any hash
 	// is known: core's extraction starts now, alongside the rest.
 	_, statErr := os.Stat(opts.Path)
@@ -415,7 +418,7 @@ type staging struct {
 	removed      chan struct{} // set by removeAsync, closed when done
 }
 
-func startStaging(ctx context.Context, o *Options, core string) (*staging, error) {
+func startStaging(ctx context.Context, o *Options, core []string) (*staging, error) {
 	dir, err := os.MkdirTemp(stagingBase(o), "tinyfarm-image-")
 	if err != nil {
 		return nil, err
@@ -435,7 +438,7 @@ func startStaging(ctx context.Context, o *Options, core string) (*staging, error
 	uctx, st.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(st.unpacked)
-		_, st.err = Unpack(uctx, core, st.coreDir, UnpackOptions{})
+		_, st.err = UnpackAll(uctx, core, st.coreDir, UnpackOptions{})
 	}()
 	return st, nil
 }
@@ -483,19 +486,24 @@ type hashResult struct {
 	err error
 }
 
-// fileSHA256 is the hex sha256 of p's content; "" for p "".
-func fileSHA256(p string) (string, error) {
-	if p == "" {
-		return "", nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
+// filesSHA256 is the hex sha256 of the files' contents one after the
+// other (so rootfs64.gz + modules64.gz hashes as corepure64.gz does); ""
+// when a path is "" (content unknown in check mode).
+func filesSHA256(ps []string) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	for _, p := range ps {
+		if p == "" {
+			return "", nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return "", err
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", err
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -516,81 +524,35 @@ func stagingBase(o *Options) string {
 	return filepath.Dir(o.Path)
 }
 
-// coreFile returns the local core.gz: opts.Core, or the mirror's, fetched
-// into the tcz cache (release/core.gz) and md5-checked against
-// core.gz.md5.txt. In check mode a missing download is not made; the
-// mirror's md5 stands for the content.
-func coreFile(ctx context.Context, o *Options) (string, error) {
-	if o.Core != "" {
-		if _, err := os.Stat(o.Core); err != nil {
-			return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-		}
-		return o.Core, nil
-	}
-	cfg := o.Mirror.Config()
-	base := strings.TrimRight(cfg.URL, "/") + "/" + cfg.Version + "/" + cfg.Arch + "/release/distribution_files/"
-	dst := filepath.Join(cfg.Cache, "release", "core.gz")
-	sumTxt, err := httpGet(ctx, cfg.HTTP, base+"core.gz.md5.txt", 1<<10)
-	if err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	want := strings.Fields(string(sumTxt) + " ")[0]
-	if got, err := fileMD5(dst); err == nil && got == want {
-		return dst, nil
-	}
-	if o.Check {
-		return "", nil // unknown content: the hash uses the md5 below
-	}
-	data, err := httpGet(ctx, cfg.HTTP, base+"core.gz", 1<<30)
-	if err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	if got := md5hex(data); got != want {
-		return "", fmt.Errorf("image build %s: core.gz md5 %s, mirror says %s: %w", o.Path, got, want, ErrInvalid)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	if err := writeAtomic(dst, data, 0o644); err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	return dst, nil
-}
-
-func httpGet(ctx context.Context, c *http.Client, u string, limit int64) ([]byte, error) {
-	if strings.HasPrefix(u, "file://") {
-		pu, err := url.Parse(u)
+// coreFiles returns the local files of the core (see Options.Core):
+// local paths as given, release file names fetched from the mirror. In
+// check mode a missing download is not made and its path is "".
+func coreFiles(ctx context.Context, o *Options) ([]string, error) {
+	names := o.Core
+	if len(names) == 0 {
+		rn, err := tcz.ReleaseFiles(o.Mirror.Config().Arch)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("image build %s: core: %w", o.Path, err)
 		}
-		return os.ReadFile(pu.Path)
+		names = []string{rn.Core}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		_, err := os.Stat(n)
+		switch {
+		case err == nil:
+			out = append(out, n)
+		case !errors.Is(err, fs.ErrNotExist) || strings.Contains(n, "/") || o.Mirror == nil:
+			return nil, fmt.Errorf("image build %s: core %s: %w (a local file, or a release file name like %q with a tcz mirror)", o.Path, n, err, "corepure64.gz")
+		default:
+			p, _, err := o.Mirror.FetchRelease(ctx, n, o.Check)
+			if err != nil {
+				return nil, fmt.Errorf("image build %s: core: %w", o.Path, err)
+			}
+			out = append(out, p)
+		}
 	}
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return nil, fmt.Errorf("get %s: %s: %w", u, resp.Status, fs.ErrNotExist)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("get %s: %s", u, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", u, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("get %s: larger than %d bytes: %w", u, limit, ErrInvalid)
-	}
-	return b, nil
+	return out, nil
 }
 
 // resolveExtensions returns the install order and each extension's md5.

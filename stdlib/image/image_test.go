@@ -144,7 +144,7 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 	c := mirrorClient(t, rel)
 	farm := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOy8wqKmJ0uO4o7vEuTPvtnOy0ZbhQmP7M5mBp8Un0Dq farm"
 	img := filepath.Join(t.TempDir(), "web1.img")
-	opts := Options{Path: img, Core: rel.Core, Mirror: c, Hostname: "web1", AuthorizedKeys: []string{farm},
+	opts := Options{Path: img, Core: []string{rel.Core}, Mirror: c, Hostname: "web1", AuthorizedKeys: []string{farm},
 		Extensions: []string{"dropbear", "nginx"}, Files: map[string]string{"/etc/motd": "hello\n"}, Bootlocal: []string{"/usr/local/sbin/nginx"}, Logf: t.Logf}
 	r, err := Build(ctx, opts)
 	if err != nil {
@@ -353,9 +353,9 @@ func TestBuildErrorCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range []Options{
-		{Core: bad},
-		{Core: rel.Core, Mirror: c, Extensions: []string{"no-such-extension"}},
-		{Core: bad, Layout: Frugal},
+		{Core: []string{bad}},
+		{Core: []string{rel.Core}, Mirror: c, Extensions: []string{"no-such-extension"}},
+		{Core: []string{bad}, Layout: Frugal},
 	} {
 		stage := t.TempDir()
 		o.Path, o.TempDir = filepath.Join(dir, "x.img"), stage
@@ -374,12 +374,12 @@ func TestBuildErrorCleansUp(t *testing.T) {
 func TestBuildErrors(t *testing.T) {
 	for _, o := range []Options{
 		{},
-		{Path: "x.img", Core: "core.gz", FS: "xfs"},
-		{Path: "x.img", Core: "core.gz", Layout: "iso"},
-		{Path: "x.img", Core: "core.gz", Hostname: "bad name"},
-		{Path: "x.img", Core: "core.gz", Extensions: []string{"nginx"}},
+		{Path: "x.img", Core: []string{"core.gz"}, FS: "xfs"},
+		{Path: "x.img", Core: []string{"core.gz"}, Layout: "iso"},
+		{Path: "x.img", Core: []string{"core.gz"}, Hostname: "bad name"},
+		{Path: "x.img", Core: []string{"core.gz"}, Extensions: []string{"nginx"}},
 		{Path: "x.img"},
-		{Path: "x.img", Core: "core.gz", Files: map[string]string{"../etc/x": ""}},
+		{Path: "x.img", Core: []string{"core.gz"}, Files: map[string]string{"../etc/x": ""}},
 	} {
 		if _, err := Build(ctx, o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%+v: %v", o, err)
@@ -394,4 +394,55 @@ func sortedKeys(m map[string]entry) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// TestCoreFromMirrorByArch: without core the mirror's official core for its
+// arch is used (corepure64.gz on x86_64: there is no core.gz); rootfs64.gz +
+// modules64.gz picked separately hash as that core does; a local path is
+// used as is; a name the mirror lacks is a clear error.
+func TestCoreFromMirrorByArch(t *testing.T) {
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	resolve := func(core ...string) ([]string, error) {
+		return coreFiles(ctx, &Options{Path: "x.img", Mirror: c, Core: core})
+	}
+	def, err := resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(def) != 1 || filepath.Base(def[0]) != "corepure64.gz" {
+		t.Fatalf("default core %q, want the cached corepure64.gz", def)
+	}
+	parts, err := resolve("rootfs64.gz", "modules64.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := filesSHA256(def)
+	b, _ := filesSHA256(parts)
+	if a == "" || a != b {
+		t.Errorf("rootfs64.gz+modules64.gz hash %s, corepure64.gz %s", b, a)
+	}
+	if l, err := resolve(rel.Rootfs); err != nil || l[0] != rel.Rootfs {
+		t.Errorf("local path: %q %v", l, err)
+	}
+	_, err = resolve("core.gz")
+	if err == nil || !strings.Contains(err.Error(), "corepure64.gz") {
+		t.Errorf("core.gz on an x86_64 mirror: %v", err)
+	}
+	if _, err := resolve("/no/such/core.gz"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing local core: %v", err)
+	}
+	// Both parts unpack to what the whole core does.
+	d1, d2 := t.TempDir(), t.TempDir()
+	r1, err := UnpackAll(ctx, def, d1, UnpackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := UnpackAll(ctx, parts, d2, UnpackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Entries != r2.Entries || r1.Archives != 2 || r2.Archives != 2 {
+		t.Errorf("unpack: %+v vs %+v", r1, r2)
+	}
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # build.sh OUT: build tinyfarm's mini Tiny Core release from Debian packages.
 #
-# Output (see README.md): OUT/mirror/15.x/x86_64/{tcz,release/distribution_files},
+# Output (see README.md): OUT/mirror/15.x/x86_64/{tcz,release/distribution_files}
+# (distribution_files named as on the official mirror: corepure64.gz =
+# rootfs64.gz + modules64.gz, vmlinuz64, each with <name>.md5.txt),
 # OUT/kernel/{vmlinux,vmlinuz,modules.gz,version}, OUT/cache (downloaded .deb).
 # Rebuilt only when an input changed: the files beside this script, the
 # versions of the Debian packages used, the kernel package, the Go version.
@@ -19,9 +21,17 @@ OUT=$(cd "$OUT" && pwd)
 VERSION_ID=15.0
 MAJOR=15.x
 ARCH=x86_64
+# Release file names of the official mirror for ARCH (TINYCORE.md §1):
+# x86_64 has corepure64.gz = rootfs64.gz + modules64.gz and vmlinuz64; x86
+# has core.gz = rootfs.gz + modules.gz and vmlinuz. No other names.
+case $ARCH in
+x86_64) SFX=64 CORE=corepure64.gz ;;
+x86) SFX= CORE=core.gz ;;
+*) echo "minicore: arch $ARCH: want x86_64 or x86" >&2; exit 1 ;;
+esac
 MLIB=/lib/x86_64-linux-gnu
 # Debian packages whose files go into the release.
-DEBS=(busybox-static libc6 libc-bin dropbear-bin openssh-sftp-server nginx nginx-common
+DEBS=(busybox-static libc6 libc-bin dropbear-bin openssh-sftp-server openssh-client libwrap0 nginx nginx-common
 	libssl3 libpcre2-8-0 zlib1g libcrypt1 libgmp10 libtommath1 libtomcrypt1)
 # Modules the Debian kernel needs for virtio disks/net, ext2/3/4, loop,
 # squashfs and virtio-9p host shares (9p needs netfs and fscache), in load
@@ -88,7 +98,7 @@ KEY=$(inputs | sha256sum | cut -d' ' -f1)
 TCZ=$OUT/mirror/$MAJOR/$ARCH/tcz
 DIST=$OUT/mirror/$MAJOR/$ARCH/release/distribution_files
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$KEY" ] &&
-	[ -f "$DIST/core.gz" ] && [ -f "$OUT/kernel/vmlinux" ] && [ -f "$TCZ/nginx.tcz" ]; then
+	[ -f "$DIST/$CORE" ] && [ -f "$OUT/kernel/vmlinux" ] && [ -f "$TCZ/nginx.tcz" ]; then
 	log "up to date ($OUT)"
 	exit 0
 fi
@@ -100,6 +110,19 @@ if [ -z "$KDEB" ]; then
 	(cd "$CACHE" && apt-get download -q "$KPKG" 2>&1 | grep -v 'unsandboxed' || true)
 	KDEB=$(ls "$CACHE/${KPKG}_"*.deb 2>/dev/null | head -n 1 || true)
 	[ -n "$KDEB" ] || die "apt-get download $KPKG failed"
+fi
+
+# openssh.tcz's sshd: Debian's openssh-server, downloaded (installing it
+# would start an sshd on the build host), same version as the installed
+# openssh-client and openssh-sftp-server (one source package).
+OSSHVER=$(dpkg-query -W -f='${Version}' openssh-sftp-server)
+OSDEB=$(ls "$CACHE/openssh-server_${OSSHVER//:/%3a}_"*.deb 2>/dev/null | head -n 1 || true)
+if [ -z "$OSDEB" ]; then
+	log "downloading openssh-server $OSSHVER"
+	rm -f "$CACHE"/openssh-server_*.deb
+	(cd "$CACHE" && apt-get download -q "openssh-server=$OSSHVER" 2>&1 | grep -v 'unsandboxed' || true)
+	OSDEB=$(ls "$CACHE/openssh-server_"*.deb 2>/dev/null | head -n 1 || true)
+	[ -n "$OSDEB" ] || die "apt-get download openssh-server=$OSSHVER failed"
 fi
 
 W=$OUT/.work
@@ -148,8 +171,8 @@ cp "$KX/lib/modules/$KVER"/modules.builtin* "$KX/lib/modules/$KVER/modules.order
 depmod -b "$MI" "$KVER"
 (cd "$MI" && find . | sort | cpio -o -H newc -R 0:0 --quiet | gzip -9) >"$K/modules.gz"
 
-# ---------------------------------------------------------------- core.gz
-log "core.gz"
+# ---------------------------------------------------------------- rootfs
+log "rootfs$SFX.gz"
 C=$W/core
 mkdir -p "$C"/{bin,sbin,lib,dev,proc,sys,tmp,mnt,home,root,opt,run,etc/sysconfig,etc/init.d}
 mkdir -p "$C"/usr/{bin,sbin,lib,share} "$C"/usr/local/{bin,sbin,lib,etc,share,tce.installed}
@@ -191,10 +214,10 @@ if [ "$(id -u)" = 0 ]; then
 	ldconfig -r "$C" 2>/dev/null || true
 else
 	CPIO_OWNER=(-R 0:0)
-	log "warning: not root, core.gz files owned by root:root and sudo is not setuid"
+	log "warning: not root, rootfs$SFX.gz files owned by root:root and sudo is not setuid"
 fi
 mkdir -p "$W/dist"
-(cd "$C" && find . | sort | cpio -o -H newc "${CPIO_OWNER[@]}" --quiet | gzip -9) >"$W/dist/core.gz"
+(cd "$C" && find . | sort | cpio -o -H newc "${CPIO_OWNER[@]}" --quiet | gzip -9) >"$W/dist/rootfs$SFX.gz"
 
 # ---------------------------------------------------------------- extensions
 log "extensions"
@@ -292,6 +315,28 @@ put /usr/lib/openssh/sftp-server usr/lib/sftp-server
 done_pkg dropbear "libtomcrypt libtommath zlib libxcrypt gmp" "$(debver dropbear-bin)" \
 	"Dropbear SSH server and client, with OpenSSH's sftp-server" "ssh server sftp dropbear" https://matt.ucc.asn.au/dropbear/dropbear.html MIT
 
+# openssh, laid out as Tiny Core's openssh.tcz (TINYCORE.md "SSH servers"):
+# /usr/local/sbin/sshd, config and keys in /usr/local/etc/ssh, init script
+# /usr/local/etc/init.d/openssh, sftp server /usr/local/lib/openssh/sftp-server.
+# Libraries other extensions ship are dependencies; the rest (Debian's
+# sshd links PAM, Kerberos, SELinux, systemd, libwrap) are bundled.
+OSX=$W/openssh-server
+dpkg-deb -x "$OSDEB" "$OSX"
+pkg openssh
+put "$OSX/usr/sbin/sshd" usr/local/sbin/sshd
+put /usr/bin/ssh-keygen usr/local/bin/ssh-keygen
+put /usr/lib/openssh/sftp-server usr/local/lib/openssh/sftp-server
+ossh_deps="libcrypto zlib libxcrypt pcre2"
+bundled=()
+for so in $(ldd "$OSX/usr/sbin/sshd" /usr/bin/ssh-keygen /usr/lib/openssh/sftp-server | awk '/=>/ { print $1 }' | sort -u); do
+	case $so in libcrypto.so.3 | libz.so.1 | libcrypt.so.1 | libpcre2-8.so.0) continue ;; esac
+	[ -e "$C/lib/$so" ] && continue # glibc, in core
+	bundled+=("$so")
+done
+lib "${bundled[@]}"
+done_pkg openssh "$ossh_deps" "$OSSHVER" \
+	"OpenSSH server (Debian openssh-server binary), ssh-keygen and sftp-server" "ssh server sftp openssh" https://www.openssh.com BSD
+
 pkg nginx
 put /usr/sbin/nginx usr/local/sbin/nginx
 put /etc/nginx/mime.types usr/local/etc/nginx/mime.types 0644
@@ -328,8 +373,12 @@ sort "$W/tags.db" | gzip -9n >"$M/tags.db.gz"
 (cd "$M" && ls *.tcz) >"$M/info.lst"
 
 # ---------------------------------------------------------------- assemble
-cp "$K/vmlinuz" "$W/dist/vmlinuz64"
-cp "$K/modules.gz" "$W/dist/modules64.gz"
+cp "$K/vmlinuz" "$W/dist/vmlinuz$SFX"
+# modules64.gz holds /lib/modules/<kver> only, as on the official mirror
+# (core's /init loads them on a frugal boot).
+(cd "$MI" && find ./lib | sort | cpio -o -H newc -R 0:0 --quiet | gzip -9) >"$W/dist/modules$SFX.gz"
+# The core the official mirror ships: both archives as two gzip members.
+cat "$W/dist/rootfs$SFX.gz" "$W/dist/modules$SFX.gz" >"$W/dist/$CORE"
 (cd "$W/dist" && for f in *; do md5sum "$f" >"$f.md5.txt"; done)
 mkdir -p "$W/mirror/$MAJOR/$ARCH/release"
 mv "$M" "$W/mirror/$MAJOR/$ARCH/tcz"
