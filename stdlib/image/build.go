@@ -38,16 +38,22 @@ import (
 
 // Names Build writes inside the disk.
 const (
-	// DropbearHostKey is the guest host key in dropbear's format, where the
-	// dropbear.tcz init script looks for it.
+	// DropbearHostKey is the guest's ed25519 host key in dropbear's
+	// format, where the dropbear.tcz init script looks for it. The whole
+	// set (ssh.HostKeySet.Files) is also in /etc/dropbear.
 	DropbearHostKey = "usr/local/etc/dropbear/dropbear_ed25519_host_key"
-	// OpenSSHHostKey is the same key in OpenSSH's format (for an sshd).
-	OpenSSHHostKey = "etc/ssh/ssh_host_ed25519_key"
+	// OpenSSHHostKey is the same key in OpenSSH's format, where Tiny
+	// Core's openssh.tcz keeps its keys (the ecdsa and rsa keys beside it).
+	OpenSSHHostKey = "usr/local/etc/ssh/ssh_host_ed25519_key"
 	// BlockID is the persist block id of Build's lines in opt/bootlocal.sh.
 	BlockID = "image"
 	// DropbearStart is the bootlocal line that starts dropbear when it is
-	// among the extensions.
+	// among the extensions (and openssh is not).
 	DropbearStart = "/usr/local/etc/init.d/dropbear start"
+	// OpenSSHStart is the bootlocal line that starts sshd when openssh is
+	// among the extensions: Tiny Core's own init script, which keeps the
+	// host keys Build placed (TINYCORE.md "SSH servers").
+	OpenSSHStart = "/usr/local/etc/init.d/openssh start"
 	// SidecarSuffix names the sidecar next to the image.
 	SidecarSuffix = ".tinyfarm.json"
 	// formatVersion changes when Build's output for the same inputs does:
@@ -127,8 +133,10 @@ type Result struct {
 	Size   int64  `json:"size"`
 	Label  string `json:"label"`
 	UUID   string `json:"uuid"`
-	// HostKey is the guest's SSH host public key ("ssh-ed25519 AAAA..."),
-	// to pin. "" in check mode when the image does not exist yet.
+	// HostKey is the guest's SSH host key set, to pin: one authorized_keys
+	// line per key, ed25519 first, then ecdsa P-256 and rsa 3072 (a disk
+	// built before key sets holds the ed25519 line alone). "" in check
+	// mode when the image does not exist yet.
 	HostKey string `json:"host_key"`
 	// Bootcodes are the kernel boot codes the disk expects: host= when a
 	// hostname is set; frugal adds tce=, home= and opt= naming the disk by
@@ -142,7 +150,8 @@ type Result struct {
 type sidecar struct {
 	Format      int    `json:"format"`
 	Inputs      string `json:"inputs"`
-	HostKeySeed string `json:"host_key_seed"` // hex ed25519 seed
+	HostKeySeed string `json:"host_key_seed"`           // hex ed25519 seed
+	HostKeysPEM string `json:"host_keys_pem,omitempty"` // the ecdsa and rsa keys
 	ImageSize   int64  `json:"image_size"`
 	ImageMtime  int64  `json:"image_mtime_ns"`
 	Edited      bool   `json:"edited,omitempty"`
@@ -331,23 +340,13 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		return res, fmt.Errorf("image build %s: %s, but %w", opts.Path, res.Reason, err)
 	}
 
-	// The host key: kept across rebuilds.
-	var hk *ssh.HostKey
-	if old != nil && old.HostKeySeed != "" {
-		seed, err := hex.DecodeString(old.HostKeySeed)
-		if err == nil && len(seed) == ed25519.SeedSize {
-			hk, err = ssh.NewHostKey(ed25519.NewKeyFromSeed(seed))
-			if err != nil {
-				return res, fmt.Errorf("image build %s: %w", opts.Path, err)
-			}
-		}
+	// The host keys: kept across rebuilds; a disk built with ed25519 alone
+	// keeps it and gains the others.
+	hk, err := hostKeys(old)
+	if err != nil {
+		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
 	}
-	if hk == nil {
-		if hk, err = ssh.GenerateHostKey(); err != nil {
-			return res, fmt.Errorf("image build %s: %w", opts.Path, err)
-		}
-	}
-	res.HostKey = hk.AuthorizedKey()
+	res.HostKey = hk.AuthorizedKeys()
 
 	if st == nil {
 		if st, err = startStaging(ctx, &opts, core); err != nil {
@@ -383,12 +382,37 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	opts.Logf("image: mkfs.%s in %v", opts.FS, time.Since(t1).Round(time.Millisecond))
-	sc := &sidecar{Format: formatVersion, Inputs: inputs, HostKeySeed: hex.EncodeToString(hk.Private.Seed()), Result: res}
+	pemKeys, err := hk.MarshalPEM()
+	if err != nil {
+		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
+	}
+	sc := &sidecar{Format: formatVersion, Inputs: inputs, HostKeySeed: hex.EncodeToString(hk.Ed25519.Private.Seed()),
+		HostKeysPEM: string(pemKeys), Result: res}
 	sc.Result.Changed, sc.Result.Reason = false, ""
 	if err := writeSidecar(opts.Path, sc); err != nil {
 		return res, fmt.Errorf("image build %s: sidecar: %w", opts.Path, err)
 	}
 	return res, nil
+}
+
+// hostKeys returns the disk's host key set: the sidecar's keys, completed
+// with new ones for what it lacks.
+func hostKeys(old *sidecar) (*ssh.HostKeySet, error) {
+	var set ssh.HostKeySet
+	if old != nil && old.HostKeySeed != "" {
+		seed, err := hex.DecodeString(old.HostKeySeed)
+		if err == nil && len(seed) == ed25519.SeedSize {
+			if set.Ed25519, err = ssh.NewHostKey(ed25519.NewKeyFromSeed(seed)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if old != nil && old.HostKeysPEM != "" {
+		if err := set.ParsePEMInto([]byte(old.HostKeysPEM)); err != nil {
+			return nil, err
+		}
+	}
+	return ssh.GenerateHostKeySet(&set)
 }
 
 // canBuild reports why this process cannot write the image, or nil: the
@@ -652,7 +676,7 @@ func lookupUser(ctx context.Context, t target.Target, name string) account {
 // empty tree, which is then merged into it with tce-load's `cp -ai` rule:
 // what core has is kept. The result is what installing into the extracted
 // core gives (the comparison test checks it against the seed's pipeline).
-func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey) error {
+func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKeySet) error {
 	dir := st.dir
 	ext := dir + ".ext"
 	if len(o.Extensions) > 0 {
@@ -712,18 +736,22 @@ func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey)
 			return err
 		}
 	}
-	for _, kf := range hostKeyFiles(hk) {
-		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.name), 0o755, false); err != nil {
+	kfs, err := hk.Files()
+	if err != nil {
+		return err
+	}
+	for _, kf := range kfs {
+		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.Name), 0o755, false); err != nil {
 			return err
 		}
-		if err := target.WriteFile(ctx, t, kf.name, kf.data, kf.mode, 0, 0); err != nil {
+		if err := target.WriteFile(ctx, t, kf.Name, kf.Data, kf.Mode, 0, 0); err != nil {
 			return err
 		}
 	}
 	if err := writeFiles(ctx, t, o.Files); err != nil {
 		return err
 	}
-	return bootlocal(ctx, t, o, slices.Contains(order, "dropbear"))
+	return bootlocal(ctx, t, o, order)
 }
 
 type keyFile struct {
@@ -732,18 +760,15 @@ type keyFile struct {
 	mode fs.FileMode
 }
 
-func hostKeyFiles(hk *ssh.HostKey) []keyFile {
-	pem, _ := hk.OpenSSH()
-	return []keyFile{
-		{DropbearHostKey, hk.Dropbear(), 0o600},
-		{OpenSSHHostKey, pem, 0o600},
-		{OpenSSHHostKey + ".pub", []byte(hk.AuthorizedKey() + "\n"), 0o644},
-	}
-}
-
-func bootlocal(ctx context.Context, t target.Target, o *Options, dropbear bool) error {
+// bootlocal writes the image block (the SSH server's start line, then
+// o.Bootlocal) and the ready marker into opt/bootlocal.sh. Both servers
+// listen on port 22: openssh, when installed, is the one started.
+func bootlocal(ctx context.Context, t target.Target, o *Options, order []string) error {
 	var lines []string
-	if dropbear {
+	switch {
+	case slices.Contains(order, "openssh"):
+		lines = append(lines, OpenSSHStart)
+	case slices.Contains(order, "dropbear"):
 		lines = append(lines, DropbearStart)
 	}
 	lines = append(lines, o.Bootlocal...)
@@ -870,7 +895,7 @@ func writeFiles(ctx context.Context, t target.Target, files map[string]string) e
 // extension tree and onboot.lst, home/tc, opt/ seeded from core's /opt
 // plus the bootlocal block, and tce/mydata.tgz holding what must land
 // outside home and opt (host keys, other Files), restored by tc-config.
-func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, order []string) error {
+func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKeySet, order []string) error {
 	dir, scratch := st.dir, st.coreDir
 	defer st.removeCore()
 	if err := st.core(); err != nil {
@@ -924,7 +949,7 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, 
 	if err := copyTree(ctx, ct, t, "opt", "opt", nil); err != nil {
 		return err
 	}
-	if err := bootlocal(ctx, t, o, slices.Contains(order, "dropbear")); err != nil {
+	if err := bootlocal(ctx, t, o, order); err != nil {
 		return err
 	}
 	// Files: home/ and opt/ on the disk, the rest into mydata.tgz.
@@ -941,8 +966,14 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, 
 		return err
 	}
 	var tgz []keyFile
-	for _, kf := range hostKeyFiles(hk) {
-		tgz = append(tgz, kf)
+	kfs, err := hk.Files()
+	if err != nil {
+		return err
+	}
+	keyDirs := map[string]bool{}
+	for _, kf := range kfs {
+		tgz = append(tgz, keyFile{kf.Name, kf.Data, kf.Mode})
+		keyDirs[path.Dir(kf.Name)] = true
 	}
 	if o.Hostname != "" {
 		inTgz["etc/hostname"] = o.Hostname + "\n"
@@ -957,8 +988,13 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, 
 	if err := target.WriteFile(ctx, t, "tce/mydata.tgz", data, 0o664, tc.uid, tc.gid); err != nil {
 		return err
 	}
-	// filetool backups must keep the host key.
-	_, err = persist.Filetool(ctx, t, persist.FiletoolOptions{Add: []string{path.Dir(DropbearHostKey), path.Dir(OpenSSHHostKey)}})
+	// filetool backups must keep the host keys.
+	var add []string
+	for d := range keyDirs {
+		add = append(add, d)
+	}
+	slices.Sort(add)
+	_, err = persist.Filetool(ctx, t, persist.FiletoolOptions{Add: add})
 	return err
 }
 

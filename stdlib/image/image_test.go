@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -150,7 +151,7 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Changed || r.Reason != "new image" || !strings.HasPrefix(r.HostKey, "ssh-ed25519 ") || r.Bootcodes["host"] != "web1" {
+	if !r.Changed || r.Reason != "new image" || !strings.HasPrefix(r.HostKey, "ssh-ed25519 ") || len(strings.Split(r.HostKey, "\n")) != 3 || r.Bootcodes["host"] != "web1" {
 		t.Fatalf("first build: %+v", r)
 	}
 	fsck(t, img)
@@ -179,17 +180,20 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 
 	tree := imageTree(t, img)
 	want := map[string]string{
-		"etc/hostname":                     "file 644 0:0",
-		"home/tc/.ssh":                     "dir 700 1001:50",
-		"home/tc/.ssh/authorized_keys":     "file 600 1001:50",
-		DropbearHostKey:                    "file 600 0:0",
-		OpenSSHHostKey:                     "file 600 0:0",
-		"tce/optional":                     "dir 775 1001:50",
-		"tce/onboot.lst":                   "file 664 1001:50",
-		"usr/local/sbin/nginx":             "file 755 0:0",
-		"usr/local/tce.installed/dropbear": "file",
-		"etc/motd":                         "file 644 0:0",
-		"opt/bootlocal.sh":                 "file",
+		"etc/hostname":                             "file 644 0:0",
+		"home/tc/.ssh":                             "dir 700 1001:50",
+		"home/tc/.ssh/authorized_keys":             "file 600 1001:50",
+		DropbearHostKey:                            "file 600 0:0",
+		OpenSSHHostKey:                             "file 600 0:0",
+		"usr/local/etc/ssh/ssh_host_rsa_key":       "file 600 0:0",
+		"usr/local/etc/ssh/ssh_host_ecdsa_key.pub": "file 644 0:0",
+		"etc/dropbear/dropbear_ecdsa_host_key":     "file 600 0:0",
+		"tce/optional":                             "dir 775 1001:50",
+		"tce/onboot.lst":                           "file 664 1001:50",
+		"usr/local/sbin/nginx":                     "file 755 0:0",
+		"usr/local/tce.installed/dropbear":         "file",
+		"etc/motd":                                 "file 644 0:0",
+		"opt/bootlocal.sh":                         "file",
 	}
 	for p, w := range want {
 		e, ok := tree[p]
@@ -201,19 +205,31 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 			t.Errorf("%s: %s, want %s", p, e, w)
 		}
 	}
-	// The key in the image is the one returned.
+	// The keys in the image, in every server's place, are the ones returned.
 	err = View(ctx, img, func(tg target.Target) error {
-		b, err := target.ReadFile(ctx, tg, DropbearHostKey)
-		if err != nil {
-			return err
+		seen := map[string]bool{}
+		for _, dir := range []string{ssh.OpenSSHKeyDir, ssh.DropbearKeyDir, ssh.DropbearDefaultKeyDir} {
+			for _, typ := range []string{"ed25519", "ecdsa", "rsa"} {
+				name := dir + "/ssh_host_" + typ + "_key"
+				if dir != ssh.OpenSSHKeyDir {
+					name = dir + "/dropbear_" + typ + "_host_key"
+				}
+				b, err := target.ReadFile(ctx, tg, name)
+				if err != nil {
+					return err
+				}
+				var one ssh.HostKeySet
+				if err := one.ParseHostKeyFile(b); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				if !slices.Contains(strings.Split(r.HostKey, "\n"), one.AuthorizedKeys()) {
+					t.Errorf("%s holds %s, not in the result's %s", name, one.AuthorizedKeys(), r.HostKey)
+				}
+				seen[one.AuthorizedKeys()] = true
+			}
 		}
-		priv, err := ssh.ParseDropbearEd25519(b)
-		if err != nil {
-			return err
-		}
-		hk, _ := ssh.NewHostKey(priv)
-		if hk.AuthorizedKey() != r.HostKey {
-			t.Errorf("image key %s != result %s", hk.AuthorizedKey(), r.HostKey)
+		if len(seen) != 3 {
+			t.Errorf("%d distinct keys in the image, want 3", len(seen))
 		}
 		bl, _ := target.ReadFile(ctx, tg, "opt/bootlocal.sh")
 		if !strings.Contains(string(bl), "# BEGIN tinyfarm image\n"+DropbearStart+"\n/usr/local/sbin/nginx\n# END tinyfarm image\n") {
@@ -444,5 +460,44 @@ func TestCoreFromMirrorByArch(t *testing.T) {
 	}
 	if r1.Entries != r2.Entries || r1.Archives != 2 || r2.Archives != 2 {
 		t.Errorf("unpack: %+v vs %+v", r1, r2)
+	}
+}
+
+// TestDiskBuiltBeforeKeySets: a disk whose sidecar holds the ed25519 key
+// alone (built before host key sets) is kept as it is while its inputs
+// are unchanged (its guest still pins that one key), and a rebuild keeps
+// that key and adds the ecdsa and rsa keys.
+func TestDiskBuiltBeforeKeySets(t *testing.T) {
+	needRoot(t)
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	img := filepath.Join(t.TempDir(), "old.img")
+	opts := Options{Path: img, Mirror: c, Hostname: "old", Extensions: []string{"dropbear"}}
+	r, err := Build(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed := strings.Split(r.HostKey, "\n")[0]
+	// Make the sidecar what an earlier tinyfarm wrote.
+	sc, err := readSidecar(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.HostKeysPEM, sc.Result.HostKey = "", ed
+	if err := writeSidecar(img, sc); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Build(ctx, opts)
+	if err != nil || again.Changed || again.HostKey != ed {
+		t.Fatalf("unchanged old disk: changed %v, host key %q, %v", again.Changed, again.HostKey, err)
+	}
+	opts.Bootlocal = []string{"echo new input"}
+	re, err := Build(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(re.HostKey, "\n")
+	if !re.Changed || len(lines) != 3 || lines[0] != ed || !strings.HasPrefix(lines[1], "ecdsa-sha2-nistp256 ") || !strings.HasPrefix(lines[2], "ssh-rsa ") {
+		t.Errorf("rebuilt: changed %v, host keys %q", re.Changed, re.HostKey)
 	}
 }
