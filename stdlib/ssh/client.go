@@ -375,6 +375,10 @@ func (c *Client) acquire(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// ServerVersion returns the server's identification string, e.g.
+// "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3" or "SSH-2.0-dropbear_2022.83".
+func (c *Client) ServerVersion() string { return string(c.conn.ServerVersion()) }
+
 // Addr returns "user@host:port" of the connection.
 func (c *Client) Addr() string { return c.dest }
 
