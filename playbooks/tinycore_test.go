@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
 
 // TestTinycolinuxOpenSSH is issue #12's acceptance, run as a user runs it
@@ -103,5 +105,74 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 				t.Errorf("hello-site's installed.txt: %q, %v", b, err)
 			}
 		})
+	}
+}
+
+// TestInstallOpenSSHIntoRunningGuest: a running dropbear guest whose disk
+// has host keys for dropbear only (as disks built before key sets did)
+// gets openssh with tcz.install over SSH; the install places the guest's
+// pinned keys in /usr/local/etc/ssh before sshd first starts, so the sshd
+// that Tiny Core's init script then starts (on a second port, dropbear
+// keeps 22) is verified with the guest's pinned set.
+func TestInstallOpenSSHIntoRunningGuest(t *testing.T) {
+	bin, mirror, work, state, env := e2e(t)
+	args := []string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua"), "-e", "mirror=" + mirror,
+		"-e", "disk=" + filepath.Join(work, "db.img"), "-e", "extensions=dropbear", "-e", "hostname=db", "-e", "guest=db"}
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	t.Cleanup(func() {
+		if g, err := farm.Guest(context.Background(), "db"); err == nil {
+			g.Destroy(context.Background(), false)
+		}
+	})
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = work, env
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "failed=0") {
+		t.Fatalf("tinyfarm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	g, err := farm.Guest(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := g.SSH(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if v := c.ServerVersion(); !strings.Contains(v, "dropbear") {
+		t.Fatalf("server %q, want dropbear", v)
+	}
+	if _, err := c.Run(ctx, "sudo rm -f /usr/local/etc/ssh/ssh_host_* /etc/dropbear/*", ssh.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tg, err := g.Target(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tcz.New(tcz.Config{URL: mirror, Cache: filepath.Join(work, "tcz")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tc.Install(ctx, tg, "openssh", tcz.InstallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(r.Files, "usr/local/etc/ssh/ssh_host_ecdsa_key") {
+		t.Errorf("install placed no ecdsa key for sshd: %q", r.Files)
+	}
+	if res, err := c.Run(ctx, "sudo sh -c 'echo Port 2222 >>/usr/local/etc/ssh/sshd_config; /usr/local/etc/init.d/openssh start'", ssh.RunOptions{}); err != nil {
+		t.Fatalf("openssh start: %v\n%s%s", err, res.Stdout, res.Stderr)
+	}
+	pubs, _ := ssh.ParsePublicKeys(g.Def.HostKey)
+	host, _, _ := g.SSHAddr()
+	fk, _ := ssh.EnsureFarmKey(state)
+	c2, err := ssh.Dial(ctx, ssh.Config{Host: host, Port: 2222, User: "tc", Signer: fk.Signer, HostKeys: pubs, Retries: 20, Backoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("sshd with the placed keys: %v", err)
+	}
+	defer c2.Close()
+	if v := c2.ServerVersion(); !strings.Contains(v, "OpenSSH") {
+		t.Errorf("port 2222: %q, want OpenSSH", v)
 	}
 }
