@@ -23,14 +23,22 @@ import (
 // image.build placed: tinyfarm's pinned connection reaches OpenSSH's sshd,
 // SFTP works through its sftp-server, and tcz.install over that connection
 // installs hello-site (whose install script runs in the guest).
+//
+// qemu-frugal boots the release as Tiny Core ships it: a frugal disk (tce=
+// by UUID) and, from the mirror by their official names, vmlinuz64 with
+// corepure64.gz as its initrd (a bzImage: the pc machine, not microvm).
 func TestTinycolinuxOpenSSH(t *testing.T) {
-	for _, driver := range []string{"ns", "qemu"} {
-		t.Run(driver, func(t *testing.T) {
+	for _, mode := range []string{"ns", "qemu", "qemu-frugal"} {
+		t.Run(mode, func(t *testing.T) {
+			driver, _, frugal := strings.Cut(mode, "-")
 			bin, mirror, work, state, env := e2e(t)
 			args := []string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua"), "-e", "mirror=" + mirror,
 				"-e", "disk=" + filepath.Join(work, "oss.img"), "-e", "extensions=openssh", "-e", "hostname=oss",
 				"-e", "guest=oss", "-e", "driver=" + driver, "-e", "install=hello-site"}
-			if driver == "qemu" {
+			if frugal {
+				args = append(args, "-e", "layout=frugal")
+			}
+			if driver == "qemu" && !frugal {
 				if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 					t.Skip("qemu-system-x86_64 not installed (scripts/deps.sh)")
 				}
@@ -54,11 +62,20 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(state, "tcz", "release", "corepure64.gz")); err != nil {
 				t.Errorf("core not fetched as corepure64.gz: %v", err)
 			}
+			if frugal {
+				kernel := filepath.Join(state, "tcz", "release", "vmlinuz64")
+				if _, err := os.Stat(kernel); err != nil {
+					t.Errorf("kernel not fetched as vmlinuz64: %v", err)
+				}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			g, err := farm.Guest(ctx, "oss")
 			if err != nil {
 				t.Fatal(err)
+			}
+			if frugal && (filepath.Base(g.Def.Kernel) != "vmlinuz64" || len(g.Def.Initrds) != 1 || filepath.Base(g.Def.Initrds[0]) != "corepure64.gz") {
+				t.Errorf("frugal qemu guest boots %s with %q, want the release's vmlinuz64 and corepure64.gz", g.Def.Kernel, g.Def.Initrds)
 			}
 			if n := len(strings.Split(g.Def.HostKey, "\n")); n != 3 {
 				t.Errorf("guest pins %d host keys, want the set of 3:\n%s", n, g.Def.HostKey)
