@@ -193,3 +193,61 @@ func TestInstallOpenSSHIntoRunningGuest(t *testing.T) {
 		t.Errorf("port 2222: %q, want OpenSSH", v)
 	}
 }
+
+// TestTinycolinux32Bit boots a 32-bit Tiny Core (the x86 mini release,
+// `make minicore-x86`: Debian i386 binaries) as a namespace guest on this
+// 64-bit host: tinycolinux.lua with arch=x86 builds the disk from the
+// mirror's core.gz, and the guest answers SSH (dropbear) with its pinned
+// keys. Skipped when the host kernel cannot run 32-bit binaries.
+func TestTinycolinux32Bit(t *testing.T) {
+	bin, _, work, state, env := e2e(t)
+	out := os.Getenv("TINYFARM_MINICORE_X86")
+	if out == "" {
+		out = filepath.Join(filepath.Dir(repoPlaybooks(t)), "testdata", "minicore", "out-x86")
+	}
+	if _, err := os.Stat(filepath.Join(out, "mirror", "15.x", "x86", "release", "distribution_files", "core.gz")); err != nil {
+		t.Skipf("x86 mini release not built (make minicore-x86): %v", err)
+	}
+	// The release's own 32-bit busybox, run on the host.
+	if b, err := exec.Command(filepath.Join(out, "cache", "sysroot-i386", "bin", "busybox"), "true").CombinedOutput(); err != nil {
+		t.Skipf("the host kernel cannot run 32-bit binaries (CONFIG_IA32_EMULATION): %v %s", err, b)
+	}
+	args := []string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua"), "-e", "mirror=file://" + filepath.Join(out, "mirror"),
+		"-e", "arch=x86", "-e", "disk=" + filepath.Join(work, "x86.img"), "-e", "extensions=dropbear", "-e", "hostname=tc32",
+		"-e", "guest=tc32", "-e", "driver=ns"}
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	t.Cleanup(func() {
+		if g, err := farm.Guest(context.Background(), "tc32"); err == nil {
+			g.Destroy(context.Background(), false)
+		}
+	})
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = work, env
+	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "failed=0") {
+		t.Fatalf("tinyfarm %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	if _, err := os.Stat(filepath.Join(state, "tcz", "release", "core.gz")); err != nil {
+		t.Errorf("core not fetched as core.gz: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, err := farm.Guest(ctx, "tc32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := g.SSH(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Its userland is 32-bit: busybox is an ELFCLASS32 binary, the loader
+	// is ld-linux.so.2 (tce-load then picks the x86 tcz directory).
+	b, err := c.ReadFile(ctx, "/bin/busybox")
+	if err != nil || len(b) < 5 || string(b[1:4]) != "ELF" || b[4] != 1 {
+		t.Errorf("/bin/busybox is not a 32-bit ELF (%v)", err)
+	}
+	r, err := c.Run(ctx, "ls /lib/ld-linux.so.2 && ! ls /lib/ld-linux-x86-64.so.2 2>/dev/null && hostname", ssh.RunOptions{})
+	if err != nil || !strings.Contains(string(r.Stdout), "tc32") {
+		t.Errorf("32-bit loader check: %v\n%s%s", err, r.Stdout, r.Stderr)
+	}
+}

@@ -35,14 +35,18 @@ import (
 const (
 	Series    = "15.x" // release series directory
 	VersionID = "15.0" // VERSION_ID in core's /etc/os-release
-	Arch      = "x86_64"
+	Arch      = "x86_64" // the default build; `make minicore-x86` builds "x86"
 	// Release file names in distribution_files for Arch, as on the
 	// official mirror (TINYCORE.md §1): the core is the root file system
-	// followed by the modules archive (two gzip members).
+	// followed by the modules archive (two gzip members). Release.Names
+	// has them for the release's own arch.
 	CoreName    = "corepure64.gz"
 	RootfsName  = "rootfs64.gz"
 	ModulesName = "modules64.gz"
 	KernelName  = "vmlinuz64"
+	// EnvDirX86 names the environment variable that overrides the
+	// location of the x86 (32-bit) release.
+	EnvDirX86 = "TINYFARM_MINICORE_X86"
 	// EnvDir names the environment variable that overrides the location
 	// of the built release (the directory build.sh wrote).
 	EnvDir = "TINYFARM_MINICORE"
@@ -50,6 +54,8 @@ const (
 
 // Release holds the absolute paths of a built mini release.
 type Release struct {
+	Arch          string // "x86_64" or "x86", from the mirror tree
+	Names         Names  // the release file names of Arch
 	Root          string // build output directory (OUT of build.sh)
 	Mirror        string // mirror base: what /opt/tcemirror names, served by ServeMirror
 	TCZDir        string // Mirror/15.x/x86_64/tcz
@@ -60,6 +66,17 @@ type Release struct {
 	Vmlinuz       string // kernel/vmlinuz: the Debian bzImage
 	ModulesInitrd string // kernel/modules.gz: virtio/ext4/loop/squashfs/9p initramfs with an /init
 	KernelVersion string // uname -r of the kernel, e.g. 6.1.0-56-amd64
+}
+
+// Names are a release's file names in distribution_files.
+type Names struct{ Core, Rootfs, Modules, Kernel string }
+
+// NamesOf returns the official release file names of arch (TINYCORE.md §1).
+func NamesOf(arch string) Names {
+	if arch == "x86" {
+		return Names{"core.gz", "rootfs.gz", "modules.gz", "vmlinuz"}
+	}
+	return Names{CoreName, RootfsName, ModulesName, KernelName}
 }
 
 // Locate finds a built release: $TINYFARM_MINICORE, else
@@ -101,11 +118,17 @@ func Open(dir string) (*Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open minicore %s: %w", dir, err)
 	}
-	r := &Release{Root: abs, Mirror: filepath.Join(abs, "mirror")}
-	r.TCZDir = filepath.Join(r.Mirror, Series, Arch, "tcz")
-	r.DistDir = filepath.Join(r.Mirror, Series, Arch, "release", "distribution_files")
-	r.Core = filepath.Join(r.DistDir, CoreName)
-	r.Rootfs = filepath.Join(r.DistDir, RootfsName)
+	r := &Release{Root: abs, Mirror: filepath.Join(abs, "mirror"), Arch: Arch}
+	if _, err := os.Stat(filepath.Join(r.Mirror, Series, Arch)); err != nil {
+		if _, err := os.Stat(filepath.Join(r.Mirror, Series, "x86")); err == nil {
+			r.Arch = "x86"
+		}
+	}
+	r.Names = NamesOf(r.Arch)
+	r.TCZDir = filepath.Join(r.Mirror, Series, r.Arch, "tcz")
+	r.DistDir = filepath.Join(r.Mirror, Series, r.Arch, "release", "distribution_files")
+	r.Core = filepath.Join(r.DistDir, r.Names.Core)
+	r.Rootfs = filepath.Join(r.DistDir, r.Names.Rootfs)
 	r.Vmlinux = filepath.Join(abs, "kernel", "vmlinux")
 	r.Vmlinuz = filepath.Join(abs, "kernel", "vmlinuz")
 	r.ModulesInitrd = filepath.Join(abs, "kernel", "modules.gz")
@@ -132,6 +155,25 @@ func Require(t testing.TB) *Release {
 	r, err := Locate()
 	if err != nil {
 		t.Skipf("mini Tiny Core release not built (run `make minicore`, or set %s): %v", EnvDir, err)
+	}
+	return r
+}
+
+// RequireX86 returns the built x86 (32-bit) release:
+// $TINYFARM_MINICORE_X86, else <repo>/testdata/minicore/out-x86; or skips
+// the test saying how to build it.
+func RequireX86(t testing.TB) *Release {
+	t.Helper()
+	dir := os.Getenv(EnvDirX86)
+	if dir == "" {
+		wd, _ := os.Getwd()
+		if root := repoRoot(wd); root != "" {
+			dir = filepath.Join(root, "testdata", "minicore", "out-x86")
+		}
+	}
+	r, err := Open(dir)
+	if err != nil || r.Arch != "x86" {
+		t.Skipf("x86 mini Tiny Core release not built (run `make minicore-x86`, or set %s): %v", EnvDirX86, err)
 	}
 	return r
 }

@@ -52,7 +52,7 @@ var officialDistFiles = map[string][]string{
 func TestOfficialReleaseNames(t *testing.T) {
 	r := Require(t)
 	var want []string
-	for _, n := range officialDistFiles[Arch] {
+	for _, n := range officialDistFiles[r.Arch] {
 		want = append(want, n, n+".md5.txt")
 	}
 	sort.Strings(want)
@@ -74,17 +74,18 @@ func TestOfficialReleaseNames(t *testing.T) {
 		}
 		return b
 	}
-	for _, n := range officialDistFiles[Arch] {
+	for _, n := range officialDistFiles[r.Arch] {
 		sum := md5.Sum(read(n))
 		if line := string(read(n + ".md5.txt")); line != hex.EncodeToString(sum[:])+"  "+n+"\n" {
 			t.Errorf("%s.md5.txt = %q, want \"%x  %s\"", n, line, sum, n)
 		}
 	}
-	if core := read(CoreName); !bytes.Equal(core, append(read(RootfsName), read(ModulesName)...)) {
-		t.Errorf("%s is not %s followed by %s", CoreName, RootfsName, ModulesName)
+	nm := r.Names
+	if core := read(nm.Core); !bytes.Equal(core, append(read(nm.Rootfs), read(nm.Modules)...)) {
+		t.Errorf("%s is not %s followed by %s", nm.Core, nm.Rootfs, nm.Modules)
 	}
 	// modules64.gz holds the kernel's modules only, as on the official mirror.
-	zr, err := gzip.NewReader(bytes.NewReader(read(ModulesName)))
+	zr, err := gzip.NewReader(bytes.NewReader(read(nm.Modules)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,15 +93,15 @@ func TestOfficialReleaseNames(t *testing.T) {
 	cmd.Stdin = zr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("cpio -t %s: %v", ModulesName, err)
+		t.Fatalf("cpio -t %s: %v", nm.Modules, err)
 	}
 	names := strings.Fields(string(out))
 	if !slices.Contains(names, "lib/modules/"+r.KernelVersion+"/modules.dep") {
-		t.Errorf("%s lacks lib/modules/%s/modules.dep", ModulesName, r.KernelVersion)
+		t.Errorf("%s lacks lib/modules/%s/modules.dep", nm.Modules, r.KernelVersion)
 	}
 	for _, n := range names {
 		if n != "." && n != "lib" && !strings.HasPrefix(n, "lib/modules") {
-			t.Errorf("%s holds %s: want only lib/modules", ModulesName, n)
+			t.Errorf("%s holds %s: want only lib/modules", nm.Modules, n)
 		}
 	}
 }
