@@ -33,8 +33,8 @@ import (
 // Release layout constants: the mirror directory is
 // <Mirror>/<Series>/<Arch>/tcz, as on the Tiny Core mirror.
 const (
-	Series    = "15.x" // release series directory
-	VersionID = "15.0" // VERSION_ID in core's /etc/os-release
+	Series    = "15.x"   // release series directory
+	VersionID = "15.0"   // VERSION_ID in core's /etc/os-release
 	Arch      = "x86_64" // the default build; `make minicore-x86` builds "x86"
 	// Release file names in distribution_files for Arch, as on the
 	// official mirror (TINYCORE.md §1): the core is the root file system
