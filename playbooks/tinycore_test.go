@@ -2,6 +2,7 @@ package playbooks_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -249,5 +250,49 @@ func TestTinycolinux32Bit(t *testing.T) {
 	r, err := c.Run(ctx, "ls /lib/ld-linux.so.2 && ! ls /lib/ld-linux-x86-64.so.2 2>/dev/null && hostname", ssh.RunOptions{})
 	if err != nil || !strings.Contains(string(r.Stdout), "tc32") {
 		t.Errorf("32-bit loader check: %v\n%s%s", err, r.Stdout, r.Stderr)
+	}
+}
+
+// TestReadmePlaybook runs the README's "A playbook" example with the real
+// binary against the mini release laid out like the official mirror: the
+// example's text, with two lines changed for the test: a tcz.mirror line
+// in front (it uses the default, official, mirror) and the proxy on a
+// loopback port instead of ":80".
+func TestReadmePlaybook(t *testing.T) {
+	bin, mirror, work, state, env := e2e(t)
+	readme, err := os.ReadFile(filepath.Join(filepath.Dir(repoPlaybooks(t)), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## A playbook\n\n```lua\n")
+	example, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 || !strings.Contains(example, `listen = ":80"`) {
+		t.Fatalf("README has no \"A playbook\" Lua block with listen = \":80\"")
+	}
+	port := freePort(t)
+	example = strings.Replace(example, `listen = ":80"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, port), 1)
+	site := filepath.Join(work, "site.lua")
+	if err := os.WriteFile(site, []byte(`require("tcz").mirror{ url = "`+mirror+`" }`+"\n"+example), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		destroy := exec.Command(bin, "repl")
+		destroy.Dir, destroy.Env = work, env
+		destroy.Stdin = strings.NewReader(`for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy() end; proxy.daemon{stop = true}`)
+		if out, err := destroy.CombinedOutput(); err != nil {
+			t.Errorf("teardown: %v\n%s", err, out)
+		}
+	})
+	cmd := exec.Command(bin, "run", site)
+	cmd.Dir, cmd.Env = work, env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "failed=0") {
+		t.Fatalf("tinyfarm run site.lua: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(state, "tcz", "release", "corepure64.gz")); err != nil {
+		t.Errorf("core not fetched as corepure64.gz: %v", err)
+	}
+	if body := getHost(t, fmt.Sprintf("http://127.0.0.1:%d/", port), "web1.example.com"); !strings.Contains(body, "<h1>hello</h1>") {
+		t.Errorf("web1.example.com through the proxy: %q", body)
 	}
 }
