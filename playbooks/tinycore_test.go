@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/playbooks"
+	"github.com/tinyfarm/tinyfarm/stdlib/all"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
@@ -294,5 +297,37 @@ func TestReadmePlaybook(t *testing.T) {
 	}
 	if body := getHost(t, fmt.Sprintf("http://127.0.0.1:%d/", port), "web1.example.com"); !strings.Contains(body, "<h1>hello</h1>") {
 		t.Errorf("web1.example.com through the proxy: %q", body)
+	}
+}
+
+// TestColinuxFrugalX86Conf: arch = "x86" flows to a coLinux guest: a
+// frugal guest without core or initrd gets the x86 mirror's core.gz, and
+// its coLinux configuration loads it (initrd=…/core.gz).
+func TestColinuxFrugalX86Conf(t *testing.T) {
+	out := os.Getenv("TINYFARM_MINICORE_X86")
+	if out == "" {
+		out = filepath.Join(filepath.Dir(repoPlaybooks(t)), "testdata", "minicore", "out-x86")
+	}
+	if _, err := os.Stat(filepath.Join(out, "mirror", "15.x", "x86", "release", "distribution_files", "core.gz")); err != nil {
+		t.Skipf("x86 mini release not built (make minicore-x86): %v", err)
+	}
+	state := t.TempDir()
+	eng, err := engine.New(engine.Options{Modules: all.Modules(), Lib: playbooks.FS, StateDir: state, Reporter: discard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	vals, err := eng.Eval(context.Background(), `
+		require("tcz").mirror{ url = "file://`+filepath.Join(out, "mirror")+`", arch = "x86" }
+		local g = require("colinux").guest{ name = "co1", driver = "colinux", layout = "frugal", kernel = "/srv/colinux/vmlinux",
+		                         disk = "/srv/tce.img", mem = "64M", net = "user" }
+		return g:conf()`, "colinux_x86", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := vals[0].String()
+	t.Logf("coLinux conf:\n%s", conf)
+	if !strings.Contains(conf, "initrd="+filepath.Join(state, "tcz", "release", "core.gz")) {
+		t.Errorf("coLinux conf does not load the x86 core.gz:\n%s", conf)
 	}
 }

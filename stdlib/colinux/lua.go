@@ -658,12 +658,15 @@ func (m *luaMod) read(L *lua.LState) int {
 // core.gz on x86), and a frugal qemu guest's kernel (vmlinuz64, vmlinuz)
 // with that core as its initrd: Tiny Core's own frugal boot. A bzImage
 // has no PVH entry, so the qemu driver boots it on the pc machine, not
-// microvm. Scatter guests name their kernel themselves.
+// microvm. A frugal coLinux guest gets the core as its initrd (its conf's
+// initrd=…/core.gz); its kernel is coLinux's own vmlinux, never the
+// release's. Scatter guests name their kernel themselves.
 func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 	frugal := d.Layout == driver.Frugal
 	needCore := frugal && d.Core == ""
 	needKernel := frugal && d.Driver == "qemu" && d.Kernel == "" && len(d.Initrds) == 0
-	if !needCore && !needKernel {
+	needInitrd := frugal && d.Driver == "colinux" && len(d.Initrds) == 0
+	if !needCore && !needKernel && !needInitrd {
 		return nil
 	}
 	c, err := tcz.LuaClient(L, m.env)
@@ -698,6 +701,9 @@ func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 		if d.Kernel, err = fetch(rn.Kernel); err != nil {
 			return err
 		}
+		d.Initrds = []string{d.Core}
+	}
+	if needInitrd {
 		d.Initrds = []string{d.Core}
 	}
 	return nil
