@@ -81,6 +81,16 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 			if frugal && (filepath.Base(g.Def.Kernel) != "vmlinuz64" || len(g.Def.Initrds) != 1 || filepath.Base(g.Def.Initrds[0]) != "corepure64.gz") {
 				t.Errorf("frugal qemu guest boots %s with %q, want the release's vmlinuz64 and corepure64.gz", g.Def.Kernel, g.Def.Initrds)
 			}
+			if driver == "qemu" {
+				// The release's bzImage runs on pc, and the status says why.
+				want := "microvm"
+				if frugal {
+					want = "pc: the kernel is a bzImage without the PVH entry microvm needs"
+				}
+				if st, err := g.Status(ctx); err != nil || !strings.Contains(st.Isolation, want) {
+					t.Errorf("status isolation %q (%v), want it to name %q", st.Isolation, err, want)
+				}
+			}
 			if n := len(strings.Split(g.Def.HostKey, "\n")); n != 3 {
 				t.Errorf("guest pins %d host keys, want the set of 3:\n%s", n, g.Def.HostKey)
 			}
