@@ -278,6 +278,14 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		old = nil
 	}
 
+	// A new image, or one whose sidecar lacks keys, needs an rsa key,
+	// which takes a quarter of a second to make: it is made while the
+	// inputs are resolved and the tree staged.
+	var keys *keyFuture
+	if !opts.Check && (old == nil || old.HostKeysPEM == "") {
+		keys = startHostKeys(old)
+	}
+
 	// Resolve the inputs: core, extension tree and checksums. Core is
 	// hashed while the extensions are resolved (both read files whole).
 	core, err := coreFiles(ctx, &opts)
@@ -342,12 +350,9 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 
 	// The host keys: kept across rebuilds; a disk built with ed25519 alone
 	// keeps it and gains the others.
-	hk, err := hostKeys(old)
-	if err != nil {
-		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
+	if keys == nil {
+		keys = startHostKeys(old)
 	}
-	res.HostKey = hk.AuthorizedKeys()
-
 	if st == nil {
 		if st, err = startStaging(ctx, &opts, core); err != nil {
 			return res, fmt.Errorf("image build %s: staging: %w", opts.Path, err)
@@ -357,13 +362,18 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	t0 := time.Now()
 	switch opts.Layout {
 	case Scatter:
-		err = stageScatter(ctx, &opts, st, hk)
+		err = stageScatter(ctx, &opts, st, keys)
 	case Frugal:
-		err = stageFrugal(ctx, &opts, st, hk, order)
+		err = stageFrugal(ctx, &opts, st, keys, order)
 	}
 	if err != nil {
 		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
 	}
+	hk, err := keys.wait()
+	if err != nil {
+		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
+	}
+	res.HostKey = hk.AuthorizedKeys()
 	opts.Logf("image: staged %s in %v", opts.Layout, time.Since(t0).Round(time.Millisecond))
 	size := opts.Size
 	if size == 0 {
@@ -393,6 +403,29 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		return res, fmt.Errorf("image build %s: sidecar: %w", opts.Path, err)
 	}
 	return res, nil
+}
+
+// keyFuture is a host key set being made (see startHostKeys).
+type keyFuture struct {
+	done chan struct{}
+	set  *ssh.HostKeySet
+	err  error
+}
+
+// startHostKeys starts hostKeys(old) in the background.
+func startHostKeys(old *sidecar) *keyFuture {
+	f := &keyFuture{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.set, f.err = hostKeys(old)
+	}()
+	return f
+}
+
+// wait returns the set once made.
+func (f *keyFuture) wait() (*ssh.HostKeySet, error) {
+	<-f.done
+	return f.set, f.err
 }
 
 // hostKeys returns the disk's host key set: the sidecar's keys, completed
@@ -676,7 +709,7 @@ func lookupUser(ctx context.Context, t target.Target, name string) account {
 // empty tree, which is then merged into it with tce-load's `cp -ai` rule:
 // what core has is kept. The result is what installing into the extracted
 // core gives (the comparison test checks it against the seed's pipeline).
-func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKeySet) error {
+func stageScatter(ctx context.Context, o *Options, st *staging, keys *keyFuture) error {
 	dir := st.dir
 	ext := dir + ".ext"
 	if len(o.Extensions) > 0 {
@@ -735,6 +768,10 @@ func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKeyS
 		if err := target.WriteFile(ctx, t, "etc/hostname", []byte(o.Hostname+"\n"), 0o644, 0, 0); err != nil {
 			return err
 		}
+	}
+	hk, err := keys.wait()
+	if err != nil {
+		return err
 	}
 	kfs, err := hk.Files()
 	if err != nil {
@@ -895,7 +932,7 @@ func writeFiles(ctx context.Context, t target.Target, files map[string]string) e
 // extension tree and onboot.lst, home/tc, opt/ seeded from core's /opt
 // plus the bootlocal block, and tce/mydata.tgz holding what must land
 // outside home and opt (host keys, other Files), restored by tc-config.
-func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKeySet, order []string) error {
+func stageFrugal(ctx context.Context, o *Options, st *staging, keys *keyFuture, order []string) error {
 	dir, scratch := st.dir, st.coreDir
 	defer st.removeCore()
 	if err := st.core(); err != nil {
@@ -966,6 +1003,10 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKeySe
 		return err
 	}
 	var tgz []keyFile
+	hk, err := keys.wait()
+	if err != nil {
+		return err
+	}
 	kfs, err := hk.Files()
 	if err != nil {
 		return err
