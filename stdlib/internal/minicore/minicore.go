@@ -280,19 +280,26 @@ func (r *Release) FrugalInitrd(t testing.TB) string {
 // ExtractCore unpacks the core (every archive of it, in order: later ones
 // overlay earlier ones) into dir (created if needed) with the cpio tool,
 // keeping ownership and modes when run as root.
-func (r *Release) ExtractCore(dir string) error {
+func (r *Release) ExtractCore(dir string) error { return extract(r.Core, dir) }
+
+// ExtractRootfs unpacks the root file system alone (no kernel modules):
+// what the seed's `zcat core | cpio -idm` leaves of a core, since cpio
+// stops at the first archive's trailer.
+func (r *Release) ExtractRootfs(dir string) error { return extract(r.Rootfs, dir) }
+
+func extract(archive, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("extract core %s: %w", dir, err)
 	}
-	f, err := os.Open(r.Core)
+	f, err := os.Open(archive)
 	if err != nil {
-		return fmt.Errorf("extract core %s: %w", r.Core, err)
+		return fmt.Errorf("extract core %s: %w", archive, err)
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
 	zr, err := gzip.NewReader(br)
 	if err != nil {
-		return fmt.Errorf("extract core %s: %w", r.Core, err)
+		return fmt.Errorf("extract core %s: %w", archive, err)
 	}
 	// cpio stops at an archive's trailer: one cpio run per gzip member.
 	for {
@@ -301,15 +308,15 @@ func (r *Release) ExtractCore(dir string) error {
 		cmd.Dir = dir
 		cmd.Stdin = zr
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("extract core %s: cpio: %w: %s", r.Core, err, strings.TrimSpace(string(out)))
+			return fmt.Errorf("extract core %s: cpio: %w: %s", archive, err, strings.TrimSpace(string(out)))
 		}
 		if _, err := io.Copy(io.Discard, zr); err != nil {
-			return fmt.Errorf("extract core %s: %w", r.Core, err)
+			return fmt.Errorf("extract core %s: %w", archive, err)
 		}
 		if err := zr.Reset(br); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("extract core %s: %w", r.Core, err)
+			return fmt.Errorf("extract core %s: %w", archive, err)
 		}
 	}
 }
