@@ -3,7 +3,7 @@ GO       ?= go
 MINICORE ?= testdata/minicore/out
 BIN      := bin/tinyfarm
 
-.PHONY: help build deps minicore test test-short demo demo-down bench lint clean
+.PHONY: help build deps minicore minicore-x86 test test-short demo demo-down bench lint clean
 
 help:
 	@echo "make demo   - install deps, build the mini release, run playbooks/webfarm.lua (root)"
@@ -21,11 +21,16 @@ deps:
 minicore: deps
 	bash testdata/minicore/build.sh $(MINICORE)
 
+# The 32-bit (x86) mini release, from Debian i386 packages (downloaded).
+MINICORE_X86 ?= testdata/minicore/out-x86
+minicore-x86: deps
+	MINICORE_ARCH=x86 bash testdata/minicore/build.sh $(MINICORE_X86)
+
 # -p 1: the suite boots real guests and VMs; one package at a time keeps
 # the two-core CI machine from starving TCG boots and timing-sensitive waits.
 # third_party/gopher-lua is a module of its own (a patched release), so
 # ./... leaves it out; its tests, with the patch's regression test, run here.
-test: deps minicore
+test: deps minicore minicore-x86
 	$(GO) test -count=1 -p 1 ./...
 	cd third_party/gopher-lua && $(GO) test -count=1 .
 
@@ -56,4 +61,4 @@ bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf bin $(MINICORE)
+	rm -rf bin $(MINICORE) $(MINICORE_X86)

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils
   busybox-static dropbear-bin
-  openssh-sftp-server openssh-client
+  openssh-sftp-server openssh-client libwrap0
   squashfs-tools e2fsprogs cpio kmod xz-utils
   btrfs-progs
   nginx-light libnginx-mod-stream

@@ -1,6 +1,6 @@
 // Package imagebench times image.Build (scatter disk: core + nginx with
 // its dependencies) against the seed's shell pipeline on the same inputs
-// in the same run: zcat core.gz | cpio -idm, unsquashfs -f -d per
+// in the same run: zcat corepure64.gz | cpio -idm, unsquashfs -f -d per
 // extension in dependency order, mkfs.ext3 -d. Run by bench/image.sh.
 package imagebench
 
@@ -61,7 +61,7 @@ func TestBuildVsShell(t *testing.T) {
 		}
 		build := func(i int) time.Duration {
 			t0 := time.Now()
-			_, err := image.Build(ctx, image.Options{Path: filepath.Join(work, fmt.Sprintf("tf%s%d.img", where, i)), Core: rel.Core, Mirror: c,
+			_, err := image.Build(ctx, image.Options{Path: filepath.Join(work, fmt.Sprintf("tf%s%d.img", where, i)), Core: []string{rel.Core}, Mirror: c,
 				Size: 64 << 20, Extensions: []string{"nginx"}, Hostname: "web1", TempDir: stage})
 			if err != nil {
 				t.Fatal(err)
@@ -94,7 +94,7 @@ func locate(t *testing.T) release {
 		out, _ = filepath.Abs("../../testdata/minicore/out")
 	}
 	r := release{Mirror: filepath.Join(out, "mirror")}
-	r.Core = filepath.Join(r.Mirror, "15.x/x86_64/release/distribution_files/core.gz")
+	r.Core = filepath.Join(r.Mirror, "15.x/x86_64/release/distribution_files/corepure64.gz")
 	if _, err := os.Stat(r.Core); err != nil {
 		t.Skip("mini release not built (make minicore)")
 	}

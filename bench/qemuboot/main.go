@@ -41,9 +41,11 @@ func run(n int) error {
 	}
 	vmlinux := filepath.Join(out, "kernel/vmlinux")
 	vmlinuz := filepath.Join(out, "kernel/vmlinuz")
-	modules := filepath.Join(out, "kernel/modules.gz")
-	core := filepath.Join(out, "mirror/15.x/x86_64/release/distribution_files/core.gz")
-	for _, f := range []string{vmlinux, vmlinuz, modules, core} {
+	// The release's core as the official mirror ships it: rootfs64.gz
+	// followed by modules64.gz (the modules initramfs whose /init loads
+	// the virtio drivers).
+	core := filepath.Join(out, "mirror/15.x/x86_64/release/distribution_files/corepure64.gz")
+	for _, f := range []string{vmlinux, vmlinuz, core} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("mini Tiny Core release not built (make minicore): %w", err)
 		}
@@ -58,14 +60,14 @@ func run(n int) error {
 		return err
 	}
 	all := filepath.Join(work, "all.gz") // for the hand-run anchors
-	if err := cat(all, core, modules, overlay); err != nil {
+	if err := cat(all, core, overlay); err != nil {
 		return err
 	}
 
 	var tf, plain, stock, restore []time.Duration
 	ckpt := filepath.Join(work, "ckpt.state")
 	for i := 0; i < n; i++ {
-		d, err := driverBoot(work, i, vmlinux, []string{core, modules, overlay}, ckpt, &restore)
+		d, err := driverBoot(work, i, vmlinux, []string{core, overlay}, ckpt, &restore)
 		if err != nil {
 			return err
 		}

@@ -85,7 +85,7 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 	if err != nil {
 		return fail(err)
 	}
-	hk, err := ssh.GenerateHostKey()
+	hk, err := ssh.GenerateHostKeySet(nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -146,7 +146,7 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 		return fail(err)
 	}
 	d := *src
-	d.Name, d.IP, d.MAC, d.HostKey, d.Disk, d.Disks = o.Name, ip, "", hk.AuthorizedKey(), disk, extra
+	d.Name, d.IP, d.MAC, d.HostKey, d.Disk, d.Disks = o.Name, ip, "", hk.AuthorizedKeys(), disk, extra
 	d.Bootcodes = setBootcode(src.Bootcodes, "host", o.Hostname)
 	d.Forwards = nil // host ports are the source's; Define gives the clone its own SSH forward
 	d.Labels = map[string]string{}

@@ -15,10 +15,11 @@ import (
 )
 
 // editIdentity gives the copied disk at img its own identity: hostname in
-// etc/hostname and etc/hosts, the SSH host key in dropbear's and
-// OpenSSH's places, and a fresh random seed if there is one.
-func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.HostKey) (seed bool, err error) {
-	pem, err := hk.OpenSSH()
+// etc/hostname and etc/hosts, the SSH host key set where each Tiny Core
+// SSH server reads it (ssh.HostKeySet.Files), and a fresh random seed if
+// there is one.
+func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.HostKeySet) (seed bool, err error) {
+	files, err := hk.Files()
 	if err != nil {
 		return false, err
 	}
@@ -39,16 +40,8 @@ func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.Hos
 		if err := write("etc/hosts", []byte(renameHost(string(hosts), oldHost, newHost)), 0o644); err != nil {
 			return err
 		}
-		for _, f := range []struct {
-			name string
-			data []byte
-			mode fs.FileMode
-		}{
-			{image.DropbearHostKey, hk.Dropbear(), 0o600},
-			{image.OpenSSHHostKey, pem, 0o600},
-			{image.OpenSSHHostKey + ".pub", []byte(hk.AuthorizedKey() + "\n"), 0o644},
-		} {
-			if err := write(f.name, f.data, f.mode); err != nil {
+		for _, f := range files {
+			if err := write(f.Name, f.Data, f.Mode); err != nil {
 				return err
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
-func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.HostKey) (bool, error) {
+func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.HostKeySet) (bool, error) {
 	return false, driver.Unsupported("tinyfarm", "editing a cloned disk", "image.edit needs Linux (loop mounts)")
 }
 

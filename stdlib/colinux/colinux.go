@@ -49,7 +49,7 @@ type Definition struct {
 	Disk      string            `json:"disk,omitempty"`    // disk image path (absolute)
 	Disks     []string          `json:"disks,omitempty"`   // extra disks
 	Layout    driver.Layout     `json:"layout"`            // scatter (default) or frugal
-	Core      string            `json:"core,omitempty"`    // frugal: core.gz
+	Core      string            `json:"core,omitempty"`    // frugal: the core (corepure64.gz, core.gz)
 	Kernel    string            `json:"kernel,omitempty"`  // qemu/colinux
 	Initrds   []string          `json:"initrds,omitempty"` // qemu/colinux extra initrds (modules)
 	Bootcodes string            `json:"bootcodes,omitempty"`
@@ -86,7 +86,7 @@ func (d *Definition) Validate() error {
 		}
 	case driver.Frugal:
 		if d.Core == "" {
-			return fmt.Errorf("guest %s: a frugal guest needs core = the Tiny Core initramfs (core.gz): %w", d.Name, ErrInvalid)
+			return fmt.Errorf("guest %s: a frugal guest needs core = the Tiny Core initramfs (corepure64.gz on x86_64, core.gz on x86), or a tcz mirror to take it from: %w", d.Name, ErrInvalid)
 		}
 	default:
 		return fmt.Errorf("guest %s: layout %q: want scatter or frugal: %w", d.Name, d.Layout, ErrInvalid)

@@ -214,7 +214,7 @@ func (g *Guest) SSH(ctx context.Context) (*ssh.Client, error) {
 	if g.Def.HostKey == "" {
 		return nil, fmt.Errorf("guest %s: no pinned host key (build its disk with image.build, or set host_key): refusing to trust an unknown key: %w", g.Def.Name, ErrInvalid)
 	}
-	pub, err := ssh.ParsePublicKey(g.Def.HostKey)
+	pubs, err := ssh.ParsePublicKeys(g.Def.HostKey)
 	if err != nil {
 		return nil, fmt.Errorf("guest %s: host_key: %w", g.Def.Name, err)
 	}
@@ -226,7 +226,7 @@ func (g *Guest) SSH(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ssh.Dial(ctx, ssh.Config{Host: host, Port: port, User: g.user(), Signer: fk.Signer, HostKey: pub,
+	return ssh.Dial(ctx, ssh.Config{Host: host, Port: port, User: g.user(), Signer: fk.Signer, HostKeys: pubs,
 		Timeout: 10 * time.Second, Retries: 20, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second})
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 	tmpl "github.com/tinyfarm/tinyfarm/stdlib/template"
+	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
@@ -202,6 +203,9 @@ func (m *luaMod) guest(L *lua.LState) int {
 		sort.Slice(d.Forwards, func(i, j int) bool { return d.Forwards[i].HostPort < d.Forwards[j].HostPort })
 	} else if o.Forward != nil && o.Forward != lua.LNil {
 		lx.Raisef(L, "colinux.guest %s: forward: want {[hostport] = guestport}, got %s", o.Name, o.Forward.Type())
+	}
+	if err := m.releaseDefaults(L, &d); err != nil {
+		lx.Raise(L, fmt.Errorf("colinux.guest %s: %w", d.Name, err))
 	}
 	if o.UserNS != nil {
 		d.UserNS = *o.UserNS
@@ -656,4 +660,61 @@ func (m *luaMod) read(L *lua.LState) int {
 	}
 	L.Push(lua.LString(b))
 	return 1
+}
+
+// releaseDefaults fills what a guest leaves empty from the release on the
+// engine's tcz mirror, as the official mirror names it for its arch
+// (tcz.ReleaseFiles): a frugal guest's core (corepure64.gz on x86_64,
+// core.gz on x86), and a frugal qemu guest's kernel (vmlinuz64, vmlinuz)
+// with that core as its initrd: Tiny Core's own frugal boot. A bzImage
+// has no PVH entry, so the qemu driver boots it on the pc machine, not
+// microvm. A frugal coLinux guest gets the core as its initrd (its conf's
+// initrd=…/core.gz); its kernel is coLinux's own vmlinux, never the
+// release's. Scatter guests name their kernel themselves.
+func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
+	frugal := d.Layout == driver.Frugal
+	needCore := frugal && d.Core == ""
+	needKernel := frugal && d.Driver == "qemu" && d.Kernel == "" && len(d.Initrds) == 0
+	needInitrd := frugal && d.Driver == "colinux" && len(d.Initrds) == 0
+	if !needCore && !needKernel && !needInitrd {
+		return nil
+	}
+	c, err := tcz.LuaClient(L, m.env)
+	if err != nil {
+		return err
+	}
+	rn, err := tcz.ReleaseFiles(c.Config().Arch)
+	if err != nil {
+		return err
+	}
+	fetch := func(name string) (string, error) {
+		var p string
+		err := m.env.Block(L, func(ctx context.Context) error {
+			var err error
+			p, _, err = c.FetchRelease(ctx, name, m.env.Check)
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if p == "" { // check mode, not cached yet: where it will be
+			p = c.ReleaseCachePath(name)
+		}
+		return p, nil
+	}
+	if d.Core == "" {
+		if d.Core, err = fetch(rn.Core); err != nil {
+			return err
+		}
+	}
+	if needKernel {
+		if d.Kernel, err = fetch(rn.Kernel); err != nil {
+			return err
+		}
+		d.Initrds = []string{d.Core}
+	}
+	if needInitrd {
+		d.Initrds = []string{d.Core}
+	}
+	return nil
 }

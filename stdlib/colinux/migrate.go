@@ -52,7 +52,7 @@ func (r Remote) Dial(ctx context.Context) (*ssh.Client, error) {
 	if r.Address == "" || r.Key == "" || r.HostKey == "" {
 		return nil, fmt.Errorf("host %s: want address, key and host_key: %w", r.label(), ErrInvalid)
 	}
-	pub, err := ssh.ParsePublicKey(r.HostKey)
+	pubs, err := ssh.ParsePublicKeys(r.HostKey)
 	if err != nil {
 		return nil, fmt.Errorf("host %s: host_key: %w", r.label(), err)
 	}
@@ -62,7 +62,7 @@ func (r Remote) Dial(ctx context.Context) (*ssh.Client, error) {
 	if r.Timeout <= 0 {
 		r.Timeout = 10 * time.Second
 	}
-	c, err := ssh.Dial(ctx, ssh.Config{Host: r.Address, Port: r.Port, User: r.User, KeyPath: r.Key, HostKey: pub, Timeout: r.Timeout, Retries: 1})
+	c, err := ssh.Dial(ctx, ssh.Config{Host: r.Address, Port: r.Port, User: r.User, KeyPath: r.Key, HostKeys: pubs, Timeout: r.Timeout, Retries: 1})
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %w", r.label(), err)
 	}

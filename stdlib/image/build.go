@@ -18,8 +18,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"io"
 	"io/fs"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -40,16 +38,22 @@ import (
 
 // Names Build writes inside the disk.
 const (
-	// DropbearHostKey is the guest host key in dropbear's format, where the
-	// dropbear.tcz init script looks for it.
+	// DropbearHostKey is the guest's ed25519 host key in dropbear's
+	// format, where the dropbear.tcz init script looks for it. The whole
+	// set (ssh.HostKeySet.Files) is also in /etc/dropbear.
 	DropbearHostKey = "usr/local/etc/dropbear/dropbear_ed25519_host_key"
-	// OpenSSHHostKey is the same key in OpenSSH's format (for an sshd).
-	OpenSSHHostKey = "etc/ssh/ssh_host_ed25519_key"
+	// OpenSSHHostKey is the same key in OpenSSH's format, where Tiny
+	// Core's openssh.tcz keeps its keys (the ecdsa and rsa keys beside it).
+	OpenSSHHostKey = "usr/local/etc/ssh/ssh_host_ed25519_key"
 	// BlockID is the persist block id of Build's lines in opt/bootlocal.sh.
 	BlockID = "image"
 	// DropbearStart is the bootlocal line that starts dropbear when it is
-	// among the extensions.
+	// among the extensions (and openssh is not).
 	DropbearStart = "/usr/local/etc/init.d/dropbear start"
+	// OpenSSHStart is the bootlocal line that starts sshd when openssh is
+	// among the extensions: Tiny Core's own init script, which keeps the
+	// host keys Build placed (TINYCORE.md "SSH servers").
+	OpenSSHStart = "/usr/local/etc/init.d/openssh start"
 	// SidecarSuffix names the sidecar next to the image.
 	SidecarSuffix = ".tinyfarm.json"
 	// formatVersion changes when Build's output for the same inputs does:
@@ -71,10 +75,15 @@ type Options struct {
 	// Label is the filesystem label (at most 16 bytes). Default the
 	// hostname, else "tinycore".
 	Label string
-	// Core is the path of core.gz (a gzip newc initramfs; several
-	// concatenated archives are fine). Default "": fetched from Mirror's
-	// release/distribution_files/core.gz (md5-checked, cached).
-	Core string
+	// Core is the root file system: one or more gzip newc initramfs
+	// files, unpacked in order (later ones overlay earlier ones). Each is
+	// a local path, or a release file name ("rootfs64.gz") fetched from
+	// Mirror's release/distribution_files/ (md5-checked against
+	// <name>.md5.txt, cached by name): a name without "/" that is not a
+	// local file. Default none: the Mirror's core for its arch, as the
+	// official mirror names it (tcz.ReleaseFiles: x86_64 corepure64.gz,
+	// x86 core.gz).
+	Core []string
 	// Mirror resolves, fetches and installs Extensions, and supplies Core
 	// when Core is empty. Required when either is needed.
 	Mirror *tcz.Client
@@ -124,8 +133,10 @@ type Result struct {
 	Size   int64  `json:"size"`
 	Label  string `json:"label"`
 	UUID   string `json:"uuid"`
-	// HostKey is the guest's SSH host public key ("ssh-ed25519 AAAA..."),
-	// to pin. "" in check mode when the image does not exist yet.
+	// HostKey is the guest's SSH host key set, to pin: one authorized_keys
+	// line per key, ed25519 first, then ecdsa P-256 and rsa 3072 (a disk
+	// built before key sets holds the ed25519 line alone). "" in check
+	// mode when the image does not exist yet.
 	HostKey string `json:"host_key"`
 	// Bootcodes are the kernel boot codes the disk expects: host= when a
 	// hostname is set; frugal adds tce=, home= and opt= naming the disk by
@@ -139,7 +150,8 @@ type Result struct {
 type sidecar struct {
 	Format      int    `json:"format"`
 	Inputs      string `json:"inputs"`
-	HostKeySeed string `json:"host_key_seed"` // hex ed25519 seed
+	HostKeySeed string `json:"host_key_seed"`           // hex ed25519 seed
+	HostKeysPEM string `json:"host_keys_pem,omitempty"` // the ecdsa and rsa keys
 	ImageSize   int64  `json:"image_size"`
 	ImageMtime  int64  `json:"image_mtime_ns"`
 	Edited      bool   `json:"edited,omitempty"`
@@ -230,8 +242,8 @@ func (o *Options) defaults() error {
 	if len(o.Extensions) > 0 && o.Mirror == nil {
 		return fmt.Errorf("image build %s: extensions need a tcz mirror: %w", o.Path, ErrInvalid)
 	}
-	if o.Core == "" && o.Mirror == nil {
-		return fmt.Errorf("image build %s: core: give a core.gz path or a tcz mirror: %w", o.Path, ErrInvalid)
+	if len(o.Core) == 0 && o.Mirror == nil {
+		return fmt.Errorf("image build %s: core: give a local core file or a tcz mirror: %w", o.Path, ErrInvalid)
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -266,14 +278,22 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		old = nil
 	}
 
+	// A new image, or one whose sidecar lacks keys, needs an rsa key,
+	// which takes a quarter of a second to make: it is made while the
+	// inputs are resolved and the tree staged.
+	var keys *keyFuture
+	if !opts.Check && (old == nil || old.HostKeysPEM == "") {
+		keys = startHostKeys(old)
+	}
+
 	// Resolve the inputs: core, extension tree and checksums. Core is
 	// hashed while the extensions are resolved (both read files whole).
-	core, err := coreFile(ctx, &opts)
+	core, err := coreFiles(ctx, &opts)
 	if err != nil {
 		return res, err
 	}
 	coreSum := make(chan hashResult, 1)
-	go func() { s, err := fileSHA256(core); coreSum <- hashResult{s, err} }()
+	go func() { s, err := filesSHA256(core); coreSum <- hashResult{s, err} }()
 	// Without an image or a sidecar the build is certain before any hash
 	// is known: core's extraction starts now, alongside the rest.
 	_, statErr := os.Stat(opts.Path)
@@ -328,24 +348,11 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		return res, fmt.Errorf("image build %s: %s, but %w", opts.Path, res.Reason, err)
 	}
 
-	// The host key: kept across rebuilds.
-	var hk *ssh.HostKey
-	if old != nil && old.HostKeySeed != "" {
-		seed, err := hex.DecodeString(old.HostKeySeed)
-		if err == nil && len(seed) == ed25519.SeedSize {
-			hk, err = ssh.NewHostKey(ed25519.NewKeyFromSeed(seed))
-			if err != nil {
-				return res, fmt.Errorf("image build %s: %w", opts.Path, err)
-			}
-		}
+	// The host keys: kept across rebuilds; a disk built with ed25519 alone
+	// keeps it and gains the others.
+	if keys == nil {
+		keys = startHostKeys(old)
 	}
-	if hk == nil {
-		if hk, err = ssh.GenerateHostKey(); err != nil {
-			return res, fmt.Errorf("image build %s: %w", opts.Path, err)
-		}
-	}
-	res.HostKey = hk.AuthorizedKey()
-
 	if st == nil {
 		if st, err = startStaging(ctx, &opts, core); err != nil {
 			return res, fmt.Errorf("image build %s: staging: %w", opts.Path, err)
@@ -355,13 +362,18 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	t0 := time.Now()
 	switch opts.Layout {
 	case Scatter:
-		err = stageScatter(ctx, &opts, st, hk)
+		err = stageScatter(ctx, &opts, st, keys)
 	case Frugal:
-		err = stageFrugal(ctx, &opts, st, hk, order)
+		err = stageFrugal(ctx, &opts, st, keys, order)
 	}
 	if err != nil {
 		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
 	}
+	hk, err := keys.wait()
+	if err != nil {
+		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
+	}
+	res.HostKey = hk.AuthorizedKeys()
 	opts.Logf("image: staged %s in %v", opts.Layout, time.Since(t0).Round(time.Millisecond))
 	size := opts.Size
 	if size == 0 {
@@ -380,12 +392,60 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	opts.Logf("image: mkfs.%s in %v", opts.FS, time.Since(t1).Round(time.Millisecond))
-	sc := &sidecar{Format: formatVersion, Inputs: inputs, HostKeySeed: hex.EncodeToString(hk.Private.Seed()), Result: res}
+	pemKeys, err := hk.MarshalPEM()
+	if err != nil {
+		return res, fmt.Errorf("image build %s: %w", opts.Path, err)
+	}
+	sc := &sidecar{Format: formatVersion, Inputs: inputs, HostKeySeed: hex.EncodeToString(hk.Ed25519.Private.Seed()),
+		HostKeysPEM: string(pemKeys), Result: res}
 	sc.Result.Changed, sc.Result.Reason = false, ""
 	if err := writeSidecar(opts.Path, sc); err != nil {
 		return res, fmt.Errorf("image build %s: sidecar: %w", opts.Path, err)
 	}
 	return res, nil
+}
+
+// keyFuture is a host key set being made (see startHostKeys).
+type keyFuture struct {
+	done chan struct{}
+	set  *ssh.HostKeySet
+	err  error
+}
+
+// startHostKeys starts hostKeys(old) in the background.
+func startHostKeys(old *sidecar) *keyFuture {
+	f := &keyFuture{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.set, f.err = hostKeys(old)
+	}()
+	return f
+}
+
+// wait returns the set once made.
+func (f *keyFuture) wait() (*ssh.HostKeySet, error) {
+	<-f.done
+	return f.set, f.err
+}
+
+// hostKeys returns the disk's host key set: the sidecar's keys, completed
+// with new ones for what it lacks.
+func hostKeys(old *sidecar) (*ssh.HostKeySet, error) {
+	var set ssh.HostKeySet
+	if old != nil && old.HostKeySeed != "" {
+		seed, err := hex.DecodeString(old.HostKeySeed)
+		if err == nil && len(seed) == ed25519.SeedSize {
+			if set.Ed25519, err = ssh.NewHostKey(ed25519.NewKeyFromSeed(seed)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if old != nil && old.HostKeysPEM != "" {
+		if err := set.ParsePEMInto([]byte(old.HostKeysPEM)); err != nil {
+			return nil, err
+		}
+	}
+	return ssh.GenerateHostKeySet(&set)
 }
 
 // canBuild reports why this process cannot write the image, or nil: the
@@ -415,7 +475,7 @@ type staging struct {
 	removed      chan struct{} // set by removeAsync, closed when done
 }
 
-func startStaging(ctx context.Context, o *Options, core string) (*staging, error) {
+func startStaging(ctx context.Context, o *Options, core []string) (*staging, error) {
 	dir, err := os.MkdirTemp(stagingBase(o), "tinyfarm-image-")
 	if err != nil {
 		return nil, err
@@ -435,7 +495,7 @@ func startStaging(ctx context.Context, o *Options, core string) (*staging, error
 	uctx, st.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(st.unpacked)
-		_, st.err = Unpack(uctx, core, st.coreDir, UnpackOptions{})
+		_, st.err = UnpackAll(uctx, core, st.coreDir, UnpackOptions{})
 	}()
 	return st, nil
 }
@@ -483,19 +543,24 @@ type hashResult struct {
 	err error
 }
 
-// fileSHA256 is the hex sha256 of p's content; "" for p "".
-func fileSHA256(p string) (string, error) {
-	if p == "" {
-		return "", nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
+// filesSHA256 is the hex sha256 of the files' contents one after the
+// other (so rootfs64.gz + modules64.gz hashes as corepure64.gz does); ""
+// when a path is "" (content unknown in check mode).
+func filesSHA256(ps []string) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	for _, p := range ps {
+		if p == "" {
+			return "", nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return "", err
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", err
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -516,81 +581,35 @@ func stagingBase(o *Options) string {
 	return filepath.Dir(o.Path)
 }
 
-// coreFile returns the local core.gz: opts.Core, or the mirror's, fetched
-// into the tcz cache (release/core.gz) and md5-checked against
-// core.gz.md5.txt. In check mode a missing download is not made; the
-// mirror's md5 stands for the content.
-func coreFile(ctx context.Context, o *Options) (string, error) {
-	if o.Core != "" {
-		if _, err := os.Stat(o.Core); err != nil {
-			return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-		}
-		return o.Core, nil
-	}
-	cfg := o.Mirror.Config()
-	base := strings.TrimRight(cfg.URL, "/") + "/" + cfg.Version + "/" + cfg.Arch + "/release/distribution_files/"
-	dst := filepath.Join(cfg.Cache, "release", "core.gz")
-	sumTxt, err := httpGet(ctx, cfg.HTTP, base+"core.gz.md5.txt", 1<<10)
-	if err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	want := strings.Fields(string(sumTxt) + " ")[0]
-	if got, err := fileMD5(dst); err == nil && got == want {
-		return dst, nil
-	}
-	if o.Check {
-		return "", nil // unknown content: the hash uses the md5 below
-	}
-	data, err := httpGet(ctx, cfg.HTTP, base+"core.gz", 1<<30)
-	if err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	if got := md5hex(data); got != want {
-		return "", fmt.Errorf("image build %s: core.gz md5 %s, mirror says %s: %w", o.Path, got, want, ErrInvalid)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	if err := writeAtomic(dst, data, 0o644); err != nil {
-		return "", fmt.Errorf("image build %s: core: %w", o.Path, err)
-	}
-	return dst, nil
-}
-
-func httpGet(ctx context.Context, c *http.Client, u string, limit int64) ([]byte, error) {
-	if strings.HasPrefix(u, "file://") {
-		pu, err := url.Parse(u)
+// coreFiles returns the local files of the core (see Options.Core):
+// local paths as given, release file names fetched from the mirror. In
+// check mode a missing download is not made and its path is "".
+func coreFiles(ctx context.Context, o *Options) ([]string, error) {
+	names := o.Core
+	if len(names) == 0 {
+		rn, err := tcz.ReleaseFiles(o.Mirror.Config().Arch)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("image build %s: core: %w", o.Path, err)
 		}
-		return os.ReadFile(pu.Path)
+		names = []string{rn.Core}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		_, err := os.Stat(n)
+		switch {
+		case err == nil:
+			out = append(out, n)
+		case !errors.Is(err, fs.ErrNotExist) || strings.Contains(n, "/") || o.Mirror == nil:
+			return nil, fmt.Errorf("image build %s: core %s: %w (a local file, or a release file name like %q with a tcz mirror)", o.Path, n, err, "corepure64.gz")
+		default:
+			p, _, err := o.Mirror.FetchRelease(ctx, n, o.Check)
+			if err != nil {
+				return nil, fmt.Errorf("image build %s: core: %w", o.Path, err)
+			}
+			out = append(out, p)
+		}
 	}
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return nil, fmt.Errorf("get %s: %s: %w", u, resp.Status, fs.ErrNotExist)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("get %s: %s", u, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", u, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("get %s: larger than %d bytes: %w", u, limit, ErrInvalid)
-	}
-	return b, nil
+	return out, nil
 }
 
 // resolveExtensions returns the install order and each extension's md5.
@@ -690,7 +709,7 @@ func lookupUser(ctx context.Context, t target.Target, name string) account {
 // empty tree, which is then merged into it with tce-load's `cp -ai` rule:
 // what core has is kept. The result is what installing into the extracted
 // core gives (the comparison test checks it against the seed's pipeline).
-func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey) error {
+func stageScatter(ctx context.Context, o *Options, st *staging, keys *keyFuture) error {
 	dir := st.dir
 	ext := dir + ".ext"
 	if len(o.Extensions) > 0 {
@@ -750,18 +769,26 @@ func stageScatter(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey)
 			return err
 		}
 	}
-	for _, kf := range hostKeyFiles(hk) {
-		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.name), 0o755, false); err != nil {
+	hk, err := keys.wait()
+	if err != nil {
+		return err
+	}
+	kfs, err := hk.Files()
+	if err != nil {
+		return err
+	}
+	for _, kf := range kfs {
+		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.Name), 0o755, false); err != nil {
 			return err
 		}
-		if err := target.WriteFile(ctx, t, kf.name, kf.data, kf.mode, 0, 0); err != nil {
+		if err := target.WriteFile(ctx, t, kf.Name, kf.Data, kf.Mode, 0, 0); err != nil {
 			return err
 		}
 	}
 	if err := writeFiles(ctx, t, o.Files); err != nil {
 		return err
 	}
-	return bootlocal(ctx, t, o, slices.Contains(order, "dropbear"))
+	return bootlocal(ctx, t, o, order)
 }
 
 type keyFile struct {
@@ -770,18 +797,15 @@ type keyFile struct {
 	mode fs.FileMode
 }
 
-func hostKeyFiles(hk *ssh.HostKey) []keyFile {
-	pem, _ := hk.OpenSSH()
-	return []keyFile{
-		{DropbearHostKey, hk.Dropbear(), 0o600},
-		{OpenSSHHostKey, pem, 0o600},
-		{OpenSSHHostKey + ".pub", []byte(hk.AuthorizedKey() + "\n"), 0o644},
-	}
-}
-
-func bootlocal(ctx context.Context, t target.Target, o *Options, dropbear bool) error {
+// bootlocal writes the image block (the SSH server's start line, then
+// o.Bootlocal) and the ready marker into opt/bootlocal.sh. Both servers
+// listen on port 22: openssh, when installed, is the one started.
+func bootlocal(ctx context.Context, t target.Target, o *Options, order []string) error {
 	var lines []string
-	if dropbear {
+	switch {
+	case slices.Contains(order, "openssh"):
+		lines = append(lines, OpenSSHStart)
+	case slices.Contains(order, "dropbear"):
 		lines = append(lines, DropbearStart)
 	}
 	lines = append(lines, o.Bootlocal...)
@@ -908,7 +932,7 @@ func writeFiles(ctx context.Context, t target.Target, files map[string]string) e
 // extension tree and onboot.lst, home/tc, opt/ seeded from core's /opt
 // plus the bootlocal block, and tce/mydata.tgz holding what must land
 // outside home and opt (host keys, other Files), restored by tc-config.
-func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, order []string) error {
+func stageFrugal(ctx context.Context, o *Options, st *staging, keys *keyFuture, order []string) error {
 	dir, scratch := st.dir, st.coreDir
 	defer st.removeCore()
 	if err := st.core(); err != nil {
@@ -962,7 +986,7 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, 
 	if err := copyTree(ctx, ct, t, "opt", "opt", nil); err != nil {
 		return err
 	}
-	if err := bootlocal(ctx, t, o, slices.Contains(order, "dropbear")); err != nil {
+	if err := bootlocal(ctx, t, o, order); err != nil {
 		return err
 	}
 	// Files: home/ and opt/ on the disk, the rest into mydata.tgz.
@@ -979,8 +1003,18 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, 
 		return err
 	}
 	var tgz []keyFile
-	for _, kf := range hostKeyFiles(hk) {
-		tgz = append(tgz, kf)
+	hk, err := keys.wait()
+	if err != nil {
+		return err
+	}
+	kfs, err := hk.Files()
+	if err != nil {
+		return err
+	}
+	keyDirs := map[string]bool{}
+	for _, kf := range kfs {
+		tgz = append(tgz, keyFile{kf.Name, kf.Data, kf.Mode})
+		keyDirs[path.Dir(kf.Name)] = true
 	}
 	if o.Hostname != "" {
 		inTgz["etc/hostname"] = o.Hostname + "\n"
@@ -995,8 +1029,13 @@ func stageFrugal(ctx context.Context, o *Options, st *staging, hk *ssh.HostKey, 
 	if err := target.WriteFile(ctx, t, "tce/mydata.tgz", data, 0o664, tc.uid, tc.gid); err != nil {
 		return err
 	}
-	// filetool backups must keep the host key.
-	_, err = persist.Filetool(ctx, t, persist.FiletoolOptions{Add: []string{path.Dir(DropbearHostKey), path.Dir(OpenSSHHostKey)}})
+	// filetool backups must keep the host keys.
+	var add []string
+	for d := range keyDirs {
+		add = append(add, d)
+	}
+	slices.Sort(add)
+	_, err = persist.Filetool(ctx, t, persist.FiletoolOptions{Add: add})
 	return err
 }
 

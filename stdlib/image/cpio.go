@@ -119,34 +119,86 @@ const maxInMemory = 64 << 20
 // a hardlink to a name outside the archive, or a device node when device
 // nodes are not allowed. Entries before it may have been written.
 func Unpack(ctx context.Context, core, dir string, opts UnpackOptions) (UnpackResult, error) {
-	f, err := os.Open(core)
-	if err != nil {
-		return UnpackResult{}, fmt.Errorf("unpack %s: %w", core, err)
+	return UnpackAll(ctx, []string{core}, dir, opts)
+}
+
+// UnpackAll is [Unpack] of several files read as one stream, in order
+// (e.g. rootfs64.gz then modules64.gz: what corepure64.gz holds).
+func UnpackAll(ctx context.Context, cores []string, dir string, opts UnpackOptions) (UnpackResult, error) {
+	name := strings.Join(cores, "+")
+	if len(cores) == 0 {
+		return UnpackResult{}, fmt.Errorf("unpack: no archive: %w", ErrInvalid)
 	}
-	defer f.Close()
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var total int64
+	regular := true
+	for _, c := range cores {
+		f, err := os.Open(c)
+		if err != nil {
+			return UnpackResult{}, fmt.Errorf("unpack %s: %w", c, err)
+		}
+		files = append(files, f)
+		fi, err := f.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			regular = false
+		} else {
+			total += fi.Size()
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return UnpackResult{}, fmt.Errorf("unpack %s: %w", core, err)
+		return UnpackResult{}, fmt.Errorf("unpack %s: %w", name, err)
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return UnpackResult{}, fmt.Errorf("unpack %s: %w", core, err)
+		return UnpackResult{}, fmt.Errorf("unpack %s: %w", name, err)
 	}
 	defer root.Close()
-	// A core.gz of usual size is read whole: inflating from memory is
+	// A core of usual size is read whole: inflating from memory is
 	// faster (see readStream).
-	var r io.Reader = f
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= maxInMemory {
-		b := make([]byte, fi.Size())
-		if _, err := io.ReadFull(f, b); err != nil {
-			return UnpackResult{}, fmt.Errorf("unpack %s: %w", core, err)
+	var r io.Reader
+	if regular && total <= maxInMemory {
+		b := make([]byte, 0, total)
+		for _, f := range files {
+			var err error
+			if b, err = appendFile(b, f); err != nil {
+				return UnpackResult{}, fmt.Errorf("unpack %s: %w", f.Name(), err)
+			}
 		}
 		r = bytes.NewReader(b)
+	} else {
+		rs := make([]io.Reader, len(files))
+		for i, f := range files {
+			rs[i] = f
+		}
+		r = io.MultiReader(rs...)
 	}
 	res, err := extract(ctx, r, root, opts)
 	if err != nil {
-		return res, fmt.Errorf("unpack %s: %w", core, err)
+		return res, fmt.Errorf("unpack %s: %w", name, err)
 	}
 	return res, nil
+}
+
+// appendFile appends f's remaining content to b.
+func appendFile(b []byte, f *os.File) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // extractor writes entries into root. Directories, symlinks and links are

@@ -3,7 +3,9 @@
 // Package image builds tinycolinux disks and remasters Tiny Core
 // initramfs images, offline.
 //
-// [Build] makes an ext2/3/4 disk image from core.gz and .tcz extensions in
+// [Build] makes an ext2/3/4 disk image from a Tiny Core core (the mirror's
+// release file for its arch: corepure64.gz on x86_64, core.gz on x86) and
+// .tcz extensions in
 // one of two layouts: "scatter" (core extracted into the disk root,
 // extensions installed by extraction, boots with root=/dev/X) or "frugal"
 // (the disk holds tce/, home/ and opt/; core boots as the initramfs). The
@@ -11,8 +13,9 @@
 // `mkfs.<fs> -d`, written to a temporary file next to the image and renamed
 // over it, so a killed build leaves the previous image or none. A sidecar
 // <image>.tinyfarm.json records a hash of the inputs and the guest's SSH
-// host key: a second Build with the same inputs changes nothing, and a
-// rebuild keeps the host key, so a pinned key stays valid.
+// host keys (ed25519, ecdsa, rsa, placed where every Tiny Core SSH server
+// reads them): a second Build with the same inputs changes nothing, and a
+// rebuild keeps the keys, so the pinned set stays valid.
 //
 // [Edit] changes an existing disk through the [target.Target] interface
 // (loop-mounted in a private mount namespace, always unmounted). [Unpack]
@@ -58,7 +61,7 @@ const (
 	// mode); the kernel boots it with root=/dev/X.
 	Scatter Layout = "scatter"
 	// Frugal: the disk holds tce/ (optional/*.tcz, onboot.lst, mydata.tgz),
-	// home/ and opt/; core.gz boots as the initramfs.
+	// home/ and opt/; the core boots as the initramfs.
 	Frugal Layout = "frugal"
 )
 

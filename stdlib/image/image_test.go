@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -144,13 +145,13 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 	c := mirrorClient(t, rel)
 	farm := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOy8wqKmJ0uO4o7vEuTPvtnOy0ZbhQmP7M5mBp8Un0Dq farm"
 	img := filepath.Join(t.TempDir(), "web1.img")
-	opts := Options{Path: img, Core: rel.Core, Mirror: c, Hostname: "web1", AuthorizedKeys: []string{farm},
+	opts := Options{Path: img, Core: []string{rel.Core}, Mirror: c, Hostname: "web1", AuthorizedKeys: []string{farm},
 		Extensions: []string{"dropbear", "nginx"}, Files: map[string]string{"/etc/motd": "hello\n"}, Bootlocal: []string{"/usr/local/sbin/nginx"}, Logf: t.Logf}
 	r, err := Build(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Changed || r.Reason != "new image" || !strings.HasPrefix(r.HostKey, "ssh-ed25519 ") || r.Bootcodes["host"] != "web1" {
+	if !r.Changed || r.Reason != "new image" || !strings.HasPrefix(r.HostKey, "ssh-ed25519 ") || len(strings.Split(r.HostKey, "\n")) != 3 || r.Bootcodes["host"] != "web1" {
 		t.Fatalf("first build: %+v", r)
 	}
 	fsck(t, img)
@@ -179,17 +180,20 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 
 	tree := imageTree(t, img)
 	want := map[string]string{
-		"etc/hostname":                     "file 644 0:0",
-		"home/tc/.ssh":                     "dir 700 1001:50",
-		"home/tc/.ssh/authorized_keys":     "file 600 1001:50",
-		DropbearHostKey:                    "file 600 0:0",
-		OpenSSHHostKey:                     "file 600 0:0",
-		"tce/optional":                     "dir 775 1001:50",
-		"tce/onboot.lst":                   "file 664 1001:50",
-		"usr/local/sbin/nginx":             "file 755 0:0",
-		"usr/local/tce.installed/dropbear": "file",
-		"etc/motd":                         "file 644 0:0",
-		"opt/bootlocal.sh":                 "file",
+		"etc/hostname":                             "file 644 0:0",
+		"home/tc/.ssh":                             "dir 700 1001:50",
+		"home/tc/.ssh/authorized_keys":             "file 600 1001:50",
+		DropbearHostKey:                            "file 600 0:0",
+		OpenSSHHostKey:                             "file 600 0:0",
+		"usr/local/etc/ssh/ssh_host_rsa_key":       "file 600 0:0",
+		"usr/local/etc/ssh/ssh_host_ecdsa_key.pub": "file 644 0:0",
+		"etc/dropbear/dropbear_ecdsa_host_key":     "file 600 0:0",
+		"tce/optional":                             "dir 775 1001:50",
+		"tce/onboot.lst":                           "file 664 1001:50",
+		"usr/local/sbin/nginx":                     "file 755 0:0",
+		"usr/local/tce.installed/dropbear":         "file",
+		"etc/motd":                                 "file 644 0:0",
+		"opt/bootlocal.sh":                         "file",
 	}
 	for p, w := range want {
 		e, ok := tree[p]
@@ -201,19 +205,31 @@ func TestBuildScatterIdempotentAndEdit(t *testing.T) {
 			t.Errorf("%s: %s, want %s", p, e, w)
 		}
 	}
-	// The key in the image is the one returned.
+	// The keys in the image, in every server's place, are the ones returned.
 	err = View(ctx, img, func(tg target.Target) error {
-		b, err := target.ReadFile(ctx, tg, DropbearHostKey)
-		if err != nil {
-			return err
+		seen := map[string]bool{}
+		for _, dir := range []string{ssh.OpenSSHKeyDir, ssh.DropbearKeyDir, ssh.DropbearDefaultKeyDir} {
+			for _, typ := range []string{"ed25519", "ecdsa", "rsa"} {
+				name := dir + "/ssh_host_" + typ + "_key"
+				if dir != ssh.OpenSSHKeyDir {
+					name = dir + "/dropbear_" + typ + "_host_key"
+				}
+				b, err := target.ReadFile(ctx, tg, name)
+				if err != nil {
+					return err
+				}
+				var one ssh.HostKeySet
+				if err := one.ParseHostKeyFile(b); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				if !slices.Contains(strings.Split(r.HostKey, "\n"), one.AuthorizedKeys()) {
+					t.Errorf("%s holds %s, not in the result's %s", name, one.AuthorizedKeys(), r.HostKey)
+				}
+				seen[one.AuthorizedKeys()] = true
+			}
 		}
-		priv, err := ssh.ParseDropbearEd25519(b)
-		if err != nil {
-			return err
-		}
-		hk, _ := ssh.NewHostKey(priv)
-		if hk.AuthorizedKey() != r.HostKey {
-			t.Errorf("image key %s != result %s", hk.AuthorizedKey(), r.HostKey)
+		if len(seen) != 3 {
+			t.Errorf("%d distinct keys in the image, want 3", len(seen))
 		}
 		bl, _ := target.ReadFile(ctx, tg, "opt/bootlocal.sh")
 		if !strings.Contains(string(bl), "# BEGIN tinyfarm image\n"+DropbearStart+"\n/usr/local/sbin/nginx\n# END tinyfarm image\n") {
@@ -353,9 +369,9 @@ func TestBuildErrorCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range []Options{
-		{Core: bad},
-		{Core: rel.Core, Mirror: c, Extensions: []string{"no-such-extension"}},
-		{Core: bad, Layout: Frugal},
+		{Core: []string{bad}},
+		{Core: []string{rel.Core}, Mirror: c, Extensions: []string{"no-such-extension"}},
+		{Core: []string{bad}, Layout: Frugal},
 	} {
 		stage := t.TempDir()
 		o.Path, o.TempDir = filepath.Join(dir, "x.img"), stage
@@ -374,12 +390,12 @@ func TestBuildErrorCleansUp(t *testing.T) {
 func TestBuildErrors(t *testing.T) {
 	for _, o := range []Options{
 		{},
-		{Path: "x.img", Core: "core.gz", FS: "xfs"},
-		{Path: "x.img", Core: "core.gz", Layout: "iso"},
-		{Path: "x.img", Core: "core.gz", Hostname: "bad name"},
-		{Path: "x.img", Core: "core.gz", Extensions: []string{"nginx"}},
+		{Path: "x.img", Core: []string{"core.gz"}, FS: "xfs"},
+		{Path: "x.img", Core: []string{"core.gz"}, Layout: "iso"},
+		{Path: "x.img", Core: []string{"core.gz"}, Hostname: "bad name"},
+		{Path: "x.img", Core: []string{"core.gz"}, Extensions: []string{"nginx"}},
 		{Path: "x.img"},
-		{Path: "x.img", Core: "core.gz", Files: map[string]string{"../etc/x": ""}},
+		{Path: "x.img", Core: []string{"core.gz"}, Files: map[string]string{"../etc/x": ""}},
 	} {
 		if _, err := Build(ctx, o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%+v: %v", o, err)
@@ -394,4 +410,94 @@ func sortedKeys(m map[string]entry) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// TestCoreFromMirrorByArch: without core the mirror's official core for its
+// arch is used (corepure64.gz on x86_64: there is no core.gz); rootfs64.gz +
+// modules64.gz picked separately hash as that core does; a local path is
+// used as is; a name the mirror lacks is a clear error.
+func TestCoreFromMirrorByArch(t *testing.T) {
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	resolve := func(core ...string) ([]string, error) {
+		return coreFiles(ctx, &Options{Path: "x.img", Mirror: c, Core: core})
+	}
+	def, err := resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(def) != 1 || filepath.Base(def[0]) != "corepure64.gz" {
+		t.Fatalf("default core %q, want the cached corepure64.gz", def)
+	}
+	parts, err := resolve("rootfs64.gz", "modules64.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := filesSHA256(def)
+	b, _ := filesSHA256(parts)
+	if a == "" || a != b {
+		t.Errorf("rootfs64.gz+modules64.gz hash %s, corepure64.gz %s", b, a)
+	}
+	if l, err := resolve(rel.Rootfs); err != nil || l[0] != rel.Rootfs {
+		t.Errorf("local path: %q %v", l, err)
+	}
+	_, err = resolve("core.gz")
+	if err == nil || !strings.Contains(err.Error(), "corepure64.gz") {
+		t.Errorf("core.gz on an x86_64 mirror: %v", err)
+	}
+	if _, err := resolve("/no/such/core.gz"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing local core: %v", err)
+	}
+	// Both parts unpack to what the whole core does.
+	d1, d2 := t.TempDir(), t.TempDir()
+	r1, err := UnpackAll(ctx, def, d1, UnpackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := UnpackAll(ctx, parts, d2, UnpackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Entries != r2.Entries || r1.Archives != 2 || r2.Archives != 2 {
+		t.Errorf("unpack: %+v vs %+v", r1, r2)
+	}
+}
+
+// TestDiskBuiltBeforeKeySets: a disk whose sidecar holds the ed25519 key
+// alone (built before host key sets) is kept as it is while its inputs
+// are unchanged (its guest still pins that one key), and a rebuild keeps
+// that key and adds the ecdsa and rsa keys.
+func TestDiskBuiltBeforeKeySets(t *testing.T) {
+	needRoot(t)
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	img := filepath.Join(t.TempDir(), "old.img")
+	opts := Options{Path: img, Mirror: c, Hostname: "old", Extensions: []string{"dropbear"}}
+	r, err := Build(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed := strings.Split(r.HostKey, "\n")[0]
+	// Make the sidecar what an earlier tinyfarm wrote.
+	sc, err := readSidecar(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.HostKeysPEM, sc.Result.HostKey = "", ed
+	if err := writeSidecar(img, sc); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Build(ctx, opts)
+	if err != nil || again.Changed || again.HostKey != ed {
+		t.Fatalf("unchanged old disk: changed %v, host key %q, %v", again.Changed, again.HostKey, err)
+	}
+	opts.Bootlocal = []string{"echo new input"}
+	re, err := Build(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(re.HostKey, "\n")
+	if !re.Changed || len(lines) != 3 || lines[0] != ed || !strings.HasPrefix(lines[1], "ecdsa-sha2-nistp256 ") || !strings.HasPrefix(lines[2], "ssh-rsa ") {
+		t.Errorf("rebuilt: changed %v, host keys %q", re.Changed, re.HostKey)
+	}
 }

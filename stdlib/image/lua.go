@@ -32,7 +32,9 @@ import (
 // A disk is a table {path, host_key, layout, fs, size, label, uuid,
 // bootcodes, extensions, changed}; colinux.guest{disk = ...} accepts it.
 // Extensions and a missing core come from the engine's tcz mirror
-// (tcz.mirror{}).
+// (tcz.mirror{}): core = nil takes the arch's official core (x86_64
+// corepure64.gz, x86 core.gz); core = {"rootfs64.gz", "modules64.gz"}
+// names release files; a local path is used as is.
 func Module() engine.Module {
 	return engine.ModuleFunc{ModName: "image", Open: open, DocList: docs()}
 }
@@ -42,7 +44,7 @@ type buildOpts struct {
 	Size           lx.Size           `lua:"size"`
 	FS             string            `lua:"fs"`
 	Label          string            `lua:"label"`
-	Core           string            `lua:"core"`
+	Core           []string          `lua:"core"`
 	Layout         string            `lua:"layout"`
 	Hostname       string            `lua:"hostname"`
 	AuthorizedKeys []string          `lua:"authorized_keys"`
@@ -106,7 +108,7 @@ func luaBuild(env *engine.Env, L *lua.LState) int {
 	opts := Options{Path: o.Path, Size: int64(o.Size), FS: o.FS, Label: o.Label, Core: o.Core, Layout: Layout(o.Layout),
 		Hostname: o.Hostname, AuthorizedKeys: o.AuthorizedKeys, Extensions: o.Extensions, Files: o.Files,
 		Bootlocal: o.Bootlocal, Check: env.Check, Logf: env.Logf}
-	if len(o.Extensions) > 0 || o.Core == "" {
+	if len(o.Extensions) > 0 || coreNeedsMirror(o.Core) {
 		c, err := tcz.LuaClient(L, env)
 		if err != nil {
 			raise(L, err)
@@ -129,6 +131,17 @@ func luaBuild(env *engine.Env, L *lua.LState) int {
 	env.Report(L, c)
 	L.Push(diskTable(L, r))
 	return 1
+}
+
+// coreNeedsMirror reports whether core names release files to fetch: it is
+// empty (the mirror's core) or has a name that is no local file.
+func coreNeedsMirror(core []string) bool {
+	for _, c := range core {
+		if _, err := os.Stat(c); err != nil {
+			return true
+		}
+	}
+	return len(core) == 0
 }
 
 func diskTable(L *lua.LState, r Result) *lua.LTable {

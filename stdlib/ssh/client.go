@@ -27,7 +27,7 @@ const (
 	DefaultMaxBackoff = 5 * time.Second
 )
 
-// Config says where and how to connect. Exactly one of HostKey and KnownHosts pins the server.
+// Config says where and how to connect. HostKey and HostKeys, or else KnownHosts, pin the server.
 type Config struct {
 	// Host is the server's name or IP address. Required.
 	Host string
@@ -41,8 +41,13 @@ type Config struct {
 	// nil. No default: one of Signer and KeyPath is required.
 	KeyPath string
 	// HostKey is the server's pinned public host key. Only its algorithm is offered in the
-	// handshake. Default nil: KnownHosts must be set.
+	// handshake. Default nil: HostKeys or KnownHosts must be set.
 	HostKey xssh.PublicKey
+	// HostKeys pins a set of host keys (with HostKey, if set): the server may present any of
+	// them. Only their algorithms are offered, in this order (put the preferred one first), so
+	// a server lacking the first (an OpenSSH before 6.5 has no ed25519) is verified with the
+	// next, never trusted on first use. Default nil.
+	HostKeys []xssh.PublicKey
 	// KnownHosts is a known_hosts file that must list the server ("[host]:port" for a port other
 	// than 22). Used when HostKey is nil. Default "": HostKey must be set.
 	KnownHosts string
@@ -173,10 +178,23 @@ func (cfg *Config) clientConfig() (*xssh.ClientConfig, xssh.Signer, error) {
 		Auth:    []xssh.AuthMethod{xssh.PublicKeys(signer)},
 		Timeout: cfg.Timeout,
 	}
+	var pinned []xssh.PublicKey
+	if cfg.HostKey != nil {
+		pinned = append(pinned, cfg.HostKey)
+	}
+	pinned = append(pinned, cfg.HostKeys...)
 	switch {
-	case cfg.HostKey != nil:
-		cc.HostKeyCallback = pinnedCallback(cfg.HostKey)
-		cc.HostKeyAlgorithms = algorithmsFor(cfg.HostKey.Type())
+	case len(pinned) > 0:
+		cc.HostKeyCallback = pinnedCallback(pinned)
+		seen := map[string]bool{}
+		for _, k := range pinned {
+			for _, a := range algorithmsFor(k.Type()) {
+				if !seen[a] {
+					seen[a] = true
+					cc.HostKeyAlgorithms = append(cc.HostKeyAlgorithms, a)
+				}
+			}
+		}
 	case cfg.KnownHosts != "":
 		cb, err := knownhosts.New(cfg.KnownHosts)
 		if err != nil {
@@ -198,7 +216,7 @@ func (cfg *Config) clientConfig() (*xssh.ClientConfig, xssh.Signer, error) {
 		}
 		cc.HostKeyCallback = knownHostsCallback(cb, cfg.KnownHosts)
 	default:
-		return nil, nil, errors.New("no host key pinned: set HostKey or KnownHosts")
+		return nil, nil, errors.New("no host key pinned: set HostKey, HostKeys or KnownHosts")
 	}
 	return cc, signer, nil
 }
@@ -211,13 +229,17 @@ func algorithmsFor(keyType string) []string {
 	return []string{keyType}
 }
 
-func pinnedCallback(pinned xssh.PublicKey) xssh.HostKeyCallback {
-	want := pinned.Marshal()
+func pinnedCallback(pinned []xssh.PublicKey) xssh.HostKeyCallback {
 	return func(host string, _ net.Addr, key xssh.PublicKey) error {
-		if bytes.Equal(key.Marshal(), want) {
-			return nil
+		got := key.Marshal()
+		var want []string
+		for _, p := range pinned {
+			if bytes.Equal(got, p.Marshal()) {
+				return nil
+			}
+			want = append(want, Fingerprint(p))
 		}
-		return &HostKeyError{Host: host, Got: Fingerprint(key), Want: []string{Fingerprint(pinned)}, Source: "pinned key"}
+		return &HostKeyError{Host: host, Got: Fingerprint(key), Want: want, Source: "pinned key"}
 	}
 }
 
@@ -352,6 +374,10 @@ func (c *Client) acquire(ctx context.Context) (release func(), err error) {
 		return nil, ctxError(ctx, errors.New("waiting for a free session"))
 	}
 }
+
+// ServerVersion returns the server's identification string, e.g.
+// "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3" or "SSH-2.0-dropbear_2022.83".
+func (c *Client) ServerVersion() string { return string(c.conn.ServerVersion()) }
 
 // Addr returns "user@host:port" of the connection.
 func (c *Client) Addr() string { return c.dest }

@@ -4,17 +4,20 @@
 //
 //   - the farm key: one ed25519 client key per state dir ([EnsureFarmKey]), whose public half goes
 //     into every guest's authorized_keys;
-//   - guest host keys ([GenerateHostKey]) in OpenSSH and in dropbear's own file format, so an image
-//     builder can install the private half in the guest and tinyfarm pins the public half;
+//   - guest host keys ([GenerateHostKey], and the set of ed25519, ecdsa and rsa keys
+//     [GenerateHostKeySet]) in OpenSSH's and in dropbear's own file formats, laid out where Tiny
+//     Core's SSH servers read them ([HostKeySet.Files]), so an image builder can install the
+//     private halves in the guest and tinyfarm pins the public halves;
 //   - a [Client] ([Dial]) that holds one connection per guest and is safe for concurrent use:
 //     commands ([Client.Run], [Client.RunStream]) each get their own session, and file transfer
 //     ([Client.Put], [Client.Get], [Client.ReadFile], [Client.WriteFile]) shares one SFTP
 //     subsystem per connection.
 //
-// Host keys are always pinned, either to one public key ([Config.HostKey]) or to a known_hosts
-// file ([Config.KnownHosts]). There is no trust on first use and no way to skip the check. The
-// client offers only the pinned key's algorithms, which also avoids the handshake failure of
-// x/crypto/ssh against a dropbear that holds a single ed25519 host key.
+// Host keys are always pinned, either to public keys ([Config.HostKey], [Config.HostKeys]) or to
+// a known_hosts file ([Config.KnownHosts]). There is no trust on first use and no way to skip
+// the check. The client offers only the pinned keys' algorithms, which also avoids the handshake
+// failure of x/crypto/ssh against a dropbear that holds a single ed25519 host key; with a set, a
+// server lacking the preferred algorithm is verified with another key of the set.
 //
 // Errors read "op subject: cause" and wrap the sentinels [ErrAuth], [ErrHostKey], [ErrTimeout]
 // and [ErrExit], so callers test them with errors.Is. A command that exits non-zero returns both

@@ -17,19 +17,22 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	xssh "golang.org/x/crypto/ssh"
 )
 
 // dropbearEnv is a real dropbear listening on 127.0.0.1, started by the test.
 type dropbearEnv struct {
 	Host       string
 	Port       int
-	User       string    // the login user: the user running the test
-	HostKey    *HostKey  // written for dropbear by MarshalDropbearEd25519
-	Farm       *FarmKey  // authorized in the temp home of root
-	KnownHosts string    // lists the host key for "[127.0.0.1]:port"
-	Dir        string    // the test's scratch dir (remote commands may use it)
-	log        *syncBuf  // dropbear's stderr
-	cmd        *exec.Cmd // dropbear itself
+	User       string           // the login user: the user running the test
+	HostKey    *HostKey         // written for dropbear by MarshalDropbearEd25519
+	Pins       []xssh.PublicKey // when set, dial pins these (HostKeys) instead of HostKey
+	Farm       *FarmKey         // authorized in the temp home of root
+	KnownHosts string           // lists the host key for "[127.0.0.1]:port"
+	Dir        string           // the test's scratch dir (remote commands may use it)
+	log        *syncBuf         // dropbear's stderr
+	cmd        *exec.Cmd        // dropbear itself
 }
 
 type syncBuf struct {
@@ -59,6 +62,14 @@ func (s *syncBuf) String() string {
 // dropbear arguments.
 func startDropbear(tb testing.TB, extra ...string) *dropbearEnv {
 	tb.Helper()
+	return startDropbearKeys(tb, nil, nil, extra...)
+}
+
+// startDropbearKeys is startDropbear serving the given host key files (each
+// passed with -r) instead of env.HostKey's ed25519 file, pinned as pins;
+// nil: env.HostKey.
+func startDropbearKeys(tb testing.TB, keyFiles []string, pins []xssh.PublicKey, extra ...string) *dropbearEnv {
+	tb.Helper()
 	bin, err := exec.LookPath("dropbear")
 	if err != nil {
 		if bin, err = exec.LookPath("/usr/sbin/dropbear"); err != nil {
@@ -66,7 +77,7 @@ func startDropbear(tb testing.TB, extra ...string) *dropbearEnv {
 		}
 	}
 	dir := tb.TempDir()
-	env := &dropbearEnv{Host: "127.0.0.1", Dir: dir, log: &syncBuf{}}
+	env := &dropbearEnv{Host: "127.0.0.1", Dir: dir, log: &syncBuf{}, Pins: pins}
 	if env.Farm, err = EnsureFarmKey(filepath.Join(dir, "state")); err != nil {
 		tb.Fatal(err)
 	}
@@ -109,7 +120,13 @@ func startDropbear(tb testing.TB, extra ...string) *dropbearEnv {
 	script := `mount --make-rprivate / && mount --bind "$1" /etc/passwd && shift && exec "$@"`
 	env.cmd = exec.Command("/bin/sh", "-c", script, "sh", fakePasswd,
 		bin, "-F", "-E", "-s", "-p", net.JoinHostPort(env.Host, strconv.Itoa(env.Port)),
-		"-r", keyFile, "-P", filepath.Join(dir, "dropbear.pid"))
+		"-P", filepath.Join(dir, "dropbear.pid"))
+	if keyFiles == nil {
+		keyFiles = []string{keyFile}
+	}
+	for _, k := range keyFiles {
+		env.cmd.Args = append(env.cmd.Args, "-r", k)
+	}
 	env.cmd.Args = append(env.cmd.Args, extra...)
 	env.cmd.Stdout, env.cmd.Stderr = env.log, env.log
 	if os.Geteuid() == 0 {
@@ -165,7 +182,11 @@ func (e *dropbearEnv) dial(ctx context.Context, extra Config) (*Client, error) {
 	if cfg.Signer == nil && cfg.KeyPath == "" {
 		cfg.Signer = e.Farm.Signer
 	}
-	if cfg.HostKey == nil && cfg.KnownHosts == "" {
+	switch {
+	case cfg.HostKey != nil || cfg.KnownHosts != "" || cfg.HostKeys != nil:
+	case e.Pins != nil:
+		cfg.HostKeys = e.Pins
+	default:
 		cfg.HostKey = e.HostKey.Public
 	}
 	return Dial(ctx, cfg)

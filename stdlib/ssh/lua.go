@@ -47,11 +47,11 @@ func luaConnect(env *engine.Env, L *lua.LState) int {
 	lx.Opts(L, 1, "ssh.connect", &o)
 	cfg := Config{Host: o.Host, Port: o.Port, User: o.User, KeyPath: o.Key, KnownHosts: o.KnownHosts, Timeout: o.Timeout, Retries: o.Retries}
 	if o.HostKey != "" {
-		pub, err := ParsePublicKey(o.HostKey)
+		pubs, err := ParsePublicKeys(o.HostKey)
 		if err != nil {
 			lx.Raise(L, lx.WithKind(fmt.Errorf("ssh.connect: host_key: %w", err), lx.KindInvalid))
 		}
-		cfg.HostKey = pub
+		cfg.HostKeys = pubs
 	}
 	if o.HostKey == "" && o.KnownHosts == "" {
 		lx.Raisef(L, "ssh.connect %s: give host_key (pinned) or known_hosts: tinyfarm never trusts an unknown host key", o.Host)

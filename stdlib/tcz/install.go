@@ -112,6 +112,10 @@ type InstallResult struct {
 //     a second Install reports Changed false;
 //   - afterwards usr/local/tce.installed/NAME exists (the package's own
 //     script, or an empty marker) with FilesDir/NAME.list;
+//   - when an SSH server arrives (usr/local/sbin/sshd or dropbear), the
+//     host keys the target already holds are copied to every server's place
+//     and format where missing (see ssh.HostKeySet.Files), before the
+//     server can first start: it then serves the keys tinyfarm pins;
 //   - on an online target (Caps.Online and an Execer) depmod, ldconfig and
 //     install scripts run now; otherwise they are queued (FirstbootQueue)
 //     and opt/bootsync.sh gets the FirstbootScript block.
@@ -194,6 +198,15 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 	}
 	res.Queued = scripts
 	res.Changed = len(res.Installed) > 0
+	// An SSH server gets the guest's host keys before it first starts, so
+	// it serves the keys tinyfarm pins.
+	if installsSSHServer(res.Files) {
+		keys, err := placeHostKeys(ctx, t, opts.Check)
+		if err != nil {
+			return res, fmt.Errorf("install %s: host keys: %w", n, err)
+		}
+		res.Files = append(res.Files, keys...)
+	}
 	if len(res.Installed) > 0 {
 		if online {
 			if !opts.Check {

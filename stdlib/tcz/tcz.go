@@ -227,9 +227,15 @@ func checkPkgName(n string) error {
 	return nil
 }
 
-// get opens file from the mirror. A missing file wraps ErrNotFound.
+// get opens file from the mirror's tcz directory. A missing file wraps
+// ErrNotFound.
 func (c *Client) get(ctx context.Context, file string) (io.ReadCloser, int64, error) {
-	u := c.URL(file)
+	return c.getURL(ctx, c.URL(file))
+}
+
+// getURL opens a mirror URL (http, https or file). A missing file wraps
+// ErrNotFound.
+func (c *Client) getURL(ctx context.Context, u string) (io.ReadCloser, int64, error) {
 	if strings.HasPrefix(u, "file://") {
 		pu, err := url.Parse(u)
 		if err != nil {

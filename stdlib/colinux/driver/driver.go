@@ -136,7 +136,9 @@ type Status struct {
 	PID    int       `json:"pid,omitempty"`    // host PID of the guest's init / qemu process
 	Since  time.Time `json:"since,omitempty"`
 	// Isolation says what separates the guest from the host, e.g.
-	// "namespaces+cgroups+caps+seccomp" (ns) or "full VM (tcg)" (qemu).
+	// "namespaces+cgroups+caps+seccomp" (ns) or "full VM (tcg, microvm)"
+	// (qemu; with a bzImage kernel "full VM (tcg, pc: …)", saying why not
+	// microvm).
 	Isolation string `json:"isolation,omitempty"`
 }
 

@@ -101,7 +101,7 @@ func (g *Guest) status(ctx context.Context) (driver.Status, error) {
 		return g.gone(), nil
 	}
 	st := driver.Status{State: driver.Running, PID: g.boot.PID, Since: g.boot.Started,
-		Isolation: "full VM (" + argAfter(g.boot.Argv, "-accel") + ")"}
+		Isolation: "full VM (" + argAfter(g.boot.Argv, "-accel") + ", " + machineNote(g.boot.Argv) + ")"}
 	rs, err := g.runState(ctx)
 	if err != nil {
 		if !g.alive() {
@@ -559,6 +559,18 @@ func lastLine(s string) string {
 		s = s[i+1:]
 	}
 	return s
+}
+
+// machineNote names the machine QEMU runs and, for pc with a bzImage, why
+// it is not microvm (a Tiny Core release's own vmlinuz64 boots that way).
+func machineNote(argv []string) string {
+	m, _, _ := strings.Cut(argAfter(argv, "-M"), ",")
+	if k := argAfter(argv, "-kernel"); m == "pc" && k != "" {
+		if elf, err := KernelIsELF(k); err == nil && !elf {
+			return "pc: the kernel is a bzImage without the PVH entry microvm needs"
+		}
+	}
+	return m
 }
 
 func argAfter(argv []string, flag string) string {

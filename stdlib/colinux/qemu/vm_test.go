@@ -91,7 +91,7 @@ func testSpec(t *testing.T, r *minicore.Release, name string, extra ...string) d
 		MemBytes:  128 << 20,
 		CPUs:      1,
 		Kernel:    r.Vmlinux,
-		Initrds:   append([]string{r.Core, r.ModulesInitrd}, extra...),
+		Initrds:   append([]string{r.Core}, extra...), // corepure64.gz: rootfs + modules initramfs
 		Bootcodes: "host=" + name + " nozswap nortc",
 		Layout:    driver.Frugal,
 		Net:       driver.Net{Mode: "user"},

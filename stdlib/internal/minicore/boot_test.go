@@ -51,7 +51,7 @@ func copyFile(t *testing.T, src, dst string) {
 	writeFile(t, dst, string(b), 0o644)
 }
 
-// TestBootFrugal boots core.gz (+ the modules initramfs) as the initrd
+// TestBootFrugal boots corepure64.gz (rootfs + the modules initramfs) as the initrd
 // with a tce disk holding extensions, onboot.lst and mydata.tgz: the boot
 // script finds tce=LABEL=tce, installs the extensions with their
 // dependencies (nginx and its libraries, the -KERNEL module package,

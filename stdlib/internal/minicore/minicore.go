@@ -2,7 +2,8 @@
 //
 // The release is built from Debian packages by `make minicore`
 // (testdata/minicore/build.sh; layout in testdata/minicore/README.md): a
-// Tiny Core 15.x x86_64 mirror tree with core.gz and .tcz extensions, a
+// Tiny Core 15.x x86_64 mirror tree with the official release files
+// (corepure64.gz = rootfs64.gz + modules64.gz, vmlinuz64) and .tcz extensions, a
 // Debian kernel as a PVH vmlinux and a modules initramfs. Tests of other
 // packages call Require to get absolute paths, or a skip when the release
 // has not been built; ServeMirror serves the mirror over HTTP on loopback.
@@ -32,9 +33,20 @@ import (
 // Release layout constants: the mirror directory is
 // <Mirror>/<Series>/<Arch>/tcz, as on the Tiny Core mirror.
 const (
-	Series    = "15.x" // release series directory
-	VersionID = "15.0" // VERSION_ID in core's /etc/os-release
-	Arch      = "x86_64"
+	Series    = "15.x"   // release series directory
+	VersionID = "15.0"   // VERSION_ID in core's /etc/os-release
+	Arch      = "x86_64" // the default build; `make minicore-x86` builds "x86"
+	// Release file names in distribution_files for Arch, as on the
+	// official mirror (TINYCORE.md §1): the core is the root file system
+	// followed by the modules archive (two gzip members). Release.Names
+	// has them for the release's own arch.
+	CoreName    = "corepure64.gz"
+	RootfsName  = "rootfs64.gz"
+	ModulesName = "modules64.gz"
+	KernelName  = "vmlinuz64"
+	// EnvDirX86 names the environment variable that overrides the
+	// location of the x86 (32-bit) release.
+	EnvDirX86 = "TINYFARM_MINICORE_X86"
 	// EnvDir names the environment variable that overrides the location
 	// of the built release (the directory build.sh wrote).
 	EnvDir = "TINYFARM_MINICORE"
@@ -42,15 +54,29 @@ const (
 
 // Release holds the absolute paths of a built mini release.
 type Release struct {
+	Arch          string // "x86_64" or "x86", from the mirror tree
+	Names         Names  // the release file names of Arch
 	Root          string // build output directory (OUT of build.sh)
 	Mirror        string // mirror base: what /opt/tcemirror names, served by ServeMirror
 	TCZDir        string // Mirror/15.x/x86_64/tcz
 	DistDir       string // Mirror/15.x/x86_64/release/distribution_files
-	Core          string // DistDir/core.gz: the root file system (gzip newc cpio)
+	Core          string // DistDir/corepure64.gz: Rootfs followed by the modules archive
+	Rootfs        string // DistDir/rootfs64.gz: the root file system (gzip newc cpio)
 	Vmlinux       string // kernel/vmlinux: PVH-bootable ELF kernel for QEMU -kernel
 	Vmlinuz       string // kernel/vmlinuz: the Debian bzImage
 	ModulesInitrd string // kernel/modules.gz: virtio/ext4/loop/squashfs/9p initramfs with an /init
 	KernelVersion string // uname -r of the kernel, e.g. 6.1.0-56-amd64
+}
+
+// Names are a release's file names in distribution_files.
+type Names struct{ Core, Rootfs, Modules, Kernel string }
+
+// NamesOf returns the official release file names of arch (TINYCORE.md §1).
+func NamesOf(arch string) Names {
+	if arch == "x86" {
+		return Names{"core.gz", "rootfs.gz", "modules.gz", "vmlinuz"}
+	}
+	return Names{CoreName, RootfsName, ModulesName, KernelName}
 }
 
 // Locate finds a built release: $TINYFARM_MINICORE, else
@@ -92,14 +118,21 @@ func Open(dir string) (*Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open minicore %s: %w", dir, err)
 	}
-	r := &Release{Root: abs, Mirror: filepath.Join(abs, "mirror")}
-	r.TCZDir = filepath.Join(r.Mirror, Series, Arch, "tcz")
-	r.DistDir = filepath.Join(r.Mirror, Series, Arch, "release", "distribution_files")
-	r.Core = filepath.Join(r.DistDir, "core.gz")
+	r := &Release{Root: abs, Mirror: filepath.Join(abs, "mirror"), Arch: Arch}
+	if _, err := os.Stat(filepath.Join(r.Mirror, Series, Arch)); err != nil {
+		if _, err := os.Stat(filepath.Join(r.Mirror, Series, "x86")); err == nil {
+			r.Arch = "x86"
+		}
+	}
+	r.Names = NamesOf(r.Arch)
+	r.TCZDir = filepath.Join(r.Mirror, Series, r.Arch, "tcz")
+	r.DistDir = filepath.Join(r.Mirror, Series, r.Arch, "release", "distribution_files")
+	r.Core = filepath.Join(r.DistDir, r.Names.Core)
+	r.Rootfs = filepath.Join(r.DistDir, r.Names.Rootfs)
 	r.Vmlinux = filepath.Join(abs, "kernel", "vmlinux")
 	r.Vmlinuz = filepath.Join(abs, "kernel", "vmlinuz")
 	r.ModulesInitrd = filepath.Join(abs, "kernel", "modules.gz")
-	for _, p := range []string{r.Core, r.Vmlinux, r.Vmlinuz, r.ModulesInitrd, r.TCZDir} {
+	for _, p := range []string{r.Core, r.Rootfs, r.Vmlinux, r.Vmlinuz, r.ModulesInitrd, r.TCZDir} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("open minicore %s: %w", abs, err)
 		}
@@ -122,6 +155,25 @@ func Require(t testing.TB) *Release {
 	r, err := Locate()
 	if err != nil {
 		t.Skipf("mini Tiny Core release not built (run `make minicore`, or set %s): %v", EnvDir, err)
+	}
+	return r
+}
+
+// RequireX86 returns the built x86 (32-bit) release:
+// $TINYFARM_MINICORE_X86, else <repo>/testdata/minicore/out-x86; or skips
+// the test saying how to build it.
+func RequireX86(t testing.TB) *Release {
+	t.Helper()
+	dir := os.Getenv(EnvDirX86)
+	if dir == "" {
+		wd, _ := os.Getwd()
+		if root := repoRoot(wd); root != "" {
+			dir = filepath.Join(root, "testdata", "minicore", "out-x86")
+		}
+	}
+	r, err := Open(dir)
+	if err != nil || r.Arch != "x86" {
+		t.Skipf("x86 mini Tiny Core release not built (run `make minicore-x86`, or set %s): %v", EnvDirX86, err)
 	}
 	return r
 }
@@ -216,63 +268,55 @@ func (r *Release) ServeMirror(t testing.TB) string {
 	return "http://" + ln.Addr().String() + "/"
 }
 
-// FrugalInitrd writes core.gz followed by the modules initramfs into one
-// file in a test temp dir (QEMU takes a single -initrd; the kernel unpacks
-// concatenated gzip cpio archives in order, so the modules' /init runs,
-// loads the drivers and execs core's /sbin/init).
+// FrugalInitrd returns the initrd of a frugal QEMU boot: the release's
+// core, which is the root file system followed by the modules initramfs
+// (the kernel unpacks concatenated gzip cpio archives in order, so the
+// modules' /init runs, loads the drivers and execs core's /sbin/init).
 func (r *Release) FrugalInitrd(t testing.TB) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "core+modules.gz")
-	if err := concatFiles(out, r.Core, r.ModulesInitrd); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return r.Core
 }
 
-func concatFiles(out string, in ...string) (err error) {
-	w, err := os.Create(out)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", out, err)
-	}
-	defer func() {
-		if cerr := w.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close %s: %w", out, cerr)
-		}
-	}()
-	for _, p := range in {
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("concat %s: %w", p, err)
-		}
-		_, err = io.Copy(w, f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("concat %s: %w", p, err)
-		}
-	}
-	return nil
-}
+// ExtractCore unpacks the core (every archive of it, in order: later ones
+// overlay earlier ones) into dir (created if needed) with the cpio tool,
+// keeping ownership and modes when run as root.
+func (r *Release) ExtractCore(dir string) error { return extract(r.Core, dir) }
 
-// ExtractCore unpacks core.gz into dir (created if needed) with the cpio
-// tool, keeping ownership and modes when run as root.
-func (r *Release) ExtractCore(dir string) error {
+// ExtractRootfs unpacks the root file system alone (no kernel modules):
+// what the seed's `zcat core | cpio -idm` leaves of a core, since cpio
+// stops at the first archive's trailer.
+func (r *Release) ExtractRootfs(dir string) error { return extract(r.Rootfs, dir) }
+
+func extract(archive, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("extract core %s: %w", dir, err)
 	}
-	f, err := os.Open(r.Core)
+	f, err := os.Open(archive)
 	if err != nil {
-		return fmt.Errorf("extract core %s: %w", r.Core, err)
+		return fmt.Errorf("extract core %s: %w", archive, err)
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	br := bufio.NewReader(f)
+	zr, err := gzip.NewReader(br)
 	if err != nil {
-		return fmt.Errorf("extract core %s: %w", r.Core, err)
+		return fmt.Errorf("extract core %s: %w", archive, err)
 	}
-	cmd := exec.Command("cpio", "-idm", "--quiet", "--no-absolute-filenames")
-	cmd.Dir = dir
-	cmd.Stdin = zr
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("extract core %s: cpio: %w: %s", r.Core, err, strings.TrimSpace(string(out)))
+	// cpio stops at an archive's trailer: one cpio run per gzip member.
+	for {
+		zr.Multistream(false)
+		cmd := exec.Command("cpio", "-idmu", "--quiet", "--no-absolute-filenames")
+		cmd.Dir = dir
+		cmd.Stdin = zr
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("extract core %s: cpio: %w: %s", archive, err, strings.TrimSpace(string(out)))
+		}
+		if _, err := io.Copy(io.Discard, zr); err != nil {
+			return fmt.Errorf("extract core %s: %w", archive, err)
+		}
+		if err := zr.Reset(br); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("extract core %s: %w", archive, err)
+		}
 	}
-	return nil
 }

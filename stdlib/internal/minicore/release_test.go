@@ -38,10 +38,78 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// officialDistFiles lists release/distribution_files of the official
+// mirror by arch (TINYCORE.md §1, checked against the real mirrors): each
+// name also has <name>.md5.txt, and there is nothing else.
+var officialDistFiles = map[string][]string{
+	"x86_64": {"corepure64.gz", "rootfs64.gz", "modules64.gz", "vmlinuz64"},
+	"x86":    {"core.gz", "rootfs.gz", "modules.gz", "vmlinuz"},
+}
+
+// TestOfficialReleaseNames checks that the mini release publishes exactly
+// the official mirror's file names for its arch, that each md5.txt matches,
+// and that the core is the root file system followed by the modules archive.
+func TestOfficialReleaseNames(t *testing.T) {
+	r := Require(t)
+	var want []string
+	for _, n := range officialDistFiles[r.Arch] {
+		want = append(want, n, n+".md5.txt")
+	}
+	sort.Strings(want)
+	es, err := os.ReadDir(r.DistDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Name())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s holds %q, the official mirror has %q", r.DistDir, got, want)
+	}
+	read := func(n string) []byte {
+		b, err := os.ReadFile(filepath.Join(r.DistDir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, n := range officialDistFiles[r.Arch] {
+		sum := md5.Sum(read(n))
+		if line := string(read(n + ".md5.txt")); line != hex.EncodeToString(sum[:])+"  "+n+"\n" {
+			t.Errorf("%s.md5.txt = %q, want \"%x  %s\"", n, line, sum, n)
+		}
+	}
+	nm := r.Names
+	if core := read(nm.Core); !bytes.Equal(core, append(read(nm.Rootfs), read(nm.Modules)...)) {
+		t.Errorf("%s is not %s followed by %s", nm.Core, nm.Rootfs, nm.Modules)
+	}
+	// modules64.gz holds the kernel's modules only, as on the official mirror.
+	zr, err := gzip.NewReader(bytes.NewReader(read(nm.Modules)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("cpio", "-it", "--quiet")
+	cmd.Stdin = zr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cpio -t %s: %v", nm.Modules, err)
+	}
+	names := strings.Fields(string(out))
+	if !slices.Contains(names, "lib/modules/"+r.KernelVersion+"/modules.dep") {
+		t.Errorf("%s lacks lib/modules/%s/modules.dep", nm.Modules, r.KernelVersion)
+	}
+	for _, n := range names {
+		if n != "." && n != "lib" && !strings.HasPrefix(n, "lib/modules") {
+			t.Errorf("%s holds %s: want only lib/modules", nm.Modules, n)
+		}
+	}
+}
+
 func TestLayout(t *testing.T) {
 	r := Require(t)
 	for _, p := range []string{r.Core, r.Core + ".md5.txt", r.Vmlinux, r.Vmlinuz, r.ModulesInitrd,
-		filepath.Join(r.DistDir, "vmlinuz64"), filepath.Join(r.DistDir, "modules64.gz")} {
+		filepath.Join(r.DistDir, KernelName), filepath.Join(r.DistDir, ModulesName)} {
 		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
 			t.Errorf("release file %s missing or empty: %v", p, err)
 		}
@@ -602,8 +670,8 @@ func TestMirrorOverHTTP(t *testing.T) {
 	if code, _ := get(tczURL + "zlib.tcz.dep"); code != http.StatusNotFound {
 		t.Errorf("zlib has no deps: GET .dep = %d, want 404", code)
 	}
-	if code, body := get(base + Series + "/" + Arch + "/release/distribution_files/core.gz"); code != 200 || len(body) < 1<<20 {
-		t.Errorf("core.gz over HTTP: status %d, %d bytes", code, len(body))
+	if code, body := get(base + Series + "/" + Arch + "/release/distribution_files/" + CoreName); code != 200 || len(body) < 1<<20 {
+		t.Errorf("%s over HTTP: status %d, %d bytes", CoreName, code, len(body))
 	}
 }
 
