@@ -10,17 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 )
 
 // minicoreMirror returns the mini Tiny Core mirror built by
 // testdata/minicore/build.sh (make minicore), or skips.
 func minicoreMirror(t *testing.T) string {
 	t.Helper()
-	dir, _ := filepath.Abs("../../testdata/minicore/out/mirror")
-	if _, err := os.Stat(filepath.Join(dir, "15.x/x86_64/tcz/nginx.tcz")); err != nil {
-		t.Skip("mini release not built (make minicore)")
-	}
-	return dir
+	return minicore.Require(t).Mirror
 }
 
 func TestMinicoreInstall(t *testing.T) {
