@@ -124,6 +124,7 @@ type guestOpts struct {
 	IP        string            `lua:"ip"`
 	Accel     string            `lua:"accel"`
 	UserNS    *bool             `lua:"userns"`
+	NetRaw    bool              `lua:"net_raw"`
 	Net       string            `lua:"net"`
 	Labels    map[string]string `lua:"labels"`
 	Timeout   time.Duration     `lua:"-"`
@@ -138,7 +139,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 	lx.Opts(L, 1, "colinux.guest", &o)
 	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
 		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
-		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels}
+		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, NetRaw: o.NetRaw}
 	if d.Driver == "" {
 		d.Driver = DefaultDriver()
 	}

@@ -80,6 +80,7 @@ type TapSpec struct {
 	Bridge  string // farm bridge, e.g. "tfbr0"
 	IP      string // guest address with prefix, e.g. "10.77.0.5/24"
 	Gateway string // host address on the bridge, e.g. "10.77.0.1"
+	MAC     string // the guest's MAC: the port filter lets only it through
 	// Leases is the directory of guest definitions the DHCP server reads
 	// (<state>/guests).
 	Leases string
@@ -90,7 +91,7 @@ type TapSpec struct {
 
 func (s TapSpec) validate() error {
 	var missing []string
-	for _, f := range []struct{ name, v string }{{"guest", s.Guest}, {"bridge", s.Bridge}, {"ip", s.IP}, {"gateway", s.Gateway}, {"leases", s.Leases}} {
+	for _, f := range []struct{ name, v string }{{"guest", s.Guest}, {"bridge", s.Bridge}, {"ip", s.IP}, {"gateway", s.Gateway}, {"mac", s.MAC}, {"leases", s.Leases}} {
 		if f.v == "" {
 			missing = append(missing, f.name)
 		}

@@ -67,6 +67,11 @@ func EnsureFarmBridge(name, gatewayCIDR, owner string) (netlink.Link, error) {
 			return nil, fmt.Errorf("bridge %s: add %s: %w", name, gatewayCIDR, err)
 		}
 	}
+	// Before it comes up: no moment with a link-local address or
+	// accept_ra. Bridges made by an earlier tinyfarm get the same.
+	if err := noIPv6(name); err != nil {
+		return nil, err
+	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("bridge %s: up: %w", name, err)
 	}
@@ -166,10 +171,12 @@ func LinkExists(name string) bool {
 	return err == nil
 }
 
-// createTap makes the persistent tap device name (IFF_NO_PI and
-// IFF_VNET_HDR, as QEMU opens it) on the bridge and brings it up. A tap
-// of the same name left by a guest killed mid-start is replaced.
-func createTap(name string, br netlink.Link) error {
+// createTap makes the persistent tap device p.Name (IFF_NO_PI and
+// IFF_VNET_HDR, as QEMU opens it) on the bridge, guards it (GuardPort) and
+// brings it up. A tap of the same name left by a guest killed mid-start
+// is replaced.
+func createTap(p Port, br netlink.Link) error {
+	name := p.Name
 	if err := DeleteLink(name); err != nil {
 		return err
 	}
@@ -189,8 +196,12 @@ func createTap(name string, br netlink.Link) error {
 		DeleteLink(name)
 		return err
 	}
+	if err := GuardPort(br.Attrs().Name, p); err != nil {
+		DeletePort(br.Attrs().Name, name)
+		return err
+	}
 	if err := netlink.LinkSetUp(l); err != nil {
-		DeleteLink(name)
+		DeletePort(br.Attrs().Name, name)
 		return fmt.Errorf("tap %s: up: %w", name, err)
 	}
 	return nil

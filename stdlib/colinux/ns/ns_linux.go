@@ -48,6 +48,7 @@ type Runtime struct {
 	Cgroups      *Cgroups  `json:"cgroups"`
 	Veth         string    `json:"veth,omitempty"`
 	UserNS       bool      `json:"userns,omitempty"`
+	NetRaw       bool      `json:"net_raw,omitempty"` // the guest kept CAP_NET_RAW (and so do its execs)
 	IDBase       int       `json:"id_base,omitempty"` // user namespace mode: guest root's host uid
 	Started      time.Time `json:"started"`
 }
@@ -254,7 +255,7 @@ func (g *guest) cleanup(rt *Runtime) string {
 		rt.Cgroups.remove()
 	}
 	if rt.Veth != "" {
-		deleteVeth(rt.Veth)
+		deleteVeth(g.spec.Net.Bridge, rt.Veth)
 	}
 	reason := "guest monitor died; guest ended"
 	if log := strings.TrimSpace(tail(g.path(monitorLog), 400)); log != "" {
@@ -405,7 +406,11 @@ func (g *guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 	args = append(args, argv...)
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Args = args
-	env := []string{reexecEnv + "=exec", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
+	netRaw := "0"
+	if rt.NetRaw {
+		netRaw = "1"
+	}
+	env := []string{reexecEnv + "=exec", netRawEnv + "=" + netRaw, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
 	cmd.Env = append(env, opts.Env...)
 	cmd.Stdin = opts.Stdin
 	var stdout, stderr bytes.Buffer

@@ -139,7 +139,7 @@ func monitorMain(dir string) int {
 		logf("guest rebooted itself; starting it again")
 	}
 	cg.remove()
-	deleteVeth(hostVeth(s.Instance()))
+	deleteVeth(s.Net.Bridge, hostVeth(s.Instance()))
 	if s.UserNS {
 		os.RemoveAll(filepath.Join("/run/tinyfarm-ns", s.Instance()))
 	}
@@ -282,7 +282,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	veth := ""
 	if s.Net.Mode == "bridge" {
 		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); err != nil {
-			deleteVeth(veth)
+			deleteVeth(s.Net.Bridge, veth)
 			return abort(err)
 		}
 	}
@@ -295,7 +295,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	syncW.Close()
 	mstart, _ := procStart(os.Getpid())
-	rt := Runtime{UserNS: s.UserNS, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
+	rt := Runtime{UserNS: s.UserNS, NetRaw: s.NetRaw, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
 	b, _ := json.Marshal(rt)
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, runtimeFile), b, 0o600); err != nil {
 		return abort(err)
@@ -451,7 +451,7 @@ func initMain(dir string) {
 	}
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux", "HOME=/", "container=tinyfarm"}
 	if !s.Unhardened {
-		if err := dropCaps(); err != nil {
+		if err := dropCaps(s.NetRaw); err != nil {
 			die("%v", err)
 		}
 		if err := loadSeccomp(); err != nil {
@@ -477,7 +477,9 @@ func execInner(argv []string) {
 		}
 		unix.Close(4 + i)
 	}
-	if err := dropCaps(); err != nil {
+	netRaw := os.Getenv(netRawEnv) == "1"
+	os.Unsetenv(netRawEnv)
+	if err := dropCaps(netRaw); err != nil {
 		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", err)
 		os.Exit(126)
 	}
