@@ -259,7 +259,7 @@ func routerAdvert(iface string, prefix net.IP, marker string) error {
 	src := net.IP{0xfe, 0x80, 0, 0, 0, 0, 0, 0, me[0] ^ 2, me[1], me[2], 0xff, 0xfe, me[3], me[4], me[5]}
 	dst := net.ParseIP("ff02::1")
 	ra := []byte{134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0} // lifetime 1800 s
-	ra = append(ra, 1, 1)                                                   // source link-layer address
+	ra = append(ra, 1, 1)                                                 // source link-layer address
 	ra = append(ra, me...)
 	pi := make([]byte, 32)
 	pi[0], pi[1], pi[2], pi[3] = 3, 4, 64, 0xc0 // prefix info, /64, on-link + autonomous
