@@ -131,8 +131,8 @@ type guestOpts struct {
 }
 
 // colinux.guest{name, disk, mem="128M", cpus=1, driver, layout, core,
-// kernel, initrd, bootcodes, forward={[2201]=22}, host_key, ip, accel}
-// defines or updates a guest and returns it.
+// kernel, initrd, bootcodes, forward={[2201]=22}, host_key, ip, accel,
+// net, userns, net_raw} defines or updates a guest and returns it.
 func (m *luaMod) guest(L *lua.LState) int {
 	var o guestOpts
 	o.Mem = 128 << 20
