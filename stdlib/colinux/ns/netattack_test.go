@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
@@ -59,7 +60,11 @@ func netAttackSuite(t *testing.T, userns bool) {
 	suite := guesttest.NewNetAttackSuite(t, secBridge, secGW, fmt.Sprintf("%s%d", secNet, base+2), victim.Net.MAC)
 	for i, netRaw := range []bool{false, true} {
 		s := secSpec(t, fmt.Sprintf("secatk%d", base+i), scatterDisk(t, ""), base+3+i, userns, netRaw)
-		ex := start(t, s).(driver.Execer)
+		g := start(t, s)
+		ex := g.(driver.Execer)
+		if st, err := g.Status(context.Background()); err != nil || strings.Contains(st.Isolation, "CAP_NET_RAW") != netRaw {
+			t.Errorf("net_raw %v: isolation %q, %v", netRaw, st.Isolation, err)
+		}
 		a := guesttest.Attacker{IP: fmt.Sprintf("%s%d", secNet, base+3+i), MAC: s.Net.MAC, Raw: netRaw,
 			Exec: func(cmd string, stdin io.Reader) (string, int, error) {
 				res, err := ex.Exec(context.Background(), []string{"sh", "-c", cmd}, driver.ExecOptions{Stdin: stdin})

@@ -207,6 +207,9 @@ func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 		if rt.UserNS {
 			s.Isolation = fmt.Sprintf(isolationUserNSFmt, rt.IDBase)
 		}
+		if rt.NetRaw {
+			s.Isolation += "; keeps CAP_NET_RAW (net_raw = true)"
+		}
 		if rt.Cgroups != nil && rt.Cgroups.Frozen() {
 			s.State = driver.Suspended
 		}
