@@ -76,7 +76,7 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 		return fail(err)
 	}
 	if err := ensureDHCP(ctx, s.Exe, s.Leases, s.Bridge, gw); err != nil {
-		DeletePort(s.Bridge, name)
+		DeletePort(name)
 		return fail(err)
 	}
 	return name, nil
@@ -86,7 +86,7 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 // bridge, it waits (up to 5s) for the DHCP server to notice and exit.
 func DetachTap(ctx context.Context, guest, bridge, leases string) error {
 	name := TapName(guest)
-	if err := DeletePort(bridge, name); err != nil {
+	if err := DeletePort(name); err != nil {
 		return fmt.Errorf("guest %s: %w", guest, err)
 	}
 	if n, ok := tapsOn(bridge); ok && n > 0 {

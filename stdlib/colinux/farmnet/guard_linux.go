@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Tenants are isolated on the farm bridge in four ways:
@@ -17,7 +16,7 @@ import (
 //     bridge never forwards frames from one guest to another; guests reach
 //     only the bridge itself, that is the host;
 //   - every guest port has an anti-spoofing filter (nftables, bridge
-//     family: see portRules): a guest sends only frames with its own MAC,
+//     family, table "tinyfarm": see portRules): a guest sends only frames with its own MAC,
 //     ARP with its own MAC and IPv4 address, IPv4 from its own address
 //     (and DHCP requests from 0.0.0.0), no DHCP server replies, no ICMP
 //     redirects and no IPv6 at all (so no router advertisements);
@@ -86,8 +85,7 @@ func guardHostWith(tool, bridge string) error {
 	return nil
 }
 
-// unguardHost removes the bridge's INPUT filters and its port filter
-// table (with the bridge).
+// unguardHost removes the bridge's INPUT filters (with the bridge).
 func unguardHost(bridge string) {
 	for _, tool := range []string{"iptables", "ip6tables"} {
 		ipt, err := exec.LookPath(tool)
@@ -99,9 +97,6 @@ func unguardHost(bridge string) {
 		}
 		exec.Command(ipt, "-w", "-F", chain).Run()
 		exec.Command(ipt, "-w", "-X", chain).Run()
-	}
-	if nft, err := exec.LookPath("nft"); err == nil {
-		exec.Command(nft, "delete", "table", "bridge", portTable(bridge)).Run()
 	}
 }
 
@@ -123,22 +118,4 @@ func noIPv6(ifname string) error {
 		}
 	}
 	return nil
-}
-
-// lockBridge serialises changes to a bridge's port filter among all
-// tinyfarm processes (each rebuild reads every port, so two at once could
-// drop a port the other one just added).
-func lockBridge(bridge string) (unlock func(), err error) {
-	if err := os.MkdirAll("/run/tinyfarm", 0o755); err != nil {
-		return nil, fmt.Errorf("bridge %s: lock: %w", bridge, err)
-	}
-	f, err := os.OpenFile(filepath.Join("/run/tinyfarm", "farmnet-"+bridge+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("bridge %s: lock: %w", bridge, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("bridge %s: lock: %w", bridge, err)
-	}
-	return func() { f.Close() }, nil
 }

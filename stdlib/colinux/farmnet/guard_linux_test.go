@@ -12,8 +12,8 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 )
 
-func nftTable(bridge string) string {
-	out, _ := exec.Command("nft", "list", "table", "bridge", "tinyfarm-"+bridge).CombinedOutput()
+func nftTable() string {
+	out, _ := exec.Command("nft", "list", "table", "bridge", "tinyfarm").CombinedOutput()
 	return string(out)
 }
 
@@ -45,36 +45,35 @@ func TestPortGuardLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := farmnet.Port{Name: port, MAC: []byte{2, 0x74, 0x66, 0, 0xf1, 5}, IP: []byte{10, 77, 241, 5}}
-	if err := farmnet.GuardPort(bridge, p); err != nil {
+	if err := farmnet.GuardPort(p); err != nil {
 		t.Fatal(err)
 	}
-	first := nftTable(bridge)
+	first := nftTable()
 	if !strings.Contains(first, "chain port-"+port) || !strings.Contains(first, "ip saddr 10.77.241.5 accept") {
 		t.Fatalf("no filter for the port:\n%s", first)
 	}
-	if err := farmnet.GuardPort(bridge, p); err != nil || nftTable(bridge) != first {
-		t.Errorf("GuardPort twice: %v\n%s", err, nftTable(bridge))
+	if err := farmnet.GuardPort(p); err != nil || nftTable() != first {
+		t.Errorf("GuardPort twice: %v\n%s", err, nftTable())
 	}
-	exec.Command("nft", "delete", "table", "bridge", "tinyfarm-"+bridge).Run()
+	exec.Command("nft", "delete", "table", "bridge", "tinyfarm").Run()
 	exec.Command("ip6tables", "-w", "-D", "INPUT", "-i", bridge, "-j", "TF-"+bridge).Run()
 	if err := farmnet.RebuildGuards(bridge); err != nil {
 		t.Fatal(err)
 	}
-	if got := nftTable(bridge); got != first {
+	if got := nftTable(); got != first {
 		t.Errorf("after a flush, RebuildGuards made:\n%s\nwant:\n%s", got, first)
 	}
 	if err := exec.Command("ip6tables", "-w", "-C", "INPUT", "-i", bridge, "-j", "TF-"+bridge).Run(); err != nil {
 		t.Errorf("RebuildGuards did not put back the IPv6 host guard: %v", err)
 	}
-	if err := farmnet.DeletePort(bridge, port); err != nil {
+	if err := farmnet.DeletePort(port); err != nil {
 		t.Fatal(err)
 	}
-	if got := nftTable(bridge); strings.Contains(got, port) || farmnet.LinkExists(port) {
+	if got := nftTable(); strings.Contains(got, port) || farmnet.LinkExists(port) {
 		t.Errorf("after DeletePort: link %v, filter:\n%s", farmnet.LinkExists(port), got)
 	}
-	farmnet.DeleteBridge(bridge)
-	if out, err := exec.Command("nft", "list", "table", "bridge", "tinyfarm-"+bridge).CombinedOutput(); err == nil {
-		t.Errorf("port filter table left after DeleteBridge:\n%s", out)
+	if err := farmnet.GuardPort(p); err == nil {
+		t.Errorf("GuardPort of a deleted port: no error")
 	}
 }
 
@@ -110,13 +109,13 @@ func BenchmarkGuardPort(b *testing.B) {
 		}
 		p := farmnet.Port{Name: name, MAC: []byte{2, 0x74, 0x66, 0, 0xf3, byte(i)}, IP: []byte{10, 77, 243, byte(i + 2)}}
 		ports = append(ports, p)
-		if err := farmnet.GuardPort(bridge, p); err != nil {
+		if err := farmnet.GuardPort(p); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := farmnet.GuardPort(bridge, ports[i%n]); err != nil {
+		if err := farmnet.GuardPort(ports[i%n]); err != nil {
 			b.Fatal(err)
 		}
 	}

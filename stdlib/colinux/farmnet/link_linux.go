@@ -150,7 +150,13 @@ func DeleteBridge(name string) error {
 	if err := netlink.LinkDel(l); err != nil {
 		return fmt.Errorf("bridge %s: delete: %w", name, err)
 	}
-	return nil
+	// Its ports left it: their filters go (the table with the last one).
+	unlock, err := lockPorts()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return rebuildPorts()
 }
 
 // DeleteLink removes a network interface; a missing one is fine.
@@ -196,12 +202,12 @@ func createTap(p Port, br netlink.Link) error {
 		DeleteLink(name)
 		return err
 	}
-	if err := GuardPort(br.Attrs().Name, p); err != nil {
-		DeletePort(br.Attrs().Name, name)
+	if err := GuardPort(p); err != nil {
+		DeletePort(name)
 		return err
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
-		DeletePort(br.Attrs().Name, name)
+		DeletePort(name)
 		return fmt.Errorf("tap %s: up: %w", name, err)
 	}
 	return nil

@@ -52,28 +52,34 @@ func parsePortAlias(name, alias string) (p Port, ok bool) {
 	return p, p.validate() == nil
 }
 
-// portTable is the nftables table (bridge family) of a farm bridge's
-// port filter.
-func portTable(bridge string) string { return "tinyfarm-" + bridge }
+// portTable is the nftables table (bridge family) of the port filters of
+// every farm bridge on the host. One table for all: a bridge-family hook
+// sees the frames of every bridge on the host, and the kernel may lack
+// the match on the bridge's name (meta ibrname), so the table tells
+// ports apart by their own names.
+const portTable = "tinyfarm"
 
-// portRules is the nft script that replaces bridge's port filter by one
-// for ports, in one transaction (nft -f applies a script atomically: no
-// frame ever passes a half-built filter).
+// guestPortPatterns match the host ends of every guest port tinyfarm
+// makes: ns veths ("tf-...") and qemu taps (TapPrefix).
+var guestPortPatterns = []string{"tf-*", TapPrefix + "*"}
+
+// portRules is the nft script that replaces the port filters by ones for
+// ports, in one transaction (nft -f applies a script atomically: no frame
+// ever passes a half-built filter).
 //
-// Every frame a guest sends enters the bridge through its port and meets
+// Every frame a guest sends enters its bridge through its port and meets
 // the prerouting hook first, before the bridge forwards it or hands it to
 // the host. There each guarded port jumps to its own chain, which accepts
-// only the guest's own traffic; frames from a port tinyfarm did not guard
-// (a port whose guest is still being set up, or one a user plugged in)
-// are dropped: the farm bridge carries guests only.
-func portRules(bridge string, ports []Port) string {
-	t := portTable(bridge)
+// only the guest's own traffic. Frames from a guest port without a filter
+// (tinyfarm's port names) are dropped; other bridges' ports are left
+// alone.
+func portRules(ports []Port) string {
 	ports = append([]Port(nil), ports...)
 	sort.Slice(ports, func(i, j int) bool { return ports[i].Name < ports[j].Name })
 	var b strings.Builder
 	// add-then-delete: delete alone fails when the table is missing.
-	fmt.Fprintf(&b, "add table bridge %s\ndelete table bridge %s\n", t, t)
-	fmt.Fprintf(&b, "table bridge %s {\n", t)
+	fmt.Fprintf(&b, "add table bridge %s\ndelete table bridge %s\n", portTable, portTable)
+	fmt.Fprintf(&b, "table bridge %s {\n", portTable)
 	b.WriteString("\tmap ports {\n\t\ttype ifname : verdict\n")
 	if len(ports) > 0 {
 		var el []string
@@ -84,7 +90,11 @@ func portRules(bridge string, ports []Port) string {
 	}
 	b.WriteString("\t}\n")
 	b.WriteString("\tchain prerouting {\n\t\ttype filter hook prerouting priority -300; policy accept;\n")
-	b.WriteString("\t\tiifname vmap @ports\n\t\tdrop\n\t}\n")
+	var pats []string
+	for _, p := range guestPortPatterns {
+		pats = append(pats, fmt.Sprintf("%q", p))
+	}
+	fmt.Fprintf(&b, "\t\tiifname vmap @ports\n\t\tiifname { %s } drop\n\t}\n", strings.Join(pats, ", "))
 	for _, p := range ports {
 		mac, ip := p.MAC.String(), p.IP.To4().String()
 		fmt.Fprintf(&b, "\tchain port-%s {\n", p.Name)

@@ -21,14 +21,15 @@ func TestPortAliasRoundTrip(t *testing.T) {
 }
 
 // TestPortRules: each port gets its own chain with exactly the guest's
-// addresses, and frames of any other port are dropped.
+// addresses; frames of an unguarded guest port are dropped, those of other
+// bridges' ports left alone.
 func TestPortRules(t *testing.T) {
 	mac, _ := net.ParseMAC("02:74:66:00:00:05")
-	s := portRules("tfbr0", []Port{{Name: "tq-aa", MAC: mac, IP: net.ParseIP("10.77.0.5")}})
+	s := portRules([]Port{{Name: "tq-aa", MAC: mac, IP: net.ParseIP("10.77.0.5")}})
 	for _, want := range []string{
-		"add table bridge tinyfarm-tfbr0\ndelete table bridge tinyfarm-tfbr0\n",
+		"add table bridge tinyfarm\ndelete table bridge tinyfarm\n",
 		`elements = { "tq-aa" : jump port-tq-aa }`,
-		"type filter hook prerouting priority -300; policy accept;\n\t\tiifname vmap @ports\n\t\tdrop\n",
+		"type filter hook prerouting priority -300; policy accept;\n\t\tiifname vmap @ports\n\t\tiifname { \"tf-*\", \"tq-*\" } drop\n\t}\n",
 		"chain port-tq-aa {\n\t\tether saddr != 02:74:66:00:00:05 drop\n",
 		"arp saddr ether 02:74:66:00:00:05 arp saddr ip { 10.77.0.5, 0.0.0.0 } accept",
 		"ether type ip udp sport 67 drop",
@@ -41,7 +42,7 @@ func TestPortRules(t *testing.T) {
 			t.Errorf("rules lack %q:\n%s", want, s)
 		}
 	}
-	if s := portRules("tfbr0", nil); strings.Contains(s, "elements") || !strings.Contains(s, "iifname vmap @ports\n\t\tdrop") {
-		t.Errorf("no ports: every port's frames dropped, got:\n%s", s)
+	if s := portRules(nil); strings.Contains(s, "elements") || !strings.Contains(s, "iifname vmap @ports\n\t\tiifname { \"tf-*\", \"tq-*\" } drop") {
+		t.Errorf("no ports: every guest port's frames dropped, got:\n%s", s)
 	}
 }

@@ -70,7 +70,7 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 		return host, err
 	}
 	ip, _, _ := net.ParseCIDR(p.IP)
-	if err := farmnet.GuardPort(p.Bridge, farmnet.Port{Name: host, MAC: mac, IP: ip}); err != nil {
+	if err := farmnet.GuardPort(farmnet.Port{Name: host, MAC: mac, IP: ip}); err != nil {
 		return host, err
 	}
 	if err := netlink.LinkSetUp(hl); err != nil {
@@ -189,12 +189,7 @@ func configureInside(pid int, peer string, p netPlan) (net.HardwareAddr, error) 
 
 // deleteVeth removes the host end and its port filter (the peer dies with
 // the guest's netns, and with it the pair); a missing link is fine.
-func deleteVeth(bridge, name string) error {
-	if bridge == "" {
-		return farmnet.DeleteLink(name)
-	}
-	return farmnet.DeletePort(bridge, name)
-}
+func deleteVeth(name string) error { return farmnet.DeletePort(name) }
 
 // VethExists reports whether the host end of a guest's veth is present
 // (tests check teardown with it).

@@ -258,7 +258,7 @@ func (g *guest) cleanup(rt *Runtime) string {
 		rt.Cgroups.remove()
 	}
 	if rt.Veth != "" {
-		deleteVeth(g.spec.Net.Bridge, rt.Veth)
+		deleteVeth(rt.Veth)
 	}
 	reason := "guest monitor died; guest ended"
 	if log := strings.TrimSpace(tail(g.path(monitorLog), 400)); log != "" {

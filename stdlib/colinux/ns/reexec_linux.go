@@ -139,7 +139,7 @@ func monitorMain(dir string) int {
 		logf("guest rebooted itself; starting it again")
 	}
 	cg.remove()
-	deleteVeth(s.Net.Bridge, hostVeth(s.Instance()))
+	deleteVeth(hostVeth(s.Instance()))
 	if s.UserNS {
 		os.RemoveAll(filepath.Join("/run/tinyfarm-ns", s.Instance()))
 	}
@@ -282,7 +282,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	veth := ""
 	if s.Net.Mode == "bridge" {
 		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); err != nil {
-			deleteVeth(s.Net.Bridge, veth)
+			deleteVeth(veth)
 			return abort(err)
 		}
 	}
