@@ -2,10 +2,13 @@ package farmnet_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -118,5 +121,86 @@ func BenchmarkGuardPort(b *testing.B) {
 		if err := farmnet.GuardPort(ports[i%n]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPortFilterLeavesOtherBridgesAlone: with a guest port guarded on a
+// farm bridge, a plain bridge of the host (docker0, virbr0, another
+// farm's) still carries its own ports' traffic, while a port there with a
+// guest port's name but no filter is dropped. Real traffic: the host
+// fetches a page from busybox httpd in network namespaces the test makes.
+func TestPortFilterLeavesOtherBridgesAlone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bridges need root")
+	}
+	for _, tool := range []string{"nft", "busybox", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (scripts/deps.sh)", tool)
+		}
+	}
+	const farmBr, guestPort, plainBr = "tfsec5", "tf-secg5", "tfsec4"
+	t.Cleanup(func() {
+		farmnet.DeletePort(guestPort)
+		farmnet.DeleteBridge(farmBr)
+		farmnet.DeleteLink(plainBr)
+	})
+	br, err := farmnet.EnsureBridge(farmBr, "10.77.245.1/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: guestPort, MasterIndex: br.Attrs().Index}, PeerName: "tf-secg5x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := farmnet.GuardPort(farmnet.Port{Name: guestPort, MAC: []byte{2, 0x74, 0x66, 0, 0xf5, 2}, IP: []byte{10, 77, 245, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	sh := func(script string) {
+		t.Helper()
+		if out, err := exec.Command("sh", "-ec", script).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+	}
+	sh("ip link add " + plainBr + " type bridge && ip addr add 10.77.244.1/24 dev " + plainBr + " && ip link set " + plainBr + " up")
+	// endpoint puts a network namespace with a web server on the plain
+	// bridge through a port named port, at 10.77.244.<last>.
+	endpoint := func(port string, last int) string {
+		nsName := fmt.Sprintf("tfsecns%d", last)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "pids", nsName).Output(); err == nil {
+				for _, pid := range strings.Fields(string(out)) {
+					exec.Command("kill", "-9", pid).Run() // the httpd this test started
+				}
+			}
+			exec.Command("ip", "netns", "del", nsName).Run()
+			farmnet.DeleteLink(port)
+		})
+		www := t.TempDir()
+		os.WriteFile(www+"/index.html", []byte("PLAIN-BRIDGE-OK\n"), 0o644)
+		sh(fmt.Sprintf(`ip netns add %[1]s
+ip link add %[2]s master %[3]s type veth peer name eth0 netns %[1]s
+ip link set %[2]s up
+ip -n %[1]s link set lo up
+ip -n %[1]s addr add 10.77.244.%[4]d/24 dev eth0
+ip -n %[1]s link set eth0 up
+ip netns exec %[1]s busybox httpd -p 80 -h %[5]s`, nsName, port, plainBr, last, www))
+		return fmt.Sprintf("http://10.77.244.%d/", last)
+	}
+	plain := endpoint("tfsec4p", 2)
+	unguarded := endpoint("tf-secu4", 3)
+	web := &http.Client{Timeout: 2 * time.Second}
+	get := func(url string) (string, error) {
+		resp, err := web.Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if body, err := get(plain); err != nil || !strings.Contains(body, "PLAIN-BRIDGE-OK") {
+		t.Errorf("a plain bridge's port with the guest filters on: %q, %v\n%s", body, err, nftTable())
+	}
+	if body, err := get(unguarded); err == nil {
+		t.Errorf("an unguarded port with a guest port's name passed traffic: %q", body)
 	}
 }
