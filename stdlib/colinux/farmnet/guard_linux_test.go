@@ -51,6 +51,11 @@ func TestPortGuardLifecycle(t *testing.T) {
 	if err := farmnet.GuardPort(p); err != nil {
 		t.Fatal(err)
 	}
+	for _, kv := range [][2]string{{"disable_ipv6", "1"}, {"accept_ra", "0"}, {"autoconf", "0"}} {
+		if b, _ := os.ReadFile("/proc/sys/net/ipv6/conf/" + port + "/" + kv[0]); strings.TrimSpace(string(b)) != kv[1] {
+			t.Errorf("port ipv6 %s = %q, want %s", kv[0], b, kv[1])
+		}
+	}
 	first := nftTable()
 	if !strings.Contains(first, "chain port-"+port) || !strings.Contains(first, "ip saddr 10.77.241.5 accept") {
 		t.Fatalf("no filter for the port:\n%s", first)
