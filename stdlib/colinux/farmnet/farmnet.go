@@ -15,6 +15,14 @@
 // by a later Status or Stop, so a tinyfarm killed with -9 leaks nothing
 // once the guest is looked at again.
 //
+// # Isolation
+//
+// Every guest port is an isolated bridge port with an anti-spoofing
+// filter (GuardPort: nftables, bridge family), the host guards its INPUT
+// from the bridge for IPv4 and IPv6, and IPv6 is off on the bridge and
+// the host ends of the ports; guard_linux.go says exactly what passes.
+// RebuildGuards puts all of it back from the kernel's own state.
+//
 // # DHCP
 //
 // Tiny Core configures its network with udhcpc on every interface. The
