@@ -465,6 +465,11 @@ func initMain(dir string) {
 // execInner runs inside the guest's namespaces and root: it takes the
 // guest's security profile and becomes the command.
 func execInner(argv []string) {
+	// The capability bounding set and the ambient set belong to a thread:
+	// dropping them on one thread and calling execve from another (the Go
+	// scheduler moves goroutines between threads) ran the command with
+	// every capability. One thread from the drop to the exec.
+	runtime.LockOSThread()
 	unix.Close(3)
 	n, _ := strconv.Atoi(os.Getenv("_TINYFARM_NS_CGFDS"))
 	os.Unsetenv("_TINYFARM_NS_CGFDS")
