@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command netattack forges the frames a hostile tenant would send on the
 // farm bridge, for the attack suites of the guest drivers: they build it
 // static (CGO_ENABLED=0, see guesttest.NetAttack), copy it into a guest and
