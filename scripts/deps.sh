@@ -11,7 +11,7 @@ pkgs=(
   squashfs-tools e2fsprogs cpio kmod xz-utils
   btrfs-progs
   nginx-light libnginx-mod-stream
-  iproute2 iptables procps psmisc util-linux
+  iproute2 iptables nftables procps psmisc util-linux
   tmux
   lua5.1  # the reference Lua for engine's conformance suite and fuzzer
   ca-certificates curl make wget

@@ -63,7 +63,8 @@ type Definition struct {
 	HostKey   string            `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
 	User      string            `json:"user,omitempty"`     // SSH user; default "tc"
 	Accel     string            `json:"accel,omitempty"`
-	UserNS    bool              `json:"userns,omitempty"` // ns: guest root is an unprivileged host uid
+	UserNS    bool              `json:"userns,omitempty"`  // ns: guest root is an unprivileged host uid
+	NetRaw    bool              `json:"net_raw,omitempty"` // ns: guest keeps CAP_NET_RAW (raw sockets); still filtered on the bridge
 	Labels    map[string]string `json:"labels,omitempty"`
 }
 
@@ -111,6 +112,9 @@ func (d *Definition) Validate() error {
 		}
 	default:
 		return fmt.Errorf("guest %s: net %q: want bridge, user or none: %w", d.Name, d.Net, ErrInvalid)
+	}
+	if d.NetRaw && d.Driver != "ns" {
+		return fmt.Errorf("guest %s: net_raw is for ns guests (a %s guest's own kernel always allows raw sockets; the farm bridge filters its frames either way): remove net_raw: %w", d.Name, d.Driver, ErrInvalid)
 	}
 	for _, f := range d.Forwards {
 		if f.HostPort < 1 || f.HostPort > 65535 || f.GuestPort < 1 || f.GuestPort > 65535 {
@@ -434,7 +438,7 @@ func (f *Farm) Spec(d *Definition) driver.Spec {
 	s := driver.Spec{
 		Name: d.Name, Dir: filepath.Join(f.guestDir(d.Name), "run"),
 		MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
-		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS,
+		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS, NetRaw: d.NetRaw,
 		Net: driver.Net{Mode: d.Net, IP: d.IP, Gateway: f.Gateway(), Bridge: f.opts.Bridge, MAC: d.MAC, Forwards: d.Forwards, Leases: f.dir},
 	}
 	if d.Disk != "" {

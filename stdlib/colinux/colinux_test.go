@@ -197,6 +197,7 @@ func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
 		{Name: "ok", Driver: "ns", MemBytes: 64 << 20},
 		{Name: "ok", Driver: "ns", Disk: "/x", MemBytes: 1},
 		{Name: "ok", Driver: "qemu", Disk: "/x", MemBytes: 64 << 20},
+		{Name: "ok", Driver: "qemu", Kernel: "/k", Disk: "/x", MemBytes: 64 << 20, NetRaw: true}, // ns only
 	} {
 		if _, err := farm.Define(d, false); !errors.Is(err, colinux.ErrInvalid) {
 			t.Errorf("Define(%+v) = %v, want ErrInvalid", d, err)
@@ -216,6 +217,10 @@ func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
 	}
 	if d, _ := farm.Get("a"); d.MemBytes != 64<<20 {
 		t.Error("dry run wrote the definition")
+	}
+	raw, err := farm.Define(colinux.Definition{Name: "raw", Driver: "ns", Disk: "/x", MemBytes: 64 << 20, NetRaw: true}, false)
+	if err != nil || !farm.Spec(raw.Def).NetRaw || !strings.Contains(raw.Diff, `"net_raw": true`) {
+		t.Errorf("net_raw guest: %v, spec net_raw %v, diff %s", err, farm.Spec(raw.Def).NetRaw, raw.Diff)
 	}
 	b, _ := farm.Define(colinux.Definition{Name: "b", Driver: "ns", Disk: "/y", MemBytes: 64 << 20}, false)
 	if b.Def.IP == r1.Def.IP {

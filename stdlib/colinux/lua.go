@@ -133,21 +133,22 @@ type guestOpts struct {
 	IP        string            `lua:"ip" doc:"a fixed farm IP (default: allocated once and kept)"`
 	Accel     string            `lua:"accel" doc:"qemu accelerator: tcg (default) or kvm"`
 	UserNS    *bool             `lua:"userns" doc:"run an ns guest in a user namespace (default where the platform allows)"`
+	NetRaw    bool              `lua:"net_raw" doc:"ns: keep CAP_NET_RAW (raw and packet sockets); the farm bridge still filters the guest's frames"`
 	Net       string            `lua:"net" doc:"qemu: user (default) or bridge"`
 	Labels    map[string]string `lua:"labels" doc:"free-form key = value labels kept in the definition"`
 	Timeout   time.Duration     `lua:"-"`
 }
 
 // colinux.guest{name, disk, mem="128M", cpus=1, driver, layout, core,
-// kernel, initrd, bootcodes, forward={[2201]=22}, host_key, ip, accel}
-// defines or updates a guest and returns it.
+// kernel, initrd, bootcodes, forward={[2201]=22}, host_key, ip, accel,
+// net, userns, net_raw} defines or updates a guest and returns it.
 func (m *luaMod) guest(L *lua.LState) int {
 	var o guestOpts
 	o.Mem = 128 << 20
 	lx.Opts(L, 1, "colinux.guest", &o)
 	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
 		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
-		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels}
+		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, NetRaw: o.NetRaw}
 	if d.Driver == "" {
 		d.Driver = DefaultDriver()
 	}

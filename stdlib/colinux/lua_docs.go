@@ -6,7 +6,7 @@ import "github.com/tinyfarm/tinyfarm/engine"
 // structs the functions decode, so the docs list exactly the keys accepted.
 func docs() []engine.Doc {
 	return []engine.Doc{
-		{Name: "colinux.guest", Call: "colinux.guest{name, disk, disks, mem, cpus, driver, layout, core, kernel, initrd, bootcodes, forward, host_key, ip, accel, net, userns, labels}",
+		{Name: "colinux.guest", Call: "colinux.guest{name, disk, disks, mem, cpus, driver, layout, core, kernel, initrd, bootcodes, forward, host_key, ip, accel, net, userns, net_raw, labels}",
 			Summary: "Defines or updates a guest (persisted in the state dir; IP and MAC allocated once and kept)\nand returns it.", Opts: guestOpts{},
 			Example: `local g = colinux.guest{ name = "web1", disk = image.build{ path = "web1.img", size = "96M" }, mem = "128M" }`},
 		{Name: "colinux.get", Call: "colinux.get(name)", Summary: "The guest called name, or nil."},

@@ -47,7 +47,10 @@ func (n Network) validate() error {
 		return fmt.Errorf("bridge %q: want 1-15 letters, digits, '-' or '_', starting with a letter (a Linux interface name): %w", n.Bridge, ErrInvalid)
 	}
 	ip, ipnet, err := net.ParseCIDR(n.Subnet)
-	if err != nil || ip.To4() == nil {
+	if err == nil && ip.To4() == nil {
+		return fmt.Errorf("subnet %s: IPv6 farm networks are not supported: the farm bridge carries IPv4 only and drops guests' IPv6 (README, Isolation); give an IPv4 network such as 10.77.0.0/24: %w", n.Subnet, ErrInvalid)
+	}
+	if err != nil {
 		return fmt.Errorf("subnet %q: want an IPv4 network such as 10.77.0.0/24: %w", n.Subnet, ErrInvalid)
 	}
 	if ones, _ := ipnet.Mask.Size(); ones < 16 || ones > 29 {

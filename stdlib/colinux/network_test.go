@@ -35,6 +35,9 @@ func TestFarmNetwork(t *testing.T) {
 			t.Errorf("SetNetwork(%+v): %v, want invalid", bad, err)
 		}
 	}
+	if _, err := farm.SetNetwork(colinux.Network{Bridge: "tf0", Subnet: "fd00:77::/64"}, false); err == nil || !strings.Contains(err.Error(), "IPv6 farm networks are not supported") {
+		t.Errorf("an IPv6 prefix: %v, want a clear refusal", err)
+	}
 	want := colinux.Network{Bridge: "tfnet9", Subnet: "10.77.209.0/24"}
 	res, err := farm.SetNetwork(want, true)
 	if err != nil || !res.Changed || !strings.Contains(res.Diff, "10.77.209.0/24") {

@@ -94,6 +94,7 @@ type Spec struct {
 	Shares    []Share
 	Accel     string // qemu: "tcg" (default) or "kvm"; never inferred from /dev/kvm
 	UserNS    bool   // ns: run in a user namespace (guest root = an unprivileged host uid)
+	NetRaw    bool   // ns: the guest keeps CAP_NET_RAW (raw and packet sockets); the farm bridge still filters its frames
 	Machine   string // qemu: "microvm" (default with a PVH kernel) or "pc"
 }
 

@@ -63,15 +63,20 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
+	mac, err := net.ParseMAC(s.MAC)
+	if err != nil {
+		return fail(fmt.Errorf("mac %q: %w", s.MAC, err))
+	}
+	ip, _, _ := net.ParseCIDR(s.IP)
 	br, err := EnsureFarmBridge(s.Bridge, gw, s.Leases)
 	if err != nil {
 		return fail(err)
 	}
-	if err := createTap(name, br); err != nil {
+	if err := createTap(Port{Name: name, MAC: mac, IP: ip}, br); err != nil {
 		return fail(err)
 	}
 	if err := ensureDHCP(ctx, s.Exe, s.Leases, s.Bridge, gw); err != nil {
-		DeleteLink(name)
+		DeletePort(name)
 		return fail(err)
 	}
 	return name, nil
@@ -81,7 +86,7 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 // bridge, it waits (up to 5s) for the DHCP server to notice and exit.
 func DetachTap(ctx context.Context, guest, bridge, leases string) error {
 	name := TapName(guest)
-	if err := DeleteLink(name); err != nil {
+	if err := DeletePort(name); err != nil {
 		return fmt.Errorf("guest %s: %w", guest, err)
 	}
 	if n, ok := tapsOn(bridge); ok && n > 0 {

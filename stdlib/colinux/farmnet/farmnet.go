@@ -15,6 +15,14 @@
 // by a later Status or Stop, so a tinyfarm killed with -9 leaks nothing
 // once the guest is looked at again.
 //
+// # Isolation
+//
+// Every guest port is an isolated bridge port with an anti-spoofing
+// filter (GuardPort: nftables, bridge family), the host guards its INPUT
+// from the bridge for IPv4 and IPv6, and IPv6 is off on the bridge and
+// the host ends of the ports; guard_linux.go says exactly what passes.
+// RebuildGuards puts all of it back from the kernel's own state.
+//
 // # DHCP
 //
 // Tiny Core configures its network with udhcpc on every interface. The
@@ -80,6 +88,7 @@ type TapSpec struct {
 	Bridge  string // farm bridge, e.g. "tfbr0"
 	IP      string // guest address with prefix, e.g. "10.77.0.5/24"
 	Gateway string // host address on the bridge, e.g. "10.77.0.1"
+	MAC     string // the guest's MAC: the port filter lets only it through
 	// Leases is the directory of guest definitions the DHCP server reads
 	// (<state>/guests).
 	Leases string
@@ -90,7 +99,7 @@ type TapSpec struct {
 
 func (s TapSpec) validate() error {
 	var missing []string
-	for _, f := range []struct{ name, v string }{{"guest", s.Guest}, {"bridge", s.Bridge}, {"ip", s.IP}, {"gateway", s.Gateway}, {"leases", s.Leases}} {
+	for _, f := range []struct{ name, v string }{{"guest", s.Guest}, {"bridge", s.Bridge}, {"ip", s.IP}, {"gateway", s.Gateway}, {"mac", s.MAC}, {"leases", s.Leases}} {
 		if f.v == "" {
 			missing = append(missing, f.name)
 		}

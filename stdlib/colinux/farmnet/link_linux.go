@@ -67,6 +67,11 @@ func EnsureFarmBridge(name, gatewayCIDR, owner string) (netlink.Link, error) {
 			return nil, fmt.Errorf("bridge %s: add %s: %w", name, gatewayCIDR, err)
 		}
 	}
+	// Before it comes up: no moment with a link-local address or
+	// accept_ra. Bridges made by an earlier tinyfarm get the same.
+	if err := noIPv6(name); err != nil {
+		return nil, err
+	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("bridge %s: up: %w", name, err)
 	}
@@ -145,7 +150,13 @@ func DeleteBridge(name string) error {
 	if err := netlink.LinkDel(l); err != nil {
 		return fmt.Errorf("bridge %s: delete: %w", name, err)
 	}
-	return nil
+	// Its ports left it: their filters go (the table with the last one).
+	unlock, err := lockPorts()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return rebuildPorts()
 }
 
 // DeleteLink removes a network interface; a missing one is fine.
@@ -166,10 +177,12 @@ func LinkExists(name string) bool {
 	return err == nil
 }
 
-// createTap makes the persistent tap device name (IFF_NO_PI and
-// IFF_VNET_HDR, as QEMU opens it) on the bridge and brings it up. A tap
-// of the same name left by a guest killed mid-start is replaced.
-func createTap(name string, br netlink.Link) error {
+// createTap makes the persistent tap device p.Name (IFF_NO_PI and
+// IFF_VNET_HDR, as QEMU opens it) on the bridge, guards it (GuardPort) and
+// brings it up. A tap of the same name left by a guest killed mid-start
+// is replaced.
+func createTap(p Port, br netlink.Link) error {
+	name := p.Name
 	if err := DeleteLink(name); err != nil {
 		return err
 	}
@@ -189,8 +202,12 @@ func createTap(name string, br netlink.Link) error {
 		DeleteLink(name)
 		return err
 	}
+	if err := GuardPort(p); err != nil {
+		DeletePort(name)
+		return err
+	}
 	if err := netlink.LinkSetUp(l); err != nil {
-		DeleteLink(name)
+		DeletePort(name)
 		return fmt.Errorf("tap %s: up: %w", name, err)
 	}
 	return nil

@@ -33,7 +33,7 @@ func TestTapLifecycle(t *testing.T) {
 		farmnet.DeleteLink(farmnet.TapName("lc2"))
 		farmnet.DeleteBridge(bridge)
 	})
-	spec := farmnet.TapSpec{Guest: "lc1", Bridge: bridge, IP: "10.77.248.2/24", Gateway: "10.77.248.1", Leases: leases}
+	spec := farmnet.TapSpec{Guest: "lc1", Bridge: bridge, IP: "10.77.248.2/24", Gateway: "10.77.248.1", MAC: "02:74:66:00:f8:02", Leases: leases}
 	if _, err := farmnet.AttachTap(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestTapLifecycle(t *testing.T) {
 	if !farmnet.LinkExists(farmnet.TapName("lc1")) || pid == 0 {
 		t.Fatalf("after attach: tap %v, dhcp pid %d", farmnet.LinkExists(farmnet.TapName("lc1")), pid)
 	}
-	spec.Guest, spec.IP = "lc2", "10.77.248.3/24"
+	spec.Guest, spec.IP, spec.MAC = "lc2", "10.77.248.3/24", "02:74:66:00:f8:03"
 	if _, err := farmnet.AttachTap(ctx, spec); err != nil {
 		t.Fatal(err)
 	}

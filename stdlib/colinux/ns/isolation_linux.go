@@ -23,22 +23,28 @@ const isolationUserNSFmt = IsolationUserNS + " (guest root is host uid %d)"
 
 // keptCaps are the capabilities a guest's root keeps: what busybox init,
 // dropbear, nginx, su and sudo need, and no more (Docker's default set
-// minus MKNOD, plus SYS_BOOT, which in a PID namespace only ends the
-// guest's own init). Dropped, among others: SYS_ADMIN (mount, namespaces),
-// SYS_MODULE, SYS_RAWIO, SYS_TIME, NET_ADMIN (a guest cannot re-address
-// itself to impersonate another), MKNOD, SYS_PTRACE, SYSLOG, BPF.
+// minus MKNOD and NET_RAW, plus SYS_BOOT, which in a PID namespace only
+// ends the guest's own init). Dropped, among others: SYS_ADMIN (mount,
+// namespaces), SYS_MODULE, SYS_RAWIO, SYS_TIME, NET_ADMIN (a guest cannot
+// re-address itself to impersonate another), NET_RAW (no raw or packet
+// sockets to forge frames with; ping works without it, see guestSysctls;
+// a guest with net_raw = true keeps it), MKNOD, SYS_PTRACE, SYSLOG, BPF.
 var keptCaps = map[int]bool{
 	unix.CAP_CHOWN: true, unix.CAP_DAC_OVERRIDE: true, unix.CAP_FSETID: true, unix.CAP_FOWNER: true,
-	unix.CAP_NET_RAW: true, unix.CAP_SETGID: true, unix.CAP_SETUID: true, unix.CAP_SETFCAP: true,
+	unix.CAP_SETGID: true, unix.CAP_SETUID: true, unix.CAP_SETFCAP: true,
 	unix.CAP_SETPCAP: true, unix.CAP_NET_BIND_SERVICE: true, unix.CAP_SYS_CHROOT: true, unix.CAP_KILL: true,
 	unix.CAP_AUDIT_WRITE: true, unix.CAP_SYS_BOOT: true,
 }
 
-// dropCaps removes every other capability from the bounding set, so the
-// guest's init (uid 0) and everything it starts can never hold them.
-func dropCaps() error {
+// netRawEnv tells the exec helper that the guest kept CAP_NET_RAW.
+const netRawEnv = "_TINYFARM_NS_NETRAW"
+
+// dropCaps removes every other capability (and NET_RAW unless netRaw)
+// from the bounding set, so the guest's init (uid 0) and everything it
+// starts can never hold them.
+func dropCaps(netRaw bool) error {
 	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
-		if keptCaps[c] {
+		if keptCaps[c] || netRaw && c == unix.CAP_NET_RAW {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {

@@ -48,6 +48,7 @@ type Runtime struct {
 	Cgroups      *Cgroups  `json:"cgroups"`
 	Veth         string    `json:"veth,omitempty"`
 	UserNS       bool      `json:"userns,omitempty"`
+	NetRaw       bool      `json:"net_raw,omitempty"` // the guest kept CAP_NET_RAW (and so do its execs)
 	IDBase       int       `json:"id_base,omitempty"` // user namespace mode: guest root's host uid
 	Started      time.Time `json:"started"`
 }
@@ -205,6 +206,9 @@ func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 		s := driver.Status{State: driver.Running, PID: rt.InitPID, Since: rt.Started, Isolation: Isolation}
 		if rt.UserNS {
 			s.Isolation = fmt.Sprintf(isolationUserNSFmt, rt.IDBase)
+		}
+		if rt.NetRaw {
+			s.Isolation += "; keeps CAP_NET_RAW (net_raw = true)"
 		}
 		if rt.Cgroups != nil && rt.Cgroups.Frozen() {
 			s.State = driver.Suspended
@@ -405,7 +409,11 @@ func (g *guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 	args = append(args, argv...)
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Args = args
-	env := []string{reexecEnv + "=exec", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
+	netRaw := "0"
+	if rt.NetRaw {
+		netRaw = "1"
+	}
+	env := []string{reexecEnv + "=exec", netRawEnv + "=" + netRaw, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
 	cmd.Env = append(env, opts.Env...)
 	cmd.Stdin = opts.Stdin
 	var stdout, stderr bytes.Buffer

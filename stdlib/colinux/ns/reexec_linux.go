@@ -295,7 +295,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	syncW.Close()
 	mstart, _ := procStart(os.Getpid())
-	rt := Runtime{UserNS: s.UserNS, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
+	rt := Runtime{UserNS: s.UserNS, NetRaw: s.NetRaw, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
 	b, _ := json.Marshal(rt)
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, runtimeFile), b, 0o600); err != nil {
 		return abort(err)
@@ -451,7 +451,7 @@ func initMain(dir string) {
 	}
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux", "HOME=/", "container=tinyfarm"}
 	if !s.Unhardened {
-		if err := dropCaps(); err != nil {
+		if err := dropCaps(s.NetRaw); err != nil {
 			die("%v", err)
 		}
 		if err := loadSeccomp(); err != nil {
@@ -465,6 +465,11 @@ func initMain(dir string) {
 // execInner runs inside the guest's namespaces and root: it takes the
 // guest's security profile and becomes the command.
 func execInner(argv []string) {
+	// The capability bounding set and the ambient set belong to a thread:
+	// dropping them on one thread and calling execve from another (the Go
+	// scheduler moves goroutines between threads) ran the command with
+	// every capability. One thread from the drop to the exec.
+	runtime.LockOSThread()
 	unix.Close(3)
 	n, _ := strconv.Atoi(os.Getenv("_TINYFARM_NS_CGFDS"))
 	os.Unsetenv("_TINYFARM_NS_CGFDS")
@@ -477,7 +482,9 @@ func execInner(argv []string) {
 		}
 		unix.Close(4 + i)
 	}
-	if err := dropCaps(); err != nil {
+	netRaw := os.Getenv(netRawEnv) == "1"
+	os.Unsetenv(netRawEnv)
+	if err := dropCaps(netRaw); err != nil {
 		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", err)
 		os.Exit(126)
 	}

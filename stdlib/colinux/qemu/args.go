@@ -148,12 +148,9 @@ func Args(spec driver.Spec, opts Options) ([]string, error) {
 			}
 			netdev += ",hostfwd=" + s
 		}
-		mac := spec.Net.MAC
-		if mac == "" {
-			mac = MAC(spec.Name)
-		}
-		if _, err := net.ParseMAC(mac); err != nil {
-			return nil, fmt.Errorf("mac %q: %w", mac, err)
+		mac, err := guestMAC(spec)
+		if err != nil {
+			return nil, err
 		}
 		a = append(a, "-netdev", netdev, "-device", "virtio-net-"+bus+",netdev=n0,mac="+mac)
 	case "none":
@@ -166,12 +163,9 @@ func Args(spec driver.Spec, opts Options) ([]string, error) {
 		if hasWord(strings.Fields(spec.Bootcodes), "nodhcp") {
 			return nil, errors.New("net bridge: bootcode nodhcp: the guest gets its address by DHCP from the farm")
 		}
-		mac := spec.Net.MAC
-		if mac == "" {
-			mac = MAC(spec.Name)
-		}
-		if _, err := net.ParseMAC(mac); err != nil {
-			return nil, fmt.Errorf("mac %q: %w", mac, err)
+		mac, err := guestMAC(spec)
+		if err != nil {
+			return nil, err
 		}
 		a = append(a, "-netdev", "tap,id=n0,ifname="+farmnet.TapName(spec.Instance())+",script=no,downscript=no",
 			"-device", "virtio-net-"+bus+",netdev=n0,mac="+mac)
@@ -293,6 +287,18 @@ func hostfwd(f driver.Forward) (string, error) {
 		return "", fmt.Errorf("ports %d->%d: want 1..65535", f.HostPort, f.GuestPort)
 	}
 	return fmt.Sprintf("%s:%s:%d-:%d", proto, addr, f.HostPort, f.GuestPort), nil
+}
+
+// guestMAC is the MAC of spec's NIC: the one it names, or MAC(name).
+func guestMAC(spec driver.Spec) (string, error) {
+	mac := spec.Net.MAC
+	if mac == "" {
+		mac = MAC(spec.Name)
+	}
+	if _, err := net.ParseMAC(mac); err != nil {
+		return "", fmt.Errorf("mac %q: %w", mac, err)
+	}
+	return mac, nil
 }
 
 // MAC is the fixed MAC address a guest gets when Spec.Net.MAC is empty:

@@ -17,9 +17,13 @@ func (r *Runner) attachNet(ctx context.Context, spec driver.Spec) error {
 	if spec.Net.Leases == "" {
 		return fmt.Errorf("net bridge: no lease directory for the farm DHCP server (Spec.Net.Leases)")
 	}
-	_, err := farmnet.AttachTap(ctx, farmnet.TapSpec{
+	mac, err := guestMAC(spec)
+	if err != nil {
+		return fmt.Errorf("net bridge: %w", err)
+	}
+	_, err = farmnet.AttachTap(ctx, farmnet.TapSpec{
 		Guest: spec.Instance(), Bridge: spec.Net.Bridge, IP: spec.Net.IP, Gateway: spec.Net.Gateway,
-		Leases: spec.Net.Leases, Exe: r.Exe,
+		MAC: mac, Leases: spec.Net.Leases, Exe: r.Exe,
 	})
 	return err
 }

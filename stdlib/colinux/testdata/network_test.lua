@@ -16,3 +16,18 @@ function TestNetwork(t)
   local g = colinux.guest({ name = "n1", driver = "ns", disk = { path = t:tempdir() .. "/d.img" }, mem = "64M" })
   if g.ip ~= "10.77.211.2" then t:error("guest address " .. tostring(g.ip)) end
 end
+
+-- net_raw = true keeps CAP_NET_RAW in an ns guest; it is strictly a
+-- boolean, and only for ns guests.
+function TestNetRawOption(t)
+  local disk = { path = t:tempdir() .. "/d.img" }
+  colinux.guest({ name = "raw1", driver = "ns", disk = disk, mem = "64M", net_raw = true }):destroy()
+  local ok, e = pcall(function() colinux.guest({ name = "raw2", driver = "ns", disk = disk, mem = "64M", net_raw = "yes" }) end)
+  if ok or not string.find(tostring(e), "net_raw") then t:error("net_raw = \"yes\": " .. tostring(e)) end
+  ok, e = pcall(function()
+    colinux.guest({ name = "raw3", driver = "qemu", kernel = "/k", disk = disk, mem = "64M", net_raw = true })
+  end)
+  if ok or e.kind ~= "invalid" or not string.find(tostring(e), "net_raw is for ns guests") then
+    t:error("net_raw on a qemu guest: " .. tostring(e))
+  end
+end
