@@ -1,3 +1,5 @@
+//go:build unix
+
 package image
 
 import "github.com/tinyfarm/tinyfarm/engine"
