@@ -36,7 +36,7 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			driver, _, frugal := strings.Cut(mode, "-")
 			bin, mirror, work, state, env := e2e(t)
-			args := []string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua"), "-e", "mirror=" + mirror,
+			args := []string{"-e", "mirror=" + mirror,
 				"-e", "disk=" + filepath.Join(work, "oss.img"), "-e", "extensions=openssh", "-e", "hostname=oss",
 				"-e", "guest=oss", "-e", "driver=" + driver, "-e", "install=hello-site"}
 			if frugal {
@@ -50,18 +50,7 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 				out := filepath.Dir(strings.TrimPrefix(mirror, "file://"))
 				args = append(args, "-e", "kernel="+filepath.Join(out, "kernel", "vmlinux"), "-e", "initrd="+filepath.Join(out, "kernel", "modules.gz"))
 			}
-			farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
-			t.Cleanup(func() {
-				if g, err := farm.Guest(context.Background(), "oss"); err == nil {
-					g.Destroy(context.Background(), false)
-				}
-			})
-			cmd := exec.Command(bin, args...)
-			cmd.Dir, cmd.Env = work, env
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "failed=0") {
-				t.Fatalf("tinyfarm %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
+			farm := runTinycolinux(t, bin, work, state, env, "oss", args...)
 			// The core came from the mirror by its official name.
 			if _, err := os.Stat(filepath.Join(state, "tcz", "release", "corepure64.gz")); err != nil {
 				t.Errorf("core not fetched as corepure64.gz: %v", err)
@@ -147,19 +136,9 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 // keeps 22) is verified with the guest's pinned set.
 func TestInstallOpenSSHIntoRunningGuest(t *testing.T) {
 	bin, mirror, work, state, env := e2e(t)
-	args := []string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua"), "-e", "mirror=" + mirror,
+	args := []string{"-e", "mirror=" + mirror,
 		"-e", "disk=" + filepath.Join(work, "db.img"), "-e", "extensions=dropbear", "-e", "hostname=db", "-e", "guest=db"}
-	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
-	t.Cleanup(func() {
-		if g, err := farm.Guest(context.Background(), "db"); err == nil {
-			g.Destroy(context.Background(), false)
-		}
-	})
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Env = work, env
-	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "failed=0") {
-		t.Fatalf("tinyfarm %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	farm := runTinycolinux(t, bin, work, state, env, "db", args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	g, err := farm.Guest(ctx, "db")
@@ -226,20 +205,10 @@ func TestTinycolinux32Bit(t *testing.T) {
 	if b, err := exec.Command(filepath.Join(out, "cache", "sysroot-i386", "bin", "busybox"), "true").CombinedOutput(); err != nil {
 		t.Skipf("the host kernel cannot run 32-bit binaries (CONFIG_IA32_EMULATION): %v %s", err, b)
 	}
-	args := []string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua"), "-e", "mirror=file://" + filepath.Join(out, "mirror"),
+	args := []string{"-e", "mirror=file://" + filepath.Join(out, "mirror"),
 		"-e", "arch=x86", "-e", "disk=" + filepath.Join(work, "x86.img"), "-e", "extensions=dropbear", "-e", "hostname=tc32",
 		"-e", "guest=tc32", "-e", "driver=ns"}
-	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
-	t.Cleanup(func() {
-		if g, err := farm.Guest(context.Background(), "tc32"); err == nil {
-			g.Destroy(context.Background(), false)
-		}
-	})
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Env = work, env
-	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "failed=0") {
-		t.Fatalf("tinyfarm %s: %v\n%s", strings.Join(args, " "), err, b)
-	}
+	farm := runTinycolinux(t, bin, work, state, env, "tc32", args...)
 	if _, err := os.Stat(filepath.Join(state, "tcz", "release", "core.gz")); err != nil {
 		t.Errorf("core not fetched as core.gz: %v", err)
 	}
@@ -340,4 +309,25 @@ func TestColinuxFrugalX86Conf(t *testing.T) {
 	if !strings.Contains(conf, "initrd="+filepath.Join(state, "tcz", "release", "core.gz")) {
 		t.Errorf("coLinux conf does not load the x86 core.gz:\n%s", conf)
 	}
+}
+
+// runTinycolinux runs playbooks/tinycolinux.lua with the real binary for
+// one guest (extra -e arguments in args) and fails the test unless the
+// recap says failed=0. The guest is destroyed (its disk kept) when the
+// test ends; the farm is returned for inspection.
+func runTinycolinux(t *testing.T, bin, work, state string, env []string, guest string, args ...string) *colinux.Farm {
+	t.Helper()
+	args = append([]string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua")}, args...)
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	t.Cleanup(func() {
+		if g, err := farm.Guest(context.Background(), guest); err == nil {
+			g.Destroy(context.Background(), false)
+		}
+	})
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = work, env
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "failed=0") {
+		t.Fatalf("tinyfarm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return farm
 }
