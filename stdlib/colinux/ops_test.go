@@ -46,19 +46,40 @@ func mustExec(t *testing.T, g *colinux.Guest, script string) string {
 // files; a read-only share refuses writes; shares are in the definition
 // and survive a restart; a namespace guest cannot be checkpointed here
 // (no working CRIU) and says why.
+//
+// It runs in each isolation mode the README offers: the default user
+// namespace (the shares idmapped like the disk, so a host file owned by 0
+// is the guest root's and one owned by 1001 is tc's) and userns = false.
 func TestShareNS(t *testing.T) {
 	needRoot(t)
+	for _, mode := range []struct {
+		name   string
+		userns bool
+	}{{"userns", true}, {"root", false}} {
+		t.Run(mode.name, func(t *testing.T) {
+			if mode.userns && !ns.UserNSAvailable() {
+				t.Skip("no user namespaces with idmapped mounts here")
+			}
+			testShareNS(t, mode.userns)
+		})
+	}
+}
+
+func testShareNS(t *testing.T, userns bool) {
 	ctx := context.Background()
 	state := t.TempDir()
 	farm := opsFarm(t, state)
 	disk := guesttest.BuildDisk(t, guesttest.Options{})
-	if _, err := farm.Define(colinux.Definition{Name: "sharer", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "sharer", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, UserNS: userns}, false); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "sharer")
 	t.Cleanup(func() { g.Destroy(context.Background(), false) })
 	rw, ro := t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(ro, "hello.txt"), []byte("from the host\n"), 0o644)
+	os.WriteFile(filepath.Join(ro, "tc.txt"), []byte("tc's\n"), 0o644)
+	os.Chown(filepath.Join(ro, "tc.txt"), 1001, 50)
+	os.Chmod(rw, 0o777)
 	r1, err := g.Share(ctx, colinux.ShareOptions{HostPath: ro, GuestPath: "/mnt/ro", ReadOnly: true}, false)
 	if err != nil || !r1.Changed || r1.Pending {
 		t.Fatalf("share ro: %+v %v", r1, err)
@@ -89,7 +110,16 @@ func TestShareNS(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(ro, "new")); err == nil {
 			t.Errorf("boot %d: the ro share was written", boot)
 		}
+		// Owners as the guest sees them: numeric, so no passwd lookups.
+		if got := mustExec(t, g, "ls -ln /mnt/ro/hello.txt /mnt/ro/tc.txt | awk '{print $3}' | tr '\\n' ' '"); got != "0 1001" {
+			t.Errorf("boot %d: owners of host files (0 and 1001) in the guest: %q", boot, got)
+		}
 		mustExec(t, g, "echo boot"+strconv.Itoa(boot)+" > /mnt/rw/out")
+		if fi, err := os.Stat(filepath.Join(rw, "out")); err != nil {
+			t.Error(err)
+		} else if fileOwner(fi) != 0 {
+			t.Errorf("boot %d: a file the guest root wrote into the share: host owner %d, want 0", boot, fileOwner(fi))
+		}
 		if b, _ := os.ReadFile(filepath.Join(rw, "out")); string(b) != "boot"+strconv.Itoa(boot)+"\n" {
 			t.Errorf("boot %d: rw share: host sees %q", boot, b)
 		}
@@ -129,6 +159,26 @@ func TestShareNS(t *testing.T) {
 	}
 	if d, _ := farm.Get("sharer"); len(d.Shares) != 2 {
 		t.Errorf("after unshare: %+v", d.Shares)
+	}
+	// A share whose host directory went away: start fails at once, says
+	// nothing started, and names the host path (not a descriptor).
+	if _, err := g.Stop(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(t.TempDir(), "gone")
+	os.Mkdir(gone, 0o755)
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: gone, GuestPath: "/mnt/gone"}, false); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(gone)
+	changed, err := g.Start(ctx)
+	if err == nil || changed || !strings.Contains(err.Error(), gone) || strings.Contains(err.Error(), "/proc/self/fd") {
+		t.Errorf("start with a vanished share: changed %v, %v; want an error naming %s", changed, err, gone)
+	} else {
+		t.Logf("start with a vanished share: %v", err)
+	}
+	if g.Running(ctx) {
+		t.Error("the guest runs without its share")
 	}
 }
 
