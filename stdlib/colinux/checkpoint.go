@@ -237,7 +237,7 @@ type restorer interface {
 }
 
 // Restore starts a guest from a checkpoint: the disk copy becomes the
-// guest's disk (<state>/guests/<name>/disk.img), the VM state is loaded
+// guest's disk (<state>/disks/<name>.img, kept by destroy unless asked), the VM state is loaded
 // and the guest runs on from where it was saved. A file that is not a
 // complete checkpoint is ErrBadCheckpoint, and nothing is defined or
 // started.
@@ -276,7 +276,16 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(err)
 	}
-	d.Disk = filepath.Join(dir, "disk.img")
+	// The restored disk lives in <state>/disks, outside the guest's
+	// directory, and destroy keeps it unless asked. Restoring over a
+	// stopped guest whose disk tinyfarm placed replaces that disk (the
+	// point of restoring); any other disk is left alone.
+	if old != nil && old.DiskPlaced && old.Disk != "" && !strings.HasPrefix(old.Disk, dir+string(filepath.Separator)) {
+		d.Disk = old.Disk
+	} else if d.Disk, err = f.placeDisk(d.Name, d.Name); err != nil {
+		return fail(err)
+	}
+	d.DiskPlaced = true
 	newDisk := d.Disk + ".restoring"
 	os.Remove(newDisk)
 	if _, err := copyFile(ctx, disk, newDisk); err != nil {
@@ -286,6 +295,7 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		os.Remove(newDisk)
 		if old == nil {
 			os.RemoveAll(dir)
+			os.Remove(d.Disk) // the copy this restore made: no guest's disk
 		}
 	}
 	if err := os.Rename(newDisk, d.Disk); err != nil {
@@ -302,7 +312,7 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		// A guest this restore defined goes again if it does not run.
 		defer func() {
 			if !g.Running(context.WithoutCancel(ctx)) {
-				os.RemoveAll(dir)
+				undo()
 			}
 		}()
 	}

@@ -44,27 +44,31 @@ var (
 // assigned once and keeps (IP, MAC). It is persisted as
 // <state>/guests/<name>/guest.json.
 type Definition struct {
-	Name      string            `json:"name"`
-	Driver    string            `json:"driver"`            // "ns", "qemu", "colinux"
-	Disk      string            `json:"disk,omitempty"`    // disk image path (absolute)
-	Disks     []string          `json:"disks,omitempty"`   // extra disks
-	Layout    driver.Layout     `json:"layout"`            // scatter (default) or frugal
-	Core      string            `json:"core,omitempty"`    // frugal: core.gz
-	Kernel    string            `json:"kernel,omitempty"`  // qemu/colinux
-	Initrds   []string          `json:"initrds,omitempty"` // qemu/colinux extra initrds (modules)
-	Bootcodes string            `json:"bootcodes,omitempty"`
-	MemBytes  int64             `json:"mem"`
-	CPUs      float64           `json:"cpus"`
-	IP        string            `json:"ip,omitempty"` // bridge address with prefix ("10.77.0.5/24")
-	MAC       string            `json:"mac,omitempty"`
-	Net       string            `json:"net,omitempty"` // "bridge" (ns default; qemu as root: a tap, DHCP), "user" (qemu default)
-	Forwards  []driver.Forward  `json:"forwards,omitempty"`
-	Shares    []driver.Share    `json:"shares,omitempty"`
-	HostKey   string            `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
-	User      string            `json:"user,omitempty"`     // SSH user; default "tc"
-	Accel     string            `json:"accel,omitempty"`
-	UserNS    bool              `json:"userns,omitempty"` // ns: guest root is an unprivileged host uid
-	Labels    map[string]string `json:"labels,omitempty"`
+	Name      string           `json:"name"`
+	Driver    string           `json:"driver"`            // "ns", "qemu", "colinux"
+	Disk      string           `json:"disk,omitempty"`    // disk image path (absolute)
+	Disks     []string         `json:"disks,omitempty"`   // extra disks
+	Layout    driver.Layout    `json:"layout"`            // scatter (default) or frugal
+	Core      string           `json:"core,omitempty"`    // frugal: core.gz
+	Kernel    string           `json:"kernel,omitempty"`  // qemu/colinux
+	Initrds   []string         `json:"initrds,omitempty"` // qemu/colinux extra initrds (modules)
+	Bootcodes string           `json:"bootcodes,omitempty"`
+	MemBytes  int64            `json:"mem"`
+	CPUs      float64          `json:"cpus"`
+	IP        string           `json:"ip,omitempty"` // bridge address with prefix ("10.77.0.5/24")
+	MAC       string           `json:"mac,omitempty"`
+	Net       string           `json:"net,omitempty"` // "bridge" (ns default; qemu as root: a tap, DHCP), "user" (qemu default)
+	Forwards  []driver.Forward `json:"forwards,omitempty"`
+	Shares    []driver.Share   `json:"shares,omitempty"`
+	HostKey   string           `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
+	User      string           `json:"user,omitempty"`     // SSH user; default "tc"
+	Accel     string           `json:"accel,omitempty"`
+	UserNS    bool             `json:"userns,omitempty"` // ns: guest root is an unprivileged host uid
+	// DiskPlaced is true when tinyfarm chose where the disk lives (a
+	// clone's, a restored or migrated guest's). Destroy keeps such a disk
+	// all the same, unless asked to remove it.
+	DiskPlaced bool              `json:"disk_placed,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
 }
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)

@@ -277,29 +277,81 @@ func (g *Guest) Resume(ctx context.Context) error {
 }
 
 // Destroy stops the guest and removes its definition and runtime files.
-// The disk image is the user's file and stays unless removeDisk.
+// The disk images stay unless removeDisk, wherever they are: the user's
+// own and the ones tinyfarm placed (a clone's, a restored guest's).
 func (g *Guest) Destroy(ctx context.Context, removeDisk bool) error {
+	_, err := g.destroy(ctx, removeDisk)
+	return err
+}
+
+// destroy is Destroy; it returns the disks it kept that had lived in the
+// guest's directory (an older tinyfarm put clones' and restored guests'
+// disks there), now moved to <state>/disks.
+func (g *Guest) destroy(ctx context.Context, removeDisk bool) (moved []string, err error) {
 	if _, err := g.Stop(ctx, 5*time.Second); err != nil && !errors.Is(err, driver.ErrUnsupported) {
-		return err
+		return nil, err
 	}
 	unlock, err := g.farm.lock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
-	if err := os.RemoveAll(g.farm.guestDir(g.Def.Name)); err != nil {
-		return fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
+	dir := g.farm.guestDir(g.Def.Name)
+	if !removeDisk {
+		for _, d := range append([]string{g.Def.Disk}, g.Def.Disks...) {
+			if d == "" || !strings.HasPrefix(d, dir+string(filepath.Separator)) {
+				continue
+			}
+			to, err := g.farm.placeDisk(strings.TrimSuffix(filepath.Base(d), ".img"), g.Def.Name)
+			if err == nil {
+				err = os.Rename(d, to)
+			}
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return moved, fmt.Errorf("guest %s: destroy: keep disk %s: %w", g.Def.Name, d, err)
+			}
+			if err == nil {
+				moved = append(moved, to)
+			}
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return moved, fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
 	}
 	if removeDisk && g.Def.Disk != "" {
 		// The disk and the sidecar image.build keeps beside it (same
 		// name + ".tinyfarm.json"), so a later build starts afresh.
-		for _, f := range []string{g.Def.Disk, g.Def.Disk + ".tinyfarm.json"} {
+		for _, f := range append([]string{g.Def.Disk, g.Def.Disk + ".tinyfarm.json"}, g.Def.Disks...) {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
+				return nil, fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
 			}
 		}
 	}
-	return nil
+	return moved, nil
+}
+
+// placeDisk is a free path in <state>/disks for a disk tinyfarm places
+// itself: base.img, or base-2.img... when taken (never over a kept disk).
+// A base that is just "disk" (an old guest directory's disk.img) is
+// named after the guest instead.
+func (f *Farm) placeDisk(base, guest string) (string, error) {
+	if base == "disk" || base == "" {
+		base = guest
+	} else if strings.HasPrefix(base, "disk") {
+		base = guest + "-" + base
+	}
+	dir := filepath.Join(f.stateDir(), "disks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	for n := 1; ; n++ {
+		p := filepath.Join(dir, base+".img")
+		if n > 1 {
+			p = filepath.Join(dir, fmt.Sprintf("%s-%d.img", base, n))
+		}
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		}
+	}
 }
 
 // Console returns the last n lines of the guest's console (0: all).

@@ -382,13 +382,14 @@ func (m *luaMod) restart(L *lua.LState) int {
 	return 0
 }
 
-// g:status() -> {state, reason, pid, ip, driver}
+// g:status() -> {state, reason, pid, ip, driver, isolation, disk, disk_placed}
 func (m *luaMod) status(L *lua.LState) int {
 	g := checkGuest(L)
 	var st driver.Status
 	m.block(L, func(ctx context.Context) (err error) { st, err = g.Status(ctx); return })
 	ip, _, _ := strings.Cut(g.Def.IP, "/")
-	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation}))
+	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation,
+		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced}))
 	return 1
 }
 
@@ -500,10 +501,20 @@ func (m *luaMod) destroy(L *lua.LState) int {
 	g := checkGuest(L)
 	var o stopOpts
 	lx.Opts(L, 2, "destroy", &o)
-	if !m.env.Check {
-		m.block(L, func(ctx context.Context) error { return g.Destroy(ctx, o.Disk) })
+	detail := ""
+	if g.Def.Disk != "" && !o.Disk {
+		detail = "disk kept: " + g.Def.Disk
 	}
-	m.report(L, g, "destroy", true, "")
+	if !m.env.Check {
+		m.block(L, func(ctx context.Context) error {
+			moved, err := g.destroy(ctx, o.Disk)
+			if len(moved) > 0 {
+				detail = "disk kept: " + strings.Join(moved, ", ")
+			}
+			return err
+		})
+	}
+	m.report(L, g, "destroy", true, detail)
 	return 0
 }
 

@@ -549,7 +549,7 @@ func (f *Farm) Import(ctx context.Context, d Definition, start bool, timeout tim
 // disk, and a label says where it came from.
 func farDefinition(d *Definition, disk string) []byte {
 	nd := *d
-	nd.Disk, nd.IP, nd.Forwards = disk, "", nil
+	nd.Disk, nd.IP, nd.Forwards, nd.DiskPlaced = disk, "", nil, true
 	nd.Labels = map[string]string{}
 	for k, v := range d.Labels {
 		nd.Labels[k] = v

@@ -351,6 +351,17 @@ func TestQemuCheckpointRestore(t *testing.T) {
 	if n1 > atCheckpoint+100 {
 		t.Errorf("restored counter %d is far past the checkpoint's %d", n1, atCheckpoint)
 	}
+	// The restored guest's disk is one tinyfarm placed: destroy keeps it.
+	if !r.Def.DiskPlaced {
+		t.Errorf("restored guest: disk %s not marked as placed by tinyfarm", r.Def.Disk)
+	}
+	restoredDisk := r.Def.Disk
+	if err := r.Destroy(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(restoredDisk); err != nil {
+		t.Errorf("destroy{disk=false} of a restored guest removed its disk: %v", err)
+	}
 	// A truncated state: refused, nothing started under the new name.
 	os.Truncate(file+".vmstate", 1<<20)
 	if _, err := farm.Restore(ctx, file, colinux.RestoreOptions{Name: "broken"}); !errors.Is(err, colinux.ErrBadCheckpoint) {
@@ -375,4 +386,53 @@ func counter(t *testing.T, g *colinux.Guest) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestCloneDiskBesideAndKept: a clone's disk goes beside its source's
+// (on btrfs: a reflink, no extra space), is marked as placed by tinyfarm,
+// and destroy without disk = true keeps it, as it keeps a disk an older
+// tinyfarm put in the guest's directory (moved to <state>/disks).
+func TestCloneDiskBesideAndKept(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	mnt := scratchBtrfs(t)
+	state := t.TempDir()
+	farm := opsFarm(t, state)
+	built := guesttest.BuildDisk(t, guesttest.Options{})
+	disk := filepath.Join(mnt, "origin.img")
+	cpNoReflink(t, built.Path, disk)
+	if _, err := farm.Define(colinux.Definition{Name: "origin", Driver: "ns", Disk: disk, MemBytes: 64 << 20}, false); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := farm.Guest(ctx, "origin")
+	t.Cleanup(func() { src.Destroy(context.Background(), false) })
+	res, err := src.Clone(ctx, colinux.CloneOptions{Name: "twin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Guest
+	t.Logf("clone: %s copy in %v, disk %s", res.Method, res.Duration, c.Def.Disk)
+	if c.Def.Disk != filepath.Join(mnt, "twin.img") || res.Method != "reflink" || !c.Def.DiskPlaced {
+		t.Errorf("clone disk %s (%s copy, placed %v), want %s/twin.img, a reflink, placed", c.Def.Disk, res.Method, c.Def.DiskPlaced, mnt)
+	}
+	if err := c.Destroy(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "twin.img")); err != nil {
+		t.Errorf("destroy{disk=false} of a clone removed its disk: %v", err)
+	}
+	// A disk in the guest's own directory (where clones' disks used to go).
+	old := filepath.Join(state, "guests", "legacy", "disk.img")
+	os.MkdirAll(filepath.Dir(old), 0o700)
+	cpNoReflink(t, built.Path, old)
+	if _, err := farm.Define(colinux.Definition{Name: "legacy", Driver: "ns", Disk: old, MemBytes: 64 << 20}, false); err != nil {
+		t.Fatal(err)
+	}
+	lg, _ := farm.Guest(ctx, "legacy")
+	if err := lg.Destroy(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "disks", "legacy.img")); err != nil {
+		t.Errorf("destroy{disk=false} of a guest with its disk in its directory: disk not kept in <state>/disks: %v", err)
+	}
 }
