@@ -38,6 +38,8 @@ var (
 	ErrInvalid    = fmt.Errorf("invalid guest definition: %w", fs.ErrInvalid)
 	ErrOvercommit = errors.New("host memory would be overcommitted")
 	ErrExists     = errors.New("guest already exists")
+	ErrSuspended  = errors.New("guest is suspended")
+	ErrNotRunning = errors.New("guest is not running")
 )
 
 // Definition is a guest as the user declared it, plus what tinyfarm

@@ -234,46 +234,95 @@ func (f *Farm) stateDir() string { return filepath.Dir(f.dir) }
 
 // Exec runs argv in the guest: through the driver when it can (ns), else
 // over SSH.
+// A suspended guest runs nothing: a command sent to it would wait for as
+// long as it stays suspended, so Exec refuses it at once.
+//
+// opts.Timeout bounds the command; past it the command is abandoned (ns:
+// killed; over SSH: its session closed) and the error wraps ErrTimeout.
 func (g *Guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions) (driver.ExecResult, error) {
 	h, err := g.handle(ctx)
 	if err != nil {
 		return driver.ExecResult{}, err
 	}
+	if st, err := h.Status(ctx); err != nil {
+		return driver.ExecResult{}, err
+	} else if st.State == driver.Suspended {
+		return driver.ExecResult{}, fmt.Errorf("guest %s: exec %s: the guest is suspended: resume it first: %w", g.Def.Name, abbrev(strings.Join(argv, " "), 60), ErrSuspended)
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	timedOut := func(r driver.ExecResult, err error) (driver.ExecResult, error) {
+		if err != nil && opts.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return r, fmt.Errorf("guest %s: exec %s: no answer within %v: %w (%w)", g.Def.Name, abbrev(strings.Join(argv, " "), 60), opts.Timeout, ssh.ErrTimeout, context.DeadlineExceeded)
+		}
+		return r, err
+	}
 	if ex, ok := h.(driver.Execer); ok {
-		return ex.Exec(ctx, argv, opts)
+		r, err := ex.Exec(ctx, argv, opts)
+		if err == nil && opts.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = ctx.Err() // killed by the deadline: not the command's own exit
+		}
+		return timedOut(r, err)
 	}
 	c, err := g.Conn(ctx)
 	if err != nil {
-		return driver.ExecResult{}, err
+		return timedOut(driver.ExecResult{}, err)
 	}
-	r, err := c.Run(ctx, ssh.ShellJoin(argv...), ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true})
-	return driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err
+	r, err := c.Run(ctx, ssh.ShellJoin(argv...), ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true, Timeout: opts.Timeout})
+	return timedOut(driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err)
 }
 
-// Suspend freezes the guest.
-func (g *Guest) Suspend(ctx context.Context) error {
+func abbrev(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// Suspend freezes the guest. It reports whether it did anything: a
+// guest suspended already is left so; one that does not run is an error.
+func (g *Guest) Suspend(ctx context.Context) (bool, error) {
+	return g.freeze(ctx, "suspend", driver.Suspended, driver.Running)
+}
+
+// Resume thaws the guest, reporting whether it was suspended; a running
+// guest is left so.
+func (g *Guest) Resume(ctx context.Context) (bool, error) {
+	return g.freeze(ctx, "resume", driver.Running, driver.Suspended)
+}
+
+func (g *Guest) freeze(ctx context.Context, op string, want, from driver.State) (bool, error) {
 	h, err := g.handle(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	s, ok := h.(driver.Suspender)
 	if !ok {
-		return fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, "suspend", ""))
+		return false, fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, op, ""))
 	}
-	return s.Suspend(ctx)
-}
-
-// Resume thaws the guest.
-func (g *Guest) Resume(ctx context.Context) error {
-	h, err := g.handle(ctx)
+	st, err := h.Status(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	s, ok := h.(driver.Suspender)
-	if !ok {
-		return fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, "resume", ""))
+	switch st.State {
+	case want:
+		return false, nil
+	case from:
+	default:
+		return false, fmt.Errorf("guest %s: %s: the guest is %s, not running: start it first: %w", g.Def.Name, op, st.State, ErrNotRunning)
 	}
-	return s.Resume(ctx)
+	if op == "suspend" {
+		err = s.Suspend(ctx)
+	} else {
+		err = s.Resume(ctx)
+	}
+	if err != nil {
+		return false, fmt.Errorf("guest %s: %w", g.Def.Name, err)
+	}
+	return true, nil
 }
 
 // Destroy stops the guest and removes its definition and runtime files.

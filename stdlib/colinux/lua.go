@@ -420,12 +420,15 @@ func (m *luaMod) ssh(L *lua.LState) int {
 }
 
 type execOpts struct {
-	Check    *bool  `lua:"check"`
-	Stdin    string `lua:"stdin"`
-	ReadOnly bool   `lua:"readonly"`
+	Check    *bool         `lua:"check"`
+	Stdin    string        `lua:"stdin"`
+	ReadOnly bool          `lua:"readonly"`
+	Timeout  time.Duration `lua:"timeout"`
 }
 
-// g:exec(cmd, {check=true, stdin, readonly}) -> {code, stdout, stderr}
+// g:exec(cmd, {check=true, stdin, readonly, timeout}) -> {code, stdout, stderr}
+// timeout defaults as the ssh module's s:run does (none: only the run's
+// own deadline); a suspended guest is refused at once.
 func (m *luaMod) exec(L *lua.LState) int {
 	g := checkGuest(L)
 	var argv []string
@@ -450,7 +453,7 @@ func (m *luaMod) exec(L *lua.LState) int {
 		return 1
 	}
 	var res driver.ExecResult
-	opts := driver.ExecOptions{}
+	opts := driver.ExecOptions{Timeout: o.Timeout}
 	if o.Stdin != "" {
 		opts.Stdin = strings.NewReader(o.Stdin)
 	}
@@ -478,22 +481,28 @@ func (m *luaMod) console(L *lua.LState) int {
 	return 1
 }
 
+// g:suspend() -> changed (false: suspended already)
 func (m *luaMod) suspend(L *lua.LState) int {
-	g := checkGuest(L)
-	if !m.env.Check {
-		m.block(L, g.Suspend)
-	}
-	m.report(L, g, "suspend", true, "")
-	return 0
+	return m.freeze(L, "suspend", (*Guest).Suspend, driver.Suspended)
 }
 
+// g:resume() -> changed (false: running already)
 func (m *luaMod) resume(L *lua.LState) int {
+	return m.freeze(L, "resume", (*Guest).Resume, driver.Running)
+}
+
+func (m *luaMod) freeze(L *lua.LState, op string, fn func(*Guest, context.Context) (bool, error), want driver.State) int {
 	g := checkGuest(L)
-	if !m.env.Check {
-		m.block(L, g.Resume)
+	var changed bool
+	if m.env.Check {
+		st, _ := g.Status(m.env.Context(L))
+		changed = st.State != want
+	} else {
+		m.block(L, func(ctx context.Context) (err error) { changed, err = fn(g, ctx); return })
 	}
-	m.report(L, g, "resume", true, "")
-	return 0
+	m.report(L, g, op, changed, "")
+	L.Push(lua.LBool(changed))
+	return 1
 }
 
 // g:destroy{disk=false}: stop, forget the definition (and the disk with disk=true).
