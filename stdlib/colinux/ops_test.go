@@ -436,3 +436,39 @@ func TestCloneDiskBesideAndKept(t *testing.T) {
 		t.Errorf("destroy{disk=false} of a guest with its disk in its directory: disk not kept in <state>/disks: %v", err)
 	}
 }
+
+// TestQemuSuspendExec: a suspended VM refuses exec at once (it used to
+// hang for as long as the VM stayed stopped); suspend and resume report
+// whether they changed anything; a command past its timeout is abandoned
+// with a timeout error and the guest still answers.
+func TestQemuSuspendExec(t *testing.T) {
+	needVM(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})
+	g, _ := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "sleepy", MemBytes: 128 << 20})
+	for i, want := range []bool{true, false} {
+		if changed, err := g.Suspend(ctx); err != nil || changed != want {
+			t.Errorf("suspend %d: changed %v, %v; want %v", i+1, changed, err, want)
+		}
+	}
+	ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	t0 := time.Now()
+	_, err := g.Exec(ectx, []string{"true"}, driver.ExecOptions{})
+	cancel()
+	if !errors.Is(err, colinux.ErrSuspended) || time.Since(t0) > 5*time.Second {
+		t.Errorf("exec on a suspended VM: %v after %v, want refused at once", err, time.Since(t0))
+	}
+	for i, want := range []bool{true, false} {
+		if changed, err := g.Resume(ctx); err != nil || changed != want {
+			t.Errorf("resume %d: changed %v, %v; want %v", i+1, changed, err, want)
+		}
+	}
+	_, err = g.Exec(ctx, []string{"sleep", "30"}, driver.ExecOptions{Timeout: 2 * time.Second})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("exec past its timeout: %v, want a timeout", err)
+	}
+	if got := mustExec(t, g, "echo up"); got != "up" {
+		t.Errorf("after a timed-out exec: %q", got)
+	}
+}
