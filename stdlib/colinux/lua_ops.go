@@ -242,13 +242,16 @@ type migrateOpts struct {
 	Grace   time.Duration `lua:"grace"`
 	Timeout time.Duration `lua:"timeout"`
 	Disk    bool          `lua:"disk"`
+	KeepKey bool          `lua:"keep_key"`
 }
 
 // g:migrate{to = {address, port, user, key, host_key, state_dir, binary,
-// name}, live=false, grace="10s", timeout="60s", disk=false} -> {host,
-// disk, size, chunks, chunks_sent, bytes_sent, sha256, seconds, downtime,
-// state, ip, live}: the guest moved to another tinyfarm host over SSH (see
-// Guest.Migrate); disk=true also removes the local image. live=true moves
+// name}, live=false, grace="10s", timeout="60s", disk=false,
+// keep_key=false} -> {host, disk, size, chunks, chunks_sent, bytes_sent,
+// sha256, seconds, downtime, state, ip, live, key_revoked}: the guest
+// moved to another tinyfarm host over SSH (see Guest.Migrate); disk=true
+// also removes the local image; keep_key=true leaves this farm's key in
+// the guest (by default the far side removes it). live=true moves
 // a running qemu guest without stopping it (QEMU live migration over the
 // SSH connection; downtime is the switchover pause); for ns guests it
 // raises unsupported (no CRIU).
@@ -275,7 +278,7 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	}
 	var res MigrateResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = g.Migrate(ctx, r, MigrateOptions{Live: o.Live, Grace: o.Grace, Timeout: o.Timeout, RemoveDisk: o.Disk})
+		res, err = g.Migrate(ctx, r, MigrateOptions{Live: o.Live, Grace: o.Grace, Timeout: o.Timeout, RemoveDisk: o.Disk, KeepKey: o.KeepKey})
 		return
 	})
 	ch.Detail = fmt.Sprintf("%s sent of %s in %v (down %v), sha256 %.12s", HumanSize(res.BytesSent), HumanSize(res.Size),
@@ -283,7 +286,7 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	m.env.Report(L, ch)
 	L.Push(lx.FromGo(L, map[string]any{"host": res.Host, "disk": res.Disk, "size": res.Size, "chunks": res.Chunks,
 		"chunks_sent": res.ChunksSent, "bytes_sent": res.BytesSent, "sha256": res.SHA256, "seconds": res.Duration.Seconds(),
-		"downtime": res.Downtime.Seconds(), "state": res.State, "ip": res.IP, "live": res.Live}))
+		"downtime": res.Downtime.Seconds(), "state": res.State, "ip": res.IP, "live": res.Live, "key_revoked": res.KeyRevoked}))
 	return 1
 }
 

@@ -111,6 +111,11 @@ type MigrateOptions struct {
 	// RemoveDisk removes the local disk image too once the guest runs
 	// there (as destroy{disk=true}). Default: the disk stays.
 	RemoveDisk bool
+	// KeepKey keeps this farm's key in the guest's authorized_keys after
+	// the move. Default: once the guest runs there (or is defined there,
+	// moved offline), the far tinyfarm removes this farm's key from it,
+	// so this host no longer logs into a guest it gave away.
+	KeepKey bool
 }
 
 // MigrateResult says what Guest.Migrate did.
@@ -127,6 +132,7 @@ type MigrateResult struct {
 	State       string        // the guest's state there ("running")
 	IP          string        // its address there
 	WasRunning  bool          // the guest ran here before
+	KeyRevoked  bool          // this farm's key was removed from the guest there
 	PreCopySent int64         // bytes sent while the guest still ran here
 	// Live migration only.
 	Live         bool          // moved live (QEMU migration)
@@ -267,8 +273,94 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
 	}
+	if err := g.revokeHere(ctx, c, to, o, probe, &res); err != nil {
+		return fail(err)
+	}
 	res.Duration = time.Since(t0)
 	return res, nil
+}
+
+// revokeHere has the far tinyfarm remove this farm's key from the moved
+// guest (unless o.KeepKey, or the guest is not managed over SSH, or both
+// farms share one key). It runs once the guest is there and gone here: a
+// failure is reported, the move stands.
+func (g *Guest) revokeHere(ctx context.Context, c *ssh.Client, to Remote, o MigrateOptions, probe FarProbe, res *MigrateResult) error {
+	if o.KeepKey || g.Def.HostKey == "" || probe.FarmKey == "" {
+		return nil
+	}
+	own, err := ssh.EnsureFarmKey(g.farm.stateDir())
+	if err != nil {
+		return fmt.Errorf("moved, but reading this farm's key to remove it from the guest: %w", err)
+	}
+	if keyBlob(own.AuthorizedKey()) == keyBlob(probe.FarmKey) {
+		return nil // one farm key on both sides
+	}
+	if _, err := to.tinyfarm(ctx, c, strings.NewReader(own.AuthorizedKey()+"\n"), "migrate", "revoke", g.Def.Name); err != nil {
+		return fmt.Errorf("moved, but removing this farm's key from the guest there failed (it still accepts this host; remove the key from its authorized_keys): %w", err)
+	}
+	res.KeyRevoked = true
+	return nil
+}
+
+// keyBlob is the base64 key of an authorized_keys line (its second
+// field, or the first for a bare key): what identifies the key whatever
+// options or comment the line has.
+func keyBlob(line string) string {
+	f := strings.Fields(line)
+	for i, w := range f {
+		if strings.HasPrefix(w, "ssh-") || strings.HasPrefix(w, "ecdsa-") {
+			if i+1 < len(f) {
+				return f[i+1]
+			}
+		}
+	}
+	if len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
+// RevokeKey is the far side of a migration's last step: it removes key
+// (an authorized_keys line: the source farm's) from the guest name's SSH
+// user's authorized_keys, in the running guest (through Exec) or in its
+// stopped disk. This farm's own key is never removed.
+func (f *Farm) RevokeKey(ctx context.Context, name, key string) error {
+	fail := func(err error) error { return fmt.Errorf("revoke key in %s: %w", name, err) }
+	blob := keyBlob(key)
+	if blob == "" || strings.ContainsAny(blob, "'\"\\$` \n") {
+		return fail(fmt.Errorf("key %q: want an authorized_keys line: %w", key, ErrInvalid))
+	}
+	if own, err := ssh.EnsureFarmKey(f.stateDir()); err != nil {
+		return fail(err)
+	} else if keyBlob(own.AuthorizedKey()) == blob {
+		return fail(fmt.Errorf("that is this farm's own key: %w", ErrInvalid))
+	}
+	g, err := f.Guest(ctx, name)
+	if err != nil {
+		return fail(err)
+	}
+	home := "/root"
+	if u := g.user(); u != "root" {
+		home = "/home/" + u
+	}
+	file := home + "/.ssh/authorized_keys"
+	if !g.Running(ctx) {
+		if err := revokeOnDisk(ctx, g.Def.Disk, file, key); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
+	// Rewritten in place (cat >), so the file keeps its owner and mode.
+	q := ssh.ShellQuote(file)
+	script := "f=" + q + "; [ -f \"$f\" ] || exit 0; grep -vF -- '" + blob + "' \"$f\" > \"$f.tf-new\"; cat \"$f.tf-new\" > \"$f\" && rm -f \"$f.tf-new\" && sync && ! grep -qF -- '" + blob + "' \"$f\""
+	r, err := g.Exec(ctx, []string{"/bin/sh", "-c", script}, driver.ExecOptions{Timeout: 30 * time.Second})
+	if err == nil && r.Code != 0 {
+		err = fmt.Errorf("in the guest: exit %d: %s", r.Code, bytes.TrimSpace(r.Stderr))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", file, err))
+	}
+	return nil
 }
 
 func hostLabel() string {

@@ -202,6 +202,9 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
 	}
+	if err := g.revokeHere(ctx, c, to, o, probe, &res); err != nil {
+		return fail(err)
+	}
 	res.Duration = time.Since(t0)
 	return res, nil
 }

@@ -120,6 +120,19 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			return f.DiscardIncoming(ctx, args[0])
 		},
 	}
-	cmd.AddCommand(probe, sums, recv, imp, incoming, discard)
+	revoke := &cobra.Command{
+		Use:  "revoke NAME < key",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := io.ReadAll(io.LimitReader(stdin, 16<<10))
+			if err != nil {
+				return fmt.Errorf("revoke: key: %w", err)
+			}
+			f := farm()
+			defer f.Close()
+			return f.RevokeKey(ctx, args[0], strings.TrimSpace(string(b)))
+		},
+	}
+	cmd.AddCommand(probe, sums, recv, imp, incoming, discard, revoke)
 	return cmd
 }
