@@ -40,6 +40,7 @@ var (
 	ErrExists     = errors.New("guest already exists")
 	ErrSuspended  = errors.New("guest is suspended")
 	ErrNotRunning = errors.New("guest is not running")
+	ErrNoSpace    = errors.New("not enough disk space")
 )
 
 // Definition is a guest as the user declared it, plus what tinyfarm

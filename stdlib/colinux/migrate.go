@@ -150,6 +150,13 @@ type FarProbe struct {
 	// FarmKey is the far farm's public key (authorized_keys line): the
 	// guest must accept it to be managed there over SSH.
 	FarmKey string `json:"farm_key,omitempty"`
+	// Free is the space available where the disk goes (-1: unknown), and
+	// Have what an earlier, interrupted copy there takes already.
+	Free int64 `json:"free"`
+	Have int64 `json:"have"`
+	// MissingShares are the shares' host directories that do not exist
+	// there (the guest would not start).
+	MissingShares []string `json:"missing_shares,omitempty"`
 }
 
 // Migrate moves the guest to another tinyfarm host (vzmigrate), offline:
@@ -195,7 +202,17 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		return fail(err)
 	}
 	defer c.Close()
-	out, err := to.tinyfarm(ctx, c, nil, "migrate", "probe", d.Name)
+	res.WasRunning = g.Running(ctx)
+	// Everything that can be checked before a byte is copied.
+	if o.Live && res.WasRunning && len(d.Shares) > 0 {
+		return fail(driver.Unsupported(d.Driver, "live migration of a guest with shares",
+			"QEMU refuses to migrate a VM with a mounted virtio-9p share; unshare and restart the guest, or migrate offline"))
+	}
+	args := []string{"migrate", "probe", d.Name}
+	for _, s := range d.Shares {
+		args = append(args, "--share", s.HostPath)
+	}
+	out, err := to.tinyfarm(ctx, c, nil, args...)
 	if err != nil {
 		return fail(err)
 	}
@@ -206,8 +223,15 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	if probe.Exists {
 		return fail(fmt.Errorf("guest %s is defined there already (running: %v): destroy it there first: %w", d.Name, probe.Running, ErrExists))
 	}
+	if len(probe.MissingShares) > 0 {
+		return fail(fmt.Errorf("the shares' host directories %s do not exist there: create them there, or unshare: %w",
+			strings.Join(probe.MissingShares, ", "), ErrInvalid))
+	}
+	if need := allocatedBytes(d.Disk) - probe.Have; probe.Free >= 0 && need > probe.Free {
+		return fail(fmt.Errorf("the disk needs %s more there, %s is free in %s: %w",
+			HumanSize(need), HumanSize(probe.Free), filepath.Dir(probe.Disk), ErrNoSpace))
+	}
 	res.Disk = probe.Disk
-	res.WasRunning = g.Running(ctx)
 	if err := g.authorizeKey(ctx, probe.FarmKey, res.WasRunning); err != nil {
 		return fail(err)
 	}
@@ -242,7 +266,7 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	res.ChunksSent += st.chunksSent
 
 	def := farDefinition(d, probe.Disk)
-	args := []string{"migrate", "import", "--timeout", o.Timeout.String()}
+	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
 	if !res.WasRunning {
 		args = append(args, "--no-start")
 	}
@@ -651,12 +675,19 @@ func farDefinition(d *Definition, disk string) []byte {
 	return def
 }
 
-// ProbeMigration is the far side's answer before a migration of name.
-func (f *Farm) ProbeMigration(ctx context.Context, name string) (FarProbe, error) {
+// ProbeMigration is the far side's answer before a migration of name
+// whose shares have the host directories shares.
+func (f *Farm) ProbeMigration(ctx context.Context, name string, shares []string) (FarProbe, error) {
 	if !nameRe.MatchString(name) {
 		return FarProbe{}, fmt.Errorf("probe %q: %w", name, ErrInvalid)
 	}
 	p := FarProbe{Disk: filepath.Join(f.stateDir(), "disks", name+".img")}
+	p.Free, p.Have = freeBytes(p.Disk), allocatedBytes(p.Disk)
+	for _, s := range shares {
+		if fi, err := os.Stat(s); err != nil || !fi.IsDir() {
+			p.MissingShares = append(p.MissingShares, s)
+		}
+	}
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -115,6 +116,41 @@ func TestMigrateQemuLive(t *testing.T) {
 	}
 	srcPID := st.PID
 	before := counter(t, g)
+
+	farDisk := filepath.Join(farState, "disks", "live.img")
+	// Refused before copying: a guest with a share (QEMU will not
+	// migrate a mounted 9p share).
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: t.TempDir(), GuestPath: "/mnt/s"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true}); !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "share") {
+		t.Errorf("live migration of a guest with a share: %v, want unsupported naming the share", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a refused live migration copied the disk there")
+	}
+	if _, err := g.Unshare(ctx, "/mnt/s", false); err != nil {
+		t.Fatal(err)
+	}
+	// Failing after the copy (the far side gives the state no time to
+	// load): the guest runs on here, nothing is left there.
+	if _, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true, Timeout: time.Millisecond}); err == nil {
+		t.Fatal("a live migration with no time to load there succeeded")
+	} else {
+		t.Logf("failed live migration: %v", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a failed live migration left its disk copy there")
+	}
+	if _, err := far.Get("live"); err == nil {
+		t.Error("a failed live migration left the guest defined there")
+	}
+	if !g.Running(ctx) {
+		t.Fatal("a failed live migration stopped the guest here")
+	}
+	if a, b := counter(t, g), counter(t, g); b < a || a < before {
+		t.Errorf("counter after a failed live migration: %d, %d (before %d)", a, b, before)
+	}
 
 	res, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true, Timeout: 90 * time.Second})
 	if err != nil {

@@ -242,6 +242,23 @@ func TestMigrateNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	cg, _ := farm.Guest(ctx, "cold")
+	// A share whose host directory the far host lacks: refused before
+	// anything is copied.
+	gone := filepath.Join(t.TempDir(), "gone")
+	os.Mkdir(gone, 0o755)
+	if _, err := cg.Share(ctx, colinux.ShareOptions{HostPath: gone, GuestPath: "/mnt/gone"}, false); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(gone)
+	if _, err := cg.Migrate(ctx, remote, colinux.MigrateOptions{}); !errors.Is(err, colinux.ErrInvalid) || !strings.Contains(err.Error(), gone) {
+		t.Errorf("migrate with a share missing there: %v, want invalid naming %s", err, gone)
+	}
+	if _, err := os.Stat(filepath.Join(farState, "disks", "cold.img")); err == nil {
+		t.Error("a refused migration copied the disk")
+	}
+	if _, err := cg.Unshare(ctx, "/mnt/gone", false); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cg.Migrate(ctx, remote, colinux.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
