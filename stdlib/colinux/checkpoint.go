@@ -267,8 +267,17 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 	}
 	if o.Name != d.Name {
 		d.Forwards = nil // the source's host ports; Define gives an SSH forward
-		if d.Net == "bridge" {
-			d.IP = ""
+	}
+	if d.Net == "bridge" {
+		// The VM's memory holds its NIC's MAC and its address (udhcpc's
+		// lease, an hour long): it comes back with them whatever its new
+		// name, and nothing outside the guest can change them. So it keeps
+		// them, which needs them free here. (Giving it a new identity
+		// needs a way into the guest that does not depend on its network.)
+		if why := f.bridgeIdentityProblem(o.Name, d.IP, d.MAC); why != "" {
+			return fail(driver.Unsupported(d.Driver, "restoring this bridged guest as "+o.Name,
+				fmt.Sprintf("the VM's memory holds guest %s's network identity (MAC %s, address %s) and keeps it after a restore; %s: "+
+					"destroy or re-address that guest first, restore under its own name once it is stopped, or checkpoint a guest on net = \"user\"", d.Name, d.MAC, d.IP, why)))
 		}
 	}
 	d.Name = o.Name

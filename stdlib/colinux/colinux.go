@@ -354,6 +354,35 @@ func (f *Farm) checkConflicts(d *Definition) error {
 	return nil
 }
 
+// bridgeIdentityProblem says why guest name cannot have the bridge
+// address ip and MAC mac here ("" when it can): the address is outside
+// this farm's subnet, or another guest has the address or the MAC.
+func (f *Farm) bridgeIdentityProblem(name, ip, mac string) string {
+	addr, _, err := net.ParseCIDR(ip)
+	if err != nil {
+		return fmt.Sprintf("address %q is not an address with a prefix", ip)
+	}
+	if _, subnet, err := net.ParseCIDR(f.opts.Subnet); err != nil || !subnet.Contains(addr) || ip != addr.String()+"/"+strings.SplitN(f.opts.Subnet, "/", 2)[1] {
+		return fmt.Sprintf("%s is not an address of this farm's subnet %s", ip, f.opts.Subnet)
+	}
+	all, err := f.List()
+	if err != nil {
+		return err.Error()
+	}
+	for _, o := range all {
+		if o.Name == name {
+			continue
+		}
+		if o.IP == ip {
+			return fmt.Sprintf("%s is guest %s's here", ip, o.Name)
+		}
+		if strings.EqualFold(o.MAC, mac) {
+			return fmt.Sprintf("MAC %s is guest %s's here", mac, o.Name)
+		}
+	}
+	return ""
+}
+
 func hasForward(fs []driver.Forward, guestPort int) bool {
 	for _, f := range fs {
 		if f.GuestPort == guestPort {

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/image"
@@ -491,5 +493,55 @@ func TestQemuSuspendExec(t *testing.T) {
 	})
 	if err != nil || string(got) != "kept\n" {
 		t.Errorf("a file written just before destroy, on the kept disk: %q, %v", got, err)
+	}
+}
+
+// TestQemuRestoreBridgeNewName: a VM on the farm bridge, checkpointed and
+// restored under a new name. Its memory holds its MAC and address, so
+// while its source is defined the restore is refused with that reason
+// (it used to run as a second NIC with the same MAC, unreachable); once
+// the source is gone, it is restored with that identity and answers at
+// its address, counting on.
+func TestQemuRestoreBridgeNewName(t *testing.T) {
+	needVM(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	t.Cleanup(func() {
+		if pid := farmnet.DHCPPID(filepath.Join(state, "guests"), opsBridge); pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL) // the server this test's farm started
+		}
+	})
+	farm := opsFarm(t, state)
+	g, _ := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "bridged", Net: "bridge", MemBytes: 160 << 20})
+	mustExec(t, g, counterLoop)
+	file := filepath.Join(t.TempDir(), "bridged.ckpt")
+	if _, err := g.Checkpoint(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	ip, mac := g.Def.IP, g.Def.MAC
+	_, err := farm.Restore(ctx, file, colinux.RestoreOptions{Name: "twin"})
+	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), mac) {
+		t.Errorf("restore under a new name while the source is defined: %v, want unsupported naming MAC %s", err, mac)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if _, err := farm.Get("twin"); !errors.Is(err, colinux.ErrNotFound) {
+		t.Errorf("a refused restore defined the guest: %v", err)
+	}
+	if err := g.Destroy(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	r, err := farm.Restore(ctx, file, colinux.RestoreOptions{Name: "twin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Destroy(context.Background(), false) })
+	if r.Def.IP != ip || r.Def.MAC != mac {
+		t.Errorf("restored as twin: ip %s mac %s, want the VM's own %s %s", r.Def.IP, r.Def.MAC, ip, mac)
+	}
+	n1 := counter(t, r) // over SSH to its bridge address
+	time.Sleep(300 * time.Millisecond)
+	if n2 := counter(t, r); n2 <= n1 {
+		t.Errorf("the restored guest's counter: %d then %d", n1, n2)
 	}
 }
