@@ -157,6 +157,9 @@ type FarProbe struct {
 	// MissingShares are the shares' host directories that do not exist
 	// there (the guest would not start).
 	MissingShares []string `json:"missing_shares,omitempty"`
+	// AddressProblem says why a bridged guest moving live cannot keep its
+	// address and MAC there ("" when it can).
+	AddressProblem string `json:"address_problem,omitempty"`
 }
 
 // Migrate moves the guest to another tinyfarm host (vzmigrate), offline:
@@ -208,9 +211,15 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		return fail(driver.Unsupported(d.Driver, "live migration of a guest with shares",
 			"QEMU refuses to migrate a VM with a mounted virtio-9p share; unshare and restart the guest, or migrate offline"))
 	}
+	// A bridged VM moving live keeps, in its memory, its MAC and address
+	// (and udhcpc its hour-long lease): it must keep them there too.
+	liveBridge := o.Live && res.WasRunning && d.Net == "bridge"
 	args := []string{"migrate", "probe", d.Name}
 	for _, s := range d.Shares {
 		args = append(args, "--share", s.HostPath)
+	}
+	if liveBridge {
+		args = append(args, "--ip", d.IP, "--mac", d.MAC)
 	}
 	out, err := to.tinyfarm(ctx, c, nil, args...)
 	if err != nil {
@@ -222,6 +231,12 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	}
 	if probe.Exists {
 		return fail(fmt.Errorf("guest %s is defined there already (running: %v): destroy it there first: %w", d.Name, probe.Running, ErrExists))
+	}
+	if liveBridge && probe.AddressProblem != "" {
+		return fail(driver.Unsupported(d.Driver, "live migration of this bridged guest",
+			fmt.Sprintf("the running VM keeps its address %s and MAC %s, which it cannot have there: %s; "+
+				"give the far farm the same subnet (colinux.network there), or migrate offline (the guest boots there and takes an address there)",
+				d.IP, d.MAC, probe.AddressProblem)))
 	}
 	if len(probe.MissingShares) > 0 {
 		return fail(fmt.Errorf("the shares' host directories %s do not exist there: create them there, or unshare: %w",
@@ -265,7 +280,7 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	res.Size, res.Chunks, res.BytesSent, res.SHA256 = st.size, st.chunks, st.bytesSent+res.PreCopySent, st.sum
 	res.ChunksSent += st.chunksSent
 
-	def := farDefinition(d, probe.Disk)
+	def := farDefinition(d, probe.Disk, false)
 	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
 	if !res.WasRunning {
 		args = append(args, "--no-start")
@@ -661,11 +676,15 @@ func (f *Farm) Import(ctx context.Context, d Definition, start bool, timeout tim
 }
 
 // farDefinition is the guest's definition for the far farm (JSON): the
-// far farm gives it its own address and forwards, the disk is the copy at
-// disk, and a label says where it came from.
-func farDefinition(d *Definition, disk string) []byte {
+// far farm gives it its own address (unless keepIP: a bridged VM moving
+// live keeps its own) and forwards, the disk is the copy at disk, and a
+// label says where it came from.
+func farDefinition(d *Definition, disk string, keepIP bool) []byte {
 	nd := *d
-	nd.Disk, nd.IP, nd.Forwards, nd.DiskPlaced = disk, "", nil, true
+	nd.Disk, nd.Forwards, nd.DiskPlaced = disk, nil, true
+	if !keepIP {
+		nd.IP = ""
+	}
 	nd.Labels = map[string]string{}
 	for k, v := range d.Labels {
 		nd.Labels[k] = v
@@ -676,8 +695,9 @@ func farDefinition(d *Definition, disk string) []byte {
 }
 
 // ProbeMigration is the far side's answer before a migration of name
-// whose shares have the host directories shares.
-func (f *Farm) ProbeMigration(ctx context.Context, name string, shares []string) (FarProbe, error) {
+// whose shares have the host directories shares; for a bridged guest
+// moving live, ip and mac are the address and MAC it keeps.
+func (f *Farm) ProbeMigration(ctx context.Context, name string, shares []string, ip, mac string) (FarProbe, error) {
 	if !nameRe.MatchString(name) {
 		return FarProbe{}, fmt.Errorf("probe %q: %w", name, ErrInvalid)
 	}
@@ -687,6 +707,9 @@ func (f *Farm) ProbeMigration(ctx context.Context, name string, shares []string)
 		if fi, err := os.Stat(s); err != nil || !fi.IsDir() {
 			p.MissingShares = append(p.MissingShares, s)
 		}
+	}
+	if ip != "" {
+		p.AddressProblem = f.bridgeIdentityProblem(name, ip, mac)
 	}
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)

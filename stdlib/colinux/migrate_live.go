@@ -96,7 +96,7 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	}
 	res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
 
-	def := farDefinition(d, probe.Disk)
+	def := farDefinition(d, probe.Disk, d.Net == "bridge")
 
 	sock := filepath.Join(g.spec().Dir, "migrate-out.sock")
 	os.Remove(sock)
@@ -308,9 +308,17 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 	// A gratuitous ARP from the guest's NIC (QEMU sends one after an
 	// incoming migration too; harmless with user-mode networking).
 	h.Command(wctx, "announce-self", map[string]any{"initial": 50, "max": 550, "rounds": 5, "step": 100}, nil)
-	if _, port, err := g.SSHAddr(); err == nil && g.Def.Net != "bridge" {
-		host, _, _ := g.SSHAddr()
-		if err := sshBanner(wctx, net.JoinHostPort(host, fmt.Sprint(port))); err != nil {
+	// Reachable here before the source lets go: an SSH handshake with the
+	// guest's pinned host key (at its bridge address, or its forward),
+	// else, for a guest with no pinned key, its SSH banner.
+	if host, port, err := g.SSHAddr(); err == nil {
+		if g.Def.HostKey != "" {
+			c, err := g.SSH(wctx)
+			if err != nil {
+				return undo(fmt.Errorf("the guest runs but does not answer SSH at %s with its pinned host key: %w", net.JoinHostPort(host, fmt.Sprint(port)), err))
+			}
+			c.Close()
+		} else if err := sshBanner(wctx, net.JoinHostPort(host, fmt.Sprint(port))); err != nil {
 			return undo(fmt.Errorf("the guest runs but its SSH does not answer: %w", err))
 		}
 		ir.Answered = true

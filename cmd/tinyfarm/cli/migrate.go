@@ -28,11 +28,12 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Hidden: true,
 	}
 	var shares []string
+	var probeIP, probeMAC string
 	probe := &cobra.Command{
 		Use:  "probe NAME [--share HOSTDIR]...",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := farm().ProbeMigration(ctx, args[0], shares)
+			p, err := farm().ProbeMigration(ctx, args[0], shares, probeIP, probeMAC)
 			if err != nil {
 				return err
 			}
@@ -40,6 +41,8 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		},
 	}
 	probe.Flags().StringArrayVar(&shares, "share", nil, "a share's host directory the guest needs there")
+	probe.Flags().StringVar(&probeIP, "ip", "", "the bridge address (with prefix) a guest moving live keeps")
+	probe.Flags().StringVar(&probeMAC, "mac", "", "the MAC a guest moving live keeps")
 	var chunk int64
 	sums := &cobra.Command{
 		Use:  "sums PATH",
