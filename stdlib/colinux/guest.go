@@ -405,7 +405,8 @@ func (g *Guest) stopForDestroy(ctx context.Context) error {
 		if st.State == driver.Running && g.Def.HostKey != "" {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if c, err := g.Conn(sctx); err == nil {
-				if r, err := c.Run(sctx, "sync", ssh.RunOptions{IgnoreExit: true, Sudo: g.user() != "root"}); err == nil && r.Code == 0 {
+				// Any user may sync: no sudo needed.
+				if r, err := c.Run(sctx, "sync", ssh.RunOptions{IgnoreExit: true}); err == nil && r.Code == 0 {
 					grace = 0
 				}
 			}
