@@ -40,3 +40,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
 )
+
+replace github.com/yuin/gopher-lua => ./third_party/gopher-lua

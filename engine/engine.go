@@ -64,6 +64,14 @@ type Options struct {
 	Reporter Reporter
 	// Stdout receives print() output. Default os.Stdout.
 	Stdout io.Writer
+	// Select chooses the tasks that run (--tags, --skip-tags,
+	// --start-at-task, --limit).
+	Select Selection
+	// ListTasks reports every task as a task_list event instead of running
+	// it (--list-tasks); the rest of the playbook runs in check mode.
+	ListTasks bool
+	// ForceHandlers flushes the queued handlers also after a failure.
+	ForceHandlers bool
 }
 
 // Engine is one Lua VM with tinyfarm's globals and modules: one playbook run
@@ -86,6 +94,17 @@ type Engine struct {
 	recap    Recap
 	failures []*lx.Error
 	closers  []func() // Env.OnClose, run by Close in reverse order
+	started  bool     // --start-at-task found its task
+
+	handlers    []*handlerDef   // in definition order
+	queued      map[string]bool // notified, not run yet
+	carried     map[string]bool // pending from an earlier run, not defined yet
+	pendingPath string          // the state dir's record of queued handlers
+	playbookAbs string
+	pendMu      sync.Mutex // serializes writes of pendingPath
+
+	sources map[string]string             // chunk name -> source, for error hints
+	blocked map[*lua.LState]time.Duration // Env.Block time not yet reported, per thread
 }
 
 // New makes an Engine with the standard Lua libraries, tinyfarm's globals
@@ -97,8 +116,14 @@ func New(opts Options) (*Engine, error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
+	if opts.ListTasks {
+		opts.Check = true // the playbook runs only to find its tasks
+	}
 	if opts.Reporter == nil {
 		opts.Reporter = NewHumanReporter(opts.Stdout, opts.Check || opts.Diff)
+	}
+	if opts.ListTasks {
+		opts.Reporter = listOnly{opts.Reporter}
 	}
 	e := &Engine{
 		opts:    opts,
@@ -108,9 +133,14 @@ func New(opts Options) (*Engine, error) {
 		tasks:   map[*lua.LState]*taskRun{},
 		parent:  map[*lua.LState]*lua.LState{},
 		pending: map[string]bool{},
+		queued:  map[string]bool{},
+		carried: map[string]bool{},
+		sources: map[string]string{},
+		blocked: map[*lua.LState]time.Duration{},
 	}
 	e.env = &Env{Check: opts.Check, StateDir: opts.StateDir, Stdout: opts.Stdout, eng: e}
 	e.installGlobals()
+	e.installHandlerGlobals()
 	seen := map[string]bool{}
 	for _, m := range opts.Modules {
 		if seen[m.Name()] {
@@ -154,8 +184,10 @@ func (e *Engine) RunFile(ctx context.Context, path string) error {
 	}
 	dir, _ := filepath.Abs(filepath.Dir(path))
 	e.setPath(dir)
+	abs, _ := filepath.Abs(path)
+	e.loadPending(abs)
 	_, err = e.exec(ctx, string(src), displayName(path), false)
-	return err
+	return e.endOfPlay(ctx, err)
 }
 
 // Eval runs one chunk (REPL input) and returns its results. When asExpr is
@@ -180,6 +212,9 @@ func (e *Engine) exec(ctx context.Context, src, name string, asExpr bool) ([]lua
 	if err != nil {
 		return nil, syntaxError(err)
 	}
+	e.mu.Lock()
+	e.sources[name] = src
+	e.mu.Unlock()
 	e.vm.Lock()
 	defer e.vm.Unlock()
 	e.L.SetContext(ctx)

@@ -101,7 +101,7 @@ func (e *Engine) scriptError(ctx context.Context, err error) *ScriptError {
 		if le, ok := lx.ErrorFromValue(ae.Object); ok {
 			se.Err, se.Msg, se.Kind = le, le.Error(), le.Kind()
 		} else if ae.Object != nil {
-			se.Msg = lx.ToStringValue(ae.Object)
+			se.Msg = e.hintFor(lx.ToStringValue(ae.Object))
 			se.Err = errors.New(se.Msg)
 		}
 	}

@@ -22,10 +22,12 @@ type Module interface {
 type ModuleFunc struct {
 	ModName string
 	Open    func(env *Env) lua.LGFunction
+	DocList []Doc // for `tinyfarm doc`; optional
 }
 
 func (m ModuleFunc) Name() string                   { return m.ModName }
 func (m ModuleFunc) Loader(env *Env) lua.LGFunction { return m.Open(env) }
+func (m ModuleFunc) Docs() []Doc                    { return m.DocList }
 
 // Env is what a module sees of the run: check mode, state dir, the
 // reporting channel and the VM lock. One Env per Engine.
@@ -56,6 +58,9 @@ type Change struct {
 	Status  Status `json:"status"`           // ok, changed, may_change
 	Diff    string `json:"diff,omitempty"`   // unified diff for text files
 	Detail  string `json:"detail,omitempty"` // one line of extra context
+	// ElapsedMS is the time the call spent in blocking work (Env.Block)
+	// since the previous report on its thread: what --profile ranks.
+	ElapsedMS float64 `json:"elapsed_ms,omitempty"`
 }
 
 // Report records a call's outcome against the running task (or as a
@@ -117,8 +122,15 @@ func (env *Env) Block(L *lua.LState, fn func(ctx context.Context) error) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	env.eng.vm.Unlock()
-	defer env.eng.vm.Lock()
+	e := env.eng
+	e.vm.Unlock()
+	defer e.vm.Lock()
+	t0 := time.Now()
+	defer func() {
+		e.mu.Lock()
+		e.blocked[L] += time.Since(t0)
+		e.mu.Unlock()
+	}()
 	return fn(ctx)
 }
 
@@ -145,3 +157,8 @@ func (env *Env) OnClose(fn func()) {
 func (env *Env) Logf(format string, args ...any) {
 	env.eng.rep.Event(Event{Type: "log", Time: time.Now(), Msg: fmt.Sprintf(format, args...)})
 }
+
+// Dir is the playbook's directory (the REPL's working directory), where
+// modules resolve the relative paths of files that belong to the playbook,
+// such as templates.
+func (env *Env) Dir() string { return env.eng.pathDir }

@@ -13,16 +13,19 @@ import (
 // Event is one thing that happened in a run, as the reporters see it.
 // With --json each event is one line of JSON on stdout.
 type Event struct {
-	Type    string    `json:"event"` // task_start, task_end, change, log, error, recap
-	Time    time.Time `json:"time"`
-	Task    string    `json:"task,omitempty"`
-	Status  string    `json:"status,omitempty"` // task_end: ok, changed, may_change, failed, skipped
-	Elapsed float64   `json:"elapsed_ms,omitempty"`
-	Msg     string    `json:"msg,omitempty"` // log text, error message, skip reason
-	Where   string    `json:"where,omitempty"`
-	Change  *Change   `json:"change,omitempty"`
-	Recap   *Recap    `json:"recap,omitempty"`
-	Changes []Change  `json:"-"` // task_end: the task's reported changes, for human output
+	Type     string    `json:"event"` // task_start, task_end, change, log, error, recap, task_list
+	Time     time.Time `json:"time"`
+	Task     string    `json:"task,omitempty"`
+	Status   string    `json:"status,omitempty"` // task_end: ok, changed, may_change, would_run (a handler in check mode), failed, skipped; task_list: run, skip, handler
+	Elapsed  float64   `json:"elapsed_ms,omitempty"`
+	Msg      string    `json:"msg,omitempty"` // log text, error message, skip reason
+	Where    string    `json:"where,omitempty"`
+	Change   *Change   `json:"change,omitempty"`
+	Recap    *Recap    `json:"recap,omitempty"`
+	Changes  []Change  `json:"-"`                 // task_end: the task's reported changes, for human output
+	Tags     []string  `json:"tags,omitempty"`    // task_list: the task's tags
+	On       []string  `json:"on,omitempty"`      // task_list: the guests it targets
+	Attempts int       `json:"retries,omitempty"` // task_end: retry() attempts beyond the first
 }
 
 // Recap is the end-of-run summary.
@@ -33,7 +36,9 @@ type Recap struct {
 	MayChange int           `json:"may_change"`
 	Failed    int           `json:"failed"`
 	Skipped   int           `json:"skipped"`
-	Ignored   int           `json:"ignored"` // failed tasks whose error the playbook caught with pcall
+	Ignored   int           `json:"ignored"`  // failed tasks whose error the playbook caught with pcall
+	Handlers  int           `json:"handlers"` // handlers run (check mode: that would run)
+	Retries   int           `json:"retries"`  // retry() attempts beyond the first
 	Check     bool          `json:"check"`
 	Elapsed   time.Duration `json:"-"`
 	ElapsedMS float64       `json:"elapsed_ms"`
@@ -62,13 +67,13 @@ func (h *HumanReporter) Event(ev Event) {
 	defer h.mu.Unlock()
 	switch ev.Type {
 	case "task_end":
-		label := ev.Status
-		if label == "may_change" {
-			label = "may change"
-		}
+		label := strings.ReplaceAll(ev.Status, "_", " ")
 		fmt.Fprintf(h.w, "%-10s %s", label, ev.Task)
 		if ev.Elapsed >= 1 {
 			fmt.Fprintf(h.w, "  (%s)", fmtMS(ev.Elapsed))
+		}
+		if ev.Attempts > 0 {
+			fmt.Fprintf(h.w, "  [%d retries]", ev.Attempts)
 		}
 		h.w.WriteByte('\n')
 		for _, c := range ev.Changes {
@@ -94,6 +99,18 @@ func (h *HumanReporter) Event(ev Event) {
 		if ev.Msg != "" {
 			fmt.Fprintf(h.w, "  %s\n", ev.Msg)
 		}
+	case "task_list":
+		fmt.Fprintf(h.w, "%-7s %s", ev.Status, ev.Task)
+		if len(ev.Tags) > 0 {
+			fmt.Fprintf(h.w, "  tags=%s", strings.Join(ev.Tags, ","))
+		}
+		if len(ev.On) > 0 {
+			fmt.Fprintf(h.w, "  on=%s", strings.Join(ev.On, ","))
+		}
+		if ev.Msg != "" {
+			fmt.Fprintf(h.w, "  (%s)", ev.Msg)
+		}
+		h.w.WriteByte('\n')
 	case "log":
 		fmt.Fprintf(h.w, "%s\n", ev.Msg)
 		h.w.Flush()
@@ -112,6 +129,12 @@ func (h *HumanReporter) Event(ev Event) {
 		fmt.Fprintf(h.w, " failed=%d skipped=%d", r.Failed, r.Skipped)
 		if r.Ignored > 0 {
 			fmt.Fprintf(h.w, " ignored=%d", r.Ignored)
+		}
+		if r.Handlers > 0 {
+			fmt.Fprintf(h.w, " handlers=%d", r.Handlers)
+		}
+		if r.Retries > 0 {
+			fmt.Fprintf(h.w, " retries=%d", r.Retries)
 		}
 		fmt.Fprintf(h.w, "  elapsed %s%s\n", fmtMS(r.ElapsedMS), mode)
 	}

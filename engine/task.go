@@ -14,11 +14,15 @@ import (
 )
 
 type taskRun struct {
-	name    string
-	start   time.Time
-	changes []Change
-	skipped string
-	failure *lx.Error
+	name     string
+	start    time.Time
+	changes  []Change
+	skipped  string
+	failure  *lx.Error
+	tags     []string // its own and its enclosing tasks'
+	notify   []string // handlers to queue if the task changes something
+	attempts int      // retry() attempts beyond the first
+	handler  bool     // a handler's run
 }
 
 // errSkip is raised by skip() and caught by the enclosing task.
@@ -34,6 +38,7 @@ func (e *Engine) installGlobals() {
 		return 0
 	}))
 	L.SetGlobal("parallel", L.NewFunction(e.luaParallel))
+	L.SetGlobal("retry", L.NewFunction(e.luaRetry))
 	L.SetGlobal("log", L.NewFunction(func(L *lua.LState) int {
 		e.rep.Event(Event{Type: "log", Time: time.Now(), Msg: joinArgs(L)})
 		return 0
@@ -75,6 +80,10 @@ func (e *Engine) currentTask(L *lua.LState) *taskRun {
 
 func (e *Engine) report(L *lua.LState, c Change) {
 	e.mu.Lock()
+	if d := e.blocked[L]; d > 0 {
+		c.ElapsedMS = float64(d.Microseconds()) / 1000
+		delete(e.blocked, L)
+	}
 	if e.opts.Check && c.Status == StatusChanged && c.Subject != "" && e.pendingLocked(c.Subject) {
 		// Planned against a state an earlier would-be change alters first.
 		c.Status = StatusMayChange
@@ -100,15 +109,60 @@ func (e *Engine) report(L *lua.LState, c Change) {
 	e.finishTask(t, nil)
 }
 
+// luaTask is task(name, fn) and task(name, {tags, on}, fn).
 func (e *Engine) luaTask(L *lua.LState) int {
 	name := L.CheckString(1)
-	fn := L.CheckFunction(2)
-	t := &taskRun{name: name, start: time.Now()}
+	var opts taskOpts
+	fnArg := 2
+	if L.Get(2).Type() != lua.LTFunction {
+		lx.Opts(L, 2, "task "+name, &opts)
+		fnArg = 3
+	}
+	fn := L.CheckFunction(fnArg)
+	on, err := targetNames(L, opts.On)
+	if err != nil {
+		lx.Raisef(L, "task %s: %v", name, err)
+	}
+	e.mu.Lock()
+	var outer []string
+	if t := e.currentTask(L); t != nil {
+		outer = t.tags
+	}
+	tags := unionTags(opts.Tags, outer)
+	reason := e.skipReasonLocked(name, tags, on)
+	e.mu.Unlock()
+	if e.opts.ListTasks {
+		status := "run"
+		if reason != "" {
+			status = "skip"
+		}
+		e.rep.Event(Event{Type: "task_list", Time: time.Now(), Task: name, Status: status, Msg: reason, Tags: tags, On: on})
+		return 0
+	}
+	t := &taskRun{name: name, start: time.Now(), tags: tags}
+	if reason != "" {
+		t.skipped = reason
+		e.rep.Event(Event{Type: "task_start", Time: t.start, Task: name})
+		e.finishTask(t, nil)
+		return 0
+	}
+	top := L.GetTop()
+	if le := e.runTask(L, t, fn); le != nil {
+		L.Error(lx.NewErrorValue(L, le), 0)
+		return 0
+	}
+	return L.GetTop() - top
+}
+
+// runTask calls fn as task t on L and reports it; fn's results stay on the
+// stack. A failure is returned, not raised, so Go callers outside any Lua
+// call (the end-of-play handler flush) can use it too.
+func (e *Engine) runTask(L *lua.LState, t *taskRun, fn *lua.LFunction) *lx.Error {
 	e.mu.Lock()
 	prev := e.tasks[L]
 	e.tasks[L] = t
 	e.mu.Unlock()
-	e.rep.Event(Event{Type: "task_start", Time: t.start, Task: name})
+	e.rep.Event(Event{Type: "task_start", Time: t.start, Task: t.name})
 
 	top := L.GetTop()
 	L.Push(fn)
@@ -119,7 +173,8 @@ func (e *Engine) luaTask(L *lua.LState) int {
 	e.mu.Unlock()
 
 	if err != nil {
-		le := toLxError(err)
+		L.SetTop(top)
+		le := e.toLxError(err)
 		var skip *errSkip
 		if errors.As(le, &skip) {
 			t.skipped = skip.reason
@@ -127,21 +182,25 @@ func (e *Engine) luaTask(L *lua.LState) int {
 				t.skipped = "skipped"
 			}
 			e.finishTask(t, nil)
-			return 0
+			return nil
 		}
 		t.failure = le
 		e.finishTask(t, le)
-		L.Error(lx.NewErrorValue(L, le), 0)
-		return 0
+		return le
 	}
 	e.finishTask(t, nil)
-	return L.GetTop() - top
+	return nil
 }
 
 // toLxError turns whatever a pcall caught into a tinyfarm error value, so a
 // failure keeps one identity from the task that failed to the end of the
 // run (the recap tells a caught failure from an uncaught one by it).
-func toLxError(err error) *lx.Error {
+func toLxError(err error) *lx.Error { return toLxErrorHint(err, nil) }
+
+// toLxError is toLxError with the engine's hints for plain Lua errors.
+func (e *Engine) toLxError(err error) *lx.Error { return toLxErrorHint(err, e.hintFor) }
+
+func toLxErrorHint(err error, hint func(string) string) *lx.Error {
 	var ae *lua.ApiError
 	if errors.As(err, &ae) {
 		if le, ok := lx.ErrorFromValue(ae.Object); ok {
@@ -149,6 +208,9 @@ func toLxError(err error) *lx.Error {
 		}
 		if ae.Object != nil {
 			msg := lx.ToStringValue(ae.Object)
+			if hint != nil {
+				msg = hint(msg)
+			}
 			return &lx.Error{Err: errors.New(msg)}
 		}
 	}
@@ -175,14 +237,22 @@ func (e *Engine) finishTask(t *taskRun, failure *lx.Error) {
 			msg = ""
 		}
 	}
+	if t.handler && e.opts.Check && label != "failed" && label != "skipped" {
+		label = "would_run"
+	}
+	e.queueNotified(t, status)
 	e.mu.Lock()
 	e.recap.Tasks++
+	e.recap.Retries += t.attempts
+	if t.handler && label != "skipped" {
+		e.recap.Handlers++
+	}
 	switch label {
 	case "ok":
 		e.recap.OK++
 	case "changed":
 		e.recap.Changed++
-	case "may_change":
+	case "may_change", "would_run":
 		e.recap.MayChange++
 	case "failed":
 		e.recap.Failed++
@@ -194,6 +264,7 @@ func (e *Engine) finishTask(t *taskRun, failure *lx.Error) {
 	e.rep.Event(Event{
 		Type: "task_end", Time: time.Now(), Task: t.name, Status: label,
 		Elapsed: float64(time.Since(t.start).Microseconds()) / 1000, Msg: msg, Changes: t.changes,
+		Attempts: t.attempts,
 	})
 }
 
@@ -217,7 +288,8 @@ func (e *Engine) settle(runErr error) {
 }
 
 type parallelOpts struct {
-	Forks int `lua:"forks"`
+	Forks int   `lua:"forks" default:"--forks (8)" doc:"items at once"`
+	Limit *bool `lua:"limit" default:"true" doc:"false: ignore --limit for these items"`
 }
 
 // luaParallel runs fn(item, index) for every item of a list, at most
@@ -232,7 +304,8 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 	if opts.Forks < 1 {
 		lx.Raisef(L, "parallel: forks must be at least 1, got %d", opts.Forks)
 	}
-	n := items.Len()
+	idx := e.parallelItems(L, items, opts.Limit == nil || *opts.Limit)
+	n := len(idx)
 	results := make([]lua.LValue, n)
 	failures := make([]*lx.Error, n)
 	_ = e.env.Block(L, func(ctx context.Context) error {
@@ -242,7 +315,7 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				failures[i] = &lx.Error{Err: fmt.Errorf("parallel item %d: %w", i+1, ctx.Err())}
+				failures[i] = &lx.Error{Err: fmt.Errorf("parallel item %d: %w", idx[i], ctx.Err())}
 				continue
 			}
 			wg.Add(1)
@@ -262,11 +335,12 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 					e.mu.Lock()
 					delete(e.parent, th)
 					delete(e.tasks, th)
+					delete(e.blocked, th)
 					e.mu.Unlock()
 				}()
-				err := th.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, items.RawGetInt(i+1), lua.LNumber(i+1))
+				err := th.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, items.RawGetInt(idx[i]), lua.LNumber(idx[i]))
 				if err != nil {
-					failures[i] = toLxError(err)
+					failures[i] = e.toLxError(err)
 					return
 				}
 				results[i] = th.Get(-1)
@@ -294,6 +368,29 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 	}
 	L.Push(out)
 	return 1
+}
+
+// parallelItems returns the indexes of the items parallel() runs: all of
+// them, or with --limit (unless the call says limit = false) those that are
+// not guests or guest names outside it; each one left out is reported as a
+// skipped task.
+func (e *Engine) parallelItems(L *lua.LState, items *lua.LTable, limit bool) []int {
+	lim := e.opts.Select.Limit
+	var idx []int
+	for i := 1; i <= items.Len(); i++ {
+		if name, ok := itemName(L, items.RawGetInt(i)); ok && limit && !lim.Match(name) {
+			t := &taskRun{name: "parallel item " + name, start: time.Now(), skipped: name + " outside --limit " + lim.String()}
+			if e.opts.ListTasks {
+				e.rep.Event(Event{Type: "task_list", Time: t.start, Task: t.name, Status: "skip", Msg: t.skipped, On: []string{name}})
+			} else {
+				e.rep.Event(Event{Type: "task_start", Time: t.start, Task: t.name})
+				e.finishTask(t, nil)
+			}
+			continue
+		}
+		idx = append(idx, i)
+	}
+	return idx
 }
 
 // parallelError carries every failed item; errors.Is/As see each of them.

@@ -107,6 +107,10 @@ func TestWebfarmEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "failed=0") {
 		t.Fatalf("first run:\n%s", out)
 	}
+	// The sites changed, so each guest's reload handler ran once, at the end.
+	if strings.Count(out, "changed    handler reload nginx on web") != 3 || !strings.Contains(out, " handlers=3 ") {
+		t.Errorf("first run: want 3 handler runs:\n%s", out)
+	}
 
 	// The playbook started the embedded proxy detached: one port, routing
 	// by host name, still serving after the run.
@@ -126,6 +130,9 @@ func TestWebfarmEndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(out, " changed=0 ") || !strings.Contains(out, "failed=0") {
 		t.Errorf("second run not idempotent: %v\n%s", err, out)
 	}
+	if strings.Contains(out, "handler") {
+		t.Errorf("second run ran a handler though nothing changed:\n%s", out)
+	}
 	out, err = tf(append([]string{"check"}, args[1:]...)...)
 	if err != nil || !strings.Contains(out, " changed=0 may_change=0 ") {
 		t.Errorf("check after a run plans changes: %v\n%s", err, out)
@@ -144,6 +151,148 @@ func TestWebfarmEndToEnd(t *testing.T) {
 	if out, _ := tf("guests"); strings.Count(out, "running") != 3 {
 		t.Errorf("tinyfarm guests:\n%s", out)
 	}
+
+	// A changed page (the template's motto), on web3 only: its page is
+	// re-rendered and its nginx reloaded; web1 and web2 are not touched.
+	out, err = tf(append(args, "-e", "motto=grown on a tinyfarm", "--limit", "web3")...)
+	if err != nil || !strings.Contains(out, "changed    handler reload nginx on web3") || !strings.Contains(out, " handlers=1 ") ||
+		!strings.Contains(out, "skipped    parallel item web1") {
+		t.Errorf("page change on web3: %v\n%s", err, out)
+	}
+	if body := getHost(t, base, "web3.farm.test"); !strings.Contains(body, "<p>grown on a tinyfarm</p>") {
+		t.Errorf("web3 after the page change: %q", body)
+	}
+	if body := getHost(t, base, "web1.farm.test"); !strings.Contains(body, "<p>a tinyfarm guest</p>") {
+		t.Errorf("web1 outside --limit changed: %q", body)
+	}
+
+	adhocCommands(t, bin, work, env)
+}
+
+// adhocCommands drives the webfarm's real guests with tinyfarm exec, ssh,
+// logs, stop, start and restart, as a user would after make demo.
+func adhocCommands(t *testing.T, bin, work string, env []string) {
+	tfIn := func(stdin string, args ...string) (string, string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir, cmd.Env = work, env
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return out.String(), errb.String(), code
+	}
+	if out, errs, code := tfIn("", "exec", "web1", "--", "cat", "/etc/hostname"); code != 0 || out != "web1\n" {
+		t.Errorf("exec web1 cat /etc/hostname: code %d out %q err %q", code, out, errs)
+	}
+	if _, _, code := tfIn("", "exec", "web1", "--", "exit 7"); code != 7 {
+		t.Errorf("exec exit code: %d, want 7", code)
+	}
+	if out, errs, code := tfIn("fed through stdin\n", "exec", "web2", "--", "tr a-z A-Z"); code != 0 || out != "FED THROUGH STDIN\n" {
+		t.Errorf("exec with stdin: code %d out %q err %q", code, out, errs)
+	}
+	out, errs, code := tfIn("", "exec", "web*", "--limit", "!web2", "--", "hostname; echo line2")
+	if code != 0 || out != "web1 | web1\nweb1 | line2\nweb3 | web3\nweb3 | line2\n" && out != "web3 | web3\nweb3 | line2\nweb1 | web1\nweb1 | line2\n" {
+		t.Errorf("exec on a pattern: code %d out %q err %q", code, out, errs)
+	}
+	if out, errs, code := tfIn("hostname\nexit 3\n", "ssh", "web3"); code != 3 || out != "web3\n" {
+		t.Errorf("ssh with commands on stdin: code %d out %q err %q", code, out, errs)
+	}
+	if out, _, code := tfIn("", "logs", "web1", "-n", "3"); code != 0 || len(strings.Split(strings.TrimSuffix(out, "\n"), "\n")) != 3 {
+		t.Errorf("logs -n 3: code %d out %q", code, out)
+	}
+	if out, errs, code := tfIn("", "stop", "web2"); code != 0 || out != "web2: stopped\n" {
+		t.Errorf("stop: code %d out %q err %q", code, out, errs)
+	}
+	if out, errs, code := tfIn("", "start", "web1,web2"); code != 0 || out != "web1: already running\nweb2: started\n" {
+		t.Errorf("start: code %d out %q err %q", code, out, errs)
+	}
+	if out, errs, code := tfIn("", "restart", "web3"); code != 0 || out != "web3: restarted\n" {
+		t.Errorf("restart: code %d out %q err %q", code, out, errs)
+	}
+	if out, _, _ := tfIn("", "guests"); strings.Count(out, "running") != 3 {
+		t.Errorf("after start/restart:\n%s", out)
+	}
+
+	// logs -f follows the console: a line the guest writes to it shows up.
+	follow := exec.Command(bin, "logs", "web1", "-n", "1", "-f")
+	follow.Dir, follow.Env = work, env
+	var followed syncBuffer
+	follow.Stdout = &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	tfIn("", "exec", "web1", "--", "echo followed-marker > /dev/console")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(followed.String(), "followed-marker"); {
+		if time.Now().After(deadline) {
+			t.Errorf("logs -f did not show the new console line:\n%s", followed.String())
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// ssh on a terminal: an interactive shell with a PTY (tmux is the terminal).
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Log("tmux not installed: interactive ssh not tested")
+		return
+	}
+	sock := fmt.Sprintf("tfe2e%d", os.Getpid())
+	tmux := func(args ...string) string {
+		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	envArgs := []string{}
+	for _, e := range env {
+		if strings.HasPrefix(e, "TINYFARM_HOME=") {
+			envArgs = append(envArgs, e)
+		}
+	}
+	tmux(append(append([]string{"-f", "/dev/null", "new-session", "-d", "-s", "ssh", "-x", "120", "-y", "30", "env"}, envArgs...), "TERM=xterm", bin, "ssh", "web2")...)
+	defer exec.Command("tmux", "-L", sock, "kill-server").Run()
+	waitScreen := func(what string) bool {
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if strings.Contains(tmux("capture-pane", "-p", "-t", "ssh"), what) {
+				return true
+			}
+		}
+		t.Errorf("interactive ssh: screen never showed %q:\n%s", what, tmux("capture-pane", "-p", "-t", "ssh"))
+		return false
+	}
+	if waitScreen("@web2") {
+		tmux("send-keys", "-t", "ssh", "tty; echo on-$(hostname)", "Enter")
+		waitScreen("on-web2")
+		if s := tmux("capture-pane", "-p", "-t", "ssh"); !strings.Contains(s, "/dev/pts/") {
+			t.Errorf("interactive ssh has no PTY:\n%s", s)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func getHost(t *testing.T, base, host string) string {

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 func miniMirror(t testing.TB) string {
 	wd, _ := os.Getwd()
 	p := filepath.Join(filepath.Dir(wd), "testdata", "minicore", "out", "mirror")
+	if d := os.Getenv("TINYFARM_MINICORE"); d != "" { // as stdlib/internal/minicore.Locate
+		p = filepath.Join(d, "mirror")
+	}
 	if _, err := os.Stat(filepath.Join(p, "15.x", "x86_64", "tcz", "nginx.tcz")); err != nil {
 		return ""
 	}

@@ -16,6 +16,10 @@
 --   dir      where the disks go (default: ./webfarm)
 --   mirror   Tiny Core mirror URL (default: the official mirror)
 --   kernel, initrd   for the qemu driver
+--   motto    the line under each page's title (default "a tinyfarm guest")
+--
+-- Tags: guests, site, proxy (--tags site re-renders the pages only);
+-- --limit web1 works on that guest alone.
 local colinux, image, tcz = require("colinux"), require("image"), require("tcz")
 local proxy = require("proxy")
 local nginx, site = require("lib.nginx"), require("lib.site")
@@ -29,12 +33,18 @@ local plan = colinux.plan{ granularity = mem }
 local count = tonumber(vars.guests) or math.min(plan.guests, 4)
 colinux.plan{ granularity = mem, guests = count } -- refuses to overcommit, naming the numbers
 
+-- Each guest's page, rendered by g:template (see require("template")).
+local page = [[
+<h1>{{ name }}.{{ domain }}</h1>
+<p>{{ motto or "a tinyfarm guest" }}</p>
+]]
+
 local names = {}
 for i = 1, count do names[i] = "web" .. i end
 
 local guests = parallel(names, function(name)
   local g
-  task("guest " .. name, function()
+  task("guest " .. name, { tags = "guests", on = name }, function()
     local disk = image.build{
       path = dir .. "/" .. name .. ".img", size = "96M", hostname = name,
       extensions = { "dropbear" },
@@ -46,14 +56,18 @@ local guests = parallel(names, function(name)
     g:start()
     g:wait_ready{ timeout = 90 }
   end)
-  task("site " .. name, function()
+  g = g or colinux.get(name) -- when --tags or --start-at-task skipped its task
+  -- nginx reloads only when a run changed its site, once, after all tasks.
+  handler("reload nginx on " .. name, function() nginx.reload(g) end)
+  task("site " .. name, { tags = "site", on = name }, function()
     if vars.site == "hello-site" then
       site.install(g)
     else
-      nginx.install(g, { page = "<h1>" .. name .. "." .. domain .. "</h1>\n<p>a tinyfarm guest</p>\n" })
+      nginx.install(g, { template = page, vars = { name = name, domain = domain, motto = vars.motto } })
+      notify("reload nginx on " .. name)
     end
   end)
-  task("vhost " .. name .. "." .. domain, function()
+  task("vhost " .. name .. "." .. domain, { tags = "proxy", on = name }, function()
     proxy.vhost{ host = name .. "." .. domain, to = g, port = 80 }
   end)
   return g
@@ -64,9 +78,9 @@ local listen = vars.listen or "127.0.0.1:8080"
 if mode == "embedded" then
   -- a detached `tinyfarm proxy serve`: it outlives this run and picks up
   -- route changes by itself
-  task("proxy on " .. listen, function() proxy.daemon{ listen = listen } end)
+  task("proxy on " .. listen, { tags = "proxy" }, function() proxy.daemon{ listen = listen } end)
 elseif mode == "nginx" then
-  task("proxy (nginx)", function() proxy.nginx{ path = vars.nginx_conf or "/etc/nginx/conf.d/tinyfarm.conf", reload = true } end)
+  task("proxy (nginx)", { tags = "proxy" }, function() proxy.nginx{ path = vars.nginx_conf or "/etc/nginx/conf.d/tinyfarm.conf", reload = true } end)
 end
 
 log("")

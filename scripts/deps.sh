@@ -13,6 +13,7 @@ pkgs=(
   nginx-light libnginx-mod-stream
   iproute2 iptables procps psmisc util-linux
   tmux
+  lua5.1  # the reference Lua for engine's conformance suite and fuzzer
   ca-certificates curl make wget
 )
 if [ "${TINYFARM_BENCH_DEPS:-0}" = 1 ]; then

@@ -38,9 +38,10 @@ var (
 )
 
 // TestREPLUnderTTY drives `tinyfarm repl` in a real terminal (tmux): tab
-// completion of globals and module members, expression printing,
-// multi-line chunks, Ctrl-C cancelling a running call without ending the
-// session, and Ctrl-D leaving it.
+// completion of globals, module members and option names, expression
+// printing, multi-line chunks (one history entry), :help, Ctrl-C
+// cancelling a running call without ending the session, and Ctrl-D
+// leaving it.
 func TestREPLUnderTTY(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and drives tmux")
@@ -107,6 +108,22 @@ func TestREPLUnderTTY(t *testing.T) {
 	tmux("send-keys", "-t", "repl", "return x * x end", "Enter")
 	tmux("send-keys", "-t", "repl", "sq(12)", "Enter")
 	waitFor("\n144")
+
+	// The multi-line chunk is one history entry: Up recalls it joined.
+	tmux("send-keys", "-t", "repl", "Up", "Up")
+	waitFor("tinyfarm> function sq(x) return x * x end")
+	tmux("send-keys", "-t", "repl", "C-u")
+
+	// Option names complete inside a documented call's {...}.
+	tmux("send-keys", "-t", "repl", "colinux.guest{ name = 'x', me", "Tab")
+	waitFor("colinux.guest{ name = 'x', mem =") // tmux trims the trailing space
+	tmux("send-keys", "-t", "repl", "C-u")
+
+	// :help shows tinyfarm doc's text; a multi-line string prints as lines.
+	tmux("send-keys", "-t", "repl", ":help retry", "Enter")
+	waitFor("delay multiplier after each attempt")
+	tmux("send-keys", "-t", "repl", `"first\nsecond"`, "Enter")
+	waitFor("\nfirst\nsecond\n")
 
 	// Ctrl-C cancels a running call and keeps the session.
 	tmux("send-keys", "-t", "repl", "host.sleep(60)", "Enter")

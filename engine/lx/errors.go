@@ -70,15 +70,20 @@ func KindOf(err error) string {
 // Error is the value a failed tinyfarm call raises in Lua. Msg starts with
 // the playbook position ("site.lua:12: "), Err is the Go error underneath.
 type Error struct {
-	Where string // "site.lua:12:" or "" when no Lua frame was found
-	Err   error
+	Where   string // "site.lua:12:" or "" when no Lua frame was found
+	Err     error
+	Callers string // "site.lua:12" when Where is in another file (a recipe): the calling lines
 }
 
 func (e *Error) Error() string {
-	if e.Where == "" {
-		return e.Err.Error()
+	msg := e.Err.Error()
+	if e.Where != "" {
+		msg = e.Where + " " + msg
 	}
-	return e.Where + " " + e.Err.Error()
+	if e.Callers != "" {
+		msg += " (called from " + e.Callers + ")"
+	}
+	return msg
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -111,8 +116,36 @@ func Raise(L *lua.LState, err error) {
 	le, ok := err.(*Error)
 	if !ok {
 		le = &Error{Where: Where(L), Err: err}
+		le.Callers = callers(L, le.Where)
 	}
 	L.Error(NewErrorValue(L, le), 0)
+}
+
+// callers lists, for an error positioned in a recipe, the lines in other
+// files that led to it (at most 3, nearest first), so a failure inside
+// lib/nginx.lua also names the playbook line that called the recipe.
+func callers(L *lua.LState, where string) string {
+	file := func(w string) string {
+		w = strings.TrimSuffix(w, ":")
+		if i := strings.LastIndexByte(w, ':'); i > 0 {
+			return w[:i]
+		}
+		return w
+	}
+	last := file(where)
+	var out []string
+	for i := 1; i < 64 && len(out) < 3; i++ {
+		w := L.Where(i)
+		if w == "" {
+			break
+		}
+		if strings.HasPrefix(w, "[G]") || file(w) == last {
+			continue
+		}
+		last = file(w)
+		out = append(out, strings.TrimSuffix(w, ":"))
+	}
+	return strings.Join(out, ", ")
 }
 
 // Raisef is Raise with a formatted message of kind "invalid" (bad input).

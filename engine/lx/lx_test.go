@@ -102,3 +102,30 @@ func TestFromGoToGoRoundTrip(t *testing.T) {
 		t.Errorf("rec %v", r)
 	}
 }
+
+// Options of an embedded struct are options of the outer one.
+func TestDecodeTableEmbedded(t *testing.T) {
+	type shared struct {
+		Timeout time.Duration `lua:"timeout"`
+	}
+	type outer struct {
+		Name string `lua:"name,required"`
+		shared
+	}
+	L := lua.NewState()
+	defer L.Close()
+	if err := L.DoString(`return {name="a", timeout=2}`); err != nil {
+		t.Fatal(err)
+	}
+	var o outer
+	if err := DecodeTable(L.Get(-1).(*lua.LTable), &o); err != nil || o.Timeout != 2*time.Second || o.Name != "a" {
+		t.Fatalf("got %+v, %v", o, err)
+	}
+	if err := L.DoString(`return {name="a", timeuot=2}`); err != nil {
+		t.Fatal(err)
+	}
+	err := DecodeTable(L.Get(-1).(*lua.LTable), &o)
+	if err == nil || !strings.Contains(err.Error(), `did you mean "timeout"`) {
+		t.Fatalf("misspelt embedded option: %v", err)
+	}
+}

@@ -88,12 +88,12 @@ func DecodeTable(tbl *lua.LTable, dst any) error {
 			errs = append(errs, unknownKey(string(ks), fields))
 			return
 		}
-		if err := assign(rv.Field(idx), val); err != nil {
+		if err := assign(rv.FieldByIndex(idx), val); err != nil {
 			errs = append(errs, fmt.Errorf("option %s: %w", ks, err))
 		}
 	})
 	for name, idx := range fields {
-		if required(rv.Type().Field(idx)) && tbl.RawGetString(name) == lua.LNil {
+		if required(rv.Type().FieldByIndex(idx)) && tbl.RawGetString(name) == lua.LNil {
 			errs = append(errs, fmt.Errorf("option %s is required", name))
 		}
 	}
@@ -109,18 +109,28 @@ func required(f reflect.StructField) bool {
 	return rest == "required"
 }
 
-func fieldsOf(t reflect.Type) map[string]int {
-	m := map[string]int{}
+// fieldsOf maps option names to field index paths. The fields of an
+// embedded struct without a tag of its own are options of the outer one,
+// so option sets shared by several functions are declared once.
+func fieldsOf(t reflect.Type) map[string][]int {
+	m := map[string][]int{}
 	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("lua"), ",")
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("lua"), ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			for n, idx := range fieldsOf(f.Type) {
+				m[n] = append([]int{i}, idx...)
+			}
+			continue
+		}
 		if name != "" && name != "-" {
-			m[name] = i
+			m[name] = []int{i}
 		}
 	}
 	return m
 }
 
-func unknownKey(key string, fields map[string]int) error {
+func unknownKey(key string, fields map[string][]int) error {
 	names := make([]string, 0, len(fields))
 	for n := range fields {
 		names = append(names, n)
@@ -138,6 +148,10 @@ func unknownKey(key string, fields map[string]int) error {
 	}
 	return fmt.Errorf("unknown option %q (valid: %s)", key, strings.Join(names, ", "))
 }
+
+// Distance is the Levenshtein distance between a and b, for "did you mean"
+// hints outside option tables (handler names, template variables).
+func Distance(a, b string) int { return distance(a, b) }
 
 // distance is the Levenshtein distance, for "did you mean" hints.
 func distance(a, b string) int {

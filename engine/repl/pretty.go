@@ -11,9 +11,18 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 )
 
+// Show renders a result of the REPL: a multi-line string (g:console(5))
+// as its lines, anything else as Pretty does.
+func Show(v lua.LValue, depth int) string {
+	if s, ok := v.(lua.LString); ok && strings.Contains(string(s), "\n") {
+		return strings.TrimSuffix(string(s), "\n")
+	}
+	return Pretty(v, depth)
+}
+
 // Pretty renders a Lua value for the REPL: strings quoted, tables nested
-// with sorted keys up to depth levels, cycles marked, Go values by their
-// Go form.
+// with sorted keys up to depth levels, cycles marked, objects with a
+// __tostring as it says, other Go values by their Go form.
 func Pretty(v lua.LValue, depth int) string {
 	var b strings.Builder
 	pretty(&b, v, depth, 0, map[*lua.LTable]bool{})
@@ -34,6 +43,20 @@ func pretty(b *strings.Builder, v lua.LValue, depth, indent int, seen map[*lua.L
 		if e, ok := lx.ErrorFromValue(x); ok {
 			fmt.Fprintf(b, "<error %s: %s>", e.Kind(), e.Error())
 			return
+		}
+		// An object that says what it is (a guest: "guest web1 (ns,
+		// running, 10.77.0.3)") prints as it says.
+		if mt, ok := x.Metatable.(*lua.LTable); ok {
+			if fn, ok := mt.RawGetString("__tostring").(*lua.LFunction); ok && fn.IsG {
+				L := lua.NewState(lua.Options{SkipOpenLibs: true})
+				defer L.Close()
+				if err := L.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, x); err == nil {
+					if s, ok := L.Get(-1).(lua.LString); ok {
+						b.WriteString(string(s))
+						return
+					}
+				}
+			}
 		}
 		// Go values (gopher-luar wrappers, module objects) print in Go form.
 		s := fmt.Sprintf("%+v", x.Value)

@@ -84,19 +84,21 @@ func interactive(ctx context.Context, eng *engine.Engine, cfg Config) int {
 		Prompt:          prompt,
 		HistoryFile:     cfg.HistoryFile,
 		HistoryLimit:    5000,
-		AutoComplete:    &completer{L: eng.State()},
+		AutoComplete:    &completer{L: eng.State(), docs: eng.Docs()},
 		InterruptPrompt: "^C",
-		EOFPrompt:       "",
-		Stdin:           cfg.Stdin,
-		Stdout:          cfg.Stdout,
-		Stderr:          cfg.Stderr,
+		// Saved by hand, so an entry of several lines is one entry.
+		DisableAutoSaveHistory: true,
+		EOFPrompt:              "",
+		Stdin:                  cfg.Stdin,
+		Stdout:                 cfg.Stdout,
+		Stderr:                 cfg.Stderr,
 	})
 	if err != nil {
 		fmt.Fprintf(cfg.Stderr, "tinyfarm: repl: %v\n", err)
 		return engine.ExitUsage
 	}
 	defer rl.Close()
-	fmt.Fprintf(cfg.Stdout, "tinyfarm repl — modules are globals (%s). Tab completes, Ctrl-C cancels, Ctrl-D exits.\n",
+	fmt.Fprintf(cfg.Stdout, "tinyfarm repl — modules are globals (%s). Tab completes, :help NAME documents, Ctrl-C cancels, Ctrl-D exits.\n",
 		strings.Join(moduleNames(eng), ", "))
 
 	var buf strings.Builder
@@ -121,6 +123,10 @@ func interactive(ctx context.Context, eng *engine.Engine, cfg Config) int {
 		if buf.Len() == 0 && strings.TrimSpace(line) == "" {
 			continue
 		}
+		if buf.Len() == 0 && command(ctx, eng, line, cfg.Stdout, cfg.Stderr) {
+			_ = rl.SaveToHistory(line)
+			continue
+		}
 		if buf.Len() > 0 {
 			buf.WriteByte('\n')
 		}
@@ -131,14 +137,31 @@ func interactive(ctx context.Context, eng *engine.Engine, cfg Config) int {
 			continue
 		}
 		buf.Reset()
+		for _, h := range historyEntries(chunk) {
+			_ = rl.SaveToHistory(h)
+		}
 		if err != nil {
 			fmt.Fprintln(cfg.Stderr, err.Error())
 			continue
 		}
 		for _, v := range vals {
-			fmt.Fprintln(cfg.Stdout, Pretty(v, 4))
+			fmt.Fprintln(cfg.Stdout, Show(v, 4))
 		}
 	}
+}
+
+// historyEntries is how a chunk goes into the history: a chunk of several
+// lines becomes one line (joined by spaces) when that keeps its meaning
+// (no comment or long string that a join would change), else its lines.
+func historyEntries(chunk string) []string {
+	lines := strings.Split(chunk, "\n")
+	if len(lines) == 1 || strings.Contains(chunk, "--") || strings.Contains(chunk, "[[") || strings.Contains(chunk, "[=") {
+		return lines
+	}
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return []string{strings.Join(lines, " ")}
 }
 
 // evalInterruptible runs a chunk with Ctrl-C bound to cancelling it, so an

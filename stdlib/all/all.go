@@ -11,6 +11,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
+	"github.com/tinyfarm/tinyfarm/stdlib/template"
 )
 
 // Modules returns a fresh set of the built-in modules.
@@ -21,6 +22,7 @@ func Modules() []engine.Module {
 		ssh.Module(),
 		tcz.Module(),
 		persist.Module(),
+		template.Module(),
 		proxy.Module(guestResolver),
 		image.Module(),
 	}

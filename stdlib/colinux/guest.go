@@ -271,7 +271,22 @@ func (g *Guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 	if err != nil {
 		return timedOut(driver.ExecResult{}, err)
 	}
-	r, err := c.Run(ctx, ssh.ShellJoin(argv...), ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true, Timeout: opts.Timeout})
+	// Output is both streamed to opts' writers and kept, as the ns driver does.
+	var stdout, stderr bytes.Buffer
+	ro := ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true, Timeout: opts.Timeout}
+	if opts.Stdout != nil {
+		ro.Stdout = io.MultiWriter(&stdout, opts.Stdout)
+	}
+	if opts.Stderr != nil {
+		ro.Stderr = io.MultiWriter(&stderr, opts.Stderr)
+	}
+	r, err := c.Run(ctx, ssh.ShellJoin(argv...), ro)
+	if opts.Stdout != nil {
+		r.Stdout = stdout.Bytes()
+	}
+	if opts.Stderr != nil {
+		r.Stderr = stderr.Bytes()
+	}
 	return timedOut(driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err)
 }
 

@@ -16,9 +16,10 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/targetlua"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
+	tmpl "github.com/tinyfarm/tinyfarm/stdlib/template"
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
@@ -28,7 +29,7 @@ func Module(drivers map[string]driver.Runner) engine.Module {
 		m := &luaMod{env: env, farm: New(env.StateDir, Options{Drivers: drivers})}
 		env.OnClose(m.farm.Close) // the guests' shared SSH connections end with the run
 		return m.loader
-	}}
+	}, DocList: docs()}
 }
 
 // FarmFor is the farm a run's colinux module uses (other modules resolve
@@ -50,7 +51,7 @@ func (m *luaMod) loader(L *lua.LState) int {
 		"start": m.start, "stop": m.stop, "restart": m.restart, "status": m.status,
 		"wait_ready": m.waitReady, "ssh": m.ssh, "exec": m.exec, "console": m.console,
 		"suspend": m.suspend, "resume": m.resume, "destroy": m.destroy, "conf": m.conf,
-		"addr": m.addr, "read": m.read, "write": m.write,
+		"addr": m.addr, "read": m.read, "write": m.write, "template": m.template,
 	}
 	for k, fn := range m.opsMethods() { // lua_ops.go
 		methods[k] = fn
@@ -78,7 +79,14 @@ func (m *luaMod) loader(L *lua.LState) int {
 	}))
 	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
 		g := checkGuest(L)
-		L.Push(lua.LString(fmt.Sprintf("guest %s (%s, %s)", g.Def.Name, g.Def.Driver, g.Def.IP)))
+		ctx, cancel := context.WithTimeout(m.env.Context(L), 2*time.Second)
+		defer cancel()
+		state := "unknown"
+		if st, err := g.Status(ctx); err == nil {
+			state = string(st.State)
+		}
+		ip, _, _ := strings.Cut(g.Def.IP, "/")
+		L.Push(lua.LString(fmt.Sprintf("guest %s (%s, %s, %s)", g.Def.Name, g.Def.Driver, state, ip)))
 		return 1
 	}))
 	// Methods are also reachable by name for tab completion in the REPL.
@@ -109,23 +117,23 @@ func checkGuest(L *lua.LState) *Guest {
 
 type guestOpts struct {
 	Name      string            `lua:"name,required"`
-	Disk      lua.LValue        `lua:"disk"`
-	Disks     []string          `lua:"disks"`
-	Mem       lx.Size           `lua:"mem"`
-	CPUs      float64           `lua:"cpus"`
-	Driver    string            `lua:"driver"`
-	Layout    string            `lua:"layout"`
-	Core      string            `lua:"core"`
-	Kernel    string            `lua:"kernel"`
-	Initrd    []string          `lua:"initrd"`
-	Bootcodes lua.LValue        `lua:"bootcodes"`
-	Forward   lua.LValue        `lua:"forward"`
-	HostKey   string            `lua:"host_key"`
-	IP        string            `lua:"ip"`
-	Accel     string            `lua:"accel"`
-	UserNS    *bool             `lua:"userns"`
-	Net       string            `lua:"net"`
-	Labels    map[string]string `lua:"labels"`
+	Disk      lua.LValue        `lua:"disk" doc:"a path, or what image.build returns (its host key is pinned)"`
+	Disks     []string          `lua:"disks" doc:"more disk images"`
+	Mem       lx.Size           `lua:"mem" default:"128M" doc:"memory quota"`
+	CPUs      float64           `lua:"cpus" default:"1" doc:"CPU share in cores"`
+	Driver    string            `lua:"driver" doc:"ns, qemu or colinux (default: ns as root on Linux)"`
+	Layout    string            `lua:"layout" doc:"scatter or frugal (default: the disk's)"`
+	Core      string            `lua:"core" doc:"core.gz for frugal guests"`
+	Kernel    string            `lua:"kernel" doc:"kernel image (qemu, colinux)"`
+	Initrd    []string          `lua:"initrd" doc:"initrds (qemu, colinux)"`
+	Bootcodes lua.LValue        `lua:"bootcodes" doc:"Tiny Core boot codes: a table or a kernel line"`
+	Forward   lua.LValue        `lua:"forward" doc:"host port -> guest port, {[2201]=22} (qemu user networking)"`
+	HostKey   string            `lua:"host_key" doc:"the guest's SSH host key to pin"`
+	IP        string            `lua:"ip" doc:"a fixed farm IP (default: allocated once and kept)"`
+	Accel     string            `lua:"accel" doc:"qemu accelerator: tcg (default) or kvm"`
+	UserNS    *bool             `lua:"userns" doc:"run an ns guest in a user namespace (default where the platform allows)"`
+	Net       string            `lua:"net" doc:"qemu: user (default) or bridge"`
+	Labels    map[string]string `lua:"labels" doc:"free-form key = value labels kept in the definition"`
 	Timeout   time.Duration     `lua:"-"`
 }
 
@@ -233,14 +241,23 @@ func (m *luaMod) get(L *lua.LState) int {
 	return 1
 }
 
-// colinux.list() -> {{name, driver, state, ip, mem}, ...}
+type listOpts struct {
+	Limit bool `lua:"limit"` // only the guests inside --limit
+}
+
+// colinux.list{limit=false} -> {{name, driver, state, ip, mem}, ...}
 func (m *luaMod) list(L *lua.LState) int {
+	var o listOpts
+	lx.Opts(L, 1, "colinux.list", &o)
 	defs, err := m.farm.List()
 	if err != nil {
 		lx.Raise(L, err)
 	}
 	out := L.CreateTable(len(defs), 0)
 	for _, d := range defs {
+		if o.Limit && !m.env.InLimit(d.Name) {
+			continue
+		}
 		g := &Guest{farm: m.farm, Def: d}
 		st, _ := g.Status(m.env.Context(L))
 		ip, _, _ := strings.Cut(d.IP, "/")
@@ -261,9 +278,9 @@ func (m *luaMod) host(L *lua.LState) int {
 }
 
 type planOpts struct {
-	Granularity lx.Size `lua:"granularity"`
-	Reserve     lx.Size `lua:"reserve"`
-	Guests      int     `lua:"guests"`
+	Granularity lx.Size `lua:"granularity" default:"128M" doc:"memory per guest"`
+	Reserve     lx.Size `lua:"reserve" doc:"host memory kept for the host"`
+	Guests      int     `lua:"guests" doc:"raise when this many do not fit"`
 }
 
 // colinux.plan{granularity="128M", reserve, guests} -> {guests, granularity, usable, mem, reserve}
@@ -279,8 +296,8 @@ func (m *luaMod) plan(L *lua.LState) int {
 }
 
 type networkOpts struct {
-	Bridge string `lua:"bridge"`
-	Subnet string `lua:"subnet"`
+	Bridge string `lua:"bridge" default:"tfbr0"`
+	Subnet string `lua:"subnet" default:"10.77.0.0/24"`
 }
 
 // colinux.network{bridge, subnet} -> {bridge, subnet, changed}: the farm's
@@ -344,8 +361,11 @@ func (m *luaMod) start(L *lua.LState) int {
 }
 
 type stopOpts struct {
-	Grace time.Duration `lua:"grace"`
-	Disk  bool          `lua:"disk"`
+	Grace time.Duration `lua:"grace" default:"10s" doc:"how long a clean shutdown may take before the guest is killed"`
+}
+
+type destroyOpts struct {
+	Disk bool `lua:"disk" default:"false" doc:"also remove the disk image"`
 }
 
 // g:stop{grace=10} -> changed
@@ -394,7 +414,7 @@ func (m *luaMod) status(L *lua.LState) int {
 }
 
 type readyOpts struct {
-	Timeout time.Duration `lua:"timeout"`
+	Timeout time.Duration `lua:"timeout" default:"60s"`
 }
 
 // g:wait_ready{timeout=60}: the guest's ready marker, then one SSH handshake
@@ -420,10 +440,10 @@ func (m *luaMod) ssh(L *lua.LState) int {
 }
 
 type execOpts struct {
-	Check    *bool         `lua:"check"`
-	Stdin    string        `lua:"stdin"`
-	ReadOnly bool          `lua:"readonly"`
-	Timeout  time.Duration `lua:"timeout"`
+	Check    *bool         `lua:"check" default:"true" doc:"raise on a non-zero exit"`
+	Stdin    string        `lua:"stdin" doc:"text fed to the command"`
+	ReadOnly bool          `lua:"readonly" doc:"the command changes nothing: ok, and run in check mode"`
+	Timeout  time.Duration `lua:"timeout" doc:"kill the command after this long (default: none, like ssh's s:run)"`
 }
 
 // g:exec(cmd, {check=true, stdin, readonly, timeout}) -> {code, stdout, stderr}
@@ -508,7 +528,7 @@ func (m *luaMod) freeze(L *lua.LState, op string, fn func(*Guest, context.Contex
 // g:destroy{disk=false}: stop, forget the definition (and the disk with disk=true).
 func (m *luaMod) destroy(L *lua.LState) int {
 	g := checkGuest(L)
-	var o stopOpts
+	var o destroyOpts
 	lx.Opts(L, 2, "destroy", &o)
 	detail := ""
 	if g.Def.Disk != "" && !o.Disk {
@@ -576,8 +596,8 @@ func bootcodeWords(v *lua.LTable) string {
 }
 
 type writeOpts struct {
-	Mode  string `lua:"mode"`
-	Owner string `lua:"owner"` // "uid:gid", default "0:0"
+	Mode  string `lua:"mode" default:"0644" doc:"octal"`
+	Owner string `lua:"owner" default:"0:0" doc:"numeric uid:gid"`
 }
 
 // g:write(path, content, {mode="0644", owner="0:0"}) -> changed: a file in
@@ -587,23 +607,37 @@ func (m *luaMod) write(L *lua.LState) int {
 	path, content := L.CheckString(2), L.CheckString(3)
 	var o writeOpts
 	lx.Opts(L, 4, "write", &o)
+	L.Push(lua.LBool(m.writeFile(L, g, "write", path, []byte(content), o)))
+	return 1
+}
+
+// g:template(path, src_or_file, vars, {mode="0644", owner="0:0"}) ->
+// changed: g:write of a rendered template (see require("template")).
+func (m *luaMod) template(L *lua.LState) int {
+	g := checkGuest(L)
+	path := L.CheckString(2)
+	out := tmpl.RenderArg(L, m.env, 3, "template "+path)
+	var o writeOpts
+	lx.Opts(L, 5, "template", &o)
+	L.Push(lua.LBool(m.writeFile(L, g, "template", path, []byte(out), o)))
+	return 1
+}
+
+func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content []byte, o writeOpts) bool {
 	mode := fs.FileMode(0o644)
 	if o.Mode != "" {
 		n, err := strconv.ParseUint(o.Mode, 8, 32)
 		if err != nil || n > 0o7777 {
-			lx.Raisef(L, "write %s: invalid mode %q (want octal like \"0644\")", path, o.Mode)
+			lx.Raisef(L, "%s %s: invalid mode %q (want octal like \"0644\")", action, path, o.Mode)
 		}
 		mode = fs.FileMode(n)
 	}
 	uid, gid := 0, 0
 	if o.Owner != "" {
 		if _, err := fmt.Sscanf(o.Owner, "%d:%d", &uid, &gid); err != nil {
-			lx.Raisef(L, "write %s: owner %q: want numeric uid:gid", path, o.Owner)
+			lx.Raisef(L, "%s %s: owner %q: want numeric uid:gid", action, path, o.Owner)
 		}
 	}
-	var old []byte
-	var exists bool
-	var oldMode fs.FileMode
 	var t target.Target
 	m.block(L, func(ctx context.Context) (err error) {
 		if m.env.Check {
@@ -611,36 +645,12 @@ func (m *luaMod) write(L *lua.LState) int {
 		} else {
 			t, err = g.Target(ctx)
 		}
-		if err != nil {
-			return err
-		}
-		e, err := t.Lstat(ctx, path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		exists, oldMode = true, e.Mode
-		old, err = target.ReadFile(ctx, t, path)
 		return err
 	})
-	changed := !exists || string(old) != content || oldMode != mode
-	ch := engine.Change{Module: "colinux", Action: "write", Subject: g.Describe() + "/" + strings.TrimLeft(path, "/"), Status: engine.StatusOK}
-	if changed {
-		ch.Status, ch.Diff = engine.StatusChanged, fsutil.Diff(path, old, []byte(content))
-		if exists && oldMode != mode {
-			ch.Detail = fmt.Sprintf("mode %04o -> %04o", oldMode.Perm(), mode.Perm())
-		}
-		if !m.env.Check {
-			m.block(L, func(ctx context.Context) error {
-				return target.WriteFile(ctx, t, path, []byte(content), mode, uid, gid)
-			})
-		}
-	}
-	m.env.Report(L, ch)
-	L.Push(lua.LBool(changed))
-	return 1
+	return targetlua.WriteFile(L, m.env, t, path, content, targetlua.FileOptions{
+		Mode: mode, UID: uid, GID: gid, Module: "colinux", Action: action,
+		Subject: g.Describe() + "/" + strings.TrimLeft(path, "/"),
+	})
 }
 
 // g:read(path) -> content, or nil when the file does not exist

@@ -15,7 +15,7 @@ import (
 
 // Module is require("host").
 func Module() engine.Module {
-	return engine.ModuleFunc{ModName: "host", Open: open}
+	return engine.ModuleFunc{ModName: "host", Open: open, DocList: docs()}
 }
 
 type runOpts struct {

@@ -34,7 +34,7 @@ import (
 // Extensions and a missing core come from the engine's tcz mirror
 // (tcz.mirror{}).
 func Module() engine.Module {
-	return engine.ModuleFunc{ModName: "image", Open: open}
+	return engine.ModuleFunc{ModName: "image", Open: open, DocList: docs()}
 }
 
 type buildOpts struct {

@@ -29,7 +29,7 @@ import (
 // lines and names are a string or a list of strings. A target is a host
 // directory path, an image target (image.edit) or a guest.
 func Module() engine.Module {
-	return engine.ModuleFunc{ModName: "persist", Open: open}
+	return engine.ModuleFunc{ModName: "persist", Open: open, DocList: docs()}
 }
 
 type blockOpts struct {

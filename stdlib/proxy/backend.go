@@ -51,23 +51,30 @@ func newBackendPool(addr string, dialer *net.Dialer, max int) *backendPool {
 	return &backendPool{addr: addr, dialer: dialer, max: max}
 }
 
-// get returns an idle connection (reused true) or dials a new one.
+// get returns an idle connection (reused true) or dials a new one. An
+// idle connection with bytes waiting, or closed by the backend, is
+// dropped: bytes nobody asked for (a body after the head of a HEAD, 204
+// or 304 response, a common backend bug) would otherwise be read as the
+// next visitor's response (issue 20). http.Transport and nginx close such
+// connections too.
 func (p *backendPool) get(ctx context.Context, fresh bool) (*backendConn, bool, error) {
-	if !fresh {
+	for !fresh {
 		now := time.Now()
 		p.mu.Lock()
-		for n := len(p.idle); n > 0; n = len(p.idle) {
-			bc := p.idle[n-1]
-			p.idle[n-1] = nil
-			p.idle = p.idle[:n-1]
-			if now.Sub(bc.idleAt) > idleConnTimeout {
-				bc.c.Close()
-				continue
-			}
+		n := len(p.idle)
+		if n == 0 {
 			p.mu.Unlock()
-			return bc, true, nil
+			break
 		}
+		bc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
+		if now.Sub(bc.idleAt) > idleConnTimeout || unsolicited(bc.c) {
+			bc.c.Close()
+			continue
+		}
+		return bc, true, nil
 	}
 	c, err := p.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
@@ -119,16 +126,81 @@ func isHop(k string) bool {
 	return false
 }
 
-// connectionListed reports whether k is named by a Connection header.
-func connectionListed(conn []string, k string) bool {
+// connectionSet returns the header names a response's Connection
+// headers list (nil for none), or false when they list more than
+// maxConnectionTokens: one pass, then a map lookup per header.
+func connectionSet(conn []string) (map[string]bool, bool) {
+	var set map[string]bool
 	for _, v := range conn {
-		for _, f := range strings.Split(v, ",") {
-			if textproto.TrimString(f) != "" && strings.EqualFold(textproto.TrimString(f), k) {
-				return true
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f == "" {
+				continue
+			}
+			if set == nil {
+				set = map[string]bool{}
+			}
+			set[http.CanonicalHeaderKey(f)] = true
+			if len(set) > maxConnectionTokens {
+				return nil, false
 			}
 		}
 	}
-	return false
+	return set, true
+}
+
+// checkResponse refuses a backend response net/http's parser accepts but
+// that cannot be passed on as it is (RFC 9112 §4, §5): a status code
+// outside 100-999, control bytes in the status line (a bare CR would split
+// the response for a lenient cache in front), header or trailer names
+// that are not tokens ("X-A : b"), or a Connection header listing too
+// many names. The client gets 502. It is the ReverseProxy's
+// ModifyResponse too.
+func checkResponse(res *http.Response) error {
+	if res.StatusCode < 100 || res.StatusCode > 999 {
+		return fmt.Errorf("invalid status code %d", res.StatusCode)
+	}
+	for i := 0; i < len(res.Status); i++ {
+		if c := res.Status[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return fmt.Errorf("control byte %#x in status line %q", c, res.Status)
+		}
+	}
+	for _, h := range []http.Header{res.Header, res.Trailer} {
+		for k := range h {
+			if !validFieldName(k) {
+				return fmt.Errorf("invalid header name %q", k)
+			}
+		}
+	}
+	if _, ok := connectionSet(res.Header["Connection"]); !ok {
+		return errors.New("too many Connection tokens")
+	}
+	return nil
+}
+
+// validFieldName reports whether k is an RFC 9110 token.
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !isTokenChar(k[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // fastPathOK reports whether r can take the fast path.
@@ -199,9 +271,9 @@ func (s *Server) serveFast(w http.ResponseWriter, r *http.Request, b *backend) {
 	}
 
 	h := w.Header()
-	conn := res.Header["Connection"]
+	conn, _ := connectionSet(res.Header["Connection"]) // checkResponse capped it
 	for k, vv := range res.Header {
-		if isHop(k) || len(conn) > 0 && connectionListed(conn, k) {
+		if isHop(k) || conn[k] {
 			continue
 		}
 		h[k] = vv
@@ -228,18 +300,26 @@ func (s *Server) serveFast(w http.ResponseWriter, r *http.Request, b *backend) {
 	for k, vv := range res.Trailer {
 		h[k] = vv
 	}
-	if res.Close || bc.br.Buffered() > 0 {
+	// Bytes already read past the response are unsolicited (see get).
+	// After a response that has no body by definition the connection is
+	// not reused at all: a backend that sends one anyway may send it a
+	// moment later, after the next request went out on the connection,
+	// and the next visitor would read it as their response.
+	if res.Close || bc.br.Buffered() > 0 || bodyless(r.Method, res.StatusCode) {
 		bc.c.Close()
 	} else {
 		b.pool.put(bc)
 	}
 }
 
-// exchange writes r to bc and reads the response headers.
+// exchange writes r to bc and reads the response headers, for at most
+// BackendTimeout.
 func (s *Server) exchange(ctx context.Context, bc *backendConn, r *http.Request, addr string) (*http.Response, error) {
 	if err := writeRequest(bc.bw, r); err != nil {
 		return nil, retryable(err, true)
 	}
+	setReadDeadline(ctx, bc, time.Now().Add(s.opts.BackendTimeout))
+	defer setReadDeadline(ctx, bc, time.Time{})
 	// Peek first, so an idle connection the backend closed (EOF before
 	// any byte) is told apart from a truncated response.
 	if _, err := bc.br.Peek(1); err != nil {
@@ -263,7 +343,26 @@ func (s *Server) exchange(ctx context.Context, bc *backendConn, r *http.Request,
 		case res.StatusCode >= 100 && res.StatusCode < 200:
 			continue // informational (103 Early Hints): not forwarded
 		}
+		if err := checkResponse(res); err != nil {
+			res.Body.Close()
+			return nil, fmt.Errorf("backend %s: %w", addr, err)
+		}
 		return res, nil
+	}
+}
+
+// bodyless reports whether a response to method with this status has no
+// body whatever its headers say (RFC 9112 §6.3).
+func bodyless(method string, status int) bool {
+	return method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+}
+
+// setReadDeadline sets bc's read deadline unless ctx is done: the
+// cancellation hook of serveFast sets a past deadline, which must stay.
+func setReadDeadline(ctx context.Context, bc *backendConn, t time.Time) {
+	bc.c.SetReadDeadline(t)
+	if ctx.Err() != nil {
+		bc.c.SetDeadline(aLongTimeAgo)
 	}
 }
 
@@ -291,10 +390,9 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
-	conn := r.Header["Connection"]
-	for k, vv := range r.Header {
+	for k, vv := range r.Header { // cleanRequest removed the Connection-listed ones
 		switch k {
-		case "Host", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Content-Length":
+		case "Host", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Content-Length", "Forwarded":
 			continue
 		case "Te":
 			for _, v := range vv {
@@ -305,7 +403,7 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 			}
 			continue
 		}
-		if isHop(k) || len(conn) > 0 && connectionListed(conn, k) {
+		if isHop(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -365,14 +463,27 @@ func (s *Server) copyBody(w http.ResponseWriter, res *http.Response) error {
 	}
 }
 
-// backendError answers 502, or 499 when the client went away.
+// backendError answers 502, 504 when the backend timed out (as nginx),
+// 408 when the client's body did, or 499 when the client went away.
 func (s *Server) backendError(w http.ResponseWriter, r *http.Request, addr string, err error) {
+	// First: a body read that timed out also cancels the request's
+	// context (net/http does on any read error).
+	if bodyTimedOut(r) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "request body timeout", http.StatusRequestTimeout)
+		return
+	}
 	if errors.Is(err, context.Canceled) {
 		w.WriteHeader(499) // client went away; nginx logs the same code
 		return
 	}
 	s.opts.Logger.Warn("proxy: backend error", "host", r.Host, "backend", addr, "err", err)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if isTimeout(err) {
+		w.WriteHeader(http.StatusGatewayTimeout)
+		io.WriteString(w, "<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway Timeout</h1><p>The site's backend did not answer in time.</p>\n")
+		return
+	}
 	w.WriteHeader(http.StatusBadGateway)
 	io.WriteString(w, "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The site's backend is not answering.</p>\n")
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Edge cases of the connection loop's request parser (conn.go): what it
-// serves itself and what it hands to net/http must both behave.
+// Edge cases of request parsing and connection handling on the public
+// port (net/http's server, with the proxy's rules on top).
 
 // startConnServer runs an embedded proxy with opts (RoutesFile set here)
 // routing host to a named backend, and returns the proxy's address.

@@ -28,6 +28,15 @@ type DaemonConfig struct {
 	// Env is added to the daemon's environment (TINYFARM_HOME must point
 	// at the state directory the registry belongs to).
 	Env []string
+	// Limits are passed on as flags; a running daemon with other limits
+	// is replaced.
+	Limits Limits
+}
+
+// want is what serve.addr.want records: the address and the limits a
+// daemon was started with, so a change of either restarts it.
+func (c *DaemonConfig) want() string {
+	return strings.Join(append([]string{c.Listen}, c.Limits.Args()...), " ")
 }
 
 // DaemonStatus is what EnsureDaemon found or did.
@@ -73,7 +82,7 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 	}
 	pf, af, lf := c.files()
 	if pid, addr, ok := RunningDaemon(c.Dir); ok {
-		if want, _ := os.ReadFile(af + ".want"); strings.TrimSpace(string(want)) == c.Listen {
+		if want, _ := os.ReadFile(af + ".want"); strings.TrimSpace(string(want)) == c.want() {
 			return DaemonStatus{PID: pid, Addr: addr, Log: lf}, nil
 		}
 		if err := StopDaemon(ctx, c.Dir); err != nil {
@@ -92,6 +101,7 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 		argv = []string{exe, "proxy", "serve"}
 	}
 	argv = append(append([]string(nil), argv...), "--listen", c.Listen, "--access-log", filepath.Join(c.Dir, "access.log"))
+	argv = append(argv, c.Limits.Args()...)
 	log, err := os.OpenFile(lf, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
@@ -128,7 +138,7 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	for f, v := range map[string]string{pf: strconv.Itoa(st.PID), af: st.Addr, af + ".want": c.Listen} {
+	for f, v := range map[string]string{pf: strconv.Itoa(st.PID), af: st.Addr, af + ".want": c.want()} {
 		if err := writeFileAtomic(f, []byte(v+"\n"), 0o644); err != nil {
 			return st, err
 		}

@@ -11,14 +11,13 @@
 //   - An embedded reverse proxy (Serve / Server) built on net/http: Host
 //     routing, X-Forwarded-* headers, WebSocket upgrades, streamed bodies,
 //     TCP forwards with half-close, live reload when the registry file
-//     changes, an access log and graceful shutdown. The proxy accepts
-//     connections itself (conn.go): plain HTTP/1.1 requests without a body
-//     are parsed strictly and proxied in the connection's goroutine over
-//     pooled backend connections; anything else (bodies, upgrades,
-//     HTTP/1.0, malformed or oversized heads) is handed, with the bytes
-//     already read, to a net/http server, whose body-less requests take a
-//     fast path over the same pools (backend.go) and the rest
-//     httputil.ReverseProxy.
+//     changes, an access log and graceful shutdown. Requests are parsed
+//     by net/http's server only (no hand-written parser on the public
+//     port); body-less requests take a fast path over pooled backend
+//     connections (backend.go), the rest httputil.ReverseProxy. Limits
+//     (limit.go, cleanRequest, checkResponse) follow nginx where it is
+//     the safe reference: connection caps with idle reclaim, timeouts,
+//     header caps, no "_" header names, invalid backend responses as 502.
 //   - A pure nginx renderer (RenderNginx) producing an http-context snippet
 //     (one server block per vhost) and a main-context stream snippet for the
 //     TCP forwards.

@@ -116,6 +116,7 @@ type nginxInstance struct {
 	cfg    NginxConfig
 	reg    *Registry
 	stderr *syncBuffer
+	pid    int // the master process
 }
 
 const streamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -208,6 +209,7 @@ func startNginx(t *testing.T, reg *Registry) *nginxInstance {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	n.pid = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
@@ -245,9 +247,61 @@ func (n *nginxInstance) apply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ApplyNginx(context.Background(), tab, n.cfg); err != nil {
+	old := nginxWorkers(n.pid)
+	ch, err := ApplyNginx(context.Background(), tab, n.cfg)
+	if err != nil {
 		t.Fatalf("ApplyNginx: %v", err)
 	}
+	if !ch.Changed {
+		return
+	}
+	// A reload is done when every worker of the old configuration has
+	// exited: until then an old worker may still accept a connection and
+	// answer it from the old routes, after a new worker already answered
+	// from the new ones.
+	eventually(t, "nginx reload: old workers exit", func() error {
+		now := nginxWorkers(n.pid)
+		if len(now) == 0 {
+			return errors.New("no worker running")
+		}
+		for pid := range now {
+			if old[pid] {
+				return fmt.Errorf("worker %d of the old configuration still running", pid)
+			}
+		}
+		return nil
+	})
+}
+
+// nginxWorkers returns the live (not zombie) child processes of the nginx
+// master process pid, read from /proc.
+func nginxWorkers(pid int) map[int]bool {
+	ents, _ := os.ReadDir("/proc")
+	workers := map[int]bool{}
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after
+		// its closing parenthesis.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+			workers[child] = true
+		}
+	}
+	return workers
 }
 
 func freePort(t *testing.T) int {
@@ -290,7 +344,7 @@ func eventually(t *testing.T, what string, f func() error) {
 	}
 }
 
-func mustVHost(t *testing.T, reg *Registry, host, to string) {
+func mustVHost(t testing.TB, reg *Registry, host, to string) {
 	t.Helper()
 	if _, err := reg.VHost(context.Background(), VHostSpec{Host: host, To: to, Replace: true}, ChangeOptions{}); err != nil {
 		t.Fatal(err)

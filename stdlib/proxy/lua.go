@@ -31,7 +31,12 @@ import (
 //	proxy.routes() -> {vhosts={{host, to, guest, addr, port, to_port, backend}...}, forwards={{listen, ...}...}}
 //	proxy.nginx{path, stream_path, conf, prefix, command, reload, pid_file,
 //	            listen, default_server, keepalive} -> changed
-//	proxy.serve{listen=":80", access_log} -> the bound address ("127.0.0.1:41234")
+//	proxy.serve{listen=":80", access_log, <limits>} -> the bound address ("127.0.0.1:41234")
+//	proxy.daemon{listen=":80", stop, <limits>} -> the address
+//
+// <limits> are optional: read_header_timeout, idle_timeout, body_timeout,
+// write_timeout, backend_timeout (seconds or "30s"), max_conns, max_conns_per_ip,
+// max_headers (see Limits and Options for the defaults).
 //
 // `to` is an address ("10.0.0.5", "backend.example.com", "10.0.0.5:8080"),
 // a guest name, or a guest object (any userdata whose value has a
@@ -52,7 +57,7 @@ func Module(resolver func(env *engine.Env) Resolver) engine.Module {
 		}
 		m := &luaModule{env: env, reg: NewRegistry(filepath.Join(env.StateDir, "proxy"), res), servers: map[string]*luaServer{}}
 		return m.open
-	}}
+	}, DocList: docs()}
 }
 
 // NoGuests is the resolver argument of Module for a build without a guests
@@ -131,6 +136,7 @@ type nginxOpts struct {
 type serveOpts struct {
 	Listen    string `lua:"listen"`
 	AccessLog string `lua:"access_log"`
+	Limits
 }
 
 // options decodes the options table at 1, which must be there.
@@ -320,6 +326,7 @@ func (m *luaModule) nginx(L *lua.LState) int {
 type daemonOpts struct {
 	Listen string `lua:"listen"`
 	Stop   bool   `lua:"stop"`
+	Limits
 }
 
 // proxy.daemon{listen=":80"} -> address: makes sure a detached
@@ -348,9 +355,10 @@ func (m *luaModule) daemon(L *lua.LState) int {
 		L.Push(lua.LString(addr))
 		return 1
 	}
+	cfg := DaemonConfig{Dir: dir, Listen: o.Listen, Limits: o.Limits, Env: []string{"TINYFARM_HOME=" + m.env.StateDir}}
 	if m.env.Check {
 		want, _ := os.ReadFile(filepath.Join(dir, "serve.addr.want"))
-		if !running || strings.TrimSpace(string(want)) != o.Listen {
+		if !running || strings.TrimSpace(string(want)) != cfg.want() {
 			c.Status, c.Detail = engine.StatusChanged, "start on "+o.Listen
 		}
 		m.env.Report(L, c)
@@ -359,7 +367,7 @@ func (m *luaModule) daemon(L *lua.LState) int {
 	}
 	var st DaemonStatus
 	err := m.env.Block(L, func(ctx context.Context) (err error) {
-		st, err = EnsureDaemon(ctx, DaemonConfig{Dir: dir, Listen: o.Listen, Env: []string{"TINYFARM_HOME=" + m.env.StateDir}})
+		st, err = EnsureDaemon(ctx, cfg)
 		return err
 	})
 	if err != nil {
@@ -408,13 +416,15 @@ func (m *luaModule) serve(L *lua.LState) int {
 		}
 		accessLog, logFile = f, f
 	}
-	srv, err := NewServer(Options{
+	opts := Options{
 		Listen:          o.Listen,
 		RoutesFile:      m.reg.Path(),
 		AccessLog:       accessLog,
 		Logger:          slog.New(slog.NewTextHandler(m.env.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		ShutdownTimeout: 5 * time.Second,
-	})
+	}
+	o.Limits.Apply(&opts)
+	srv, err := NewServer(opts)
 	var ln net.Listener
 	if err == nil {
 		ln, err = net.Listen("tcp", o.Listen)

@@ -182,3 +182,47 @@ func (w tlog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestLuaServeLimits: proxy.serve{} takes the limits, strictly decoded.
+func TestLuaServeLimits(t *testing.T) {
+	eng, err := engine.New(engine.Options{
+		Modules:  []engine.Module{proxy.Module(proxy.NoGuests)},
+		StateDir: t.TempDir(),
+		Stdout:   tlog{t},
+		Reporter: engine.NewHumanReporter(tlog{t}, false),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	out, err := eng.Eval(context.Background(), `
+local proxy = require("proxy")
+local ok, e = pcall(proxy.serve, {listen = "127.0.0.1:0", max_con = 1})
+return proxy.serve{listen = "127.0.0.1:0", max_conns_per_ip = 1, read_header_timeout = "300ms", backend_timeout = 5}, e.msg`, "limits.lua", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := out[1].String(); !strings.Contains(msg, `unknown option "max_con" (did you mean "max_conns"?`) {
+		t.Errorf("misspelt limit: %s", msg)
+	}
+	addr := out[0].String()
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := io.ReadAll(second); !strings.HasPrefix(string(b), "HTTP/1.1 503 ") {
+		t.Errorf("second connection with max_conns_per_ip = 1: got %q, want a 503", b)
+	}
+	// read_header_timeout: the first, silent connection is closed soon.
+	first.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := first.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("silent connection after read_header_timeout: %v, want EOF", err)
+	}
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -53,6 +55,32 @@ type Options struct {
 	// MaxIdleConnsPerHost is the number of idle keep-alive connections
 	// kept per backend. Default 256.
 	MaxIdleConnsPerHost int
+	// BodyTimeout is how long a client may take to send any byte of a
+	// request body; then the request ends with 408 (or is cut off if the
+	// response has started). Default 60s, nginx's client_body_timeout.
+	BodyTimeout time.Duration
+	// WriteTimeout closes a client connection when one write to it makes
+	// no progress for this long (a client that stops reading). Default 60s,
+	// nginx's send_timeout.
+	WriteTimeout time.Duration
+	// BackendTimeout bounds the wait for a backend's response headers
+	// after the request was sent; then the client gets 504. Default 60s,
+	// nginx's proxy_read_timeout.
+	BackendTimeout time.Duration
+	// MaxConns caps the open client connections. At the cap, the longest
+	// idle connection (keep-alive, or not yet sent a whole request head) is
+	// closed to make room, as nginx reclaims keep-alive connections; with
+	// none idle, the new connection gets 503. Default 4096 (an idle
+	// connection costs 15-35 KiB, measured: up to 140 MiB at the cap; nginx
+	// on Debian takes 768 per core), or half the file-descriptor limit
+	// (RLIMIT_NOFILE) if lower.
+	MaxConns int
+	// MaxConnsPerIP caps the open connections from one client address;
+	// more get 503 and are closed. Default 512.
+	MaxConnsPerIP int
+	// MaxHeaders caps the header fields of a request; more get 431.
+	// Default 100 (Apache's LimitRequestFields).
+	MaxHeaders int
 }
 
 func (o *Options) defaults() {
@@ -82,6 +110,29 @@ func (o *Options) defaults() {
 	}
 	if o.MaxIdleConnsPerHost == 0 {
 		o.MaxIdleConnsPerHost = 256
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 60 * time.Second
+	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = 60 * time.Second
+	}
+	if o.BackendTimeout == 0 {
+		o.BackendTimeout = 60 * time.Second
+	}
+	if o.MaxConns == 0 {
+		// Half the descriptors: each proxied request may hold a backend
+		// connection too.
+		o.MaxConns = 4096
+		if n := fdLimit() / 2; n > 0 && n < o.MaxConns {
+			o.MaxConns = max(n, 16)
+		}
+	}
+	if o.MaxConnsPerIP == 0 {
+		o.MaxConnsPerIP = 512
+	}
+	if o.MaxHeaders == 0 {
+		o.MaxHeaders = 100
 	}
 }
 
@@ -129,6 +180,7 @@ func NewServer(opts Options) (*Server, error) {
 		MaxIdleConns:          4 * opts.MaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: opts.BackendTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
@@ -164,18 +216,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); s.log.flushLoop(watchCtx) }()
 	}
 
+	lim := newConnLimiter(ln, &s.opts)
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ConnState:         lim.state,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
-	hl := newConnListener(ln.Addr())
-	tr := &connTracker{conns: map[*clientConn]bool{}}
-	go srv.Serve(hl) // connections the connection loop hands off
 	errc := make(chan error, 1)
-	go func() { errc <- s.serveConns(ln, tr, hl) }()
+	go func() { errc <- srv.Serve(lim) }()
 
 	var err error
 	select {
@@ -186,11 +237,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
-	ln.Close()
-	trErr := make(chan error, 1)
-	go func() { trErr <- tr.shutdown(sctx) }()
-	shutdownErr := errors.Join(srv.Shutdown(sctx), <-trErr)
-	hl.Close()
+	shutdownErr := srv.Shutdown(sctx)
 	s.closeForwards(sctx)
 	s.transport.CloseIdleConnections()
 	s.routes.Load().each(func(b *backend) { b.pool.closeIdle(true) })
@@ -285,6 +332,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "CONNECT is not supported: this is not a forward proxy", http.StatusMethodNotAllowed)
 		return
 	}
+	if code, why := cleanRequest(r.Header, s.opts.MaxHeaders); code != 0 {
+		w.Header().Set("Connection", "close")
+		http.Error(w, why, code)
+		return
+	}
 	host := canonicalHost(r.Host)
 	b := s.routes.Load().lookup(host)
 	if b == nil {
@@ -297,11 +349,153 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lw != nil {
 		lw.backend = b.addr
 	}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		db := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: s.opts.BodyTimeout}
+		// ReverseProxy wraps the body it sends: the error handler finds
+		// this one in the context.
+		r = r.WithContext(context.WithValue(r.Context(), deadlineBodyKey{}, db))
+		r.Body = db
+		// Closed here, with its deadline, before net/http would read an
+		// unread rest without one.
+		defer db.Close()
+	}
+	if len(r.TransferEncoding) > 0 {
+		// A request that also had a Content-Length must close the
+		// connection (RFC 9112 §6.3); net/http has removed that header
+		// by now, so every chunked request closes (browsers send none).
+		w.Header().Set("Connection", "close")
+		if err := bufferChunked(r); err != nil {
+			if isTimeout(err) {
+				http.Error(w, "request body timeout", http.StatusRequestTimeout)
+				return
+			}
+			http.Error(w, "malformed chunked request body", http.StatusBadRequest)
+			return
+		}
+	}
 	if fastPathOK(r) {
 		s.serveFast(w, r, b)
 		return
 	}
 	b.rp.ServeHTTP(w, r)
+}
+
+// maxConnectionTokens caps the tokens of the Connection headers of a
+// request or response: real ones name one to three, and each token is a
+// header to remove.
+const maxConnectionTokens = 32
+
+// cleanRequest applies what must never reach a backend to a request's
+// headers; a non-zero code refuses the request:
+//   - more than maxFields header fields: 431 (an 8,000-field head costs
+//     nothing more than its parse);
+//   - more than maxConnectionTokens Connection tokens: 400;
+//   - names with "_": dropped, as nginx's ignore_invalid_headers does (CGI
+//     and WSGI backends map "_" and "-" alike, so X_Forwarded_For would
+//     reach them as X-Forwarded-For);
+//   - Forwarded: dropped, like the X-Forwarded-* the proxy sets itself
+//     (the direct client is the only one the proxy vouches for);
+//   - the headers the Connection header names: dropped here, once, so
+//     neither path needs a lookup per header.
+func cleanRequest(h http.Header, maxFields int) (int, string) {
+	n := 0
+	for k, vv := range h {
+		n += len(vv)
+		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
+	}
+	if n > maxFields {
+		return http.StatusRequestHeaderFieldsTooLarge, "too many header fields"
+	}
+	delete(h, "Forwarded")
+	tokens := 0
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f == "" {
+				continue
+			}
+			if tokens++; tokens > maxConnectionTokens {
+				return http.StatusBadRequest, "too many Connection tokens"
+			}
+			// Hop-by-hop headers (Upgrade, TE among them) are handled,
+			// then removed, by each path itself.
+			if k := http.CanonicalHeaderKey(f); !isHop(k) {
+				delete(h, k)
+			}
+		}
+	}
+	return 0, ""
+}
+
+// deadlineBody bounds the wait for each read of a request body (a slow
+// upload would otherwise hold a backend connection for as long as the
+// client likes). The deadline is cleared when the body ends or is closed:
+// net/http then reads the connection in the background to notice a
+// client going away, and a deadline left over would cancel the request.
+type deadlineBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	d        time.Duration
+	timedOut atomic.Bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.rc.SetReadDeadline(time.Time{})
+		if isTimeout(err) {
+			b.timedOut.Store(true)
+		}
+	}
+	return n, err
+}
+
+// Close may read: net/http discards up to 256 KiB of an unread rest, so
+// that read is bounded too.
+func (b *deadlineBody) Close() error {
+	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	err := b.ReadCloser.Close()
+	b.rc.SetReadDeadline(time.Time{})
+	return err
+}
+
+type deadlineBodyKey struct{}
+
+// bodyTimedOut reports whether r's body hit BodyTimeout.
+func bodyTimedOut(r *http.Request) bool {
+	b, ok := r.Context().Value(deadlineBodyKey{}).(*deadlineBody)
+	return ok && b.timedOut.Load()
+}
+
+// maxBufferedBody is how much of a chunked request body is read, and its
+// chunk framing checked, before the backend is contacted (nginx reads the
+// whole body first). A larger body streams, and a framing error later in
+// it aborts the backend request.
+const maxBufferedBody = 64 << 10
+
+// bufferChunked reads up to maxBufferedBody of r's chunked body; a body
+// that ends within it is sent on with a Content-Length.
+func bufferChunked(r *http.Request) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxBufferedBody {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
+		return nil
+	}
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	if len(r.Trailer) == 0 { // trailers need chunked framing to travel
+		r.TransferEncoding = nil
+		r.ContentLength = int64(len(b))
+	}
+	return nil
 }
 
 func (s *Server) newBackend(addr string) *backend {
@@ -315,9 +509,12 @@ func (s *Server) newBackend(addr string) *backend {
 			// not trust a client-supplied chain (nginx renders the same).
 			pr.SetXForwarded()
 		},
-		Transport:  s.transport,
-		BufferPool: &s.bufs,
-		ErrorLog:   slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
+		// A response net/http's parser accepts may still be one to
+		// refuse: 502, as on the fast path.
+		ModifyResponse: checkResponse,
+		Transport:      s.transport,
+		BufferPool:     &s.bufs,
+		ErrorLog:       slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.backendError(w, r, addr, err)
 		},

@@ -5,6 +5,7 @@ package proxy
 import (
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 )
@@ -18,3 +19,8 @@ func inode(fi fs.FileInfo) uint64 { return 0 }
 func detach(cmd *exec.Cmd) {}
 
 func terminate(p *os.Process) error { return p.Kill() }
+
+func fdLimit() int { return 0 }
+
+// unsolicited cannot peek here; the pool's put-time check remains.
+func unsolicited(net.Conn) bool { return false }

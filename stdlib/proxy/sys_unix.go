@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -26,3 +27,43 @@ func inode(fi fs.FileInfo) uint64 {
 func detach(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} }
 
 func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
+// fdLimit is the process's file-descriptor limit (RLIMIT_NOFILE), 0 if
+// unknown.
+func fdLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return 0
+	}
+	return int(rl.Cur)
+}
+
+// unsolicited reports whether an idle backend connection has bytes
+// waiting or was closed by the backend: either way it must not carry
+// another request. It peeks without blocking and without consuming.
+func unsolicited(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	var (
+		buf  [1]byte
+		n    int
+		rerr error
+	)
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true // never wait: the answer is now
+	})
+	if err != nil {
+		return true
+	}
+	if rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK || rerr == syscall.EINTR {
+		return false
+	}
+	return rerr != nil || n >= 0 // data, EOF (n == 0) or an error
+}

@@ -27,7 +27,7 @@ func Module() engine.Module {
 			}))
 			return 1
 		}
-	}}
+	}, DocList: docs()}
 }
 
 type connectOpts struct {

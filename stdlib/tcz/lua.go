@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -31,7 +32,7 @@ import (
 // and tcz.mirror{} replaces it. Other modules (image.build) use the same
 // mirror through [LuaClient].
 func Module() engine.Module {
-	return engine.ModuleFunc{ModName: "tcz", Open: open}
+	return engine.ModuleFunc{ModName: "tcz", Open: open, DocList: docs()}
 }
 
 type mirrorOpts struct {
@@ -120,6 +121,38 @@ func raise(L *lua.LState, err error) {
 	lx.Raise(L, err)
 }
 
+// withSuggestion adds the nearest extension names of the mirror to a
+// not-found error about names ("ngnix": did you mean "nginx"?).
+func withSuggestion(env *engine.Env, L *lua.LState, c *Client, err error, names ...string) error {
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var all []string
+	_ = env.Block(L, func(ctx context.Context) error {
+		all, _ = c.Search(ctx, "")
+		return nil
+	})
+	var hints []string
+	for _, n := range names {
+		if slices.Contains(all, n) {
+			continue
+		}
+		best, hint := 3, ""
+		for _, a := range all {
+			if d := lx.Distance(n, a); d < best {
+				best, hint = d, a
+			}
+		}
+		if hint != "" {
+			hints = append(hints, fmt.Sprintf("%q for %q", hint, n))
+		}
+	}
+	if len(hints) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (did you mean %s? tcz.search(term) lists names)", err, strings.Join(hints, ", "))
+}
+
 func client(env *engine.Env, L *lua.LState) *Client {
 	c, err := LuaClient(L, env)
 	if err != nil {
@@ -187,7 +220,7 @@ func luaFetch(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		raise(L, withSuggestion(env, L, c, err, ns...))
 	}
 	ch := engine.Change{Module: "tcz", Action: "fetch", Subject: "tcz:" + strings.Join(ns, ","), Status: engine.StatusOK}
 	if r.Changed {
@@ -209,7 +242,7 @@ func luaInfo(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		raise(L, withSuggestion(env, L, c, err, n))
 	}
 	L.Push(lx.FromGo(L, info.Fields))
 	return 1
@@ -254,7 +287,7 @@ func luaInstall(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		raise(L, withSuggestion(env, L, c, err, nn))
 	}
 	subject := targetlua.Subject(t, InstalledDir+"/"+nn)
 	ch := engine.Change{Module: "tcz", Action: "install", Subject: subject, Status: engine.StatusOK, Diff: r.Diff}

@@ -42,6 +42,13 @@ type runFlags struct {
 	include  []string
 	forks    int
 	json     bool
+
+	tags, skipTags []string
+	startAt        string
+	limit          string
+	listTasks      bool
+	forceHandlers  bool
+	profile        bool
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -135,6 +142,9 @@ script: echo 'print(1)' | tinyfarm repl`,
 	root.AddCommand(newGuestsCmd(ctx, stdout, stderr))
 	root.AddCommand(newProxyCmd(ctx, stdout, stderr))
 	root.AddCommand(newMigrateCmd(ctx, stdin, stdout, stderr))
+	root.AddCommand(newExecCmd(ctx, stdin, stdout, stderr), newSSHCmd(ctx, stdin, stdout, stderr), newLogsCmd(ctx, stdout, stderr))
+	root.AddCommand(newPowerCmds(ctx, stdout, stderr)...)
+	root.AddCommand(newDocCmd(stdout, stderr))
 	return root
 }
 
@@ -149,6 +159,16 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, withCheck bool) {
 	fl.StringArrayVarP(&f.include, "include", "I", nil, "add DIR to the require path (repeatable)")
 	fl.IntVar(&f.forks, "forks", 8, "how many parallel() items run at once")
 	fl.BoolVar(&f.json, "json", false, "one JSON event per line on stdout; human output goes to stderr")
+	fl.StringVarP(&f.limit, "limit", "l", "", "run only on these guests: names, globs, !exclusions, comma-separated (web1,web*,!web3)")
+	if cmd.Name() == "repl" {
+		return
+	}
+	fl.StringSliceVarP(&f.tags, "tags", "t", nil, "run only tasks with one of these tags (comma-separated; tasks tagged always run too)")
+	fl.StringSliceVar(&f.skipTags, "skip-tags", nil, "skip tasks with any of these tags")
+	fl.StringVar(&f.startAt, "start-at-task", "", "skip the tasks before the first one with this name (or glob)")
+	fl.BoolVar(&f.listTasks, "list-tasks", false, "print the tasks that would run, with tags and targets, and run nothing")
+	fl.BoolVar(&f.forceHandlers, "force-handlers", false, "run notified handlers even when the run fails")
+	fl.BoolVar(&f.profile, "profile", false, "print the slowest tasks at the end of the run")
 }
 
 // StateDir is $TINYFARM_HOME, else /var/lib/tinyfarm for root, else the XDG
@@ -175,20 +195,27 @@ func engineOptions(f *runFlags, stdout, stderr io.Writer) (engine.Options, error
 	if f.forks < 1 {
 		return engine.Options{}, &engine.UsageError{Err: fmt.Errorf("--forks must be at least 1, got %d", f.forks)}
 	}
+	limit, err := engine.ParseLimit(f.limit)
+	if err != nil {
+		return engine.Options{}, &engine.UsageError{Err: err}
+	}
 	path := append([]string{}, f.include...)
 	if p := os.Getenv("TINYFARM_PATH"); p != "" {
 		path = append(path, filepath.SplitList(p)...)
 	}
 	opts := engine.Options{
-		Modules:  all.Modules(),
-		Check:    f.check,
-		Diff:     f.diff,
-		Vars:     vars,
-		Forks:    f.forks,
-		Path:     path,
-		Lib:      playbooks.FS,
-		StateDir: StateDir(),
-		Stdout:   stdout,
+		Modules:       all.Modules(),
+		Check:         f.check,
+		Diff:          f.diff,
+		Vars:          vars,
+		Forks:         f.forks,
+		Path:          path,
+		Lib:           playbooks.FS,
+		StateDir:      StateDir(),
+		Stdout:        stdout,
+		Select:        engine.Selection{Tags: f.tags, SkipTags: f.skipTags, StartAt: f.startAt, Limit: limit},
+		ListTasks:     f.listTasks,
+		ForceHandlers: f.forceHandlers,
 	}
 	if f.json {
 		opts.Reporter = engine.NewJSONReporter(stdout)
@@ -209,6 +236,14 @@ func runPlaybook(ctx context.Context, path string, f *runFlags, stdout, stderr i
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var prof *engine.Profiler
+	if f.profile {
+		if opts.Reporter == nil {
+			opts.Reporter = engine.NewHumanReporter(stdout, opts.Check || opts.Diff)
+		}
+		prof = &engine.Profiler{Next: opts.Reporter}
+		opts.Reporter = prof
+	}
 	eng, err := engine.New(opts)
 	if err != nil {
 		return err
@@ -221,7 +256,20 @@ func runPlaybook(ctx context.Context, path string, f *runFlags, stdout, stderr i
 			return exitError{code} // nothing ran: no recap
 		}
 	}
+	if f.listTasks {
+		if runErr != nil {
+			return exitError{engine.ExitCode(runErr)}
+		}
+		return nil
+	}
 	rec := eng.Finish(runErr)
+	if prof != nil {
+		w := stdout
+		if f.json {
+			w = stderr
+		}
+		prof.Print(w, 10)
+	}
 	code := engine.ExitCode(runErr)
 	if ctx.Err() != nil {
 		code = engine.ExitInterrupted
@@ -272,7 +320,7 @@ func loadVars(f *runFlags) (map[string]any, error) {
 		case strings.HasPrefix(strings.TrimSpace(e), "{"):
 			var m map[string]any
 			if err := json.Unmarshal([]byte(e), &m); err != nil {
-				return nil, fmt.Errorf("-e %s: invalid JSON: %w", e, err)
+				return nil, fmt.Errorf("-e %s: %w", e, jsonError([]byte(e), err))
 			}
 			for k, v := range m {
 				vars[k] = v
@@ -294,11 +342,12 @@ func loadVarsFile(path string, into map[string]any) error {
 		return fmt.Errorf("vars file %s: %w", path, err)
 	}
 	var m map[string]any
-	if strings.HasSuffix(path, ".json") {
+	switch filepath.Ext(path) {
+	case ".json":
 		if err := json.Unmarshal(src, &m); err != nil {
-			return fmt.Errorf("vars file %s: invalid JSON: %w", path, err)
+			return fmt.Errorf("vars file %s: %w", path, jsonError(src, err))
 		}
-	} else {
+	case ".lua":
 		// A Lua vars file returns a table; it runs in a bare state with
 		// only the base library, so it can compute values but not act.
 		L := lua.NewState(lua.Options{SkipOpenLibs: true})
@@ -324,9 +373,36 @@ func loadVarsFile(path string, into map[string]any) error {
 			return fmt.Errorf("vars file %s: must return a table with names as keys", path)
 		}
 		m = mm
+	default:
+		return fmt.Errorf("vars file %s: unknown extension %q: want .json or .lua (a .lua file returns a table)", path, filepath.Ext(path))
 	}
 	for k, v := range m {
 		into[k] = v
 	}
 	return nil
+}
+
+// jsonError names the line and column of a JSON syntax or type error.
+func jsonError(src []byte, err error) error {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	line, col := 1, 1
+	for _, c := range src[:min(max(int(off)-1, 0), len(src))] { // Offset is just past the bad byte
+		if c == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Errorf("line %d, column %d: invalid JSON: %w", line, col, err)
 }

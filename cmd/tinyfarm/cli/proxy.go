@@ -35,7 +35,10 @@ long-lived embedded proxy; it reloads the registry when it changes.
 Playbooks can instead render it for nginx with proxy.nginx.`,
 	}
 
-	var listen, accessLog string
+	var (
+		listen, accessLog string
+		limits            proxy.Limits
+	)
 	serveCmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the embedded reverse proxy until SIGTERM or Ctrl-C",
@@ -49,11 +52,18 @@ playbook runs the same proxy only while the playbook runs.`,
   tinyfarm proxy serve --access-log /var/log/tinyfarm-access.log`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return proxyServe(ctx, listen, accessLog, stdout, stderr)
+			return proxyServe(ctx, listen, accessLog, limits, stdout, stderr)
 		},
 	}
 	serveCmd.Flags().StringVar(&listen, "listen", ":80", "HTTP listen address")
 	serveCmd.Flags().StringVar(&accessLog, "access-log", "", `access log FILE (appended to), or "-" for stdout; default none`)
+	for _, f := range limits.Fields() {
+		if f.Dur != nil {
+			serveCmd.Flags().DurationVar(f.Dur, f.Flag, 0, f.Usage)
+		} else {
+			serveCmd.Flags().IntVar(f.Int, f.Flag, 0, f.Usage)
+		}
+	}
 
 	var asJSON bool
 	routesCmd := &cobra.Command{
@@ -69,6 +79,13 @@ playbook runs the same proxy only while the playbook runs.`,
 				return exitError{engine.ExitFailed}
 			}
 			if asJSON {
+				// Empty lists print as [], not null, so consumers need no special case.
+				if t.VHosts == nil {
+					t.VHosts = []proxy.VHost{}
+				}
+				if t.Forwards == nil {
+					t.Forwards = []proxy.Forward{}
+				}
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(t)
@@ -90,7 +107,7 @@ playbook runs the same proxy only while the playbook runs.`,
 // proxyDir is the route registry's directory in the state dir.
 func proxyDir() string { return filepath.Join(StateDir(), "proxy") }
 
-func proxyServe(ctx context.Context, listen, accessLog string, stdout, stderr io.Writer) error {
+func proxyServe(ctx context.Context, listen, accessLog string, limits proxy.Limits, stdout, stderr io.Writer) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(proxyGCPercent)
 	}
@@ -101,6 +118,7 @@ func proxyServe(ctx context.Context, listen, accessLog string, stdout, stderr io
 		RoutesFile: filepath.Join(proxyDir(), proxy.RoutesFile),
 		Logger:     slog.New(slog.NewTextHandler(stderr, nil)),
 	}
+	limits.Apply(&opts)
 	switch accessLog {
 	case "":
 	case "-":

@@ -13,9 +13,11 @@
 package targetlua
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
@@ -117,4 +120,60 @@ func Subject(t target.Target, file string) string {
 		return strings.TrimRight(d.Describe(), "/") + "/" + file
 	}
 	return "target:" + file
+}
+
+// FileOptions describe a whole-file write.
+type FileOptions struct {
+	Mode     fs.FileMode
+	UID, GID int
+	Module   string // for the change report: "colinux", "template"
+	Action   string // "write", "template"
+	Subject  string // default Subject(t, path)
+}
+
+// WriteFile makes path in t hold exactly content with opts.Mode: it reads
+// what is there, reports ok when equal, changed (with a unified diff)
+// otherwise, and in check mode writes nothing. The write is atomic (the
+// target's Apply). It raises on failure and returns whether it changed.
+func WriteFile(L *lua.LState, env *engine.Env, t target.Target, path string, content []byte, opts FileOptions) bool {
+	var old []byte
+	var exists bool
+	var oldMode fs.FileMode
+	err := env.Block(L, func(ctx context.Context) error {
+		e, err := t.Lstat(ctx, path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		exists, oldMode = true, e.Mode
+		old, err = target.ReadFile(ctx, t, path)
+		return err
+	})
+	if err != nil {
+		lx.Raise(L, fmt.Errorf("%s.%s %s: %w", opts.Module, opts.Action, path, err))
+	}
+	subject := opts.Subject
+	if subject == "" {
+		subject = Subject(t, path)
+	}
+	changed := !exists || !bytes.Equal(old, content) || oldMode.Perm() != opts.Mode.Perm()
+	ch := engine.Change{Module: opts.Module, Action: opts.Action, Subject: subject, Status: engine.StatusOK}
+	if changed {
+		ch.Status, ch.Diff = engine.StatusChanged, fsutil.Diff(path, old, content)
+		if exists && oldMode.Perm() != opts.Mode.Perm() {
+			ch.Detail = fmt.Sprintf("mode %04o -> %04o", oldMode.Perm(), opts.Mode.Perm())
+		}
+		if !env.Check {
+			err := env.Block(L, func(ctx context.Context) error {
+				return target.WriteFile(ctx, t, path, content, opts.Mode, opts.UID, opts.GID)
+			})
+			if err != nil {
+				lx.Raise(L, fmt.Errorf("%s.%s %s: %w", opts.Module, opts.Action, path, err))
+			}
+		}
+	}
+	env.Report(L, ch)
+	return changed
 }

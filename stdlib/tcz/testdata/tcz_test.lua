@@ -75,6 +75,8 @@ function TestInstallRemoveInstalled(t)
   if ok or not string.find(e.msg, 'did you mean "onboot"', 1, true) then t:error(tostring(e)) end
   ok, e = pcall(tcz.install, root, "no-such-ext")
   if ok or e.kind ~= "not_found" then t:error("missing ext: " .. tostring(e)) end
+  ok, e = pcall(tcz.install, root, "ngnix")
+  if ok or e.kind ~= "not_found" or not string.find(e.msg, 'did you mean "nginx" for "ngnix"?', 1, true) then t:error("typo: " .. tostring(e)) end
   -- remove
   r = tcz.remove(root, "nginx")
   if not r.changed or #r.removed == 0 then t:error("remove") end

@@ -1,0 +1,12 @@
+local function f(level) error("msg", level) end
+print(pcall(f, 0))
+print(pcall(f, 1))
+print(pcall(f, 2))
+print(pcall(function() f(2) end))
+print(pcall(error, "plain", 0))
+print(pcall(error, "lvl1"))
+print(pcall(function() assert(false) end))
+print(pcall(function() assert(nil, "assert msg") end))
+print(pcall(function() assert(false, { 1 }) end) == false)
+print(pcall(assert, 1, 2, 3))
+print(select("#", pcall(assert, false, nil)))

@@ -1,0 +1,10 @@
+local function r(x) return string.format("%.10f", x) end
+print(r(math.sin(0)), r(math.sin(math.pi / 2)), r(math.cos(0)), r(math.cos(math.pi)))
+print(r(math.tan(math.pi / 4)), r(math.asin(1)), r(math.acos(0)), r(math.atan(1)))
+print(r(math.atan2(1, 1)), r(math.atan2(-1, -1)), r(math.atan2(0, -1)))
+print(r(math.sinh(1)), r(math.cosh(1)), r(math.tanh(1)))
+print(r(math.exp(1)), r(math.log(math.exp(2))), r(math.log10(1000)), r(math.log(1)))
+print(math.log(0), math.log10(0), r(math.exp(0)))
+print(math.deg(math.pi), math.rad(180) == math.pi)
+print(math.frexp(8), math.frexp(0.5), math.frexp(0), math.frexp(-3))
+print(math.ldexp(1, 3), math.ldexp(0.75, 2), math.ldexp(1, -1))

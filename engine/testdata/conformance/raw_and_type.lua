@@ -1,0 +1,13 @@
+print(type(nil), type(1), type("s"), type({}), type(print), type(true), type(coroutine.create(function() end)))
+print(type(type), type(io.stdout))
+local mt = { __index = function() return "meta" end, __newindex = function() error("nope") end, __eq = function() return true end }
+local a, b = setmetatable({}, mt), setmetatable({}, mt)
+print(a.x, rawget(a, "x"))
+rawset(a, "x", 1)
+print(a.x, rawget(a, "x"))
+print(a == b, rawequal(a, b), rawequal(a, a))
+print(pcall(function() a.y = 2 end) == false, rawget(a, "y"))
+print(rawequal("x", "x"), rawequal(1, 1.0), rawequal({}, {}))
+print(pcall(type))
+print(getmetatable({}), getmetatable(a) == mt)
+print(select("#", rawget({}, 1)))

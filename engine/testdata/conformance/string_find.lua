@@ -1,0 +1,10 @@
+local s = "the quick brown fox"
+print(s:find("quick"), s:find("slow"), s:find("o"), s:find("o", 14))
+print(s:find("q.i"), s:find("q.i", 1, true), s:find("%s"), s:find(""))
+print(s:find("", 100), s:find("", 20), s:find("x", -3))
+print(("a.b"):find(".", 1, true), ("a.b"):find("%."), ("a+b"):find("+", 1, true))
+print(s:find("(%a+) (%a+)"))
+print(s:find("()o()"))
+print(("aaa"):find("a-"), ("aaa"):find("a-$"), ("aaa"):find("^a*"))
+print(("[x]"):find("[", 1, true), ("f(x)"):find("%(x%)"))
+print(s:find("fox$"), s:find("^the"), s:find("^quick"))

@@ -1,0 +1,10 @@
+local s = "Hello"
+print(s:len(), s:upper(), s:lower(), s:rep(2, nil))
+print(("%d-%s"):format(1, "a"), ("abc"):byte(1, -1))
+print(("x"):rep(3):upper(), #s:sub(2))
+print(s:find("l"), s:match("H(.)"), (s:gsub("l", "L")))
+local mt = getmetatable("")
+print(type(mt), mt.__index == string)
+print(("5") + 0, ("abc") < ("abd"))
+print(string.len("\0\0"), ("a"):byte() + 1)
+print(#string.format("%s", s), s .. 1 .. 2)

@@ -1,0 +1,12 @@
+print(string.rep("ab", 3), string.rep("x", 0), string.rep("x", -1), string.rep("", 5))
+print(("abc"):rep(2))
+local s = "hello world"
+print(s:sub(1, 5), s:sub(7), s:sub(-5), s:sub(-5, -3), s:sub(0), s:sub(3, 2))
+print(s:sub(100), s:sub(-100, 2), s:sub(5, 5), s:sub(2, -2))
+print(string.sub("abc", 2.7))
+print(#s, s:len(), ("").len(""))
+print(s:upper(), ("MiXeD"):lower(), s:reverse())
+print(string.byte("A"), string.byte("abc", 2), string.byte("abc", 1, 3), string.byte("abc", -1))
+print(string.byte(""), select("#", string.byte("")))
+print(string.char(), string.char(97, 98, 99))
+print(pcall(string.char, 256))

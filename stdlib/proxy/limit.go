@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"container/list"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Connection limits (issue 20: 20,000 idle connections from one machine
+// used to exhaust the file descriptors and lock every new client out).
+// connLimiter wraps the listener and keeps, as nginx does, a list of the
+// connections that are not serving a request (new ones still waiting for
+// their first request head, and idle keep-alive ones), longest idle first:
+// at MaxConns the longest idle one is closed to make room for a new
+// client. A client address over MaxConnsPerIP gets 503. Its connections
+// also bound every write (WriteTimeout), so a client that stops reading a
+// response cannot hold its connection and a backend connection forever.
+
+type connLimiter struct {
+	net.Listener
+	max, perIP   int
+	writeTimeout time.Duration
+	log          *slog.Logger
+	lastLog      atomic.Int64 // unix second of the last refusal logged
+
+	mu    sync.Mutex
+	total int
+	byIP  map[netip.Addr]int
+	idle  list.List // of *limitedConn, longest idle first
+}
+
+func newConnLimiter(ln net.Listener, o *Options) *connLimiter {
+	return &connLimiter{Listener: ln, max: o.MaxConns, perIP: o.MaxConnsPerIP, writeTimeout: o.WriteTimeout, log: o.Logger, byIP: map[netip.Addr]int{}}
+}
+
+// limitedConn is a client connection counted by its limiter.
+type limitedConn struct {
+	net.Conn
+	l      *connLimiter
+	ip     netip.Addr
+	elem   *list.Element // in l.idle while not serving a request; guarded by l.mu
+	closed bool          // guarded by l.mu
+	wset   time.Time     // when Write last set the write deadline
+}
+
+func remoteAddr(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// tooBusy is written to a connection refused by a limit.
+const tooBusy = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 40\r\n\r\nToo many connections; try again later.\r\n"
+
+// refuse answers 503 and closes c; it logs why at most once a second.
+func (l *connLimiter) refuse(c net.Conn, ip netip.Addr, why string) {
+	if now := time.Now().Unix(); l.lastLog.Swap(now) != now {
+		l.log.Warn("proxy: connection refused (503)", "client", ip, "reason", why)
+	}
+	// The socket is new, its send buffer empty: the write does not block.
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	io.WriteString(c, tooBusy)
+	c.Close()
+}
+
+func (l *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteAddr(c)
+		var victim *limitedConn
+		l.mu.Lock()
+		if l.byIP[ip] >= l.perIP {
+			l.mu.Unlock()
+			l.refuse(c, ip, "MaxConnsPerIP reached")
+			continue
+		}
+		if l.total >= l.max {
+			e := l.idle.Front()
+			if e == nil {
+				l.mu.Unlock()
+				l.refuse(c, ip, "MaxConns reached and no connection idle")
+				continue
+			}
+			victim = e.Value.(*limitedConn)
+			l.idle.Remove(e)
+			victim.elem = nil
+		}
+		l.total++
+		l.byIP[ip]++
+		lc := &limitedConn{Conn: c, l: l, ip: ip}
+		l.mu.Unlock()
+		if victim != nil {
+			victim.Close() // its count is released there
+		}
+		return lc, nil
+	}
+}
+
+// state is the http.Server's ConnState hook: it keeps the idle list.
+// A connection becomes reclaimable when new or idle, and stops being so
+// once net/http has read a request head on it (active) or handed it over
+// (hijacked: a WebSocket).
+func (l *connLimiter) state(c net.Conn, st http.ConnState) {
+	lc, ok := c.(*limitedConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.closed {
+		return
+	}
+	if lc.elem != nil {
+		l.idle.Remove(lc.elem)
+		lc.elem = nil
+	}
+	if st == http.StateNew || st == http.StateIdle {
+		lc.elem = l.idle.PushBack(lc)
+	}
+}
+
+func (c *limitedConn) Close() error {
+	l := c.l
+	l.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		if c.elem != nil {
+			l.idle.Remove(c.elem)
+			c.elem = nil
+		}
+		l.total--
+		if n := l.byIP[c.ip] - 1; n > 0 {
+			l.byIP[c.ip] = n
+		} else {
+			delete(l.byIP, c.ip)
+		}
+	}
+	l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// Write fails when the client takes more than WriteTimeout to accept any
+// of p (nginx's send_timeout: between two successive writes).
+// The deadline is moved only when a quarter of the timeout has passed
+// since it was last set (setting one costs a runtime timer update per
+// write), so a write may fail after 3/4 of WriteTimeout at the earliest.
+func (c *limitedConn) Write(p []byte) (int, error) {
+	if wt := c.l.writeTimeout; wt > 0 {
+		if now := time.Now(); now.Sub(c.wset) > wt/4 {
+			c.wset = now
+			c.Conn.SetWriteDeadline(now.Add(wt))
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// CloseWrite lets net/http half-close before closing after an error
+// response, so the client reads the response rather than a reset.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
