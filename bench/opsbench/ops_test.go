@@ -126,3 +126,58 @@ func TestQemuCheckpointRestore(t *testing.T) {
 	row("qemu restore to SSH ms", ms(restore), "qemu cold boot to SSH", ms(cold), float64(restore)/float64(cold))
 	row("qemu checkpoint size MiB", fmt.Sprintf("%.1f", float64(cp.Bytes)/(1<<20)), "guest memory MiB", "160", float64(cp.Bytes)/float64(160<<20))
 }
+
+// TestDestroy: g:destroy of a running guest against the clean shutdown
+// destroy used to do first (Stop with a grace: busybox init's poweroff
+// and Tiny Core's rc.shutdown sleep ~3 s in all). ns: 3 guests each way;
+// qemu: one each way.
+func TestDestroy(t *testing.T) {
+	gate(t)
+	ctx := context.Background()
+	state := t.TempDir()
+	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: "tfbench1", Subnet: "10.77.249.0/24"})
+	t.Cleanup(func() { ns.DeleteBridge("tfbench1") })
+	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	boot := func(name string) *colinux.Guest {
+		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, UserNS: ns.UserNSAvailable()}, false); err != nil {
+			t.Fatal(err)
+		}
+		g, _ := farm.Guest(ctx, name)
+		t.Cleanup(func() { g.Destroy(context.Background(), false) })
+		if _, err := g.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.WaitReady(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	measure := func(g *colinux.Guest, clean bool) time.Duration {
+		t0 := time.Now()
+		if clean {
+			if _, err := g.Stop(ctx, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := g.Destroy(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	var fast, clean []time.Duration
+	for i := 0; i < 3; i++ {
+		fast = append(fast, measure(boot(fmt.Sprintf("d%d", i)), false))
+		clean = append(clean, measure(boot(fmt.Sprintf("c%d", i)), true))
+	}
+	f, c := median(fast), median(clean)
+	row("destroy running ns guest ms", ms(f), "clean stop + destroy", ms(c), float64(f)/float64(c))
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return
+	}
+	var q [2]time.Duration
+	for i, cl := range []bool{false, true} {
+		g, _ := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: fmt.Sprintf("vm%d", i), MemBytes: 128 << 20})
+		q[i] = measure(g, cl)
+	}
+	row("destroy running qemu guest ms", ms(q[0]), "clean stop + destroy", ms(q[1]), float64(q[0])/float64(q[1]))
+}

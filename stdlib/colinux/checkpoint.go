@@ -237,7 +237,7 @@ type restorer interface {
 }
 
 // Restore starts a guest from a checkpoint: the disk copy becomes the
-// guest's disk (<state>/guests/<name>/disk.img), the VM state is loaded
+// guest's disk (<state>/disks/<name>.img, kept by destroy unless asked), the VM state is loaded
 // and the guest runs on from where it was saved. A file that is not a
 // complete checkpoint is ErrBadCheckpoint, and nothing is defined or
 // started.
@@ -267,8 +267,17 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 	}
 	if o.Name != d.Name {
 		d.Forwards = nil // the source's host ports; Define gives an SSH forward
-		if d.Net == "bridge" {
-			d.IP = ""
+	}
+	if d.Net == "bridge" {
+		// The VM's memory holds its NIC's MAC and its address (udhcpc's
+		// lease, an hour long): it comes back with them whatever its new
+		// name, and nothing outside the guest can change them. So it keeps
+		// them, which needs them free here. (Giving it a new identity
+		// needs a way into the guest that does not depend on its network.)
+		if why := f.bridgeIdentityProblem(o.Name, d.IP, d.MAC); why != "" {
+			return fail(driver.Unsupported(d.Driver, "restoring this bridged guest as "+o.Name,
+				fmt.Sprintf("the VM's memory holds guest %s's network identity (MAC %s, address %s) and keeps it after a restore; %s: "+
+					"destroy or re-address that guest first, restore under its own name once it is stopped, or checkpoint a guest on net = \"user\"", d.Name, d.MAC, d.IP, why)))
 		}
 	}
 	d.Name = o.Name
@@ -276,7 +285,16 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(err)
 	}
-	d.Disk = filepath.Join(dir, "disk.img")
+	// The restored disk lives in <state>/disks, outside the guest's
+	// directory, and destroy keeps it unless asked. Restoring over a
+	// stopped guest whose disk tinyfarm placed replaces that disk (the
+	// point of restoring); any other disk is left alone.
+	if old != nil && old.DiskPlaced && old.Disk != "" && !strings.HasPrefix(old.Disk, dir+string(filepath.Separator)) {
+		d.Disk = old.Disk
+	} else if d.Disk, err = f.placeDisk(d.Name, d.Name); err != nil {
+		return fail(err)
+	}
+	d.DiskPlaced = true
 	newDisk := d.Disk + ".restoring"
 	os.Remove(newDisk)
 	if _, err := copyFile(ctx, disk, newDisk); err != nil {
@@ -286,6 +304,7 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		os.Remove(newDisk)
 		if old == nil {
 			os.RemoveAll(dir)
+			os.Remove(d.Disk) // the copy this restore made: no guest's disk
 		}
 	}
 	if err := os.Rename(newDisk, d.Disk); err != nil {
@@ -302,7 +321,7 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		// A guest this restore defined goes again if it does not run.
 		defer func() {
 			if !g.Running(context.WithoutCancel(ctx)) {
-				os.RemoveAll(dir)
+				undo()
 			}
 		}()
 	}

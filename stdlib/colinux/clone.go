@@ -23,8 +23,10 @@ type CloneOptions struct {
 	Name     string // required, a new guest name
 	IP       string // bridge address ("10.77.0.9" or with prefix); default: allocated
 	Hostname string // default Name
-	// Disk is where the clone's disk image goes. Default
-	// <state>/guests/<name>/disk.img (removed with the guest by destroy).
+	// Disk is where the clone's disk image goes. Default: beside the
+	// source's disk, as <name>.img (on btrfs or xfs a reflink, sharing
+	// every block), or in <state>/disks when that directory is not
+	// writable. Destroy keeps it unless asked to remove the disk.
 	Disk string
 }
 
@@ -95,7 +97,9 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 	}
 	disk := o.Disk
 	if disk == "" {
-		disk = filepath.Join(dir, "disk.img")
+		if disk, err = g.farm.besideDisk(src.Disk, o.Name); err != nil {
+			return fail(err)
+		}
 	}
 	if disk, err = filepath.Abs(disk); err != nil {
 		return fail(err)
@@ -104,8 +108,12 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 		return fail(fmt.Errorf("disk %s exists already: %w", disk, ErrExists))
 	}
 	var extra []string
-	for i := range src.Disks {
-		extra = append(extra, filepath.Join(dir, fmt.Sprintf("disk%d.img", i+1)))
+	for i, x := range src.Disks {
+		p, err := g.farm.besideDisk(x, fmt.Sprintf("%s-disk%d", o.Name, i+1))
+		if err != nil {
+			return fail(err)
+		}
+		extra = append(extra, p)
 	}
 	cleanup := func() {
 		os.Remove(disk)
@@ -147,6 +155,7 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 	}
 	d := *src
 	d.Name, d.IP, d.MAC, d.HostKey, d.Disk, d.Disks = o.Name, ip, "", hk.AuthorizedKeys(), disk, extra
+	d.DiskPlaced = o.Disk == ""
 	d.Bootcodes = setBootcode(src.Bootcodes, "host", o.Hostname)
 	d.Forwards = nil // host ports are the source's; Define gives the clone its own SSH forward
 	d.Labels = map[string]string{}
@@ -283,4 +292,29 @@ func setBootcode(line, key, value string) string {
 		words = append(words, key+"="+value)
 	}
 	return strings.Join(words, " ")
+}
+
+// besideDisk is where tinyfarm puts a copy of disk for guest name: in
+// disk's own directory as name.img (the same file system, so a reflink
+// where it can; name-2.img... when taken), or in <state>/disks when that
+// directory is not writable.
+func (f *Farm) besideDisk(disk, name string) (string, error) {
+	dir := filepath.Dir(disk)
+	if probe, err := os.CreateTemp(dir, ".tinyfarm-probe-*"); err != nil {
+		return f.placeDisk(name, name)
+	} else {
+		probe.Close()
+		os.Remove(probe.Name())
+	}
+	for n := 1; ; n++ {
+		p := filepath.Join(dir, name+".img")
+		if n > 1 {
+			p = filepath.Join(dir, fmt.Sprintf("%s-%d.img", name, n))
+		}
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		} else if err != nil {
+			return "", err
+		}
+	}
 }

@@ -140,3 +140,37 @@ func authorizeOnDisk(ctx context.Context, img, file, key string) error {
 	}
 	return nil
 }
+
+// revokeOnDisk removes from file (an authorized_keys in the stopped
+// guest's disk img) every line holding the key blob of key.
+func revokeOnDisk(ctx context.Context, img, file, key string) error {
+	blob := keyBlob(key)
+	err := image.Edit(ctx, img, func(t target.Target) error {
+		rel := strings.TrimPrefix(file, "/")
+		old, err := target.ReadFile(ctx, t, rel)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fi, err := t.Lstat(ctx, rel)
+		if err != nil {
+			return err
+		}
+		var kept []string
+		for _, l := range strings.SplitAfter(string(old), "\n") {
+			if !strings.Contains(l, blob) {
+				kept = append(kept, l)
+			}
+		}
+		if len(kept) == len(strings.SplitAfter(string(old), "\n")) {
+			return nil
+		}
+		return target.WriteFile(ctx, t, rel, []byte(strings.Join(kept, "")), 0o600, fi.Uid, fi.Gid)
+	})
+	if err != nil {
+		return fmt.Errorf("remove a key from %s of %s: %w", file, img, err)
+	}
+	return nil
+}

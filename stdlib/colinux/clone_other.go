@@ -16,3 +16,7 @@ func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.Hos
 func authorizeOnDisk(ctx context.Context, img, file, key string) error {
 	return driver.Unsupported("tinyfarm", "editing a stopped guest's disk", "image.edit needs Linux (loop mounts)")
 }
+
+func revokeOnDisk(ctx context.Context, img, file, key string) error {
+	return driver.Unsupported("tinyfarm", "editing a stopped guest's disk", "image.edit needs Linux (loop mounts)")
+}

@@ -38,34 +38,41 @@ var (
 	ErrInvalid    = fmt.Errorf("invalid guest definition: %w", fs.ErrInvalid)
 	ErrOvercommit = errors.New("host memory would be overcommitted")
 	ErrExists     = errors.New("guest already exists")
+	ErrSuspended  = errors.New("guest is suspended")
+	ErrNotRunning = errors.New("guest is not running")
+	ErrNoSpace    = errors.New("not enough disk space")
 )
 
 // Definition is a guest as the user declared it, plus what tinyfarm
 // assigned once and keeps (IP, MAC). It is persisted as
 // <state>/guests/<name>/guest.json.
 type Definition struct {
-	Name      string            `json:"name"`
-	Driver    string            `json:"driver"`            // "ns", "qemu", "colinux"
-	Disk      string            `json:"disk,omitempty"`    // disk image path (absolute)
-	Disks     []string          `json:"disks,omitempty"`   // extra disks
-	Layout    driver.Layout     `json:"layout"`            // scatter (default) or frugal
-	Core      string            `json:"core,omitempty"`    // frugal: the core (corepure64.gz, core.gz)
-	Kernel    string            `json:"kernel,omitempty"`  // qemu/colinux
-	Initrds   []string          `json:"initrds,omitempty"` // qemu/colinux extra initrds (modules)
-	Bootcodes string            `json:"bootcodes,omitempty"`
-	MemBytes  int64             `json:"mem"`
-	CPUs      float64           `json:"cpus"`
-	IP        string            `json:"ip,omitempty"` // bridge address with prefix ("10.77.0.5/24")
-	MAC       string            `json:"mac,omitempty"`
-	Net       string            `json:"net,omitempty"` // "bridge" (ns default; qemu as root: a tap, DHCP), "user" (qemu default)
-	Forwards  []driver.Forward  `json:"forwards,omitempty"`
-	Shares    []driver.Share    `json:"shares,omitempty"`
-	HostKey   string            `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
-	User      string            `json:"user,omitempty"`     // SSH user; default "tc"
-	Accel     string            `json:"accel,omitempty"`
-	UserNS    bool              `json:"userns,omitempty"`  // ns: guest root is an unprivileged host uid
-	NetRaw    bool              `json:"net_raw,omitempty"` // ns: guest keeps CAP_NET_RAW (raw sockets); still filtered on the bridge
-	Labels    map[string]string `json:"labels,omitempty"`
+	Name      string           `json:"name"`
+	Driver    string           `json:"driver"`            // "ns", "qemu", "colinux"
+	Disk      string           `json:"disk,omitempty"`    // disk image path (absolute)
+	Disks     []string         `json:"disks,omitempty"`   // extra disks
+	Layout    driver.Layout    `json:"layout"`            // scatter (default) or frugal
+	Core      string           `json:"core,omitempty"`    // frugal: the core (corepure64.gz, core.gz)
+	Kernel    string           `json:"kernel,omitempty"`  // qemu/colinux
+	Initrds   []string         `json:"initrds,omitempty"` // qemu/colinux extra initrds (modules)
+	Bootcodes string           `json:"bootcodes,omitempty"`
+	MemBytes  int64            `json:"mem"`
+	CPUs      float64          `json:"cpus"`
+	IP        string           `json:"ip,omitempty"` // bridge address with prefix ("10.77.0.5/24")
+	MAC       string           `json:"mac,omitempty"`
+	Net       string           `json:"net,omitempty"` // "bridge" (ns default; qemu as root: a tap, DHCP), "user" (qemu default)
+	Forwards  []driver.Forward `json:"forwards,omitempty"`
+	Shares    []driver.Share   `json:"shares,omitempty"`
+	HostKey   string           `json:"host_key,omitempty"` // pinned SSH host key, authorized_keys format
+	User      string           `json:"user,omitempty"`     // SSH user; default "tc"
+	Accel     string           `json:"accel,omitempty"`
+	UserNS    bool             `json:"userns,omitempty"`  // ns: guest root is an unprivileged host uid
+	NetRaw    bool             `json:"net_raw,omitempty"` // ns: guest keeps CAP_NET_RAW (raw sockets); still filtered on the bridge
+	// DiskPlaced is true when tinyfarm chose where the disk lives (a
+	// clone's, a restored or migrated guest's). Destroy keeps such a disk
+	// all the same, unless asked to remove it.
+	DiskPlaced bool              `json:"disk_placed,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
 }
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
@@ -349,6 +356,35 @@ func (f *Farm) checkConflicts(d *Definition) error {
 		}
 	}
 	return nil
+}
+
+// bridgeIdentityProblem says why guest name cannot have the bridge
+// address ip and MAC mac here ("" when it can): the address is outside
+// this farm's subnet, or another guest has the address or the MAC.
+func (f *Farm) bridgeIdentityProblem(name, ip, mac string) string {
+	addr, _, err := net.ParseCIDR(ip)
+	if err != nil {
+		return fmt.Sprintf("address %q is not an address with a prefix", ip)
+	}
+	if _, subnet, err := net.ParseCIDR(f.opts.Subnet); err != nil || !subnet.Contains(addr) || ip != addr.String()+"/"+strings.SplitN(f.opts.Subnet, "/", 2)[1] {
+		return fmt.Sprintf("%s is not an address of this farm's subnet %s", ip, f.opts.Subnet)
+	}
+	all, err := f.List()
+	if err != nil {
+		return err.Error()
+	}
+	for _, o := range all {
+		if o.Name == name {
+			continue
+		}
+		if o.IP == ip {
+			return fmt.Sprintf("%s is guest %s's here", ip, o.Name)
+		}
+		if strings.EqualFold(o.MAC, mac) {
+			return fmt.Sprintf("MAC %s is guest %s's here", mac, o.Name)
+		}
+	}
+	return ""
 }
 
 func hasForward(fs []driver.Forward, guestPort int) bool {

@@ -234,21 +234,46 @@ func (f *Farm) stateDir() string { return filepath.Dir(f.dir) }
 
 // Exec runs argv in the guest: through the driver when it can (ns), else
 // over SSH.
+// A suspended guest runs nothing: a command sent to it would wait for as
+// long as it stays suspended, so Exec refuses it at once.
+//
+// opts.Timeout bounds the command; past it the command is abandoned (ns:
+// killed; over SSH: its session closed) and the error wraps ErrTimeout.
 func (g *Guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions) (driver.ExecResult, error) {
 	h, err := g.handle(ctx)
 	if err != nil {
 		return driver.ExecResult{}, err
 	}
+	if st, err := h.Status(ctx); err != nil {
+		return driver.ExecResult{}, err
+	} else if st.State == driver.Suspended {
+		return driver.ExecResult{}, fmt.Errorf("guest %s: exec %s: the guest is suspended: resume it first: %w", g.Def.Name, abbrev(strings.Join(argv, " "), 60), ErrSuspended)
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	timedOut := func(r driver.ExecResult, err error) (driver.ExecResult, error) {
+		if err != nil && opts.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return r, fmt.Errorf("guest %s: exec %s: no answer within %v: %w (%w)", g.Def.Name, abbrev(strings.Join(argv, " "), 60), opts.Timeout, ssh.ErrTimeout, context.DeadlineExceeded)
+		}
+		return r, err
+	}
 	if ex, ok := h.(driver.Execer); ok {
-		return ex.Exec(ctx, argv, opts)
+		r, err := ex.Exec(ctx, argv, opts)
+		if err == nil && opts.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = ctx.Err() // killed by the deadline: not the command's own exit
+		}
+		return timedOut(r, err)
 	}
 	c, err := g.Conn(ctx)
 	if err != nil {
-		return driver.ExecResult{}, err
+		return timedOut(driver.ExecResult{}, err)
 	}
 	// Output is both streamed to opts' writers and kept, as the ns driver does.
 	var stdout, stderr bytes.Buffer
-	ro := ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true}
+	ro := ssh.RunOptions{Stdin: opts.Stdin, IgnoreExit: true, Timeout: opts.Timeout}
 	if opts.Stdout != nil {
 		ro.Stdout = io.MultiWriter(&stdout, opts.Stdout)
 	}
@@ -262,59 +287,177 @@ func (g *Guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 	if opts.Stderr != nil {
 		r.Stderr = stderr.Bytes()
 	}
-	return driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err
+	return timedOut(driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err)
 }
 
-// Suspend freezes the guest.
-func (g *Guest) Suspend(ctx context.Context) error {
+func abbrev(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// Suspend freezes the guest. It reports whether it did anything: a
+// guest suspended already is left so; one that does not run is an error.
+func (g *Guest) Suspend(ctx context.Context) (bool, error) {
+	return g.freeze(ctx, "suspend", driver.Suspended, driver.Running)
+}
+
+// Resume thaws the guest, reporting whether it was suspended; a running
+// guest is left so.
+func (g *Guest) Resume(ctx context.Context) (bool, error) {
+	return g.freeze(ctx, "resume", driver.Running, driver.Suspended)
+}
+
+func (g *Guest) freeze(ctx context.Context, op string, want, from driver.State) (bool, error) {
 	h, err := g.handle(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	s, ok := h.(driver.Suspender)
 	if !ok {
-		return fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, "suspend", ""))
+		return false, fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, op, ""))
 	}
-	return s.Suspend(ctx)
-}
-
-// Resume thaws the guest.
-func (g *Guest) Resume(ctx context.Context) error {
-	h, err := g.handle(ctx)
+	st, err := h.Status(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	s, ok := h.(driver.Suspender)
-	if !ok {
-		return fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, "resume", ""))
+	switch st.State {
+	case want:
+		return false, nil
+	case from:
+	default:
+		return false, fmt.Errorf("guest %s: %s: the guest is %s, not running: start it first: %w", g.Def.Name, op, st.State, ErrNotRunning)
 	}
-	return s.Resume(ctx)
+	if op == "suspend" {
+		err = s.Suspend(ctx)
+	} else {
+		err = s.Resume(ctx)
+	}
+	if err != nil {
+		return false, fmt.Errorf("guest %s: %w", g.Def.Name, err)
+	}
+	return true, nil
 }
 
 // Destroy stops the guest and removes its definition and runtime files.
-// The disk image is the user's file and stays unless removeDisk.
+// The disk images stay unless removeDisk, wherever they are: the user's
+// own and the ones tinyfarm placed (a clone's, a restored guest's).
 func (g *Guest) Destroy(ctx context.Context, removeDisk bool) error {
-	if _, err := g.Stop(ctx, 5*time.Second); err != nil && !errors.Is(err, driver.ErrUnsupported) {
-		return err
+	_, err := g.destroy(ctx, removeDisk)
+	return err
+}
+
+// destroy is Destroy; it returns the disks it kept that had lived in the
+// guest's directory (an older tinyfarm put clones' and restored guests'
+// disks there), now moved to <state>/disks.
+func (g *Guest) destroy(ctx context.Context, removeDisk bool) (moved []string, err error) {
+	if err := g.stopForDestroy(ctx); err != nil && !errors.Is(err, driver.ErrUnsupported) {
+		return nil, err
 	}
 	unlock, err := g.farm.lock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
-	if err := os.RemoveAll(g.farm.guestDir(g.Def.Name)); err != nil {
-		return fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
+	dir := g.farm.guestDir(g.Def.Name)
+	if !removeDisk {
+		for _, d := range append([]string{g.Def.Disk}, g.Def.Disks...) {
+			if d == "" || !strings.HasPrefix(d, dir+string(filepath.Separator)) {
+				continue
+			}
+			to, err := g.farm.placeDisk(strings.TrimSuffix(filepath.Base(d), ".img"), g.Def.Name)
+			if err == nil {
+				err = os.Rename(d, to)
+			}
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return moved, fmt.Errorf("guest %s: destroy: keep disk %s: %w", g.Def.Name, d, err)
+			}
+			if err == nil {
+				moved = append(moved, to)
+			}
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return moved, fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
 	}
 	if removeDisk && g.Def.Disk != "" {
 		// The disk and the sidecar image.build keeps beside it (same
 		// name + ".tinyfarm.json"), so a later build starts afresh.
-		for _, f := range []string{g.Def.Disk, g.Def.Disk + ".tinyfarm.json"} {
+		for _, f := range append([]string{g.Def.Disk, g.Def.Disk + ".tinyfarm.json"}, g.Def.Disks...) {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
+				return nil, fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
 			}
 		}
 	}
+	return moved, nil
+}
+
+// stopForDestroy ends a guest that is being destroyed without the clean
+// shutdown Stop does, which is mostly fixed sleeps: ~3 s per guest, 2 min
+// for 20 (busybox init's poweroff sleeps 1 s after SIGTERM and 1 s before
+// the reboot call, and Tiny Core's rc.shutdown sleeps too). What a clean
+// shutdown protects is the disk, which destroy may keep:
+//   - ns: every write a guest made is in the host's page cache already,
+//     and its file system is unmounted cleanly when its mount namespace
+//     goes: killing the init is as safe as a poweroff;
+//   - qemu: the guest's own page cache is flushed with sync over SSH
+//     first; when that fails (no pinned key, no answer) it gets the clean
+//     shutdown as before.
+func (g *Guest) stopForDestroy(ctx context.Context) error {
+	h, err := g.handle(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := h.Status(ctx)
+	if err != nil || (st.State != driver.Running && st.State != driver.Suspended) {
+		_, err := g.Stop(ctx, 5*time.Second) // cleans up after a crashed guest
+		return err
+	}
+	grace := time.Duration(0)
+	if g.Def.Driver != "ns" {
+		grace = 5 * time.Second
+		if st.State == driver.Running && g.Def.HostKey != "" {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if c, err := g.Conn(sctx); err == nil {
+				// Any user may sync: no sudo needed.
+				if r, err := c.Run(sctx, "sync", ssh.RunOptions{IgnoreExit: true}); err == nil && r.Code == 0 {
+					grace = 0
+				}
+			}
+			cancel()
+		}
+	}
+	g.dropConn(nil)
+	if err := h.Stop(ctx, grace); err != nil {
+		return fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
+	}
 	return nil
+}
+
+// placeDisk is a free path in <state>/disks for a disk tinyfarm places
+// itself: base.img, or base-2.img... when taken (never over a kept disk).
+// A base that is just "disk" (an old guest directory's disk.img) is
+// named after the guest instead.
+func (f *Farm) placeDisk(base, guest string) (string, error) {
+	if base == "disk" || base == "" {
+		base = guest
+	} else if strings.HasPrefix(base, "disk") {
+		base = guest + "-" + base
+	}
+	dir := filepath.Join(f.stateDir(), "disks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	for n := 1; ; n++ {
+		p := filepath.Join(dir, base+".img")
+		if n > 1 {
+			p = filepath.Join(dir, fmt.Sprintf("%s-%d.img", base, n))
+		}
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		}
+	}
 }
 
 // Console returns the last n lines of the guest's console (0: all).

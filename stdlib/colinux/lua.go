@@ -407,13 +407,14 @@ func (m *luaMod) restart(L *lua.LState) int {
 	return 0
 }
 
-// g:status() -> {state, reason, pid, ip, driver}
+// g:status() -> {state, reason, pid, ip, driver, isolation, disk, disk_placed}
 func (m *luaMod) status(L *lua.LState) int {
 	g := checkGuest(L)
 	var st driver.Status
 	m.block(L, func(ctx context.Context) (err error) { st, err = g.Status(ctx); return })
 	ip, _, _ := strings.Cut(g.Def.IP, "/")
-	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation}))
+	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation,
+		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced}))
 	return 1
 }
 
@@ -444,12 +445,15 @@ func (m *luaMod) ssh(L *lua.LState) int {
 }
 
 type execOpts struct {
-	Check    *bool  `lua:"check" default:"true" doc:"raise on a non-zero exit"`
-	Stdin    string `lua:"stdin" doc:"text fed to the command"`
-	ReadOnly bool   `lua:"readonly" doc:"the command changes nothing: ok, and run in check mode"`
+	Check    *bool         `lua:"check" default:"true" doc:"raise on a non-zero exit"`
+	Stdin    string        `lua:"stdin" doc:"text fed to the command"`
+	ReadOnly bool          `lua:"readonly" doc:"the command changes nothing: ok, and run in check mode"`
+	Timeout  time.Duration `lua:"timeout" doc:"kill the command after this long (default: none, like ssh's s:run)"`
 }
 
-// g:exec(cmd, {check=true, stdin, readonly}) -> {code, stdout, stderr}
+// g:exec(cmd, {check=true, stdin, readonly, timeout}) -> {code, stdout, stderr}
+// timeout defaults as the ssh module's s:run does (none: only the run's
+// own deadline); a suspended guest is refused at once.
 func (m *luaMod) exec(L *lua.LState) int {
 	g := checkGuest(L)
 	var argv []string
@@ -474,7 +478,7 @@ func (m *luaMod) exec(L *lua.LState) int {
 		return 1
 	}
 	var res driver.ExecResult
-	opts := driver.ExecOptions{}
+	opts := driver.ExecOptions{Timeout: o.Timeout}
 	if o.Stdin != "" {
 		opts.Stdin = strings.NewReader(o.Stdin)
 	}
@@ -502,22 +506,28 @@ func (m *luaMod) console(L *lua.LState) int {
 	return 1
 }
 
+// g:suspend() -> changed (false: suspended already)
 func (m *luaMod) suspend(L *lua.LState) int {
-	g := checkGuest(L)
-	if !m.env.Check {
-		m.block(L, g.Suspend)
-	}
-	m.report(L, g, "suspend", true, "")
-	return 0
+	return m.freeze(L, "suspend", (*Guest).Suspend, driver.Suspended)
 }
 
+// g:resume() -> changed (false: running already)
 func (m *luaMod) resume(L *lua.LState) int {
+	return m.freeze(L, "resume", (*Guest).Resume, driver.Running)
+}
+
+func (m *luaMod) freeze(L *lua.LState, op string, fn func(*Guest, context.Context) (bool, error), want driver.State) int {
 	g := checkGuest(L)
-	if !m.env.Check {
-		m.block(L, g.Resume)
+	var changed bool
+	if m.env.Check {
+		st, _ := g.Status(m.env.Context(L))
+		changed = st.State != want
+	} else {
+		m.block(L, func(ctx context.Context) (err error) { changed, err = fn(g, ctx); return })
 	}
-	m.report(L, g, "resume", true, "")
-	return 0
+	m.report(L, g, op, changed, "")
+	L.Push(lua.LBool(changed))
+	return 1
 }
 
 // g:destroy{disk=false}: stop, forget the definition (and the disk with disk=true).
@@ -525,10 +535,20 @@ func (m *luaMod) destroy(L *lua.LState) int {
 	g := checkGuest(L)
 	var o destroyOpts
 	lx.Opts(L, 2, "destroy", &o)
-	if !m.env.Check {
-		m.block(L, func(ctx context.Context) error { return g.Destroy(ctx, o.Disk) })
+	detail := ""
+	if g.Def.Disk != "" && !o.Disk {
+		detail = "disk kept: " + g.Def.Disk
 	}
-	m.report(L, g, "destroy", true, "")
+	if !m.env.Check {
+		m.block(L, func(ctx context.Context) error {
+			moved, err := g.destroy(ctx, o.Disk)
+			if len(moved) > 0 {
+				detail = "disk kept: " + strings.Join(moved, ", ")
+			}
+			return err
+		})
+	}
+	m.report(L, g, "destroy", true, detail)
 	return 0
 }
 

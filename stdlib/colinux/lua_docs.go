@@ -25,7 +25,7 @@ func docs() []engine.Doc {
 		{Name: "g:restart", Call: "g:restart{grace}", Opts: stopOpts{}, Summary: "Stop (if running), then start."},
 		{Name: "g:wait_ready", Call: "g:wait_ready{timeout}", Opts: readyOpts{},
 			Summary: "Waits for the guest's ready marker on its console, then one SSH handshake."},
-		{Name: "g:exec", Call: "g:exec(cmd, {check, stdin, readonly})", Opts: execOpts{},
+		{Name: "g:exec", Call: "g:exec(cmd, {check, stdin, readonly, timeout})", Opts: execOpts{},
 			Summary: "{code, stdout, stderr} of a command (a string for /bin/sh -c, or an argv list) in the guest.",
 			Example: `local r = g:exec("pidof nginx", { check = false, readonly = true })`},
 		{Name: "g:write", Call: "g:write(path, content, {mode, owner})", Opts: writeOpts{},
@@ -38,7 +38,7 @@ func docs() []engine.Doc {
 		{Name: "g:share", Call: "g:share{host, guest, ro}", Opts: shareOpts{},
 			Summary: "A host directory in the guest from its next start (bind mount, virtio-9p, cofs)."},
 		{Name: "g:destroy", Call: "g:destroy{disk}", Opts: destroyOpts{}, Summary: "Stop and forget the guest (and its disk with disk = true)."},
-		{Name: "g:migrate", Call: "g:migrate{to, live, grace, timeout, disk}", Opts: migrateOpts{},
+		{Name: "g:migrate", Call: "g:migrate{to, live, grace, timeout, disk, keep_key}", Opts: migrateOpts{},
 			Summary: "Moves the guest to another tinyfarm host over SSH (to = {address, port, user, key, host_key,\nstate_dir, binary, name, timeout}); live = true for running qemu guests."},
 	}
 }

@@ -172,7 +172,7 @@ type unifyOpts struct {
 }
 
 // colinux.unify{guests, exclude, dry_run} -> {files, identical, shareable,
-// unaligned, already_shared, bytes_saved, differed, filesystem, supported,
+// unaligned, already_shared, bytes_shared, bytes_freed, differed, filesystem, supported,
 // guests, skipped, dry_run}: identical files of stopped guests share their
 // disk blocks (see Farm.Unify). guests are names or guest objects
 // (default: all). Check mode is a dry run.
@@ -208,13 +208,15 @@ func (m *luaMod) unify(L *lua.LState) int {
 	})
 	ch := engine.Change{Module: "colinux", Action: "unify", Subject: fmt.Sprintf("%d guests", len(res.Guests)), Status: engine.StatusOK,
 		Detail: fmt.Sprintf("%d identical files (%s), %s already shared", res.Files, HumanSize(res.Identical), HumanSize(res.AlreadyShared))}
-	if res.BytesSaved > 0 {
+	if res.BytesShared > 0 {
 		ch.Status = engine.StatusChanged
-		ch.Detail = fmt.Sprintf("%s shared in %d identical files (%s), %s already shared", HumanSize(res.BytesSaved), res.Files, HumanSize(res.Identical), HumanSize(res.AlreadyShared))
+		ch.Detail = fmt.Sprintf("%s newly shared in %d identical files (%s), %s freed on %s (df), %s already shared",
+			HumanSize(res.BytesShared), res.Files, HumanSize(res.Identical), signedSize(res.BytesFreed), res.Filesystem, HumanSize(res.AlreadyShared))
 		if dry && !res.Supported {
-			ch.Status, ch.Detail = engine.StatusOK, fmt.Sprintf("would save %s, but %s cannot share extents (put the disks on btrfs/xfs)", HumanSize(res.BytesSaved), res.Filesystem)
+			ch.Status, ch.Detail = engine.StatusOK, fmt.Sprintf("would share %s, but %s cannot share extents (put the disks on btrfs/xfs)", HumanSize(res.BytesShared), res.Filesystem)
 		} else if dry {
-			ch.Detail = "would save " + ch.Detail
+			ch.Detail = fmt.Sprintf("would share %s in %d identical files (%s), %s already shared; what it frees shows only in a real run",
+				HumanSize(res.BytesShared), res.Files, HumanSize(res.Identical), HumanSize(res.AlreadyShared))
 		}
 	}
 	m.env.Report(L, ch)
@@ -240,13 +242,16 @@ type migrateOpts struct {
 	Grace   time.Duration `lua:"grace"`
 	Timeout time.Duration `lua:"timeout"`
 	Disk    bool          `lua:"disk"`
+	KeepKey bool          `lua:"keep_key"`
 }
 
 // g:migrate{to = {address, port, user, key, host_key, state_dir, binary,
-// name}, live=false, grace="10s", timeout="60s", disk=false} -> {host,
-// disk, size, chunks, chunks_sent, bytes_sent, sha256, seconds, downtime,
-// state, ip, live}: the guest moved to another tinyfarm host over SSH (see
-// Guest.Migrate); disk=true also removes the local image. live=true moves
+// name}, live=false, grace="10s", timeout="60s", disk=false,
+// keep_key=false} -> {host, disk, size, chunks, chunks_sent, bytes_sent,
+// sha256, seconds, downtime, state, ip, live, key_revoked}: the guest
+// moved to another tinyfarm host over SSH (see Guest.Migrate); disk=true
+// also removes the local image; keep_key=true leaves this farm's key in
+// the guest (by default the far side removes it). live=true moves
 // a running qemu guest without stopping it (QEMU live migration over the
 // SSH connection; downtime is the switchover pause); for ns guests it
 // raises unsupported (no CRIU).
@@ -273,7 +278,7 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	}
 	var res MigrateResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = g.Migrate(ctx, r, MigrateOptions{Live: o.Live, Grace: o.Grace, Timeout: o.Timeout, RemoveDisk: o.Disk})
+		res, err = g.Migrate(ctx, r, MigrateOptions{Live: o.Live, Grace: o.Grace, Timeout: o.Timeout, RemoveDisk: o.Disk, KeepKey: o.KeepKey})
 		return
 	})
 	ch.Detail = fmt.Sprintf("%s sent of %s in %v (down %v), sha256 %.12s", HumanSize(res.BytesSent), HumanSize(res.Size),
@@ -281,6 +286,14 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	m.env.Report(L, ch)
 	L.Push(lx.FromGo(L, map[string]any{"host": res.Host, "disk": res.Disk, "size": res.Size, "chunks": res.Chunks,
 		"chunks_sent": res.ChunksSent, "bytes_sent": res.BytesSent, "sha256": res.SHA256, "seconds": res.Duration.Seconds(),
-		"downtime": res.Downtime.Seconds(), "state": res.State, "ip": res.IP, "live": res.Live}))
+		"downtime": res.Downtime.Seconds(), "state": res.State, "ip": res.IP, "live": res.Live, "key_revoked": res.KeyRevoked}))
 	return 1
+}
+
+// signedSize is HumanSize of n that may be negative.
+func signedSize(n int64) string {
+	if n < 0 {
+		return "-" + HumanSize(-n)
+	}
+	return HumanSize(n)
 }

@@ -3,12 +3,16 @@
 package colinux_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/luatest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
 // TestLuaOps runs testdata/ops_test.lua. No guest is started (no network):
@@ -46,5 +50,36 @@ func TestLuaNetwork(t *testing.T) {
 	luatest.Run(t, "testdata/network_test.lua", engine.Options{
 		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
 		StateDir: t.TempDir(),
+	})
+}
+
+// TestLuaLifecycle runs testdata/lifecycle_test.lua: a real namespace
+// guest in the default mode (user namespace where available) on a test
+// bridge.
+func TestLuaLifecycle(t *testing.T) {
+	needRoot(t)
+	if !ns.UserNSAvailable() {
+		t.Skip("no user namespaces with idmapped mounts here: the default mode is not userns")
+	}
+	state := t.TempDir()
+	disk := guesttest.BuildDisk(t, guesttest.Options{})
+	share := t.TempDir()
+	os.WriteFile(filepath.Join(share, "hello.txt"), []byte("from the host\n"), 0o644)
+	os.WriteFile(filepath.Join(share, "tc.txt"), []byte("tc's\n"), 0o644)
+	os.Chown(filepath.Join(share, "tc.txt"), 1001, 50)
+	t.Cleanup(func() {
+		ns.DeleteBridge(opsBridge)
+		farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
+		defs, _ := farm.List()
+		for _, d := range defs {
+			if g, err := farm.Guest(context.Background(), d.Name); err == nil {
+				g.Destroy(context.Background(), false)
+			}
+		}
+	})
+	luatest.Run(t, "testdata/lifecycle_test.lua", engine.Options{
+		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		StateDir: state,
+		Vars:     map[string]any{"disk": disk.Path, "share": share, "bridge": opsBridge, "subnet": opsSubnet},
 	})
 }

@@ -111,6 +111,11 @@ type MigrateOptions struct {
 	// RemoveDisk removes the local disk image too once the guest runs
 	// there (as destroy{disk=true}). Default: the disk stays.
 	RemoveDisk bool
+	// KeepKey keeps this farm's key in the guest's authorized_keys after
+	// the move. Default: once the guest runs there (or is defined there,
+	// moved offline), the far tinyfarm removes this farm's key from it,
+	// so this host no longer logs into a guest it gave away.
+	KeepKey bool
 }
 
 // MigrateResult says what Guest.Migrate did.
@@ -127,6 +132,7 @@ type MigrateResult struct {
 	State       string        // the guest's state there ("running")
 	IP          string        // its address there
 	WasRunning  bool          // the guest ran here before
+	KeyRevoked  bool          // this farm's key was removed from the guest there
 	PreCopySent int64         // bytes sent while the guest still ran here
 	// Live migration only.
 	Live         bool          // moved live (QEMU migration)
@@ -144,6 +150,16 @@ type FarProbe struct {
 	// FarmKey is the far farm's public key (authorized_keys line): the
 	// guest must accept it to be managed there over SSH.
 	FarmKey string `json:"farm_key,omitempty"`
+	// Free is the space available where the disk goes (-1: unknown), and
+	// Have what an earlier, interrupted copy there takes already.
+	Free int64 `json:"free"`
+	Have int64 `json:"have"`
+	// MissingShares are the shares' host directories that do not exist
+	// there (the guest would not start).
+	MissingShares []string `json:"missing_shares,omitempty"`
+	// AddressProblem says why a bridged guest moving live cannot keep its
+	// address and MAC there ("" when it can).
+	AddressProblem string `json:"address_problem,omitempty"`
 }
 
 // Migrate moves the guest to another tinyfarm host (vzmigrate), offline:
@@ -189,7 +205,23 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		return fail(err)
 	}
 	defer c.Close()
-	out, err := to.tinyfarm(ctx, c, nil, "migrate", "probe", d.Name)
+	res.WasRunning = g.Running(ctx)
+	// Everything that can be checked before a byte is copied.
+	if o.Live && res.WasRunning && len(d.Shares) > 0 {
+		return fail(driver.Unsupported(d.Driver, "live migration of a guest with shares",
+			"QEMU refuses to migrate a VM with a mounted virtio-9p share; unshare and restart the guest, or migrate offline"))
+	}
+	// A bridged VM moving live keeps, in its memory, its MAC and address
+	// (and udhcpc its hour-long lease): it must keep them there too.
+	liveBridge := o.Live && res.WasRunning && d.Net == "bridge"
+	args := []string{"migrate", "probe", d.Name}
+	for _, s := range d.Shares {
+		args = append(args, "--share", s.HostPath)
+	}
+	if liveBridge {
+		args = append(args, "--ip", d.IP, "--mac", d.MAC)
+	}
+	out, err := to.tinyfarm(ctx, c, nil, args...)
 	if err != nil {
 		return fail(err)
 	}
@@ -200,8 +232,21 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	if probe.Exists {
 		return fail(fmt.Errorf("guest %s is defined there already (running: %v): destroy it there first: %w", d.Name, probe.Running, ErrExists))
 	}
+	if liveBridge && probe.AddressProblem != "" {
+		return fail(driver.Unsupported(d.Driver, "live migration of this bridged guest",
+			fmt.Sprintf("the running VM keeps its address %s and MAC %s, which it cannot have there: %s; "+
+				"give the far farm the same subnet (colinux.network there), or migrate offline (the guest boots there and takes an address there)",
+				d.IP, d.MAC, probe.AddressProblem)))
+	}
+	if len(probe.MissingShares) > 0 {
+		return fail(fmt.Errorf("the shares' host directories %s do not exist there: create them there, or unshare: %w",
+			strings.Join(probe.MissingShares, ", "), ErrInvalid))
+	}
+	if need := allocatedBytes(d.Disk) - probe.Have; probe.Free >= 0 && need > probe.Free {
+		return fail(fmt.Errorf("the disk needs %s more there, %s is free in %s: %w",
+			HumanSize(need), HumanSize(probe.Free), filepath.Dir(probe.Disk), ErrNoSpace))
+	}
 	res.Disk = probe.Disk
-	res.WasRunning = g.Running(ctx)
 	if err := g.authorizeKey(ctx, probe.FarmKey, res.WasRunning); err != nil {
 		return fail(err)
 	}
@@ -235,8 +280,8 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	res.Size, res.Chunks, res.BytesSent, res.SHA256 = st.size, st.chunks, st.bytesSent+res.PreCopySent, st.sum
 	res.ChunksSent += st.chunksSent
 
-	def := farDefinition(d, probe.Disk)
-	args := []string{"migrate", "import", "--timeout", o.Timeout.String()}
+	def := farDefinition(d, probe.Disk, false)
+	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
 	if !res.WasRunning {
 		args = append(args, "--no-start")
 	}
@@ -267,8 +312,94 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
 	}
+	if err := g.revokeHere(ctx, c, to, o, probe, &res); err != nil {
+		return fail(err)
+	}
 	res.Duration = time.Since(t0)
 	return res, nil
+}
+
+// revokeHere has the far tinyfarm remove this farm's key from the moved
+// guest (unless o.KeepKey, or the guest is not managed over SSH, or both
+// farms share one key). It runs once the guest is there and gone here: a
+// failure is reported, the move stands.
+func (g *Guest) revokeHere(ctx context.Context, c *ssh.Client, to Remote, o MigrateOptions, probe FarProbe, res *MigrateResult) error {
+	if o.KeepKey || g.Def.HostKey == "" || probe.FarmKey == "" {
+		return nil
+	}
+	own, err := ssh.EnsureFarmKey(g.farm.stateDir())
+	if err != nil {
+		return fmt.Errorf("moved, but reading this farm's key to remove it from the guest: %w", err)
+	}
+	if keyBlob(own.AuthorizedKey()) == keyBlob(probe.FarmKey) {
+		return nil // one farm key on both sides
+	}
+	if _, err := to.tinyfarm(ctx, c, strings.NewReader(own.AuthorizedKey()+"\n"), "migrate", "revoke", g.Def.Name); err != nil {
+		return fmt.Errorf("moved, but removing this farm's key from the guest there failed (it still accepts this host; remove the key from its authorized_keys): %w", err)
+	}
+	res.KeyRevoked = true
+	return nil
+}
+
+// keyBlob is the base64 key of an authorized_keys line (its second
+// field, or the first for a bare key): what identifies the key whatever
+// options or comment the line has.
+func keyBlob(line string) string {
+	f := strings.Fields(line)
+	for i, w := range f {
+		if strings.HasPrefix(w, "ssh-") || strings.HasPrefix(w, "ecdsa-") {
+			if i+1 < len(f) {
+				return f[i+1]
+			}
+		}
+	}
+	if len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
+// RevokeKey is the far side of a migration's last step: it removes key
+// (an authorized_keys line: the source farm's) from the guest name's SSH
+// user's authorized_keys, in the running guest (through Exec) or in its
+// stopped disk. This farm's own key is never removed.
+func (f *Farm) RevokeKey(ctx context.Context, name, key string) error {
+	fail := func(err error) error { return fmt.Errorf("revoke key in %s: %w", name, err) }
+	blob := keyBlob(key)
+	if blob == "" || strings.ContainsAny(blob, "'\"\\$` \n") {
+		return fail(fmt.Errorf("key %q: want an authorized_keys line: %w", key, ErrInvalid))
+	}
+	if own, err := ssh.EnsureFarmKey(f.stateDir()); err != nil {
+		return fail(err)
+	} else if keyBlob(own.AuthorizedKey()) == blob {
+		return fail(fmt.Errorf("that is this farm's own key: %w", ErrInvalid))
+	}
+	g, err := f.Guest(ctx, name)
+	if err != nil {
+		return fail(err)
+	}
+	home := "/root"
+	if u := g.user(); u != "root" {
+		home = "/home/" + u
+	}
+	file := home + "/.ssh/authorized_keys"
+	if !g.Running(ctx) {
+		if err := revokeOnDisk(ctx, g.Def.Disk, file, key); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
+	// Rewritten in place (cat >), so the file keeps its owner and mode.
+	q := ssh.ShellQuote(file)
+	script := "f=" + q + "; [ -f \"$f\" ] || exit 0; grep -vF -- '" + blob + "' \"$f\" > \"$f.tf-new\"; cat \"$f.tf-new\" > \"$f\" && rm -f \"$f.tf-new\" && sync && ! grep -qF -- '" + blob + "' \"$f\""
+	r, err := g.Exec(ctx, []string{"/bin/sh", "-c", script}, driver.ExecOptions{Timeout: 30 * time.Second})
+	if err == nil && r.Code != 0 {
+		err = fmt.Errorf("in the guest: exit %d: %s", r.Code, bytes.TrimSpace(r.Stderr))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", file, err))
+	}
+	return nil
 }
 
 func hostLabel() string {
@@ -545,11 +676,15 @@ func (f *Farm) Import(ctx context.Context, d Definition, start bool, timeout tim
 }
 
 // farDefinition is the guest's definition for the far farm (JSON): the
-// far farm gives it its own address and forwards, the disk is the copy at
-// disk, and a label says where it came from.
-func farDefinition(d *Definition, disk string) []byte {
+// far farm gives it its own address (unless keepIP: a bridged VM moving
+// live keeps its own) and forwards, the disk is the copy at disk, and a
+// label says where it came from.
+func farDefinition(d *Definition, disk string, keepIP bool) []byte {
 	nd := *d
-	nd.Disk, nd.IP, nd.Forwards = disk, "", nil
+	nd.Disk, nd.Forwards, nd.DiskPlaced = disk, nil, true
+	if !keepIP {
+		nd.IP = ""
+	}
 	nd.Labels = map[string]string{}
 	for k, v := range d.Labels {
 		nd.Labels[k] = v
@@ -559,12 +694,23 @@ func farDefinition(d *Definition, disk string) []byte {
 	return def
 }
 
-// ProbeMigration is the far side's answer before a migration of name.
-func (f *Farm) ProbeMigration(ctx context.Context, name string) (FarProbe, error) {
+// ProbeMigration is the far side's answer before a migration of name
+// whose shares have the host directories shares; for a bridged guest
+// moving live, ip and mac are the address and MAC it keeps.
+func (f *Farm) ProbeMigration(ctx context.Context, name string, shares []string, ip, mac string) (FarProbe, error) {
 	if !nameRe.MatchString(name) {
 		return FarProbe{}, fmt.Errorf("probe %q: %w", name, ErrInvalid)
 	}
 	p := FarProbe{Disk: filepath.Join(f.stateDir(), "disks", name+".img")}
+	p.Free, p.Have = freeBytes(p.Disk), allocatedBytes(p.Disk)
+	for _, s := range shares {
+		if fi, err := os.Stat(s); err != nil || !fi.IsDir() {
+			p.MissingShares = append(p.MissingShares, s)
+		}
+	}
+	if ip != "" {
+		p.AddressProblem = f.bridgeIdentityProblem(name, ip, mac)
+	}
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)
 	}

@@ -2,6 +2,7 @@ package colinux
 
 import (
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,4 +15,30 @@ func zeroRange(f *os.File, off, n int64) error {
 	}
 	_, err := f.WriteAt(make([]byte, n), off)
 	return err
+}
+
+// allocatedBytes is the disk space path takes (its allocated blocks: a
+// sparse image takes less than its size); 0 when it does not exist.
+func allocatedBytes(path string) int64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+// freeBytes is the space available to root on the file system that
+// holds path, or would (its nearest existing parent); -1 when unknown.
+func freeBytes(path string) int64 {
+	for p := path; ; {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) == nil {
+			return int64(st.Bfree) * st.Bsize
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return -1
+		}
+		p = parent
+	}
 }

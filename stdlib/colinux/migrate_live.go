@@ -57,7 +57,9 @@ type IncomingResult struct {
 // are sent and verified, then the device state goes, the far guest
 // resumes and its SSH answers; only then does the source QEMU quit and
 // the guest leave this host. Any failure resumes the guest here and
-// removes it there (its disk copy stays, so a retry sends only changes).
+// removes it there, with the disk copy this migration made. (What can be
+// checked before copying was, by Migrate: the name there, the shares,
+// the space.)
 func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o MigrateOptions, probe FarProbe, res MigrateResult, t0 time.Time) (MigrateResult, error) {
 	d := g.Def
 	res.Live = true
@@ -81,24 +83,32 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	}
 	defer cs.Close()
 
+	// A failure from here on leaves nothing there: neither the guest nor
+	// the disk copy this migration made.
+	discardFar := func() {
+		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", "--disk", d.Name)
+	}
 	// Pass 1 with the guest running.
 	st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
 	if err != nil {
+		discardFar()
 		return fail(err)
 	}
 	res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
 
-	def := farDefinition(d, probe.Disk)
+	def := farDefinition(d, probe.Disk, d.Net == "bridge")
 
 	sock := filepath.Join(g.spec().Dir, "migrate-out.sock")
 	os.Remove(sock)
 	lp, release, err := fsutil.SocketPath(sock)
 	if err != nil {
+		discardFar()
 		return fail(err)
 	}
 	ln, err := net.Listen("unix", lp)
 	release()
 	if err != nil {
+		discardFar()
 		return fail(err)
 	}
 	defer os.Remove(sock)
@@ -150,7 +160,7 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 		closeLn()
 		<-relayDone
 		<-farDone
-		to.tinyfarm(bg, c, nil, "migrate", "discard", d.Name)
+		to.tinyfarm(bg, c, nil, "migrate", "discard", "--disk", d.Name)
 	}
 
 	var delta syncStats
@@ -174,18 +184,18 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	}
 	if relay.err != nil {
 		resume()
-		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", d.Name)
+		discardFar()
 		return fail(fmt.Errorf("relaying the state: %w", relay.err))
 	}
 	if far.err != nil {
 		resume()
-		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", d.Name)
+		discardFar()
 		return fail(far.err)
 	}
 	var ir IncomingResult
 	if err := json.Unmarshal(far.out, &ir); err != nil || ir.State != "running" {
 		resume()
-		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", d.Name)
+		discardFar()
 		return fail(fmt.Errorf("far incoming answered %q: %v", abbrevBytes(far.out), err))
 	}
 	res.StateBytes = relay.n
@@ -201,6 +211,9 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	}
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
+	}
+	if err := g.revokeHere(ctx, c, to, o, probe, &res); err != nil {
+		return fail(err)
 	}
 	res.Duration = time.Since(t0)
 	return res, nil
@@ -295,9 +308,17 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 	// A gratuitous ARP from the guest's NIC (QEMU sends one after an
 	// incoming migration too; harmless with user-mode networking).
 	h.Command(wctx, "announce-self", map[string]any{"initial": 50, "max": 550, "rounds": 5, "step": 100}, nil)
-	if _, port, err := g.SSHAddr(); err == nil && g.Def.Net != "bridge" {
-		host, _, _ := g.SSHAddr()
-		if err := sshBanner(wctx, net.JoinHostPort(host, fmt.Sprint(port))); err != nil {
+	// Reachable here before the source lets go: an SSH handshake with the
+	// guest's pinned host key (at its bridge address, or its forward),
+	// else, for a guest with no pinned key, its SSH banner.
+	if host, port, err := g.SSHAddr(); err == nil {
+		if g.Def.HostKey != "" {
+			c, err := g.SSH(wctx)
+			if err != nil {
+				return undo(fmt.Errorf("the guest runs but does not answer SSH at %s with its pinned host key: %w", net.JoinHostPort(host, fmt.Sprint(port)), err))
+			}
+			c.Close()
+		} else if err := sshBanner(wctx, net.JoinHostPort(host, fmt.Sprint(port))); err != nil {
 			return undo(fmt.Errorf("the guest runs but its SSH does not answer: %w", err))
 		}
 		ir.Answered = true
@@ -312,23 +333,42 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 }
 
 // DiscardIncoming removes, on the far side, a guest a failed live
-// migration left (its QEMU is killed, its definition removed; the disk
-// copy stays for a retry).
-func (f *Farm) DiscardIncoming(ctx context.Context, name string) error {
+// migration left (its QEMU is killed, its definition removed) and, with
+// removeDisk, the migration's disk copy (<state>/disks/NAME.img) unless
+// a guest defined here uses it.
+func (f *Farm) DiscardIncoming(ctx context.Context, name string, removeDisk bool) error {
+	if !nameRe.MatchString(name) {
+		return fmt.Errorf("discard %q: %w", name, ErrInvalid)
+	}
 	g, err := f.Guest(ctx, name)
-	if errors.Is(err, ErrNotFound) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("discard %s: %w", name, err)
+	case g.Def.Labels["migrated_from"] == "":
+		return fmt.Errorf("discard %s: not a migrated guest: %w", name, ErrInvalid)
+	default:
+		if h, err := g.handle(ctx); err == nil {
+			h.Stop(ctx, 0)
+		}
+		if err := g.Destroy(ctx, false); err != nil {
+			return fmt.Errorf("discard %s: %w", name, err)
+		}
+	}
+	if !removeDisk {
 		return nil
 	}
+	disk := filepath.Join(f.stateDir(), "disks", name+".img")
+	defs, err := f.List()
 	if err != nil {
 		return fmt.Errorf("discard %s: %w", name, err)
 	}
-	if g.Def.Labels["migrated_from"] == "" {
-		return fmt.Errorf("discard %s: not a migrated guest: %w", name, ErrInvalid)
+	for _, d := range defs {
+		if d.Disk == disk {
+			return nil // a guest's disk: not this migration's to remove
+		}
 	}
-	if h, err := g.handle(ctx); err == nil {
-		h.Stop(ctx, 0)
-	}
-	if err := g.Destroy(ctx, false); err != nil {
+	if err := os.Remove(disk); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("discard %s: %w", name, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 )
 
@@ -116,6 +118,41 @@ func TestMigrateQemuLive(t *testing.T) {
 	srcPID := st.PID
 	before := counter(t, g)
 
+	farDisk := filepath.Join(farState, "disks", "live.img")
+	// Refused before copying: a guest with a share (QEMU will not
+	// migrate a mounted 9p share).
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: t.TempDir(), GuestPath: "/mnt/s"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true}); !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "share") {
+		t.Errorf("live migration of a guest with a share: %v, want unsupported naming the share", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a refused live migration copied the disk there")
+	}
+	if _, err := g.Unshare(ctx, "/mnt/s", false); err != nil {
+		t.Fatal(err)
+	}
+	// Failing after the copy (the far side gives the state no time to
+	// load): the guest runs on here, nothing is left there.
+	if _, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true, Timeout: time.Millisecond}); err == nil {
+		t.Fatal("a live migration with no time to load there succeeded")
+	} else {
+		t.Logf("failed live migration: %v", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a failed live migration left its disk copy there")
+	}
+	if _, err := far.Get("live"); err == nil {
+		t.Error("a failed live migration left the guest defined there")
+	}
+	if !g.Running(ctx) {
+		t.Fatal("a failed live migration stopped the guest here")
+	}
+	if a, b := counter(t, g), counter(t, g); b < a || a < before {
+		t.Errorf("counter after a failed live migration: %d, %d (before %d)", a, b, before)
+	}
+
 	res, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true, Timeout: 90 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -182,4 +219,82 @@ func TestMigrateQemuLive(t *testing.T) {
 	t.Logf("offline migrate: downtime %v, total %v", off.Downtime, off.Duration)
 	fmt.Printf("live migrate qemu downtime (s)\t%.3f\toffline migrate\t%.3f\t%.3f\n", res.Downtime.Seconds(), off.Downtime.Seconds(), res.Downtime.Seconds()/off.Downtime.Seconds())
 	fmt.Printf("live migrate qemu total (s)\t%.2f\toffline migrate\t%.2f\t%.2f\n", res.Duration.Seconds(), off.Duration.Seconds(), res.Duration.Seconds()/off.Duration.Seconds())
+}
+
+// TestMigrateQemuLiveBridge: a VM on the farm bridge moves live to a far
+// host (a network namespace) whose farm has another subnet: refused
+// before anything is copied (the VM keeps its address in memory, which
+// would not work there). Once the far farm has the same subnet (on its
+// own bridge), the move keeps the VM's address and MAC; the far side
+// checked an SSH handshake with the pinned key before the source let go,
+// and the counter goes on there, read over SSH at that address from
+// inside the far namespace.
+func TestMigrateQemuLiveBridge(t *testing.T) {
+	needVM(t)
+	ctx := context.Background()
+	const farBridge = "tftest8f"
+	bin := buildTinyfarm(t)
+	remote, farState := farHost(t, bin)
+	far := colinux.New(farState, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	state := t.TempDir()
+	t.Cleanup(func() {
+		if g, err := far.Guest(context.Background(), "brlive"); err == nil {
+			inNetns(migNS, func() error { return g.Destroy(context.Background(), false) })
+		}
+		// The DHCP servers the two farms started (by pid, each its own).
+		for _, s := range []struct{ state, bridge string }{{farState, farBridge}, {state, opsBridge}} {
+			if pid := farmnet.DHCPPID(filepath.Join(s.state, "guests"), s.bridge); pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	farm := opsFarm(t, state)
+	g, _ := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "brlive", Net: "bridge", MemBytes: 160 << 20})
+	mustExec(t, g, counterLoop)
+	before := counter(t, g)
+	farDisk := filepath.Join(farState, "disks", "brlive.img")
+
+	// The far farm on its default subnet: refused, nothing copied.
+	_, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true, Timeout: 90 * time.Second})
+	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "subnet") {
+		t.Errorf("live move of a bridged VM to another subnet: %v, want unsupported naming the subnet", err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a refused live migration copied the disk there")
+	}
+	if !g.Running(ctx) {
+		t.Fatal("a refused live migration stopped the guest")
+	}
+
+	// The far farm on the same subnet, its own bridge in its namespace.
+	os.MkdirAll(farState, 0o700)
+	if err := os.WriteFile(filepath.Join(farState, "network.json"), []byte(`{"bridge":"`+farBridge+`","subnet":"`+opsSubnet+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ip, mac := g.Def.IP, g.Def.MAC
+	res, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true, Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("live migrate on the bridge: downtime %v, total %v; there: %s at %s", res.Downtime, res.Duration, res.State, res.IP)
+	if res.IP+"/24" != ip {
+		t.Errorf("address there %s, want the VM's own %s", res.IP, ip)
+	}
+	far = colinux.New(farState, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	fg, err := far.Guest(ctx, "brlive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fg.Def.IP != ip || fg.Def.MAC != mac {
+		t.Errorf("defined there with %s %s, want %s %s", fg.Def.IP, fg.Def.MAC, ip, mac)
+	}
+	n1, n2, err := farCounter(fg, 500*time.Millisecond)
+	if err != nil {
+		t.Fatalf("the counter there, over SSH at %s: %v", ip, err)
+	}
+	if n1 < before || n2 <= n1 {
+		t.Errorf("counter did not go on there: %d before, %d then %d after", before, n1, n2)
+	}
 }

@@ -227,12 +227,38 @@ func TestMigrateNetns(t *testing.T) {
 	if err := inNetns(migNS, func() error { return fg.WaitReady(ctx, 30*time.Second) }); err != nil {
 		t.Errorf("the far farm over SSH to the moved guest: %v", err)
 	}
+	// And this farm's key is gone from the guest: this host gave it away.
+	hereKey, err := os.ReadFile(filepath.Join(state, ssh.FarmKeyFile+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hereBlob := strings.Fields(string(hereKey))[1]
+	if keys := mustExec(t, fg, "cat /root/.ssh/authorized_keys"); !res.KeyRevoked || strings.Contains(keys, hereBlob) {
+		t.Errorf("the moved guest still accepts the source farm's key (revoked %v):\n%s", res.KeyRevoked, keys)
+	}
 	// A stopped guest: the far key goes into its disk before the copy.
 	cold := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	if _, err := farm.Define(colinux.Definition{Name: "cold", Driver: "ns", Disk: cold.Path, MemBytes: 64 << 20, HostKey: cold.HostKey, User: "root"}, false); err != nil {
 		t.Fatal(err)
 	}
 	cg, _ := farm.Guest(ctx, "cold")
+	// A share whose host directory the far host lacks: refused before
+	// anything is copied.
+	gone := filepath.Join(t.TempDir(), "gone")
+	os.Mkdir(gone, 0o755)
+	if _, err := cg.Share(ctx, colinux.ShareOptions{HostPath: gone, GuestPath: "/mnt/gone"}, false); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(gone)
+	if _, err := cg.Migrate(ctx, remote, colinux.MigrateOptions{}); !errors.Is(err, colinux.ErrInvalid) || !strings.Contains(err.Error(), gone) {
+		t.Errorf("migrate with a share missing there: %v, want invalid naming %s", err, gone)
+	}
+	if _, err := os.Stat(filepath.Join(farState, "disks", "cold.img")); err == nil {
+		t.Error("a refused migration copied the disk")
+	}
+	if _, err := cg.Unshare(ctx, "/mnt/gone", false); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cg.Migrate(ctx, remote, colinux.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +275,9 @@ func TestMigrateNetns(t *testing.T) {
 	}
 	if !strings.Contains(string(keys), strings.TrimSpace(string(farKey))) {
 		t.Errorf("the far farm's key is not in the moved disk's authorized_keys:\n%s", keys)
+	}
+	if strings.Contains(string(keys), hereBlob) {
+		t.Errorf("the source farm's key is still in the moved disk's authorized_keys:\n%s", keys)
 	}
 	// Migrating onto a name that exists there: refused before anything.
 	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, false); err != nil {

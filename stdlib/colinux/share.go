@@ -69,6 +69,10 @@ func (g *Guest) Share(ctx context.Context, o ShareOptions, dryRun bool) (ShareRe
 			return fail(fmt.Errorf("guest path %s is managed by tinyfarm: %w", o.GuestPath, ErrInvalid))
 		}
 	}
+	if systemDirs[o.GuestPath] {
+		return fail(fmt.Errorf("guest path %s is a system directory of the guest: a share over it hides the guest's own files and the guest cannot boot; "+
+			"share below it (%s/myapp) or elsewhere (/mnt/..., /home/tc/...): %w", o.GuestPath, o.GuestPath, ErrInvalid))
+	}
 	if fi, err := os.Stat(o.HostPath); err != nil {
 		return fail(err)
 	} else if !fi.IsDir() {
@@ -87,6 +91,15 @@ func (g *Guest) Share(ctx context.Context, o ShareOptions, dryRun bool) (ShareRe
 	}
 	d.Shares[i].HostPath, d.Shares[i].GuestPath, d.Shares[i].ReadOnly = o.HostPath, o.GuestPath, o.ReadOnly
 	return g.redefineShares(ctx, d, dryRun, fail)
+}
+
+// systemDirs are the guest directories a share may not cover: Tiny
+// Core's init, busybox and libraries live there (a share's host
+// directory would hide them). Paths are compared cleaned, so /mnt/../etc
+// is /etc.
+var systemDirs = map[string]bool{
+	"/bin": true, "/etc": true, "/lib": true, "/lib64": true, "/sbin": true,
+	"/usr": true, "/usr/bin": true, "/usr/lib": true, "/usr/sbin": true,
 }
 
 // Unshare removes the share of guestPath from the definition (effective

@@ -2,6 +2,7 @@ package colinux_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -51,5 +52,30 @@ func TestShareRendersConf(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestShareRefusesSystemDirs: a share over a directory the guest needs to
+// boot is refused when defined (its path cleaned first), and the
+// definition is unchanged; a share below one is fine.
+func TestShareRefusesSystemDirs(t *testing.T) {
+	ctx := context.Background()
+	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+	if _, err := farm.Define(colinux.Definition{Name: "sys", Driver: "ns", Disk: "/srv/tf/disk.img", MemBytes: 64 << 20}, false); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := farm.Guest(ctx, "sys")
+	host := t.TempDir()
+	for _, p := range []string{"/etc", "/mnt/../etc", "/etc/", "//usr", "/bin", "/lib", "/sbin", "/dev", "/proc", "/sys", "/dev/shm", "/usr/bin"} {
+		_, err := g.Share(ctx, colinux.ShareOptions{HostPath: host, GuestPath: p}, false)
+		if !errors.Is(err, colinux.ErrInvalid) {
+			t.Errorf("share over %s: %v, want refused as invalid", p, err)
+		}
+	}
+	if d, _ := farm.Get("sys"); len(d.Shares) != 0 {
+		t.Errorf("refused shares defined: %+v", d.Shares)
+	}
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: host, GuestPath: "/etc/myapp"}, false); err != nil {
+		t.Errorf("share below /etc: %v", err)
 	}
 }

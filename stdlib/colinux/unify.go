@@ -51,9 +51,20 @@ type UnifyResult struct {
 	Unaligned int64 `lua:"unaligned"`
 	// AlreadyShared is Shareable storage that was shared before this run.
 	AlreadyShared int64 `lua:"already_shared"`
-	// BytesSaved is storage this run shared (with DryRun or where
-	// unsupported: what it would share).
-	BytesSaved int64 `lua:"bytes_saved"`
+	// BytesShared is storage this run newly shared: ranges of one image
+	// now pointing at the same host blocks as the other's (with DryRun or
+	// where unsupported: what it would share).
+	BytesShared int64 `lua:"bytes_shared"`
+	// BytesFreed is what the host file system gained, as df sees it: its
+	// used space (statfs, after a sync commits the change) before the run
+	// minus after. It is less than BytesShared when the host file system
+	// keeps a whole extent while any part of it is still referenced (btrfs
+	// does: an image written by a plain copy holds extents of up to 128
+	// MiB, so sharing a file inside one frees nothing until all of that
+	// extent is shared), and can be a little negative (the new references
+	// take metadata). Other writers on that file system during the run
+	// show in it too. 0 with DryRun or where unsupported.
+	BytesFreed int64 `lua:"bytes_freed"`
 	// Differed is storage the kernel refused to share because its bytes
 	// were not identical after all (a file changed meanwhile).
 	Differed int64 `lua:"differed"`

@@ -121,6 +121,26 @@ func unifyDisks(ctx context.Context, disks []unifyDisk, exclude []string, res *U
 		}
 	}
 
+	// Used space before and after, as df reports it: a sync first, so the
+	// host file system has committed (and freed) what it will.
+	used := func() (int64, error) {
+		if err := unix.Syncfs(int(imgs[0].Fd())); err != nil {
+			return 0, err
+		}
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(imgs[0].Fd()), &st); err != nil {
+			return 0, err
+		}
+		return int64(st.Blocks-st.Bfree) * st.Bsize, nil
+	}
+	measure := !res.DryRun && res.Supported
+	var usedBefore int64
+	if measure {
+		var err error
+		if usedBefore, err = used(); err != nil {
+			return fmt.Errorf("host file system of %s: %w", disks[0].path, err)
+		}
+	}
 	var unsupported error
 	for _, k := range keys {
 		idx := groups[k]
@@ -141,7 +161,7 @@ func unifyDisks(ctx context.Context, disks []unifyDisk, exclude []string, res *U
 					continue
 				}
 				if res.DryRun || !res.Supported || unsupported != nil {
-					res.BytesSaved += r.length
+					res.BytesShared += r.length
 					continue
 				}
 				saved, differed, err := dedupe(ctx, imgs[src.disk], imgs[dst.disk], r)
@@ -149,20 +169,27 @@ func unifyDisks(ctx context.Context, disks []unifyDisk, exclude []string, res *U
 					// xfs without reflink, or another filesystem that
 					// looked able: measure on, then say so.
 					unsupported, res.Supported = err, false
-					res.BytesSaved += r.length
+					res.BytesShared += r.length
 					continue
 				}
 				if err != nil {
 					return fmt.Errorf("share %s between %s and %s: %w", src.name, disks[src.disk].guest, disks[dst.disk].guest, err)
 				}
-				res.BytesSaved += saved
+				res.BytesShared += saved
 				res.Differed += differed
 			}
 		}
 	}
+	if measure && res.Supported {
+		after, err := used()
+		if err != nil {
+			return fmt.Errorf("host file system of %s: %w", disks[0].path, err)
+		}
+		res.BytesFreed = usedBefore - after
+	}
 	if !res.Supported && !res.DryRun {
 		why := fmt.Sprintf("could save %s of %s identical in %d files, but %s cannot share extents between files (put the disks on btrfs, or xfs with reflink=1)",
-			HumanSize(res.BytesSaved), HumanSize(res.Identical), res.Files, res.Filesystem)
+			HumanSize(res.BytesShared), HumanSize(res.Identical), res.Files, res.Filesystem)
 		if unsupported != nil {
 			why += ": " + unsupported.Error()
 		}

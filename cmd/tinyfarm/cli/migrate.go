@@ -27,17 +27,22 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Short:  "The receiving side of g:migrate (run over SSH by another tinyfarm)",
 		Hidden: true,
 	}
+	var shares []string
+	var probeIP, probeMAC string
 	probe := &cobra.Command{
-		Use:  "probe NAME",
+		Use:  "probe NAME [--share HOSTDIR]...",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := farm().ProbeMigration(ctx, args[0])
+			p, err := farm().ProbeMigration(ctx, args[0], shares, probeIP, probeMAC)
 			if err != nil {
 				return err
 			}
 			return json.NewEncoder(stdout).Encode(p)
 		},
 	}
+	probe.Flags().StringArrayVar(&shares, "share", nil, "a share's host directory the guest needs there")
+	probe.Flags().StringVar(&probeIP, "ip", "", "the bridge address (with prefix) a guest moving live keeps")
+	probe.Flags().StringVar(&probeMAC, "mac", "", "the MAC a guest moving live keeps")
 	var chunk int64
 	sums := &cobra.Command{
 		Use:  "sums PATH",
@@ -111,15 +116,30 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		},
 	}
 	incoming.Flags().DurationVar(&inTimeout, "timeout", 60*time.Second, "how long the state has to load and the guest to answer")
+	var discardDisk bool
 	discard := &cobra.Command{
-		Use:  "discard NAME",
+		Use:  "discard [--disk] NAME",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := farm()
 			defer f.Close()
-			return f.DiscardIncoming(ctx, args[0])
+			return f.DiscardIncoming(ctx, args[0], discardDisk)
 		},
 	}
-	cmd.AddCommand(probe, sums, recv, imp, incoming, discard)
+	discard.Flags().BoolVar(&discardDisk, "disk", false, "remove the migration's disk copy too")
+	revoke := &cobra.Command{
+		Use:  "revoke NAME < key",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := io.ReadAll(io.LimitReader(stdin, 16<<10))
+			if err != nil {
+				return fmt.Errorf("revoke: key: %w", err)
+			}
+			f := farm()
+			defer f.Close()
+			return f.RevokeKey(ctx, args[0], strings.TrimSpace(string(b)))
+		},
+	}
+	cmd.AddCommand(probe, sums, recv, imp, incoming, discard, revoke)
 	return cmd
 }

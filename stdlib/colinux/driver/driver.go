@@ -178,6 +178,9 @@ type ExecOptions struct {
 	Dir    string   // working directory in the guest; default /
 	Stdout io.Writer
 	Stderr io.Writer
+	// Timeout bounds the command (0: only ctx does); when it passes the
+	// command is killed and the error wraps context.DeadlineExceeded.
+	Timeout time.Duration
 }
 
 // ExecResult is a finished Exec.

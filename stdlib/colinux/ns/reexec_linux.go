@@ -172,6 +172,17 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		slave.Close()
 		return fail(err)
 	}
+	// The init reports a failure to build the guest's root (a share that
+	// cannot be mounted, say) on errW; its exec of the guest's own init
+	// closes it (close-on-exec) with nothing written.
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		slave.Close()
+		syncR.Close()
+		syncW.Close()
+		return fail(err)
+	}
+	defer errR.Close()
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe)
 	cmd.Args = []string{"tinyfarm-ns-init", dir}
@@ -211,18 +222,6 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		defer self.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, self)
 		cmd.Path = "/proc/self/fd/5"
-		// Shared host directories, likewise, come as descriptors (fd 6...).
-		var shareFDs []string
-		for i, sh := range s.Shares {
-			f, err := os.OpenFile(sh.HostPath, unix.O_PATH|unix.O_DIRECTORY, 0)
-			if err != nil {
-				return fail(fmt.Errorf("share %s: %w", sh.HostPath, err))
-			}
-			defer f.Close()
-			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-			shareFDs = append(shareFDs, strconv.Itoa(6+i))
-		}
-		cmd.Env = append(cmd.Env, "TINYFARM_NS_SHAREFDS="+strings.Join(shareFDs, ","))
 		base := s.idBase
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
 		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: base, Size: idRange}}
@@ -250,14 +249,18 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		// The guest's root opens its console by name: give it the pty.
 		os.Chown(slavePath, base, base+5)
 	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, errW)
+	cmd.Env = append(cmd.Env, "TINYFARM_NS_ERRFD="+strconv.Itoa(2+len(cmd.ExtraFiles)))
 	if err := cmd.Start(); err != nil {
 		slave.Close()
 		syncR.Close()
 		syncW.Close()
+		errW.Close()
 		return fail(fmt.Errorf("start guest init: %w", err))
 	}
 	slave.Close()
 	syncR.Close()
+	errW.Close()
 	pid := cmd.Process.Pid
 	abort := func(err error) (Exit, bool) {
 		syncW.Close()
@@ -278,6 +281,21 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		if err != nil {
 			return abort(fmt.Errorf("userns: hand the disk to the guest: %w", err))
 		}
+		// Shared host directories likewise: a bind mount of a host path
+		// made inside the guest's user namespace is refused (EINVAL: the
+		// source is in another mount namespace), so the monitor clones
+		// each one, idmapped, and hands it over.
+		for _, sh := range s.Shares {
+			sfd, err := idmappedShare(sh.HostPath, sh.ReadOnly, pid)
+			if err != nil {
+				return abort(err)
+			}
+			err = sendFD(sockParent, sfd)
+			unix.Close(sfd)
+			if err != nil {
+				return abort(fmt.Errorf("userns: hand share %s to the guest: %w", sh.HostPath, err))
+			}
+		}
 	}
 	veth := ""
 	if s.Net.Mode == "bridge" {
@@ -294,6 +312,13 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		return abort(fmt.Errorf("release guest init: %w", err))
 	}
 	syncW.Close()
+	// Wait until the init has built the guest's root and exec'd the
+	// guest's init, so Start fails (and says why) when that went wrong
+	// rather than reporting a guest that is about to crash.
+	if msg, _ := io.ReadAll(io.LimitReader(errR, 4096)); len(msg) > 0 {
+		deleteVeth(veth)
+		return abort(errors.New(strings.TrimSpace(string(msg))))
+	}
 	mstart, _ := procStart(os.Getpid())
 	rt := Runtime{UserNS: s.UserNS, NetRaw: s.NetRaw, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
 	b, _ := json.Marshal(rt)
@@ -359,8 +384,18 @@ func openPty() (*os.File, string, error) {
 // waits for the monitor's go-ahead, builds the root, pivots into it and
 // execs the guest's own /sbin/init.
 func initMain(dir string) {
+	// The monitor's error pipe: closed by the exec of the guest's init.
+	var errPipe *os.File
+	if fd, err := strconv.Atoi(os.Getenv("TINYFARM_NS_ERRFD")); err == nil {
+		unix.CloseOnExec(fd)
+		errPipe = os.NewFile(uintptr(fd), "errpipe")
+		os.Unsetenv("TINYFARM_NS_ERRFD")
+	}
 	die := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "tinyfarm-ns-init: "+format+"\n", args...)
+		if errPipe != nil {
+			fmt.Fprintf(errPipe, "guest init: "+format, args...)
+		}
 		os.Exit(1)
 	}
 	// Namespaces are per thread: the cgroup namespace made below must be
@@ -408,7 +443,6 @@ func initMain(dir string) {
 				die("userns: attach the disk: %v", err)
 			}
 			unix.Close(mfd)
-			unix.Close(4)
 		} else if err := mountDisk(s.Disks[0].Path, newRoot, s.Disks[0].ReadOnly); err != nil {
 			die("%v", err)
 		}
@@ -418,12 +452,18 @@ func initMain(dir string) {
 		}
 	}
 	var shares []shareMount
-	shareFDs := strings.Split(os.Getenv("TINYFARM_NS_SHAREFDS"), ",")
-	for i, sh := range s.Shares {
-		if os.Getenv("TINYFARM_NS_USERNS") == "1" && i < len(shareFDs) && shareFDs[i] != "" {
-			sh.HostPath = "/proc/self/fd/" + shareFDs[i] // opened by the monitor
+	for _, sh := range s.Shares {
+		m := shareMount{Share: sh, fd: -1}
+		if os.Getenv("TINYFARM_NS_USERNS") == "1" {
+			// The monitor sent each share, idmapped, after the disk.
+			if m.fd, err = recvFD(4); err != nil {
+				die("userns: receive share %s: %v", sh.HostPath, err)
+			}
 		}
-		shares = append(shares, shareMount(sh))
+		shares = append(shares, m)
+	}
+	if os.Getenv("TINYFARM_NS_USERNS") == "1" {
+		unix.Close(4)
 	}
 	if err := prepareRoot(newRoot, filepath.Join(dir, "cmdline"), os.Getenv("TINYFARM_NS_CONSOLE"), shares); err != nil {
 		die("%v", err)
@@ -505,8 +545,13 @@ func execInner(argv []string) {
 	os.Exit(126)
 }
 
-// shareMount is a host directory bind-mounted into the guest.
-type shareMount driver.Share
+// shareMount is a host directory bind-mounted into the guest: from its
+// host path, or (user-namespace mode) from fd, a detached idmapped clone
+// of it the monitor made.
+type shareMount struct {
+	driver.Share
+	fd int
+}
 
 // execMain joins the guest's cgroups, then becomes nsenter into all of the
 // guest's namespaces and its root. Args: PID DIR CGROUP... -- ARGV...

@@ -174,7 +174,16 @@ func prepareRoot(newRoot string, cmdlineFile, consolePty string, shares []shareM
 	for _, s := range shares {
 		dst := filepath.Join(newRoot, strings.TrimPrefix(filepath.Clean("/"+s.GuestPath), "/"))
 		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return fmt.Errorf("share %s: %w", s.GuestPath, err)
+			return fmt.Errorf("share %s on %s: %w", s.HostPath, s.GuestPath, err)
+		}
+		if s.fd >= 0 {
+			// Read-only and idmapped already (idmappedShare).
+			err := unix.MoveMount(s.fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			unix.Close(s.fd)
+			if err != nil {
+				return fmt.Errorf("share %s on %s: attach: %w", s.HostPath, s.GuestPath, err)
+			}
+			continue
 		}
 		if err := unix.Mount(s.HostPath, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("share %s on %s: %w", s.HostPath, s.GuestPath, err)

@@ -131,6 +131,40 @@ func idmappedDisk(image string, readOnly bool, pid int) (int, error) {
 	return mfd, nil
 }
 
+// idmappedShare clones the host directory dir (with the mounts below
+// it) as a detached mount idmapped to the user namespace of pid, like the
+// disk: a host file owned by uid N is the guest's uid N (0 its root, 1001
+// Tiny Core's tc), and what the guest writes lands as N on the host. A
+// host uid beyond the guest's range shows as the overflow uid (nobody).
+func idmappedShare(dir string, readOnly bool, pid int) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("userns share %s: %w", dir, err)
+	}
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/user")
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("userns share %s: %w", dir, err)
+	}
+	defer ns.Close()
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns.Fd())}
+	if readOnly {
+		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		unix.Close(fd)
+		var st unix.Statfs_t
+		fsType := "unknown"
+		if unix.Statfs(dir, &st) == nil {
+			fsType = fmt.Sprintf("0x%x", st.Type)
+		}
+		return -1, fmt.Errorf("userns share %s: idmap (file system type %s): %w; "+
+			"share a directory on a file system that supports idmapped mounts (ext4, btrfs, xfs, tmpfs) "+
+			"with no other mounts below it, or define the guest with userns = false", dir, fsType, err)
+	}
+	return fd, nil
+}
+
 // sendFD passes fd over the unix socket sock.
 func sendFD(sock *os.File, fd int) error {
 	return unix.Sendmsg(int(sock.Fd()), []byte("m"), unix.UnixRights(fd), nil, 0)

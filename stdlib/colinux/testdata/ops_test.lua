@@ -49,14 +49,14 @@ function TestUnify(t)
   local g = guest()
   local c = g:clone({ name = "twin" })
   local r = colinux.unify({ guests = { g, "twin" }, exclude = { "usr/local/" }, dry_run = true })
-  if r.files == 0 or r.bytes_saved == 0 or not r.dry_run or #r.guests ~= 2 then
-    t:error("dry run: files " .. r.files .. " saved " .. r.bytes_saved)
+  if r.files == 0 or r.bytes_shared == 0 or r.bytes_freed ~= 0 or not r.dry_run or #r.guests ~= 2 then
+    t:error("dry run: files " .. r.files .. " shared " .. r.bytes_shared .. " freed " .. r.bytes_freed)
   end
   if r.supported then
     -- the temp dir shares extents (btrfs/xfs): a real run saves, a second one not
     local r1 = colinux.unify({ guests = { "src", "twin" } })
     local r2 = colinux.unify({ guests = { "src", "twin" } })
-    if r1.bytes_saved == 0 or r2.bytes_saved ~= 0 then t:error("unify twice: " .. r1.bytes_saved .. ", " .. r2.bytes_saved) end
+    if r1.bytes_shared == 0 or r2.bytes_shared ~= 0 then t:error("unify twice: " .. r1.bytes_shared .. ", " .. r2.bytes_shared) end
   else
     local ok, e = pcall(function() colinux.unify({ guests = { "src", "twin" } }) end)
     if ok or e.kind ~= "unsupported" or not string.find(tostring(e), "btrfs") then
