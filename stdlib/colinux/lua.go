@@ -19,8 +19,8 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/targetlua"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
-	tmpl "github.com/tinyfarm/tinyfarm/stdlib/template"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
+	tmpl "github.com/tinyfarm/tinyfarm/stdlib/template"
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
