@@ -382,7 +382,9 @@ func TestQemuCheckpointRestore(t *testing.T) {
 // (lost on a reboot, kept by a checkpoint or a live move). Each value is
 // written to a temporary file and renamed over /run/tf/n, so a reader
 // never sees the file between truncation and write.
-const counterLoop = "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && " +
+// The first value is written before the loop goes to the background, so
+// a read right after this command never finds the file missing.
+const counterLoop = "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && echo 0 > /run/tf/n && " +
 	"(i=0; while :; do i=$((i+1)); echo $i > /run/tf/n.new; mv /run/tf/n.new /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &"
 
 func counter(t *testing.T, g *colinux.Guest) int {

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/procwait"
 )
 
 func TestMain(m *testing.M) {
@@ -57,7 +59,7 @@ func TestTapLifecycle(t *testing.T) {
 	if err := farmnet.DetachTap(ctx, "lc2", bridge, leases); err != nil {
 		t.Fatal(err)
 	}
-	if farmnet.LinkExists(farmnet.TapName("lc2")) || farmnet.DHCPRunning(leases, bridge) || syscall.Kill(pid, 0) == nil {
+	if farmnet.LinkExists(farmnet.TapName("lc2")) || farmnet.DHCPRunning(leases, bridge) || !procwait.Ended(pid, 5*time.Second) {
 		t.Errorf("after detaching the last tap: tap or dhcp server (pid %d) left", pid)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/procwait"
 )
 
 // Real boots of the mini Tiny Core release under TCG. Each boot costs a
@@ -122,23 +123,7 @@ func killAtCleanup(t *testing.T, pid func() int) {
 
 // ended reports whether process pid is gone (or a zombie: the goroutine
 // of Start that reaps QEMU may not have run yet) within d.
-func ended(pid int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		// The state follows the command name in parentheses.
-		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "Z" {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func ended(pid int, d time.Duration) bool { return procwait.Ended(pid, d) }
 
 func mustStatus(t *testing.T, g driver.Guest, want driver.State) driver.Status {
 	t.Helper()
