@@ -293,9 +293,7 @@ func TestQemuGuestOnBridge(t *testing.T) {
 	state := t.TempDir()
 	leases := filepath.Join(state, "guests")
 	t.Cleanup(func() {
-		if pid := farmnet.DHCPPID(leases, bridge); pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL) // the server this test started
-		}
+		killDHCP(state, bridge) // the server this test started
 		farmnet.DeleteBridge(bridge)
 	})
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: bridge, Subnet: "10.77.249.0/24"})

@@ -8,14 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/luatest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
@@ -55,11 +53,8 @@ func TestTour(t *testing.T) {
 				g.Destroy(bg, false)
 			}
 		}
-		for _, s := range []struct{ state, bridge string }{{farState, farBridge}, {state, opsBridge}} {
-			if pid := farmnet.DHCPPID(filepath.Join(s.state, "guests"), s.bridge); pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL) // the servers the two farms started
-			}
-		}
+		killDHCP(farState, farBridge) // the servers the two farms started
+		killDHCP(state, opsBridge)
 	})
 	nsDisk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	web := filepath.Join(mnt, "web.img")

@@ -19,7 +19,6 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 )
 
@@ -242,11 +241,8 @@ func TestMigrateQemuLiveBridge(t *testing.T) {
 			inNetns(migNS, func() error { return g.Destroy(context.Background(), false) })
 		}
 		// The DHCP servers the two farms started (by pid, each its own).
-		for _, s := range []struct{ state, bridge string }{{farState, farBridge}, {state, opsBridge}} {
-			if pid := farmnet.DHCPPID(filepath.Join(s.state, "guests"), s.bridge); pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		killDHCP(farState, farBridge)
+		killDHCP(state, opsBridge)
 	})
 	farm := opsFarm(t, state)
 	g, _ := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "brlive", Net: "bridge", MemBytes: 160 << 20})

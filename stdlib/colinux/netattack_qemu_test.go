@@ -5,9 +5,7 @@ package colinux_test
 import (
 	"context"
 	"io"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,11 +25,8 @@ func TestNetAttacksFromQemuGuestOnBridge(t *testing.T) {
 	const bridge = "tfsec2"
 	ctx := context.Background()
 	state := t.TempDir()
-	leases := filepath.Join(state, "guests")
 	t.Cleanup(func() {
-		if pid := farmnet.DHCPPID(leases, bridge); pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL) // the server this test started
-		}
+		killDHCP(state, bridge) // the server this test started
 		farmnet.DeleteBridge(bridge)
 	})
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: bridge, Subnet: "10.77.242.0/24"})

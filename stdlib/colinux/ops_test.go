@@ -34,6 +34,14 @@ func opsFarm(t *testing.T, state string) *colinux.Farm {
 	return colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: opsBridge, Subnet: opsSubnet})
 }
 
+// killDHCP ends the farm DHCP server that the farm of state started on
+// bridge, by its pid (the server outlives the test process otherwise).
+func killDHCP(state, bridge string) {
+	if pid := farmnet.DHCPPID(filepath.Join(state, "guests"), bridge); pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
 func mustExec(t *testing.T, g *colinux.Guest, script string) string {
 	t.Helper()
 	r, err := g.Exec(context.Background(), []string{"/bin/sh", "-c", script}, driver.ExecOptions{})
@@ -527,11 +535,7 @@ func TestQemuRestoreBridgeNewName(t *testing.T) {
 	needVM(t)
 	ctx := context.Background()
 	state := t.TempDir()
-	t.Cleanup(func() {
-		if pid := farmnet.DHCPPID(filepath.Join(state, "guests"), opsBridge); pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL) // the server this test's farm started
-		}
-	})
+	t.Cleanup(func() { killDHCP(state, opsBridge) })
 	farm := opsFarm(t, state)
 	g, _ := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "bridged", Net: "bridge", MemBytes: 160 << 20})
 	mustExec(t, g, counterLoop)
