@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,32 +14,12 @@ import (
 // Edge cases of request parsing and connection handling on the public
 // port (net/http's server, with the proxy's rules on top).
 
-// startConnServer runs an embedded proxy with opts (RoutesFile set here)
+// startConnServer runs an embedded proxy (startProxy) with opts
 // routing host to a named backend, and returns the proxy's address.
 func startConnServer(t *testing.T, opts Options, host string) (string, *namedBackend) {
 	t.Helper()
-	reg := NewRegistry(t.TempDir(), StaticResolver{})
 	be := newNamedBackend(t, "A")
-	mustVHost(t, reg, host, hostPort(be.Server))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.RoutesFile = reg.Path()
-	srv, err := NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String(), be
+	return startProxy(t, opts, host, hostPort(be.Server)), be
 }
 
 // rawExchange writes req on a fresh connection and reads n responses.
