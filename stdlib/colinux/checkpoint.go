@@ -6,15 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/qemu"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
@@ -56,10 +53,12 @@ type CheckpointResult struct {
 var ErrBadCheckpoint = errors.New("not a tinyfarm checkpoint")
 
 // Checkpoint saves the running guest's whole state to file (see Manifest)
-// and lets it run on. qemu: QMP stop, migrate to FILE.vmstate, copy the
-// disk, cont. ns: a stateful checkpoint of processes needs CRIU; where it
-// is missing or fails (it fails on this project's kernels) the error is
-// unsupported, with the reason, and nothing is written.
+// and lets it run on: suspend, the driver's checkpoint to FILE.vmstate
+// (qemu: QMP migrate), copy the disk, resume. A driver without
+// checkpoints (driver.Checkpointer and driver.Restorer; ns: a stateful
+// checkpoint of processes needs CRIU, which fails on this project's
+// kernels) is unsupported, with its reason (driver.Explainer), and
+// nothing is written.
 func (g *Guest) Checkpoint(ctx context.Context, file string) (CheckpointResult, error) {
 	t0 := time.Now()
 	fail := func(err error) (CheckpointResult, error) {
@@ -69,20 +68,17 @@ func (g *Guest) Checkpoint(ctx context.Context, file string) (CheckpointResult, 
 	if err != nil {
 		return fail(err)
 	}
-	if g.Def.Driver == "ns" {
-		return fail(driver.Unsupported("ns", "checkpoint", criuReason(ctx)))
-	}
-	if g.Def.Layout != driver.Scatter || g.Def.Disk == "" || len(g.Def.Disks) > 0 {
-		return fail(driver.Unsupported(g.Def.Driver, "checkpoint", "only guests with one scatter disk"))
-	}
 	h, err := g.handle(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	cp, ok1 := h.(driver.Checkpointer)
 	s, ok2 := h.(driver.Suspender)
-	if !ok1 || !ok2 {
-		return fail(driver.Unsupported(g.Def.Driver, "checkpoint", ""))
+	if _, ok3 := g.farm.backend(g.Def.Driver).(driver.Restorer); !ok1 || !ok2 || !ok3 {
+		return fail(driver.Unsupported(g.Def.Driver, "checkpoint", g.farm.why(ctx, g.Def.Driver, "checkpoint", "")))
+	}
+	if g.Def.Layout != driver.Scatter || g.Def.Disk == "" || len(g.Def.Disks) > 0 {
+		return fail(driver.Unsupported(g.Def.Driver, "checkpoint", "only guests with one scatter disk"))
 	}
 	st, err := h.Status(ctx)
 	if err != nil {
@@ -138,33 +134,10 @@ func (g *Guest) Checkpoint(ctx context.Context, file string) (CheckpointResult, 
 		Bytes: allocated(vm) + allocated(disk) + allocated(abs)}, nil
 }
 
-// criuReason says why a namespace guest cannot be checkpointed here.
-func criuReason(ctx context.Context) string {
-	const need = "saving a namespace guest's processes needs CRIU"
-	bin, err := exec.LookPath("criu")
-	if err != nil {
-		return need + ", and criu is not installed (PLATFORM.md: CRIU 3.17.1 fails on kernel 6.18 anyway); use suspend/resume, or the qemu driver, whose VMs checkpoint"
-	}
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(cctx, bin, "check").CombinedOutput()
-	if err != nil {
-		return need + ", and `criu check` fails on this kernel: " + lastLineOf(string(out))
-	}
-	return need + "; criu check passes here, but dumping tinyfarm's namespace guests with it is not implemented yet"
-}
-
-func lastLineOf(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	return s
-}
-
 // ReadManifest reads and checks a checkpoint: its manifest, and that the
-// VM state and disk files are there, complete, and what they claim.
-func ReadManifest(file string) (*Manifest, string, string, error) {
+// VM state and disk files are there, complete, and what they claim (the
+// state as its driver's driver.Restorer checks it).
+func (f *Farm) ReadManifest(file string) (*Manifest, string, string, error) {
 	bad := func(why string, args ...any) (*Manifest, string, string, error) {
 		return nil, "", "", fmt.Errorf("%s: %s: %w", file, fmt.Sprintf(why, args...), ErrBadCheckpoint)
 	}
@@ -184,11 +157,12 @@ func ReadManifest(file string) (*Manifest, string, string, error) {
 	if m.Version != checkpointVersion {
 		return bad("version %d: this tinyfarm reads version %d", m.Version, checkpointVersion)
 	}
-	if err := m.Guest.Validate(); err != nil {
+	if err := f.validate(&m.Guest); err != nil {
 		return bad("guest: %v", err)
 	}
-	if m.Guest.Driver != "qemu" {
-		return bad("driver %q: only qemu checkpoints are restorable", m.Guest.Driver)
+	r, ok := f.backend(m.Guest.Driver).(driver.Restorer)
+	if !ok {
+		return bad("driver %q: its checkpoints are not restorable", m.Guest.Driver)
 	}
 	if m.VMState == "" || m.Disk == "" || strings.ContainsAny(m.VMState+m.Disk, "/\\") {
 		return bad("vmstate %q / disk %q: want file names next to the manifest", m.VMState, m.Disk)
@@ -207,16 +181,8 @@ func ReadManifest(file string) (*Manifest, string, string, error) {
 			return bad("%s has %d bytes, the manifest says %d (truncated or replaced)", filepath.Base(f.path), fi.Size(), f.size)
 		}
 	}
-	// QEMU's migration stream starts with "QEVM" and version 3.
-	fh, err := os.Open(vm)
-	if err != nil {
-		return bad("%v", err)
-	}
-	head := make([]byte, 8)
-	_, err = io.ReadFull(fh, head)
-	fh.Close()
-	if err != nil || !bytes.Equal(head, []byte{'Q', 'E', 'V', 'M', 0, 0, 0, 3}) {
-		return bad("%s is not a QEMU machine state", m.VMState)
+	if err := r.CheckState(vm); err != nil {
+		return bad("%s: %v", m.VMState, err)
 	}
 	return &m, vm, disk, nil
 }
@@ -231,18 +197,13 @@ type RestoreOptions struct {
 	Timeout time.Duration
 }
 
-// restorer is what the qemu runner offers beyond driver.Runner.
-type restorer interface {
-	Restore(ctx context.Context, spec driver.Spec, file string) (*qemu.Guest, error)
-}
-
 // Restore starts a guest from a checkpoint: the disk copy becomes the
 // guest's disk (<state>/disks/<name>.img, kept by destroy unless asked), the VM state is loaded
 // and the guest runs on from where it was saved. A file that is not a
 // complete checkpoint is ErrBadCheckpoint, and nothing is defined or
 // started.
 func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Guest, error) {
-	m, vm, disk, err := ReadManifest(file)
+	m, vm, disk, err := f.ReadManifest(file)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
@@ -251,7 +212,7 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		o.Name = d.Name
 	}
 	fail := func(err error) (*Guest, error) { return nil, fmt.Errorf("guest %s: restore %s: %w", o.Name, file, err) }
-	r, ok := f.opts.Drivers[d.Driver].(restorer)
+	r, ok := f.opts.Drivers[d.Driver].(driver.Restorer)
 	if !ok {
 		return fail(driver.Unsupported(d.Driver, "restore", "this tinyfarm has no "+d.Driver+" driver that restores"))
 	}
@@ -342,7 +303,12 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		return fail(err)
 	}
 	if m.Running {
-		if err := h.Resume(ctx); err != nil {
+		s, ok := h.(driver.Suspender)
+		if !ok {
+			h.Stop(context.WithoutCancel(ctx), 0)
+			return fail(driver.Unsupported(d.Driver, "restore", "its restored guest cannot be resumed"))
+		}
+		if err := s.Resume(ctx); err != nil {
 			h.Stop(context.WithoutCancel(ctx), 0)
 			return fail(err)
 		}

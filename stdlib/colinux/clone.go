@@ -180,8 +180,9 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 }
 
 // consistent runs fn with the guest's disks in a consistent state: a
-// stopped guest as is; a running one suspended (and, for ns, its disk's
-// filesystem flushed and frozen) and resumed afterwards. It reports how
+// stopped guest as is; a running one suspended (and, when its disk is
+// mounted by the host kernel, driver.FSFreezer: ns, its file system
+// flushed and frozen) and resumed afterwards. It reports how
 // long the guest was paused; a failed resume is an error (the guest is
 // left paused). Callers take turns (a lock per guest), or one would
 // resume the guest while another still copies.
@@ -214,7 +215,7 @@ func (g *Guest) consistent(ctx context.Context, fn func() error) (paused time.Du
 	}
 	s, ok := h.(driver.Suspender)
 	if !ok {
-		return 0, driver.Unsupported(g.Def.Driver, "a consistent copy of a running guest", "it cannot be suspended; stop it first")
+		return 0, driver.Unsupported(g.Def.Driver, "a consistent copy of a running guest", g.farm.why(ctx, g.Def.Driver, "suspend", "it cannot be suspended; stop it first"))
 	}
 	t0 := time.Now()
 	if st.State == driver.Running {
@@ -228,8 +229,8 @@ func (g *Guest) consistent(ctx context.Context, fn func() error) (paused time.Du
 			paused = time.Since(t0) // until it runs again
 		}()
 	}
-	if g.Def.Driver == "ns" && g.Def.Layout == driver.Scatter && st.PID > 0 {
-		thaw, err := freezeGuestFS(st.PID)
+	if fz, ok := h.(driver.FSFreezer); ok {
+		thaw, err := fz.FreezeFS(ctx)
 		if err != nil {
 			return 0, err
 		}

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,15 +76,22 @@ type Definition struct {
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
-// Validate checks a definition and names the field and the fix.
-func (d *Definition) Validate() error {
+// Validate checks a definition against the registered drivers and names
+// the field and the fix.
+func (d *Definition) Validate() error { return d.validate(known[d.Driver], (*Farm)(nil).driverNames()) }
+
+// validate checks a definition against the drivers of this farm (its
+// own, else the registered ones).
+func (f *Farm) validate(d *Definition) error { return d.validate(f.backend(d.Driver), f.driverNames()) }
+
+// validate checks d; r is its driver's backend (nil: none by that name),
+// which checks what is its own (driver.SpecChecker).
+func (d *Definition) validate(r driver.Runner, names string) error {
 	if !nameRe.MatchString(d.Name) {
 		return fmt.Errorf("guest name %q: want 1-32 of a-z, 0-9, '-', starting with a letter: %w", d.Name, ErrInvalid)
 	}
-	switch d.Driver {
-	case "ns", "qemu", "colinux":
-	default:
-		return fmt.Errorf("guest %s: driver %q: want ns, qemu or colinux: %w", d.Name, d.Driver, ErrInvalid)
+	if r == nil {
+		return fmt.Errorf("guest %s: driver %q: want %s: %w", d.Name, d.Driver, names, ErrInvalid)
 	}
 	switch d.Layout {
 	case driver.Scatter:
@@ -105,30 +111,49 @@ func (d *Definition) Validate() error {
 	if d.CPUs < 0 || d.CPUs > 64 {
 		return fmt.Errorf("guest %s: cpus %v: want 0 (no limit) to 64: %w", d.Name, d.CPUs, ErrInvalid)
 	}
-	if d.Driver != "ns" && d.Kernel == "" {
-		return fmt.Errorf("guest %s: the %s driver needs kernel = a kernel image: %w", d.Name, d.Driver, ErrInvalid)
-	}
 	switch d.Net {
-	case "", "user", "none":
-	case "bridge":
-		if d.Driver == "colinux" {
-			return fmt.Errorf("guest %s: the colinux driver has no bridge networking: set net = \"user\": %w", d.Name, ErrInvalid)
-		}
-		if d.Driver == "qemu" && slices.Contains(strings.Fields(d.Bootcodes), "nodhcp") {
-			return fmt.Errorf("guest %s: a qemu guest on the bridge gets its address by DHCP from the farm: remove nodhcp from bootcodes: %w", d.Name, ErrInvalid)
-		}
+	case "", "user", "none", "bridge":
 	default:
 		return fmt.Errorf("guest %s: net %q: want bridge, user or none: %w", d.Name, d.Net, ErrInvalid)
-	}
-	if d.NetRaw && d.Driver != "ns" {
-		return fmt.Errorf("guest %s: net_raw is for ns guests (a %s guest's own kernel always allows raw sockets; the farm bridge filters its frames either way): remove net_raw: %w", d.Name, d.Driver, ErrInvalid)
 	}
 	for _, f := range d.Forwards {
 		if f.HostPort < 1 || f.HostPort > 65535 || f.GuestPort < 1 || f.GuestPort > 65535 {
 			return fmt.Errorf("guest %s: forward %d -> %d: ports must be 1-65535: %w", d.Name, f.HostPort, f.GuestPort, ErrInvalid)
 		}
 	}
+	if sc, ok := r.(driver.SpecChecker); ok {
+		if err := sc.CheckSpec(d.baseSpec()); err != nil {
+			return fmt.Errorf("guest %s: %w: %w", d.Name, err, ErrInvalid)
+		}
+	}
 	return nil
+}
+
+// DefaultMem is a guest's memory when its definition leaves it unset.
+const DefaultMem = 128 << 20
+
+// FillDefaults fills what a definition leaves unset, as colinux.guest{}
+// does, so a Go caller gets the guest a playbook would: the driver chosen
+// for this host (DefaultDriver among the farm's drivers), mem DefaultMem,
+// and, with userNS nil, user namespaces where the driver and the platform
+// allow them (driver.Defaulter). Define fills the first two itself; a
+// bool cannot say "unset", so user namespaces are this function's.
+func (f *Farm) FillDefaults(d *Definition, userNS *bool) {
+	if d.Driver == "" {
+		have := f.opts.Drivers
+		if len(have) == 0 {
+			have = nil
+		}
+		d.Driver = pickDriver(have)
+	}
+	if d.MemBytes == 0 {
+		d.MemBytes = DefaultMem
+	}
+	if userNS != nil {
+		d.UserNS = *userNS
+	} else if df, ok := f.backend(d.Driver).(driver.Defaulter); ok {
+		d.UserNS = df.Defaults(d.Layout).UserNS
+	}
 }
 
 // Options configure a Farm. Zero fields take the defaults noted.
@@ -241,6 +266,9 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 	if f.netErr != nil {
 		return DefineResult{}, fmt.Errorf("guest %s: %w (fix the file or remove it to use %s %s)", d.Name, f.netErr, DefaultBridge, DefaultSubnet)
 	}
+	if d.Driver == "" || d.MemBytes == 0 {
+		f.FillDefaults(&d, &d.UserNS)
+	}
 	if d.Layout == "" {
 		d.Layout = driver.Scatter
 	}
@@ -248,9 +276,9 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 		d.User = "tc"
 	}
 	if d.Net == "" {
-		d.Net = "bridge"
-		if d.Driver != "ns" {
-			d.Net = "user"
+		d.Net = "user"
+		if df, ok := f.backend(d.Driver).(driver.Defaulter); ok && df.Defaults(d.Layout).Net != "" {
+			d.Net = df.Defaults(d.Layout).Net
 		}
 	}
 	for _, p := range []*string{&d.Disk, &d.Core, &d.Kernel} {
@@ -262,7 +290,7 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 			*p = abs
 		}
 	}
-	if err := d.Validate(); err != nil {
+	if err := f.validate(&d); err != nil {
 		return DefineResult{}, err
 	}
 	unlock, err := f.lock()
@@ -471,11 +499,19 @@ func (f *Farm) Gateway() string {
 
 // Spec renders a definition into what a driver runs.
 func (f *Farm) Spec(d *Definition) driver.Spec {
+	s := d.baseSpec()
+	s.Dir = filepath.Join(f.guestDir(d.Name), "run")
+	s.Net.Gateway, s.Net.Bridge, s.Net.Leases = f.Gateway(), f.opts.Bridge, f.dir
+	return s
+}
+
+// baseSpec is the spec of d without what the farm adds (its runtime
+// directory and network): what a driver checks (driver.SpecChecker).
+func (d *Definition) baseSpec() driver.Spec {
 	s := driver.Spec{
-		Name: d.Name, Dir: filepath.Join(f.guestDir(d.Name), "run"),
-		MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
+		Name: d.Name, MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
 		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS, NetRaw: d.NetRaw,
-		Net: driver.Net{Mode: d.Net, IP: d.IP, Gateway: f.Gateway(), Bridge: f.opts.Bridge, MAC: d.MAC, Forwards: d.Forwards, Leases: f.dir},
+		Net: driver.Net{Mode: d.Net, IP: d.IP, MAC: d.MAC, Forwards: d.Forwards},
 	}
 	if d.Disk != "" {
 		s.Disks = append(s.Disks, driver.Disk{Path: d.Disk})

@@ -203,6 +203,12 @@ func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
 			t.Errorf("Define(%+v) = %v, want ErrInvalid", d, err)
 		}
 	}
+	// A frugal namespace guest cannot boot (its monitor has no frugal
+	// root): refused when defined, as unsupported, not at its first start.
+	_, err := farm.Define(colinux.Definition{Name: "fru", Driver: "ns", Layout: driver.Frugal, Core: "/core.gz", Disk: "/x", MemBytes: 64 << 20}, false)
+	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "frugal guests") {
+		t.Errorf("frugal ns guest: %v, want unsupported", err)
+	}
 	r1, err := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: "/x", MemBytes: 64 << 20}, false)
 	if err != nil || !r1.Created {
 		t.Fatal(r1, err)

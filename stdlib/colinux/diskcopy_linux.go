@@ -116,27 +116,3 @@ func allocated(path string) int64 {
 	}
 	return st.Blocks * 512
 }
-
-// FIFREEZE and FITHAW are _IOWR('X', 119, int) and _IOWR('X', 120, int).
-const (
-	ioctlFIFREEZE = 0xc0045877
-	ioctlFITHAW   = 0xc0045878
-)
-
-// freezeGuestFS flushes and freezes the filesystem holding the root of the
-// process pid (an ns guest's disk, mounted only in its namespace), so a
-// copy of its image is clean. The returned function thaws it.
-func freezeGuestFS(pid int) (func(), error) {
-	fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("freeze filesystem: %w", err)
-	}
-	if _, err := unix.IoctlGetInt(fd, ioctlFIFREEZE); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("freeze filesystem: %w", err)
-	}
-	return func() {
-		unix.IoctlGetInt(fd, ioctlFITHAW)
-		unix.Close(fd)
-	}, nil
-}

@@ -114,7 +114,7 @@ func (g *Guest) Stop(ctx context.Context, grace time.Duration) (bool, error) {
 	if st.State != driver.Running && st.State != driver.Suspended {
 		return false, nil
 	}
-	if g.Def.Driver != "ns" && g.Def.HostKey != "" && grace > 0 && st.State == driver.Running {
+	if _, vm := h.(driver.OwnKernel); vm && g.Def.HostKey != "" && grace > 0 && st.State == driver.Running {
 		// A VM's clean shutdown is the guest's own poweroff (microvm has no
 		// ACPI button); the driver then only waits, and kills after grace.
 		if c, err := g.Conn(ctx); err == nil {
@@ -131,8 +131,8 @@ func (g *Guest) Stop(ctx context.Context, grace time.Duration) (bool, error) {
 }
 
 // WaitReady waits for the guest's ready marker, then, when the guest has a
-// pinned host key, for one SSH handshake; over it, a qemu guest's shares
-// not mounted yet are mounted (see Share).
+// pinned host key, for one SSH handshake; over it, the shares of a guest
+// that mounts them itself (qemu) not mounted yet are mounted (see Share).
 func (g *Guest) WaitReady(ctx context.Context, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
@@ -154,7 +154,24 @@ func (g *Guest) WaitReady(ctx context.Context, timeout time.Duration) error {
 		return fmt.Errorf("guest %s: wait_ready: %w", g.Def.Name, err)
 	}
 	defer c.Close()
-	return g.mountShares(ctx, c)
+	return g.mountShares(ctx, h, c)
+}
+
+// mountShares has a guest whose shares it mounts itself
+// (driver.ShareMounter: qemu's 9p) mount them over c, as root.
+func (g *Guest) mountShares(ctx context.Context, h driver.Guest, c *ssh.Client) error {
+	m, ok := h.(driver.ShareMounter)
+	if !ok || len(g.Def.Shares) == 0 {
+		return nil
+	}
+	run := func(ctx context.Context, cmd string) (driver.ExecResult, error) {
+		r, err := c.Run(ctx, guestPath+cmd, ssh.RunOptions{IgnoreExit: true, Sudo: g.user() != "root"})
+		return driver.ExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, err
+	}
+	if err := m.MountShares(ctx, g.Def.Shares, run); err != nil {
+		return fmt.Errorf("guest %s: %w", g.Def.Name, err)
+	}
+	return nil
 }
 
 // hostSide is where the host reaches a guest TCP port: the guest's own
@@ -398,12 +415,12 @@ func (g *Guest) destroy(ctx context.Context, removeDisk bool) (moved []string, e
 // for 20 (busybox init's poweroff sleeps 1 s after SIGTERM and 1 s before
 // the reboot call, and Tiny Core's rc.shutdown sleeps too). What a clean
 // shutdown protects is the disk, which destroy may keep:
-//   - ns: every write a guest made is in the host's page cache already,
-//     and its file system is unmounted cleanly when its mount namespace
-//     goes: killing the init is as safe as a poweroff;
-//   - qemu: the guest's own page cache is flushed with sync over SSH
-//     first; when that fails (no pinned key, no answer) it gets the clean
-//     shutdown as before.
+//   - ns (no kernel of its own): every write a guest made is in the host's
+//     page cache already, and its file system is unmounted cleanly when
+//     its mount namespace goes: killing the init is as safe as a poweroff;
+//   - a VM (driver.OwnKernel: qemu, colinux): the guest's own page cache
+//     is flushed with sync over SSH first; when that fails (no pinned key,
+//     no answer) it gets the clean shutdown as before.
 func (g *Guest) stopForDestroy(ctx context.Context) error {
 	h, err := g.handle(ctx)
 	if err != nil {
@@ -415,7 +432,7 @@ func (g *Guest) stopForDestroy(ctx context.Context) error {
 		return err
 	}
 	grace := time.Duration(0)
-	if g.Def.Driver != "ns" {
+	if _, vm := h.(driver.OwnKernel); vm {
 		grace = 5 * time.Second
 		if st.State == driver.Running && g.Def.HostKey != "" {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)

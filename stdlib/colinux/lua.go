@@ -15,7 +15,6 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/targetlua"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
@@ -144,14 +143,10 @@ type guestOpts struct {
 // net, userns, net_raw} defines or updates a guest and returns it.
 func (m *luaMod) guest(L *lua.LState) int {
 	var o guestOpts
-	o.Mem = 128 << 20
 	lx.Opts(L, 1, "colinux.guest", &o)
 	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
 		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
 		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, NetRaw: o.NetRaw}
-	if d.Driver == "" {
-		d.Driver = DefaultDriver()
-	}
 	switch v := o.Disk.(type) {
 	case nil, *lua.LNilType:
 	case lua.LString:
@@ -205,16 +200,9 @@ func (m *luaMod) guest(L *lua.LState) int {
 	} else if o.Forward != nil && o.Forward != lua.LNil {
 		lx.Raisef(L, "colinux.guest %s: forward: want {[hostport] = guestport}, got %s", o.Name, o.Forward.Type())
 	}
+	m.farm.FillDefaults(&d, o.UserNS)
 	if err := m.releaseDefaults(L, &d); err != nil {
 		lx.Raise(L, fmt.Errorf("colinux.guest %s: %w", d.Name, err))
-	}
-	if o.UserNS != nil {
-		d.UserNS = *o.UserNS
-	} else {
-		// Where the platform allows it, a namespace guest's root is an
-		// unprivileged host uid (scatter disks; frugal guests are not
-		// supported in that mode yet).
-		d.UserNS = d.Driver == "ns" && (d.Layout == "" || d.Layout == driver.Scatter) && ns.UserNSAvailable()
 	}
 	res, err := m.farm.Define(d, m.env.Check)
 	if err != nil {
@@ -687,16 +675,17 @@ func (m *luaMod) read(L *lua.LState) int {
 // engine's tcz mirror, as the official mirror names it for its arch
 // (tcz.ReleaseFiles): a frugal guest's core (corepure64.gz on x86_64,
 // core.gz on x86), and a frugal qemu guest's kernel (vmlinuz64, vmlinuz)
-// with that core as its initrd: Tiny Core's own frugal boot. A bzImage
-// has no PVH entry, so the qemu driver boots it on the pc machine, not
-// microvm. A frugal coLinux guest gets the core as its initrd (its conf's
-// initrd=…/core.gz); its kernel is coLinux's own vmlinux, never the
-// release's. Scatter guests name their kernel themselves.
+// with that core as its initrd: Tiny Core's own frugal boot, for a driver
+// that boots the release kernel (driver.InitrdBooter: qemu; a bzImage has
+// no PVH entry, so it boots on the pc machine, not microvm). A driver
+// that brings its own kernel (coLinux's vmlinux) gets only the core as
+// its initrd. Scatter guests name their kernel themselves.
 func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 	frugal := d.Layout == driver.Frugal
+	ib, initrdBoot := m.farm.backend(d.Driver).(driver.InitrdBooter)
 	needCore := frugal && d.Core == ""
-	needKernel := frugal && d.Driver == "qemu" && d.Kernel == "" && len(d.Initrds) == 0
-	needInitrd := frugal && d.Driver == "colinux" && len(d.Initrds) == 0
+	needKernel := frugal && initrdBoot && ib.ReleaseKernel() && d.Kernel == "" && len(d.Initrds) == 0
+	needInitrd := frugal && initrdBoot && !ib.ReleaseKernel() && len(d.Initrds) == 0
 	if !needCore && !needKernel && !needInitrd {
 		return nil
 	}

@@ -99,7 +99,7 @@ func (m *luaMod) restore(L *lua.LState) int {
 	file := L.CheckString(1)
 	var o restoreOpts
 	lx.Opts(L, 2, "colinux.restore", &o)
-	mf, _, _, err := ReadManifest(file)
+	mf, _, _, err := m.farm.ReadManifest(file)
 	if err != nil {
 		lx.Raise(L, lx.WithKind(err, lx.KindInvalid))
 	}

@@ -162,6 +162,21 @@ type FarProbe struct {
 	AddressProblem string `json:"address_problem,omitempty"`
 }
 
+// migratesLive: the guest's driver sends a running guest's state
+// (driver.LiveSource) and receives one (driver.LiveTarget, on the far
+// host, which runs the same tinyfarm).
+func (g *Guest) migratesLive(ctx context.Context) bool {
+	if _, ok := g.farm.backend(g.Def.Driver).(driver.LiveTarget); !ok {
+		return false
+	}
+	h, err := g.handle(ctx)
+	if err != nil {
+		return false
+	}
+	_, ok := h.(driver.LiveSource)
+	return ok
+}
+
 // Migrate moves the guest to another tinyfarm host (vzmigrate), offline:
 // the disk is copied while the guest still runs (a first pass), the guest
 // is stopped, a second pass sends only the chunks that changed, the copy
@@ -181,12 +196,9 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	fail := func(err error) (MigrateResult, error) {
 		return res, fmt.Errorf("guest %s: migrate to %s: %w", d.Name, to.label(), err)
 	}
-	if o.Live && d.Driver != "qemu" {
-		why := "only qemu guests migrate live; migrate offline (live = false)"
-		if d.Driver == "ns" {
-			why = "a namespace guest's processes cannot be moved (CRIU does not work on this kernel); migrate offline (live = false)"
-		}
-		return fail(driver.Unsupported(d.Driver, "live migration", why))
+	if o.Live && !g.migratesLive(ctx) {
+		return fail(driver.Unsupported(d.Driver, "live migration", g.farm.why(ctx, d.Driver, "live migration",
+			"this driver's guests cannot send their state; migrate offline (live = false)")))
 	}
 	if d.Layout != driver.Scatter || d.Disk == "" || len(d.Disks) > 0 {
 		return fail(driver.Unsupported(d.Driver, "migration of a "+string(d.Layout)+" guest or one with extra disks", "migrate moves one scatter disk"))

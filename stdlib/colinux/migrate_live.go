@@ -15,22 +15,9 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/qemu"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
-
-// liveSource is what a qemu guest handle offers for a live migration.
-type liveSource interface {
-	MigrateLive(ctx context.Context, uri string, switchover func(context.Context) error) (qemu.LiveStats, error)
-	Resume(ctx context.Context) error
-	Stop(ctx context.Context, grace time.Duration) error
-}
-
-// incomingStarter is what the qemu runner offers for the far side.
-type incomingStarter interface {
-	StartIncoming(ctx context.Context, spec driver.Spec, uri string) (*qemu.Guest, error)
-}
 
 // IncomingResult is the far side's answer to a live migration.
 type IncomingResult struct {
@@ -70,9 +57,10 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	if err != nil {
 		return fail(err)
 	}
-	src, ok := h.(liveSource)
-	if !ok {
-		return fail(driver.Unsupported(d.Driver, "live migration", "this driver's guests cannot send their state"))
+	src, ok1 := h.(driver.LiveSource)
+	pause, ok2 := h.(driver.Suspender)
+	if !ok1 || !ok2 {
+		return fail(driver.Unsupported(d.Driver, "live migration", g.farm.why(ctx, d.Driver, "live migration", "this driver's guests cannot send their state; migrate offline (live = false)")))
 	}
 	// The stream gets a connection of its own: dropbear 2022.82-2024.85
 	// allows one session at a time per connection (ssh.Config.MaxSessions),
@@ -176,11 +164,11 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	}
 	res.Size, res.Chunks, res.BytesSent, res.SHA256 = delta.size, delta.chunks, delta.bytesSent+res.PreCopySent, delta.sum
 	res.ChunksSent += delta.chunksSent
-	res.DeltaSent, res.RAMBytes, res.QEMUDowntime = delta.bytesSent, live.RAMBytes, live.QEMUDowntime
+	res.DeltaSent, res.RAMBytes, res.QEMUDowntime = delta.bytesSent, live.RAMBytes, live.BackendDowntime
 	relay := <-relayDone
 	far := <-farDone
 	resume := func() {
-		src.Resume(context.WithoutCancel(ctx))
+		pause.Resume(context.WithoutCancel(ctx))
 	}
 	if relay.err != nil {
 		resume()
@@ -206,7 +194,7 @@ func (g *Guest) migrateLive(ctx context.Context, c *ssh.Client, to Remote, o Mig
 	res.State, res.IP = ir.State, ir.IP
 	// It runs there: quit the source QEMU (paused; grace 0: no clean
 	// shutdown, which would resume it) and forget the guest here.
-	if err := src.Stop(ctx, 0); err != nil {
+	if err := h.Stop(ctx, 0); err != nil {
 		return fail(fmt.Errorf("runs there, but quitting the source QEMU: %w", err))
 	}
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
@@ -239,7 +227,7 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
 	}
 	g := &Guest{farm: f, Def: dr.Def}
-	var h *qemu.Guest
+	var h driver.Guest
 	undo := func(err error) (IncomingResult, error) {
 		bg := context.WithoutCancel(ctx)
 		if h != nil {
@@ -248,7 +236,7 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 		g.Destroy(bg, false)
 		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
 	}
-	r, ok := f.opts.Drivers[d.Driver].(incomingStarter)
+	r, ok := f.opts.Drivers[d.Driver].(driver.LiveTarget)
 	if !ok {
 		return undo(driver.Unsupported(d.Driver, "incoming live migration", "this tinyfarm has no "+d.Driver+" driver that receives one"))
 	}
@@ -287,8 +275,12 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 	if err := h.WaitReady(wctx); err != nil {
 		return undo(err)
 	}
-	// QEMU runs it as soon as it is loaded (autostart); a stream of a VM
-	// that was paused leaves it paused: run it.
+	// The backend runs it as soon as it is loaded (QEMU: autostart); a
+	// stream of a VM that was paused leaves it paused: run it.
+	pause, ok := h.(driver.Suspender)
+	if !ok {
+		return undo(driver.Unsupported(d.Driver, "incoming live migration", "its incoming guest cannot be resumed"))
+	}
 	for {
 		st, err := h.Status(wctx)
 		if err != nil {
@@ -300,14 +292,15 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 		if st.State != driver.Suspended {
 			return undo(fmt.Errorf("guest %s after the state loaded: %s", st.State, st.Reason))
 		}
-		if err := h.Resume(wctx); err != nil {
+		if err := pause.Resume(wctx); err != nil {
 			return undo(err)
 		}
 	}
 	ir.Resume = time.Since(end)
-	// A gratuitous ARP from the guest's NIC (QEMU sends one after an
-	// incoming migration too; harmless with user-mode networking).
-	h.Command(wctx, "announce-self", map[string]any{"initial": 50, "max": 550, "rounds": 5, "step": 100}, nil)
+	// Gratuitous ARPs from the guest's NIC: the switches learn where it is.
+	if a, ok := h.(driver.Announcer); ok {
+		a.Announce(wctx)
+	}
 	// Reachable here before the source lets go: an SSH handshake with the
 	// guest's pinned host key (at its bridge address, or its forward),
 	// else, for a guest with no pinned key, its SSH banner.

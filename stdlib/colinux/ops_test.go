@@ -62,8 +62,8 @@ func mustExec(t *testing.T, g *colinux.Guest, script string) string {
 // It runs in each isolation mode the README offers: the default user
 // namespace (the shares idmapped like the disk, so a host file owned by 0
 // is the guest root's and one owned by 1001 is tc's) and userns = false.
-// (Frugal ns guests, the other mode without a user namespace, do not boot
-// yet: "frugal ns guests are not implemented yet".)
+// (Frugal ns guests, the other mode without a user namespace, are refused
+// when defined: see TestDefineValidatesAndKeepsIdentity.)
 func TestShareNS(t *testing.T) {
 	needRoot(t)
 	for _, mode := range []struct {

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
 // ShareOptions is one host directory to show inside a guest (the
@@ -78,6 +76,9 @@ func (g *Guest) Share(ctx context.Context, o ShareOptions, dryRun bool) (ShareRe
 	} else if !fi.IsDir() {
 		return fail(fmt.Errorf("host path %s is not a directory: %w", o.HostPath, ErrInvalid))
 	}
+	if _, ok := g.farm.backend(g.Def.Driver).(driver.Sharer); !ok {
+		return fail(driver.Unsupported(g.Def.Driver, "shares", ""))
+	}
 	d := *g.Def
 	d.Shares = append([]driver.Share(nil), g.Def.Shares...)
 	i := 0
@@ -124,13 +125,8 @@ func (g *Guest) redefineShares(ctx context.Context, d Definition, dryRun bool, f
 		return fail(err)
 	}
 	out := ShareResult{Changed: res.Changed, Diff: res.Diff}
-	switch d.Driver {
-	case "ns":
-		out.Detail = "bind mount at guest start"
-	case "qemu":
-		out.Detail = "virtio-9p device at guest start, mounted in the guest once it is ready (wait_ready; needs the guest's 9p modules: filesystems-KERNEL.tcz on Tiny Core)"
-	case "colinux":
-		out.Detail = "cofsN= in the coLinux conf at guest start"
+	if s, ok := g.farm.backend(d.Driver).(driver.Sharer); ok {
+		out.Detail = s.ShareMethod()
 	}
 	if res.Changed && g.Running(ctx) {
 		out.Pending = true
@@ -155,115 +151,4 @@ func freeShareTag(shares []driver.Share) string {
 			return t
 		}
 	}
-}
-
-// mountShares mounts, in a running qemu guest reached over c, each share
-// of its definition that is not mounted yet (WaitReady calls it). A share
-// whose 9p device the running QEMU lacks (defined after the guest
-// started: pending until its next start) is left alone. A mount failure
-// names the guest, the share and the fix.
-func (g *Guest) mountShares(ctx context.Context, c *ssh.Client) error {
-	shares := append([]driver.Share(nil), g.Def.Shares...)
-	if g.Def.Driver != "qemu" || len(shares) == 0 {
-		return nil
-	}
-	// Parents before the shares below them, or a later mount would hide
-	// an earlier one.
-	sort.SliceStable(shares, func(i, j int) bool {
-		return strings.Count(filepath.Clean(shares[i].GuestPath), "/") < strings.Count(filepath.Clean(shares[j].GuestPath), "/")
-	})
-	run := func(cmd string) (ssh.Result, error) {
-		return c.Run(ctx, guestPath+cmd, ssh.RunOptions{IgnoreExit: true, Sudo: g.user() != "root"})
-	}
-	r, err := run(shareProbe)
-	if err != nil {
-		return fmt.Errorf("guest %s: mount shares: %w", g.Def.Name, err)
-	}
-	st := parseShareProbe(string(r.Stdout))
-	for _, s := range shares {
-		p := filepath.Clean(s.GuestPath)
-		if st.mounted[s.Tag+" "+p] {
-			continue
-		}
-		fail := func(why string) error {
-			return fmt.Errorf("guest %s: share %s (host %s, tag %s): %s", g.Def.Name, p, s.HostPath, s.Tag, why)
-		}
-		if !st.have9p {
-			return fail("the guest kernel has no 9p file system: it needs the 9p and 9pnet_virtio modules " +
-				"(Tiny Core: install filesystems-KERNEL.tcz, tce-load -wi filesystems-KERNEL, and list it in onboot.lst)")
-		}
-		if !st.tags[s.Tag] {
-			continue // QEMU started before the share was defined: next start
-		}
-		opts := "trans=virtio,version=9p2000.L"
-		if s.ReadOnly {
-			opts += ",ro"
-		}
-		q := ssh.ShellQuote(p)
-		r, err := run("mkdir -p " + q + " && mount -t 9p -o " + opts + " " + ssh.ShellQuote(s.Tag) + " " + q)
-		if err != nil {
-			return fail(err.Error())
-		}
-		if r.Code != 0 {
-			return fail(fmt.Sprintf("mount -t 9p -o %s %s %s in the guest: exit %d: %s (the guest path must be a directory it can create or use)",
-				opts, s.Tag, q, r.Code, strings.TrimSpace(string(r.Stderr))))
-		}
-	}
-	return nil
-}
-
-// shareProbe loads the 9p modules (quietly: they may be built in or
-// loaded already) and prints the guest's mounts, the mount tags of its
-// virtio-9p devices (the sysfs attribute ends in a NUL on older kernels)
-// and whether it can mount 9p.
-const shareProbe = `modprobe 9pnet_virtio 2>/dev/null; modprobe 9p 2>/dev/null
-echo @mounts; cat /proc/mounts
-echo @tags; for f in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; do [ -r "$f" ] && cat "$f" && echo; done
-echo @9p; grep -qw 9p /proc/filesystems && [ -d /sys/bus/virtio/drivers/9pnet_virtio ] && echo yes
-true`
-
-type shareState struct {
-	mounted map[string]bool // "TAG PATH" of the 9p mounts
-	tags    map[string]bool // the mount tags of the guest's 9p devices
-	have9p  bool
-}
-
-func parseShareProbe(out string) shareState {
-	st := shareState{mounted: map[string]bool{}, tags: map[string]bool{}}
-	section := ""
-	for _, line := range strings.FieldsFunc(out, func(r rune) bool { return r == '\n' || r == 0 }) {
-		if strings.HasPrefix(line, "@") {
-			section = line
-			continue
-		}
-		switch section {
-		case "@mounts":
-			f := strings.Fields(line)
-			if len(f) >= 3 && f[2] == "9p" {
-				st.mounted[f[0]+" "+unescapeMount(f[1])] = true
-			}
-		case "@tags":
-			st.tags[strings.TrimSpace(line)] = true
-		case "@9p":
-			st.have9p = st.have9p || strings.TrimSpace(line) == "yes"
-		}
-	}
-	return st
-}
-
-// unescapeMount undoes the octal escapes (\040 for a space, ...) of a
-// path in /proc/mounts.
-func unescapeMount(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -347,3 +347,7 @@ var (
 	_ driver.Guest      = (*Guest)(nil)
 	_ driver.Configurer = (*Guest)(nil)
 )
+
+// OwnKernel: a coLinux guest runs its own kernel; its clean shutdown is
+// its own poweroff.
+func (g *Guest) OwnKernel() {}

@@ -206,3 +206,150 @@ type Checkpointer interface {
 type Configurer interface {
 	Config(spec Spec) (string, error)
 }
+
+// The interfaces below are the optional abilities the colinux module asks
+// a backend for, by type assertion, never by its name. Those on Runner
+// are facts about every guest of the backend (asked even of a guest that
+// does not run); those on Guest are abilities of a started guest's
+// handle (what Start, Attach, Restore and StartIncoming return).
+
+// SpecChecker is an optional Runner interface: the backend's own
+// constraints on a spec, checked when a guest is defined, before anything
+// runs. Errors name the field and the fix; an ability the backend lacks
+// wraps ErrUnsupported (see Unsupported).
+type SpecChecker interface {
+	CheckSpec(spec Spec) error
+}
+
+// Defaults are what a backend picks for what a guest definition leaves
+// unset.
+type Defaults struct {
+	// Net is the network mode ("bridge", "user"). Default "user".
+	Net string
+	// UserNS: run the guest in a user namespace where the platform allows.
+	UserNS bool
+}
+
+// Defaulter is an optional Runner interface: the backend's Defaults for a
+// guest of layout. Without it a guest gets the zero Defaults.
+type Defaulter interface {
+	Defaults(layout Layout) Defaults
+}
+
+// HostChecker is an optional Runner interface: whether the backend can
+// run guests on this host as this user (nil) or why not. The module's
+// default driver is the first registered one that can; a Runner without
+// it can everywhere.
+type HostChecker interface {
+	CheckHost() error
+}
+
+// Explainer is an optional Runner interface: why the backend lacks an
+// ability (named as in Unsupported: "checkpoint", "live migration"), with
+// the way out, for the error the module returns. "" when it has nothing
+// to add.
+type Explainer interface {
+	WhyUnsupported(ctx context.Context, ability string) string
+}
+
+// Sharer is an optional Runner interface: the backend shows Spec.Shares
+// inside its guests. ShareMethod says how, for reports ("bind mount at
+// guest start").
+type Sharer interface {
+	ShareMethod() string
+}
+
+// InitrdBooter is an optional Runner interface for backends that boot a
+// frugal guest's core as an initrd of a kernel. ReleaseKernel says whether
+// that kernel is the Tiny Core release's own (vmlinuz64); when false the
+// backend's guests bring their own (coLinux's vmlinux).
+type InitrdBooter interface {
+	ReleaseKernel() bool
+}
+
+// Restorer is an optional Runner interface: it starts a guest from a
+// state file a Checkpointer of the same backend wrote. CheckState is
+// cheap (a header): it says whether file is such a state. The guest
+// returned resumes in the run state it was saved in once WaitReady
+// returns; it is a Suspender.
+type Restorer interface {
+	CheckState(file string) error
+	Restore(ctx context.Context, spec Spec, file string) (Guest, error)
+}
+
+// LiveStats says what a live migration (LiveSource.MigrateLive) did.
+type LiveStats struct {
+	// Paused is when the source guest was found stopped for the
+	// switchover (the switchover hook runs then).
+	Paused time.Time
+	// Completed is when the backend reported the migration completed.
+	Completed time.Time
+	// BackendDowntime is the source backend's own downtime figure (stop to
+	// completion on its side, without the switchover hook's wait).
+	BackendDowntime time.Duration
+	// Total is the backend's total migration time.
+	Total time.Duration
+	// RAMBytes is the memory sent (including re-sent dirty pages).
+	RAMBytes int64
+}
+
+// LiveSource is an optional Guest interface: the running guest sends its
+// memory and device state to uri while it runs ("unix:/path/sock"), and
+// calls switchover once it is stopped for the last part (its disk is
+// stable then). It stays paused afterwards: the caller stops it once the
+// far side runs, or resumes it. A LiveSource is a Suspender.
+type LiveSource interface {
+	MigrateLive(ctx context.Context, uri string, switchover func(context.Context) error) (LiveStats, error)
+}
+
+// LiveTarget is an optional Runner interface: it starts a guest waiting
+// for a live migration stream on uri, with the spec the source runs;
+// WaitReady returns once the stream is loaded. The guest returned is a
+// Suspender (a stream of a paused guest leaves it paused).
+type LiveTarget interface {
+	StartIncoming(ctx context.Context, spec Spec, uri string) (Guest, error)
+}
+
+// Announcer is an optional Guest interface: the guest tells the network
+// where it is now (gratuitous ARPs from its NICs), after it moved.
+type Announcer interface {
+	Announce(ctx context.Context) error
+}
+
+// FSFreezer is an optional Guest interface for guests whose disk the host
+// kernel mounts (namespace guests): FreezeFS flushes and freezes the
+// file system of the guest's first disk so a copy of the image is
+// consistent; thaw undoes it. Guests that are VMs need no such step: a
+// suspended VM's writes are in the host page cache already.
+type FSFreezer interface {
+	FreezeFS(ctx context.Context) (thaw func(), err error)
+}
+
+// OwnKernel is an optional Guest interface for guests that run a kernel
+// of their own (VMs). Their clean shutdown is their own poweroff, and
+// data they wrote may sit in their own page cache: before Stop (or a
+// kill) the module runs poweroff or sync in the guest over SSH.
+type OwnKernel interface {
+	OwnKernel()
+}
+
+// ShareMounter is an optional Guest interface for backends whose shares
+// the guest mounts itself once it runs (qemu's virtio-9p): MountShares
+// mounts, through run (a root shell in the guest, over SSH), each share
+// not mounted yet. A share the running guest has no device for (defined
+// after it started) is left for its next start.
+type ShareMounter interface {
+	MountShares(ctx context.Context, shares []Share, run func(ctx context.Context, cmd string) (ExecResult, error)) error
+}
+
+// CheckVMSpec is what every VM backend (qemu, colinux) requires of a
+// spec: a kernel to boot, and no net_raw, which is about a shared kernel.
+func CheckVMSpec(driver string, s Spec) error {
+	if s.Kernel == "" {
+		return fmt.Errorf("the %s driver needs kernel = a kernel image", driver)
+	}
+	if s.NetRaw {
+		return fmt.Errorf("net_raw is for ns guests (a %s guest's own kernel always allows raw sockets; the farm bridge filters its frames either way): remove net_raw", driver)
+	}
+	return nil
+}

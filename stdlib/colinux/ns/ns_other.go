@@ -35,3 +35,8 @@ func DeleteBridge(string) error { return nil }
 
 // UserNSAvailable is false off Linux.
 func UserNSAvailable() bool { return false }
+
+// CheckHost: namespace guests need a Linux host.
+func (r *Runner) CheckHost() error {
+	return driver.Unsupported("ns", "running guests", "namespace guests need a Linux host")
+}

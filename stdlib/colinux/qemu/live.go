@@ -11,22 +11,8 @@ import (
 )
 
 // LiveStats says what a live migration (MigrateLive) did, as QEMU and
-// the caller saw it.
-type LiveStats struct {
-	// Paused is when the source VM was found stopped for the switchover
-	// (QEMU stops it once the remaining dirty memory fits its downtime
-	// limit; the switchover hook runs then).
-	Paused time.Time
-	// Completed is when QEMU reported the migration completed.
-	Completed time.Time
-	// QEMUDowntime is the source QEMU's own downtime figure (stop to
-	// completion on its side, without the switchover hook's wait).
-	QEMUDowntime time.Duration
-	// Total is QEMU's total migration time.
-	Total time.Duration
-	// RAMBytes is the memory QEMU sent (including re-sent dirty pages).
-	RAMBytes int64
-}
+// the caller saw it (BackendDowntime is QEMU's own downtime figure).
+type LiveStats = driver.LiveStats
 
 // Command runs one QMP command on a fresh connection (see QMP.Execute).
 func (g *Guest) Command(ctx context.Context, command string, args, result any) error {
@@ -137,7 +123,7 @@ func (g *Guest) MigrateLive(ctx context.Context, uri string, switchover func(con
 			continue
 		case "completed":
 			st.Completed = time.Now()
-			st.QEMUDowntime = time.Duration(mi.Downtime) * time.Millisecond
+			st.BackendDowntime = time.Duration(mi.Downtime) * time.Millisecond
 			st.Total = time.Duration(mi.TotalTime) * time.Millisecond
 			st.RAMBytes = mi.RAM.Transferred
 			if !switched {

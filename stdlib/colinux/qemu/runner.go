@@ -155,10 +155,10 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	return g, nil
 }
 
-// Restore starts the guest from a state file written by Checkpoint, with
+// RestoreGuest starts the guest from a state file written by Checkpoint, with
 // the same spec (devices must match). The guest resumes in the run state
 // it was saved in; WaitReady returns once the state is loaded.
-func (r *Runner) Restore(ctx context.Context, spec driver.Spec, file string) (*Guest, error) {
+func (r *Runner) RestoreGuest(ctx context.Context, spec driver.Spec, file string) (*Guest, error) {
 	if _, err := os.Stat(file); err != nil {
 		return nil, fmt.Errorf("qemu %s: restore: %w", spec.Name, err)
 	}
@@ -169,11 +169,11 @@ func (r *Runner) Restore(ctx context.Context, spec driver.Spec, file string) (*G
 	return r.start(ctx, spec, abs, "")
 }
 
-// StartIncoming starts the guest waiting for a live migration stream on
+// StartIncomingGuest starts the guest waiting for a live migration stream on
 // uri (QEMU's -incoming, e.g. "unix:/path/sock"), with the spec the
 // source runs (devices must match). QEMU is told to run the guest as soon
 // as the stream is loaded; WaitReady returns then.
-func (r *Runner) StartIncoming(ctx context.Context, spec driver.Spec, uri string) (*Guest, error) {
+func (r *Runner) StartIncomingGuest(ctx context.Context, spec driver.Spec, uri string) (*Guest, error) {
 	if uri == "" {
 		return nil, fmt.Errorf("qemu %s: incoming: empty uri", spec.Name)
 	}

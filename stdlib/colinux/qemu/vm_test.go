@@ -249,7 +249,7 @@ func TestVMLifecycle(t *testing.T) {
 
 	t.Run("restore_then_crash", func(t *testing.T) {
 		t1 := time.Now()
-		rg, err := r.Restore(ctx, spec, ckpt)
+		rg, err := r.RestoreGuest(ctx, spec, ckpt)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package colinux
+package qemu
 
 import "testing"
 

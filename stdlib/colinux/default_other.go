@@ -1,5 +1,0 @@
-//go:build !linux
-
-package colinux
-
-func defaultNS() bool { return false }

@@ -1,7 +1,0 @@
-//go:build linux
-
-package colinux
-
-import "os"
-
-func defaultNS() bool { return os.Geteuid() == 0 }
