@@ -573,6 +573,25 @@ func (g *Guest) PlanTarget(ctx context.Context) (target.Target, error) {
 	return offlineTarget{name: g.Describe()}, nil
 }
 
+// WriteFile makes path in the running guest hold exactly content with
+// mode, owned by uid:gid: it reads the file there and, unless content and
+// mode are equal already, replaces it atomically (see target.PutFile).
+// With check nothing is written, and a guest that does not run yet is
+// compared against an empty root (PlanTarget): every file shows.
+func (g *Guest) WriteFile(ctx context.Context, path string, content []byte, mode fs.FileMode, uid, gid int, check bool) (target.PutResult, error) {
+	var t target.Target
+	var err error
+	if check {
+		t, err = g.PlanTarget(ctx)
+	} else {
+		t, err = g.Target(ctx)
+	}
+	if err != nil {
+		return target.PutResult{}, err
+	}
+	return target.PutFile(ctx, t, path, content, mode, uid, gid, check)
+}
+
 // offlineTarget is an empty root that refuses changes.
 type offlineTarget struct{ name string }
 

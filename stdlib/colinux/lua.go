@@ -631,19 +631,16 @@ func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content
 			lx.Raisef(L, "%s %s: owner %q: want numeric uid:gid", action, path, o.Owner)
 		}
 	}
-	var t target.Target
+	var res target.PutResult
 	m.block(L, func(ctx context.Context) (err error) {
-		if m.env.Check {
-			t, err = g.PlanTarget(ctx)
-		} else {
-			t, err = g.Target(ctx)
+		res, err = g.WriteFile(ctx, path, content, mode, uid, gid, m.env.Check)
+		if err != nil {
+			err = fmt.Errorf("colinux.%s %s: %w", action, path, err)
 		}
 		return err
 	})
-	return targetlua.WriteFile(L, m.env, t, path, content, targetlua.FileOptions{
-		Mode: mode, UID: uid, GID: gid, Module: "colinux", Action: action,
-		Subject: g.Describe() + "/" + strings.TrimLeft(path, "/"),
-	})
+	targetlua.ReportPut(L, m.env, "colinux", action, g.Describe()+"/"+strings.TrimLeft(path, "/"), res)
+	return res.Changed
 }
 
 // g:read(path) -> content, or nil when the file does not exist

@@ -13,7 +13,6 @@
 package targetlua
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,7 +25,6 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
@@ -136,19 +134,9 @@ type FileOptions struct {
 // otherwise, and in check mode writes nothing. The write is atomic (the
 // target's Apply). It raises on failure and returns whether it changed.
 func WriteFile(L *lua.LState, env *engine.Env, t target.Target, path string, content []byte, opts FileOptions) bool {
-	var old []byte
-	var exists bool
-	var oldMode fs.FileMode
-	err := env.Block(L, func(ctx context.Context) error {
-		e, err := t.Lstat(ctx, path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		exists, oldMode = true, e.Mode
-		old, err = target.ReadFile(ctx, t, path)
+	var res target.PutResult
+	err := env.Block(L, func(ctx context.Context) (err error) {
+		res, err = target.PutFile(ctx, t, path, content, opts.Mode, opts.UID, opts.GID, env.Check)
 		return err
 	})
 	if err != nil {
@@ -158,22 +146,15 @@ func WriteFile(L *lua.LState, env *engine.Env, t target.Target, path string, con
 	if subject == "" {
 		subject = Subject(t, path)
 	}
-	changed := !exists || !bytes.Equal(old, content) || oldMode.Perm() != opts.Mode.Perm()
-	ch := engine.Change{Module: opts.Module, Action: opts.Action, Subject: subject, Status: engine.StatusOK}
-	if changed {
-		ch.Status, ch.Diff = engine.StatusChanged, fsutil.Diff(path, old, content)
-		if exists && oldMode.Perm() != opts.Mode.Perm() {
-			ch.Detail = fmt.Sprintf("mode %04o -> %04o", oldMode.Perm(), opts.Mode.Perm())
-		}
-		if !env.Check {
-			err := env.Block(L, func(ctx context.Context) error {
-				return target.WriteFile(ctx, t, path, content, opts.Mode, opts.UID, opts.GID)
-			})
-			if err != nil {
-				lx.Raise(L, fmt.Errorf("%s.%s %s: %w", opts.Module, opts.Action, path, err))
-			}
-		}
+	ReportPut(L, env, opts.Module, opts.Action, subject, res)
+	return res.Changed
+}
+
+// ReportPut reports a target.PutResult as one change.
+func ReportPut(L *lua.LState, env *engine.Env, module, action, subject string, res target.PutResult) {
+	ch := engine.Change{Module: module, Action: action, Subject: subject, Status: engine.StatusOK}
+	if res.Changed {
+		ch.Status, ch.Diff, ch.Detail = engine.StatusChanged, res.Diff, res.Detail
 	}
 	env.Report(L, ch)
-	return changed
 }
