@@ -668,60 +668,15 @@ func (m *luaMod) read(L *lua.LState) int {
 	return 1
 }
 
-// releaseDefaults fills what a guest leaves empty from the release on the
-// engine's tcz mirror, as the official mirror names it for its arch
-// (tcz.ReleaseFiles): a frugal guest's core (corepure64.gz on x86_64,
-// core.gz on x86), and a frugal qemu guest's kernel (vmlinuz64, vmlinuz)
-// with that core as its initrd: Tiny Core's own frugal boot, for a driver
-// that boots the release kernel (driver.InitrdBooter: qemu; a bzImage has
-// no PVH entry, so it boots on the pc machine, not microvm). A driver
-// that brings its own kernel (coLinux's vmlinux) gets only the core as
-// its initrd. Scatter guests name their kernel themselves.
+// releaseDefaults has Farm.ReleaseDefaults fill a frugal guest's boot
+// files from the engine's tcz mirror, when it has any to fill.
 func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
-	frugal := d.Layout == driver.Frugal
-	ib, initrdBoot := m.farm.backend(d.Driver).(driver.InitrdBooter)
-	needCore := frugal && d.Core == ""
-	needKernel := frugal && initrdBoot && ib.ReleaseKernel() && d.Kernel == "" && len(d.Initrds) == 0
-	needInitrd := frugal && initrdBoot && !ib.ReleaseKernel() && len(d.Initrds) == 0
-	if !needCore && !needKernel && !needInitrd {
+	if !m.farm.NeedsRelease(d) {
 		return nil
 	}
 	c, err := tcz.LuaClient(L, m.env)
 	if err != nil {
 		return err
 	}
-	rn, err := tcz.ReleaseFiles(c.Config().Arch)
-	if err != nil {
-		return err
-	}
-	fetch := func(name string) (string, error) {
-		var p string
-		err := m.env.Block(L, func(ctx context.Context) error {
-			var err error
-			p, _, err = c.FetchRelease(ctx, name, m.env.Check)
-			return err
-		})
-		if err != nil {
-			return "", err
-		}
-		if p == "" { // check mode, not cached yet: where it will be
-			p = c.ReleaseCachePath(name)
-		}
-		return p, nil
-	}
-	if d.Core == "" {
-		if d.Core, err = fetch(rn.Core); err != nil {
-			return err
-		}
-	}
-	if needKernel {
-		if d.Kernel, err = fetch(rn.Kernel); err != nil {
-			return err
-		}
-		d.Initrds = []string{d.Core}
-	}
-	if needInitrd {
-		d.Initrds = []string{d.Core}
-	}
-	return nil
+	return m.env.Block(L, func(ctx context.Context) error { return m.farm.ReleaseDefaults(ctx, d, c, m.env.Check) })
 }
