@@ -7,9 +7,12 @@ package drivertest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -53,21 +56,25 @@ func KillPID(t *testing.T, g driver.Guest) {
 }
 
 // Run checks the driver: a guest that never ran, the lifecycle (start,
-// ready, re-attach from a new Runner, stop, stop again), a crash and its
-// reason, and each optional ability the driver declares: the Runner's
+// ready, re-attach from a new Runner and from another process, stop, stop
+// again), a crash and its reason (seen by another process too), and each optional ability the driver declares: the Runner's
 // facts (SpecChecker, Defaulter, HostChecker, Explainer, Sharer,
 // InitrdBooter, Configurer) and the Guest's abilities (Execer,
 // Suspender, FSFreezer, Checkpointer with Restorer, LiveSource with
 // LiveTarget and Announcer). ShareMounter needs a shell in the guest
 // over SSH and is checked by the colinux module's tests.
 func Run(t *testing.T, f Factory) {
+	if file := os.Getenv(childEnv); file != "" {
+		child(t, f, file)
+		return
+	}
 	if f.Crash == nil {
 		f.Crash = KillPID
 	}
 	if f.Ready <= 0 {
 		f.Ready = 60 * time.Second
 	}
-	s := &suite{f: f}
+	s := &suite{f: f, test: strings.SplitN(t.Name(), "/", 2)[0]}
 	t.Run("runner", s.runner)
 	t.Run("never_started", s.neverStarted)
 	t.Run("lifecycle", s.lifecycle)
@@ -75,7 +82,61 @@ func Run(t *testing.T, f Factory) {
 }
 
 type suite struct {
-	f Factory
+	f    Factory
+	test string // the top-level test that called Run, for child processes
+}
+
+// childEnv names the spec file a child process (this test binary, run
+// again) attaches to: it writes the guest's status next to it (.out) and
+// does nothing else.
+const childEnv = "TINYFARM_DRIVERTEST_ATTACH"
+
+func child(t *testing.T, f Factory, file string) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec driver.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	g, err := f.New().Attach(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := g.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(st)
+	if err := os.WriteFile(file+".out", out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// statusFromProcess is the guest's status as another process sees it:
+// this test binary, run again for this test only, attaches to spec.
+func (s *suite) statusFromProcess(t *testing.T, spec driver.Spec) driver.Status {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "spec.json")
+	b, _ := json.Marshal(spec)
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(s.test)+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+file)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("attach from another process: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(file + ".out")
+	if err != nil {
+		t.Fatalf("attach from another process: %v", err)
+	}
+	var st driver.Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func (s *suite) spec(t *testing.T, name string) driver.Spec {
@@ -218,6 +279,9 @@ func (s *suite) lifecycle(t *testing.T) {
 		if err := a.WaitReady(ctxT(t, s.f.Ready)); err != nil {
 			t.Errorf("re-attached wait ready: %v", err)
 		}
+		if pst := s.statusFromProcess(t, spec); pst.State != driver.Running || pst.PID != st.PID {
+			t.Errorf("another process sees %s pid %d, want running pid %d", pst.State, pst.PID, st.PID)
+		}
 	})
 
 	t.Run("exec", func(t *testing.T) {
@@ -349,6 +413,9 @@ func (s *suite) lifecycle(t *testing.T) {
 		t.Logf("crash reason: %s", st.Reason)
 		if ast := status(t, s.attach(t, spec)); ast.State != driver.Crashed {
 			t.Errorf("a new runner sees %s after the crash", ast.State)
+		}
+		if pst := s.statusFromProcess(t, spec); pst.State != driver.Crashed || pst.Reason != st.Reason {
+			t.Errorf("another process sees %s (%q) after the crash, want crashed (%q)", pst.State, pst.Reason, st.Reason)
 		}
 		if err := c.Stop(ctxT(t, 30*time.Second), time.Second); err != nil {
 			t.Errorf("stop after a crash: %v", err)
