@@ -479,12 +479,9 @@ func (f *Farm) placeDisk(base, guest string) (string, error) {
 
 // Console returns the last n lines of the guest's console (0: all).
 func (g *Guest) Console(n int) (string, error) {
-	b, err := os.ReadFile(g.spec().ConsoleLog())
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
+	b, err := driver.ReadConsole(g.farm.backend(g.Def.Driver), g.spec())
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("guest %s: console: %w", g.Def.Name, err)
 	}
 	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
 	if n > 0 {

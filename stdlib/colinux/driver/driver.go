@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -98,7 +99,8 @@ type Spec struct {
 	Machine   string // qemu: "microvm" (default with a PVH kernel) or "pc"
 }
 
-// ConsoleLog is where a guest's console (serial or init output) is written.
+// ConsoleLog is where a guest's console (serial or init output) is
+// written, unless its backend is a ConsoleReader.
 func (s Spec) ConsoleLog() string { return s.Dir + "/console.log" }
 
 // Instance names this guest among every guest on the host: its name plus
@@ -331,6 +333,28 @@ type FSFreezer interface {
 // kill) the module runs poweroff or sync in the guest over SSH.
 type OwnKernel interface {
 	OwnKernel()
+}
+
+// ConsoleReader is an optional Runner interface for backends whose
+// guests' console is not the file Spec.ConsoleLog() (a guest on another
+// host): ReadConsole returns all of it. Without it the module reads that
+// file.
+type ConsoleReader interface {
+	ReadConsole(spec Spec) ([]byte, error)
+}
+
+// ReadConsole is a guest's console as its backend r keeps it: through
+// ConsoleReader, else the file Spec.ConsoleLog() ("" before the guest
+// ever ran).
+func ReadConsole(r Runner, spec Spec) ([]byte, error) {
+	if cr, ok := r.(ConsoleReader); ok {
+		return cr.ReadConsole(spec)
+	}
+	b, err := os.ReadFile(spec.ConsoleLog())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
 }
 
 // ShareMounter is an optional Guest interface for backends whose shares

@@ -270,6 +270,20 @@ func (s *suite) lifecycle(t *testing.T) {
 		t.Errorf("running guest: status %+v has neither a pid nor a start time", st)
 	}
 
+	t.Run("console", func(t *testing.T) {
+		// The ready guest's console holds the marker (or the driver's
+		// own readiness line), where the module reads it.
+		con, err := driver.ReadConsole(s.f.New(), spec)
+		if err != nil || len(con) == 0 {
+			t.Fatalf("console of a ready guest: %q, %v", con, err)
+		}
+		if _, ok := s.f.New().(driver.ConsoleReader); !ok {
+			if _, err := os.Stat(spec.ConsoleLog()); err != nil {
+				t.Errorf("no console at Spec.ConsoleLog(), and no driver.ConsoleReader: %v", err)
+			}
+		}
+	})
+
 	t.Run("reattach", func(t *testing.T) {
 		a := s.attach(t, spec)
 		ast := want(t, a, driver.Running)
@@ -360,6 +374,12 @@ func (s *suite) lifecycle(t *testing.T) {
 
 	t.Run("stop", func(t *testing.T) {
 		ctx := ctxT(t, 2*time.Minute)
+		if sp, ok := g.(driver.Suspender); ok {
+			// A suspended guest stops as well (the module stops both).
+			if err := sp.Suspend(ctx); err != nil {
+				t.Fatalf("suspend before stop: %v", err)
+			}
+		}
 		if err := g.Stop(ctx, 5*time.Second); err != nil {
 			t.Fatalf("stop: %v", err)
 		}

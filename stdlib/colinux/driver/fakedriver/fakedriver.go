@@ -38,12 +38,13 @@ type Runner struct{}
 
 // What the fake declares (see package driver).
 var (
-	_ driver.Runner      = (*Runner)(nil)
-	_ driver.SpecChecker = (*Runner)(nil)
-	_ driver.Defaulter   = (*Runner)(nil)
-	_ driver.Sharer      = (*Runner)(nil)
-	_ driver.Configurer  = (*Runner)(nil)
-	_ driver.Restorer    = (*Runner)(nil)
+	_ driver.Runner        = (*Runner)(nil)
+	_ driver.SpecChecker   = (*Runner)(nil)
+	_ driver.Defaulter     = (*Runner)(nil)
+	_ driver.Sharer        = (*Runner)(nil)
+	_ driver.Configurer    = (*Runner)(nil)
+	_ driver.Restorer      = (*Runner)(nil)
+	_ driver.ConsoleReader = (*Runner)(nil)
 
 	_ driver.Guest        = (*Guest)(nil)
 	_ driver.Execer       = (*Guest)(nil)
@@ -58,6 +59,9 @@ type record struct {
 	PID    int          `json:"pid,omitempty"`
 	Since  time.Time    `json:"since"`
 	Execs  [][]string   `json:"execs,omitempty"` // every command run, in order
+	// Console is the guest's console: a fake guest has no console file
+	// (the fake is a driver.ConsoleReader).
+	Console string `json:"console,omitempty"`
 }
 
 // Guest is one fake guest.
@@ -104,15 +108,19 @@ func (r *Runner) start(ctx context.Context, spec driver.Spec, state driver.State
 	}
 	h := fnv.New32a()
 	h.Write([]byte(spec.Dir))
-	rec := record{State: state, PID: 1<<22 + int(h.Sum32()%(1<<20)), Since: time.Now().UTC()}
+	old, _ := g.read()
+	rec := record{State: state, PID: 1<<22 + int(h.Sum32()%(1<<20)), Since: time.Now().UTC(),
+		Console: old.Console + fmt.Sprintf("fake guest %s booting\n%s\n", spec.Name, driver.ReadyMarker)}
 	if err := g.write(rec); err != nil {
 		return nil, fmt.Errorf("fake %s: start: %w", spec.Name, err)
 	}
-	con := fmt.Sprintf("fake guest %s booting\n%s\n", spec.Name, driver.ReadyMarker)
-	if err := os.WriteFile(spec.ConsoleLog(), []byte(con), 0o600); err != nil {
-		return nil, fmt.Errorf("fake %s: start: %w", spec.Name, err)
-	}
 	return g, nil
+}
+
+// ReadConsole is the console kept in the guest's record.
+func (r *Runner) ReadConsole(spec driver.Spec) ([]byte, error) {
+	rec, err := (&Guest{spec: spec}).read()
+	return []byte(rec.Console), err
 }
 
 // Attach re-adopts the guest from its record.
