@@ -4,7 +4,7 @@
 //
 //	proxyserve backend -listen ADDR
 //	proxyserve routes  -dir DIR -backend ADDR -vhosts N
-//	proxyserve serve   -dir DIR -listen ADDR [-access-log FILE] [-cpuprofile FILE]
+//	proxyserve serve   -dir DIR -listen ADDR [-access-log FILE] [-cpuprofile FILE] [-memprofile FILE]
 //	proxyserve nginx   -dir DIR -prefix P -listen ADDR [-reload]
 //	proxyserve churn   -dir DIR -backend ADDR -n N [-prefix P -listen ADDR]
 package main
@@ -45,6 +45,7 @@ func main() {
 	reload := fs.Bool("reload", false, "reload nginx after applying")
 	n := fs.Int("n", 20, "churn: add/remove cycles")
 	cpuProfile := fs.String("cpuprofile", "", "serve: write a CPU profile here")
+	memProfile := fs.String("memprofile", "", "serve: write an allocation profile here at exit")
 	fs.Parse(os.Args[2:])
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -56,6 +57,18 @@ func main() {
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "proxyserve:", err)
+			}
+		}()
 	}
 
 	var err error
