@@ -230,7 +230,7 @@ func reroute(ctx context.Context, dir, listen, backend, backend2 string, n int) 
 	}
 	time.Sleep(500 * time.Millisecond)
 	var total, call []time.Duration
-	targets := []string{backend2, backend} // the warm-up moves it to backend2
+	targets := []string{backend2, backend}        // the warm-up moves it to backend2
 	for i := -1; i < n && ctx.Err() == nil; i++ { // i = -1: a warm-up, not counted
 		to := targets[(i+1)%2]
 		before, err := answer()
