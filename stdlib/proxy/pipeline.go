@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,15 +64,10 @@ const maxAttempts = 8
 // the request has none.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db *deadlineBody) {
 	ctx := r.Context()
-	// One cancellation hook for the whole exchange: the client going away
-	// (ctx done) unblocks whatever the connection in use is waiting on,
-	// such as a silent backend.
-	var cur atomic.Pointer[backendConn]
-	stop := context.AfterFunc(ctx, func() {
-		if bc := cur.Load(); bc != nil {
-			bc.c.SetDeadline(aLongTimeAgo)
-		}
-	})
+	cw := clientWatch{ctx: ctx}
+	if db != nil {
+		cw.start() // the exchange has a second goroutine: no shortcut
+	}
 	up := upgradeType(r.Header)
 	var (
 		bc   *backendConn
@@ -83,15 +79,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 		var reused bool
 		bc, reused, err = b.pool.get(ctx, attempt >= maxAttempts-1)
 		if err != nil {
-			stop()
+			cw.stop()
 			s.backendError(w, r, db, b.addr, err)
 			return
 		}
-		cur.Store(bc)
-		if ctx.Err() != nil { // cancelled before cur was set
-			bc.c.SetDeadline(aLongTimeAgo)
-		}
-		res, sent, err = s.exchange(ctx, bc, r, up, db)
+		cw.use(bc)
+		res, sent, err = s.exchange(&cw, bc, r, up, db)
 		if err == nil {
 			break
 		}
@@ -100,12 +93,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 		if canRetry(reused, r.Method, db != nil, err) && ctx.Err() == nil {
 			continue
 		}
-		stop()
+		cw.stop()
 		s.backendError(w, r, db, b.addr, err)
 		return
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
-		stop()
+		cw.stop()
 		sent.wait(db) // it has finished: the backend switched after the whole request
 		s.switchProtocols(w, r, bc, res, up)
 		return
@@ -113,9 +106,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 
 	copyResponseHeader(w.Header(), res)
 	w.WriteHeader(res.StatusCode)
+	if res.Body != http.NoBody && (res.ContentLength < 0 || int64(bc.br.Buffered()) < res.ContentLength) {
+		cw.start() // the body may be long in coming
+	}
 	copyErr := s.copyBody(w, res)
 	res.Body.Close()
-	if !stop() {
+	if !cw.stop() {
 		copyErr = errors.Join(copyErr, ctx.Err())
 	}
 	// A backend may answer before it has read the whole request body
@@ -151,14 +147,21 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 // ResponseHeaderTimeout, nginx's proxy_read_timeout). A request body is
 // sent by a goroutine (the bodySender returned, nil without a body) while
 // the response is awaited: a backend may answer before reading it all.
-func (s *Server) exchange(ctx context.Context, bc *backendConn, r *http.Request, up string, db *deadlineBody) (*http.Response, *bodySender, error) {
+func (s *Server) exchange(cw *clientWatch, bc *backendConn, r *http.Request, up string, db *deadlineBody) (*http.Response, *bodySender, error) {
+	ctx := cw.ctx
 	writeHead(bc.bw, r, up, db != nil)
-	var sent *bodySender
+	var (
+		sent   *bodySender
+		sentAt time.Time
+	)
 	if db == nil {
 		if err := bc.bw.Flush(); err != nil {
 			return nil, nil, retryable(err, true)
 		}
-		setReadDeadline(ctx, bc, time.Now().Add(s.opts.BackendTimeout))
+		sentAt = time.Now()
+		// Most answers come within quickWait: the client watch is only
+		// set up for a backend that takes longer.
+		setReadDeadline(ctx, bc, sentAt.Add(min(quickWait, s.opts.BackendTimeout)))
 	} else {
 		sent = s.sendBody(ctx, bc, r)
 	}
@@ -168,11 +171,23 @@ func (s *Server) exchange(ctx context.Context, bc *backendConn, r *http.Request,
 	}()
 	// Peek first, so an idle connection the backend closed (EOF before
 	// any byte) is told apart from a truncated response.
-	if _, err := bc.br.Peek(1); err != nil {
+	_, err := bc.br.Peek(1)
+	if err != nil && db == nil && isTimeout(err) && ctx.Err() == nil && quickWait < s.opts.BackendTimeout {
+		cw.start()
+		setReadDeadline(ctx, bc, sentAt.Add(s.opts.BackendTimeout))
+		_, err = bc.br.Peek(1)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, sent, ctx.Err()
 		}
 		return nil, sent, retryable(err, false)
+	}
+	if db == nil && !headBuffered(bc.br) {
+		// The rest of the head is on its way: wait for it as long as
+		// for the first byte.
+		cw.start()
+		setReadDeadline(ctx, bc, sentAt.Add(s.opts.BackendTimeout))
 	}
 	for {
 		res, err := http.ReadResponse(bc.br, r)
@@ -197,6 +212,69 @@ func (s *Server) exchange(ctx context.Context, bc *backendConn, r *http.Request,
 		}
 		return res, sent, nil
 	}
+}
+
+// quickWait is how long a body-less request waits for its answer's first
+// byte before the client watch is set up (see clientWatch).
+const quickWait = 5 * time.Millisecond
+
+// headBuffered reports whether br holds a whole response head (up to the
+// empty line), so reading it cannot block.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
+}
+
+// clientWatch ends the wait on the backend connection in use when the
+// client goes away (its request's context is done), so that a silent
+// backend does not hold the handler. Registering the hook costs
+// allocations and a lock on the context, so it is done only when a wait
+// may be long: a request body to send, no answer within quickWait, a
+// response body not yet all read. A shorter wait ends on its own.
+type clientWatch struct {
+	ctx  context.Context
+	bc   *backendConn
+	hook *watchHook // nil until start
+}
+
+type watchHook struct {
+	cur  atomic.Pointer[backendConn]
+	stop func() bool
+}
+
+// start sets the hook up, once.
+func (cw *clientWatch) start() {
+	if cw.hook != nil {
+		return
+	}
+	h := &watchHook{}
+	h.cur.Store(cw.bc)
+	h.stop = context.AfterFunc(cw.ctx, func() {
+		if bc := h.cur.Load(); bc != nil {
+			bc.c.SetDeadline(aLongTimeAgo)
+		}
+	})
+	cw.hook = h
+}
+
+// use makes bc the connection in use.
+func (cw *clientWatch) use(bc *backendConn) {
+	cw.bc = bc
+	if cw.hook != nil {
+		cw.hook.cur.Store(bc)
+		if cw.ctx.Err() != nil { // cancelled before cur was set
+			bc.c.SetDeadline(aLongTimeAgo)
+		}
+	}
+}
+
+// stop removes the hook; it returns false when the hook has run (the
+// client went away while it watched).
+func (cw *clientWatch) stop() bool {
+	if cw.hook == nil {
+		return true
+	}
+	return cw.hook.stop()
 }
 
 // bodyless reports whether a response to method with this status has no
