@@ -1,0 +1,213 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/engine/lx"
+)
+
+// Module is require("cluster"): the hosts of this host's cluster, placement
+// and cluster-wide claims. It connects on first use with the cluster
+// configuration of the state directory (<state>/cluster).
+func Module() engine.Module {
+	return engine.ModuleFunc{ModName: "cluster", Open: open, DocList: docs()}
+}
+
+type placeOpts struct {
+	Mem      lx.Size `lua:"mem,required" doc:"the guest's memory"`
+	Driver   string  `lua:"driver" doc:"a driver the host must have (ns, qemu); default any"`
+	Strategy string  `lua:"strategy" default:"spread" doc:"spread (most free memory) or pack (fullest that fits)"`
+}
+
+type claimOpts struct {
+	Name   string     `lua:"name,required" doc:"the guest's name, unique in the cluster"`
+	Host   lua.LValue `lua:"host,required" doc:"the host it runs on: what cluster.place returns, or its name"`
+	Mem    lx.Size    `lua:"mem" doc:"its memory, counted by later placements"`
+	Driver string     `lua:"driver" doc:"its driver"`
+}
+
+// conn is the module's lazily opened client, one per engine.
+type conn struct {
+	env  *engine.Env
+	once sync.Once
+	c    *Client
+	err  error
+}
+
+func (k *conn) get(ctx context.Context) (*Client, error) {
+	k.once.Do(func() {
+		cfg, err := LoadConfig(Dir(k.env.StateDir))
+		if err != nil {
+			k.err = err
+			return
+		}
+		k.c, k.err = Connect(context.Background(), cfg)
+	})
+	return k.c, k.err
+}
+
+func open(env *engine.Env) lua.LGFunction {
+	k := &conn{env: env}
+	return func(L *lua.LState) int {
+		mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+			"hosts":  func(L *lua.LState) int { return luaHosts(k, L) },
+			"guests": func(L *lua.LState) int { return luaGuests(k, L) },
+			"place":  func(L *lua.LState) int { return luaPlace(k, L) },
+			"claim":  func(L *lua.LState) int { return luaClaim(k, L) },
+		})
+		L.Push(mod)
+		return 1
+	}
+}
+
+// raise maps the cluster's errors to Lua error kinds.
+func raise(L *lua.LState, err error) {
+	kind := lx.KindError
+	switch {
+	case errors.Is(err, ErrNoQuorum):
+		kind = "no_quorum"
+	case errors.Is(err, ErrInvalid):
+		kind = lx.KindInvalid
+	case errors.Is(err, ErrNotJoined), errors.Is(err, ErrNotFound):
+		kind = lx.KindNotFound
+	case errors.Is(err, ErrNoRoom):
+		kind = "no_room"
+	case errors.Is(err, ErrTaken):
+		kind = "taken"
+	}
+	lx.Raise(L, lx.WithKind(err, kind))
+}
+
+func hostValue(L *lua.LState, h Host) lua.LValue {
+	return lx.FromGo(L, map[string]any{
+		"name": h.Name, "state": string(h.State), "mem": h.Mem, "committed": h.Committed, "free": h.Free(),
+		"cpus": h.CPUs, "drivers": h.Drivers, "version": h.Version, "ssh_host_key": h.SSHHostKey, "proxy": h.ProxyAddr,
+	})
+}
+
+func guestValue(L *lua.LState, g GuestRecord) lua.LValue {
+	return lx.FromGo(L, map[string]any{
+		"name": g.Name, "host": g.Host, "ip": g.IP, "gateway": g.Gateway, "uid_base": g.UIDBase,
+		"mem": g.Mem, "driver": g.Driver, "state": g.State,
+	})
+}
+
+// cluster.hosts() -> {{name, state, mem, committed, free, cpus, drivers, version, ssh_host_key}, ...}
+func luaHosts(k *conn, L *lua.LState) int {
+	var hosts []Host
+	err := k.env.Block(L, func(ctx context.Context) error {
+		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		hosts, err = c.Hosts(ctx)
+		return err
+	})
+	if err != nil {
+		raise(L, err)
+	}
+	t := L.NewTable()
+	for _, h := range hosts {
+		t.Append(hostValue(L, h))
+	}
+	L.Push(t)
+	return 1
+}
+
+// cluster.guests() -> {{name, host, ip, state, ...}, ...}
+func luaGuests(k *conn, L *lua.LState) int {
+	var gs []GuestRecord
+	err := k.env.Block(L, func(ctx context.Context) error {
+		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		gs, err = c.Guests(ctx)
+		return err
+	})
+	if err != nil {
+		raise(L, err)
+	}
+	t := L.NewTable()
+	for _, g := range gs {
+		t.Append(guestValue(L, g))
+	}
+	L.Push(t)
+	return 1
+}
+
+// cluster.place{mem, driver, strategy = "spread"|"pack"} -> host
+func luaPlace(k *conn, L *lua.LState) int {
+	o := placeOpts{Strategy: "spread"}
+	lx.Opts(L, 1, "cluster.place", &o)
+	spec := PlaceSpec{Mem: int64(o.Mem), Driver: o.Driver, Strategy: o.Strategy}
+	var h Host
+	err := k.env.Block(L, func(ctx context.Context) error {
+		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		h, err = c.Place(ctx, spec)
+		return err
+	})
+	if err != nil {
+		raise(L, err)
+	}
+	L.Push(hostValue(L, h))
+	return 1
+}
+
+// cluster.claim{name, host, mem, driver} -> {name, host, ip, gateway, uid_base}
+func luaClaim(k *conn, L *lua.LState) int {
+	var o claimOpts
+	lx.Opts(L, 1, "cluster.claim", &o)
+	host := lua.LVAsString(o.Host)
+	if t, ok := o.Host.(*lua.LTable); ok {
+		host = lua.LVAsString(t.RawGetString("name"))
+	}
+	if host == "" {
+		raise(L, fmt.Errorf("cluster.claim: host: want a host name or what cluster.place returns: %w", ErrInvalid))
+	}
+	ch := engine.Change{Module: "cluster", Action: "claim", Subject: "guest:" + o.Name, Status: engine.StatusChanged, Detail: "on " + host}
+	var rec GuestRecord
+	existed := false
+	err := k.env.Block(L, func(ctx context.Context) error {
+		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		gs, err := c.Guests(ctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs {
+			if g.Name == o.Name && g.Host == host {
+				rec, existed = g, true
+			}
+		}
+		if existed || k.env.Check {
+			return nil
+		}
+		rec, err = c.ClaimGuest(ctx, GuestSpec{Name: o.Name, Host: host, Mem: int64(o.Mem), Driver: o.Driver})
+		return err
+	})
+	if err != nil {
+		raise(L, err)
+	}
+	if existed {
+		ch.Status = engine.StatusOK
+	}
+	k.env.Report(L, ch)
+	if k.env.Check && !existed {
+		L.Push(lx.FromGo(L, map[string]any{"name": o.Name, "host": host}))
+		return 1
+	}
+	L.Push(guestValue(L, rec))
+	return 1
+}
