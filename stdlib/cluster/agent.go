@@ -147,6 +147,9 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 	if opts.Facts == nil {
 		opts.Facts = func(context.Context) Facts { return LocalFacts(nil) }
 	}
+	if opts.ProxyListen == "" {
+		opts.ProxyListen = cfg.ProxyListen
+	}
 	if opts.FactsInterval == 0 {
 		opts.FactsInterval = 30 * time.Second
 	}

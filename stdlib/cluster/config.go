@@ -58,6 +58,9 @@ type Config struct {
 	// to it by every other host's proxy. Default: none (this host's
 	// guests are served only by its own proxy).
 	ProxyAddr string `json:"proxy_addr,omitempty"`
+	// ProxyListen is where the daemon runs its proxy, serving every vhost
+	// of the cluster ("10.0.0.1:80", ":80"). Default: no proxy.
+	ProxyListen string `json:"proxy_listen,omitempty"`
 	// Timing tunes etcd for tests; zero values are etcd's defaults.
 	Timing Timing `json:"timing,omitzero"`
 	// Bootstrap says how the embedded member starts the first time (while

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	lua "github.com/yuin/gopher-lua"
@@ -30,6 +31,25 @@ type claimOpts struct {
 	Host   lua.LValue `lua:"host,required" doc:"the host it runs on: what cluster.place returns, or its name"`
 	Mem    lx.Size    `lua:"mem" doc:"its memory, counted by later placements"`
 	Driver string     `lua:"driver" doc:"its driver"`
+}
+
+type routeOpts struct {
+	VHost string     `lua:"vhost,required" doc:"the host name every host's proxy serves"`
+	Host  lua.LValue `lua:"host,required" doc:"the host the site's guest runs on: a name or what cluster.place returns"`
+	Addr  string     `lua:"addr,required" doc:"ip:port of the site as that host reaches it (the guest's IP and port)"`
+	Guest string     `lua:"guest" doc:"the guest's name, for the listing"`
+}
+
+// hostName reads a host option: a name, or a host table from cluster.place.
+func hostName(L *lua.LState, v lua.LValue, fn string) string {
+	host := lua.LVAsString(v)
+	if t, ok := v.(*lua.LTable); ok {
+		host = lua.LVAsString(t.RawGetString("name"))
+	}
+	if host == "" {
+		raise(L, fmt.Errorf("%s: host: want a host name or what cluster.place returns: %w", fn, ErrInvalid))
+	}
+	return host
 }
 
 // conn is the module's lazily opened client, one per engine.
@@ -60,6 +80,7 @@ func open(env *engine.Env) lua.LGFunction {
 			"guests": func(L *lua.LState) int { return luaGuests(k, L) },
 			"place":  func(L *lua.LState) int { return luaPlace(k, L) },
 			"claim":  func(L *lua.LState) int { return luaClaim(k, L) },
+			"route":  func(L *lua.LState) int { return luaRoute(k, L) },
 		})
 		L.Push(mod)
 		return 1
@@ -167,13 +188,7 @@ func luaPlace(k *conn, L *lua.LState) int {
 func luaClaim(k *conn, L *lua.LState) int {
 	var o claimOpts
 	lx.Opts(L, 1, "cluster.claim", &o)
-	host := lua.LVAsString(o.Host)
-	if t, ok := o.Host.(*lua.LTable); ok {
-		host = lua.LVAsString(t.RawGetString("name"))
-	}
-	if host == "" {
-		raise(L, fmt.Errorf("cluster.claim: host: want a host name or what cluster.place returns: %w", ErrInvalid))
-	}
+	host := hostName(L, o.Host, "cluster.claim")
 	ch := engine.Change{Module: "cluster", Action: "claim", Subject: "guest:" + o.Name, Status: engine.StatusChanged, Detail: "on " + host}
 	var rec GuestRecord
 	existed := false
@@ -210,4 +225,36 @@ func luaClaim(k *conn, L *lua.LState) int {
 	}
 	L.Push(guestValue(L, rec))
 	return 1
+}
+
+// cluster.route{vhost, host, addr, guest}: every host's proxy serves vhost.
+func luaRoute(k *conn, L *lua.LState) int {
+	var o routeOpts
+	lx.Opts(L, 1, "cluster.route", &o)
+	r := Route{VHost: o.VHost, Host: hostName(L, o.Host, "cluster.route"), Addr: o.Addr, Guest: o.Guest}
+	ch := engine.Change{Module: "cluster", Action: "route", Subject: "vhost:" + r.VHost, Status: engine.StatusChanged, Detail: r.Host + " " + r.Addr}
+	err := k.env.Block(L, func(ctx context.Context) error {
+		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		routes, err := c.Routes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, have := range routes {
+			if have == (Route{VHost: strings.ToLower(r.VHost), Host: r.Host, Addr: r.Addr, Guest: r.Guest}) {
+				ch.Status = engine.StatusOK
+			}
+		}
+		if ch.Status == engine.StatusOK || k.env.Check {
+			return nil
+		}
+		return c.SetRoute(ctx, r)
+	})
+	if err != nil {
+		raise(L, err)
+	}
+	k.env.Report(L, ch)
+	return 0
 }

@@ -12,6 +12,9 @@ func docs() []engine.Doc {
 		{Name: "cluster.claim", Call: "cluster.claim{name, host, mem, driver}", Opts: claimOpts{},
 			Summary: "Claims a guest name cluster-wide on host, with an IP in the host's farm subnet and a\nuser-namespace uid range, in one etcd transaction: {name, host, ip, gateway, uid_base}. ok when\nthe same claim exists; raises (kind taken) when the name is another host's.",
 			Example: `local g = cluster.claim{ name = "web7", host = h.name, mem = "128M" }`},
+		{Name: "cluster.route", Call: "cluster.route{vhost, host, addr, guest}", Opts: routeOpts{},
+			Summary: "Every host's proxy serves vhost: the host the guest runs on forwards to addr, the others to\nthat host's proxy (Host header kept). ok when the same route exists.",
+			Example: `cluster.route{ vhost = "web7.example.com", host = g.host, addr = g.ip:match("^[^/]+") .. ":80", guest = "web7" }`},
 		{Name: "cluster.guests", Call: "cluster.guests()",
 			Summary: "Every claimed guest: {name, host, ip, state}; state is \"unreachable\" while its host is down."},
 	}

@@ -51,6 +51,26 @@ func (c *Client) RemoveRoute(ctx context.Context, vhost string) error {
 	})
 }
 
+// Routes lists the cluster's routes by vhost.
+func (c *Client) Routes(ctx context.Context) ([]Route, error) {
+	var out []Route
+	err := c.call(ctx, "cluster routes", func(ctx context.Context) error {
+		r, err := c.etcd.Get(ctx, Prefix+"routes/", clientv3.WithPrefix())
+		if err != nil {
+			return err
+		}
+		for _, kv := range r.Kvs {
+			var rt Route
+			if err := json.Unmarshal(kv.Value, &rt); err != nil {
+				return fmt.Errorf("route %s: %w", kv.Key, err)
+			}
+			out = append(out, rt)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // WatchRoutes calls fn with the whole set of routes now and after every
 // change, until ctx ends. fn runs on one goroutine, never concurrently.
 func (c *Client) WatchRoutes(ctx context.Context, fn func([]Route)) error {

@@ -41,3 +41,10 @@ function TestPlaceRefusesWithNumbers(t)
   ok, err = pcall(cluster.place, { mem = "1M", strategy = "random" })
   if ok or err.kind ~= "invalid" then t:error("strategy random: " .. tostring(err)) end
 end
+
+function TestRoute(t)
+  cluster.route{ vhost = "Web7.Example.com", host = "b", addr = "10.80.0.2:80", guest = "web7" }
+  cluster.route{ vhost = "web7.example.com", host = "b", addr = "10.80.0.2:80", guest = "web7" }  -- ok: the same
+  local ok, err = pcall(cluster.route, { vhost = "x.test", host = "b", addr = "nonsense" })
+  if ok or err.kind ~= "invalid" or not tostring(err):find("want ip:port") then t:error("bad addr: " .. tostring(err)) end
+end
