@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -151,42 +152,10 @@ func joinHandler(c *Client, ca *CA, clusterToken string) http.Handler {
 		peer := "https://" + net.JoinHostPort(req.Advertise, fmt.Sprint(req.PeerPort))
 		var initial []string
 		var endpoints []string
-		err = c.call(r.Context(), "cluster member add "+req.Name, func(ctx context.Context) error {
-			// A host rejoining after a wipe replaces its old member entry.
-			ml, err := c.etcd.MemberList(ctx)
-			if err != nil {
-				return err
-			}
-			for _, m := range ml.Members {
-				if m.Name == req.Name || (len(m.PeerURLs) > 0 && m.PeerURLs[0] == peer) {
-					if _, err := c.etcd.MemberRemove(ctx, m.ID); err != nil {
-						return err
-					}
-				}
-			}
-			// As a learner: it does not count for quorum until it has
-			// caught up and promoted itself (etcd's advice for adding
-			// members), so a one-host cluster never loses quorum to a join.
-			add, err := c.etcd.MemberAddAsLearner(ctx, []string{peer})
-			if err != nil {
-				return err
-			}
-			for _, m := range add.Members {
-				name := m.Name
-				if m.ID == add.Member.ID {
-					name = req.Name
-				}
-				if name == "" {
-					continue // another member added but not started yet
-				}
-				for _, u := range m.PeerURLs {
-					initial = append(initial, name+"="+u)
-				}
-				endpoints = append(endpoints, m.ClientURLs...)
-			}
-			return nil
-		})
+		err = addLearner(r.Context(), c, req.Name, peer, &initial, &endpoints)
 		if err != nil {
+			// Not admitted: the token stays good for another try.
+			c.restoreSecret(r.Context(), req.Secret)
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -297,4 +266,71 @@ func requestJoin(ctx context.Context, cfg *Config, tok Token) (memberStart, []st
 		return memberStart{}, nil, err
 	}
 	return memberStart{initialCluster: jr.InitialCluster, existing: true, token: jr.ClusterToken}, jr.Endpoints, nil
+}
+
+// addLearner adds a joining host as an etcd learner (replacing an old
+// entry of the same name or address) and returns the initial cluster it
+// starts with. etcd refuses reconfiguration while a member joined less
+// than a few seconds ago ("unhealthy cluster"), so that is retried.
+func addLearner(ctx context.Context, c *Client, name, peer string, initial, endpoints *[]string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := c.call(ctx, "cluster member add "+name, func(ctx context.Context) error {
+			ml, err := c.etcd.MemberList(ctx)
+			if err != nil {
+				return err
+			}
+			for _, m := range ml.Members {
+				if m.Name == name || (len(m.PeerURLs) > 0 && m.PeerURLs[0] == peer) {
+					if _, err := c.etcd.MemberRemove(ctx, m.ID); err != nil {
+						return err
+					}
+				}
+			}
+			// As a learner: it does not count for quorum until it has
+			// caught up and promoted itself (etcd's advice for adding
+			// members), so a one-host cluster never loses quorum to a join.
+			add, err := c.etcd.MemberAddAsLearner(ctx, []string{peer})
+			if err != nil {
+				return err
+			}
+			*initial, *endpoints = nil, nil
+			for _, m := range add.Members {
+				mn := m.Name
+				if m.ID == add.Member.ID {
+					mn = name
+				}
+				if mn == "" {
+					continue // another member added but not started yet
+				}
+				for _, u := range m.PeerURLs {
+					*initial = append(*initial, mn+"="+u)
+				}
+				*endpoints = append(*endpoints, m.ClientURLs...)
+			}
+			return nil
+		})
+		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// restoreSecret puts back a consumed join secret for a while, after an
+// admission that failed half-way.
+func (c *Client) restoreSecret(ctx context.Context, secret string) {
+	c.call(ctx, "cluster join secret", func(ctx context.Context) error {
+		g, err := c.etcd.Grant(ctx, 600)
+		if err != nil {
+			return err
+		}
+		_, err = c.etcd.Put(ctx, secretKey(secret), "restored after a failed join", clientv3.WithLease(g.ID))
+		return err
+	})
 }
