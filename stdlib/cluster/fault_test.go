@@ -320,6 +320,9 @@ end
 			t.Errorf("with h3 down, %s on %s is %s, want %s", g.Name, g.Host, g.State, want)
 		}
 	}
+	if out := f.mustTF(h2, "guests", "--cluster"); !regexp.MustCompile(`(?m)^h3-g1 +h3 +unreachable +10\.80\.\d+\.\d+/24 +16M`).MatchString(out) {
+		t.Errorf("guests --cluster with h3 down:\n%s", out)
+	}
 	if out, err := f.claim(h1, "h1", "more-h1-", 3); err != nil {
 		t.Fatalf("claims with h3 down: %v\n%s", err, out)
 	}

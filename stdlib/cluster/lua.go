@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -113,8 +114,12 @@ func hostValue(L *lua.LState, h Host) lua.LValue {
 }
 
 func guestValue(L *lua.LState, g GuestRecord) lua.LValue {
+	subnet := ""
+	if p, err := netip.ParsePrefix(g.IP); err == nil {
+		subnet = p.Masked().String()
+	}
 	return lx.FromGo(L, map[string]any{
-		"name": g.Name, "host": g.Host, "ip": g.IP, "gateway": g.Gateway, "uid_base": g.UIDBase,
+		"name": g.Name, "host": g.Host, "ip": g.IP, "gateway": g.Gateway, "subnet": subnet, "uid_base": g.UIDBase,
 		"mem": g.Mem, "driver": g.Driver, "state": g.State,
 	})
 }

@@ -341,3 +341,49 @@ func hostFacts(ctx context.Context) cluster.Facts {
 	}
 	return f
 }
+
+// clusterGuests is `tinyfarm guests --cluster`: the cluster's claimed
+// guests with their hosts, unreachable while a host is down.
+func clusterGuests(ctx context.Context, stdout, stderr io.Writer, asJSON bool) error {
+	cfg, err := cluster.LoadConfig(cluster.Dir(StateDir()))
+	if err != nil {
+		fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
+		return exitError{engine.ExitFailed}
+	}
+	c, err := cluster.Connect(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
+		return exitError{engine.ExitFailed}
+	}
+	defer c.Close()
+	st, err := cluster.ClusterStatus(ctx, c)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
+		return exitError{engine.ExitFailed}
+	}
+	if st.Stale != "" {
+		fmt.Fprintf(stderr, "tinyfarm: %s\nshowing what this host last knew:\n", st.Stale)
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if st.Guests == nil {
+			st.Guests = []cluster.GuestRecord{}
+		}
+		return enc.Encode(st.Guests)
+	}
+	if len(st.Guests) == 0 {
+		fmt.Fprintln(stdout, "no guests in the cluster (cluster.claim{...} in a playbook)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tIP\tMEM\tDRIVER")
+	for _, g := range st.Guests {
+		d := g.Driver
+		if d == "" {
+			d = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Host, g.State, g.IP, colinux.HumanSize(g.Mem), d)
+	}
+	return tw.Flush()
+}

@@ -18,7 +18,7 @@ function TestPlaceAndClaim(t)
   h = cluster.place{ mem = "128M", driver = "qemu" }
   if h.name ~= "b" then t:error("qemu placed on " .. h.name) end
   local g = cluster.claim{ name = "web7", host = h, mem = "128M" }
-  if g.host ~= "b" or not g.ip:match("^10%.80%.%d+%.2/24$") or g.uid_base ~= 65536 * 64 then
+  if g.host ~= "b" or not g.ip:match("^10%.80%.%d+%.2/24$") or g.uid_base ~= 65536 * 64 or g.subnet ~= g.ip:gsub("%.2/24$", ".0/24") then
     t:error("claim: " .. g.host .. " " .. g.ip .. " " .. g.uid_base)
   end
   local again = cluster.claim{ name = "web7", host = "b" }
