@@ -153,6 +153,8 @@ func (c *Client) ClaimGuest(ctx context.Context, spec GuestSpec) (GuestRecord, e
 				clientv3.OpGet(gkey),
 				clientv3.OpGet(Prefix+"ips/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 				clientv3.OpGet(Prefix+"uids/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+				clientv3.OpGet(Prefix+"hosts/"+spec.Host),
+				clientv3.OpGet(Prefix+"hostmem/"+spec.Host),
 			).Commit()
 			if err != nil {
 				return err
@@ -196,6 +198,24 @@ func (c *Client) ClaimGuest(ctx context.Context, spec GuestSpec) (GuestRecord, e
 			if slot < 0 {
 				return fmt.Errorf("all %d uid ranges of the cluster are taken: %w", set.UIDSlots, ErrNoRoom)
 			}
+			// The host's claimed memory is one counter, changed only by a
+			// transaction that saw its last value: two controllers placing
+			// on the same host at once cannot both take its last room.
+			memKey := Prefix + "hostmem/" + spec.Host
+			claimed, memGuard := int64(0), absent(memKey)
+			if kvs := r.Responses[4].GetResponseRange().Kvs; len(kvs) > 0 {
+				claimed, _ = strconv.ParseInt(string(kvs[0].Value), 10, 64)
+				memGuard = clientv3.Compare(clientv3.ModRevision(memKey), "=", kvs[0].ModRevision)
+			}
+			if kvs := r.Responses[3].GetResponseRange().Kvs; len(kvs) > 0 && spec.Mem > 0 {
+				var f Facts
+				if json.Unmarshal(kvs[0].Value, &f) == nil && f.Mem > 0 {
+					if used := max(f.Committed, claimed+spec.Mem); used > f.Mem {
+						return fmt.Errorf("host %s has %s free of %s (%s claimed, %s committed), %s asked: %w",
+							spec.Host, mib(f.Mem-max(f.Committed, claimed)), mib(f.Mem), mib(claimed), mib(f.Committed), mib(spec.Mem), ErrNoRoom)
+					}
+				}
+			}
 			rec = GuestRecord{
 				Name: spec.Name, Host: spec.Host, Mem: spec.Mem, Driver: spec.Driver,
 				IP: netip.PrefixFrom(ip, subnet.Bits()).String(), Gateway: gw.String(),
@@ -206,10 +226,12 @@ func (c *Client) ClaimGuest(ctx context.Context, spec GuestSpec) (GuestRecord, e
 				absent(gkey), absent(Prefix+"ips/"+ip.String()), absent(Prefix+"uids/"+strconv.Itoa(slot)),
 				// The host still owns the subnet (no leave in between).
 				clientv3.Compare(clientv3.Value(Prefix+"subnets/"+subnet.String()), "=", spec.Host),
+				memGuard,
 			).Then(
 				clientv3.OpPut(gkey, string(b)),
 				clientv3.OpPut(Prefix+"ips/"+ip.String(), spec.Name),
 				clientv3.OpPut(Prefix+"uids/"+strconv.Itoa(slot), spec.Name),
+				clientv3.OpPut(memKey, strconv.FormatInt(claimed+spec.Mem, 10)),
 			).Commit()
 			if err != nil {
 				return err
@@ -227,7 +249,8 @@ func (c *Client) ClaimGuest(ctx context.Context, spec GuestSpec) (GuestRecord, e
 	return GuestRecord{}, fmt.Errorf("%s: lost %d races in a row; try again", op, maxRetries)
 }
 
-// ReleaseGuest drops a guest's claim and frees its IP and uid range.
+// ReleaseGuest drops a guest's claim and frees its IP, uid range and
+// memory, and removes the routes to it. An unknown name is no error.
 func (c *Client) ReleaseGuest(ctx context.Context, name string) error {
 	op := "cluster release guest " + name
 	return c.call(ctx, op, func(ctx context.Context) error {
@@ -243,15 +266,42 @@ func (c *Client) ReleaseGuest(ctx context.Context, name string) error {
 			return err
 		}
 		ip, _, _ := strings.Cut(rec.IP, "/")
-		t, err := c.etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(Prefix+"guests/"+name), "=", r.Kvs[0].ModRevision)).Then(
-			clientv3.OpDelete(Prefix+"guests/"+name),
-			clientv3.OpDelete(Prefix+"ips/"+ip),
-			clientv3.OpDelete(Prefix+"uids/"+strconv.Itoa(rec.UIDSlot)),
-		).Commit()
-		if err == nil && !t.Succeeded {
-			err = errors.New("the claim changed meanwhile; try again")
+		memKey := Prefix + "hostmem/" + rec.Host
+		for try := 0; try < maxRetries; try++ {
+			m, err := c.etcd.Get(ctx, memKey)
+			if err != nil {
+				return err
+			}
+			cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(Prefix+"guests/"+name), "=", r.Kvs[0].ModRevision)}
+			ops := []clientv3.Op{
+				clientv3.OpDelete(Prefix + "guests/" + name),
+				clientv3.OpDelete(Prefix + "ips/" + ip),
+				clientv3.OpDelete(Prefix + "uids/" + strconv.Itoa(rec.UIDSlot)),
+			}
+			routes, err := c.etcd.Get(ctx, Prefix+"routes/", clientv3.WithPrefix())
+			if err != nil {
+				return err
+			}
+			for _, kv := range routes.Kvs {
+				var rt Route
+				if json.Unmarshal(kv.Value, &rt) == nil && rt.Guest == name && rt.Host == rec.Host {
+					ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+				}
+			}
+			if len(m.Kvs) > 0 {
+				claimed, _ := strconv.ParseInt(string(m.Kvs[0].Value), 10, 64)
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(memKey), "=", m.Kvs[0].ModRevision))
+				ops = append(ops, clientv3.OpPut(memKey, strconv.FormatInt(max(claimed-rec.Mem, 0), 10)))
+			}
+			t, err := c.etcd.Txn(ctx).If(cmps...).Then(ops...).Commit()
+			if err != nil || t.Succeeded {
+				return err
+			}
+			if g, err := c.etcd.Get(ctx, Prefix+"guests/"+name); err != nil || len(g.Kvs) == 0 || g.Kvs[0].ModRevision != r.Kvs[0].ModRevision {
+				return errors.New("the claim changed meanwhile; try again")
+			}
 		}
-		return err
+		return fmt.Errorf("lost %d races in a row; try again", maxRetries)
 	})
 }
 

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -176,11 +177,66 @@ func TestClaimErrors(t *testing.T) {
 	if _, err := c.ClaimGuest(ctx, GuestSpec{Name: "bad name", Host: "h1"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad name: %v", err)
 	}
+	if err := c.SetRoute(ctx, Route{VHost: "web1.test", Host: "h1", Guest: "web1", Addr: "10.80.0.2:80"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetRoute(ctx, Route{VHost: "other.test", Host: "h1", Guest: "other", Addr: "10.80.0.9:80"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.ReleaseGuest(ctx, "web1"); err != nil {
 		t.Fatal(err)
+	}
+	if rs, err := c.Routes(ctx); err != nil || len(rs) != 1 || rs[0].VHost != "other.test" {
+		t.Fatalf("routes after releasing web1: %+v %v, want only other.test", rs, err)
 	}
 	g2, err := c.ClaimGuest(ctx, GuestSpec{Name: "web2", Host: "h1"})
 	if err != nil || g2.IP != g1.IP || g2.UIDSlot != g1.UIDSlot {
 		t.Fatalf("after release, web2 got %+v (%v), want web1's IP %s and uid slot %d again", g2, err, g1.IP, g1.UIDSlot)
+	}
+}
+
+// TestRacingMemory: controllers racing to claim guests on one host never
+// promise it more memory than it has; a release makes room again.
+func TestRacingMemory(t *testing.T) {
+	a := hostConfig(t, "a", "127.0.0.1")
+	if err := Init(a, InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, a, ServeOptions{Facts: func(context.Context) Facts { return Facts{Mem: 1 << 30, Committed: 256 << 20, Drivers: []string{"ns"}} }})
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won, full := 0, 0
+	for ci := 0; ci < 4; ci++ {
+		c := connect(t, a)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := 0; g < 4; g++ {
+				_, err := c.ClaimGuest(ctx, GuestSpec{Name: fmt.Sprintf("m%d-%d", ci, g), Host: "a", Mem: 128 << 20})
+				mu.Lock()
+				switch {
+				case err == nil:
+					won++
+				case errors.Is(err, ErrNoRoom) && strings.Contains(err.Error(), "host a has 0 MiB free of 1024 MiB (1024 MiB claimed"):
+					full++
+				default:
+					t.Error(err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if won != 8 || full != 8 {
+		t.Fatalf("%d claims of 128 MiB on a 1 GiB host, %d refused; want 8 and 8", won, full)
+	}
+	c := connect(t, a)
+	gs, _ := c.Guests(ctx)
+	if err := c.ReleaseGuest(ctx, gs[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ClaimGuest(ctx, GuestSpec{Name: "after", Host: "a", Mem: 128 << 20}); err != nil {
+		t.Fatalf("claim after a release: %v", err)
 	}
 }

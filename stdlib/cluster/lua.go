@@ -77,11 +77,12 @@ func open(env *engine.Env) lua.LGFunction {
 	k := &conn{env: env}
 	return func(L *lua.LState) int {
 		mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-			"hosts":  func(L *lua.LState) int { return luaHosts(k, L) },
-			"guests": func(L *lua.LState) int { return luaGuests(k, L) },
-			"place":  func(L *lua.LState) int { return luaPlace(k, L) },
-			"claim":  func(L *lua.LState) int { return luaClaim(k, L) },
-			"route":  func(L *lua.LState) int { return luaRoute(k, L) },
+			"hosts":   func(L *lua.LState) int { return luaHosts(k, L) },
+			"guests":  func(L *lua.LState) int { return luaGuests(k, L) },
+			"place":   func(L *lua.LState) int { return luaPlace(k, L) },
+			"claim":   func(L *lua.LState) int { return luaClaim(k, L) },
+			"route":   func(L *lua.LState) int { return luaRoute(k, L) },
+			"release": func(L *lua.LState) int { return luaRelease(k, L) },
 		})
 		L.Push(mod)
 		return 1
@@ -256,6 +257,36 @@ func luaRoute(k *conn, L *lua.LState) int {
 			return nil
 		}
 		return c.SetRoute(ctx, r)
+	})
+	if err != nil {
+		raise(L, err)
+	}
+	k.env.Report(L, ch)
+	return 0
+}
+
+// cluster.release(name): drops the guest's claim and its routes.
+func luaRelease(k *conn, L *lua.LState) int {
+	name := L.CheckString(1)
+	ch := engine.Change{Module: "cluster", Action: "release", Subject: "guest:" + name, Status: engine.StatusOK}
+	err := k.env.Block(L, func(ctx context.Context) error {
+		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		gs, err := c.Guests(ctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs {
+			if g.Name == name {
+				ch.Status, ch.Detail = engine.StatusChanged, "on "+g.Host
+			}
+		}
+		if ch.Status == engine.StatusOK || k.env.Check {
+			return nil
+		}
+		return c.ReleaseGuest(ctx, name)
 	})
 	if err != nil {
 		raise(L, err)

@@ -15,6 +15,8 @@ func docs() []engine.Doc {
 		{Name: "cluster.route", Call: "cluster.route{vhost, host, addr, guest}", Opts: routeOpts{},
 			Summary: "Every host's proxy serves vhost: the host the guest runs on forwards to addr, the others to\nthat host's proxy (Host header kept). ok when the same route exists.",
 			Example: `cluster.route{ vhost = "web7.example.com", host = g.host, addr = g.ip:match("^[^/]+") .. ":80", guest = "web7" }`},
+		{Name: "cluster.release", Call: "cluster.release(name)",
+			Summary: "Drops a guest's claim: its name, IP, uid range and memory are free again, its routes gone.\nok when there is no such claim."},
 		{Name: "cluster.guests", Call: "cluster.guests()",
 			Summary: "Every claimed guest: {name, host, ip, state}; state is \"unreachable\" while its host is down."},
 	}

@@ -48,3 +48,16 @@ function TestRoute(t)
   local ok, err = pcall(cluster.route, { vhost = "x.test", host = "b", addr = "nonsense" })
   if ok or err.kind ~= "invalid" or not tostring(err):find("want ip:port") then t:error("bad addr: " .. tostring(err)) end
 end
+
+function TestRelease(t)
+  local g = cluster.claim{ name = "tmp1", host = "a", mem = "64M" }
+  cluster.route{ vhost = "tmp1.test", host = "a", addr = g.ip:match("^[^/]+") .. ":80", guest = "tmp1" }
+  cluster.release("tmp1")
+  cluster.release("tmp1")   -- ok: gone
+  for _, x in ipairs(cluster.guests()) do
+    if x.name == "tmp1" then t:error("tmp1 still claimed") end
+  end
+  local again = cluster.claim{ name = "tmp2", host = "a", mem = "64M" }
+  if again.ip ~= g.ip then t:error("tmp1's IP " .. g.ip .. " not free again: tmp2 got " .. again.ip) end
+  cluster.release("tmp2")
+end
