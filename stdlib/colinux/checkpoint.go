@@ -311,7 +311,7 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		undo()
 		return fail(err)
 	}
-	res, err := f.Define(d, false)
+	res, err := f.Define(d, ChangeOptions{})
 	if err != nil {
 		undo()
 		return fail(err)

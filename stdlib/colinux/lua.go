@@ -216,7 +216,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 		// supported in that mode yet).
 		d.UserNS = d.Driver == "ns" && (d.Layout == "" || d.Layout == driver.Scatter) && ns.UserNSAvailable()
 	}
-	res, err := m.farm.Define(d, m.env.Check)
+	res, err := m.farm.Define(d, ChangeOptions{Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -315,7 +315,7 @@ func (m *luaMod) network(L *lua.LState) int {
 	}
 	n, changed := m.farm.Network(), false
 	if o != (networkOpts{}) {
-		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, m.env.Check)
+		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, ChangeOptions{Check: m.env.Check})
 		if err != nil {
 			lx.Raise(L, err)
 		}
@@ -712,7 +712,7 @@ func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 		var p string
 		err := m.env.Block(L, func(ctx context.Context) error {
 			var err error
-			p, _, err = c.FetchRelease(ctx, name, m.env.Check)
+			p, _, err = c.FetchRelease(ctx, name, tcz.FetchOptions{Check: m.env.Check})
 			return err
 		})
 		if err != nil {

@@ -38,7 +38,7 @@ func (m *luaMod) share(L *lua.LState) int {
 	g := checkGuest(L)
 	var o shareOpts
 	lx.Opts(L, 2, "share", &o)
-	res, err := g.Share(m.env.Context(L), ShareOptions{HostPath: o.Host, GuestPath: o.Guest, ReadOnly: o.RO}, m.env.Check)
+	res, err := g.Share(m.env.Context(L), ShareOptions{HostPath: o.Host, GuestPath: o.Guest, ReadOnly: o.RO, Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -50,7 +50,7 @@ func (m *luaMod) share(L *lua.LState) int {
 func (m *luaMod) unshare(L *lua.LState) int {
 	g := checkGuest(L)
 	p := L.CheckString(2)
-	res, err := g.Unshare(m.env.Context(L), p, m.env.Check)
+	res, err := g.Unshare(m.env.Context(L), p, ChangeOptions{Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -203,7 +203,7 @@ func (m *luaMod) unify(L *lua.LState) int {
 	dry := o.DryRun || m.env.Check
 	var res UnifyResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = m.farm.Unify(ctx, UnifyOptions{Guests: names, Exclude: o.Exclude, DryRun: dry})
+		res, err = m.farm.Unify(ctx, UnifyOptions{Guests: names, Exclude: o.Exclude, Check: dry})
 		return
 	})
 	ch := engine.Change{Module: "colinux", Action: "unify", Subject: fmt.Sprintf("%d guests", len(res.Guests)), Status: engine.StatusOK,

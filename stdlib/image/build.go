@@ -602,7 +602,7 @@ func coreFiles(ctx context.Context, o *Options) ([]string, error) {
 		case !errors.Is(err, fs.ErrNotExist) || strings.Contains(n, "/") || o.Mirror == nil:
 			return nil, fmt.Errorf("image build %s: core %s: %w (a local file, or a release file name like %q with a tcz mirror)", o.Path, n, err, "corepure64.gz")
 		default:
-			p, _, err := o.Mirror.FetchRelease(ctx, n, o.Check)
+			p, _, err := o.Mirror.FetchRelease(ctx, n, tcz.FetchOptions{Check: o.Check})
 			if err != nil {
 				return nil, fmt.Errorf("image build %s: core: %w", o.Path, err)
 			}
@@ -778,7 +778,7 @@ func stageScatter(ctx context.Context, o *Options, st *staging, keys *keyFuture)
 		return err
 	}
 	for _, kf := range kfs {
-		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.Name), 0o755, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.Name), 0o755, target.MkdirOptions{}); err != nil {
 			return err
 		}
 		if err := target.WriteFile(ctx, t, kf.Name, kf.Data, kf.Mode, 0, 0); err != nil {
@@ -849,7 +849,7 @@ func tceDir(ctx context.Context, t target.Target, tc account, onboot []string) e
 // tc) when missing, then .ssh/authorized_keys (0600).
 func homeDir(ctx context.Context, t *target.Dir, tc account, keys []string) error {
 	if ok, _ := target.Exists(ctx, t, "home/tc"); !ok {
-		if _, err := target.MkdirAll(ctx, t, "home", 0o755, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, "home", 0o755, target.MkdirOptions{}); err != nil {
 			return err
 		}
 		if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: "home/tc", Type: target.TypeDir, Mode: 0o755, Uid: tc.uid, Gid: tc.gid}}); err != nil {
@@ -918,7 +918,7 @@ func writeFiles(ctx context.Context, t target.Target, files map[string]string) e
 	slices.Sort(names)
 	for _, p := range names {
 		n, _ := target.Clean(p)
-		if _, err := target.MkdirAll(ctx, t, path.Dir(n), 0o755, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, path.Dir(n), 0o755, target.MkdirOptions{}); err != nil {
 			return err
 		}
 		if err := target.WriteFile(ctx, t, n, []byte(files[p]), fileMode(files[p]), 0, 0); err != nil {

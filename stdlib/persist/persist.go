@@ -100,7 +100,7 @@ func editFile(ctx context.Context, t target.Target, name string, perm fs.FileMod
 		return res, nil
 	}
 	if !exists {
-		if _, err := target.MkdirAll(ctx, t, pathDir(n), 0o775, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, pathDir(n), 0o775, target.MkdirOptions{}); err != nil {
 			return Result{}, err
 		}
 	}

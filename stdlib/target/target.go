@@ -250,11 +250,17 @@ func Exists(ctx context.Context, t Target, name string) (bool, error) {
 	return false, err
 }
 
+// MkdirOptions are the options of MkdirAll.
+type MkdirOptions struct {
+	// Check reports what would be created and creates nothing.
+	Check bool
+}
+
 // MkdirAll creates directory name and any missing parents with mode perm
 // (owned by root). Existing directories are left as they are. It reports
-// the directories it created (or, with dryRun, would create), parents
+// the directories it created (or, with o.Check, would create), parents
 // first.
-func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, dryRun bool) ([]string, error) {
+func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, o MkdirOptions) ([]string, error) {
 	n, err := Clean(name)
 	if err != nil {
 		return nil, err
@@ -278,7 +284,7 @@ func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, dryR
 	}
 	var made []string
 	for i := len(missing) - 1; i >= 0; i-- {
-		if !dryRun {
+		if !o.Check {
 			if err := t.Apply(ctx, Change{Entry: Entry{Name: missing[i], Type: TypeDir, Mode: perm}}); err != nil {
 				return made, err
 			}

@@ -56,8 +56,8 @@ func (c *Client) ReleaseCachePath(name string) string {
 // "corepure64.gz", "vmlinuz64"): it reads <name>.md5.txt from the mirror,
 // keeps a cached copy whose md5 matches, else downloads the file, checks
 // it (ErrChecksum) and caches it by name. It also returns the md5. With
-// check set nothing is downloaded: a file not cached yet gives path "".
-func (c *Client) FetchRelease(ctx context.Context, name string, check bool) (path, sum string, err error) {
+// o.Check nothing is downloaded: a file not cached yet gives path "".
+func (c *Client) FetchRelease(ctx context.Context, name string, o FetchOptions) (path, sum string, err error) {
 	if err := checkPkgName(name); err != nil {
 		return "", "", fmt.Errorf("release file: %w", err)
 	}
@@ -73,7 +73,7 @@ func (c *Client) FetchRelease(ctx context.Context, name string, check bool) (pat
 	if got, err := fileMD5(dst); err == nil && got == want {
 		return dst, want, nil
 	}
-	if check {
+	if o.Check {
 		return "", want, nil
 	}
 	data, err := c.getRelease(ctx, name, 1<<30)

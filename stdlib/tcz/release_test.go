@@ -54,10 +54,10 @@ func TestFetchRelease(t *testing.T) {
 		}
 		rn, _ := ReleaseFiles(arch)
 		// check mode: nothing cached, nothing downloaded
-		if p, sum, err := c.FetchRelease(ctx, rn.Core, true); err != nil || p != "" || len(sum) != 32 {
+		if p, sum, err := c.FetchRelease(ctx, rn.Core, FetchOptions{Check: true}); err != nil || p != "" || len(sum) != 32 {
 			t.Errorf("%s check: %q %q %v", arch, p, sum, err)
 		}
-		p, _, err := c.FetchRelease(ctx, rn.Core, false)
+		p, _, err := c.FetchRelease(ctx, rn.Core, FetchOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,14 +70,14 @@ func TestFetchRelease(t *testing.T) {
 	}
 	c, _ := New(Config{URL: srv.URL, Arch: "x86_64", Cache: t.TempDir()})
 	// The real mirror has no core.gz for x86_64: the error names the official files.
-	_, _, err := c.FetchRelease(ctx, "core.gz", false)
+	_, _, err := c.FetchRelease(ctx, "core.gz", FetchOptions{})
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "corepure64.gz, rootfs64.gz + modules64.gz, vmlinuz64") {
 		t.Errorf("core.gz on x86_64: %v", err)
 	}
 	// A corrupt cached copy is fetched again; a file not matching its md5 is refused.
-	p, _, _ := c.FetchRelease(ctx, "vmlinuz64", false)
+	p, _, _ := c.FetchRelease(ctx, "vmlinuz64", FetchOptions{})
 	os.WriteFile(p, []byte("rotten"), 0o644)
-	if p2, _, err := c.FetchRelease(ctx, "vmlinuz64", false); err != nil || p2 != p {
+	if p2, _, err := c.FetchRelease(ctx, "vmlinuz64", FetchOptions{}); err != nil || p2 != p {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(p); string(b) != "kernel" {
@@ -85,10 +85,10 @@ func TestFetchRelease(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(mirror, "15.x/x86_64/release/distribution_files/vmlinuz64"), []byte("tampered"), 0o644)
 	os.Remove(p)
-	if _, _, err := c.FetchRelease(ctx, "vmlinuz64", false); !errors.Is(err, ErrChecksum) {
+	if _, _, err := c.FetchRelease(ctx, "vmlinuz64", FetchOptions{}); !errors.Is(err, ErrChecksum) {
 		t.Errorf("tampered file: %v", err)
 	}
-	if _, _, err := c.FetchRelease(ctx, "../x", false); !errors.Is(err, ErrInvalid) {
+	if _, _, err := c.FetchRelease(ctx, "../x", FetchOptions{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad name: %v", err)
 	}
 }
@@ -105,7 +105,7 @@ func TestFetchReleaseMinicore(t *testing.T) {
 	}
 	rn, _ := ReleaseFiles(c.Config().Arch)
 	for _, n := range []string{rn.Core, rn.Rootfs, rn.Modules, rn.Kernel} {
-		p, _, err := c.FetchRelease(ctx, n, false)
+		p, _, err := c.FetchRelease(ctx, n, FetchOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
