@@ -20,6 +20,7 @@ import (
 
 	"github.com/aymanbagabas/go-udiff"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
@@ -27,9 +28,9 @@ import (
 var (
 	// ErrInvalid: a malformed argument or file (a bad id, a BEGIN marker
 	// without its END, a boot code with spaces).
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errkind.Invalid("invalid")
 	// ErrNotFound: a file to restore from does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errkind.NotFound("not found")
 	// ErrUnsafePath: a name leaving the target root. Same value as
 	// target.ErrUnsafePath.
 	ErrUnsafePath = target.ErrUnsafePath

@@ -25,19 +25,23 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 )
 
 // Sentinel errors. Every error returned by this package (and by conforming
 // targets) wraps one of these or an io/fs error such as fs.ErrNotExist.
+// Their class (errkind) gives their Lua kind: ErrUnsafePath and ErrInvalid
+// are invalid, ErrUnsupported unsupported.
 var (
 	// ErrUnsafePath reports a name that would leave the root: "..", a
 	// symlink crossing out of the root, a hardlink to outside.
-	ErrUnsafePath = errors.New("unsafe path")
+	ErrUnsafePath = errkind.Invalid("unsafe path")
 	// ErrInvalid reports a malformed entry (unknown type, bad mode).
-	ErrInvalid = errors.New("invalid entry")
+	ErrInvalid = errkind.Invalid("invalid entry")
 	// ErrUnsupported reports an ability the target does not have (device
 	// nodes on a target that refuses them, exec on an offline target).
-	ErrUnsupported = errors.New("unsupported")
+	ErrUnsupported = errkind.Unsupported("unsupported")
 )
 
 // Type is the kind of a filesystem entry.

@@ -50,16 +50,17 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Sentinel errors; every error from this package wraps one of them (or a
-// context error) so the Lua layer can map kinds.
+// context error); their class (errkind) gives their Lua kind.
 var (
 	// ErrNotFound: no such extension on the mirror or in the cache, or not installed.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errkind.NotFound("not found")
 	// ErrInvalid: a malformed name, .dep, .info, md5 file or archive.
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errkind.Invalid("invalid")
 	// ErrChecksum: downloaded or cached content does not match its md5.
 	ErrChecksum = errors.New("checksum mismatch")
 	// ErrUnsafePath: an archive entry would land outside the target root,
