@@ -15,6 +15,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/qemu"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
@@ -53,7 +54,7 @@ type CheckpointResult struct {
 
 // ErrBadCheckpoint is wrapped by Restore for a file that is not a
 // complete tinyfarm checkpoint.
-var ErrBadCheckpoint = errors.New("not a tinyfarm checkpoint")
+var ErrBadCheckpoint = errkind.Invalid("not a tinyfarm checkpoint")
 
 // Checkpoint saves the running guest's whole state to file (see Manifest)
 // and lets it run on. qemu: QMP stop, migrate to FILE.vmstate, copy the

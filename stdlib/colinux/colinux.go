@@ -27,15 +27,18 @@ import (
 	"sync"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
-// Errors callers can test with errors.Is.
+// Errors callers can test with errors.Is. ErrNotFound and ErrInvalid are
+// made by errkind, so errors.Is(err, fs.ErrNotExist / fs.ErrInvalid) holds
+// too and the Lua binding reports kinds not_found and invalid.
 var (
-	ErrNotFound   = fmt.Errorf("guest not found: %w", fs.ErrNotExist)
-	ErrInvalid    = fmt.Errorf("invalid guest definition: %w", fs.ErrInvalid)
+	ErrNotFound   = errkind.NotFound("guest not found")
+	ErrInvalid    = errkind.Invalid("invalid guest definition")
 	ErrOvercommit = errors.New("host memory would be overcommitted")
 	ErrExists     = errors.New("guest already exists")
 	ErrSuspended  = errors.New("guest is suspended")

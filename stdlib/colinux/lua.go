@@ -199,7 +199,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 			d.Forwards = append(d.Forwards, driver.Forward{Proto: "tcp", HostPort: int(hp), GuestPort: int(gp)})
 		})
 		if bad != nil {
-			lx.Raise(L, lx.WithKind(fmt.Errorf("colinux.guest %s: %w", o.Name, bad), lx.KindInvalid))
+			lx.Raisef(L, "colinux.guest %s: %v", o.Name, bad)
 		}
 		sort.Slice(d.Forwards, func(i, j int) bool { return d.Forwards[i].HostPort < d.Forwards[j].HostPort })
 	} else if o.Forward != nil && o.Forward != lua.LNil {

@@ -101,7 +101,7 @@ func (m *luaMod) restore(L *lua.LState) int {
 	lx.Opts(L, 2, "colinux.restore", &o)
 	mf, _, _, err := ReadManifest(file)
 	if err != nil {
-		lx.Raise(L, lx.WithKind(err, lx.KindInvalid))
+		lx.Raise(L, err)
 	}
 	name := o.Name
 	if name == "" {
@@ -265,7 +265,7 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	}
 	var to remoteOpts
 	if err := lx.DecodeTable(tt, &to); err != nil {
-		lx.Raise(L, lx.WithKind(fmt.Errorf("guest %s: migrate: to: %w", g.Def.Name, err), lx.KindInvalid))
+		lx.Raisef(L, "guest %s: migrate: to: %v", g.Def.Name, err)
 	}
 	r := Remote{Name: to.Name, Address: to.Address, Port: to.Port, User: to.User, Key: to.Key, HostKey: to.HostKey,
 		StateDir: to.StateDir, Binary: to.Binary, Timeout: to.Timeout}
