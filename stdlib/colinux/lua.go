@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -631,11 +630,11 @@ func (m *luaMod) template(L *lua.LState) int {
 func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content []byte, o writeOpts) bool {
 	mode := fs.FileMode(0o644)
 	if o.Mode != "" {
-		n, err := strconv.ParseUint(o.Mode, 8, 32)
-		if err != nil || n > 0o7777 {
-			lx.Raisef(L, "%s %s: invalid mode %q (want octal like \"0644\")", action, path, o.Mode)
+		n, err := lx.ParseMode(o.Mode)
+		if err != nil {
+			lx.Raisef(L, "%s %s: %v", action, path, err)
 		}
-		mode = fs.FileMode(n)
+		mode = n
 	}
 	uid, gid := 0, 0
 	if o.Owner != "" {
