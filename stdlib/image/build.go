@@ -9,7 +9,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/ed25519"
-	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -627,12 +626,13 @@ func resolveExtensions(ctx context.Context, o *Options) (order []string, sums ma
 	}
 	complete = true
 	for _, n := range fr.Order {
-		b, err := os.ReadFile(o.Mirror.CachePath(n + ".tcz.md5.txt"))
-		if err != nil || (o.Check && slices.Contains(fr.Downloaded, n)) {
+		// In check mode a stale cached copy about to be downloaded again
+		// does not count: its md5 is not the one the build would use.
+		if s, ok := fr.MD5[n]; ok && !(o.Check && slices.Contains(fr.Downloaded, n)) {
+			sums[n] = s
+		} else {
 			complete = false
-			continue
 		}
-		sums[n] = strings.Fields(string(b) + " ")[0]
 	}
 	return fr.Order, sums, complete, nil
 }
@@ -1201,19 +1201,6 @@ func mkfs(ctx context.Context, o *Options, tree string, size int64, uuid string,
 	ok = true
 	syncDir(filepath.Dir(o.Path))
 	return nil
-}
-
-func md5hex(b []byte) string {
-	s := md5.Sum(b)
-	return hex.EncodeToString(s[:])
-}
-
-func fileMD5(p string) (string, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", err
-	}
-	return md5hex(b), nil
 }
 
 // mergeTree moves every entry of src that dst lacks into dst, top-down,

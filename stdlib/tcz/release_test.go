@@ -83,10 +83,27 @@ func TestFetchRelease(t *testing.T) {
 	if b, _ := os.ReadFile(p); string(b) != "kernel" {
 		t.Errorf("corrupt cache kept: %q", b)
 	}
+	// A tampered download is refused and the cached copy stays as it was
+	// (the download goes to a temporary file, renamed only once verified).
 	os.WriteFile(filepath.Join(mirror, "15.x/x86_64/release/distribution_files/vmlinuz64"), []byte("tampered"), 0o644)
-	os.Remove(p)
+	os.WriteFile(p, []byte("rotten"), 0o644)
 	if _, _, err := c.FetchRelease(ctx, "vmlinuz64", FetchOptions{}); !errors.Is(err, ErrChecksum) {
 		t.Errorf("tampered file: %v", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "rotten" {
+		t.Errorf("a refused download replaced the cached copy: %q", b)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(p), ".tf-*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	// The release download draws the same progress bar as extensions.
+	var prog bytes.Buffer
+	pc, _ := New(Config{URL: srv.URL, Arch: "x86", Cache: t.TempDir(), Progress: &prog, ForceProgress: true})
+	if _, _, err := pc.FetchRelease(ctx, "core.gz", FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(prog.String(), "tcz: fetching core.gz") {
+		t.Errorf("progress output %q", prog.String())
 	}
 	if _, _, err := c.FetchRelease(ctx, "../x", FetchOptions{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad name: %v", err)
