@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"io"
 	"io/fs"
 	"os"
@@ -29,6 +28,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/ready"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
@@ -821,8 +821,9 @@ func bootlocal(ctx context.Context, t target.Target, o *Options, order []string)
 	return err
 }
 
-// ReadyLine is the bootlocal.sh line that prints the guest-ready marker.
-const ReadyLine = "echo '" + driver.ReadyMarker + "' >/dev/console"
+// ReadyLine is the bootlocal.sh line that prints the guest-ready marker
+// the drivers wait for.
+const ReadyLine = ready.Line
 
 // tceDir creates tce/, tce/optional/ and tce/onboot.lst owned by tc:staff
 // (what tc-config makes of a tce dir), with onboot entries.
