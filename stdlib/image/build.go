@@ -133,7 +133,7 @@ type Result struct {
 	Label  string `json:"label"`
 	UUID   string `json:"uuid"`
 	// HostKey is the guest's SSH host key set, to pin: one authorized_keys
-	// line per key, ed25519 first, then ecdsa P-256 and rsa 3072 (a disk
+	// line per key, ed25519 first, then ecdsa P-256 and rsa 2048 (a disk
 	// built before key sets holds the ed25519 line alone). "" in check
 	// mode when the image does not exist yet.
 	HostKey string `json:"host_key"`
@@ -278,7 +278,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	}
 
 	// A new image, or one whose sidecar lacks keys, needs an rsa key,
-	// which takes a quarter of a second to make: it is made while the
+	// which takes tens of milliseconds to make: it is made while the
 	// inputs are resolved and the tree staged.
 	var keys *keyFuture
 	if !opts.Check && (old == nil || old.HostKeysPEM == "") {
