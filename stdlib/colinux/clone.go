@@ -166,7 +166,7 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 	if _, err := g.farm.Get(o.Name); err == nil { // defined meanwhile by someone else
 		return fail(fmt.Errorf("guest %s: %w", o.Name, ErrExists))
 	}
-	def, err := g.farm.Define(d, false)
+	def, err := g.farm.Define(d, ChangeOptions{})
 	if err != nil {
 		return fail(err)
 	}

@@ -26,15 +26,18 @@ import (
 	"sync"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
-// Errors callers can test with errors.Is.
+// Errors callers can test with errors.Is. ErrNotFound and ErrInvalid are
+// made by errkind, so errors.Is(err, fs.ErrNotExist / fs.ErrInvalid) holds
+// too and the Lua binding reports kinds not_found and invalid.
 var (
-	ErrNotFound   = fmt.Errorf("guest not found: %w", fs.ErrNotExist)
-	ErrInvalid    = fmt.Errorf("invalid guest definition: %w", fs.ErrInvalid)
+	ErrNotFound   = errkind.NotFound("guest not found")
+	ErrInvalid    = errkind.Invalid("invalid guest definition")
 	ErrOvercommit = errors.New("host memory would be overcommitted")
 	ErrExists     = errors.New("guest already exists")
 	ErrSuspended  = errors.New("guest is suspended")
@@ -259,10 +262,17 @@ type DefineResult struct {
 	Def     *Definition
 }
 
+// ChangeOptions are the options of a change to the farm's state that has
+// no options of its own (Define, SetNetwork, Unshare).
+type ChangeOptions struct {
+	// Check computes the same result and writes nothing (check mode).
+	Check bool
+}
+
 // Define creates or updates a guest definition. Fields tinyfarm assigns
-// (IP, MAC) are kept from an earlier definition, or allocated. With dryRun
-// nothing is written.
-func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
+// (IP, MAC) are kept from an earlier definition, or allocated. With
+// o.Check nothing is written.
+func (f *Farm) Define(d Definition, o ChangeOptions) (DefineResult, error) {
 	if f.netErr != nil {
 		return DefineResult{}, fmt.Errorf("guest %s: %w (fix the file or remove it to use %s %s)", d.Name, f.netErr, DefaultBridge, DefaultSubnet)
 	}
@@ -349,7 +359,7 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 	}
 	res := DefineResult{Def: &d, Created: old == nil, Diff: fsutil.Diff("guest "+d.Name, ob, nb)}
 	res.Changed = res.Diff != ""
-	if !res.Changed || dryRun {
+	if !res.Changed || o.Check {
 		return res, nil
 	}
 	if err := os.MkdirAll(f.guestDir(d.Name), 0o700); err != nil {

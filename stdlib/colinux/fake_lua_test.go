@@ -33,7 +33,7 @@ func TestLuaFakeCheck(t *testing.T) {
 	state := t.TempDir()
 	ctx := context.Background()
 	farm := colinux.New(state, colinux.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
-	res, err := farm.Define(colinux.Definition{Name: "up", Disk: "/nonexistent/up.img"}, false)
+	res, err := farm.Define(colinux.Definition{Name: "up", Disk: "/nonexistent/up.img"}, colinux.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestLuaFakeCheck(t *testing.T) {
 // platform allow (the ns driver's Defaults).
 func TestGoDefaults(t *testing.T) {
 	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
-	res, err := farm.Define(colinux.Definition{Name: "plain", Disk: "/nonexistent/plain.img"}, false)
+	res, err := farm.Define(colinux.Definition{Name: "plain", Disk: "/nonexistent/plain.img"}, colinux.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -194,7 +193,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 			d.Forwards = append(d.Forwards, driver.Forward{Proto: "tcp", HostPort: int(hp), GuestPort: int(gp)})
 		})
 		if bad != nil {
-			lx.Raise(L, lx.WithKind(fmt.Errorf("colinux.guest %s: %w", o.Name, bad), lx.KindInvalid))
+			lx.Raisef(L, "colinux.guest %s: %v", o.Name, bad)
 		}
 		sort.Slice(d.Forwards, func(i, j int) bool { return d.Forwards[i].HostPort < d.Forwards[j].HostPort })
 	} else if o.Forward != nil && o.Forward != lua.LNil {
@@ -204,7 +203,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 	if err := m.releaseDefaults(L, &d); err != nil {
 		lx.Raise(L, fmt.Errorf("colinux.guest %s: %w", d.Name, err))
 	}
-	res, err := m.farm.Define(d, m.env.Check)
+	res, err := m.farm.Define(d, ChangeOptions{Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -303,7 +302,7 @@ func (m *luaMod) network(L *lua.LState) int {
 	}
 	n, changed := m.farm.Network(), false
 	if o != (networkOpts{}) {
-		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, m.env.Check)
+		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, ChangeOptions{Check: m.env.Check})
 		if err != nil {
 			lx.Raise(L, err)
 		}
@@ -619,11 +618,11 @@ func (m *luaMod) template(L *lua.LState) int {
 func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content []byte, o writeOpts) bool {
 	mode := fs.FileMode(0o644)
 	if o.Mode != "" {
-		n, err := strconv.ParseUint(o.Mode, 8, 32)
-		if err != nil || n > 0o7777 {
-			lx.Raisef(L, "%s %s: invalid mode %q (want octal like \"0644\")", action, path, o.Mode)
+		n, err := lx.ParseMode(o.Mode)
+		if err != nil {
+			lx.Raisef(L, "%s %s: %v", action, path, err)
 		}
-		mode = fs.FileMode(n)
+		mode = n
 	}
 	uid, gid := 0, 0
 	if o.Owner != "" {
@@ -678,5 +677,5 @@ func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 	if err != nil {
 		return err
 	}
-	return m.env.Block(L, func(ctx context.Context) error { return m.farm.ReleaseDefaults(ctx, d, c, m.env.Check) })
+	return m.env.Block(L, func(ctx context.Context) error { return m.farm.ReleaseDefaults(ctx, d, c, ChangeOptions{Check: m.env.Check}) })
 }

@@ -91,7 +91,7 @@ func (f *Farm) Network() Network { return Network{Bridge: f.opts.Bridge, Subnet:
 // (their addresses come from it); a subnet that overlaps an address the
 // host already has on another interface (another farm, the LAN) is
 // refused, or guests would be unreachable or shadow it.
-func (f *Farm) SetNetwork(n Network, dryRun bool) (NetworkResult, error) {
+func (f *Farm) SetNetwork(n Network, o ChangeOptions) (NetworkResult, error) {
 	fail := func(err error) (NetworkResult, error) {
 		return NetworkResult{}, fmt.Errorf("farm network %s %s: %w", n.Bridge, n.Subnet, err)
 	}
@@ -139,7 +139,7 @@ func (f *Farm) SetNetwork(n Network, dryRun bool) (NetworkResult, error) {
 			return fail(err)
 		}
 	}
-	if dryRun {
+	if o.Check {
 		return res, nil
 	}
 	if err := fsutil.WriteFileAtomic(path, b, 0o644); err != nil {

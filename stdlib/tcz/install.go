@@ -401,7 +401,7 @@ func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *A
 		return pr, fmt.Errorf("install %s: %w", p, err)
 	}
 	for _, d := range []string{InstalledDir, FilesDir} {
-		made, err := target.MkdirAll(ctx, t, d, 0o775, false)
+		made, err := target.MkdirAll(ctx, t, d, 0o775, target.MkdirOptions{})
 		if err != nil {
 			return pr, fmt.Errorf("install %s: %w", p, err)
 		}

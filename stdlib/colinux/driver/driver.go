@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/ready"
 )
 
 // ErrUnsupported is wrapped by errors for abilities a backend lacks.
@@ -119,8 +121,9 @@ func (s Spec) Instance() string {
 
 // ReadyMarker is the line Tiny Core guests built by tinyfarm print on their
 // console once boot (bootsync, bootlocal started) is done. Backends wait for
-// it; the colinux module then makes one SSH handshake.
-const ReadyMarker = "tinyfarm: guest ready"
+// it; the colinux module then makes one SSH handshake. (Declared in
+// internal/ready, which the image builder shares.)
+const ReadyMarker = ready.Marker
 
 // State of a guest.
 type State string
