@@ -4,6 +4,7 @@ package colinux_test
 
 import (
 	"context"
+	"github.com/tinyfarm/tinyfarm/stdlib/host"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,7 +49,7 @@ func TestLuaListLimit(t *testing.T) {
 // TestLuaNetwork runs testdata/network_test.lua on a fresh state dir.
 func TestLuaNetwork(t *testing.T) {
 	luatest.Run(t, "testdata/network_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers()), host.Module()},
 		StateDir: t.TempDir(),
 	})
 }

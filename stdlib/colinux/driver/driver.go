@@ -206,3 +206,10 @@ type Checkpointer interface {
 type Configurer interface {
 	Config(spec Spec) (string, error)
 }
+
+// Limiter changes a running guest's memory quota and CPU share in place
+// (ns: its cgroups), so a redefinition applies them without a restart.
+// cpus 0 lifts the CPU limit.
+type Limiter interface {
+	SetLimits(ctx context.Context, memBytes int64, cpus float64) error
+}
