@@ -4,7 +4,6 @@ package colinux_test
 
 import (
 	"context"
-	"github.com/tinyfarm/tinyfarm/stdlib/host"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/host"
 )
 
 // TestLuaOps runs testdata/ops_test.lua. No guest is started (no network):
