@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
@@ -83,8 +84,8 @@ func checkDiskChange(old, d *Definition) error {
 	if same {
 		return nil
 	}
-	return fmt.Errorf("guest %s runs from disk %v: a running guest's disk cannot change (to %v): stop it first (g:stop() or `tinyfarm stop %s`), or keep its disk, or give the new disk a guest of another name: %w",
-		d.Name, have, want, d.Name, ErrInvalid)
+	return fmt.Errorf("guest %s runs from disk %s: a running guest's disk cannot change (to %s): stop it first (g:stop() or `tinyfarm stop %s`), or keep its disk, or give the new disk a guest of another name: %w",
+		d.Name, strings.Join(have, ", "), strings.Join(want, ", "), d.Name, ErrInvalid)
 }
 
 func absOrSelf(p string) string {
