@@ -46,7 +46,10 @@ func (f *Farm) DefineLive(ctx context.Context, d Definition, dryRun bool) (Defin
 	}
 	started := running.startedDef()
 	if started == nil {
-		return res, nil // started by a tinyfarm that kept no record: nothing to compare with
+		// Started by a tinyfarm that kept no record: it runs with the
+		// definition it had until now.
+		prev := *old
+		started = &prev
 	}
 	nd := res.Def
 	if nd.MemBytes != started.MemBytes || nd.CPUs != started.CPUs {
