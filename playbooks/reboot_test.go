@@ -231,6 +231,29 @@ func TestRebootBringsTheFarmBack(t *testing.T) {
 		t.Errorf("second boot: %v\n%s", err, out)
 	}
 
+	// The unit's ExecStop: every guest stopped cleanly within its grace,
+	// the proxy too; its address is kept, so the next boot (the host's
+	// next start) brings all of it back.
+	t0 := time.Now()
+	out, err = tf("", "shutdown", "--grace", "5s")
+	if took := time.Since(t0); err != nil || !strings.Contains(out, "stopped    guest a1") || !strings.Contains(out, "stopped    guest a2") || took > 15*time.Second {
+		t.Errorf("shutdown (%v): %v\n%s", took, err, out)
+	}
+	t.Logf("tinyfarm shutdown --grace 5s of 2 guests: %v", time.Since(t0))
+	if resp, err := http.Get(base); err == nil {
+		resp.Body.Close()
+		t.Errorf("the proxy answers after shutdown: %s", resp.Status)
+	}
+	t0 = time.Now()
+	out, err = tf("", "boot")
+	t.Logf("tinyfarm boot of 2 guests (priority 10 with 1s delay, then 0) and the proxy: %v", time.Since(t0))
+	if err != nil || !strings.Contains(out, "BOOT  changed=3 ok=0 failed=0") {
+		t.Errorf("boot after shutdown: %v\n%s", err, out)
+	}
+	if body := getHost(t, base, "a2.boot.test"); !strings.Contains(body, "<h1>a2</h1>") {
+		t.Errorf("a2 after shutdown and boot: %q", body)
+	}
+
 	// make demo-down's teardown: nothing of the farm is left.
 	if out, err := tf(demoDown, "repl"); err != nil {
 		t.Fatalf("teardown: %v\n%s", err, out)
