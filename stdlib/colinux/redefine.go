@@ -29,6 +29,12 @@ func (f *Farm) DefineLive(ctx context.Context, d Definition, dryRun bool) (Defin
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return DefineResult{}, err
 	}
+	if old != nil && d.Shares == nil {
+		// Shares are g:share's and g:unshare's to change: a redefinition
+		// keeps them (it used to drop them, so a playbook's rerun
+		// changed the guest twice and a running one "needed" a restart).
+		d.Shares = old.Shares
+	}
 	var running *Guest
 	if old != nil {
 		if g := (&Guest{farm: f, Def: old}); g.Running(ctx) {
