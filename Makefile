@@ -55,7 +55,7 @@ demo: deps minicore build
 	@echo "List guests:         $(BIN) guests        Remove it all:  make demo-down"
 
 demo-down: build
-	echo 'for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy{disk = true} end; proxy.daemon{stop = true}' | $(BIN) repl
+	echo 'for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy{disk = true} end; proxy.daemon{stop = true}; colinux.network{remove = true}' | $(BIN) repl
 
 bench: build
 	bash bench/run.sh

@@ -139,7 +139,13 @@ func TestDestroy(t *testing.T) {
 	t.Cleanup(func() { ns.DeleteBridge("tfbench1") })
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	boot := func(name string) *colinux.Guest {
-		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
+		// One disk per guest: two guests on one ext file system corrupt it
+		// (and Define refuses it).
+		own := filepath.Join(t.TempDir(), name+".img")
+		if out, err := exec.Command("cp", "--sparse=always", disk.Path, own).CombinedOutput(); err != nil {
+			t.Fatalf("copy disk: %v: %s", err, out)
+		}
+		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: own, MemBytes: 64 << 20, UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		g, _ := farm.Guest(ctx, name)

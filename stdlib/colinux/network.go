@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
@@ -174,4 +175,24 @@ func subnetFree(n Network) error {
 		}
 	}
 	return nil
+}
+
+// RemoveNetwork takes the farm's network off the host: its bridge, the
+// host's guard chains for it and its port filters (network.json stays, so
+// the farm keeps its bridge name and subnet for the next guest it
+// starts). Refused while guests run on the bridge; nothing to remove
+// reports no change.
+func (f *Farm) RemoveNetwork(o ChangeOptions) (NetworkResult, error) {
+	n := f.Network()
+	res := NetworkResult{Network: n}
+	if o.Check {
+		res.Changed = farmnet.LinkExists(n.Bridge)
+		return res, nil
+	}
+	changed, err := farmnet.RemoveFarmBridge(n.Bridge, f.dir)
+	if err != nil {
+		return res, fmt.Errorf("farm network %s %s: remove: %w", n.Bridge, n.Subnet, err)
+	}
+	res.Changed = changed
+	return res, nil
 }

@@ -58,6 +58,7 @@ func TestFarmNetwork(t *testing.T) {
 	if other.Network() != want || other.Gateway() != "10.77.209.1" {
 		t.Fatalf("reopened: %+v gateway %s", other.Network(), other.Gateway())
 	}
+	os.WriteFile(filepath.Join(state, "none.img"), nil, 0o644)
 	d, err := other.Define(colinux.Definition{Name: "web1", Driver: "ns", Disk: filepath.Join(state, "none.img"), MemBytes: 64 << 20}, colinux.ChangeOptions{})
 	if err != nil || d.Def.IP != "10.77.209.2/24" {
 		t.Fatalf("define: %+v %v", d.Def, err)

@@ -22,11 +22,13 @@ func TestShareRendersConf(t *testing.T) {
 	kernel := filepath.Join(t.TempDir(), "vmlinux")
 	os.WriteFile(kernel, append([]byte("\x7fELF"), make([]byte, 60)...), 0o644)
 	for _, drv := range []string{"colinux", "qemu"} {
+		disk := filepath.Join(t.TempDir(), "disk.img")
+		os.WriteFile(disk, nil, 0o644)
 		k := "/srv/tf/vmlinux"
 		if drv == "qemu" {
 			k = kernel
 		}
-		if _, err := farm.Define(colinux.Definition{Name: "r-" + drv, Driver: drv, Disk: "/srv/tf/disk.img", Kernel: k,
+		if _, err := farm.Define(colinux.Definition{Name: "r-" + drv, Driver: drv, Disk: disk, Kernel: k,
 			MemBytes: 64 << 20, Forwards: nil}, colinux.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +63,9 @@ func TestShareRendersConf(t *testing.T) {
 func TestShareRefusesSystemDirs(t *testing.T) {
 	ctx := context.Background()
 	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
-	if _, err := farm.Define(colinux.Definition{Name: "sys", Driver: "ns", Disk: "/srv/tf/disk.img", MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	os.WriteFile(disk, nil, 0o644)
+	if _, err := farm.Define(colinux.Definition{Name: "sys", Driver: "ns", Disk: disk, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "sys")

@@ -333,10 +333,12 @@ func (m *luaModule) daemon(L *lua.LState) int {
 	if o.Stop {
 		if running {
 			c.Status, c.Detail = engine.StatusChanged, fmt.Sprintf("stop pid %d", pid)
-			if !m.env.Check {
-				if err := m.env.Block(L, func(ctx context.Context) error { return StopDaemon(ctx, dir) }); err != nil {
-					lx.Raise(L, err)
-				}
+		}
+		if !m.env.Check {
+			// Also when it is not running (killed): `tinyfarm boot` must not
+			// start a daemon the playbook stopped.
+			if err := m.env.Block(L, func(ctx context.Context) error { return ForgetDaemon(ctx, dir) }); err != nil {
+				lx.Raise(L, err)
 			}
 		}
 		m.env.Report(L, c)

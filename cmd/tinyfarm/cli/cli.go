@@ -146,6 +146,7 @@ script: echo 'print(1)' | tinyfarm repl`,
 	root.AddCommand(newExecCmd(ctx, stdin, stdout, stderr), newSSHCmd(ctx, stdin, stdout, stderr), newLogsCmd(ctx, stdout, stderr))
 	root.AddCommand(newPowerCmds(ctx, stdout, stderr)...)
 	root.AddCommand(newDocCmd(stdout, stderr))
+	root.AddCommand(newBootCmds(ctx, stdout, stderr)...)
 	return root
 }
 

@@ -380,3 +380,10 @@ func CheckVMSpec(driver string, s Spec) error {
 	}
 	return nil
 }
+
+// Limiter is an optional Guest interface: it changes a running guest's
+// memory quota and CPU share in place (ns: its cgroups), so a
+// redefinition applies them without a restart. cpus 0 lifts the CPU limit.
+type Limiter interface {
+	SetLimits(ctx context.Context, memBytes int64, cpus float64) error
+}
