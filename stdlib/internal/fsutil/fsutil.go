@@ -19,11 +19,14 @@ import (
 // sees either the old file or the new one, never half of it.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	// A writer killed before its rename left its temporary file: this
+	// write of the same file removes it.
+	RemoveStaleTemps(dir, filepath.Base(path))
+	tmp := filepath.Join(dir, TempName(filepath.Base(path)))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
 	ok := false
 	defer func() {
 		if !ok {

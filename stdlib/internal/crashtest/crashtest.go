@@ -1,0 +1,265 @@
+// Package crashtest kills tinyfarm with SIGKILL at random moments of an
+// operation and lets a test check what it left behind.
+//
+// An operation is a real `tinyfarm` command (the binary is built once per
+// test binary). Run measures how long the operation takes when nothing
+// interrupts it, then repeats it: prepare the state, start the command in
+// a process group of its own, SIGKILL the group at a moment drawn
+// uniformly from [0, measured duration), and hand the result to the
+// operation's check, which asserts the invariant (old or new, never half)
+// and that a rerun converges.
+//
+// The number of trials per operation is $TINYFARM_CRASH_TRIALS, else
+// DefaultTrials (small, for `make test`; `make crash` runs 50 each). The
+// random source is seeded from $TINYFARM_CRASH_SEED when set, else from
+// the clock; the seed is logged so a failing trial can be replayed.
+package crashtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// DefaultTrials is the number of trials per operation when
+// $TINYFARM_CRASH_TRIALS is unset: enough to catch a gross violation in
+// `make test`, small enough to keep it fast.
+const DefaultTrials = 8
+
+// Env names.
+const (
+	EnvTrials = "TINYFARM_CRASH_TRIALS"
+	EnvSeed   = "TINYFARM_CRASH_SEED"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Bin returns the path of the real tinyfarm binary, built once per test
+// binary into a temp dir of its own.
+func Bin(tb testing.TB) string {
+	tb.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tinyfarm-crashtest-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tinyfarm")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tinyfarm/tinyfarm/cmd/tinyfarm").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build tinyfarm: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+	return binPath
+}
+
+// Trials returns the number of trials per operation.
+func Trials(tb testing.TB) int {
+	tb.Helper()
+	s := os.Getenv(EnvTrials)
+	if s == "" {
+		return DefaultTrials
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		tb.Fatalf("%s=%q: want a positive number", EnvTrials, s)
+	}
+	return n
+}
+
+// Cmd is one tinyfarm invocation.
+type Cmd struct {
+	Args  []string // after the binary's name, e.g. {"run", "pb.lua"}
+	Env   []string // added to the test's environment (KEY=VALUE)
+	Dir   string   // working directory
+	Stdin string
+}
+
+func (c Cmd) command(ctx context.Context, bin string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, c.Args...)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Stdin = strings.NewReader(c.Stdin)
+	// A group of its own, so the kill reaches what tinyfarm runs in the
+	// foreground (mkfs, e2fsck, ssh) as a kill of the whole command would;
+	// detached children (guest monitors, the proxy daemon) leave the group
+	// by design and survive, as they survive a real kill -9 of tinyfarm.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// Run runs c to completion (at most 5 minutes) and returns its combined
+// output.
+func Run(tb testing.TB, c Cmd) (string, error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := c.command(ctx, Bin(tb))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// MustRun runs c to completion and fails tb unless it succeeds.
+func MustRun(tb testing.TB, c Cmd) string {
+	tb.Helper()
+	out, err := Run(tb, c)
+	if err != nil {
+		tb.Fatalf("tinyfarm %s: %v\n%s", strings.Join(c.Args, " "), err, out)
+	}
+	return out
+}
+
+// Result is what a killed (or finished) trial did.
+type Result struct {
+	Trial    int
+	At       time.Duration // when the kill was due, from the start
+	Killed   bool          // the SIGKILL came before the command ended
+	Finished bool          // the command ended on its own (exit status in Err)
+	Err      error
+	Out      string
+}
+
+func (r Result) String() string {
+	s := fmt.Sprintf("trial %d: kill at %v", r.Trial, r.At.Round(time.Millisecond))
+	if r.Finished {
+		s += fmt.Sprintf(" (finished first: %v)", r.Err)
+	}
+	return s
+}
+
+// Kill starts c, sends SIGKILL to its process group after at, and waits
+// for it.
+func Kill(tb testing.TB, c Cmd, at time.Duration) Result {
+	tb.Helper()
+	var out bytes.Buffer
+	cmd := c.command(context.Background(), Bin(tb))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start tinyfarm %s: %v", strings.Join(c.Args, " "), err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	r := Result{At: at}
+	select {
+	case r.Err = <-done:
+		r.Finished = true
+	case <-time.After(at):
+		// The group may hold children the leader started (mkfs,
+		// e2fsck...), so the whole group gets the signal, by its id.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		r.Err = <-done
+		r.Killed = true
+	}
+	r.Out = out.String()
+	return r
+}
+
+// Op is an operation under test.
+type Op struct {
+	Name string
+	// Prepare sets up the state a trial starts from (the "before") and
+	// returns the command to run. It runs before the measuring run too.
+	Prepare func(t *testing.T, trial int) Cmd
+	// Check asserts the invariant after a trial and that a rerun
+	// converges. It runs after the measuring run too (r.Killed false).
+	Check func(t *testing.T, r Result)
+}
+
+// Stats sum up an operation's trials.
+type Stats struct {
+	Measured       time.Duration
+	Trials, Killed int
+}
+
+// Seed returns the trials' random seed: $TINYFARM_CRASH_SEED or the clock.
+func Seed(tb testing.TB) uint64 {
+	if s := os.Getenv(EnvSeed); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			tb.Fatalf("%s=%q: want a number", EnvSeed, s)
+		}
+		return n
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// RunOp measures op once, then runs Trials trials of it, each killed at a
+// uniformly random moment within the measured duration, and checks every
+// one. It logs the counts and returns them.
+func RunOp(t *testing.T, op Op) Stats {
+	t.Helper()
+	seed := Seed(t)
+	rng := rand.New(rand.NewPCG(seed, 17))
+	var st Stats
+	c := op.Prepare(t, 0)
+	t0 := time.Now()
+	out, err := Run(t, c)
+	st.Measured = time.Since(t0)
+	if err != nil {
+		t.Fatalf("%s: uninterrupted run: %v\n%s", op.Name, err, out)
+	}
+	op.Check(t, Result{Finished: true, Out: out})
+	if t.Failed() {
+		return st
+	}
+	n := Trials(t)
+	for i := 1; i <= n; i++ {
+		c := op.Prepare(t, i)
+		at := time.Duration(rng.Int64N(int64(st.Measured)))
+		r := Kill(t, c, at)
+		r.Trial = i
+		st.Trials++
+		if r.Killed {
+			st.Killed++
+		}
+		op.Check(t, r)
+		if t.Failed() {
+			t.Logf("%s: failed at %v (seed %s=%d)", op.Name, r, EnvSeed, seed)
+			break
+		}
+	}
+	t.Logf("%s: %d trials (%d killed mid-operation), measured %v, seed %s=%d",
+		op.Name, st.Trials, st.Killed, st.Measured.Round(time.Millisecond), EnvSeed, seed)
+	return st
+}
+
+// TempFiles lists the names below dir that look like a writer's temporary
+// file (".tf-*", "*.tmp*", ".tmp-*", "*.new"): what a killed write leaves
+// and the next run must clean up.
+func TempFiles(dir string) []string {
+	var found []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		b := d.Name()
+		if strings.HasPrefix(b, ".tf-") || strings.Contains(b, ".tmp") || strings.HasPrefix(b, ".tmp-") {
+			rel, _ := filepath.Rel(dir, p)
+			found = append(found, rel)
+		}
+		return nil
+	})
+	return found
+}
+
