@@ -356,20 +356,39 @@ func (d *Dir) mkdir(n string, e Entry) error {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return wrap("mkdir", n, err)
 	case err != nil:
-		if err := d.root.Mkdir(n, 0o700); err != nil {
+		// A new directory is made under a temporary name with its owner
+		// and mode, then renamed into place: a run killed in between
+		// leaves no 0700 directory that the rerun would keep as it is.
+		tmp := d.tempName(n)
+		if err := d.root.Mkdir(tmp, 0o700); err != nil {
 			return wrap("mkdir", n, err)
 		}
+		if err := d.setDirAttrs(tmp, n, e, mode); err != nil {
+			d.root.Remove(tmp)
+			return err
+		}
+		if err := d.root.Rename(tmp, n); err == nil {
+			d.syncDir(path.Dir(n))
+			return nil
+		}
+		d.root.Remove(tmp) // made meanwhile by another writer: set it below
 	}
+	return d.setDirAttrs(n, n, e, mode)
+}
+
+// setDirAttrs gives the directory at p (to be named n) e's owner, mode
+// and time.
+func (d *Dir) setDirAttrs(p, n string, e Entry, mode fs.FileMode) error {
 	if d.chown {
-		if err := d.root.Lchown(n, e.Uid, e.Gid); err != nil {
+		if err := d.root.Lchown(p, e.Uid, e.Gid); err != nil {
 			return wrap("chown", n, err)
 		}
 	}
-	if err := d.root.Chmod(n, mode); err != nil {
+	if err := d.root.Chmod(p, mode); err != nil {
 		return wrap("chmod", n, err)
 	}
 	if !e.ModTime.IsZero() {
-		if err := d.root.Chtimes(n, e.ModTime, e.ModTime); err != nil {
+		if err := d.root.Chtimes(p, e.ModTime, e.ModTime); err != nil {
 			return wrap("chtimes", n, err)
 		}
 	}

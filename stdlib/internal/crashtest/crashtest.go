@@ -18,11 +18,13 @@ package crashtest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,7 +247,7 @@ func RunOp(t *testing.T, op Op) Stats {
 }
 
 // TempFiles lists the names below dir that look like a writer's temporary
-// file (".tf-*", "*.tmp*", ".tmp-*", "*.new"): what a killed write leaves
+// file (".tf-*", "*.tmp*", ".tmp-*"): what a killed write leaves
 // and the next run must clean up.
 func TempFiles(dir string) []string {
 	var found []string
@@ -253,8 +255,7 @@ func TempFiles(dir string) []string {
 		if err != nil {
 			return nil
 		}
-		b := d.Name()
-		if strings.HasPrefix(b, ".tf-") || strings.Contains(b, ".tmp") || strings.HasPrefix(b, ".tmp-") {
+		if isTemp(d.Name()) {
 			rel, _ := filepath.Rel(dir, p)
 			found = append(found, rel)
 		}
@@ -263,3 +264,72 @@ func TempFiles(dir string) []string {
 	return found
 }
 
+// Tree describes every entry below dir (temporary files left out): its
+// type, mode, owner and content hash or link target, keyed by the path
+// relative to dir. Two trees with equal descriptions hold the same files.
+func Tree(tb testing.TB, dir string) map[string]string {
+	tb.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if isTemp(d.Name()) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		desc := fi.Mode().String()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			desc += fmt.Sprintf(" %d:%d", st.Uid, st.Gid)
+		}
+		switch {
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			desc += fmt.Sprintf(" %d bytes sha256:%x", len(b), sha256.Sum256(b))
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			desc += " -> " + l
+		}
+		m[rel] = desc
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("tree %s: %v", dir, err)
+	}
+	return m
+}
+
+// DiffTrees lists how got differs from want (descriptions from Tree).
+func DiffTrees(want, got map[string]string) []string {
+	var d []string
+	for p, w := range want {
+		g, ok := got[p]
+		switch {
+		case !ok:
+			d = append(d, "missing "+p+" ("+w+")")
+		case g != w:
+			d = append(d, p+": "+g+", want "+w)
+		}
+	}
+	for p, g := range got {
+		if _, ok := want[p]; !ok {
+			d = append(d, "extra "+p+" ("+g+")")
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+func isTemp(b string) bool {
+	return strings.HasPrefix(b, ".tf-") || strings.Contains(b, ".tmp") || strings.HasPrefix(b, ".tmp-")
+}
