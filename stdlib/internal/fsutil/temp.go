@@ -78,3 +78,30 @@ func truncBase(base string) string {
 	}
 	return base
 }
+
+// PidPrefix returns prefix followed by this process's pid and a dash: the
+// start of a temporary directory name (os.MkdirTemp(dir, PidPrefix(p)))
+// that RemoveStale can recognise once this process is gone.
+func PidPrefix(prefix string) string { return prefix + strconv.Itoa(os.Getpid()) + "-" }
+
+// RemoveStale removes (with everything below) the entries of dir named
+// PidPrefix(prefix)+"..." by a process that no longer runs: the scratch
+// trees of a run that was killed. Errors are ignored.
+func RemoveStale(dir, prefix string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		p, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(p)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
