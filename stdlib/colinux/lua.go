@@ -407,14 +407,14 @@ func (m *luaMod) restart(L *lua.LState) int {
 	return 0
 }
 
-// g:status() -> {state, reason, pid, ip, driver, isolation, disk, disk_placed}
+// g:status() -> {state, reason, pid, ip, driver, isolation, disk, disk_placed, oom_kills}
 func (m *luaMod) status(L *lua.LState) int {
 	g := checkGuest(L)
 	var st driver.Status
 	m.block(L, func(ctx context.Context) (err error) { st, err = g.Status(ctx); return })
 	ip, _, _ := strings.Cut(g.Def.IP, "/")
 	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation,
-		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced}))
+		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced, "oom_kills": st.OOMKills}))
 	return 1
 }
 

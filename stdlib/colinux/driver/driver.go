@@ -141,6 +141,10 @@ type Status struct {
 	// (qemu; with a bzImage kernel "full VM (tcg, pc: …)", saying why not
 	// microvm).
 	Isolation string `json:"isolation,omitempty"`
+	// OOMKills counts the processes the kernel killed in the guest for
+	// want of memory (its cgroup's oom_kill count): the guest lives on,
+	// one of its processes did not. 0 where the driver cannot tell.
+	OOMKills int `json:"oom_kills,omitempty"`
 }
 
 // Runner starts guests of one backend and re-adopts running ones.
