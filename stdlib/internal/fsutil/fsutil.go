@@ -31,7 +31,7 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 		if errors.As(err, &pe) {
 			err = pe.Err // the temporary name means nothing to the user
 		}
-		return fmt.Errorf("write %s: %w", path, spaceError(dir, int64(len(data)), err))
+		return fmt.Errorf("write %s: %w", path, SpaceError(dir, int64(len(data)), err))
 	}
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {

@@ -2,4 +2,4 @@
 
 package fsutil
 
-func spaceError(dir string, need int64, err error) error { return err }
+func SpaceError(dir string, need int64, err error) error { return err }

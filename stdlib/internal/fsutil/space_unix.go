@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// spaceError turns a write's "no space left on device" into an error that
+// SpaceError turns a write's "no space left on device" into an error that
 // says how much the write needed and how much dir's file system has free,
 // and what to do; other errors pass through.
-func spaceError(dir string, need int64, err error) error {
+func SpaceError(dir string, need int64, err error) error {
 	if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.EDQUOT) {
 		return err
 	}
