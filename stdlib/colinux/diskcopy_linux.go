@@ -140,3 +140,18 @@ func freezeGuestFS(pid int) (func(), error) {
 		unix.Close(fd)
 	}, nil
 }
+
+// thawGuestFS thaws the root file system of the guest whose init is pid,
+// frozen by a freezeGuestFS whose caller was killed (a frozen file system
+// stays frozen when the freezer dies). Not frozen is fine.
+func thawGuestFS(pid int) error {
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("thaw filesystem: %w", err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.IoctlGetInt(fd, ioctlFITHAW); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("thaw filesystem: %w", err)
+	}
+	return nil
+}

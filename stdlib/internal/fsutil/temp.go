@@ -105,3 +105,6 @@ func RemoveStale(dir, prefix string) {
 		os.RemoveAll(filepath.Join(dir, e.Name()))
 	}
 }
+
+// Alive reports whether the process pid runs (on Windows: always true).
+func Alive(pid int) bool { return processAlive(pid) }
