@@ -115,7 +115,8 @@ func TestCrashImageBuild(t *testing.T) {
 	t.Run("new", func(t *testing.T) {
 		var img string
 		crashtest.RunOp(t, crashtest.Op{
-			Name: "image.build new",
+			Name:   "image.build new",
+			Trials: 4,
 			Prepare: func(t *testing.T, trial int) crashtest.Cmd {
 				img = filepath.Join(dir(trial), "disk.img")
 				return build(img, "one")
@@ -126,7 +127,8 @@ func TestCrashImageBuild(t *testing.T) {
 	t.Run("rebuild", func(t *testing.T) {
 		var img string
 		crashtest.RunOp(t, crashtest.Op{
-			Name: "image.build rebuild",
+			Name:   "image.build rebuild",
+			Trials: 4,
 			Prepare: func(t *testing.T, trial int) crashtest.Cmd {
 				img = filepath.Join(dir(trial), "disk.img")
 				crashtest.MustRun(t, build(img, "one"))

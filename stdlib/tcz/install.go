@@ -320,6 +320,31 @@ func removeStaleJournals(ctx context.Context, t target.Target) error {
 	return nil
 }
 
+// rewriteJournaled returns the plan that writes what plan writes plus
+// the names of journal that exist (over, the plan with overwrite, has
+// their changes): the files a killed install wrote, perhaps partly.
+func rewriteJournaled(plan, over PlanResult, journal []string) PlanResult {
+	again := map[string]bool{}
+	for _, f := range journal {
+		again[f] = true
+	}
+	for _, c := range plan.Changes {
+		again[c.Name] = true
+	}
+	out := PlanResult{}
+	for _, c := range over.Changes {
+		if again[c.Name] {
+			out.Changes = append(out.Changes, c)
+		}
+	}
+	for _, k := range plan.Kept {
+		if !again[k] {
+			out.Kept = append(out.Kept, k)
+		}
+	}
+	return out
+}
+
 // ownedAfterCrash returns the files an extension owns when an earlier
 // install of it was killed: prev (the list it wrote first, in its order)
 // where the file is written now or exists (written by the killed run, so
@@ -458,9 +483,26 @@ func (pr *prepared) stop() {
 // files and list, then beforeMarker (nil: nothing), then its marker.
 func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *Archive, caps target.Caps, opts InstallOptions, beforeMarker func(pkgResult) error) (pkgResult, error) {
 	var pr pkgResult
+	// The journal of a killed install of p (see below) names what it was
+	// writing: those files may be cut short (a transfer that ended with
+	// the process), so they are written again.
+	journal := JournalPrefix + p + ".list"
+	var prev []string
+	if !opts.Check {
+		if b, err := target.ReadFile(ctx, t, journal); err == nil {
+			prev = strings.Fields(string(b))
+		}
+	}
 	changes, err := Plan(ctx, t, a, opts.Overwrite)
 	if err != nil {
 		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	if len(prev) > 0 && !opts.Overwrite {
+		over, err := Plan(ctx, t, a, true)
+		if err != nil {
+			return pr, fmt.Errorf("install %s: %w", p, err)
+		}
+		changes = rewriteJournaled(changes, over, prev)
 	}
 	marker := InstalledDir + "/" + p
 	for _, ch := range changes.Changes {
@@ -482,9 +524,8 @@ func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *A
 	// killed midway left it and no marker: what it wrote is "existing"
 	// now and kept by the rerun, yet the extension's own, so it stays in
 	// the extension's list. The journal goes once the marker is there.
-	journal := JournalPrefix + p + ".list"
-	if prev, err := target.ReadFile(ctx, t, journal); err == nil {
-		pr.files = ownedAfterCrash(strings.Fields(string(prev)), pr.files, func(f string) bool {
+	if len(prev) > 0 {
+		pr.files = ownedAfterCrash(prev, pr.files, func(f string) bool {
 			ok, _ := target.Exists(ctx, t, f)
 			return ok
 		})

@@ -59,11 +59,15 @@ func Bin(tb testing.TB) string {
 	return binPath
 }
 
-// Trials returns the number of trials per operation.
-func Trials(tb testing.TB) int {
+// Trials returns the number of trials per operation: $TINYFARM_CRASH_TRIALS,
+// else def (DefaultTrials when 0).
+func Trials(tb testing.TB, def int) int {
 	tb.Helper()
 	s := os.Getenv(EnvTrials)
 	if s == "" {
+		if def > 0 {
+			return def
+		}
 		return DefaultTrials
 	}
 	n, err := strconv.Atoi(s)
@@ -126,6 +130,7 @@ type Result struct {
 	At       time.Duration // when the kill was due, from the start
 	Killed   bool          // the SIGKILL came before the command ended
 	Finished bool          // the command ended on its own (exit status in Err)
+	Took     time.Duration // from the start to the end of the command
 	Err      error
 	Out      string
 }
@@ -151,6 +156,7 @@ func Kill(tb testing.TB, c Cmd, at time.Duration) Result {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	r := Result{At: at, Pid: cmd.Process.Pid}
+	t0 := time.Now()
 	select {
 	case r.Err = <-done:
 		r.Finished = true
@@ -161,6 +167,7 @@ func Kill(tb testing.TB, c Cmd, at time.Duration) Result {
 		r.Err = <-done
 		r.Killed = true
 	}
+	r.Took = time.Since(t0)
 	r.Out = out.String()
 	return r
 }
@@ -175,6 +182,10 @@ type Op struct {
 	// Check asserts the invariant after a trial and that a rerun
 	// converges. It runs after the measuring runs too (r.Finished).
 	Check func(t *testing.T, r Result)
+	// Trials is the number of trials when $TINYFARM_CRASH_TRIALS is
+	// unset; 0: DefaultTrials. Slow operations (seconds a trial) take
+	// fewer in `make test`.
+	Trials int
 }
 
 // Stats sum up an operation's trials.
@@ -224,7 +235,7 @@ func RunOp(t *testing.T, op Op) Stats {
 	if testing.Verbose() {
 		t.Logf("%s: an uninterrupted run takes %v", op.Name, st.Measured)
 	}
-	n := Trials(t)
+	n := Trials(t, op.Trials)
 	for i := 1; i <= n; i++ {
 		c := op.Prepare(t, i)
 		at := time.Duration(rng.Int64N(int64(st.Measured)))
@@ -233,6 +244,9 @@ func RunOp(t *testing.T, op Op) Stats {
 		st.Trials++
 		if r.Killed {
 			st.Killed++
+		}
+		if testing.Verbose() {
+			t.Logf("%s: %v, took %v", op.Name, r, r.Took.Round(time.Millisecond))
 		}
 		op.Check(t, r)
 		if t.Failed() {
