@@ -339,6 +339,19 @@ func (g *Guest) freeze(ctx context.Context, op string, want, from driver.State) 
 	if !ok {
 		return false, fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, op, ""))
 	}
+	if op == "resume" {
+		// A pause left by a killed tinyfarm includes a frozen file
+		// system, which a plain resume would leave frozen.
+		st, _ := h.Status(ctx)
+		if err := g.healPauseLocked(ctx, h); err != nil {
+			return false, err
+		}
+		if st.State == driver.Suspended {
+			if now, _ := h.Status(ctx); now.State == driver.Running {
+				return true, nil // the heal resumed it
+			}
+		}
+	}
 	st, err := h.Status(ctx)
 	if err != nil {
 		return false, err

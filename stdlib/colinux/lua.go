@@ -424,7 +424,7 @@ func (m *luaMod) restart(L *lua.LState) int {
 }
 
 // g:status() -> {state, reason, pid, ip, driver, isolation, disk,
-// disk_placed, autostart, restart_needed}
+// disk_placed, autostart, restart_needed, oom_kills}
 func (m *luaMod) status(L *lua.LState) int {
 	g := checkGuest(L)
 	var st driver.Status
@@ -437,7 +437,7 @@ func (m *luaMod) status(L *lua.LState) int {
 	})
 	ip, _, _ := strings.Cut(g.Def.IP, "/")
 	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation,
-		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced, "autostart": g.Def.Autostart, "restart_needed": restart}))
+		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced, "autostart": g.Def.Autostart, "restart_needed": restart, "oom_kills": st.OOMKills}))
 	return 1
 }
 

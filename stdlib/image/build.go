@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/ready"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
@@ -475,7 +476,12 @@ type staging struct {
 }
 
 func startStaging(ctx context.Context, o *Options, core []string) (*staging, error) {
-	dir, err := os.MkdirTemp(stagingBase(o), "tinyfarm-image-")
+	// A build killed midway left its staging trees (in /dev/shm, memory):
+	// the next build removes them.
+	base := stagingBase(o)
+	fsutil.RemoveStale(base, "tinyfarm-image-")
+	fsutil.RemoveStale(base, "tinyfarm-core-")
+	dir, err := os.MkdirTemp(base, fsutil.PidPrefix("tinyfarm-image-"))
 	if err != nil {
 		return nil, err
 	}
@@ -485,7 +491,7 @@ func startStaging(ctx context.Context, o *Options, core []string) (*staging, err
 	}
 	st := &staging{dir: dir, coreDir: dir, unpacked: make(chan struct{})}
 	if o.Layout == Frugal {
-		if st.coreDir, err = os.MkdirTemp(filepath.Dir(dir), "tinyfarm-core-"); err != nil {
+		if st.coreDir, err = os.MkdirTemp(filepath.Dir(dir), fsutil.PidPrefix("tinyfarm-core-")); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -1166,11 +1172,13 @@ func treeSize(dir string) (int64, error) {
 // options save nothing here: on a regular file mke2fs punches the file
 // and zeroes inode tables and journal with fallocate, writing no data.
 func mkfs(ctx context.Context, o *Options, tree string, size int64, uuid string, done func()) error {
-	tmp, err := os.CreateTemp(filepath.Dir(o.Path), "."+filepath.Base(o.Path)+".tmp*")
+	// A build killed during mkfs left its temporary image: removed here.
+	fsutil.RemoveStaleTemps(filepath.Dir(o.Path), filepath.Base(o.Path))
+	name := filepath.Join(filepath.Dir(o.Path), fsutil.TempName(filepath.Base(o.Path)))
+	tmp, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("image build %s: %w", o.Path, err)
 	}
-	name := tmp.Name()
 	ok := false
 	defer func() {
 		tmp.Close()

@@ -146,6 +146,10 @@ type Status struct {
 	// (qemu; with a bzImage kernel "full VM (tcg, pc: …)", saying why not
 	// microvm).
 	Isolation string `json:"isolation,omitempty"`
+	// OOMKills counts the processes the kernel killed in the guest for
+	// want of memory (its cgroup's oom_kill count): the guest lives on,
+	// one of its processes did not. 0 where the driver cannot tell.
+	OOMKills int `json:"oom_kills,omitempty"`
 }
 
 // Runner starts guests of one backend and re-adopts running ones.
@@ -325,9 +329,12 @@ type Announcer interface {
 // kernel mounts (namespace guests): FreezeFS flushes and freezes the
 // file system of the guest's first disk so a copy of the image is
 // consistent; thaw undoes it. Guests that are VMs need no such step: a
-// suspended VM's writes are in the host page cache already.
+// suspended VM's writes are in the host page cache already. ThawFS
+// undoes a freeze whose freezer was killed (a frozen file system stays
+// frozen when the process that froze it dies); not frozen is fine.
 type FSFreezer interface {
 	FreezeFS(ctx context.Context) (thaw func(), err error)
+	ThawFS(ctx context.Context) error
 }
 
 // OwnKernel is an optional Guest interface for guests that run a kernel
