@@ -82,6 +82,11 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	if st, err := g.Status(ctx); err == nil && (st.State == driver.Running || st.State == driver.Suspended) {
 		return nil, fmt.Errorf("ns %s: start: already running (pid %d)", spec.Name, st.PID)
 	}
+	if spec.Base != "" && len(spec.Disks) > 0 {
+		if err := ensureLayer(spec.Disks[0].Path); err != nil {
+			return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
+		}
+	}
 	if err := checkSpec(spec); err != nil {
 		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
 	}
@@ -150,6 +155,17 @@ func checkSpec(s driver.Spec) error {
 	}
 	if s.Layout == driver.Frugal && s.Core == "" {
 		return errors.New("a frugal guest needs core (the Tiny Core initramfs)")
+	}
+	if s.Base != "" {
+		if s.Layout != driver.Scatter {
+			return errors.New("base: a layered root is for scatter guests")
+		}
+		if _, err := os.Stat(s.Base); err != nil {
+			return fmt.Errorf("base: %w", err)
+		}
+		if len(s.Disks) == 0 || s.Disks[0].ReadOnly {
+			return errors.New("base: a layered guest needs a writable disk of its own (its layer)")
+		}
 	}
 	for _, d := range s.Disks {
 		if _, err := os.Stat(d.Path); err != nil {

@@ -235,8 +235,10 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		// cmdline file and mount point live in a traversable work dir.
 		work := filepath.Join("/run/tinyfarm-ns", s.Instance())
 		os.RemoveAll(work)
-		if err := os.MkdirAll(filepath.Join(work, "root"), 0o755); err != nil {
-			return fail(fmt.Errorf("userns work dir: %w", err))
+		for _, d := range []string{"root", "layer", "base"} {
+			if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
+				return fail(fmt.Errorf("userns work dir: %w", err))
+			}
 		}
 		os.Chmod("/run/tinyfarm-ns", 0o711)
 		cl, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
@@ -280,6 +282,17 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		unix.Close(mfd)
 		if err != nil {
 			return abort(fmt.Errorf("userns: hand the disk to the guest: %w", err))
+		}
+		if s.Base != "" {
+			bfd, err := sharedBase(s.Base, pid)
+			if err != nil {
+				return abort(err)
+			}
+			err = sendFD(sockParent, bfd)
+			unix.Close(bfd)
+			if err != nil {
+				return abort(fmt.Errorf("userns: hand the base to the guest: %w", err))
+			}
 		}
 		// Shared host directories likewise: a bind mount of a host path
 		// made inside the guest's user namespace is refused (EINVAL: the
@@ -434,17 +447,46 @@ func initMain(dir string) {
 	}
 	switch s.Layout {
 	case driver.Scatter:
-		if os.Getenv("TINYFARM_NS_USERNS") == "1" {
+		// A layered guest's disk is its layer, under the shared base.
+		diskDir := newRoot
+		if s.Base != "" {
+			diskDir = filepath.Join(dir, "layer")
+			for _, d := range []string{diskDir, filepath.Join(dir, "base")} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					die("%v", err)
+				}
+			}
+		}
+		userns := os.Getenv("TINYFARM_NS_USERNS") == "1"
+		if userns {
 			mfd, err := recvFD(4)
 			if err != nil {
 				die("userns: receive the disk: %v", err)
 			}
-			if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, newRoot, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, diskDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 				die("userns: attach the disk: %v", err)
 			}
 			unix.Close(mfd)
-		} else if err := mountDisk(s.Disks[0].Path, newRoot, s.Disks[0].ReadOnly); err != nil {
+		} else if err := mountDisk(s.Disks[0].Path, diskDir, s.Disks[0].ReadOnly); err != nil {
 			die("%v", err)
+		}
+		if s.Base != "" {
+			var bfd int
+			if userns {
+				bfd, err = recvFD(4) // the monitor's, idmapped
+			} else {
+				bfd, err = sharedBase(s.Base, 0)
+			}
+			if err != nil {
+				die("base: %v", err)
+			}
+			if err := unix.MoveMount(bfd, "", unix.AT_FDCWD, filepath.Join(dir, "base"), unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				die("attach the base: %v", err)
+			}
+			unix.Close(bfd)
+			if err := overlayRoot(dir, newRoot); err != nil {
+				die("%v", err)
+			}
 		}
 	case driver.Frugal:
 		if err := frugalRoot(s, newRoot); err != nil {
