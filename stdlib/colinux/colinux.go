@@ -47,10 +47,13 @@ var (
 // assigned once and keeps (IP, MAC). It is persisted as
 // <state>/guests/<name>/guest.json.
 type Definition struct {
-	Name      string           `json:"name"`
-	Driver    string           `json:"driver"`            // "ns", "qemu", "colinux"
-	Disk      string           `json:"disk,omitempty"`    // disk image path (absolute)
-	Disks     []string         `json:"disks,omitempty"`   // extra disks
+	Name   string   `json:"name"`
+	Driver string   `json:"driver"`          // "ns", "qemu", "colinux"
+	Disk   string   `json:"disk,omitempty"`  // disk image path (absolute)
+	Disks  []string `json:"disks,omitempty"` // extra disks
+	// Base (ns scatter) is a read-only root image shared with other
+	// guests; Disk is then the guest's own layer over it (made if missing).
+	Base      string           `json:"base,omitempty"`
 	Layout    driver.Layout    `json:"layout"`            // scatter (default) or frugal
 	Core      string           `json:"core,omitempty"`    // frugal: the core (corepure64.gz, core.gz)
 	Kernel    string           `json:"kernel,omitempty"`  // qemu/colinux
@@ -98,6 +101,9 @@ func (d *Definition) Validate() error {
 		}
 	default:
 		return fmt.Errorf("guest %s: layout %q: want scatter or frugal: %w", d.Name, d.Layout, ErrInvalid)
+	}
+	if d.Base != "" && (d.Driver != "ns" || d.Layout != driver.Scatter) {
+		return fmt.Errorf("guest %s: base (a shared read-only root under the guest's own layer) is for scatter ns guests: remove base: %w", d.Name, ErrInvalid)
 	}
 	if d.MemBytes < 16<<20 {
 		return fmt.Errorf("guest %s: mem %d bytes: at least 16M: %w", d.Name, d.MemBytes, ErrInvalid)
@@ -253,7 +259,11 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 			d.Net = "user"
 		}
 	}
-	for _, p := range []*string{&d.Disk, &d.Core, &d.Kernel} {
+	if d.Base != "" && d.Disk == "" {
+		// The guest's layer: made at its first start, its writes only.
+		d.Disk, d.DiskPlaced = filepath.Join(f.stateDir(), "disks", d.Name+".layer.img"), true
+	}
+	for _, p := range []*string{&d.Disk, &d.Core, &d.Kernel, &d.Base} {
 		if *p != "" {
 			abs, err := filepath.Abs(*p)
 			if err != nil {
@@ -474,7 +484,7 @@ func (f *Farm) Spec(d *Definition) driver.Spec {
 	s := driver.Spec{
 		Name: d.Name, Dir: filepath.Join(f.guestDir(d.Name), "run"),
 		MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
-		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS, NetRaw: d.NetRaw,
+		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Base: d.Base, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS, NetRaw: d.NetRaw,
 		Net: driver.Net{Mode: d.Net, IP: d.IP, Gateway: f.Gateway(), Bridge: f.opts.Bridge, MAC: d.MAC, Forwards: d.Forwards, Leases: f.dir},
 	}
 	if d.Disk != "" {

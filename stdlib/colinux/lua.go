@@ -120,6 +120,7 @@ type guestOpts struct {
 	Name      string            `lua:"name,required"`
 	Disk      lua.LValue        `lua:"disk" doc:"a path, or what image.build returns (its host key is pinned)"`
 	Disks     []string          `lua:"disks" doc:"more disk images"`
+	Base      lua.LValue        `lua:"base" doc:"ns scatter: a disk shared read-only by guests built alike (a path or what image.build returns); disk is then the guest's own layer (default <state>/disks/NAME.layer.img, made at first start)"`
 	Mem       lx.Size           `lua:"mem" default:"128M" doc:"memory quota"`
 	CPUs      float64           `lua:"cpus" default:"1" doc:"CPU share in cores"`
 	Driver    string            `lua:"driver" doc:"ns, qemu or colinux (default: ns as root on Linux)"`
@@ -177,6 +178,21 @@ func (m *luaMod) guest(L *lua.LState) int {
 		}
 	default:
 		lx.Raisef(L, "colinux.guest %s: disk: want a path or what image.build returns, got %s", o.Name, v.Type())
+	}
+	switch v := o.Base.(type) {
+	case nil, *lua.LNilType:
+	case lua.LString:
+		d.Base = string(v)
+	case *lua.LTable: // what image.build returns: its host key and boot codes are the guest's
+		d.Base = lua.LVAsString(v.RawGetString("path"))
+		if d.HostKey == "" {
+			d.HostKey = lua.LVAsString(v.RawGetString("host_key"))
+		}
+		if bc, ok := v.RawGetString("bootcodes").(lua.LString); ok && (o.Bootcodes == nil || o.Bootcodes == lua.LNil) {
+			d.Bootcodes = string(bc)
+		}
+	default:
+		lx.Raisef(L, "colinux.guest %s: base: want a path or what image.build returns, got %s", o.Name, v.Type())
 	}
 	switch v := o.Bootcodes.(type) {
 	case nil, *lua.LNilType:

@@ -42,6 +42,9 @@ func ensureLayer(path string) error {
 	if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("layer disk %s: %w", path, err)
+	}
 	tmp := path + ".tmp"
 	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "layer", "-E", "root_owner=0:0", tmp, layerSize).CombinedOutput()
 	if err != nil {
