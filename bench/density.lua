@@ -10,6 +10,8 @@
 --   mem      each guest's memory quota (default 16M)
 --   max      stop after this many guests (default 400)
 --   oom      the bench cgroup's file with an "oom_kill N" line
+--   stat     its memory.stat; kmem: its kernel memory file (v1, or none)
+--   limit    its limit in bytes
 --   dir      where the disks go
 --   mirror   the Tiny Core mirror (file:// of the mini release)
 --   listen   the proxy's address
@@ -31,6 +33,22 @@ local function ooms()
   local t = host.read(vars.oom) or ""
   return tonumber(t:match("oom_kill (%d+)")) or 0
 end
+
+-- unreclaimable is what the cgroup holds that reclaim cannot take back:
+-- anonymous memory and kernel memory (no swap here). Page cache is not in
+-- it: the kernel drops it under pressure (and reads it back when needed).
+local function unreclaimable()
+  local st = host.read(vars.stat) or ""
+  local anon = tonumber(st:match("\ntotal_rss (%d+)")) or tonumber(st:match("\nanon (%d+)")) or tonumber(st:match("^anon (%d+)")) or 0
+  local shmem = tonumber(st:match("\ntotal_shmem (%d+)")) or tonumber(st:match("\nshmem (%d+)")) or 0
+  local kernel = tonumber(st:match("\nkernel (%d+)")) or 0
+  if vars.kmem and vars.kmem ~= "" then kernel = tonumber(host.read(vars.kmem)) or 0 end
+  return anon + shmem + kernel
+end
+local limit = tonumber(vars.limit)
+-- Room kept for the page cache the guests work from (their binaries and
+-- libraries): below it the guests thrash.
+local cache_room = 48 * 2^20
 
 local started, why = 0, "reached max = " .. max
 for i = 1, max do
@@ -63,6 +81,13 @@ for i = 1, max do
     break
   end
   started = i
+  local used = unreclaimable()
+  local per = used / i
+  if limit and used + per + cache_room > limit then
+    why = string.format("the next guest would not fit: %.0f MiB unreclaimable after %d guests (%.1f MiB each), %.0f MiB limit, %.0f MiB kept for the page cache",
+      used / 2^20, i, per / 2^20, limit / 2^20, cache_room / 2^20)
+    break
+  end
   if i == 1 then proxy.daemon{ listen = vars.listen } end
 end
 log("DENSITY started " .. started .. " stop: " .. why)

@@ -47,6 +47,7 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	trace("veth: bridge and host firewall checked")
 	host := hostVeth(guest)
 	_ = farmnet.DeleteLink(host) // left by a guest that was killed mid-setup
 	peer := "tfg" + host[3:]
@@ -65,10 +66,12 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 	if err := farmnet.IsolatePort(hl); err != nil {
 		return host, err
 	}
+	trace("veth: pair created")
 	mac, err := configureInside(pid, peer, p)
 	if err != nil {
 		return host, err
 	}
+	trace("veth: guest side configured")
 	ip, _, _ := net.ParseCIDR(p.IP)
 	if err := farmnet.GuardPort(farmnet.Port{Name: host, MAC: mac, IP: ip}); err != nil {
 		return host, err

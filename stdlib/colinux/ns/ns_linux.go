@@ -115,6 +115,9 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	cmd := exec.Command(exe)
 	cmd.Args = []string{"tinyfarm-ns-monitor", spec.Dir}
 	cmd.Env = append(os.Environ(), reexecEnv+"=monitor")
+	if os.Getenv("TINYFARM_NS_TRACE") != "" {
+		cmd.Env = append(cmd.Env, traceEnv+"="+strconv.FormatInt(time.Now().UnixNano(), 10))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own session: Ctrl-C in the terminal that ran tinyfarm does not reach
 	// the guest, and the guest survives tinyfarm's exit.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,20 @@ func Main() {
 	}
 	fmt.Fprintf(os.Stderr, "tinyfarm: unknown ns role %q\n", role)
 	os.Exit(2)
+}
+
+// traceEnv, set by Runner.Start to its start time (Unix ns) when
+// TINYFARM_NS_TRACE is set, makes the monitor log each start step with the
+// time since then ("trace STEP MS" lines in monitor.log): the breakdown
+// bench/guests.sh prints.
+const traceEnv = "_TINYFARM_NS_T0"
+
+var traceT0 time.Time
+
+func trace(step string) {
+	if !traceT0.IsZero() {
+		fmt.Fprintf(os.Stderr, "trace %s %.2f\n", step, float64(time.Since(traceT0).Microseconds())/1000)
+	}
 }
 
 type monitorSpec struct {
@@ -95,8 +110,18 @@ func guestCmdline(s driver.Spec) string {
 // runtime.json, then waits and records how the guest ended. A reboot
 // inside the guest restarts it; a poweroff or Stop ends the monitor.
 func monitorMain(dir string) int {
+	// A monitor runs as long as its guest, one per guest: its memory is
+	// per-guest overhead (bench/density.sh). One P and a tight GC keep
+	// its heap small; lean returns what setup used once the guest runs.
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(20)
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
+	}
+	if ns, err := strconv.ParseInt(os.Getenv(traceEnv), 10, 64); err == nil {
+		traceT0 = time.Unix(0, ns)
+		os.Unsetenv(traceEnv)
+		trace("monitor-running")
 	}
 	s, err := readSpec(dir)
 	if err != nil {
@@ -111,12 +136,14 @@ func monitorMain(dir string) int {
 		}
 		defer release()
 		s.idBase = base
+		trace("uid-range")
 	}
 	cg, err := hostCgroupFS().create(s.Instance(), Limits{MemBytes: s.MemBytes, CPUs: s.CPUs, Pids: s.Pids})
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
+	trace("cgroups")
 	console, err := os.OpenFile(s.ConsoleLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		logf("console log: %v", err)
@@ -264,6 +291,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	syncR.Close()
 	errW.Close()
 	pid := cmd.Process.Pid
+	trace("init-forked")
 	abort := func(err error) (Exit, bool) {
 		syncW.Close()
 		cmd.Process.Kill()
@@ -273,6 +301,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	if err := cg.join(pid); err != nil {
 		return abort(err)
 	}
+	trace("cgroup-join")
 	if s.UserNS {
 		mfd, err := idmappedDisk(s.Disks[0].Path, s.Disks[0].ReadOnly, pid)
 		if err != nil {
@@ -310,6 +339,9 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 			}
 		}
 	}
+	if s.UserNS {
+		trace("idmapped-disks-sent")
+	}
 	veth := ""
 	if s.Net.Mode == "bridge" {
 		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); err != nil {
@@ -317,6 +349,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 			return abort(err)
 		}
 	}
+	trace("veth")
 	start, err := procStart(pid)
 	if err != nil {
 		return abort(err)
@@ -332,12 +365,16 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		deleteVeth(veth)
 		return abort(errors.New(strings.TrimSpace(string(msg))))
 	}
+	trace("guest-init-exec")
 	mstart, _ := procStart(os.Getpid())
 	rt := Runtime{UserNS: s.UserNS, NetRaw: s.NetRaw, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
 	b, _ := json.Marshal(rt)
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, runtimeFile), b, 0o600); err != nil {
 		return abort(err)
 	}
+	trace("runtime-recorded")
+	// Later, not now: the guest is booting on the same CPUs.
+	time.AfterFunc(2*time.Second, lean)
 	copied := make(chan struct{})
 	go func() {
 		io.Copy(console, master) // ends with EIO once every slave fd is closed
@@ -369,6 +406,9 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	return Exit{State: driver.Crashed, Reason: fmt.Sprintf("init ended: %v", waitErr)}, false
 }
+
+// lean gives the heap the monitor's setup used back to the kernel.
+func lean() { debug.FreeOSMemory() }
 
 // openPty allocates a pseudo-terminal for the guest console. Output
 // post-processing is off, so the console log has plain \n line ends.
