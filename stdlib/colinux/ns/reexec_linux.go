@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -111,9 +112,9 @@ func guestCmdline(s driver.Spec) string {
 // inside the guest restarts it; a poweroff or Stop ends the monitor.
 func monitorMain(dir string) int {
 	// A monitor runs as long as its guest, one per guest: its memory is
-	// per-guest overhead (bench/density.sh). One P and a tight GC keep
-	// its heap small; lean returns what setup used once the guest runs.
-	runtime.GOMAXPROCS(1)
+	// per-guest overhead (bench/density.sh). A tight GC keeps its heap
+	// small; lean drops to one P and returns what setup used once the
+	// guest runs.
 	debug.SetGCPercent(20)
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
@@ -298,58 +299,43 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		cmd.Wait()
 		return fail(err)
 	}
-	if err := cg.join(pid); err != nil {
+	// The guest's cgroups, disks and network are independent of each other
+	// and the init waits for all three (the sync pipe): set them up at
+	// once. Joining cgroups (v1: an RCU grace period per controller), the
+	// ext4 mount and the port filter (an nft run) each take milliseconds.
+	var (
+		wg                     sync.WaitGroup
+		joinErr, diskErr, nErr error
+		veth                   string
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if joinErr = cg.join(pid); joinErr == nil {
+			trace("cgroup-join")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if s.UserNS {
+			if diskErr = sendDisks(s, pid, sockParent); diskErr == nil {
+				trace("idmapped-disks-sent")
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if s.Net.Mode == "bridge" {
+			if veth, nErr = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); nErr == nil {
+				trace("veth")
+			}
+		}
+	}()
+	wg.Wait()
+	if err := errors.Join(joinErr, diskErr, nErr); err != nil {
+		deleteVeth(veth)
 		return abort(err)
 	}
-	trace("cgroup-join")
-	if s.UserNS {
-		mfd, err := idmappedDisk(s.Disks[0].Path, s.Disks[0].ReadOnly, pid)
-		if err != nil {
-			return abort(err)
-		}
-		err = sendFD(sockParent, mfd)
-		unix.Close(mfd)
-		if err != nil {
-			return abort(fmt.Errorf("userns: hand the disk to the guest: %w", err))
-		}
-		if s.Base != "" {
-			bfd, err := sharedBase(s.Base, pid)
-			if err != nil {
-				return abort(err)
-			}
-			err = sendFD(sockParent, bfd)
-			unix.Close(bfd)
-			if err != nil {
-				return abort(fmt.Errorf("userns: hand the base to the guest: %w", err))
-			}
-		}
-		// Shared host directories likewise: a bind mount of a host path
-		// made inside the guest's user namespace is refused (EINVAL: the
-		// source is in another mount namespace), so the monitor clones
-		// each one, idmapped, and hands it over.
-		for _, sh := range s.Shares {
-			sfd, err := idmappedShare(sh.HostPath, sh.ReadOnly, pid)
-			if err != nil {
-				return abort(err)
-			}
-			err = sendFD(sockParent, sfd)
-			unix.Close(sfd)
-			if err != nil {
-				return abort(fmt.Errorf("userns: hand share %s to the guest: %w", sh.HostPath, err))
-			}
-		}
-	}
-	if s.UserNS {
-		trace("idmapped-disks-sent")
-	}
-	veth := ""
-	if s.Net.Mode == "bridge" {
-		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); err != nil {
-			deleteVeth(veth)
-			return abort(err)
-		}
-	}
-	trace("veth")
 	start, err := procStart(pid)
 	if err != nil {
 		return abort(err)
@@ -407,8 +393,53 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	return Exit{State: driver.Crashed, Reason: fmt.Sprintf("init ended: %v", waitErr)}, false
 }
 
+// sendDisks hands the guest's init its disk, the base of a layered guest
+// and its shares, in that order, each a detached mount idmapped to the
+// guest's user namespace (a user namespace may not mount ext4).
+func sendDisks(s *monitorSpec, pid int, sock *os.File) error {
+	mfd, err := idmappedDisk(s.Disks[0].Path, s.Disks[0].ReadOnly, pid)
+	if err != nil {
+		return err
+	}
+	err = sendFD(sock, mfd)
+	unix.Close(mfd)
+	if err != nil {
+		return fmt.Errorf("userns: hand the disk to the guest: %w", err)
+	}
+	if s.Base != "" {
+		bfd, err := sharedBase(s.Base, pid)
+		if err != nil {
+			return err
+		}
+		err = sendFD(sock, bfd)
+		unix.Close(bfd)
+		if err != nil {
+			return fmt.Errorf("userns: hand the base to the guest: %w", err)
+		}
+	}
+	// Shared host directories likewise: a bind mount of a host path made
+	// inside the guest's user namespace is refused (EINVAL: the source is
+	// in another mount namespace), so the monitor clones each one,
+	// idmapped, and hands it over.
+	for _, sh := range s.Shares {
+		sfd, err := idmappedShare(sh.HostPath, sh.ReadOnly, pid)
+		if err != nil {
+			return err
+		}
+		err = sendFD(sock, sfd)
+		unix.Close(sfd)
+		if err != nil {
+			return fmt.Errorf("userns: hand share %s to the guest: %w", sh.HostPath, err)
+		}
+	}
+	return nil
+}
+
 // lean gives the heap the monitor's setup used back to the kernel.
-func lean() { debug.FreeOSMemory() }
+func lean() {
+	runtime.GOMAXPROCS(1)
+	debug.FreeOSMemory()
+}
 
 // openPty allocates a pseudo-terminal for the guest console. Output
 // post-processing is off, so the console log has plain \n line ends.
