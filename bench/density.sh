@@ -37,6 +37,11 @@ for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy{disk = true} e
 proxy.daemon{stop = true}
 EOF
   ip link del tfdens0 2>/dev/null || true
+  for t in iptables ip6tables; do
+    $t -w -D INPUT -i tfdens0 -j TF-tfdens0 2>/dev/null || true
+    $t -w -F TF-tfdens0 2>/dev/null || true
+    $t -w -X TF-tfdens0 2>/dev/null || true
+  done
   if [ -n "$CG" ]; then
     for i in $(seq 50); do rmdir "$CG" 2>/dev/null && break; sleep 0.1; done
     [ -n "${CG_PARENT:-}" ] && rmdir "$CG_PARENT" 2>/dev/null || true

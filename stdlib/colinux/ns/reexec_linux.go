@@ -55,6 +55,20 @@ func Main() {
 // bench/guests.sh prints.
 const traceEnv = "_TINYFARM_NS_T0"
 
+// readyEnv names the monitor's fd that Runner.Start waits on: closed once
+// runtime.json is written (or when the monitor dies).
+const readyEnv = "_TINYFARM_NS_READYFD"
+
+var readyFD *os.File
+
+// signalReady tells Runner.Start that runtime.json is there (once).
+func signalReady() {
+	if readyFD != nil {
+		readyFD.Close()
+		readyFD = nil
+	}
+}
+
 var traceT0 time.Time
 
 func trace(step string) {
@@ -123,6 +137,11 @@ func monitorMain(dir string) int {
 		traceT0 = time.Unix(0, ns)
 		os.Unsetenv(traceEnv)
 		trace("monitor-running")
+	}
+	if fd, err := strconv.Atoi(os.Getenv(readyEnv)); err == nil {
+		unix.CloseOnExec(fd) // the guest's init must not hold it
+		readyFD = os.NewFile(uintptr(fd), "ready")
+		os.Unsetenv(readyEnv)
 	}
 	s, err := readSpec(dir)
 	if err != nil {
@@ -359,6 +378,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		return abort(err)
 	}
 	trace("runtime-recorded")
+	signalReady()
 	// Later, not now: the guest is booting on the same CPUs.
 	time.AfterFunc(2*time.Second, lean)
 	copied := make(chan struct{})
