@@ -326,6 +326,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		wg                     sync.WaitGroup
 		joinErr, diskErr, nErr error
 		veth                   string
+		vethUp                 = func() error { return nil }
 	)
 	wg.Add(3)
 	go func() {
@@ -345,8 +346,9 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	go func() {
 		defer wg.Done()
 		if s.Net.Mode == "bridge" {
-			if veth, nErr = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); nErr == nil {
-				trace("veth")
+			var up func() error
+			if veth, up, nErr = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); nErr == nil {
+				vethUp = up
 			}
 		}
 	}()
@@ -363,12 +365,22 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		return abort(fmt.Errorf("release guest init: %w", err))
 	}
 	syncW.Close()
+	// The port's guard and link-up while the guest builds its root and
+	// boots: its host end is down until then, so nothing crosses the
+	// bridge unfiltered, and Start returns only once it is up.
+	upErr := make(chan error, 1)
+	go func() { upErr <- vethUp() }()
 	// Wait until the init has built the guest's root and exec'd the
 	// guest's init, so Start fails (and says why) when that went wrong
 	// rather than reporting a guest that is about to crash.
-	if msg, _ := io.ReadAll(io.LimitReader(errR, 4096)); len(msg) > 0 {
+	msg, _ := io.ReadAll(io.LimitReader(errR, 4096))
+	err = <-upErr
+	if len(msg) > 0 {
+		err = errors.New(strings.TrimSpace(string(msg)))
+	}
+	if err != nil {
 		deleteVeth(veth)
-		return abort(errors.New(strings.TrimSpace(string(msg))))
+		return abort(err)
 	}
 	trace("guest-init-exec")
 	mstart, _ := procStart(os.Getpid())
