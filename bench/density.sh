@@ -3,8 +3,11 @@
 # the guests' monitors and the guests all run in one memory cgroup of 1 GiB
 # (cgroup v1 memory.limit_in_bytes here, v2 memory.max); bench/density.lua
 # starts guests at 16M each, each running init + dropbear + nginx serving
-# its own page, until one does not start, an OOM kill happens in the cgroup
-# or MAX is reached. Then every guest's page is fetched through the proxy,
+# its own page, until the next would not fit (what the cgroup holds that
+# reclaim cannot free, anonymous and kernel memory, plus one more guest's
+# share of it, plus 48 MiB for the page cache the guests run from, would
+# pass the limit), one does not start, an OOM kill happens in the cgroup or
+# MAX is reached. Then every guest's page is fetched through the proxy,
 # and what each part holds is read from the cgroups and /proc. Run once with
 # a copy of the disk per guest (as before issue #21) and once with one
 # shared base under a layer per guest (colinux.guest{base}).
@@ -70,6 +73,7 @@ mkcg() {
     mkdir -p "$CG"
     echo "$LIMIT" >"$CG/memory.limit_in_bytes"
     OOM=$CG/memory.oom_control; STAT=$CG/memory.stat; USAGE=$CG/memory.usage_in_bytes
+    KMEM=$CG/memory.kmem.usage_in_bytes
   fi
 }
 
@@ -89,6 +93,7 @@ for shared in $MODES; do
   t0=$(date +%s)
   out=$(TINYFARM_HOME=$STATE sh -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' sh "$CG" \
     "$BIN" run bench/density.lua -e shared="$shared" -e max="$MAX" -e mem="$MEM" -e oom="$OOM" \
+    -e stat="$STAT" -e kmem="${KMEM:-}" -e limit="$LIMIT" \
     -e dir="$W/disks-$shared" -e mirror="file://$MINICORE/mirror" -e listen="$LISTEN" 2>&1) || true
   t1=$(date +%s)
   line=$(grep -o 'DENSITY started.*' <<<"$out" || true)
@@ -133,7 +138,8 @@ for shared in $MODES; do
     echo "  guests running $n, serving their page through the proxy $serving"
     echo "  cgroup: usage $(mib "$usage") MiB = anon $(mib "$tot_anon") + page cache $(mib "$tot_cache") (shmem $(mib "$tot_shmem")); kernel memory $(mib "$kmem") MiB"
     echo "  per guest: its cgroup anon $(mib "$guest_anon" "$n") MiB + page cache charged to it $(mib "$guest_cache" "$n") MiB; monitor USS $(mib $((mon_uss * 1024)) "$n") MiB (PSS $(mib $((mon_pss * 1024)) "$n")); kernel $(mib "$kmem" "$n") MiB"
-    echo "  proxy daemon PSS $(mib $((proxy_pss * 1024))) MiB; disk image files in the page cache $(mib "$base_cache") MiB"
+    echo "  proxy daemon PSS $(mib $((proxy_pss * 1024))) MiB"
+    echo "  outside the cgroup: the disk image files in the host's page cache (the loop devices' reads) $(mib "$base_cache") MiB"
   } >&2
   RESULT[$shared]=$serving
   RESULT[$shared.perguest]=$(mib $(( tot_anon + kmem + tot_shmem )) "$n")
