@@ -568,33 +568,79 @@ func (f *Farm) committed(ctx context.Context, except string) (int64, error) {
 // PlanResult says how a host divides into guests.
 type PlanResult struct {
 	Guests      int   `lua:"guests"`      // how many guests of Granularity fit
-	Granularity int64 `lua:"granularity"` // memory per guest
+	Granularity int64 `lua:"granularity"` // memory per guest (its quota)
 	Usable      int64 `lua:"usable"`      // host memory minus reserve
 	MemTotal    int64 `lua:"mem"`
 	Reserve     int64 `lua:"reserve"`
+	// Overhead is what a guest costs the host beyond its quota (for ns
+	// guests: its monitor and the kernel objects of its namespaces,
+	// measured by bench/density.sh).
+	Overhead int64 `lua:"overhead"`
+	PerGuest int64 `lua:"per_guest"` // min(Footprint, Granularity) + Overhead
+}
+
+// NSGuestOverhead is the host memory an ns guest takes beyond its memory
+// quota: its monitor's own memory (USS) and kernel memory for its
+// namespaces, veth, page tables and mounts. Measured by bench/density.sh
+// (guests running init + dropbear + nginx in a 1 GiB cgroup): monitor
+// 2.1 MiB + kernel 1.2 MiB. Rounded up.
+const NSGuestOverhead = 7 << 19 // 3.5 MiB
+
+// PlanOptions shape Farm.PlanWith. Zero fields take the defaults noted.
+type PlanOptions struct {
+	Granularity int64 // each guest's quota; default 128 MiB
+	Reserve     int64 // host memory kept for the host; default the farm's
+	Want        int   // > 0: fail with ErrOvercommit unless this many fit
+	// Footprint is what a guest really holds of its quota (its processes'
+	// memory and the page cache it keeps hot). Default: all of it, so the
+	// plan never overcommits. bench/density.sh measured 1.6 MiB for an ns
+	// guest running init, dropbear and nginx on a shared base.
+	Footprint int64
+	Driver    string // whose overhead to count; default DefaultDriver()
+	MemTotal  int64  // memory to plan for; default the host's
 }
 
 // Plan divides the host's memory (minus reserve) into guests of
-// granularity bytes each; want > 0 asks for that many and fails with
-// ErrOvercommit when they do not fit.
+// granularity bytes each, counting each guest's overhead beyond its
+// quota; want > 0 asks for that many and fails with ErrOvercommit when
+// they do not fit.
 func (f *Farm) Plan(ctx context.Context, granularity, reserve int64, want int) (PlanResult, error) {
+	return f.PlanWith(ctx, PlanOptions{Granularity: granularity, Reserve: reserve, Want: want})
+}
+
+// PlanWith is Plan with every option.
+func (f *Farm) PlanWith(ctx context.Context, o PlanOptions) (PlanResult, error) {
 	h, err := f.Host(ctx)
 	if err != nil {
 		return PlanResult{}, err
 	}
-	if granularity <= 0 {
-		granularity = 128 << 20
+	if o.Granularity <= 0 {
+		o.Granularity = 128 << 20
 	}
-	if reserve <= 0 {
-		reserve = f.opts.Reserve
+	if o.Reserve <= 0 {
+		o.Reserve = f.opts.Reserve
 	}
-	p := PlanResult{Granularity: granularity, MemTotal: h.MemTotal, Reserve: reserve, Usable: h.MemTotal - reserve}
+	if o.MemTotal > 0 {
+		h.MemTotal = o.MemTotal
+	}
+	if o.Driver == "" {
+		o.Driver = DefaultDriver()
+	}
+	use := o.Granularity
+	if o.Footprint > 0 && o.Footprint < use {
+		use = o.Footprint
+	}
+	p := PlanResult{Granularity: o.Granularity, MemTotal: h.MemTotal, Reserve: o.Reserve, Usable: h.MemTotal - o.Reserve}
+	if o.Driver == "ns" {
+		p.Overhead = NSGuestOverhead
+	}
+	p.PerGuest = use + p.Overhead
 	if p.Usable > 0 {
-		p.Guests = int(p.Usable / granularity)
+		p.Guests = int(p.Usable / p.PerGuest)
 	}
-	if want > 0 && want > p.Guests {
-		return p, fmt.Errorf("plan: %d guests of %s do not fit: %s of memory minus %s reserve holds %d; use fewer or smaller guests: %w",
-			want, HumanSize(granularity), HumanSize(h.MemTotal), HumanSize(reserve), p.Guests, ErrOvercommit)
+	if o.Want > 0 && o.Want > p.Guests {
+		return p, fmt.Errorf("plan: %d guests of %s (%s each with overhead) do not fit: %s of memory minus %s reserve holds %d; use fewer or smaller guests: %w",
+			o.Want, HumanSize(o.Granularity), HumanSize(p.PerGuest), HumanSize(h.MemTotal), HumanSize(o.Reserve), p.Guests, ErrOvercommit)
 	}
 	return p, nil
 }

@@ -299,16 +299,20 @@ func (m *luaMod) host(L *lua.LState) int {
 }
 
 type planOpts struct {
-	Granularity lx.Size `lua:"granularity" default:"128M" doc:"memory per guest"`
+	Granularity lx.Size `lua:"granularity" default:"128M" doc:"memory per guest (its quota)"`
 	Reserve     lx.Size `lua:"reserve" doc:"host memory kept for the host"`
 	Guests      int     `lua:"guests" doc:"raise when this many do not fit"`
+	Footprint   lx.Size `lua:"footprint" doc:"what a guest really holds of its quota (default: all of it, no overcommit; an ns guest with init, dropbear and nginx on a shared base: 1.6M)"`
+	Driver      string  `lua:"driver" doc:"whose per-guest overhead to count (default: the default driver)"`
+	Mem         lx.Size `lua:"mem" doc:"memory to plan for (default: the host's)"`
 }
 
-// colinux.plan{granularity="128M", reserve, guests} -> {guests, granularity, usable, mem, reserve}
+// colinux.plan{granularity="128M", reserve, guests, footprint, driver, mem} -> {guests, granularity, usable, mem, reserve, overhead, per_guest}
 func (m *luaMod) plan(L *lua.LState) int {
 	var o planOpts
 	lx.Opts(L, 1, "colinux.plan", &o)
-	p, err := m.farm.Plan(m.env.Context(L), int64(o.Granularity), int64(o.Reserve), o.Guests)
+	p, err := m.farm.PlanWith(m.env.Context(L), PlanOptions{Granularity: int64(o.Granularity), Reserve: int64(o.Reserve), Want: o.Guests,
+		Footprint: int64(o.Footprint), Driver: o.Driver, MemTotal: int64(o.Mem)})
 	if err != nil {
 		lx.Raise(L, err)
 	}
