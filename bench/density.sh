@@ -141,7 +141,16 @@ for shared in $MODES; do
     echo "  proxy daemon PSS $(mib $((proxy_pss * 1024))) MiB"
     echo "  outside the cgroup: the disk image files in the host's page cache (the loop devices' reads) $(mib "$base_cache") MiB"
   } >&2
+  # What colinux.plan{} answers for this cgroup, given what a guest's own
+  # processes were measured to hold (its footprint) and its built-in
+  # per-guest overhead (monitor, kernel objects).
+  foot=$((guest_anon / n))
+  plan=$(echo "print(colinux.plan{mem = $LIMIT, granularity = \"$MEM\", footprint = $foot, driver = \"ns\"}.guests)" |
+    TINYFARM_HOME=$STATE "$BIN" repl 2>/dev/null | tail -1)
+  echo "  colinux.plan{mem = $LIMIT, granularity = \"$MEM\", footprint = $foot} says $plan guests" >&2
   RESULT[$shared]=$serving
+  RESULT[$shared.plan]=$plan
+  RESULT[$shared.outside]=$(mib "$base_cache")
   RESULT[$shared.perguest]=$(mib $(( tot_anon + kmem + tot_shmem )) "$n")
   cleanup_run "$STATE"
 done
@@ -153,4 +162,6 @@ if [ -n "${RESULT[1]:-}" ]; then
   ratio=-; [ "${RESULT[0]:-0}" -gt 0 ] && ratio=$(awk -v a="$shared_g" -v b="$copies_g" 'BEGIN{printf "%.1fx", a/b}')
   printf 'ns density: guests per GiB at %s, each init+dropbear+nginx serving through the proxy, shared base (goal >=60, stretch 200)\t%s\t%s\t%s\t%s\n' "$MEM" "$shared_g" "a disk copy per guest" "$copies_g" "$ratio"
   printf 'ns density: unreclaimable memory per guest, shared base (MiB: anon + kernel + shmem, cgroup / guests)\t%s\t%s\t%s\t-\n' "${RESULT[1.perguest]}" "a disk copy per guest" "${RESULT[0.perguest]:--}"
+  printf 'ns density: disk images in the host page cache, outside the cgroup (MiB, loop reads), shared base\t%s\t%s\t%s\t-\n' "${RESULT[1.outside]}" "a disk copy per guest" "${RESULT[0.outside]:--}"
+  printf 'ns density: colinux.plan{} guests for the same cgroup, shared base\t%s\t%s\t%s\t%s\n' "${RESULT[1.plan]}" "measured" "${RESULT[1]}" "$(awk -v a="${RESULT[1.plan]:-0}" -v b="${RESULT[1]}" 'BEGIN{printf "%.2fx", a/b}')"
 fi

@@ -582,9 +582,9 @@ type PlanResult struct {
 // NSGuestOverhead is the host memory an ns guest takes beyond its memory
 // quota: its monitor's own memory (USS) and kernel memory for its
 // namespaces, veth, page tables and mounts. Measured by bench/density.sh
-// (guests running init + dropbear + nginx in a 1 GiB cgroup): monitor
-// 2.1 MiB + kernel 1.2 MiB. Rounded up.
-const NSGuestOverhead = 7 << 19 // 3.5 MiB
+// (146 guests running init + dropbear + nginx in a 1 GiB cgroup): monitor
+// 3.2 MiB + kernel 1.7 MiB. Rounded up.
+const NSGuestOverhead = 5 << 20
 
 // PlanOptions shape Farm.PlanWith. Zero fields take the defaults noted.
 type PlanOptions struct {
