@@ -77,6 +77,9 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 	if !hostnameRe.MatchString(o.Hostname) {
 		return fail(fmt.Errorf("hostname %q: want letters, digits and '-': %w", o.Hostname, ErrInvalid))
 	}
+	if src.Base != "" {
+		return fail(driver.Unsupported(src.Driver, "clone of a layered guest", "define another guest on the same base instead: colinux.guest{name, base}"))
+	}
 	if src.Layout != driver.Scatter || src.Disk == "" {
 		return fail(driver.Unsupported(src.Driver, "clone of a "+string(src.Layout)+" guest",
 			"the identity (host key, hostname) of a frugal guest lives in tce/mydata.tgz; clone works on scatter disks"))

@@ -50,10 +50,13 @@ var (
 // assigned once and keeps (IP, MAC). It is persisted as
 // <state>/guests/<name>/guest.json.
 type Definition struct {
-	Name      string           `json:"name"`
-	Driver    string           `json:"driver"`            // "ns", "qemu", "colinux"
-	Disk      string           `json:"disk,omitempty"`    // disk image path (absolute)
-	Disks     []string         `json:"disks,omitempty"`   // extra disks
+	Name   string   `json:"name"`
+	Driver string   `json:"driver"`          // "ns", "qemu", "colinux"
+	Disk   string   `json:"disk,omitempty"`  // disk image path (absolute)
+	Disks  []string `json:"disks,omitempty"` // extra disks
+	// Base (ns scatter) is a read-only root image shared with other
+	// guests; Disk is then the guest's own layer over it (made if missing).
+	Base      string           `json:"base,omitempty"`
 	Layout    driver.Layout    `json:"layout"`            // scatter (default) or frugal
 	Core      string           `json:"core,omitempty"`    // frugal: the core (corepure64.gz, core.gz)
 	Kernel    string           `json:"kernel,omitempty"`  // qemu/colinux
@@ -119,6 +122,9 @@ func (d *Definition) validate(r driver.Runner, names string) error {
 		}
 	default:
 		return fmt.Errorf("guest %s: layout %q: want scatter or frugal: %w", d.Name, d.Layout, ErrInvalid)
+	}
+	if d.Base != "" && (d.Driver != "ns" || d.Layout != driver.Scatter) {
+		return fmt.Errorf("guest %s: base (a shared read-only root under the guest's own layer) is for scatter ns guests: remove base: %w", d.Name, ErrInvalid)
 	}
 	if d.MemBytes < 16<<20 {
 		return fmt.Errorf("guest %s: mem %d bytes: at least 16M: %w", d.Name, d.MemBytes, ErrInvalid)
@@ -314,7 +320,11 @@ func (f *Farm) Define(d Definition, o ChangeOptions) (DefineResult, error) {
 			d.Net = df.Defaults(d.Layout).Net
 		}
 	}
-	for _, p := range []*string{&d.Disk, &d.Core, &d.Kernel} {
+	if d.Base != "" && d.Disk == "" {
+		// The guest's layer: made at its first start, its writes only.
+		d.Disk, d.DiskPlaced = filepath.Join(f.stateDir(), "disks", d.Name+".layer.img"), true
+	}
+	for _, p := range []*string{&d.Disk, &d.Core, &d.Kernel, &d.Base} {
 		if *p != "" {
 			abs, err := filepath.Abs(*p)
 			if err != nil {
@@ -402,7 +412,13 @@ func (f *Farm) Define(d Definition, o ChangeOptions) (DefineResult, error) {
 // disksExist refuses a definition whose disk images are missing, before
 // anything (an IP) is allocated for it: it could only fail at start.
 func (d *Definition) disksExist() error {
-	for _, p := range d.diskPaths() {
+	paths := d.diskPaths()
+	if d.Base != "" {
+		// The base must exist; the guest's layer (its disk) may not yet:
+		// its first start makes it.
+		paths = append([]string{d.Base}, d.Disks...)
+	}
+	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
 			why := "does not exist"
 			if !errors.Is(err, fs.ErrNotExist) {
@@ -605,7 +621,7 @@ func (f *Farm) Spec(d *Definition) driver.Spec {
 func (d *Definition) baseSpec() driver.Spec {
 	s := driver.Spec{
 		Name: d.Name, MemBytes: d.MemBytes, CPUs: d.CPUs, Kernel: d.Kernel, Initrds: d.Initrds,
-		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS, NetRaw: d.NetRaw,
+		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Base: d.Base, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS, NetRaw: d.NetRaw,
 		Net: driver.Net{Mode: d.Net, IP: d.IP, MAC: d.MAC, Forwards: d.Forwards},
 	}
 	for _, x := range d.diskPaths() {
@@ -686,33 +702,79 @@ func (f *Farm) committed(ctx context.Context, except string) (int64, error) {
 // PlanResult says how a host divides into guests.
 type PlanResult struct {
 	Guests      int   `lua:"guests"`      // how many guests of Granularity fit
-	Granularity int64 `lua:"granularity"` // memory per guest
+	Granularity int64 `lua:"granularity"` // memory per guest (its quota)
 	Usable      int64 `lua:"usable"`      // host memory minus reserve
 	MemTotal    int64 `lua:"mem"`
 	Reserve     int64 `lua:"reserve"`
+	// Overhead is what a guest costs the host beyond its quota (for ns
+	// guests: its monitor and the kernel objects of its namespaces,
+	// measured by bench/density.sh).
+	Overhead int64 `lua:"overhead"`
+	PerGuest int64 `lua:"per_guest"` // min(Footprint, Granularity) + Overhead
+}
+
+// NSGuestOverhead is the host memory an ns guest takes beyond its memory
+// quota: its monitor's own memory (USS) and kernel memory for its
+// namespaces, veth, page tables and mounts. Measured by bench/density.sh
+// (146 guests running init + dropbear + nginx in a 1 GiB cgroup): monitor
+// 3.2 MiB + kernel 1.7 MiB. Rounded up.
+const NSGuestOverhead = 5 << 20
+
+// PlanOptions shape Farm.PlanWith. Zero fields take the defaults noted.
+type PlanOptions struct {
+	Granularity int64 // each guest's quota; default 128 MiB
+	Reserve     int64 // host memory kept for the host; default the farm's
+	Want        int   // > 0: fail with ErrOvercommit unless this many fit
+	// Footprint is what a guest really holds of its quota (its processes'
+	// memory and the page cache it keeps hot). Default: all of it, so the
+	// plan never overcommits. bench/density.sh measured 1.6 MiB for an ns
+	// guest running init, dropbear and nginx on a shared base.
+	Footprint int64
+	Driver    string // whose overhead to count; default DefaultDriver()
+	MemTotal  int64  // memory to plan for; default the host's
 }
 
 // Plan divides the host's memory (minus reserve) into guests of
-// granularity bytes each; want > 0 asks for that many and fails with
-// ErrOvercommit when they do not fit.
+// granularity bytes each, counting each guest's overhead beyond its
+// quota; want > 0 asks for that many and fails with ErrOvercommit when
+// they do not fit.
 func (f *Farm) Plan(ctx context.Context, granularity, reserve int64, want int) (PlanResult, error) {
+	return f.PlanWith(ctx, PlanOptions{Granularity: granularity, Reserve: reserve, Want: want})
+}
+
+// PlanWith is Plan with every option.
+func (f *Farm) PlanWith(ctx context.Context, o PlanOptions) (PlanResult, error) {
 	h, err := f.Host(ctx)
 	if err != nil {
 		return PlanResult{}, err
 	}
-	if granularity <= 0 {
-		granularity = 128 << 20
+	if o.Granularity <= 0 {
+		o.Granularity = 128 << 20
 	}
-	if reserve <= 0 {
-		reserve = f.opts.Reserve
+	if o.Reserve <= 0 {
+		o.Reserve = f.opts.Reserve
 	}
-	p := PlanResult{Granularity: granularity, MemTotal: h.MemTotal, Reserve: reserve, Usable: h.MemTotal - reserve}
+	if o.MemTotal > 0 {
+		h.MemTotal = o.MemTotal
+	}
+	if o.Driver == "" {
+		o.Driver = DefaultDriver()
+	}
+	use := o.Granularity
+	if o.Footprint > 0 && o.Footprint < use {
+		use = o.Footprint
+	}
+	p := PlanResult{Granularity: o.Granularity, MemTotal: h.MemTotal, Reserve: o.Reserve, Usable: h.MemTotal - o.Reserve}
+	if o.Driver == "ns" {
+		p.Overhead = NSGuestOverhead
+	}
+	p.PerGuest = use + p.Overhead
 	if p.Usable > 0 {
-		p.Guests = int(p.Usable / granularity)
+		p.Guests = int(p.Usable / p.PerGuest)
 	}
-	if want > 0 && want > p.Guests {
-		return p, fmt.Errorf("plan: %d guests of %s do not fit: %s of memory minus %s reserve holds %d; use fewer or smaller guests: %w",
-			want, HumanSize(granularity), HumanSize(h.MemTotal), HumanSize(reserve), p.Guests, ErrOvercommit)
+	if o.Want > 0 && o.Want > p.Guests {
+		return p, fmt.Errorf("plan: %d guests of %s (%s each with overhead) do not fit: %s of memory minus %s reserve holds %d; use fewer or smaller guests: %w",
+			o.Want, HumanSize(o.Granularity), HumanSize(p.PerGuest), HumanSize(h.MemTotal), HumanSize(o.Reserve), p.Guests, ErrOvercommit)
 	}
 	return p, nil
 }

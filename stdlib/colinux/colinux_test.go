@@ -413,3 +413,31 @@ func TestQemuGuestOnBridge(t *testing.T) {
 		t.Errorf("dhcp server (pid %d) left after stop", pid)
 	}
 }
+
+// TestPlanCountsOverhead: a plan counts each guest's quota (or its
+// footprint, when smaller) plus what the driver costs beyond it.
+func TestPlanCountsOverhead(t *testing.T) {
+	farm := colinux.New(t.TempDir(), colinux.Options{MemTotal: 1 << 30, Reserve: 128 << 20})
+	ctx := context.Background()
+	p, err := farm.PlanWith(ctx, colinux.PlanOptions{Granularity: 16 << 20, Driver: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int((896 << 20) / (16<<20 + colinux.NSGuestOverhead)); p.Guests != want || p.Overhead != colinux.NSGuestOverhead {
+		t.Errorf("16M ns guests on 1G - 128M: %+v, want %d guests", p, want)
+	}
+	p, err = farm.PlanWith(ctx, colinux.PlanOptions{Granularity: 16 << 20, Footprint: 1600 << 10, Driver: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int((896 << 20) / (1600<<10 + colinux.NSGuestOverhead)); p.Guests != want || p.PerGuest != 1600<<10+colinux.NSGuestOverhead {
+		t.Errorf("footprint 1.6M: %+v, want %d guests", p, want)
+	}
+	if _, err := farm.PlanWith(ctx, colinux.PlanOptions{Granularity: 16 << 20, Driver: "ns", Want: 60}); !errors.Is(err, colinux.ErrOvercommit) {
+		t.Errorf("60 guests of 16M plus overhead on 896M: %v", err)
+	}
+	p, _ = farm.PlanWith(ctx, colinux.PlanOptions{Granularity: 128 << 20, Driver: "qemu"})
+	if p.Guests != 7 || p.Overhead != 0 {
+		t.Errorf("qemu 128M guests: %+v", p)
+	}
+}

@@ -118,6 +118,7 @@ type guestOpts struct {
 	Name      string            `lua:"name,required"`
 	Disk      lua.LValue        `lua:"disk" doc:"a path, or what image.build returns (its host key is pinned)"`
 	Disks     []string          `lua:"disks" doc:"more disk images"`
+	Base      lua.LValue        `lua:"base" doc:"ns scatter: a disk shared read-only by guests built alike (a path or what image.build returns); disk is then the guest's own layer (default <state>/disks/NAME.layer.img, made at first start)"`
 	Mem       lx.Size           `lua:"mem" default:"128M" doc:"memory quota"`
 	CPUs      float64           `lua:"cpus" default:"1" doc:"CPU share in cores"`
 	Driver    string            `lua:"driver" doc:"ns, qemu or colinux (default: ns as root on Linux)"`
@@ -176,6 +177,21 @@ func (m *luaMod) guest(L *lua.LState) int {
 		}
 	default:
 		lx.Raisef(L, "colinux.guest %s: disk: want a path or what image.build returns, got %s", o.Name, v.Type())
+	}
+	switch v := o.Base.(type) {
+	case nil, *lua.LNilType:
+	case lua.LString:
+		d.Base = string(v)
+	case *lua.LTable: // what image.build returns: its host key and boot codes are the guest's
+		d.Base = lua.LVAsString(v.RawGetString("path"))
+		if d.HostKey == "" {
+			d.HostKey = lua.LVAsString(v.RawGetString("host_key"))
+		}
+		if bc, ok := v.RawGetString("bootcodes").(lua.LString); ok && (o.Bootcodes == nil || o.Bootcodes == lua.LNil) {
+			d.Bootcodes = string(bc)
+		}
+	default:
+		lx.Raisef(L, "colinux.guest %s: base: want a path or what image.build returns, got %s", o.Name, v.Type())
 	}
 	switch v := o.Bootcodes.(type) {
 	case nil, *lua.LNilType:
@@ -284,16 +300,20 @@ func (m *luaMod) host(L *lua.LState) int {
 }
 
 type planOpts struct {
-	Granularity lx.Size `lua:"granularity" default:"128M" doc:"memory per guest"`
+	Granularity lx.Size `lua:"granularity" default:"128M" doc:"memory per guest (its quota)"`
 	Reserve     lx.Size `lua:"reserve" doc:"host memory kept for the host"`
 	Guests      int     `lua:"guests" doc:"raise when this many do not fit"`
+	Footprint   lx.Size `lua:"footprint" doc:"what a guest really holds of its quota (default: all of it, no overcommit; an ns guest with init, dropbear and nginx on a shared base: 1.6M)"`
+	Driver      string  `lua:"driver" doc:"whose per-guest overhead to count (default: the default driver)"`
+	Mem         lx.Size `lua:"mem" doc:"memory to plan for (default: the host's)"`
 }
 
-// colinux.plan{granularity="128M", reserve, guests} -> {guests, granularity, usable, mem, reserve}
+// colinux.plan{granularity="128M", reserve, guests, footprint, driver, mem} -> {guests, granularity, usable, mem, reserve, overhead, per_guest}
 func (m *luaMod) plan(L *lua.LState) int {
 	var o planOpts
 	lx.Opts(L, 1, "colinux.plan", &o)
-	p, err := m.farm.Plan(m.env.Context(L), int64(o.Granularity), int64(o.Reserve), o.Guests)
+	p, err := m.farm.PlanWith(m.env.Context(L), PlanOptions{Granularity: int64(o.Granularity), Reserve: int64(o.Reserve), Want: o.Guests,
+		Footprint: int64(o.Footprint), Driver: o.Driver, MemTotal: int64(o.Mem)})
 	if err != nil {
 		lx.Raise(L, err)
 	}

@@ -200,6 +200,9 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		return fail(driver.Unsupported(d.Driver, "live migration", g.farm.why(ctx, d.Driver, "live migration",
 			"this driver's guests cannot send their state; migrate offline (live = false)")))
 	}
+	if d.Base != "" {
+		return fail(driver.Unsupported(d.Driver, "migration of a layered guest", "migrate moves one whole disk; a layered guest's root is its layer plus the shared base"))
+	}
 	if d.Layout != driver.Scatter || d.Disk == "" || len(d.Disks) > 0 {
 		return fail(driver.Unsupported(d.Driver, "migration of a "+string(d.Layout)+" guest or one with extra disks", "migrate moves one scatter disk"))
 	}

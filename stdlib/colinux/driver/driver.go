@@ -96,9 +96,14 @@ type Spec struct {
 	Net       Net
 	Shares    []Share
 	Accel     string // qemu: "tcg" (default) or "kvm"; never inferred from /dev/kvm
-	UserNS    bool   // ns: run in a user namespace (guest root = an unprivileged host uid)
-	NetRaw    bool   // ns: the guest keeps CAP_NET_RAW (raw and packet sockets); the farm bridge still filters its frames
-	Machine   string // qemu: "microvm" (default with a PVH kernel) or "pc"
+	// Base (ns scatter) is a read-only root image shared by guests built
+	// from the same core and extensions: the guest's root is an overlay of
+	// Base (mounted once per host, so its page cache is shared) and
+	// Disks[0], the guest's own layer (upper/ and work/; made if missing).
+	Base    string
+	UserNS  bool   // ns: run in a user namespace (guest root = an unprivileged host uid)
+	NetRaw  bool   // ns: the guest keeps CAP_NET_RAW (raw and packet sockets); the farm bridge still filters its frames
+	Machine string // qemu: "microvm" (default with a PVH kernel) or "pc"
 }
 
 // ConsoleLog is where a guest's console (serial or init output) is

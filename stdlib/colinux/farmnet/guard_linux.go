@@ -1,6 +1,7 @@
 package farmnet
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -45,12 +46,13 @@ func guardChain(bridge string) string { return "TF-" + bridge }
 // existence means it is installed). Without the tools it fails: tinyfarm
 // does not start guests it cannot fence off.
 func guardHost(bridge string) error {
+	// Both families at once: every guest start checks them (a few ms
+	// per iptables run).
+	errs := make(chan error, 2)
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		if err := guardHostWith(tool, bridge); err != nil {
-			return err
-		}
+		go func() { errs <- guardHostWith(tool, bridge) }()
 	}
-	return nil
+	return errors.Join(<-errs, <-errs)
 }
 
 func guardHostWith(tool, bridge string) error {
@@ -62,6 +64,12 @@ func guardHostWith(tool, bridge string) error {
 	run := func(args ...string) (string, error) {
 		out, err := exec.Command(ipt, append([]string{"-w"}, args...)...).CombinedOutput()
 		return strings.TrimSpace(string(out)), err
+	}
+	// One listing of the filter table answers both questions (is the
+	// chain there, does INPUT jump to it) in the common case: installed.
+	jump := "-A INPUT -i " + bridge + " -j " + chain
+	if out, err := run("-S"); err == nil && hasLine(out, "-N "+chain) && hasLine(out, jump) {
+		return nil
 	}
 	if _, err := run("-n", "-L", chain); err != nil {
 		if out, err := run("-N", chain); err != nil && !strings.Contains(out, "exists") {
@@ -83,6 +91,15 @@ func guardHostWith(tool, bridge string) error {
 		}
 	}
 	return nil
+}
+
+func hasLine(text, line string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.TrimSpace(l) == line {
+			return true
+		}
+	}
+	return false
 }
 
 // unguardHost removes the bridge's INPUT filters (with the bridge).

@@ -33,11 +33,13 @@ type netPlan struct {
 }
 
 // setupVeth creates the guest's veth pair with its peer directly in the
-// namespace of pid, plugs the host end into the bridge, configures eth0,
-// lo, the default route and the ping sysctl inside the guest, and guards
-// the port (farmnet.GuardPort) before its host end comes up, so no frame
-// of the guest crosses the bridge unfiltered.
-func setupVeth(guest string, pid int, p netPlan) (string, error) {
+// namespace of pid, plugs the host end into the bridge and configures
+// eth0, lo, the default route and the ping sysctl inside the guest. The
+// host end stays down: up, the port carries frames, so the returned
+// finish guards it (farmnet.GuardPort) and only then brings it up, and no
+// frame of the guest crosses the bridge unfiltered. The monitor lets the
+// guest boot between the two (the guard is an nft run of ~15 ms).
+func setupVeth(guest string, pid int, p netPlan) (host string, finish func() error, err error) {
 	prefix := "10.77.0.1/24"
 	if _, ipnet, err := net.ParseCIDR(p.IP); err == nil {
 		ones, _ := ipnet.Mask.Size()
@@ -45,9 +47,10 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 	}
 	br, err := farmnet.EnsureFarmBridge(p.Bridge, prefix, p.Owner)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	host := hostVeth(guest)
+	trace("veth: bridge and host firewall checked")
+	host = hostVeth(guest)
 	_ = farmnet.DeleteLink(host) // left by a guest that was killed mid-setup
 	peer := "tfg" + host[3:]
 	veth := &netlink.Veth{
@@ -56,27 +59,33 @@ func setupVeth(guest string, pid int, p netPlan) (string, error) {
 		PeerNamespace: netlink.NsPid(pid),
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
-		return "", fmt.Errorf("veth %s: create: %w", host, err)
+		return "", nil, fmt.Errorf("veth %s: create: %w", host, err)
 	}
 	hl, err := netlink.LinkByName(host)
 	if err != nil {
-		return host, fmt.Errorf("veth %s: %w", host, err)
+		return host, nil, fmt.Errorf("veth %s: %w", host, err)
 	}
 	if err := farmnet.IsolatePort(hl); err != nil {
-		return host, err
+		return host, nil, err
 	}
+	trace("veth: pair created")
 	mac, err := configureInside(pid, peer, p)
 	if err != nil {
-		return host, err
+		return host, nil, err
 	}
-	ip, _, _ := net.ParseCIDR(p.IP)
-	if err := farmnet.GuardPort(farmnet.Port{Name: host, MAC: mac, IP: ip}); err != nil {
-		return host, err
+	trace("veth: guest side configured")
+	finish = func() error {
+		ip, _, _ := net.ParseCIDR(p.IP)
+		if err := farmnet.GuardPort(farmnet.Port{Name: host, MAC: mac, IP: ip}); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(hl); err != nil {
+			return fmt.Errorf("veth %s: up: %w", host, err)
+		}
+		trace("veth: port guarded and up")
+		return nil
 	}
-	if err := netlink.LinkSetUp(hl); err != nil {
-		return host, fmt.Errorf("veth %s: up: %w", host, err)
-	}
-	return host, nil
+	return host, finish, nil
 }
 
 // guestSysctls are set in every guest's network namespace. A guest has no

@@ -82,6 +82,11 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	if st, err := g.Status(ctx); err == nil && (st.State == driver.Running || st.State == driver.Suspended) {
 		return nil, fmt.Errorf("ns %s: start: already running (pid %d)", spec.Name, st.PID)
 	}
+	if spec.Base != "" && len(spec.Disks) > 0 {
+		if err := ensureLayer(spec.Disks[0].Path); err != nil {
+			return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
+		}
+	}
 	if err := checkSpec(spec); err != nil {
 		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
 	}
@@ -110,27 +115,46 @@ func (r *Runner) Start(ctx context.Context, spec driver.Spec) (driver.Guest, err
 	cmd := exec.Command(exe)
 	cmd.Args = []string{"tinyfarm-ns-monitor", spec.Dir}
 	cmd.Env = append(os.Environ(), reexecEnv+"=monitor")
+	if os.Getenv("TINYFARM_NS_TRACE") != "" {
+		cmd.Env = append(cmd.Env, traceEnv+"="+strconv.FormatInt(time.Now().UnixNano(), 10))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own session: Ctrl-C in the terminal that ran tinyfarm does not reach
 	// the guest, and the guest survives tinyfarm's exit.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	// The monitor closes the pipe's write end (its fd 3) once runtime.json
+	// is written, or by exiting: no polling for the file.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, err)
+	}
+	defer readyR.Close()
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.Env = append(cmd.Env, readyEnv+"=3")
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
 		return nil, fmt.Errorf("ns %s: start monitor: %w", spec.Name, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap the monitor whenever it ends
-	for {
-		if _, err := g.runtime(); err == nil {
-			return g, nil
-		}
-		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("ns %s: start: monitor exited (%v): %s", spec.Name, err, tail(filepath.Join(spec.Dir, monitorLog), 2000))
-		case <-ctx.Done():
-			cmd.Process.Kill()
-			return nil, fmt.Errorf("ns %s: start: %w", spec.Name, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
+	ready := make(chan struct{})
+	go func() { io.Copy(io.Discard, readyR); close(ready) }()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, ctx.Err())
+	}
+	if _, err := g.runtime(); err == nil {
+		return g, nil
+	}
+	select {
+	case err := <-exited:
+		return nil, fmt.Errorf("ns %s: start: monitor exited (%v): %s", spec.Name, err, tail(filepath.Join(spec.Dir, monitorLog), 2000))
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("ns %s: start: %w", spec.Name, ctx.Err())
 	}
 }
 
@@ -150,6 +174,17 @@ func checkSpec(s driver.Spec) error {
 	}
 	if s.Layout == driver.Frugal && s.Core == "" {
 		return errors.New("a frugal guest needs core (the Tiny Core initramfs)")
+	}
+	if s.Base != "" {
+		if s.Layout != driver.Scatter {
+			return errors.New("base: a layered root is for scatter guests")
+		}
+		if _, err := os.Stat(s.Base); err != nil {
+			return fmt.Errorf("base: %w", err)
+		}
+		if len(s.Disks) == 0 || s.Disks[0].ReadOnly {
+			return errors.New("base: a layered guest needs a writable disk of its own (its layer)")
+		}
 	}
 	for _, d := range s.Disks {
 		if _, err := os.Stat(d.Path); err != nil {
@@ -331,6 +366,7 @@ func (g *guest) waitExitRecord(ctx context.Context) error {
 // WaitReady follows the console log until the guest prints the ready
 // marker, the guest dies, or ctx ends.
 func (g *guest) WaitReady(ctx context.Context) error {
+	t0 := time.Now()
 	var off int64
 	var carry []byte
 	for {
@@ -353,10 +389,15 @@ func (g *guest) WaitReady(ctx context.Context) error {
 		if st, err := g.Status(ctx); err == nil && st.State != driver.Running {
 			return fmt.Errorf("ns %s: not ready: guest %s (%s); console:\n%s", g.spec.Name, st.State, st.Reason, tail(g.spec.ConsoleLog(), 1500))
 		}
+		// A guest is ready some 50 ms after Start: look often at first.
+		poll := 10 * time.Millisecond
+		if time.Since(t0) < 2*time.Second {
+			poll = 2 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ns %s: waiting for %q on the console: %w; console:\n%s", g.spec.Name, driver.ReadyMarker, ctx.Err(), tail(g.spec.ConsoleLog(), 1500))
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
 }

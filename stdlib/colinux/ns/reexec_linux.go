@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +47,34 @@ func Main() {
 	}
 	fmt.Fprintf(os.Stderr, "tinyfarm: unknown ns role %q\n", role)
 	os.Exit(2)
+}
+
+// traceEnv, set by Runner.Start to its start time (Unix ns) when
+// TINYFARM_NS_TRACE is set, makes the monitor log each start step with the
+// time since then ("trace STEP MS" lines in monitor.log): the breakdown
+// bench/guests.sh prints.
+const traceEnv = "_TINYFARM_NS_T0"
+
+// readyEnv names the monitor's fd that Runner.Start waits on: closed once
+// runtime.json is written (or when the monitor dies).
+const readyEnv = "_TINYFARM_NS_READYFD"
+
+var readyFD *os.File
+
+// signalReady tells Runner.Start that runtime.json is there (once).
+func signalReady() {
+	if readyFD != nil {
+		readyFD.Close()
+		readyFD = nil
+	}
+}
+
+var traceT0 time.Time
+
+func trace(step string) {
+	if !traceT0.IsZero() {
+		fmt.Fprintf(os.Stderr, "trace %s %.2f\n", step, float64(time.Since(traceT0).Microseconds())/1000)
+	}
 }
 
 type monitorSpec struct {
@@ -95,8 +125,23 @@ func guestCmdline(s driver.Spec) string {
 // runtime.json, then waits and records how the guest ended. A reboot
 // inside the guest restarts it; a poweroff or Stop ends the monitor.
 func monitorMain(dir string) int {
+	// A monitor runs as long as its guest, one per guest: its memory is
+	// per-guest overhead (bench/density.sh). A tight GC keeps its heap
+	// small; lean drops to one P and returns what setup used once the
+	// guest runs.
+	debug.SetGCPercent(20)
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
+	}
+	if ns, err := strconv.ParseInt(os.Getenv(traceEnv), 10, 64); err == nil {
+		traceT0 = time.Unix(0, ns)
+		os.Unsetenv(traceEnv)
+		trace("monitor-running")
+	}
+	if fd, err := strconv.Atoi(os.Getenv(readyEnv)); err == nil {
+		unix.CloseOnExec(fd) // the guest's init must not hold it
+		readyFD = os.NewFile(uintptr(fd), "ready")
+		os.Unsetenv(readyEnv)
 	}
 	s, err := readSpec(dir)
 	if err != nil {
@@ -117,12 +162,14 @@ func monitorMain(dir string) int {
 		}
 		defer release()
 		s.idBase = base
+		trace("uid-range")
 	}
 	cg, err := hostCgroupFS().create(s.Instance(), Limits{MemBytes: s.MemBytes, CPUs: s.CPUs, Pids: s.Pids})
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
+	trace("cgroups")
 	console, err := os.OpenFile(s.ConsoleLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		logf("console log: %v", err)
@@ -241,8 +288,10 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		// cmdline file and mount point live in a traversable work dir.
 		work := filepath.Join("/run/tinyfarm-ns", s.Instance())
 		os.RemoveAll(work)
-		if err := os.MkdirAll(filepath.Join(work, "root"), 0o755); err != nil {
-			return fail(fmt.Errorf("userns work dir: %w", err))
+		for _, d := range []string{"root", "layer", "base"} {
+			if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
+				return fail(fmt.Errorf("userns work dir: %w", err))
+			}
 		}
 		os.Chmod("/run/tinyfarm-ns", 0o711)
 		cl, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
@@ -268,47 +317,51 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	syncR.Close()
 	errW.Close()
 	pid := cmd.Process.Pid
+	trace("init-forked")
 	abort := func(err error) (Exit, bool) {
 		syncW.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
 		return fail(err)
 	}
-	if err := cg.join(pid); err != nil {
+	// The guest's cgroups, disks and network are independent of each other
+	// and the init waits for all three (the sync pipe): set them up at
+	// once. Joining cgroups (v1: an RCU grace period per controller), the
+	// ext4 mount and the port filter (an nft run) each take milliseconds.
+	var (
+		wg                     sync.WaitGroup
+		joinErr, diskErr, nErr error
+		veth                   string
+		vethUp                 = func() error { return nil }
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if joinErr = cg.join(pid); joinErr == nil {
+			trace("cgroup-join")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if s.UserNS {
+			if diskErr = sendDisks(s, pid, sockParent); diskErr == nil {
+				trace("idmapped-disks-sent")
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if s.Net.Mode == "bridge" {
+			var up func() error
+			if veth, up, nErr = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); nErr == nil {
+				vethUp = up
+			}
+		}
+	}()
+	wg.Wait()
+	if err := errors.Join(joinErr, diskErr, nErr); err != nil {
+		deleteVeth(veth)
 		return abort(err)
-	}
-	if s.UserNS {
-		mfd, err := idmappedDisk(s.Disks[0].Path, s.Disks[0].ReadOnly, pid)
-		if err != nil {
-			return abort(err)
-		}
-		err = sendFD(sockParent, mfd)
-		unix.Close(mfd)
-		if err != nil {
-			return abort(fmt.Errorf("userns: hand the disk to the guest: %w", err))
-		}
-		// Shared host directories likewise: a bind mount of a host path
-		// made inside the guest's user namespace is refused (EINVAL: the
-		// source is in another mount namespace), so the monitor clones
-		// each one, idmapped, and hands it over.
-		for _, sh := range s.Shares {
-			sfd, err := idmappedShare(sh.HostPath, sh.ReadOnly, pid)
-			if err != nil {
-				return abort(err)
-			}
-			err = sendFD(sockParent, sfd)
-			unix.Close(sfd)
-			if err != nil {
-				return abort(fmt.Errorf("userns: hand share %s to the guest: %w", sh.HostPath, err))
-			}
-		}
-	}
-	veth := ""
-	if s.Net.Mode == "bridge" {
-		if veth, err = setupVeth(s.Instance(), pid, netPlan{Bridge: s.Net.Bridge, IP: s.Net.IP, Gateway: s.Net.Gateway, MAC: s.Net.MAC, Owner: s.Net.Leases}); err != nil {
-			deleteVeth(veth)
-			return abort(err)
-		}
 	}
 	start, err := procStart(pid)
 	if err != nil {
@@ -318,19 +371,34 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		return abort(fmt.Errorf("release guest init: %w", err))
 	}
 	syncW.Close()
+	// The port's guard and link-up while the guest builds its root and
+	// boots: its host end is down until then, so nothing crosses the
+	// bridge unfiltered, and Start returns only once it is up.
+	upErr := make(chan error, 1)
+	go func() { upErr <- vethUp() }()
 	// Wait until the init has built the guest's root and exec'd the
 	// guest's init, so Start fails (and says why) when that went wrong
 	// rather than reporting a guest that is about to crash.
-	if msg, _ := io.ReadAll(io.LimitReader(errR, 4096)); len(msg) > 0 {
-		deleteVeth(veth)
-		return abort(errors.New(strings.TrimSpace(string(msg))))
+	msg, _ := io.ReadAll(io.LimitReader(errR, 4096))
+	err = <-upErr
+	if len(msg) > 0 {
+		err = errors.New(strings.TrimSpace(string(msg)))
 	}
+	if err != nil {
+		deleteVeth(veth)
+		return abort(err)
+	}
+	trace("guest-init-exec")
 	mstart, _ := procStart(os.Getpid())
 	rt := Runtime{UserNS: s.UserNS, NetRaw: s.NetRaw, IDBase: s.idBase, MonitorPID: os.Getpid(), MonitorStart: mstart, InitPID: pid, InitStart: start, Cgroups: cg, Veth: veth, Started: time.Now()}
 	b, _ := json.Marshal(rt)
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, runtimeFile), b, 0o600); err != nil {
 		return abort(err)
 	}
+	trace("runtime-recorded")
+	signalReady()
+	// Later, not now: the guest is booting on the same CPUs.
+	time.AfterFunc(2*time.Second, lean)
 	copied := make(chan struct{})
 	go func() {
 		io.Copy(console, master) // ends with EIO once every slave fd is closed
@@ -361,6 +429,54 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 		return Exit{State: driver.Stopped, Reason: "init exited"}, false
 	}
 	return Exit{State: driver.Crashed, Reason: fmt.Sprintf("init ended: %v", waitErr)}, false
+}
+
+// sendDisks hands the guest's init its disk, the base of a layered guest
+// and its shares, in that order, each a detached mount idmapped to the
+// guest's user namespace (a user namespace may not mount ext4).
+func sendDisks(s *monitorSpec, pid int, sock *os.File) error {
+	mfd, err := idmappedDisk(s.Disks[0].Path, s.Disks[0].ReadOnly, pid)
+	if err != nil {
+		return err
+	}
+	err = sendFD(sock, mfd)
+	unix.Close(mfd)
+	if err != nil {
+		return fmt.Errorf("userns: hand the disk to the guest: %w", err)
+	}
+	if s.Base != "" {
+		bfd, err := sharedBase(s.Base, pid)
+		if err != nil {
+			return err
+		}
+		err = sendFD(sock, bfd)
+		unix.Close(bfd)
+		if err != nil {
+			return fmt.Errorf("userns: hand the base to the guest: %w", err)
+		}
+	}
+	// Shared host directories likewise: a bind mount of a host path made
+	// inside the guest's user namespace is refused (EINVAL: the source is
+	// in another mount namespace), so the monitor clones each one,
+	// idmapped, and hands it over.
+	for _, sh := range s.Shares {
+		sfd, err := idmappedShare(sh.HostPath, sh.ReadOnly, pid)
+		if err != nil {
+			return err
+		}
+		err = sendFD(sock, sfd)
+		unix.Close(sfd)
+		if err != nil {
+			return fmt.Errorf("userns: hand share %s to the guest: %w", sh.HostPath, err)
+		}
+	}
+	return nil
+}
+
+// lean gives the heap the monitor's setup used back to the kernel.
+func lean() {
+	runtime.GOMAXPROCS(1)
+	debug.FreeOSMemory()
 }
 
 // openPty allocates a pseudo-terminal for the guest console. Output
@@ -440,17 +556,46 @@ func initMain(dir string) {
 	}
 	switch s.Layout {
 	case driver.Scatter:
-		if os.Getenv("TINYFARM_NS_USERNS") == "1" {
+		// A layered guest's disk is its layer, under the shared base.
+		diskDir := newRoot
+		if s.Base != "" {
+			diskDir = filepath.Join(dir, "layer")
+			for _, d := range []string{diskDir, filepath.Join(dir, "base")} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					die("%v", err)
+				}
+			}
+		}
+		userns := os.Getenv("TINYFARM_NS_USERNS") == "1"
+		if userns {
 			mfd, err := recvFD(4)
 			if err != nil {
 				die("userns: receive the disk: %v", err)
 			}
-			if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, newRoot, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, diskDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 				die("userns: attach the disk: %v", err)
 			}
 			unix.Close(mfd)
-		} else if err := mountDisk(s.Disks[0].Path, newRoot, s.Disks[0].ReadOnly); err != nil {
+		} else if err := mountDisk(s.Disks[0].Path, diskDir, s.Disks[0].ReadOnly); err != nil {
 			die("%v", err)
+		}
+		if s.Base != "" {
+			var bfd int
+			if userns {
+				bfd, err = recvFD(4) // the monitor's, idmapped
+			} else {
+				bfd, err = sharedBase(s.Base, 0)
+			}
+			if err != nil {
+				die("base: %v", err)
+			}
+			if err := unix.MoveMount(bfd, "", unix.AT_FDCWD, filepath.Join(dir, "base"), unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				die("attach the base: %v", err)
+			}
+			unix.Close(bfd)
+			if err := overlayRoot(dir, newRoot); err != nil {
+				die("%v", err)
+			}
 		}
 	case driver.Frugal:
 		if err := frugalRoot(s, newRoot); err != nil {
