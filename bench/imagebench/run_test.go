@@ -85,7 +85,7 @@ image.build{path = vars.img, core = {vars.core}, size = "64M", extensions = {"op
 		t.Fatal(err)
 	}
 	order := deps.Order
-	script := `set -e; R=$(mktemp -d "$STAGE/seed.XXXXXX"); cd "$R"; zcat "$CORE" | cpio -idm --quiet
+	script := `set -e; R=$(mktemp -d "$STAGE/seed.XXXXXX"); trap 'rm -rf "$R"' EXIT; cd "$R"; zcat "$CORE" | cpio -idm --quiet
 for p in $ORDER; do unsquashfs -q -n -f -d "$R" "$TCZ/$p.tcz" >/dev/null; done
 mkfs.ext3 -q -F -L root -d "$R" "$IMG" 64M; cd /; rm -rf "$R"`
 	shell := func(i int) (wall, cpu time.Duration) {

@@ -306,7 +306,7 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, errW)
 	cmd.Env = append(cmd.Env, "TINYFARM_NS_ERRFD="+strconv.Itoa(2+len(cmd.ExtraFiles)))
-	if err := cmd.Start(); err != nil {
+	if err := startWithOwnEhash(cmd); err != nil {
 		slave.Close()
 		syncR.Close()
 		syncW.Close()

@@ -1,0 +1,37 @@
+//go:build linux
+
+package ns_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+)
+
+// A guest's network namespace has a TCP hash table of its own (Linux
+// 6.1+), so reading /proc/net/tcp in the guest (dropbear does it in every
+// session) walks its few sockets, not the host's whole table; the host's
+// setting is left as it was.
+func TestGuestOwnTCPHashTable(t *testing.T) {
+	needRoot(t)
+	const knob = "/proc/sys/net/ipv4/tcp_child_ehash_entries"
+	before, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skip("kernel without tcp_child_ehash_entries (before 6.1)")
+	}
+	g := start(t, spec(t, "nsehash", scatterDisk(t, ""), 41))
+	res, err := g.(driver.Execer).Exec(context.Background(), []string{"cat", "/proc/sys/net/ipv4/tcp_ehash_entries"}, driver.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A namespace sharing the host's table reports its size negated.
+	if got := strings.TrimSpace(string(res.Stdout)); got != "4096" {
+		t.Errorf("guest tcp_ehash_entries = %q, want 4096 (a table of its own)", got)
+	}
+	if after, _ := os.ReadFile(knob); string(after) != string(before) {
+		t.Errorf("host %s changed: %q -> %q", knob, before, after)
+	}
+}
