@@ -274,8 +274,8 @@ func TestReadmePlaybook(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "tcz", "release", "corepure64.gz")); err != nil {
 		t.Errorf("core not fetched as corepure64.gz: %v", err)
 	}
-	if body := getHost(t, fmt.Sprintf("http://127.0.0.1:%d/", port), "web1.example.com"); !strings.Contains(body, "<h1>hello</h1>") {
-		t.Errorf("web1.example.com through the proxy: %q", body)
+	if body := getHost(t, fmt.Sprintf("http://127.0.0.1:%d/", port), "blog.example.com"); !strings.Contains(body, "<h1>hello</h1>") {
+		t.Errorf("blog.example.com through the proxy: %q", body)
 	}
 }
 

@@ -26,6 +26,32 @@ const (
 	diskSubnet = "10.77.233.0/24"
 )
 
+// cgroupFile is a file of the running guest's cgroup of controller
+// (v1) or its unified cgroup (v2, file v2file).
+func cgroupFile(t *testing.T, state, name, controller, v1file, v2file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "guests", name, "run", "runtime.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rt struct {
+		Cgroups struct {
+			V2    bool              `json:"v2"`
+			Paths map[string]string `json:"paths"`
+		} `json:"cgroups"`
+	}
+	json.Unmarshal(b, &rt)
+	file := filepath.Join(rt.Cgroups.Paths[controller], v1file)
+	if rt.Cgroups.V2 {
+		file = filepath.Join(rt.Cgroups.Paths["unified"], v2file)
+	}
+	v, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(v))
+}
+
 // cgroupMem is the memory limit in the running guest's cgroup, read from
 // the kernel (the cgroup the monitor recorded in runtime.json).
 func cgroupMem(t *testing.T, state, name string) int64 {
@@ -118,6 +144,14 @@ func TestOneDiskOneGuestAndLiveRedefinition(t *testing.T) {
 	}
 	if got := cgroupMem(t, state, "ck1"); got != 192<<20 {
 		t.Errorf("cgroup memory limit after the change: %d, want %d", got, 192<<20)
+	}
+	// cpus: the CPU quota follows, live too.
+	def.CPUs = 0.5
+	if res, err = farm.DefineLive(ctx, def, colinux.ChangeOptions{}); err != nil || strings.Join(res.Live, ",") != "cpus 0 -> 0.5" {
+		t.Errorf("cpus change: %+v %v", res, err)
+	}
+	if q := cgroupFile(t, state, "ck1", "cpu", "cpu.cfs_quota_us", "cpu.max"); q != "50000" && q != "50000 100000" {
+		t.Errorf("cgroup CPU quota after cpus = 0.5: %q", q)
 	}
 	// A bootcode only a restart applies.
 	def.Bootcodes = "tz=UTC"

@@ -23,6 +23,10 @@ type guestRow struct {
 	PID       int    `json:"pid,omitempty"`
 	Isolation string `json:"isolation,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	Autostart bool   `json:"autostart,omitempty"`
+	// RestartNeeded names what the definition changed that the running
+	// guest only gets by a restart (as LXD reports it).
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }
 
 func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
@@ -56,6 +60,7 @@ func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command 
 					r.State, r.Reason = "unknown", err.Error()
 				}
 				r.IP, _, _ = strings.Cut(d.IP, "/")
+				r.Autostart, r.RestartNeeded = d.Autostart, g.RestartNeeded(ctx)
 				rows = append(rows, r)
 			}
 			if asJSON {
@@ -81,7 +86,17 @@ func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command 
 				if iso == "" {
 					iso = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Driver, r.State, r.IP, r.Mem, pid, iso, r.Reason)
+				var note []string
+				if r.Reason != "" {
+					note = append(note, r.Reason)
+				}
+				if len(r.RestartNeeded) > 0 {
+					note = append(note, "restart needed: "+strings.Join(r.RestartNeeded, ", "))
+				}
+				if r.Autostart {
+					note = append(note, "autostart")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Driver, r.State, r.IP, r.Mem, pid, iso, strings.Join(note, "; "))
 			}
 			return tw.Flush()
 		},

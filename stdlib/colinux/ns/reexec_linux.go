@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/disklock"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
@@ -148,12 +149,14 @@ func monitorMain(dir string) int {
 		logf("read spec: %v", err)
 		return 1
 	}
-	locks, err := lockDisks(s)
+	// The monitor, not the guest's init, holds the disks' locks: the
+	// guest never gets a descriptor of its own image.
+	locks, err := disklock.Lock(s.Name, s.Disks)
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
-	defer closeAll(locks)
+	defer disklock.Close(locks)
 	if s.UserNS {
 		base, release, err := claimIDRange(s.Instance())
 		if err != nil {

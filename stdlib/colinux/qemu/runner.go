@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/disklock"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
@@ -233,11 +234,21 @@ func (r *Runner) start(ctx context.Context, spec driver.Spec, incoming, uri stri
 			return failed(err)
 		}
 	}
+	// QEMU inherits the disks' locks and holds them while it runs (and
+	// only QEMU: the VM never sees host descriptors). QEMU's own image
+	// locking keeps two QEMUs apart; this keeps an ns guest out too.
+	locks, err := disklock.Lock(spec.Name, spec.Disks)
+	if err != nil {
+		return fail(err)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = spec.Dir
+	cmd.ExtraFiles = locks
 	detach(cmd)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	disklock.Close(locks) // QEMU has its own descriptors of them now
+	if err != nil {
 		return fail(err)
 	}
 	g := &Guest{spec: spec, done: make(chan struct{})}

@@ -17,6 +17,14 @@ function TestNetwork(t)
   require("host").write(disk, "")
   local g = colinux.guest({ name = "n1", driver = "ns", disk = { path = disk }, mem = "64M" })
   if g.ip ~= "10.77.211.2" then t:error("guest address " .. tostring(g.ip)) end
+  -- remove = true: nothing on the host yet (no guest started), so no
+  -- change; it names this farm's network, not another one.
+  n = colinux.network({ remove = true })
+  if n.changed or n.bridge ~= "tflua0" then t:error("remove without a bridge: changed") end
+  ok, e = pcall(function() colinux.network({ remove = true, bridge = "other0" }) end)
+  if ok or e.kind ~= "invalid" or not string.find(tostring(e), "tflua0", 1, true) then
+    t:error("remove of another bridge: " .. tostring(e))
+  end
 end
 
 -- net_raw = true keeps CAP_NET_RAW in an ns guest; it is strictly a
