@@ -99,8 +99,9 @@ sysc() { # name pids addr conns
   local pargs=(); for p in $2; do pargs+=(-p "$p"); done
   timeout -s INT 5 strace -c -f "${pargs[@]}" -o "$W/strace.$1" & local st=$!
   sleep 0.5
-  local n; n=$(load "$3" "$4" 3 2>/dev/null)
+  local n; n=$(load "$3" "$4" 3 2>/dev/null || true)
   wait "$st" || true
+  if [ -z "$n" ] || [ ! -s "$W/strace.$1" ]; then echo "$1: no count (wrk or strace failed)"; return 0; fi
   awk -v n="$n" -v name="$1" '/total/ {printf "%-28s %8d requests  %6.1f syscalls/request\n", name, n, $(NF-2)/n}' "$W/strace.$1"
   sort -k4 -n -r "$W/strace.$1" | awk -v n="$n" 'NR>1 && $NF!="total" && $4+0>0 {printf "    %-16s %6.2f/request\n", $NF, $4/n}' | head -8
 }
