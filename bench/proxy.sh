@@ -11,6 +11,8 @@
 #
 # Needs: go, wrk, nginx (Debian nginx-light), setpriv; run as root (nginx
 # runs as nobody from a temp prefix on 127.0.0.1 high ports).
+# Where the time goes (profiles, syscalls and CPU per request, against
+# nginx): bench/proxyserve/profile.sh, kept out of make bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-5}

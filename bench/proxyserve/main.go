@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -258,10 +259,10 @@ func reroute(ctx context.Context, dir, listen, backend, backend2 string, n int) 
 			total, call = append(total, time.Since(start)), append(call, api)
 		}
 	}
-	pct := func(d []time.Duration, p float64) time.Duration {
+	pct := func(d []time.Duration, p float64) time.Duration { // nearest rank
 		s := append([]time.Duration(nil), d...)
 		slices.Sort(s)
-		return s[min(len(s)-1, int(p*float64(len(s))))]
+		return s[max(0, int(math.Ceil(p*float64(len(s))))-1)]
 	}
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) }
 	fmt.Printf("%s %s %s %s\n", ms(pct(total, 0.5)), ms(pct(total, 0.99)), ms(pct(total, 1)), ms(pct(call, 0.5)))

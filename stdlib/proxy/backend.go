@@ -35,6 +35,7 @@ type backendConn struct {
 	c      net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	peek   *peeker
 	idleAt time.Time
 }
 
@@ -61,7 +62,7 @@ func (p *backendPool) get(ctx context.Context, fresh bool) (*backendConn, bool, 
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(bc.idleAt) > idleConnTimeout || unsolicited(bc.c) {
+		if now.Sub(bc.idleAt) > idleConnTimeout || bc.peek.unsolicited() {
 			bc.c.Close()
 			continue
 		}
@@ -71,7 +72,7 @@ func (p *backendPool) get(ctx context.Context, fresh bool) (*backendConn, bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	return &backendConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
+	return &backendConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 4<<10), peek: newPeeker(c)}, false, nil
 }
 
 // put returns a connection whose last response was read to the end.

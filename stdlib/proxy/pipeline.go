@@ -169,12 +169,21 @@ func (s *Server) exchange(cw *clientWatch, bc *backendConn, r *http.Request, up 
 		sent.stopDeadline()
 		setReadDeadline(ctx, bc, time.Time{})
 	}()
+	// waitLong makes the rest of the wait the whole BackendTimeout, with
+	// the client watched.
+	long := db != nil
+	waitLong := func() {
+		if !long {
+			long = true
+			cw.start()
+			setReadDeadline(ctx, bc, sentAt.Add(s.opts.BackendTimeout))
+		}
+	}
 	// Peek first, so an idle connection the backend closed (EOF before
 	// any byte) is told apart from a truncated response.
 	_, err := bc.br.Peek(1)
-	if err != nil && db == nil && isTimeout(err) && ctx.Err() == nil && quickWait < s.opts.BackendTimeout {
-		cw.start()
-		setReadDeadline(ctx, bc, sentAt.Add(s.opts.BackendTimeout))
+	if err != nil && !long && isTimeout(err) && ctx.Err() == nil && quickWait < s.opts.BackendTimeout {
+		waitLong()
 		_, err = bc.br.Peek(1)
 	}
 	if err != nil {
@@ -183,13 +192,10 @@ func (s *Server) exchange(cw *clientWatch, bc *backendConn, r *http.Request, up 
 		}
 		return nil, sent, retryable(err, false)
 	}
-	if db == nil && !headBuffered(bc.br) {
-		// The rest of the head is on its way: wait for it as long as
-		// for the first byte.
-		cw.start()
-		setReadDeadline(ctx, bc, sentAt.Add(s.opts.BackendTimeout))
-	}
 	for {
+		if !long && !headBuffered(bc.br) {
+			waitLong() // the rest of the head is on its way
+		}
 		res, err := http.ReadResponse(bc.br, r)
 		if err != nil {
 			if ctx.Err() != nil {

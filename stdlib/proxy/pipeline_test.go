@@ -105,3 +105,36 @@ func TestPipelineEarlyResponse(t *testing.T) {
 		t.Errorf("next request: %d %q", res.StatusCode, body)
 	}
 }
+
+// TestPipelineSlowAndSplitHeads: answers slower than the pipeline's quick
+// first wait (quickWait), heads that arrive in pieces and an early 103
+// before a late final answer are all waited for (BackendTimeout), never
+// cut off as timeouts.
+func TestPipelineSlowAndSplitHeads(t *testing.T) {
+	const pause = 50 * time.Millisecond // well over quickWait
+	be := newRawBackend(t, func(r *http.Request, c net.Conn) string {
+		switch r.URL.Path {
+		case "/slow":
+			time.Sleep(pause)
+		case "/split":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+			time.Sleep(pause)
+			io.WriteString(c, "Content-Length: 6\r\n\r\n")
+			time.Sleep(pause)
+			io.WriteString(c, "/split")
+			return answered
+		case "/hints":
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+			time.Sleep(pause)
+		}
+		return okResponse(r)
+	})
+	addr := startProxy(t, Options{}, "a.test", be.addr)
+	c := dialFrom(t, "", addr) // one keep-alive connection for all
+	for _, path := range []string{"/slow", "/split", "/hints", "/fast"} {
+		res, body, err := c.do("GET " + path + " HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		if err != nil || res.StatusCode != 200 || body != path {
+			t.Errorf("%s: got %v %q %v, want 200 %q", path, res, body, err, path)
+		}
+	}
+}

@@ -22,5 +22,9 @@ func terminate(p *os.Process) error { return p.Kill() }
 
 func fdLimit() int { return 0 }
 
-// unsolicited cannot peek here; the pool's put-time check remains.
-func unsolicited(net.Conn) bool { return false }
+// peeker cannot peek here; the pool's put-time check remains.
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return &peeker{} }
+
+func (*peeker) unsolicited() bool { return false }

@@ -38,32 +38,45 @@ func fdLimit() int {
 	return int(rl.Cur)
 }
 
-// unsolicited reports whether an idle backend connection has bytes
-// waiting or was closed by the backend: either way it must not carry
-// another request. It peeks without blocking and without consuming.
-func unsolicited(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
+// peeker tells whether an idle backend connection has bytes waiting or
+// was closed by the backend: either way it must not carry another
+// request. It peeks without blocking and without consuming. Made once per
+// connection, so that a check allocates nothing.
+type peeker struct {
+	rc  syscall.RawConn // nil: cannot peek
+	fn  func(fd uintptr) bool
+	buf [1]byte
+	n   int
+	err error
+}
+
+func newPeeker(c net.Conn) *peeker {
+	p := &peeker{}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			p.rc = rc
+		}
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	p.fn = p.peek
+	return p
+}
+
+func (p *peeker) peek(fd uintptr) bool {
+	p.n, _, p.err = syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return true // never wait: the answer is now
+}
+
+// unsolicited reports whether the connection has bytes waiting or was
+// closed (or cannot be checked: then it is not reused).
+func (p *peeker) unsolicited() bool {
+	if p.rc == nil {
 		return true
 	}
-	var (
-		buf  [1]byte
-		n    int
-		rerr error
-	)
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // never wait: the answer is now
-	})
-	if err != nil {
+	if err := p.rc.Read(p.fn); err != nil {
 		return true
 	}
-	if rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK || rerr == syscall.EINTR {
+	if p.err == syscall.EAGAIN || p.err == syscall.EWOULDBLOCK || p.err == syscall.EINTR {
 		return false
 	}
-	return rerr != nil || n >= 0 // data, EOF (n == 0) or an error
+	return p.err != nil || p.n >= 0 // data, EOF (n == 0) or an error
 }

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# proxyprof.sh: where the embedded proxy's time goes under wrk (the load of
+# profile.sh: where the embedded proxy's time goes under wrk (the load of
 # bench/proxy.sh): a CPU and an allocation profile of a 64-connection run,
 # and syscalls per request (strace -c) for the proxy and, as the anchor,
 # the nginx workers. Prints the profiles' top entries and the counts.
 #
-#   bash bench/proxyprof.sh              # DUR=10 seconds of profiled load
-#   OUT=/tmp/prof bash bench/proxyprof.sh # keep the profiles for go tool pprof
-#   ONLY=cpu BASE=HEAD bash bench/proxyprof.sh # CPU per request only, and
+#   bash bench/proxyserve/profile.sh              # DUR=10 seconds of profiled load
+#   OUT=/tmp/prof bash bench/proxyserve/profile.sh # keep the profiles for go tool pprof
+#   ONLY=cpu BASE=HEAD bash bench/proxyserve/profile.sh # CPU per request only, and
 #                                  # also for the proxy of git ref BASE
 #
 # Needs: go, wrk, strace, nginx, setpriv; root (as bench/proxy.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-5}
 ONLY=${ONLY:-} # "cpu": only the CPU-per-request figure
 for tool in wrk nginx setpriv go strace; do
-  command -v "$tool" >/dev/null || { echo "proxyprof.sh: $tool not found" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "profile.sh: $tool not found" >&2; exit 1; }
 done
 W=$(mktemp -d /tmp/tinyfarm-bench-proxyprof.XXXXXX)
 chmod 0777 "$W"
@@ -67,7 +67,7 @@ wait_http() {
     curl -fsS -o /dev/null -H "Host: v0.bench.test" "http://$1/" 2>/dev/null && return 0
     sleep 0.05
   done
-  echo "proxyprof.sh: $1 not answering" >&2; exit 1
+  echo "profile.sh: $1 not answering" >&2; exit 1
 }
 load() { # addr conns secs: prints requests served
   local t=2; [ "$2" -gt 1 ] || t=1
@@ -99,8 +99,9 @@ sysc() { # name pids addr conns
   local pargs=(); for p in $2; do pargs+=(-p "$p"); done
   timeout -s INT 5 strace -c -f "${pargs[@]}" -o "$W/strace.$1" & local st=$!
   sleep 0.5
-  local n; n=$(load "$3" "$4" 3 2>/dev/null)
+  local n; n=$(load "$3" "$4" 3 2>/dev/null || true)
   wait "$st" || true
+  if [ -z "$n" ] || [ ! -s "$W/strace.$1" ]; then echo "$1: no count (wrk or strace failed)"; return 0; fi
   awk -v n="$n" -v name="$1" '/total/ {printf "%-28s %8d requests  %6.1f syscalls/request\n", name, n, $(NF-2)/n}' "$W/strace.$1"
   sort -k4 -n -r "$W/strace.$1" | awk -v n="$n" 'NR>1 && $NF!="total" && $4+0>0 {printf "    %-16s %6.2f/request\n", $NF, $4/n}' | head -8
 }
