@@ -321,10 +321,14 @@ type Announcer interface {
 // FSFreezer is an optional Guest interface for guests whose disk the host
 // kernel mounts (namespace guests): FreezeFS flushes and freezes the
 // file system of the guest's first disk so a copy of the image is
-// consistent; thaw undoes it. Guests that are VMs need no such step: a
-// suspended VM's writes are in the host page cache already.
+// consistent; thaw undoes it. ThawFS thaws it without that function, for
+// a freezer that was killed before it thawed (a frozen file system stays
+// frozen); a file system that is not frozen is left so. Guests that are
+// VMs need no such step: a suspended VM's writes are in the host page
+// cache already.
 type FSFreezer interface {
 	FreezeFS(ctx context.Context) (thaw func(), err error)
+	ThawFS(ctx context.Context) error
 }
 
 // OwnKernel is an optional Guest interface for guests that run a kernel

@@ -40,6 +40,25 @@ func (g *guest) FreezeFS(ctx context.Context) (func(), error) {
 	return freezeRoot(rt.InitPID)
 }
 
+// ThawFS thaws the guest's root file system, frozen by a FreezeFS whose
+// caller was killed; one that is not frozen is left so (FITHAW fails
+// with EINVAL).
+func (g *guest) ThawFS(ctx context.Context) error {
+	rt, err := g.runtime()
+	if err != nil || !rt.alive() || g.spec.Layout != driver.Scatter {
+		return nil
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", rt.InitPID), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("ns %s: thaw filesystem: %w", g.spec.Name, err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.IoctlGetInt(fd, ioctlFITHAW); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("ns %s: thaw filesystem: %w", g.spec.Name, err)
+	}
+	return nil
+}
+
 // freezeRoot freezes the file system holding the root of process pid;
 // the returned function thaws it.
 func freezeRoot(pid int) (func(), error) {
