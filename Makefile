@@ -3,13 +3,14 @@ GO       ?= go
 MINICORE ?= testdata/minicore/out
 BIN      := bin/tinyfarm
 
-.PHONY: help build deps minicore minicore-x86 test test-short demo demo-down bench lint clean
+.PHONY: help build deps minicore minicore-x86 test crash test-short demo demo-down bench lint clean
 
 help:
 	@echo "make demo   - install deps, build the mini release, run playbooks/webfarm.lua (root)"
 	@echo "make demo-down - stop and remove the demo's guests and proxy"
 	@echo "make test   - the full test suite (installs deps and builds the mini release first)"
 	@echo "make bench  - every benchmark under bench/, one table"
+	@echo "make crash  - kill tinyfarm at 50 random moments of each operation (TestCrash*)"
 	@echo "make build  - bin/tinyfarm"
 
 build:
@@ -34,6 +35,12 @@ test: deps minicore minicore-x86
 	$(GO) test -count=1 -p 1 ./...
 	cd third_party/gopher-lua && $(GO) test -count=1 .
 
+# Crash consistency: every TestCrash* kills tinyfarm at 50 random moments
+# of its operation (make test runs 8 each); TINYFARM_CRASH_TRIALS=N for more.
+CRASH_TRIALS ?= 50
+crash: deps minicore
+	flock -o /tmp/tf-guests.lock env TINYFARM_CRASH_TRIALS=$(CRASH_TRIALS) $(GO) test -count=1 -p 1 -timeout 60m -run 'TestCrash' -v ./stdlib/... | grep -E '^(=== RUN|--- |\s+crash_test.go:.*trials|ok|FAIL|PASS)'
+
 test-short:
 	$(GO) test -short ./...
 
@@ -55,7 +62,7 @@ demo: deps minicore build
 	@echo "List guests:         $(BIN) guests        Remove it all:  make demo-down"
 
 demo-down: build
-	echo 'for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy{disk = true} end; proxy.daemon{stop = true}' | $(BIN) repl
+	echo 'for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy{disk = true} end; proxy.daemon{stop = true}; colinux.network{remove = true}' | $(BIN) repl
 
 bench: build
 	bash bench/run.sh

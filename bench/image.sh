@@ -3,6 +3,9 @@
 # dependencies) vs the seed's shell pipeline on the same inputs, same run,
 # medians of 7 interleaved runs (see bench/imagebench). Needs root and the
 # mini release (make minicore). Prints bench/run.sh TSV rows.
+# TestRunVsShell: what a user waits for, `tinyfarm run` of one image.build
+# (core + openssh, a new image: process start, hashing, host keys, fsync)
+# against the pipeline, median of 11 alternating pairs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TINYFARM_BENCH=1 go test -count=1 -run '^TestBuildVsShell$' -v ./bench/imagebench | grep -P '\t' | grep -v '^ok'
+TINYFARM_BENCH=1 go test -count=1 -run '^(TestBuildVsShell|TestRunVsShell)$' -v ./bench/imagebench | grep -P '\t' | grep -v '^ok'

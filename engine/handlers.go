@@ -292,27 +292,43 @@ func (e *Engine) endOfPlay(ctx context.Context, runErr error) error {
 }
 
 // writeAtomic writes data to path through a synced temporary file and a
-// rename, creating the directory.
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+// rename, creating the directory, and syncs the directory. (The modules'
+// stdlib/internal/fsutil cannot be imported from here.)
+func writeAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	defer func() {
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the temporary name means nothing to the user
+			}
+			err = fmt.Errorf("write %s: %w", path, spaceError(dir, len(data), err))
+		}
+	}()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path))
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err == nil {
+	_, err = f.Write(data)
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync() // the rename durable
+		d.Close()
 	}
 	return nil
 }

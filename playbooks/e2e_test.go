@@ -389,12 +389,11 @@ func TestTwoGuestsRestartPlaybook(t *testing.T) {
 	t.Cleanup(func() {
 		destroy := exec.Command(bin, "repl")
 		destroy.Dir, destroy.Env = work, env
-		destroy.Stdin = strings.NewReader(`for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy() end`)
+		destroy.Stdin = strings.NewReader(`for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy() end; colinux.network{remove = true}`)
 		if out, err := destroy.CombinedOutput(); err != nil {
 			t.Errorf("teardown: %v\n%s", err, out)
 		}
 		assertNothingLeft(t, state)
-		exec.Command("ip", "link", "del", bridge).Run() // the bridge this test's farm made
 	})
 	cmd := exec.Command(bin, "run", pb, "-e", "mirror="+mirror, "-e", "dir="+work, "-e", "bridge="+bridge, "-e", "subnet=10.77.207.0/24")
 	cmd.Dir, cmd.Env = work, env

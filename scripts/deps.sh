@@ -14,6 +14,7 @@ pkgs=(
   iproute2 iptables nftables procps psmisc util-linux
   tmux
   lua5.1  # the reference Lua for engine's conformance suite and fuzzer
+  etcd-server  # an existing etcd cluster for stdlib/cluster's external-etcd test
   ca-certificates curl make wget
 )
 if [ "${TINYFARM_BENCH_DEPS:-0}" = 1 ]; then
@@ -33,5 +34,11 @@ fi
 # Debian enables and starts nginx on install; tinyfarm starts its own instances.
 if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
   systemctl stop nginx || true
+fi
+# Debian enables and starts etcd on install, on 127.0.0.1:2379; the tests
+# start their own, and tinyfarm's cluster members use that port.
+if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd || true
+  systemctl disable etcd 2>/dev/null || true
 fi
 echo "deps: ok"

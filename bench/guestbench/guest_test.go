@@ -63,7 +63,7 @@ func newFarm(t *testing.T, state string, r *ns.Runner) *colinux.Farm {
 // startReady starts a guest and waits for marker + one SSH handshake.
 func startReady(t *testing.T, farm *colinux.Farm, name, disk, hostKey string) (*colinux.Guest, time.Duration) {
 	ctx := context.Background()
-	if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hostKey, User: "root"}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hostKey, User: "root"}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, err := farm.Guest(ctx, name)

@@ -62,7 +62,7 @@ func TestCloneVsCp(t *testing.T) {
 	state := t.TempDir()
 	farm := colinux.New(state, colinux.Options{Drivers: map[string]driver.Runner{}, Subnet: "10.77.249.0/24"})
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	if _, err := farm.Define(colinux.Definition{Name: "src", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, HostKey: disk.HostKey}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "src", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, HostKey: disk.HostKey}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	src, _ := farm.Guest(ctx, "src")
@@ -139,7 +139,13 @@ func TestDestroy(t *testing.T) {
 	t.Cleanup(func() { ns.DeleteBridge("tfbench1") })
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	boot := func(name string) *colinux.Guest {
-		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, UserNS: ns.UserNSAvailable()}, false); err != nil {
+		// One disk per guest: two guests on one ext file system corrupt it
+		// (and Define refuses it).
+		own := filepath.Join(t.TempDir(), name+".img")
+		if out, err := exec.Command("cp", "--sparse=always", disk.Path, own).CombinedOutput(); err != nil {
+			t.Fatalf("copy disk: %v: %s", err, out)
+		}
+		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: own, MemBytes: 64 << 20, UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		g, _ := farm.Guest(ctx, name)

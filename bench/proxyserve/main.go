@@ -4,9 +4,10 @@
 //
 //	proxyserve backend -listen ADDR
 //	proxyserve routes  -dir DIR -backend ADDR -vhosts N
-//	proxyserve serve   -dir DIR -listen ADDR [-access-log FILE] [-cpuprofile FILE]
+//	proxyserve serve   -dir DIR -listen ADDR [-access-log FILE] [-cpuprofile FILE] [-memprofile FILE]
 //	proxyserve nginx   -dir DIR -prefix P -listen ADDR [-reload]
 //	proxyserve churn   -dir DIR -backend ADDR -n N [-prefix P -listen ADDR]
+//	proxyserve reroute -dir DIR -listen ADDR -backend ADDR -backend2 ADDR -n N
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -39,12 +41,15 @@ func main() {
 	dir := fs.String("dir", "", "registry directory")
 	listen := fs.String("listen", "127.0.0.1:18080", "listen address")
 	backend := fs.String("backend", "127.0.0.1:18081", "backend address")
+	backend2 := fs.String("backend2", "", "reroute: the second backend")
+	name := fs.String("name", "ok", "backend: what it answers")
 	vhosts := fs.Int("vhosts", 1, "number of vhosts v0..vN-1.bench.test")
 	accessLog := fs.String("access-log", "", "access log file")
 	prefix := fs.String("prefix", "", "nginx prefix dir (nginx.conf, tinyfarm.conf)")
 	reload := fs.Bool("reload", false, "reload nginx after applying")
 	n := fs.Int("n", 20, "churn: add/remove cycles")
 	cpuProfile := fs.String("cpuprofile", "", "serve: write a CPU profile here")
+	memProfile := fs.String("memprofile", "", "serve: write an allocation profile here at exit")
 	fs.Parse(os.Args[2:])
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -57,12 +62,24 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "proxyserve:", err)
+			}
+		}()
+	}
 
 	var err error
 	switch os.Args[1] {
 	case "backend":
 		srv := &http.Server{Addr: *listen, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "ok\n")
+			io.WriteString(w, *name+"\n")
 		})}
 		go func() { <-ctx.Done(); srv.Close() }()
 		if err = srv.ListenAndServe(); err == http.ErrServerClosed {
@@ -91,6 +108,8 @@ func main() {
 		err = applyNginx(ctx, *dir, *prefix, *listen, *reload)
 	case "churn":
 		err = churn(ctx, *dir, *backend, *n, *prefix, *listen)
+	case "reroute":
+		err = reroute(ctx, *dir, *listen, *backend, *backend2, *n)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -182,5 +201,69 @@ func churn(ctx context.Context, dir, backend string, n int, prefix, listen strin
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return nil
+}
+
+// reroute measures how long a route change takes to apply: n times, it
+// moves the vhost v1.bench.test between backend and backend2 (whose
+// answers differ) through the registry API, timing from the call to the
+// first response from the new backend (GETs in a loop on a keep-alive
+// connection). It prints the median, p99 and maximum, and the median of
+// the API call alone.
+func reroute(ctx context.Context, dir, listen, backend, backend2 string, n int) error {
+	reg := proxy.NewRegistry(dir, nil)
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
+	answer := func() (string, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+listen+"/", nil)
+		req.Host = "v1.bench.test"
+		res, err := cl.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		return string(b), err
+	}
+	// Start from backend, whatever an earlier run left.
+	if _, err := reg.VHost(ctx, proxy.VHostSpec{Host: "v1.bench.test", To: backend, Replace: true}, proxy.ChangeOptions{}); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	var total, call []time.Duration
+	targets := []string{backend2, backend}        // the warm-up moves it to backend2
+	for i := -1; i < n && ctx.Err() == nil; i++ { // i = -1: a warm-up, not counted
+		to := targets[(i+1)%2]
+		before, err := answer()
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if _, err := reg.VHost(ctx, proxy.VHostSpec{Host: "v1.bench.test", To: to, Replace: true}, proxy.ChangeOptions{}); err != nil {
+			return err
+		}
+		api := time.Since(start)
+		for {
+			got, err := answer()
+			if err != nil {
+				return err
+			}
+			if got != before {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				return fmt.Errorf("route change to %s not applied after 10s", to)
+			}
+		}
+		if i >= 0 {
+			total, call = append(total, time.Since(start)), append(call, api)
+		}
+	}
+	pct := func(d []time.Duration, p float64) time.Duration {
+		s := append([]time.Duration(nil), d...)
+		slices.Sort(s)
+		return s[min(len(s)-1, int(p*float64(len(s))))]
+	}
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) }
+	fmt.Printf("%s %s %s %s\n", ms(pct(total, 0.5)), ms(pct(total, 0.99)), ms(pct(total, 1)), ms(pct(call, 0.5)))
 	return nil
 }

@@ -4,6 +4,7 @@ package all
 
 import (
 	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/host"
 	"github.com/tinyfarm/tinyfarm/stdlib/image"
@@ -22,6 +23,7 @@ func Modules() []engine.Module {
 		ssh.Module(),
 		tcz.Module(),
 		persist.Module(),
+		cluster.Module(),
 		template.Module(),
 		proxy.Module(guestResolver),
 		image.Module(),

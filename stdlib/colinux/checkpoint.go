@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
@@ -50,7 +51,7 @@ type CheckpointResult struct {
 
 // ErrBadCheckpoint is wrapped by Restore for a file that is not a
 // complete tinyfarm checkpoint.
-var ErrBadCheckpoint = errors.New("not a tinyfarm checkpoint")
+var ErrBadCheckpoint = errkind.Invalid("not a tinyfarm checkpoint")
 
 // Checkpoint saves the running guest's whole state to file (see Manifest)
 // and lets it run on: suspend, the driver's checkpoint to FILE.vmstate
@@ -272,7 +273,7 @@ func (f *Farm) Restore(ctx context.Context, file string, o RestoreOptions) (*Gue
 		undo()
 		return fail(err)
 	}
-	res, err := f.Define(d, false)
+	res, err := f.Define(d, ChangeOptions{})
 	if err != nil {
 		undo()
 		return fail(err)

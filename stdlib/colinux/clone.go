@@ -2,8 +2,10 @@ package colinux
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -92,6 +95,9 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 		return fail(err)
 	}
 	dir := g.farm.guestDir(o.Name)
+	if err := removeStaleClone(dir); err != nil {
+		return fail(err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(err)
 	}
@@ -114,6 +120,11 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 			return fail(err)
 		}
 		extra = append(extra, p)
+	}
+	// Recorded before the copy starts: a tinyfarm killed before Define
+	// leaves the disks to removeStaleClone, not to the user.
+	if err := fsutil.WriteJSONAtomic(filepath.Join(dir, clonePending), pendingClone{PID: os.Getpid(), Disks: append([]string{disk}, extra...)}, 0o600); err != nil {
+		return fail(err)
 	}
 	cleanup := func() {
 		os.Remove(disk)
@@ -166,10 +177,11 @@ func (g *Guest) Clone(ctx context.Context, o CloneOptions) (res CloneResult, err
 	if _, err := g.farm.Get(o.Name); err == nil { // defined meanwhile by someone else
 		return fail(fmt.Errorf("guest %s: %w", o.Name, ErrExists))
 	}
-	def, err := g.farm.Define(d, false)
+	def, err := g.farm.Define(d, ChangeOptions{})
 	if err != nil {
 		return fail(err)
 	}
+	os.Remove(filepath.Join(dir, clonePending))
 	res.Guest = &Guest{farm: g.farm, Def: def.Def}
 	res.DiskBytes = allocated(disk)
 	for _, x := range extra {
@@ -205,11 +217,15 @@ func (g *Guest) consistent(ctx context.Context, fn func() error) (paused time.Du
 	if st.State != driver.Running && st.State != driver.Suspended {
 		return 0, fn()
 	}
-	unlock, err := lockfile.Lock(filepath.Join(g.farm.guestDir(g.Def.Name), "pause.lock"))
+	unlock, err := lockfile.Lock(g.pauseLock())
 	if err != nil {
 		return 0, err
 	}
 	defer unlock()
+	// A tinyfarm killed while it held the guest paused left it so.
+	if err := g.healPause(ctx, h); err != nil {
+		return 0, err
+	}
 	if st, err = h.Status(ctx); err != nil { // as it is now that we hold the lock
 		return 0, err
 	}
@@ -217,6 +233,19 @@ func (g *Guest) consistent(ctx context.Context, fn func() error) (paused time.Du
 	if !ok {
 		return 0, driver.Unsupported(g.Def.Driver, "a consistent copy of a running guest", g.farm.why(ctx, g.Def.Driver, "suspend", "it cannot be suspended; stop it first"))
 	}
+	rec := pauseRecord{Suspended: st.State == driver.Running}
+	if _, ok := h.(driver.FSFreezer); ok && st.PID > 0 {
+		rec.FrozenPID = st.PID
+	}
+	if err := g.recordPause(rec); err != nil {
+		return 0, err
+	}
+	// Runs last: the record goes once the guest runs again.
+	defer func() {
+		if err == nil {
+			os.Remove(g.pausePath())
+		}
+	}()
 	t0 := time.Now()
 	if st.State == driver.Running {
 		if err := s.Suspend(ctx); err != nil {
@@ -318,4 +347,39 @@ func (f *Farm) besideDisk(disk, name string) (string, error) {
 			return "", err
 		}
 	}
+}
+
+// clonePending names, in a clone's guest dir, the record of a clone in
+// progress (pendingClone), removed once the clone is defined.
+const clonePending = "clone.pending.json"
+
+type pendingClone struct {
+	PID   int      `json:"pid"`
+	Disks []string `json:"disks"` // the disks it is writing
+}
+
+// removeStaleClone removes what a clone into dir that was killed before
+// its definition left: its disks and the dir. A clone in progress (its
+// tinyfarm runs) or a defined guest is left alone.
+func removeStaleClone(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, clonePending))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var p pendingClone
+	if json.Unmarshal(b, &p) == nil && p.PID > 0 && fsutil.Alive(p.PID) && p.PID != os.Getpid() {
+		return fmt.Errorf("a clone by tinyfarm %d is in progress (%s): %w", p.PID, dir, ErrExists)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "guest.json")); err == nil {
+		return os.Remove(filepath.Join(dir, clonePending)) // defined: only the record is stale
+	}
+	for _, d := range p.Disks {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the disk of a killed clone: %w", err)
+		}
+	}
+	return os.RemoveAll(dir)
 }

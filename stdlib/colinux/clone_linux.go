@@ -25,7 +25,7 @@ func editIdentity(ctx context.Context, img, oldHost, newHost string, hk *ssh.Hos
 	}
 	err = image.Edit(ctx, img, func(t target.Target) error {
 		write := func(name string, data []byte, mode fs.FileMode) error {
-			if _, err := target.MkdirAll(ctx, t, path.Dir(name), 0o755, false); err != nil {
+			if _, err := target.MkdirAll(ctx, t, path.Dir(name), 0o755, target.MkdirOptions{}); err != nil {
 				return err
 			}
 			return target.WriteFile(ctx, t, name, data, mode, 0, 0)

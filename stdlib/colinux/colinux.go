@@ -24,17 +24,21 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
-// Errors callers can test with errors.Is.
+// Errors callers can test with errors.Is. ErrNotFound and ErrInvalid are
+// made by errkind, so errors.Is(err, fs.ErrNotExist / fs.ErrInvalid) holds
+// too and the Lua binding reports kinds not_found and invalid.
 var (
-	ErrNotFound   = fmt.Errorf("guest not found: %w", fs.ErrNotExist)
-	ErrInvalid    = fmt.Errorf("invalid guest definition: %w", fs.ErrInvalid)
+	ErrNotFound   = errkind.NotFound("guest not found")
+	ErrInvalid    = errkind.Invalid("invalid guest definition")
 	ErrOvercommit = errors.New("host memory would be overcommitted")
 	ErrExists     = errors.New("guest already exists")
 	ErrSuspended  = errors.New("guest is suspended")
@@ -72,6 +76,17 @@ type Definition struct {
 	// all the same, unless asked to remove it.
 	DiskPlaced bool              `json:"disk_placed,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
+	// DiskRO attaches the disks read-only; only guests that all say so
+	// may name the same disk (see checkConflicts).
+	DiskRO bool `json:"disk_ro,omitempty"`
+	// Autostart: `tinyfarm boot` starts the guest, higher
+	// AutostartPriority first (LXD's boot.autostart.priority); guests of
+	// one priority start together, and the next group waits until they
+	// are ready plus the longest AutostartDelay among them
+	// (boot.autostart.delay).
+	Autostart         bool          `json:"autostart,omitempty"`
+	AutostartPriority int           `json:"autostart_priority,omitempty"`
+	AutostartDelay    time.Duration `json:"autostart_delay,omitempty"`
 }
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
@@ -115,6 +130,12 @@ func (d *Definition) validate(r driver.Runner, names string) error {
 	case "", "user", "none", "bridge":
 	default:
 		return fmt.Errorf("guest %s: net %q: want bridge, user or none: %w", d.Name, d.Net, ErrInvalid)
+	}
+	if d.AutostartDelay < 0 || d.AutostartDelay > time.Hour {
+		return fmt.Errorf("guest %s: autostart_delay %v: want 0 to 1h: %w", d.Name, d.AutostartDelay, ErrInvalid)
+	}
+	if (d.AutostartPriority != 0 || d.AutostartDelay != 0) && !d.Autostart {
+		return fmt.Errorf("guest %s: autostart_priority and autostart_delay order the guests `tinyfarm boot` starts: set autostart = true too: %w", d.Name, ErrInvalid)
 	}
 	for _, f := range d.Forwards {
 		if f.HostPort < 1 || f.HostPort > 65535 || f.GuestPort < 1 || f.GuestPort > 65535 {
@@ -257,12 +278,24 @@ type DefineResult struct {
 	Created bool
 	Diff    string // unified diff of guest.json
 	Def     *Definition
+	// DefineLive only: what was applied to the running guest in place
+	// ("mem 96M -> 192M"), and what differs from what it runs with that
+	// only a restart applies (field names).
+	Live          []string
+	RestartNeeded []string
+}
+
+// ChangeOptions are the options of a change to the farm's state that has
+// no options of its own (Define, SetNetwork, Unshare).
+type ChangeOptions struct {
+	// Check computes the same result and writes nothing (check mode).
+	Check bool
 }
 
 // Define creates or updates a guest definition. Fields tinyfarm assigns
-// (IP, MAC) are kept from an earlier definition, or allocated. With dryRun
-// nothing is written.
-func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
+// (IP, MAC) are kept from an earlier definition, or allocated. With
+// o.Check nothing is written.
+func (f *Farm) Define(d Definition, o ChangeOptions) (DefineResult, error) {
 	if f.netErr != nil {
 		return DefineResult{}, fmt.Errorf("guest %s: %w (fix the file or remove it to use %s %s)", d.Name, f.netErr, DefaultBridge, DefaultSubnet)
 	}
@@ -292,6 +325,11 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 	}
 	if err := f.validate(&d); err != nil {
 		return DefineResult{}, err
+	}
+	if !o.Check { // in check mode image.build has not made the disk yet
+		if err := d.disksExist(); err != nil {
+			return DefineResult{}, err
+		}
 	}
 	unlock, err := f.lock()
 	if err != nil {
@@ -349,7 +387,7 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 	}
 	res := DefineResult{Def: &d, Created: old == nil, Diff: fsutil.Diff("guest "+d.Name, ob, nb)}
 	res.Changed = res.Diff != ""
-	if !res.Changed || dryRun {
+	if !res.Changed || o.Check {
 		return res, nil
 	}
 	if err := os.MkdirAll(f.guestDir(d.Name), 0o700); err != nil {
@@ -361,8 +399,61 @@ func (f *Farm) Define(d Definition, dryRun bool) (DefineResult, error) {
 	return res, nil
 }
 
+// disksExist refuses a definition whose disk images are missing, before
+// anything (an IP) is allocated for it: it could only fail at start.
+func (d *Definition) disksExist() error {
+	for _, p := range d.diskPaths() {
+		if _, err := os.Stat(p); err != nil {
+			why := "does not exist"
+			if !errors.Is(err, fs.ErrNotExist) {
+				why = err.Error()
+			}
+			return fmt.Errorf("guest %s: disk %s %s: build it first (image.build{path = %q, ...}) or fix the path: %w", d.Name, p, why, p, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// diskPaths are the definition's disk images, the main one first.
+func (d *Definition) diskPaths() []string {
+	var out []string
+	if d.Disk != "" {
+		out = append(out, d.Disk)
+	}
+	return append(out, d.Disks...)
+}
+
+// sameDisk reports whether two disk paths are one image: the same path,
+// or (links, bind mounts) the same file.
+func sameDisk(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// sharedDisk is the first disk of d that guest o names too, or "".
+// Guests that both attach their disks read-only (disk_ro) may share.
+func sharedDisk(d, o *Definition) string {
+	if d.DiskRO && o.DiskRO {
+		return ""
+	}
+	for _, a := range d.diskPaths() {
+		for _, b := range o.diskPaths() {
+			if sameDisk(a, b) {
+				return a
+			}
+		}
+	}
+	return ""
+}
+
 // checkConflicts refuses an IP or a forwarded host port that another guest
-// already has.
+// already has, and a disk another guest names: two guests mounting one
+// ext file system read-write corrupt it, and destroy{disk = true} of
+// either would delete the other's disk.
 func (f *Farm) checkConflicts(d *Definition) error {
 	all, err := f.List()
 	if err != nil {
@@ -371,6 +462,10 @@ func (f *Farm) checkConflicts(d *Definition) error {
 	for _, o := range all {
 		if o.Name == d.Name {
 			continue
+		}
+		if p := sharedDisk(d, o); p != "" {
+			return fmt.Errorf("guest %s: disk %s is guest %s's already (one ext file system mounted by two guests gets corrupted): give %s a disk of its own (image.build, or %s:clone{}), or set disk_ro = true on both to share it read-only: %w",
+				d.Name, p, o.Name, d.Name, o.Name, ErrInvalid)
 		}
 		if d.IP != "" && o.IP == d.IP {
 			return fmt.Errorf("guest %s: ip %s is already guest %s's: %w", d.Name, d.IP, o.Name, ErrInvalid)
@@ -513,11 +608,8 @@ func (d *Definition) baseSpec() driver.Spec {
 		Bootcodes: d.Bootcodes, Layout: d.Layout, Core: d.Core, Shares: d.Shares, Accel: d.Accel, UserNS: d.UserNS, NetRaw: d.NetRaw,
 		Net: driver.Net{Mode: d.Net, IP: d.IP, MAC: d.MAC, Forwards: d.Forwards},
 	}
-	if d.Disk != "" {
-		s.Disks = append(s.Disks, driver.Disk{Path: d.Disk})
-	}
-	for _, x := range d.Disks {
-		s.Disks = append(s.Disks, driver.Disk{Path: x})
+	for _, x := range d.diskPaths() {
+		s.Disks = append(s.Disks, driver.Disk{Path: x, ReadOnly: d.DiskRO})
 	}
 	return s
 }

@@ -79,7 +79,7 @@ func TestProvisionOverSSHSurvivesRestart(t *testing.T) {
 	var guests []*colinux.Guest
 	for i, name := range []string{"webone", "webtwo"} {
 		disk, hostKey := sshDisk(t, state)
-		res, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 96 << 20, CPUs: 1, HostKey: hostKey, User: "root"}, false)
+		res, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 96 << 20, CPUs: 1, HostKey: hostKey, User: "root"}, colinux.ChangeOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestOvercommitRefused(t *testing.T) {
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: testBridge,
 		Subnet: "10.77.251.0/24", MemTotal: 256 << 20, Reserve: 64 << 20})
 	disk, hk := sshDisk(t, state)
-	if _, err := farm.Define(colinux.Definition{Name: "big", Driver: "ns", Disk: disk, MemBytes: 512 << 20, HostKey: hk, User: "root"}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "big", Driver: "ns", Disk: disk, MemBytes: 512 << 20, HostKey: hk, User: "root"}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(context.Background(), "big")
@@ -191,44 +191,83 @@ func TestOvercommitRefused(t *testing.T) {
 
 func TestDefineValidatesAndKeepsIdentity(t *testing.T) {
 	farm := colinux.New(t.TempDir(), colinux.Options{})
+	dir := t.TempDir()
+	disk := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	x, y, z := disk("x.img"), disk("y.img"), disk("z.img")
 	for _, d := range []colinux.Definition{
-		{Name: "Bad_Name", Driver: "ns", Disk: "/x", MemBytes: 64 << 20},
-		{Name: "ok", Driver: "vbox", Disk: "/x", MemBytes: 64 << 20},
+		{Name: "Bad_Name", Driver: "ns", Disk: x, MemBytes: 64 << 20},
+		{Name: "ok", Driver: "vbox", Disk: x, MemBytes: 64 << 20},
 		{Name: "ok", Driver: "ns", MemBytes: 64 << 20},
-		{Name: "ok", Driver: "ns", Disk: "/x", MemBytes: 1},
-		{Name: "ok", Driver: "qemu", Disk: "/x", MemBytes: 64 << 20},
-		{Name: "ok", Driver: "qemu", Kernel: "/k", Disk: "/x", MemBytes: 64 << 20, NetRaw: true}, // ns only
+		{Name: "ok", Driver: "ns", Disk: x, MemBytes: 1},
+		{Name: "ok", Driver: "qemu", Disk: x, MemBytes: 64 << 20},
+		{Name: "ok", Driver: "qemu", Kernel: "/k", Disk: x, MemBytes: 64 << 20, NetRaw: true}, // ns only
+		{Name: "ok", Driver: "ns", Disk: x, MemBytes: 64 << 20, AutostartPriority: 3},         // without autostart
+		{Name: "ok", Driver: "ns", Disk: x, MemBytes: 64 << 20, Autostart: true, AutostartDelay: -time.Second},
 	} {
-		if _, err := farm.Define(d, false); !errors.Is(err, colinux.ErrInvalid) {
+		if _, err := farm.Define(d, colinux.ChangeOptions{}); !errors.Is(err, colinux.ErrInvalid) {
 			t.Errorf("Define(%+v) = %v, want ErrInvalid", d, err)
 		}
 	}
 	// A frugal namespace guest cannot boot (its monitor has no frugal
 	// root): refused when defined, as unsupported, not at its first start.
-	_, err := farm.Define(colinux.Definition{Name: "fru", Driver: "ns", Layout: driver.Frugal, Core: "/core.gz", Disk: "/x", MemBytes: 64 << 20}, false)
+	_, err := farm.Define(colinux.Definition{Name: "fru", Driver: "ns", Layout: driver.Frugal, Core: "/core.gz", Disk: x, MemBytes: 64 << 20}, colinux.ChangeOptions{})
 	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "frugal guests") {
 		t.Errorf("frugal ns guest: %v, want unsupported", err)
 	}
-	r1, err := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: "/x", MemBytes: 64 << 20}, false)
-	if err != nil || !r1.Created {
+	// A disk that does not exist is refused before an address is given
+	// out; in check mode (image.build has not made it yet) it is planned.
+	missing := filepath.Join(dir, "nosuch.img")
+	if _, err := farm.Define(colinux.Definition{Name: "m", Driver: "ns", Disk: missing, MemBytes: 64 << 20}, colinux.ChangeOptions{}); !errors.Is(err, colinux.ErrInvalid) || !strings.Contains(err.Error(), missing+" does not exist") {
+		t.Errorf("missing disk: %v", err)
+	}
+	if _, err := farm.Define(colinux.Definition{Name: "m", Driver: "ns", Disk: missing, MemBytes: 64 << 20}, colinux.ChangeOptions{Check: true}); err != nil {
+		t.Errorf("missing disk in check mode: %v", err)
+	}
+	r1, err := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: x, MemBytes: 64 << 20}, colinux.ChangeOptions{})
+	if err != nil || !r1.Created || r1.Def.IP != "10.77.0.2/24" {
 		t.Fatal(r1, err)
 	}
-	r2, _ := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: "/x", MemBytes: 64 << 20}, false)
+	r2, _ := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: x, MemBytes: 64 << 20}, colinux.ChangeOptions{})
 	if r2.Changed || r2.Def.IP != r1.Def.IP || r2.Def.MAC != r1.Def.MAC {
 		t.Errorf("redefining identically: changed=%v ip %s->%s", r2.Changed, r1.Def.IP, r2.Def.IP)
 	}
-	r3, _ := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: "/x", MemBytes: 128 << 20}, true)
+	r3, _ := farm.Define(colinux.Definition{Name: "a", Driver: "ns", Disk: x, MemBytes: 128 << 20}, colinux.ChangeOptions{Check: true})
 	if !r3.Changed || !strings.Contains(r3.Diff, `"mem": 134217728`) {
 		t.Errorf("dry-run change: %+v", r3)
 	}
 	if d, _ := farm.Get("a"); d.MemBytes != 64<<20 {
 		t.Error("dry run wrote the definition")
 	}
-	raw, err := farm.Define(colinux.Definition{Name: "raw", Driver: "ns", Disk: "/x", MemBytes: 64 << 20, NetRaw: true}, false)
+	// One disk, one guest: another guest naming a's disk (also through
+	// a symlink) is refused with both names, unless both share it
+	// read-only.
+	link := filepath.Join(dir, "link.img")
+	os.Symlink(x, link)
+	for _, p := range []string{x, link} {
+		_, err := farm.Define(colinux.Definition{Name: "dup", Driver: "ns", Disk: p, MemBytes: 64 << 20}, colinux.ChangeOptions{})
+		if !errors.Is(err, colinux.ErrInvalid) || !strings.Contains(err.Error(), "guest dup: disk") || !strings.Contains(err.Error(), "guest a's") {
+			t.Errorf("a second guest on %s: %v", p, err)
+		}
+	}
+	if _, err := farm.Get("dup"); err == nil {
+		t.Error("a refused guest was defined")
+	}
+	for _, n := range []string{"ro1", "ro2"} {
+		if _, err := farm.Define(colinux.Definition{Name: n, Driver: "ns", Disk: y, DiskRO: true, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
+			t.Errorf("read-only share %s: %v", n, err)
+		}
+	}
+	raw, err := farm.Define(colinux.Definition{Name: "raw", Driver: "ns", Disk: z, MemBytes: 64 << 20, NetRaw: true}, colinux.ChangeOptions{})
 	if err != nil || !farm.Spec(raw.Def).NetRaw || !strings.Contains(raw.Diff, `"net_raw": true`) {
 		t.Errorf("net_raw guest: %v, spec net_raw %v, diff %s", err, farm.Spec(raw.Def).NetRaw, raw.Diff)
 	}
-	b, _ := farm.Define(colinux.Definition{Name: "b", Driver: "ns", Disk: "/y", MemBytes: 64 << 20}, false)
+	b, _ := farm.Define(colinux.Definition{Name: "b", Driver: "ns", Disk: disk("b.img"), MemBytes: 64 << 20, Autostart: true, AutostartPriority: 2}, colinux.ChangeOptions{})
 	if b.Def.IP == r1.Def.IP {
 		t.Error("two guests got the same IP")
 	}
@@ -309,7 +348,7 @@ func TestQemuGuestOnBridge(t *testing.T) {
 	}
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	res, err := farm.Define(colinux.Definition{Name: "vm7", Driver: "qemu", Net: "bridge", Disk: disk.Path, MemBytes: 192 << 20, CPUs: 1,
-		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}, false)
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}, colinux.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package colinux_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/engine"
@@ -11,6 +13,16 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver/fakedriver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
+
+// emptyDisk is an empty file standing for a disk: the fake driver never
+// reads it, but Define refuses a disk that does not exist.
+func emptyDisk(t *testing.T, name string) string {
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // fakeModule is require("colinux") with the fake driver as its only one.
 func fakeModule() engine.Module {
@@ -33,7 +45,7 @@ func TestLuaFakeCheck(t *testing.T) {
 	state := t.TempDir()
 	ctx := context.Background()
 	farm := colinux.New(state, colinux.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
-	res, err := farm.Define(colinux.Definition{Name: "up", Disk: "/nonexistent/up.img"}, false)
+	res, err := farm.Define(colinux.Definition{Name: "up", Disk: emptyDisk(t, "up.img")}, colinux.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +69,7 @@ func TestLuaFakeCheck(t *testing.T) {
 // platform allow (the ns driver's Defaults).
 func TestGoDefaults(t *testing.T) {
 	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
-	res, err := farm.Define(colinux.Definition{Name: "plain", Disk: "/nonexistent/plain.img"}, false)
+	res, err := farm.Define(colinux.Definition{Name: "plain", Disk: emptyDisk(t, "plain.img")}, colinux.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 	"github.com/tinyfarm/tinyfarm/stdlib/target/cmdtarget"
@@ -78,10 +79,13 @@ func (g *Guest) Start(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("guest %s: start: %w", g.Def.Name, err)
 	}
+	if err := g.checkDiskFree(ctx); err != nil {
+		return false, err
+	}
 	if _, err := r.Start(ctx, g.spec()); err != nil {
 		return false, fmt.Errorf("guest %s: start: %w", g.Def.Name, err)
 	}
-	return true, nil
+	return true, g.writeStarted(g.Def)
 }
 
 func (g *Guest) checkMemory(ctx context.Context) error {
@@ -335,6 +339,19 @@ func (g *Guest) freeze(ctx context.Context, op string, want, from driver.State) 
 	if !ok {
 		return false, fmt.Errorf("guest %s: %w", g.Def.Name, driver.Unsupported(g.Def.Driver, op, ""))
 	}
+	if op == "resume" {
+		// A pause left by a killed tinyfarm includes a frozen file
+		// system, which a plain resume would leave frozen.
+		st, _ := h.Status(ctx)
+		if err := g.healPauseLocked(ctx, h); err != nil {
+			return false, err
+		}
+		if st.State == driver.Suspended {
+			if now, _ := h.Status(ctx); now.State == driver.Running {
+				return true, nil // the heal resumed it
+			}
+		}
+	}
 	st, err := h.Status(ctx)
 	if err != nil {
 		return false, err
@@ -395,19 +412,47 @@ func (g *Guest) destroy(ctx context.Context, removeDisk bool) (moved []string, e
 			}
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return moved, fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
-	}
 	if removeDisk && g.Def.Disk != "" {
 		// The disk and the sidecar image.build keeps beside it (same
-		// name + ".tinyfarm.json"), so a later build starts afresh.
+		// name + ".tinyfarm.json"), so a later build starts afresh. They
+		// go first: a disk that cannot be removed keeps the guest
+		// defined, so it is neither lost track of nor left behind
+		// silently. A disk another guest names (shared read-only) stays.
+		if other := g.farm.otherUser(g.Def); other != "" {
+			return nil, fmt.Errorf("guest %s: destroy disk: guest %s uses it too: destroy with disk = false, or destroy %s first: %w", g.Def.Name, other, other, ErrInvalid)
+		}
 		for _, f := range append([]string{g.Def.Disk, g.Def.Disk + ".tinyfarm.json"}, g.Def.Disks...) {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("guest %s: destroy disk: %w", g.Def.Name, err)
+				return nil, fmt.Errorf("guest %s: destroy disk (the guest stays defined; fix that and destroy it again): %w", g.Def.Name, err)
 			}
 		}
 	}
+	if err := os.RemoveAll(dir); err != nil {
+		return moved, fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
+	}
+	// Its routes go with it: a later guest given its address would
+	// otherwise receive its traffic.
+	if _, err := proxy.NewRegistry(filepath.Join(g.farm.stateDir(), "proxy"), nil).RemoveGuest(ctx, g.Def.Name, proxy.ChangeOptions{}); err != nil {
+		return moved, fmt.Errorf("guest %s: destroy: %w", g.Def.Name, err)
+	}
 	return moved, nil
+}
+
+// otherUser is another guest defined with one of d's disks, or "".
+func (f *Farm) otherUser(d *Definition) string {
+	all, _ := f.List()
+	for _, o := range all {
+		if o.Name != d.Name {
+			for _, a := range d.diskPaths() {
+				for _, b := range o.diskPaths() {
+					if sameDisk(a, b) {
+						return o.Name
+					}
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // stopForDestroy ends a guest that is being destroyed without the clean

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -135,6 +134,10 @@ type guestOpts struct {
 	NetRaw    bool              `lua:"net_raw" doc:"ns: keep CAP_NET_RAW (raw and packet sockets); the farm bridge still filters the guest's frames"`
 	Net       string            `lua:"net" doc:"qemu: user (default) or bridge"`
 	Labels    map[string]string `lua:"labels" doc:"free-form key = value labels kept in the definition"`
+	DiskRO    bool              `lua:"disk_ro" doc:"attach the disks read-only; guests that all set it may share a disk"`
+	Autostart bool              `lua:"autostart" doc:"tinyfarm boot starts this guest (as LXD's boot.autostart)"`
+	Priority  int               `lua:"autostart_priority" doc:"tinyfarm boot starts higher priorities first; one priority is one group, started together"`
+	Delay     time.Duration     `lua:"autostart_delay" doc:"after this guest's group is ready, wait this long before the next group"`
 	Timeout   time.Duration     `lua:"-"`
 }
 
@@ -146,7 +149,8 @@ func (m *luaMod) guest(L *lua.LState) int {
 	lx.Opts(L, 1, "colinux.guest", &o)
 	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
 		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
-		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, NetRaw: o.NetRaw}
+		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, NetRaw: o.NetRaw,
+		DiskRO: o.DiskRO, Autostart: o.Autostart, AutostartPriority: o.Priority, AutostartDelay: o.Delay}
 	switch v := o.Disk.(type) {
 	case nil, *lua.LNilType:
 	case lua.LString:
@@ -194,7 +198,7 @@ func (m *luaMod) guest(L *lua.LState) int {
 			d.Forwards = append(d.Forwards, driver.Forward{Proto: "tcp", HostPort: int(hp), GuestPort: int(gp)})
 		})
 		if bad != nil {
-			lx.Raise(L, lx.WithKind(fmt.Errorf("colinux.guest %s: %w", o.Name, bad), lx.KindInvalid))
+			lx.Raisef(L, "colinux.guest %s: %v", o.Name, bad)
 		}
 		sort.Slice(d.Forwards, func(i, j int) bool { return d.Forwards[i].HostPort < d.Forwards[j].HostPort })
 	} else if o.Forward != nil && o.Forward != lua.LNil {
@@ -204,16 +208,25 @@ func (m *luaMod) guest(L *lua.LState) int {
 	if err := m.releaseDefaults(L, &d); err != nil {
 		lx.Raise(L, fmt.Errorf("colinux.guest %s: %w", d.Name, err))
 	}
-	res, err := m.farm.Define(d, m.env.Check)
-	if err != nil {
-		lx.Raise(L, err)
-	}
+	var res DefineResult
+	m.block(L, func(ctx context.Context) (err error) {
+		res, err = m.farm.DefineLive(ctx, d, ChangeOptions{Check: m.env.Check})
+		return
+	})
 	ch := engine.Change{Module: "colinux", Action: "guest", Subject: "guest:" + d.Name, Status: engine.StatusOK, Diff: res.Diff}
 	if res.Changed {
 		ch.Status = engine.StatusChanged
+		var notes []string
 		if res.Created {
-			ch.Detail = "defined"
+			notes = append(notes, "defined")
 		}
+		if len(res.Live) > 0 {
+			notes = append(notes, "applied live: "+strings.Join(res.Live, ", "))
+		}
+		if len(res.RestartNeeded) > 0 {
+			notes = append(notes, "restart needed: "+strings.Join(res.RestartNeeded, ", "))
+		}
+		ch.Detail = strings.Join(notes, "; ")
 	}
 	m.env.Report(L, ch)
 	L.Push(m.push(L, &Guest{farm: m.farm, Def: res.Def}))
@@ -291,19 +304,34 @@ func (m *luaMod) plan(L *lua.LState) int {
 type networkOpts struct {
 	Bridge string `lua:"bridge" default:"tfbr0"`
 	Subnet string `lua:"subnet" default:"10.77.0.0/24"`
+	Remove bool   `lua:"remove" doc:"take the farm's bridge, its guard chains and port filters off the host (refused while guests run on it)"`
 }
 
-// colinux.network{bridge, subnet} -> {bridge, subnet, changed}: the farm's
-// bridge and subnet, kept in the state dir. Without options it only
-// reports them.
+// colinux.network{bridge, subnet, remove} -> {bridge, subnet, changed}:
+// the farm's bridge and subnet, kept in the state dir. Without options it
+// only reports them; remove = true takes the network off the host.
 func (m *luaMod) network(L *lua.LState) int {
 	var o networkOpts
 	if L.GetTop() > 0 {
 		lx.Opts(L, 1, "colinux.network", &o)
 	}
 	n, changed := m.farm.Network(), false
-	if o != (networkOpts{}) {
-		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, m.env.Check)
+	if o.Remove {
+		if (o.Bridge != "" && o.Bridge != n.Bridge) || (o.Subnet != "" && o.Subnet != n.Subnet) {
+			lx.Raise(L, lx.WithKind(fmt.Errorf("colinux.network: remove: this farm's network is %s %s, not %s %s: leave out bridge and subnet", n.Bridge, n.Subnet, o.Bridge, o.Subnet), lx.KindInvalid))
+		}
+		res, err := m.farm.RemoveNetwork(ChangeOptions{Check: m.env.Check})
+		if err != nil {
+			lx.Raise(L, err)
+		}
+		changed = res.Changed
+		ch := engine.Change{Module: "colinux", Action: "network", Subject: "farm network " + n.Bridge + " " + n.Subnet, Status: engine.StatusOK}
+		if changed {
+			ch.Status, ch.Detail = engine.StatusChanged, "removed"
+		}
+		m.env.Report(L, ch)
+	} else if o != (networkOpts{}) {
+		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, ChangeOptions{Check: m.env.Check})
 		if err != nil {
 			lx.Raise(L, err)
 		}
@@ -395,14 +423,21 @@ func (m *luaMod) restart(L *lua.LState) int {
 	return 0
 }
 
-// g:status() -> {state, reason, pid, ip, driver, isolation, disk, disk_placed}
+// g:status() -> {state, reason, pid, ip, driver, isolation, disk,
+// disk_placed, autostart, restart_needed, oom_kills}
 func (m *luaMod) status(L *lua.LState) int {
 	g := checkGuest(L)
 	var st driver.Status
-	m.block(L, func(ctx context.Context) (err error) { st, err = g.Status(ctx); return })
+	restart := []string{}
+	m.block(L, func(ctx context.Context) (err error) {
+		if st, err = g.Status(ctx); err == nil {
+			restart = append(restart, g.RestartNeeded(ctx)...)
+		}
+		return err
+	})
 	ip, _, _ := strings.Cut(g.Def.IP, "/")
 	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation,
-		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced}))
+		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced, "autostart": g.Def.Autostart, "restart_needed": restart, "oom_kills": st.OOMKills}))
 	return 1
 }
 
@@ -619,11 +654,11 @@ func (m *luaMod) template(L *lua.LState) int {
 func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content []byte, o writeOpts) bool {
 	mode := fs.FileMode(0o644)
 	if o.Mode != "" {
-		n, err := strconv.ParseUint(o.Mode, 8, 32)
-		if err != nil || n > 0o7777 {
-			lx.Raisef(L, "%s %s: invalid mode %q (want octal like \"0644\")", action, path, o.Mode)
+		n, err := lx.ParseMode(o.Mode)
+		if err != nil {
+			lx.Raisef(L, "%s %s: %v", action, path, err)
 		}
-		mode = fs.FileMode(n)
+		mode = n
 	}
 	uid, gid := 0, 0
 	if o.Owner != "" {
@@ -678,5 +713,7 @@ func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 	if err != nil {
 		return err
 	}
-	return m.env.Block(L, func(ctx context.Context) error { return m.farm.ReleaseDefaults(ctx, d, c, m.env.Check) })
+	return m.env.Block(L, func(ctx context.Context) error {
+		return m.farm.ReleaseDefaults(ctx, d, c, ChangeOptions{Check: m.env.Check})
+	})
 }

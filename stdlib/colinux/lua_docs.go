@@ -6,16 +6,16 @@ import "github.com/tinyfarm/tinyfarm/engine"
 // structs the functions decode, so the docs list exactly the keys accepted.
 func docs() []engine.Doc {
 	return []engine.Doc{
-		{Name: "colinux.guest", Call: "colinux.guest{name, disk, disks, mem, cpus, driver, layout, core, kernel, initrd, bootcodes, forward, host_key, ip, accel, net, userns, net_raw, labels}",
-			Summary: "Defines or updates a guest (persisted in the state dir; IP and MAC allocated once and kept)\nand returns it.", Opts: guestOpts{},
+		{Name: "colinux.guest", Call: "colinux.guest{name, disk, disks, mem, cpus, driver, layout, core, kernel, initrd, bootcodes, forward, host_key, ip, accel, net, userns, net_raw, labels, disk_ro, autostart, autostart_priority, autostart_delay}",
+			Summary: "Defines or updates a guest (persisted in the state dir; IP and MAC allocated once and kept)\nand returns it. A disk must exist and be no other guest's (unless all set disk_ro). A running\nguest gets new mem and cpus live; other changes say \"restart needed\"; its disk cannot change.", Opts: guestOpts{},
 			Example: `local g = colinux.guest{ name = "web1", disk = image.build{ path = "web1.img", size = "96M" }, mem = "128M" }`},
 		{Name: "colinux.get", Call: "colinux.get(name)", Summary: "The guest called name, or nil."},
 		{Name: "colinux.list", Call: "colinux.list{limit}", Opts: listOpts{},
 			Summary: "{{name, driver, state, ip, mem}...}; with limit = true only the guests inside --limit."},
 		{Name: "colinux.plan", Call: "colinux.plan{granularity, reserve, guests}", Opts: planOpts{},
 			Summary: "How many guests of granularity fit: {guests, granularity, usable, mem, reserve}."},
-		{Name: "colinux.network", Call: "colinux.network{bridge, subnet}", Opts: networkOpts{},
-			Summary: "The farm's bridge and subnet, kept in the state dir; without options it only reports."},
+		{Name: "colinux.network", Call: "colinux.network{bridge, subnet, remove}", Opts: networkOpts{},
+			Summary: "The farm's bridge and subnet, kept in the state dir; without options it only reports;\nremove = true takes the bridge and its guards off the host."},
 		{Name: "colinux.restore", Call: "colinux.restore(file, {name, timeout})", Opts: restoreOpts{},
 			Summary: "A qemu guest running on from a g:checkpoint file, under its own or a new name."},
 		{Name: "colinux.unify", Call: "colinux.unify{guests, exclude, dry_run}", Opts: unifyOpts{},

@@ -38,7 +38,7 @@ func (m *luaMod) share(L *lua.LState) int {
 	g := checkGuest(L)
 	var o shareOpts
 	lx.Opts(L, 2, "share", &o)
-	res, err := g.Share(m.env.Context(L), ShareOptions{HostPath: o.Host, GuestPath: o.Guest, ReadOnly: o.RO}, m.env.Check)
+	res, err := g.Share(m.env.Context(L), ShareOptions{HostPath: o.Host, GuestPath: o.Guest, ReadOnly: o.RO, Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -50,7 +50,7 @@ func (m *luaMod) share(L *lua.LState) int {
 func (m *luaMod) unshare(L *lua.LState) int {
 	g := checkGuest(L)
 	p := L.CheckString(2)
-	res, err := g.Unshare(m.env.Context(L), p, m.env.Check)
+	res, err := g.Unshare(m.env.Context(L), p, ChangeOptions{Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -101,7 +101,7 @@ func (m *luaMod) restore(L *lua.LState) int {
 	lx.Opts(L, 2, "colinux.restore", &o)
 	mf, _, _, err := m.farm.ReadManifest(file)
 	if err != nil {
-		lx.Raise(L, lx.WithKind(err, lx.KindInvalid))
+		lx.Raise(L, err)
 	}
 	name := o.Name
 	if name == "" {
@@ -203,7 +203,7 @@ func (m *luaMod) unify(L *lua.LState) int {
 	dry := o.DryRun || m.env.Check
 	var res UnifyResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = m.farm.Unify(ctx, UnifyOptions{Guests: names, Exclude: o.Exclude, DryRun: dry})
+		res, err = m.farm.Unify(ctx, UnifyOptions{Guests: names, Exclude: o.Exclude, Check: dry})
 		return
 	})
 	ch := engine.Change{Module: "colinux", Action: "unify", Subject: fmt.Sprintf("%d guests", len(res.Guests)), Status: engine.StatusOK,
@@ -265,7 +265,7 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	}
 	var to remoteOpts
 	if err := lx.DecodeTable(tt, &to); err != nil {
-		lx.Raise(L, lx.WithKind(fmt.Errorf("guest %s: migrate: to: %w", g.Def.Name, err), lx.KindInvalid))
+		lx.Raisef(L, "guest %s: migrate: to: %v", g.Def.Name, err)
 	}
 	r := Remote{Name: to.Name, Address: to.Address, Port: to.Port, User: to.User, Key: to.Key, HostKey: to.HostKey,
 		StateDir: to.StateDir, Binary: to.Binary, Timeout: to.Timeout}

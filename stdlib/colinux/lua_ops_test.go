@@ -13,6 +13,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/host"
 )
 
 // TestLuaOps runs testdata/ops_test.lua. No guest is started (no network):
@@ -48,7 +49,7 @@ func TestLuaListLimit(t *testing.T) {
 // TestLuaNetwork runs testdata/network_test.lua on a fresh state dir.
 func TestLuaNetwork(t *testing.T) {
 	luatest.Run(t, "testdata/network_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers()), host.Module()},
 		StateDir: t.TempDir(),
 	})
 }

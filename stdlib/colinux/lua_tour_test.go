@@ -60,12 +60,12 @@ func TestTour(t *testing.T) {
 	web := filepath.Join(mnt, "web.img")
 	cpNoReflink(t, nsDisk.Path, web)
 	if _, err := farm.Define(colinux.Definition{Name: "web", Driver: "ns", Disk: web, MemBytes: 64 << 20, HostKey: nsDisk.HostKey,
-		User: "root", UserNS: ns.UserNSAvailable()}, false); err != nil {
+		User: "root", UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	vmDisk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	if _, err := farm.Define(colinux.Definition{Name: "vm", Driver: "qemu", Net: "bridge", Disk: vmDisk.Path, MemBytes: 160 << 20, CPUs: 1,
-		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: vmDisk.HostKey, User: "root"}, false); err != nil {
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: vmDisk.HostKey, User: "root"}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	luatest.Run(t, "testdata/tour_test.lua", engine.Options{

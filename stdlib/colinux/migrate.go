@@ -662,7 +662,7 @@ func (f *Farm) Import(ctx context.Context, d Definition, start bool, timeout tim
 	if _, err := f.Get(d.Name); err == nil {
 		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, ErrExists)
 	}
-	res, err := f.Define(d, false)
+	res, err := f.Define(d, ChangeOptions{})
 	if err != nil {
 		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, err)
 	}

@@ -222,7 +222,7 @@ func (f *Farm) Incoming(ctx context.Context, d Definition, stream io.Reader, tim
 	if _, err := f.Get(d.Name); err == nil {
 		return ir, fmt.Errorf("incoming %s: %w", d.Name, ErrExists)
 	}
-	dr, err := f.Define(d, false)
+	dr, err := f.Define(d, ChangeOptions{})
 	if err != nil {
 		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
 	}

@@ -97,7 +97,7 @@ func TestMigrateQemuLive(t *testing.T) {
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	def := colinux.Definition{Name: "live", Driver: "qemu", Disk: disk.Path, MemBytes: 160 << 20, CPUs: 1,
 		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}
-	if _, err := farm.Define(def, false); err != nil {
+	if _, err := farm.Define(def, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "live")
@@ -120,7 +120,7 @@ func TestMigrateQemuLive(t *testing.T) {
 	farDisk := filepath.Join(farState, "disks", "live.img")
 	// Refused before copying: a guest with a share (QEMU will not
 	// migrate a mounted 9p share).
-	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: t.TempDir(), GuestPath: "/mnt/s"}, false); err != nil {
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: t.TempDir(), GuestPath: "/mnt/s"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: true}); !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "share") {
@@ -129,7 +129,7 @@ func TestMigrateQemuLive(t *testing.T) {
 	if _, err := os.Stat(farDisk); err == nil {
 		t.Error("a refused live migration copied the disk there")
 	}
-	if _, err := g.Unshare(ctx, "/mnt/s", false); err != nil {
+	if _, err := g.Unshare(ctx, "/mnt/s", colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Failing after the copy (the far side gives the state no time to
@@ -201,7 +201,7 @@ func TestMigrateQemuLive(t *testing.T) {
 	if err := fg.Destroy(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := farm.Define(def, false); err != nil {
+	if _, err := farm.Define(def, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ = farm.Guest(ctx, "live")

@@ -158,7 +158,7 @@ func TestMigrateNetns(t *testing.T) {
 	t.Cleanup(func() { ns.DeleteBridge(unifyBridge) })
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: unifyBridge, Subnet: unifySubnet})
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, HostKey: disk.HostKey, User: "root"}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, HostKey: disk.HostKey, User: "root"}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "mover")
@@ -238,7 +238,7 @@ func TestMigrateNetns(t *testing.T) {
 	}
 	// A stopped guest: the far key goes into its disk before the copy.
 	cold := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	if _, err := farm.Define(colinux.Definition{Name: "cold", Driver: "ns", Disk: cold.Path, MemBytes: 64 << 20, HostKey: cold.HostKey, User: "root"}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "cold", Driver: "ns", Disk: cold.Path, MemBytes: 64 << 20, HostKey: cold.HostKey, User: "root"}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cg, _ := farm.Guest(ctx, "cold")
@@ -246,7 +246,7 @@ func TestMigrateNetns(t *testing.T) {
 	// anything is copied.
 	gone := filepath.Join(t.TempDir(), "gone")
 	os.Mkdir(gone, 0o755)
-	if _, err := cg.Share(ctx, colinux.ShareOptions{HostPath: gone, GuestPath: "/mnt/gone"}, false); err != nil {
+	if _, err := cg.Share(ctx, colinux.ShareOptions{HostPath: gone, GuestPath: "/mnt/gone"}); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(gone)
@@ -256,7 +256,7 @@ func TestMigrateNetns(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(farState, "disks", "cold.img")); err == nil {
 		t.Error("a refused migration copied the disk")
 	}
-	if _, err := cg.Unshare(ctx, "/mnt/gone", false); err != nil {
+	if _, err := cg.Unshare(ctx, "/mnt/gone", colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cg.Migrate(ctx, remote, colinux.MigrateOptions{}); err != nil {
@@ -280,7 +280,7 @@ func TestMigrateNetns(t *testing.T) {
 		t.Errorf("the source farm's key is still in the moved disk's authorized_keys:\n%s", keys)
 	}
 	// Migrating onto a name that exists there: refused before anything.
-	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g2, _ := farm.Guest(ctx, "mover")
@@ -315,7 +315,7 @@ func TestMigrateThroughput(t *testing.T) {
 	disk := guesttest.BuildDisk(t, guesttest.Options{Extensions: []string{"dropbear"}, Size: "256M"})
 	// Fill some of it with incompressible data, as a used disk would be.
 	run(t, "sh", "-c", "dd if=/dev/urandom of="+disk.Path+" bs=1M seek=100 count=64 conv=notrunc 2>/dev/null")
-	if _, err := farm.Define(colinux.Definition{Name: "cold", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "cold", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "cold")

@@ -33,7 +33,7 @@ func TestNetAttacksFromQemuGuestOnBridge(t *testing.T) {
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state,
 		Bootlocal: "mkdir -p /opt/www; echo VICTIM-PAGE > /opt/www/index.html; httpd -p 80 -h /opt/www"})
 	res, err := farm.Define(colinux.Definition{Name: "secvictim", Driver: "ns", Net: "bridge", Disk: disk.Path,
-		HostKey: disk.HostKey, User: "root", MemBytes: 64 << 20}, false)
+		HostKey: disk.HostKey, User: "root", MemBytes: 64 << 20}, colinux.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

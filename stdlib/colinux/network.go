@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
@@ -91,7 +92,7 @@ func (f *Farm) Network() Network { return Network{Bridge: f.opts.Bridge, Subnet:
 // (their addresses come from it); a subnet that overlaps an address the
 // host already has on another interface (another farm, the LAN) is
 // refused, or guests would be unreachable or shadow it.
-func (f *Farm) SetNetwork(n Network, dryRun bool) (NetworkResult, error) {
+func (f *Farm) SetNetwork(n Network, o ChangeOptions) (NetworkResult, error) {
 	fail := func(err error) (NetworkResult, error) {
 		return NetworkResult{}, fmt.Errorf("farm network %s %s: %w", n.Bridge, n.Subnet, err)
 	}
@@ -139,7 +140,7 @@ func (f *Farm) SetNetwork(n Network, dryRun bool) (NetworkResult, error) {
 			return fail(err)
 		}
 	}
-	if dryRun {
+	if o.Check {
 		return res, nil
 	}
 	if err := fsutil.WriteFileAtomic(path, b, 0o644); err != nil {
@@ -174,4 +175,24 @@ func subnetFree(n Network) error {
 		}
 	}
 	return nil
+}
+
+// RemoveNetwork takes the farm's network off the host: its bridge, the
+// host's guard chains for it and its port filters (network.json stays, so
+// the farm keeps its bridge name and subnet for the next guest it
+// starts). Refused while guests run on the bridge; nothing to remove
+// reports no change.
+func (f *Farm) RemoveNetwork(o ChangeOptions) (NetworkResult, error) {
+	n := f.Network()
+	res := NetworkResult{Network: n}
+	if o.Check {
+		res.Changed = farmnet.LinkExists(n.Bridge)
+		return res, nil
+	}
+	changed, err := farmnet.RemoveFarmBridge(n.Bridge, f.dir)
+	if err != nil {
+		return res, fmt.Errorf("farm network %s %s: remove: %w", n.Bridge, n.Subnet, err)
+	}
+	res.Changed = changed
+	return res, nil
 }

@@ -31,25 +31,25 @@ func TestFarmNetwork(t *testing.T) {
 		{Bridge: "0tf", Subnet: "10.77.9.0/24"},    // not an interface name
 		{Bridge: "tf0;rm", Subnet: "10.77.9.0/24"}, // nor this
 	} {
-		if _, err := farm.SetNetwork(bad, false); !errors.Is(err, colinux.ErrInvalid) {
+		if _, err := farm.SetNetwork(bad, colinux.ChangeOptions{}); !errors.Is(err, colinux.ErrInvalid) {
 			t.Errorf("SetNetwork(%+v): %v, want invalid", bad, err)
 		}
 	}
-	if _, err := farm.SetNetwork(colinux.Network{Bridge: "tf0", Subnet: "fd00:77::/64"}, false); err == nil || !strings.Contains(err.Error(), "IPv6 farm networks are not supported") {
+	if _, err := farm.SetNetwork(colinux.Network{Bridge: "tf0", Subnet: "fd00:77::/64"}, colinux.ChangeOptions{}); err == nil || !strings.Contains(err.Error(), "IPv6 farm networks are not supported") {
 		t.Errorf("an IPv6 prefix: %v, want a clear refusal", err)
 	}
 	want := colinux.Network{Bridge: "tfnet9", Subnet: "10.77.209.0/24"}
-	res, err := farm.SetNetwork(want, true)
+	res, err := farm.SetNetwork(want, colinux.ChangeOptions{Check: true})
 	if err != nil || !res.Changed || !strings.Contains(res.Diff, "10.77.209.0/24") {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
 	if _, err := os.Stat(filepath.Join(state, "network.json")); !errors.Is(err, os.ErrNotExist) || farm.Network() == want {
 		t.Fatalf("a dry run changed the farm: %v %+v", err, farm.Network())
 	}
-	if res, err = farm.SetNetwork(want, false); err != nil || !res.Changed {
+	if res, err = farm.SetNetwork(want, colinux.ChangeOptions{}); err != nil || !res.Changed {
 		t.Fatalf("set: %+v %v", res, err)
 	}
-	if res, err = farm.SetNetwork(want, false); err != nil || res.Changed {
+	if res, err = farm.SetNetwork(want, colinux.ChangeOptions{}); err != nil || res.Changed {
 		t.Errorf("set again: %+v %v, want unchanged", res, err)
 	}
 	// Another process opening the state dir gets the same network, and
@@ -58,11 +58,12 @@ func TestFarmNetwork(t *testing.T) {
 	if other.Network() != want || other.Gateway() != "10.77.209.1" {
 		t.Fatalf("reopened: %+v gateway %s", other.Network(), other.Gateway())
 	}
-	d, err := other.Define(colinux.Definition{Name: "web1", Driver: "ns", Disk: filepath.Join(state, "none.img"), MemBytes: 64 << 20}, false)
+	os.WriteFile(filepath.Join(state, "none.img"), nil, 0o644)
+	d, err := other.Define(colinux.Definition{Name: "web1", Driver: "ns", Disk: filepath.Join(state, "none.img"), MemBytes: 64 << 20}, colinux.ChangeOptions{})
 	if err != nil || d.Def.IP != "10.77.209.2/24" {
 		t.Fatalf("define: %+v %v", d.Def, err)
 	}
-	if _, err := other.SetNetwork(colinux.Network{Bridge: "tfnet9", Subnet: "10.77.210.0/24"}, false); !errors.Is(err, colinux.ErrExists) || !strings.Contains(err.Error(), "web1") {
+	if _, err := other.SetNetwork(colinux.Network{Bridge: "tfnet9", Subnet: "10.77.210.0/24"}, colinux.ChangeOptions{}); !errors.Is(err, colinux.ErrExists) || !strings.Contains(err.Error(), "web1") {
 		t.Errorf("change under a defined guest: %v", err)
 	}
 	if colinux.New(state, colinux.Options{}).Network() != want {
@@ -70,7 +71,7 @@ func TestFarmNetwork(t *testing.T) {
 	}
 	// A broken network.json stops definitions with a clear error.
 	os.WriteFile(filepath.Join(state, "network.json"), []byte(`{"bridge": "tfnet9", "subnet": "nonsense"}`), 0o644)
-	if _, err := colinux.New(state, colinux.Options{}).Define(colinux.Definition{Name: "web2", Driver: "ns", Disk: "/x.img"}, false); err == nil || !strings.Contains(err.Error(), "network.json") {
+	if _, err := colinux.New(state, colinux.Options{}).Define(colinux.Definition{Name: "web2", Driver: "ns", Disk: "/x.img"}, colinux.ChangeOptions{}); err == nil || !strings.Contains(err.Error(), "network.json") {
 		t.Errorf("define with a broken network.json: %v", err)
 	}
 }
@@ -86,14 +87,14 @@ func TestFarmNetworkOverlap(t *testing.T) {
 	}
 	t.Cleanup(func() { farmnet.DeleteBridge(br) })
 	farm := colinux.New(t.TempDir(), colinux.Options{})
-	_, err := farm.SetNetwork(colinux.Network{Bridge: "tfnet8", Subnet: "10.77.214.0/24"}, false)
+	_, err := farm.SetNetwork(colinux.Network{Bridge: "tfnet8", Subnet: "10.77.214.0/24"}, colinux.ChangeOptions{})
 	if !errors.Is(err, colinux.ErrExists) || !strings.Contains(err.Error(), br) {
 		t.Errorf("subnet of another bridge: %v", err)
 	}
-	if _, err := farm.SetNetwork(colinux.Network{Bridge: "tfnet8", Subnet: "10.77.0.0/16"}, false); !errors.Is(err, colinux.ErrExists) {
+	if _, err := farm.SetNetwork(colinux.Network{Bridge: "tfnet8", Subnet: "10.77.0.0/16"}, colinux.ChangeOptions{}); !errors.Is(err, colinux.ErrExists) {
 		t.Errorf("subnet containing another bridge's: %v", err)
 	}
-	if _, err := farm.SetNetwork(colinux.Network{Bridge: br, Subnet: "10.77.214.0/24"}, false); err != nil {
+	if _, err := farm.SetNetwork(colinux.Network{Bridge: br, Subnet: "10.77.214.0/24"}, colinux.ChangeOptions{}); err != nil {
 		t.Errorf("the farm's own bridge: %v", err)
 	}
 }

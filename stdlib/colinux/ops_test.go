@@ -84,7 +84,7 @@ func testShareNS(t *testing.T, def colinux.Definition) {
 	ctx := context.Background()
 	state := t.TempDir()
 	farm := opsFarm(t, state)
-	if _, err := farm.Define(def, false); err != nil {
+	if _, err := farm.Define(def, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "sharer")
@@ -94,17 +94,17 @@ func testShareNS(t *testing.T, def colinux.Definition) {
 	os.WriteFile(filepath.Join(ro, "tc.txt"), []byte("tc's\n"), 0o644)
 	os.Chown(filepath.Join(ro, "tc.txt"), 1001, 50)
 	os.Chmod(rw, 0o777)
-	r1, err := g.Share(ctx, colinux.ShareOptions{HostPath: ro, GuestPath: "/mnt/ro", ReadOnly: true}, false)
+	r1, err := g.Share(ctx, colinux.ShareOptions{HostPath: ro, GuestPath: "/mnt/ro", ReadOnly: true})
 	if err != nil || !r1.Changed || r1.Pending {
 		t.Fatalf("share ro: %+v %v", r1, err)
 	}
-	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: rw, GuestPath: "/mnt/rw"}, false); err != nil {
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: rw, GuestPath: "/mnt/rw"}); err != nil {
 		t.Fatal(err)
 	}
-	if again, err := g.Share(ctx, colinux.ShareOptions{HostPath: ro, GuestPath: "/mnt/ro", ReadOnly: true}, false); err != nil || again.Changed {
+	if again, err := g.Share(ctx, colinux.ShareOptions{HostPath: ro, GuestPath: "/mnt/ro", ReadOnly: true}); err != nil || again.Changed {
 		t.Errorf("the same share again: %+v %v, want unchanged", again, err)
 	}
-	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: "relative", GuestPath: "/x"}, false); !errors.Is(err, colinux.ErrInvalid) {
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: "relative", GuestPath: "/x"}); !errors.Is(err, colinux.ErrInvalid) {
 		t.Errorf("relative host path: %v", err)
 	}
 	for boot := 1; boot <= 2; boot++ {
@@ -140,7 +140,7 @@ func testShareNS(t *testing.T, def colinux.Definition) {
 		if boot == 1 {
 			// A share added to a running guest is recorded, pending.
 			extra := t.TempDir()
-			r, err := g.Share(ctx, colinux.ShareOptions{HostPath: extra, GuestPath: "/mnt/extra"}, false)
+			r, err := g.Share(ctx, colinux.ShareOptions{HostPath: extra, GuestPath: "/mnt/extra"})
 			if err != nil || !r.Changed || !r.Pending || !strings.Contains(r.Detail, "next start") {
 				t.Errorf("share into a running guest: %+v %v", r, err)
 			}
@@ -168,7 +168,7 @@ func testShareNS(t *testing.T, def colinux.Definition) {
 	if len(d.Shares) != 3 {
 		t.Errorf("definition shares: %+v", d.Shares)
 	}
-	if _, err := g.Unshare(ctx, "/mnt/extra", false); err != nil {
+	if _, err := g.Unshare(ctx, "/mnt/extra", colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := farm.Get("sharer"); len(d.Shares) != 2 {
@@ -181,7 +181,7 @@ func testShareNS(t *testing.T, def colinux.Definition) {
 	}
 	gone := filepath.Join(t.TempDir(), "gone")
 	os.Mkdir(gone, 0o755)
-	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: gone, GuestPath: "/mnt/gone"}, false); err != nil {
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: gone, GuestPath: "/mnt/gone"}); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(gone)
@@ -206,7 +206,7 @@ func TestCloneRunningNS(t *testing.T) {
 	state := t.TempDir()
 	farm := opsFarm(t, state)
 	disk, hk := sshDisk(t, state)
-	if _, err := farm.Define(colinux.Definition{Name: "origin", Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hk, User: "root"}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "origin", Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hk, User: "root"}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	src, _ := farm.Guest(ctx, "origin")
@@ -434,7 +434,7 @@ func TestCloneDiskBesideAndKept(t *testing.T) {
 	built := guesttest.BuildDisk(t, guesttest.Options{})
 	disk := filepath.Join(mnt, "origin.img")
 	cpNoReflink(t, built.Path, disk)
-	if _, err := farm.Define(colinux.Definition{Name: "origin", Driver: "ns", Disk: disk, MemBytes: 64 << 20}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "origin", Driver: "ns", Disk: disk, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	src, _ := farm.Guest(ctx, "origin")
@@ -458,7 +458,7 @@ func TestCloneDiskBesideAndKept(t *testing.T) {
 	old := filepath.Join(state, "guests", "legacy", "disk.img")
 	os.MkdirAll(filepath.Dir(old), 0o700)
 	cpNoReflink(t, built.Path, old)
-	if _, err := farm.Define(colinux.Definition{Name: "legacy", Driver: "ns", Disk: old, MemBytes: 64 << 20}, false); err != nil {
+	if _, err := farm.Define(colinux.Definition{Name: "legacy", Driver: "ns", Disk: old, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	lg, _ := farm.Guest(ctx, "legacy")

@@ -31,9 +31,9 @@ func (f *Farm) NeedsRelease(d *Definition) bool {
 // Core's own frugal boot (a bzImage has no PVH entry, so qemu boots it on
 // the pc machine, not microvm). A driver that brings its own kernel
 // (coLinux's vmlinux) gets only the core as its initrd. Scatter guests
-// name their kernel themselves. With check nothing is downloaded: a file
+// name their kernel themselves. With o.Check nothing is downloaded: a file
 // not cached yet is named where it will be.
-func (f *Farm) ReleaseDefaults(ctx context.Context, d *Definition, c *tcz.Client, check bool) error {
+func (f *Farm) ReleaseDefaults(ctx context.Context, d *Definition, c *tcz.Client, o ChangeOptions) error {
 	_, needKernel, needInitrd := f.releaseNeeds(d)
 	if !f.NeedsRelease(d) {
 		return nil
@@ -43,7 +43,7 @@ func (f *Farm) ReleaseDefaults(ctx context.Context, d *Definition, c *tcz.Client
 		return err
 	}
 	fetch := func(name string) (string, error) {
-		p, _, err := c.FetchRelease(ctx, name, check)
+		p, _, err := c.FetchRelease(ctx, name, tcz.FetchOptions{Check: o.Check})
 		if err != nil {
 			return "", err
 		}

@@ -31,7 +31,7 @@ func TestReleaseDefaults(t *testing.T) {
 			t.Fatalf("NeedsRelease: scatter %v, frugal qemu %v, frugal colinux %v", farm.NeedsRelease(&s), farm.NeedsRelease(&q), farm.NeedsRelease(&co))
 		}
 		for _, d := range []*colinux.Definition{&q, &co} {
-			if err := farm.ReleaseDefaults(context.Background(), d, c, check); err != nil {
+			if err := farm.ReleaseDefaults(context.Background(), d, c, colinux.ChangeOptions{Check: check}); err != nil {
 				t.Fatalf("check %v: %s: %v", check, d.Name, err)
 			}
 		}

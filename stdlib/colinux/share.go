@@ -17,6 +17,8 @@ type ShareOptions struct {
 	HostPath  string // absolute host directory
 	GuestPath string // absolute path inside the guest
 	ReadOnly  bool
+	// Check computes the same result and writes nothing (check mode).
+	Check bool
 }
 
 // ShareResult says what Share did or would do.
@@ -51,7 +53,7 @@ type ShareResult struct {
 // grafting a mount into a running namespace guest from a multi-threaded
 // Go process, past the guest's seccomp profile, is not done, and QEMU's
 // 9p devices are fixed when it starts.
-func (g *Guest) Share(ctx context.Context, o ShareOptions, dryRun bool) (ShareResult, error) {
+func (g *Guest) Share(ctx context.Context, o ShareOptions) (ShareResult, error) {
 	fail := func(err error) (ShareResult, error) {
 		return ShareResult{}, fmt.Errorf("guest %s: share %s: %w", g.Def.Name, o.GuestPath, err)
 	}
@@ -91,7 +93,7 @@ func (g *Guest) Share(ctx context.Context, o ShareOptions, dryRun bool) (ShareRe
 		d.Shares = append(d.Shares, driver.Share{Tag: freeShareTag(d.Shares)})
 	}
 	d.Shares[i].HostPath, d.Shares[i].GuestPath, d.Shares[i].ReadOnly = o.HostPath, o.GuestPath, o.ReadOnly
-	return g.redefineShares(ctx, d, dryRun, fail)
+	return g.redefineShares(ctx, d, ChangeOptions{Check: o.Check}, fail)
 }
 
 // systemDirs are the guest directories a share may not cover: Tiny
@@ -105,7 +107,7 @@ var systemDirs = map[string]bool{
 
 // Unshare removes the share of guestPath from the definition (effective
 // at the next start). Removing a share that is not there changes nothing.
-func (g *Guest) Unshare(ctx context.Context, guestPath string, dryRun bool) (ShareResult, error) {
+func (g *Guest) Unshare(ctx context.Context, guestPath string, o ChangeOptions) (ShareResult, error) {
 	fail := func(err error) (ShareResult, error) {
 		return ShareResult{}, fmt.Errorf("guest %s: unshare %s: %w", g.Def.Name, guestPath, err)
 	}
@@ -116,11 +118,11 @@ func (g *Guest) Unshare(ctx context.Context, guestPath string, dryRun bool) (Sha
 			d.Shares = append(d.Shares, s)
 		}
 	}
-	return g.redefineShares(ctx, d, dryRun, fail)
+	return g.redefineShares(ctx, d, o, fail)
 }
 
-func (g *Guest) redefineShares(ctx context.Context, d Definition, dryRun bool, fail func(error) (ShareResult, error)) (ShareResult, error) {
-	res, err := g.farm.Define(d, dryRun)
+func (g *Guest) redefineShares(ctx context.Context, d Definition, o ChangeOptions, fail func(error) (ShareResult, error)) (ShareResult, error) {
+	res, err := g.farm.Define(d, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -132,7 +134,7 @@ func (g *Guest) redefineShares(ctx context.Context, d Definition, dryRun bool, f
 		out.Pending = true
 		out.Detail += "; the guest is running: takes effect at its next start"
 	}
-	if !dryRun {
+	if !o.Check {
 		g.Def = res.Def
 	}
 	return out, nil

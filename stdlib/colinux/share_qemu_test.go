@@ -42,7 +42,7 @@ func TestShareQemu(t *testing.T) {
 	g, boot := guesttest.QemuGuestWith(t, farm, state, colinux.Definition{Name: "sharevm", MemBytes: 160 << 20},
 		guesttest.QemuOptions{BeforeStart: func(g *colinux.Guest) {
 			for _, o := range []colinux.ShareOptions{{HostPath: rw, GuestPath: rwPath}, {HostPath: ro, GuestPath: roPath, ReadOnly: true}} {
-				r, err := g.Share(ctx, o, false)
+				r, err := g.Share(ctx, o)
 				if err != nil || !r.Changed || r.Pending || !strings.Contains(r.Detail, "mounted in the guest") {
 					t.Fatalf("share %s: %+v %v", o.GuestPath, r, err)
 				}
@@ -156,7 +156,7 @@ func TestShareQemu(t *testing.T) {
 
 	// WaitReady again mounts nothing twice; a share added while the guest
 	// runs is pending (QEMU has no device for it yet) and not an error.
-	if r, err := g.Share(ctx, colinux.ShareOptions{HostPath: extra, GuestPath: "/mnt/extra", ReadOnly: true}, false); err != nil || !r.Pending {
+	if r, err := g.Share(ctx, colinux.ShareOptions{HostPath: extra, GuestPath: "/mnt/extra", ReadOnly: true}); err != nil || !r.Pending {
 		t.Fatalf("share into the running guest: %+v %v", r, err)
 	}
 	if err := g.WaitReady(ctx, 30*time.Second); err != nil {

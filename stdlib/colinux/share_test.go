@@ -22,17 +22,19 @@ func TestShareRendersConf(t *testing.T) {
 	kernel := filepath.Join(t.TempDir(), "vmlinux")
 	os.WriteFile(kernel, append([]byte("\x7fELF"), make([]byte, 60)...), 0o644)
 	for _, drv := range []string{"colinux", "qemu"} {
+		disk := filepath.Join(t.TempDir(), "disk.img")
+		os.WriteFile(disk, nil, 0o644)
 		k := "/srv/tf/vmlinux"
 		if drv == "qemu" {
 			k = kernel
 		}
-		if _, err := farm.Define(colinux.Definition{Name: "r-" + drv, Driver: drv, Disk: "/srv/tf/disk.img", Kernel: k,
-			MemBytes: 64 << 20, Forwards: nil}, false); err != nil {
+		if _, err := farm.Define(colinux.Definition{Name: "r-" + drv, Driver: drv, Disk: disk, Kernel: k,
+			MemBytes: 64 << 20, Forwards: nil}, colinux.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		g, _ := farm.Guest(ctx, "r-"+drv)
 		for _, s := range []colinux.ShareOptions{{HostPath: host1, GuestPath: "/mnt/src", ReadOnly: true}, {HostPath: host2, GuestPath: "/mnt/data"}} {
-			if _, err := g.Share(ctx, s, false); err != nil {
+			if _, err := g.Share(ctx, s); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -61,13 +63,15 @@ func TestShareRendersConf(t *testing.T) {
 func TestShareRefusesSystemDirs(t *testing.T) {
 	ctx := context.Background()
 	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
-	if _, err := farm.Define(colinux.Definition{Name: "sys", Driver: "ns", Disk: "/srv/tf/disk.img", MemBytes: 64 << 20}, false); err != nil {
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	os.WriteFile(disk, nil, 0o644)
+	if _, err := farm.Define(colinux.Definition{Name: "sys", Driver: "ns", Disk: disk, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	g, _ := farm.Guest(ctx, "sys")
 	host := t.TempDir()
 	for _, p := range []string{"/etc", "/mnt/../etc", "/etc/", "//usr", "/bin", "/lib", "/sbin", "/dev", "/proc", "/sys", "/dev/shm", "/usr/bin"} {
-		_, err := g.Share(ctx, colinux.ShareOptions{HostPath: host, GuestPath: p}, false)
+		_, err := g.Share(ctx, colinux.ShareOptions{HostPath: host, GuestPath: p})
 		if !errors.Is(err, colinux.ErrInvalid) {
 			t.Errorf("share over %s: %v, want refused as invalid", p, err)
 		}
@@ -75,7 +79,7 @@ func TestShareRefusesSystemDirs(t *testing.T) {
 	if d, _ := farm.Get("sys"); len(d.Shares) != 0 {
 		t.Errorf("refused shares defined: %+v", d.Shares)
 	}
-	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: host, GuestPath: "/etc/myapp"}, false); err != nil {
+	if _, err := g.Share(ctx, colinux.ShareOptions{HostPath: host, GuestPath: "/etc/myapp"}); err != nil {
 		t.Errorf("share below /etc: %v", err)
 	}
 }

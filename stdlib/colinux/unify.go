@@ -16,8 +16,9 @@ type UnifyOptions struct {
 	// pattern on the whole path ("usr/local/lib/*.so*"). They add to
 	// DefaultUnifyExclude().
 	Exclude []string
-	// DryRun finds and measures what would be shared and changes nothing.
-	DryRun bool
+	// Check finds and measures what would be shared and changes nothing
+	// (check mode; the Lua option is dry_run).
+	Check bool
 }
 
 // DefaultUnifyExclude are the configuration and data paths unify never
@@ -52,7 +53,7 @@ type UnifyResult struct {
 	// AlreadyShared is Shareable storage that was shared before this run.
 	AlreadyShared int64 `lua:"already_shared"`
 	// BytesShared is storage this run newly shared: ranges of one image
-	// now pointing at the same host blocks as the other's (with DryRun or
+	// now pointing at the same host blocks as the other's (with Check or
 	// where unsupported: what it would share).
 	BytesShared int64 `lua:"bytes_shared"`
 	// BytesFreed is what the host file system gained, as df sees it: its
@@ -63,7 +64,7 @@ type UnifyResult struct {
 	// MiB, so sharing a file inside one frees nothing until all of that
 	// extent is shared), and can be a little negative (the new references
 	// take metadata). Other writers on that file system during the run
-	// show in it too. 0 with DryRun or where unsupported.
+	// show in it too. 0 with Check or where unsupported.
 	BytesFreed int64 `lua:"bytes_freed"`
 	// Differed is storage the kernel refused to share because its bytes
 	// were not identical after all (a file changed meanwhile).
@@ -72,8 +73,8 @@ type UnifyResult struct {
 	Filesystem string `lua:"filesystem"`
 	// Supported is false when that filesystem cannot share extents.
 	Supported bool `lua:"supported"`
-	// DryRun is true when nothing was changed on purpose.
-	DryRun bool `lua:"dry_run"`
+	// Check is true when nothing was changed on purpose (check mode).
+	Check bool `lua:"dry_run"`
 }
 
 // unifyExcluded reports whether the guest path p (relative, slash
@@ -183,7 +184,7 @@ func alignedRanges(src, dst []extent, size, bs int64) (out []blockRange, unalign
 //     (btrfs, or xfs made with reflink=1). On ext4 (FIDEDUPERANGE:
 //     "operation not supported") and others Unify measures what it could
 //     save and returns an error of kind unsupported naming the remedy;
-//     with DryRun it returns the measurement and Supported=false.
+//     with Check it returns the measurement and Supported=false.
 //   - Only whole host blocks (4 KiB) whose positions in the two images
 //     line up can be shared. A guest filesystem with 1 KiB blocks (mkfs's
 //     default below 512 MiB) places a file at any 1 KiB offset, so a copy
@@ -197,7 +198,7 @@ func alignedRanges(src, dst []extent, size, bs int64) (out []blockRange, unalign
 // A second run finds everything shared already (AlreadyShared) and saves
 // nothing more.
 func (f *Farm) Unify(ctx context.Context, o UnifyOptions) (UnifyResult, error) {
-	res := UnifyResult{Skipped: map[string]string{}, DryRun: o.DryRun}
+	res := UnifyResult{Skipped: map[string]string{}, Check: o.Check}
 	fail := func(err error) (UnifyResult, error) { return res, fmt.Errorf("unify: %w", err) }
 	names := o.Guests
 	if len(names) == 0 {

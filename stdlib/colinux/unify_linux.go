@@ -133,7 +133,7 @@ func unifyDisks(ctx context.Context, disks []unifyDisk, exclude []string, res *U
 		}
 		return int64(st.Blocks-st.Bfree) * st.Bsize, nil
 	}
-	measure := !res.DryRun && res.Supported
+	measure := !res.Check && res.Supported
 	var usedBefore int64
 	if measure {
 		var err error
@@ -160,7 +160,7 @@ func unifyDisks(ctx context.Context, disks []unifyDisk, exclude []string, res *U
 					res.AlreadyShared += r.length
 					continue
 				}
-				if res.DryRun || !res.Supported || unsupported != nil {
+				if res.Check || !res.Supported || unsupported != nil {
 					res.BytesShared += r.length
 					continue
 				}
@@ -187,7 +187,7 @@ func unifyDisks(ctx context.Context, disks []unifyDisk, exclude []string, res *U
 		}
 		res.BytesFreed = usedBefore - after
 	}
-	if !res.Supported && !res.DryRun {
+	if !res.Supported && !res.Check {
 		why := fmt.Sprintf("could save %s of %s identical in %d files, but %s cannot share extents between files (put the disks on btrfs, or xfs with reflink=1)",
 			HumanSize(res.BytesShared), HumanSize(res.Identical), res.Files, res.Filesystem)
 		if unsupported != nil {

@@ -125,7 +125,7 @@ func TestUnifyBtrfs(t *testing.T) {
 		disk := filepath.Join(mnt, name+".img")
 		cpNoReflink(t, d.Path, disk)
 		disks = append(disks, disk)
-		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20}, false); err != nil {
+		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		g, _ := farm.Guest(ctx, name)
@@ -137,7 +137,7 @@ func TestUnifyBtrfs(t *testing.T) {
 	}
 	t.Logf("before:\n%s", used())
 
-	dry, err := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}, DryRun: true})
+	dry, err := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}, Check: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestUnifyBtrfs(t *testing.T) {
 	if !dry.Supported || dry.Filesystem != "btrfs" || dry.Files == 0 || dry.BytesShared == 0 {
 		t.Fatalf("dry run found nothing to share: %+v", dry)
 	}
-	if again, _ := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}, DryRun: true}); again.BytesShared != dry.BytesShared || again.AlreadyShared != 0 {
+	if again, _ := farm.Unify(ctx, colinux.UnifyOptions{Guests: []string{"ua", "ub"}, Check: true}); again.BytesShared != dry.BytesShared || again.AlreadyShared != 0 {
 		t.Errorf("a dry run changed something: second dry run %+v", again)
 	}
 
@@ -239,11 +239,11 @@ func TestUnifyUnsupportedExt4(t *testing.T) {
 	for _, name := range []string{"ea", "eb"} {
 		disk := filepath.Join(dir, name+".img")
 		cpNoReflink(t, d.Path, disk)
-		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20}, false); err != nil {
+		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20}, colinux.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dry, err := farm.Unify(ctx, colinux.UnifyOptions{DryRun: true, Exclude: []string{"usr/local/"}})
+	dry, err := farm.Unify(ctx, colinux.UnifyOptions{Check: true, Exclude: []string{"usr/local/"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -28,7 +27,7 @@ type runOpts struct {
 }
 
 type writeOpts struct {
-	Mode lua.LValue `lua:"mode"`
+	Mode string `lua:"mode" doc:"octal; default: the file's mode, else 0644"`
 }
 
 func open(env *engine.Env) lua.LGFunction {
@@ -116,7 +115,11 @@ func luaWrite(env *engine.Env, L *lua.LState) int {
 	content := L.CheckString(2)
 	var o writeOpts
 	lx.Opts(L, 3, "host.write", &o)
-	perm, err := parseMode(o.Mode)
+	var perm fs.FileMode
+	var err error
+	if o.Mode != "" {
+		perm, err = lx.ParseMode(o.Mode)
+	}
 	if err != nil {
 		lx.Raise(L, lx.WithKind(fmt.Errorf("host.write %s: %w", path, err), lx.KindInvalid))
 	}
@@ -159,26 +162,4 @@ func luaSleep(env *engine.Env, L *lua.LState) int {
 		lx.Raise(L, err)
 	}
 	return 0
-}
-
-// parseMode accepts "0644", "644" or a number written in octal digits.
-func parseMode(v lua.LValue) (fs.FileMode, error) {
-	switch m := v.(type) {
-	case nil, *lua.LNilType:
-		return 0, nil
-	case lua.LString:
-		n, err := strconv.ParseUint(string(m), 8, 32)
-		if err != nil || n > 0o7777 {
-			return 0, fmt.Errorf("invalid mode %q (want octal like \"0644\")", string(m))
-		}
-		return fs.FileMode(n), nil
-	case lua.LNumber:
-		// 644 written as a number means octal 0644, as in chmod.
-		n, err := strconv.ParseUint(m.String(), 8, 32)
-		if err != nil || n > 0o7777 {
-			return 0, fmt.Errorf("invalid mode %v (want octal like \"0644\")", m)
-		}
-		return fs.FileMode(n), nil
-	}
-	return 0, fmt.Errorf("invalid mode: want a string like \"0644\", got %s", v.Type())
 }

@@ -9,13 +9,11 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/ed25519"
-	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"io"
 	"io/fs"
 	"os"
@@ -30,6 +28,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/ready"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
@@ -134,7 +134,7 @@ type Result struct {
 	Label  string `json:"label"`
 	UUID   string `json:"uuid"`
 	// HostKey is the guest's SSH host key set, to pin: one authorized_keys
-	// line per key, ed25519 first, then ecdsa P-256 and rsa 3072 (a disk
+	// line per key, ed25519 first, then ecdsa P-256 and rsa 2048 (a disk
 	// built before key sets holds the ed25519 line alone). "" in check
 	// mode when the image does not exist yet.
 	HostKey string `json:"host_key"`
@@ -279,7 +279,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	}
 
 	// A new image, or one whose sidecar lacks keys, needs an rsa key,
-	// which takes a quarter of a second to make: it is made while the
+	// which takes tens of milliseconds to make: it is made while the
 	// inputs are resolved and the tree staged.
 	var keys *keyFuture
 	if !opts.Check && (old == nil || old.HostKeysPEM == "") {
@@ -476,7 +476,12 @@ type staging struct {
 }
 
 func startStaging(ctx context.Context, o *Options, core []string) (*staging, error) {
-	dir, err := os.MkdirTemp(stagingBase(o), "tinyfarm-image-")
+	// A build killed midway left its staging trees (in /dev/shm, memory):
+	// the next build removes them.
+	base := stagingBase(o)
+	fsutil.RemoveStale(base, "tinyfarm-image-")
+	fsutil.RemoveStale(base, "tinyfarm-core-")
+	dir, err := os.MkdirTemp(base, fsutil.PidPrefix("tinyfarm-image-"))
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +491,7 @@ func startStaging(ctx context.Context, o *Options, core []string) (*staging, err
 	}
 	st := &staging{dir: dir, coreDir: dir, unpacked: make(chan struct{})}
 	if o.Layout == Frugal {
-		if st.coreDir, err = os.MkdirTemp(filepath.Dir(dir), "tinyfarm-core-"); err != nil {
+		if st.coreDir, err = os.MkdirTemp(filepath.Dir(dir), fsutil.PidPrefix("tinyfarm-core-")); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -602,7 +607,7 @@ func coreFiles(ctx context.Context, o *Options) ([]string, error) {
 		case !errors.Is(err, fs.ErrNotExist) || strings.Contains(n, "/") || o.Mirror == nil:
 			return nil, fmt.Errorf("image build %s: core %s: %w (a local file, or a release file name like %q with a tcz mirror)", o.Path, n, err, "corepure64.gz")
 		default:
-			p, _, err := o.Mirror.FetchRelease(ctx, n, o.Check)
+			p, _, err := o.Mirror.FetchRelease(ctx, n, tcz.FetchOptions{Check: o.Check})
 			if err != nil {
 				return nil, fmt.Errorf("image build %s: core: %w", o.Path, err)
 			}
@@ -627,12 +632,13 @@ func resolveExtensions(ctx context.Context, o *Options) (order []string, sums ma
 	}
 	complete = true
 	for _, n := range fr.Order {
-		b, err := os.ReadFile(o.Mirror.CachePath(n + ".tcz.md5.txt"))
-		if err != nil || (o.Check && slices.Contains(fr.Downloaded, n)) {
+		// In check mode a stale cached copy about to be downloaded again
+		// does not count: its md5 is not the one the build would use.
+		if s, ok := fr.MD5[n]; ok && !(o.Check && slices.Contains(fr.Downloaded, n)) {
+			sums[n] = s
+		} else {
 			complete = false
-			continue
 		}
-		sums[n] = strings.Fields(string(b) + " ")[0]
 	}
 	return fr.Order, sums, complete, nil
 }
@@ -778,7 +784,7 @@ func stageScatter(ctx context.Context, o *Options, st *staging, keys *keyFuture)
 		return err
 	}
 	for _, kf := range kfs {
-		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.Name), 0o755, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, path.Dir(kf.Name), 0o755, target.MkdirOptions{}); err != nil {
 			return err
 		}
 		if err := target.WriteFile(ctx, t, kf.Name, kf.Data, kf.Mode, 0, 0); err != nil {
@@ -821,8 +827,9 @@ func bootlocal(ctx context.Context, t target.Target, o *Options, order []string)
 	return err
 }
 
-// ReadyLine is the bootlocal.sh line that prints the guest-ready marker.
-const ReadyLine = "echo '" + driver.ReadyMarker + "' >/dev/console"
+// ReadyLine is the bootlocal.sh line that prints the guest-ready marker
+// the drivers wait for.
+const ReadyLine = ready.Line
 
 // tceDir creates tce/, tce/optional/ and tce/onboot.lst owned by tc:staff
 // (what tc-config makes of a tce dir), with onboot entries.
@@ -849,7 +856,7 @@ func tceDir(ctx context.Context, t target.Target, tc account, onboot []string) e
 // tc) when missing, then .ssh/authorized_keys (0600).
 func homeDir(ctx context.Context, t *target.Dir, tc account, keys []string) error {
 	if ok, _ := target.Exists(ctx, t, "home/tc"); !ok {
-		if _, err := target.MkdirAll(ctx, t, "home", 0o755, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, "home", 0o755, target.MkdirOptions{}); err != nil {
 			return err
 		}
 		if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: "home/tc", Type: target.TypeDir, Mode: 0o755, Uid: tc.uid, Gid: tc.gid}}); err != nil {
@@ -918,7 +925,7 @@ func writeFiles(ctx context.Context, t target.Target, files map[string]string) e
 	slices.Sort(names)
 	for _, p := range names {
 		n, _ := target.Clean(p)
-		if _, err := target.MkdirAll(ctx, t, path.Dir(n), 0o755, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, path.Dir(n), 0o755, target.MkdirOptions{}); err != nil {
 			return err
 		}
 		if err := target.WriteFile(ctx, t, n, []byte(files[p]), fileMode(files[p]), 0, 0); err != nil {
@@ -1165,11 +1172,13 @@ func treeSize(dir string) (int64, error) {
 // options save nothing here: on a regular file mke2fs punches the file
 // and zeroes inode tables and journal with fallocate, writing no data.
 func mkfs(ctx context.Context, o *Options, tree string, size int64, uuid string, done func()) error {
-	tmp, err := os.CreateTemp(filepath.Dir(o.Path), "."+filepath.Base(o.Path)+".tmp*")
+	// A build killed during mkfs left its temporary image: removed here.
+	fsutil.RemoveStaleTemps(filepath.Dir(o.Path), filepath.Base(o.Path))
+	name := filepath.Join(filepath.Dir(o.Path), fsutil.TempName(filepath.Base(o.Path)))
+	tmp, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("image build %s: %w", o.Path, err)
 	}
-	name := tmp.Name()
 	ok := false
 	defer func() {
 		tmp.Close()
@@ -1201,19 +1210,6 @@ func mkfs(ctx context.Context, o *Options, tree string, size int64, uuid string,
 	ok = true
 	syncDir(filepath.Dir(o.Path))
 	return nil
-}
-
-func md5hex(b []byte) string {
-	s := md5.Sum(b)
-	return hex.EncodeToString(s[:])
-}
-
-func fileMD5(p string) (string, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", err
-	}
-	return md5hex(b), nil
 }
 
 // mergeTree moves every entry of src that dst lacks into dst, top-down,

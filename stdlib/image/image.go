@@ -34,6 +34,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
@@ -41,7 +42,7 @@ import (
 // io/fs error, or a context error.
 var (
 	// ErrInvalid: bad options or a malformed archive.
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errkind.Invalid("invalid")
 	// ErrUnsafePath: an archive entry that would land outside the root, or
 	// be written through a symlink. Same value as target.ErrUnsafePath.
 	ErrUnsafePath = target.ErrUnsafePath

@@ -71,16 +71,6 @@ func open(env *engine.Env) lua.LGFunction {
 	}
 }
 
-func raise(L *lua.LState, err error) {
-	switch {
-	case errors.Is(err, tcz.ErrNotFound):
-		err = lx.WithKind(err, lx.KindNotFound)
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrUnsafePath), errors.Is(err, tcz.ErrInvalid):
-		err = lx.WithKind(err, lx.KindInvalid)
-	}
-	lx.Raise(L, err)
-}
-
 func subject(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		p = a
@@ -100,7 +90,7 @@ func luaBuild(env *engine.Env, L *lua.LState) int {
 	// key is authorized along with any keys the playbook gives.
 	fk, err := ssh.EnsureFarmKey(env.StateDir)
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	if !slices.Contains(o.AuthorizedKeys, fk.AuthorizedKey()) {
 		o.AuthorizedKeys = append([]string{fk.AuthorizedKey()}, o.AuthorizedKeys...)
@@ -111,7 +101,7 @@ func luaBuild(env *engine.Env, L *lua.LState) int {
 	if len(o.Extensions) > 0 || coreNeedsMirror(o.Core) {
 		c, err := tcz.LuaClient(L, env)
 		if err != nil {
-			raise(L, err)
+			lx.Raise(L, err)
 		}
 		opts.Mirror = c
 	}
@@ -122,7 +112,7 @@ func luaBuild(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	c := engine.Change{Module: "image", Action: "build", Subject: subject(o.Path), Status: engine.StatusOK}
 	if r.Changed {
@@ -223,7 +213,7 @@ func luaEdit(env *engine.Env, L *lua.LState) int {
 			env.Report(L, engine.Change{Module: "image", Action: "edit", Subject: subject(abs), Status: engine.StatusMayChange, Detail: "the disk does not exist yet"})
 			return 0
 		}
-		raise(L, fmt.Errorf("image.edit %s: %w", p, err))
+		lx.Raise(L, fmt.Errorf("image.edit %s: %w", p, err))
 	}
 	// Read before mounting: the mount itself touches the image.
 	var sc *sidecar
@@ -233,7 +223,7 @@ func luaEdit(env *engine.Env, L *lua.LState) int {
 	ctx := env.Context(L)
 	m, err := mountImage(ctx, abs, env.Check)
 	if err != nil {
-		raise(L, fmt.Errorf("image.edit %s: %w", p, err))
+		lx.Raise(L, fmt.Errorf("image.edit %s: %w", p, err))
 	}
 	it := &imageTarget{img: abs, t: m.dir}
 	ud := L.NewUserData()
@@ -254,15 +244,15 @@ func luaEdit(env *engine.Env, L *lua.LState) int {
 		if ae, ok := callErr.(*lua.ApiError); ok {
 			L.Error(ae.Object, 0) // re-raise the callback's error value as is
 		}
-		raise(L, callErr)
+		lx.Raise(L, callErr)
 	}
 	if closeErr != nil {
-		raise(L, fmt.Errorf("image.edit %s: %w", p, closeErr))
+		lx.Raise(L, fmt.Errorf("image.edit %s: %w", p, closeErr))
 	}
 	if sc != nil {
 		sc.Edited = true
 		if err := writeSidecar(abs, sc); err != nil {
-			raise(L, fmt.Errorf("image.edit %s: sidecar: %w", p, err))
+			lx.Raise(L, fmt.Errorf("image.edit %s: sidecar: %w", p, err))
 		}
 	}
 	return L.GetTop() - top
@@ -275,7 +265,7 @@ func luaUnpack(env *engine.Env, L *lua.LState) int {
 	c := engine.Change{Module: "image", Action: "unpack", Subject: dir, Status: engine.StatusChanged, Detail: core}
 	if env.Check {
 		if _, err := os.Stat(core); err != nil && !env.Pending(core) {
-			raise(L, fmt.Errorf("image.unpack %s: %w", core, err))
+			lx.Raise(L, fmt.Errorf("image.unpack %s: %w", core, err))
 		}
 		env.Report(L, c)
 		L.Push(lx.FromGo(L, map[string]any{"entries": 0, "archives": 0, "bytes": 0}))
@@ -288,7 +278,7 @@ func luaUnpack(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	env.Report(L, c)
 	L.Push(lx.FromGo(L, map[string]any{"entries": r.Entries, "archives": r.Archives, "bytes": r.Bytes}))
@@ -311,7 +301,7 @@ func luaPack(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	abs, _ := filepath.Abs(out)
 	c := engine.Change{Module: "image", Action: "pack", Subject: abs, Status: engine.StatusOK}

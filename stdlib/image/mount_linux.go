@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -205,13 +206,22 @@ func attachLoop(img string, ro bool) (string, *os.File, error) {
 	return "", nil, fmt.Errorf("no free loop device: %w", ErrBusy)
 }
 
-// loopOf returns the loop device img is attached to, or "".
+// loopOf returns the loop device img is attached to, or "". A file that
+// does not exist is attached to none (a loop device whose file was
+// deleted names it "... (deleted)"), so a new image costs no scan of the
+// host's loop devices (there may be hundreds).
 func loopOf(img string) string {
-	ms, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, m := range ms {
-		b, err := os.ReadFile(m)
+	if _, err := os.Lstat(img); errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	ents, _ := os.ReadDir("/sys/block")
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "loop") {
+			continue
+		}
+		b, err := os.ReadFile("/sys/block/" + e.Name() + "/loop/backing_file")
 		if err == nil && strings.TrimSpace(string(b)) == img {
-			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(m)))
+			return "/dev/" + e.Name()
 		}
 	}
 	return ""

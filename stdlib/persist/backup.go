@@ -237,7 +237,7 @@ func Backup(ctx context.Context, t target.Target, opts BackupOptions) (BackupRes
 	if err := zw.Close(); err != nil {
 		return res, fmt.Errorf("persist backup: %w", err)
 	}
-	if _, err := target.MkdirAll(ctx, t, dir, 0o775, false); err != nil {
+	if _, err := target.MkdirAll(ctx, t, dir, 0o775, target.MkdirOptions{}); err != nil {
 		return res, fmt.Errorf("persist backup: %w", err)
 	}
 	if opts.Safe {
@@ -395,7 +395,7 @@ func Restore(ctx context.Context, t target.Target, file string, opts RestoreOpti
 	// Parents the archive does not list.
 	for _, ch := range changes {
 		if d := path.Dir(ch.Name); d != "." && !inArchive[d] {
-			if _, err := target.MkdirAll(ctx, t, d, 0o755, false); err != nil {
+			if _, err := target.MkdirAll(ctx, t, d, 0o755, target.MkdirOptions{}); err != nil {
 				return res, fmt.Errorf("persist restore: %w", err)
 			}
 		}

@@ -2,7 +2,6 @@ package persist
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -70,18 +69,6 @@ func open(env *engine.Env) lua.LGFunction {
 	}
 }
 
-func raise(L *lua.LState, err error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		err = lx.WithKind(err, lx.KindNotFound)
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrUnsafePath), errors.Is(err, target.ErrInvalid):
-		err = lx.WithKind(err, lx.KindInvalid)
-	case errors.Is(err, target.ErrUnsupported):
-		err = lx.WithKind(err, lx.KindUnsupported)
-	}
-	lx.Raise(L, err)
-}
-
 // stringsArg reads argument n: a string or a list of strings.
 func stringsArg(L *lua.LState, n int, fn string) []string {
 	switch v := L.Get(n).(type) {
@@ -132,7 +119,7 @@ func luaBlock(env *engine.Env, L *lua.LState, action, file string,
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	report(env, L, action, t, file, r)
 	L.Push(lua.LBool(r.Changed))
@@ -161,7 +148,7 @@ func luaOnboot(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	report(env, L, "onboot", t, dir+"/onboot.lst", r)
 	L.Push(lua.LBool(r.Changed))
@@ -181,7 +168,7 @@ func luaFiletool(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	report(env, L, "filetool", t, "opt/.filetool.lst", r)
 	L.Push(lua.LBool(r.Changed))
@@ -202,7 +189,7 @@ func luaBackup(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	c := engine.Change{Module: "persist", Action: "backup", Subject: targetlua.Subject(t, r.File), Status: engine.StatusOK}
 	if r.Changed {
@@ -227,7 +214,7 @@ func luaRestore(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	c := engine.Change{Module: "persist", Action: "restore", Subject: targetlua.Subject(t, file), Status: engine.StatusOK, Diff: r.Diff}
 	if r.Changed {
@@ -266,7 +253,7 @@ func luaBootcodes(L *lua.LState) int {
 	}
 	line, err := Bootcodes(codes)
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	L.Push(lua.LString(line))
 	return 1
@@ -277,7 +264,7 @@ func luaBootcodes(L *lua.LState) int {
 func luaParseBootcodes(L *lua.LState) int {
 	m, err := ParseBootcodes(L.CheckString(1))
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {

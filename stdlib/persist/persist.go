@@ -20,6 +20,7 @@ import (
 
 	"github.com/aymanbagabas/go-udiff"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
@@ -27,9 +28,9 @@ import (
 var (
 	// ErrInvalid: a malformed argument or file (a bad id, a BEGIN marker
 	// without its END, a boot code with spaces).
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errkind.Invalid("invalid")
 	// ErrNotFound: a file to restore from does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errkind.NotFound("not found")
 	// ErrUnsafePath: a name leaving the target root. Same value as
 	// target.ErrUnsafePath.
 	ErrUnsafePath = target.ErrUnsafePath
@@ -100,7 +101,7 @@ func editFile(ctx context.Context, t target.Target, name string, perm fs.FileMod
 		return res, nil
 	}
 	if !exists {
-		if _, err := target.MkdirAll(ctx, t, pathDir(n), 0o775, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, pathDir(n), 0o775, target.MkdirOptions{}); err != nil {
 			return Result{}, err
 		}
 	}

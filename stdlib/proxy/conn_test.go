@@ -59,7 +59,7 @@ func rawExchange(t *testing.T, addr, req string, n int) ([]*http.Response, []str
 	return rs, bodies, c, br
 }
 
-func TestConnLoopRequests(t *testing.T) {
+func TestRequestEdgeCases(t *testing.T) {
 	addr, _ := startConnServer(t, Options{}, "a.test")
 	cases := []struct {
 		name, req string
@@ -98,7 +98,7 @@ func TestConnLoopRequests(t *testing.T) {
 	}
 }
 
-func TestConnLoopPipelinedAndClose(t *testing.T) {
+func TestPipelinedRequestsAndClose(t *testing.T) {
 	addr, be := startConnServer(t, Options{}, "a.test")
 	// Three pipelined requests in one write, the last one closing: three
 	// responses in order, then the connection is closed.
@@ -144,7 +144,7 @@ func TestConnLoopPipelinedAndClose(t *testing.T) {
 	}
 }
 
-func TestConnLoopHopHeaders(t *testing.T) {
+func TestHopByHopHeaders(t *testing.T) {
 	got := make(chan http.Header, 1)
 	beAddr := newHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- r.Header.Clone()
@@ -178,7 +178,7 @@ func TestConnLoopHopHeaders(t *testing.T) {
 	}
 }
 
-func TestConnLoopHeaderLimits(t *testing.T) {
+func TestHeaderLimits(t *testing.T) {
 	addr, _ := startConnServer(t, Options{MaxHeaderBytes: 4 << 10, ReadHeaderTimeout: 300 * time.Millisecond}, "a.test")
 	// Oversized headers, in one long line and in many lines: 431.
 	for _, big := range []string{
@@ -221,10 +221,10 @@ func TestConnLoopHeaderLimits(t *testing.T) {
 	}
 }
 
-// TestConnLoopBackendOddities: a dead backend is 502; a status line
+// TestBackendOddities: a dead backend is 502; a status line
 // without a reason phrase and a close-delimited body are re-framed for
 // the keep-alive client.
-func TestConnLoopBackendOddities(t *testing.T) {
+func TestBackendOddities(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -143,7 +143,7 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 			return st, err
 		}
 	}
-	return st, nil
+	return st, recordDaemon(c)
 }
 
 // StopDaemon ends the detached proxy of dir (SIGTERM: graceful), if any.

@@ -13,8 +13,9 @@
 //     TCP forwards with half-close, live reload when the registry file
 //     changes, an access log and graceful shutdown. Requests are parsed
 //     by net/http's server only (no hand-written parser on the public
-//     port); body-less requests take a fast path over pooled backend
-//     connections (backend.go), the rest httputil.ReverseProxy. Limits
+//     port); every request then takes one pipeline (pipeline.go) over
+//     pooled backend connections (backend.go): one function writes what
+//     a backend sees, one rule decides retries. Limits
 //     (limit.go, cleanRequest, checkResponse) follow nginx where it is
 //     the safe reference: connection caps with idle reclaim, timeouts,
 //     header caps, no "_" header names, invalid backend responses as 502.

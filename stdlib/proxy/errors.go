@@ -1,16 +1,16 @@
 package proxy
 
-import "errors"
+import "github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 
 // Sentinel errors. Every error returned by this package that is caused by
-// the caller's input wraps one of them, so a binding can map error kinds.
+// the caller's input wraps one of them, and its class (errkind) gives its Lua kind.
 var (
 	// ErrInvalid reports a malformed route: bad host name, port out of
 	// range, bad listen address, or a configuration nginx rejects.
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errkind.Invalid("invalid")
 	// ErrNotFound reports a guest name the Resolver does not know.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errkind.NotFound("not found")
 	// ErrConflict reports a host or listen address that is already routed
 	// elsewhere, when the caller did not ask to replace it.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = errkind.Invalid("conflict")
 )

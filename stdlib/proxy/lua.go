@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -161,17 +160,6 @@ func guestTarget(L *lua.LState, fn string, v lua.LValue) string {
 	return ""
 }
 
-// raise maps the package's sentinel errors to Lua error kinds.
-func raise(L *lua.LState, err error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		err = lx.WithKind(err, lx.KindNotFound)
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrConflict):
-		err = lx.WithKind(err, lx.KindInvalid)
-	}
-	lx.Raise(L, err)
-}
-
 // reportRoute reports a route change and pushes "changed". In check mode
 // a subject an earlier call would already change is "may change".
 func (m *luaModule) reportRoute(L *lua.LState, action, subject string, ch Change) {
@@ -201,7 +189,7 @@ func (m *luaModule) vhost(L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	subject, _ := NormalizeHost(o.Host)
 	m.reportRoute(L, "vhost", subject, ch)
@@ -220,7 +208,7 @@ func (m *luaModule) forward(L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	subject, _ := normalizeListen(o.Listen)
 	m.reportRoute(L, "forward", subject, ch)
@@ -238,7 +226,7 @@ func (m *luaModule) remove(L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	subject, _ := NormalizeHost(o.Host)
 	if o.Listen != "" {
@@ -257,7 +245,7 @@ func (m *luaModule) routes(L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	L.Push(routesTable(L, t))
 	return 1
@@ -309,7 +297,7 @@ func (m *luaModule) nginx(L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	c := engine.Change{Module: "proxy", Action: "nginx", Subject: o.Path, Status: engine.StatusOK, Diff: ch.Diff}
 	if ch.Changed {
@@ -345,10 +333,12 @@ func (m *luaModule) daemon(L *lua.LState) int {
 	if o.Stop {
 		if running {
 			c.Status, c.Detail = engine.StatusChanged, fmt.Sprintf("stop pid %d", pid)
-			if !m.env.Check {
-				if err := m.env.Block(L, func(ctx context.Context) error { return StopDaemon(ctx, dir) }); err != nil {
-					raise(L, err)
-				}
+		}
+		if !m.env.Check {
+			// Also when it is not running (killed): `tinyfarm boot` must not
+			// start a daemon the playbook stopped.
+			if err := m.env.Block(L, func(ctx context.Context) error { return ForgetDaemon(ctx, dir) }); err != nil {
+				lx.Raise(L, err)
 			}
 		}
 		m.env.Report(L, c)
@@ -371,7 +361,7 @@ func (m *luaModule) daemon(L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	if st.Started {
 		c.Status, c.Detail = engine.StatusChanged, fmt.Sprintf("pid %d on %s", st.PID, st.Addr)
@@ -436,7 +426,7 @@ func (m *luaModule) serve(L *lua.LState) int {
 		if logFile != nil {
 			logFile.Close()
 		}
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &luaServer{addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}

@@ -155,18 +155,22 @@ func TestRegistryBadRoutes(t *testing.T) {
 }
 
 // TestRegistryConcurrentWriters: writers in parallel (separate Registry
-// values, as separate processes would have) lose no update.
+// values, as separate processes would have) lose no update, also when
+// each writes several times (a Registry reuses the table it last wrote
+// only while the file still holds it).
 func TestRegistryConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	var wg sync.WaitGroup
-	for i := 0; i < 40; i++ {
+	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r := NewRegistry(dir, nil)
-			if _, err := r.VHost(ctx, VHostSpec{Host: fmt.Sprintf("h%d.test", i), To: "10.0.0.1", Port: 80}, ChangeOptions{}); err != nil {
-				t.Error(err)
+			for j := 0; j < 5; j++ {
+				if _, err := r.VHost(ctx, VHostSpec{Host: fmt.Sprintf("h%d-%d.test", i, j), To: "10.0.0.1", Port: 80}, ChangeOptions{}); err != nil {
+					t.Error(err)
+				}
 			}
 		}()
 	}

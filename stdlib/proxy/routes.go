@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -102,9 +102,17 @@ func guestNote(guest bool, to string, toPort int) string {
 	return ""
 }
 
+// sort sorts the table in place (a table read back from its file is
+// sorted already: checked first, in one pass).
 func (t *Table) sort() {
-	sort.Slice(t.VHosts, func(i, j int) bool { return t.VHosts[i].Host < t.VHosts[j].Host })
-	sort.Slice(t.Forwards, func(i, j int) bool { return t.Forwards[i].Listen < t.Forwards[j].Listen })
+	byHost := func(a, b VHost) int { return strings.Compare(a.Host, b.Host) }
+	byListen := func(a, b Forward) int { return strings.Compare(a.Listen, b.Listen) }
+	if !slices.IsSortedFunc(t.VHosts, byHost) {
+		slices.SortFunc(t.VHosts, byHost)
+	}
+	if !slices.IsSortedFunc(t.Forwards, byListen) {
+		slices.SortFunc(t.Forwards, byListen)
+	}
 }
 
 func (t Table) clone() Table {

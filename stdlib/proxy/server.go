@@ -11,9 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/textproto"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -152,12 +150,11 @@ func Serve(ctx context.Context, opts Options) error {
 
 // Server is the embedded reverse proxy. Create it with NewServer.
 type Server struct {
-	opts      Options
-	dialer    *net.Dialer
-	transport *http.Transport
-	bufs      bufferPool
-	routes    atomic.Pointer[snapshot]
-	log       *accessLog
+	opts   Options
+	dialer *net.Dialer
+	bufs   bufferPool
+	routes atomic.Pointer[snapshot]
+	log    *accessLog
 
 	mu       sync.Mutex // guards forwards and the file state below
 	forwards map[string]*forwarder
@@ -175,18 +172,6 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, forwards: map[string]*forwarder{}}
 	s.dialer = &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
-	s.transport = &http.Transport{
-		DialContext:           s.dialer.DialContext,
-		MaxIdleConns:          4 * opts.MaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: opts.BackendTimeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
-	}
 	if opts.AccessLog != nil {
 		s.log = &accessLog{w: bufio.NewWriterSize(opts.AccessLog, 64<<10)}
 	}
@@ -239,7 +224,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	s.closeForwards(sctx)
-	s.transport.CloseIdleConnections()
 	s.routes.Load().each(func(b *backend) { b.pool.closeIdle(true) })
 	if s.log != nil {
 		s.log.flush()
@@ -263,8 +247,7 @@ type snapshot struct {
 
 type backend struct {
 	addr string
-	pool *backendPool           // the fast path's connections
-	rp   *httputil.ReverseProxy // everything else
+	pool *backendPool
 }
 
 // each calls fn once for every backend of the snapshot.
@@ -349,11 +332,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lw != nil {
 		lw.backend = b.addr
 	}
+	var db *deadlineBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		db := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: s.opts.BodyTimeout}
-		// ReverseProxy wraps the body it sends: the error handler finds
-		// this one in the context.
-		r = r.WithContext(context.WithValue(r.Context(), deadlineBodyKey{}, db))
+		db = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: s.opts.BodyTimeout}
 		r.Body = db
 		// Closed here, with its deadline, before net/http would read an
 		// unread rest without one.
@@ -373,11 +354,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if fastPathOK(r) {
-		s.serveFast(w, r, b)
-		return
-	}
-	b.rp.ServeHTTP(w, r)
+	s.forward(w, r, b, db)
 }
 
 // maxConnectionTokens caps the tokens of the Connection headers of a
@@ -438,18 +415,44 @@ type deadlineBody struct {
 	rc       *http.ResponseController
 	d        time.Duration
 	timedOut atomic.Bool
+
+	mu      sync.Mutex // orders the deadlines Read and abort set
+	aborted bool
 }
 
+// errBodyAborted ends the reads of a body after abort.
+var errBodyAborted = errors.New("request body no longer read: the exchange with the backend ended")
+
 func (b *deadlineBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.aborted {
+		b.mu.Unlock()
+		return 0, errBodyAborted
+	}
 	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
-		b.rc.SetReadDeadline(time.Time{})
-		if isTimeout(err) {
-			b.timedOut.Store(true)
+		b.mu.Lock()
+		if !b.aborted {
+			b.rc.SetReadDeadline(time.Time{})
+			if isTimeout(err) {
+				b.timedOut.Store(true)
+			}
 		}
+		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// abort ends a read in progress (in the goroutine sending the body) and
+// every later one, so that nothing reads the request after its handler
+// has returned.
+func (b *deadlineBody) abort() {
+	b.mu.Lock()
+	b.aborted = true
+	b.rc.SetReadDeadline(aLongTimeAgo)
+	b.mu.Unlock()
 }
 
 // Close may read: net/http discards up to 256 KiB of an unread rest, so
@@ -459,14 +462,6 @@ func (b *deadlineBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.rc.SetReadDeadline(time.Time{})
 	return err
-}
-
-type deadlineBodyKey struct{}
-
-// bodyTimedOut reports whether r's body hit BodyTimeout.
-func bodyTimedOut(r *http.Request) bool {
-	b, ok := r.Context().Value(deadlineBodyKey{}).(*deadlineBody)
-	return ok && b.timedOut.Load()
 }
 
 // maxBufferedBody is how much of a chunked request body is read, and its
@@ -499,27 +494,7 @@ func bufferChunked(r *http.Request) error {
 }
 
 func (s *Server) newBackend(addr string) *backend {
-	target := &url.URL{Scheme: "http", Host: addr}
-	b := &backend{addr: addr, pool: newBackendPool(addr, s.dialer, s.opts.MaxIdleConnsPerHost)}
-	b.rp = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host
-			// X-Forwarded-For is the direct client only: the edge proxy does
-			// not trust a client-supplied chain (nginx renders the same).
-			pr.SetXForwarded()
-		},
-		// A response net/http's parser accepts may still be one to
-		// refuse: 502, as on the fast path.
-		ModifyResponse: checkResponse,
-		Transport:      s.transport,
-		BufferPool:     &s.bufs,
-		ErrorLog:       slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.backendError(w, r, addr, err)
-		},
-	}
-	return b
+	return &backend{addr: addr, pool: newBackendPool(addr, s.dialer, s.opts.MaxIdleConnsPerHost)}
 }
 
 // buildSnapshot turns a table into a snapshot, reusing the backends of the
@@ -635,7 +610,7 @@ func (s *Server) watch(ctx context.Context) {
 	}
 }
 
-// bufferPool is an httputil.BufferPool of 32 KiB buffers.
+// bufferPool holds 32 KiB buffers for copying bodies.
 type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte {

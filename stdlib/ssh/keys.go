@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	xssh "golang.org/x/crypto/ssh"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Farm key file names, relative to the state dir.
@@ -217,11 +219,21 @@ func readString(b []byte) (s, rest []byte, ok bool) {
 // when path exists), and fsyncs the directory.
 func writeFileAtomic(path string, data []byte, perm fs.FileMode, replace bool) (err error) {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	defer func() {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path != path {
+			err = fmt.Errorf("write %s: %w", path, pe.Err) // not the temporary name
+		}
+		if err != nil {
+			err = fsutil.SpaceError(dir, int64(len(data)), err)
+		}
+	}()
+	fsutil.RemoveStaleTemps(dir, filepath.Base(path)) // a killed writer's
+	tmp := filepath.Join(dir, fsutil.TempName(filepath.Base(path)))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer func() {
 		if f != nil {
 			f.Close()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -190,11 +189,7 @@ func parseMode(s string, def fs.FileMode) (fs.FileMode, error) {
 	if s == "" {
 		return def, nil
 	}
-	n, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || n > 0o7777 {
-		return 0, fmt.Errorf("invalid mode %q (want octal like \"0644\")", s)
-	}
-	return fs.FileMode(n), nil
+	return lx.ParseMode(s)
 }
 
 // s:put(local, remote, {mode}) -> changed

@@ -2,8 +2,6 @@ package target
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +10,9 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // DirOptions configures [OpenDir].
@@ -45,6 +46,9 @@ type Dir struct {
 	chown bool
 	devs  bool
 	sync  bool
+
+	mu    sync.Mutex
+	swept map[string]bool // directories swept of stale temporary files
 }
 
 // OpenDir opens the existing directory dir as a target. Close it when done.
@@ -183,17 +187,36 @@ func (d *Dir) ReadDir(ctx context.Context, name string) ([]Entry, error) {
 	return out, nil
 }
 
-func tempName(n string) string {
-	var b [6]byte
-	rand.Read(b[:])
-	return path.Join(path.Dir(n), ".tf-"+hex.EncodeToString(b[:])+"-"+truncate(path.Base(n), 40))
+func (d *Dir) tempName(n string) string {
+	d.sweep(path.Dir(n))
+	return path.Join(path.Dir(n), fsutil.TempName(path.Base(n)))
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// sweep removes, once per directory and Dir, the temporary files a writer
+// killed before its rename left there (fsutil.StaleTemp), so a rerun after
+// a crash leaves no ".tf-*" litter in the guest's tree.
+func (d *Dir) sweep(dir string) {
+	d.mu.Lock()
+	if d.swept == nil {
+		d.swept = map[string]bool{}
 	}
-	return s
+	done := d.swept[dir]
+	d.swept[dir] = true
+	d.mu.Unlock()
+	if done {
+		return
+	}
+	f, err := d.root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := f.Readdirnames(-1)
+	f.Close()
+	for _, name := range names {
+		if fsutil.StaleTemp(name) {
+			d.root.Remove(path.Join(dir, name))
+		}
+	}
 }
 
 // Apply implements [Target].
@@ -261,7 +284,7 @@ func (d *Dir) writeFile(n string, c Change) (err error) {
 	if mode == 0 {
 		mode = 0o644
 	}
-	tmp := tempName(n)
+	tmp := d.tempName(n)
 	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return wrap("write", n, err)
@@ -333,20 +356,39 @@ func (d *Dir) mkdir(n string, e Entry) error {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return wrap("mkdir", n, err)
 	case err != nil:
-		if err := d.root.Mkdir(n, 0o700); err != nil {
+		// A new directory is made under a temporary name with its owner
+		// and mode, then renamed into place: a run killed in between
+		// leaves no 0700 directory that the rerun would keep as it is.
+		tmp := d.tempName(n)
+		if err := d.root.Mkdir(tmp, 0o700); err != nil {
 			return wrap("mkdir", n, err)
 		}
+		if err := d.setDirAttrs(tmp, n, e, mode); err != nil {
+			d.root.Remove(tmp)
+			return err
+		}
+		if err := d.root.Rename(tmp, n); err == nil {
+			d.syncDir(path.Dir(n))
+			return nil
+		}
+		d.root.Remove(tmp) // made meanwhile by another writer: set it below
 	}
+	return d.setDirAttrs(n, n, e, mode)
+}
+
+// setDirAttrs gives the directory at p (to be named n) e's owner, mode
+// and time.
+func (d *Dir) setDirAttrs(p, n string, e Entry, mode fs.FileMode) error {
 	if d.chown {
-		if err := d.root.Lchown(n, e.Uid, e.Gid); err != nil {
+		if err := d.root.Lchown(p, e.Uid, e.Gid); err != nil {
 			return wrap("chown", n, err)
 		}
 	}
-	if err := d.root.Chmod(n, mode); err != nil {
+	if err := d.root.Chmod(p, mode); err != nil {
 		return wrap("chmod", n, err)
 	}
 	if !e.ModTime.IsZero() {
-		if err := d.root.Chtimes(n, e.ModTime, e.ModTime); err != nil {
+		if err := d.root.Chtimes(p, e.ModTime, e.ModTime); err != nil {
 			return wrap("chtimes", n, err)
 		}
 	}
@@ -359,7 +401,7 @@ func (d *Dir) replace(n string, e Entry, mk func(tmp string) error) error {
 	if err := d.checkNotDir(n); err != nil {
 		return err
 	}
-	tmp := tempName(n)
+	tmp := d.tempName(n)
 	if err := mk(tmp); err != nil {
 		return wrap(e.Type.String(), n, err)
 	}

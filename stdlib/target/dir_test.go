@@ -99,7 +99,7 @@ func TestTCEDir(t *testing.T) {
 	if got, _ := target.TCEDir(ctx, d); got != "tce" {
 		t.Errorf("default TCEDir = %q", got)
 	}
-	target.MkdirAll(ctx, d, "etc/sysconfig", 0o755, false)
+	target.MkdirAll(ctx, d, "etc/sysconfig", 0o755, target.MkdirOptions{})
 	os.Symlink("/mnt/sda1/tce", filepath.Join(d.Path(), "etc/sysconfig/tcedir"))
 	if got, _ := target.TCEDir(ctx, d); got != "mnt/sda1/tce" {
 		t.Errorf("TCEDir via link = %q", got)

@@ -25,19 +25,23 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 )
 
 // Sentinel errors. Every error returned by this package (and by conforming
 // targets) wraps one of these or an io/fs error such as fs.ErrNotExist.
+// Their class (errkind) gives their Lua kind: ErrUnsafePath and ErrInvalid
+// are invalid, ErrUnsupported unsupported.
 var (
 	// ErrUnsafePath reports a name that would leave the root: "..", a
 	// symlink crossing out of the root, a hardlink to outside.
-	ErrUnsafePath = errors.New("unsafe path")
+	ErrUnsafePath = errkind.Invalid("unsafe path")
 	// ErrInvalid reports a malformed entry (unknown type, bad mode).
-	ErrInvalid = errors.New("invalid entry")
+	ErrInvalid = errkind.Invalid("invalid entry")
 	// ErrUnsupported reports an ability the target does not have (device
 	// nodes on a target that refuses them, exec on an offline target).
-	ErrUnsupported = errors.New("unsupported")
+	ErrUnsupported = errkind.Unsupported("unsupported")
 )
 
 // Type is the kind of a filesystem entry.
@@ -250,11 +254,17 @@ func Exists(ctx context.Context, t Target, name string) (bool, error) {
 	return false, err
 }
 
+// MkdirOptions are the options of MkdirAll.
+type MkdirOptions struct {
+	// Check reports what would be created and creates nothing.
+	Check bool
+}
+
 // MkdirAll creates directory name and any missing parents with mode perm
 // (owned by root). Existing directories are left as they are. It reports
-// the directories it created (or, with dryRun, would create), parents
+// the directories it created (or, with o.Check, would create), parents
 // first.
-func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, dryRun bool) ([]string, error) {
+func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, o MkdirOptions) ([]string, error) {
 	n, err := Clean(name)
 	if err != nil {
 		return nil, err
@@ -278,7 +288,7 @@ func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, dryR
 	}
 	var made []string
 	for i := len(missing) - 1; i >= 0; i-- {
-		if !dryRun {
+		if !o.Check {
 			if err := t.Apply(ctx, Change{Entry: Entry{Name: missing[i], Type: TypeDir, Mode: perm}}); err != nil {
 				return made, err
 			}

@@ -76,7 +76,7 @@ func placeHostKeys(ctx context.Context, t target.Target, check bool) ([]string, 
 		if check {
 			continue
 		}
-		if _, err := target.MkdirAll(ctx, t, path.Dir(f.Name), 0o755, false); err != nil {
+		if _, err := target.MkdirAll(ctx, t, path.Dir(f.Name), 0o755, target.MkdirOptions{}); err != nil {
 			return nil, err
 		}
 		if err := target.WriteFile(ctx, t, f.Name, f.Data, f.Mode, 0, 0); err != nil {

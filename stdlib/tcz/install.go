@@ -25,6 +25,11 @@ const (
 	// links, and directories it had to create), one per line, in the order
 	// written. Remove deletes exactly these, minus names another list holds.
 	FilesDir = InstalledDir + "/.files"
+	// JournalPrefix starts the name of the journal an install keeps at
+	// the target's root while it writes an extension (JournalPrefix +
+	// NAME + ".list"): the names it is about to write, so the rerun of a
+	// killed install still lists them as the extension's own.
+	JournalPrefix = ".tf-tcz-"
 	// FirstbootQueue lists, one per line, the install scripts
 	// (/usr/local/tce.installed/NAME) an offline install queued. The
 	// "tcz-firstboot" block Install puts in opt/bootsync.sh runs depmod -a
@@ -154,6 +159,11 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 			work = append(work, p)
 		}
 	}
+	if !opts.Check {
+		if err := removeStaleJournals(ctx, t); err != nil {
+			return res, fmt.Errorf("install %s: %w", n, err)
+		}
+	}
 	lim := c.cfg.Limits
 	lim.AllowDevices = lim.AllowDevices && caps.Devices
 	var mem *budget // nil: nothing held
@@ -179,7 +189,22 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 		if err != nil {
 			return res, err
 		}
-		pr, err := c.installOne(ctx, t, p, a, caps, opts)
+		var beforeMarker func(pkgResult) error
+		if !online {
+			// Offline, the first-boot queue and its bootsync block are
+			// in place before the marker: a run killed after the marker
+			// skips this extension next time, so its script (and the
+			// ldconfig every offline install needs) must be queued by
+			// then.
+			beforeMarker = func(pr pkgResult) error {
+				var s []string
+				if pr.script {
+					s = []string{"/" + marker}
+				}
+				return c.queueFirstboot(ctx, t, s, false, &InstallResult{})
+			}
+		}
+		pr, err := c.installOne(ctx, t, p, a, caps, opts, beforeMarker)
 		prep.done(p)
 		if err != nil {
 			return res, err
@@ -267,6 +292,84 @@ func (c *Client) queueFirstboot(ctx context.Context, t target.Target, scripts []
 	}
 	res.Diff += r.Diff
 	return nil
+}
+
+// removeStaleJournals removes the journals of extensions whose marker is
+// there: an install killed between its marker and its journal's removal.
+func removeStaleJournals(ctx context.Context, t target.Target) error {
+	dr, ok := t.(target.DirReader)
+	if !ok {
+		return nil
+	}
+	es, err := dr.ReadDir(ctx, ".")
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		b := path.Base(e.Name)
+		name, ok := strings.CutPrefix(b, JournalPrefix)
+		if !ok || !strings.HasSuffix(name, ".list") {
+			continue
+		}
+		if marked, _ := target.Exists(ctx, t, InstalledDir+"/"+strings.TrimSuffix(name, ".list")); marked {
+			if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: b, Type: target.TypeRemove}}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rewriteJournaled returns the plan that writes what plan writes plus
+// the names of journal that exist (over, the plan with overwrite, has
+// their changes): the files a killed install wrote, perhaps partly.
+func rewriteJournaled(plan, over PlanResult, journal []string) PlanResult {
+	again := map[string]bool{}
+	for _, f := range journal {
+		again[f] = true
+	}
+	for _, c := range plan.Changes {
+		again[c.Name] = true
+	}
+	out := PlanResult{}
+	for _, c := range over.Changes {
+		if again[c.Name] {
+			out.Changes = append(out.Changes, c)
+		}
+	}
+	for _, k := range plan.Kept {
+		if !again[k] {
+			out.Kept = append(out.Kept, k)
+		}
+	}
+	return out
+}
+
+// ownedAfterCrash returns the files an extension owns when an earlier
+// install of it was killed: prev (the list it wrote first, in its order)
+// where the file is written now or exists (written by the killed run, so
+// kept now, directories included), then the files written now that prev
+// lacks.
+func ownedAfterCrash(prev, written []string, exists func(string) bool) []string {
+	now := map[string]bool{}
+	for _, f := range written {
+		now[f] = true
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range prev {
+		if (now[f] || exists(f)) && !seen[f] {
+			out = append(out, f)
+			seen[f] = true
+		}
+	}
+	for _, f := range written {
+		if !seen[f] {
+			out = append(out, f)
+			seen[f] = true
+		}
+	}
+	return out
 }
 
 type pkgResult struct {
@@ -376,11 +479,30 @@ func (pr *prepared) stop() {
 }
 
 // installOne extracts one checked archive.
-func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *Archive, caps target.Caps, opts InstallOptions) (pkgResult, error) {
+// installOne extracts one extension into t: its journal first, then its
+// files and list, then beforeMarker (nil: nothing), then its marker.
+func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *Archive, caps target.Caps, opts InstallOptions, beforeMarker func(pkgResult) error) (pkgResult, error) {
 	var pr pkgResult
+	// The journal of a killed install of p (see below) names what it was
+	// writing: those files may be cut short (a transfer that ended with
+	// the process), so they are written again.
+	journal := JournalPrefix + p + ".list"
+	var prev []string
+	if !opts.Check {
+		if b, err := target.ReadFile(ctx, t, journal); err == nil {
+			prev = strings.Fields(string(b))
+		}
+	}
 	changes, err := Plan(ctx, t, a, opts.Overwrite)
 	if err != nil {
 		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	if len(prev) > 0 && !opts.Overwrite {
+		over, err := Plan(ctx, t, a, true)
+		if err != nil {
+			return pr, fmt.Errorf("install %s: %w", p, err)
+		}
+		changes = rewriteJournaled(changes, over, prev)
 	}
 	marker := InstalledDir + "/" + p
 	for _, ch := range changes.Changes {
@@ -397,11 +519,37 @@ func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *A
 	if opts.Check {
 		return pr, nil
 	}
-	if err := target.ApplyAll(ctx, t, changes.Changes); err != nil {
+	// A journal at the root (its parents always exist) names what this
+	// install is about to write, before anything is written. An install
+	// killed midway left it and no marker: what it wrote is "existing"
+	// now and kept by the rerun, yet the extension's own, so it stays in
+	// the extension's list. The journal goes once the marker is there.
+	if len(prev) > 0 {
+		pr.files = ownedAfterCrash(prev, pr.files, func(f string) bool {
+			ok, _ := target.Exists(ctx, t, f)
+			return ok
+		})
+	}
+	var list strings.Builder
+	for _, f := range pr.files {
+		list.WriteString(f + "\n")
+	}
+	if err := target.WriteFile(ctx, t, journal, []byte(list.String()), 0o600, 0, 0); err != nil {
+		return pr, fmt.Errorf("install %s: %w", p, err)
+	}
+	var markerChange []target.Change
+	files := slices.DeleteFunc(slices.Clone(changes.Changes), func(ch target.Change) bool {
+		if ch.Name == marker {
+			markerChange = append(markerChange, ch)
+			return true
+		}
+		return false
+	})
+	if err := target.ApplyAll(ctx, t, files); err != nil {
 		return pr, fmt.Errorf("install %s: %w", p, err)
 	}
 	for _, d := range []string{InstalledDir, FilesDir} {
-		made, err := target.MkdirAll(ctx, t, d, 0o775, false)
+		made, err := target.MkdirAll(ctx, t, d, 0o775, target.MkdirOptions{})
 		if err != nil {
 			return pr, fmt.Errorf("install %s: %w", p, err)
 		}
@@ -411,20 +559,28 @@ func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *A
 			}
 		}
 	}
-	var list strings.Builder
-	for _, f := range pr.files {
-		list.WriteString(f + "\n")
-	}
 	if err := target.WriteFile(ctx, t, FilesDir+"/"+p+".list", []byte(list.String()), 0o644, 0, 0); err != nil {
 		return pr, fmt.Errorf("install %s: %w", p, err)
 	}
+	if beforeMarker != nil {
+		if err := beforeMarker(pr); err != nil {
+			return pr, fmt.Errorf("install %s: %w", p, err)
+		}
+	}
 	// The marker goes last: it is what makes the extension "installed".
-	if !inArchive || !slices.Contains(pr.files, marker) {
+	if len(markerChange) > 0 {
+		if err := target.ApplyAll(ctx, t, markerChange); err != nil {
+			return pr, fmt.Errorf("install %s: %w", p, err)
+		}
+	} else if !inArchive || !slices.Contains(pr.files, marker) {
 		if ok, _ := target.Exists(ctx, t, marker); !ok {
 			if err := target.WriteFile(ctx, t, marker, nil, 0o644, 0, 50); err != nil {
 				return pr, fmt.Errorf("install %s: %w", p, err)
 			}
 		}
+	}
+	if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: journal, Type: target.TypeRemove}}); err != nil {
+		return pr, fmt.Errorf("install %s: %w", p, err)
 	}
 	c.cfg.Logf("tcz: installed %s (%d entries)", p, len(pr.files))
 	return pr, nil

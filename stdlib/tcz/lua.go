@@ -110,17 +110,6 @@ func open(env *engine.Env) lua.LGFunction {
 	}
 }
 
-// raise maps this package's sentinel errors to Lua kinds and raises.
-func raise(L *lua.LState, err error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		err = lx.WithKind(err, lx.KindNotFound)
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrUnsafePath):
-		err = lx.WithKind(err, lx.KindInvalid)
-	}
-	lx.Raise(L, err)
-}
-
 // withSuggestion adds the nearest extension names of the mirror to a
 // not-found error about names ("ngnix": did you mean "nginx"?).
 func withSuggestion(env *engine.Env, L *lua.LState, c *Client, err error, names ...string) error {
@@ -156,7 +145,7 @@ func withSuggestion(env *engine.Env, L *lua.LState, c *Client, err error, names 
 func client(env *engine.Env, L *lua.LState) *Client {
 	c, err := LuaClient(L, env)
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	return c
 }
@@ -182,7 +171,7 @@ func luaMirror(env *engine.Env, L *lua.LState) int {
 		lx.Opts(L, 1, "tcz.mirror", &o)
 		c, err := newLuaClient(env, o)
 		if err != nil {
-			raise(L, err)
+			lx.Raise(L, err)
 		}
 		setClient(L, c)
 	}
@@ -202,7 +191,7 @@ func luaDeps(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	L.Push(lx.FromGo(L, d.Order))
 	return 1
@@ -220,7 +209,7 @@ func luaFetch(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, withSuggestion(env, L, c, err, ns...))
+		lx.Raise(L, withSuggestion(env, L, c, err, ns...))
 	}
 	ch := engine.Change{Module: "tcz", Action: "fetch", Subject: "tcz:" + strings.Join(ns, ","), Status: engine.StatusOK}
 	if r.Changed {
@@ -242,7 +231,7 @@ func luaInfo(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, withSuggestion(env, L, c, err, n))
+		lx.Raise(L, withSuggestion(env, L, c, err, n))
 	}
 	L.Push(lx.FromGo(L, info.Fields))
 	return 1
@@ -259,7 +248,7 @@ func luaSearch(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	if out == nil {
 		out = []string{}
@@ -278,7 +267,7 @@ func luaInstall(env *engine.Env, L *lua.LState) int {
 	c := client(env, L)
 	nn, err := c.Name(n)
 	if err != nil {
-		raise(L, fmt.Errorf("tcz.install: %w", err))
+		lx.Raise(L, fmt.Errorf("tcz.install: %w", err))
 	}
 	var r InstallResult
 	err = env.Block(L, func(ctx context.Context) error {
@@ -287,7 +276,7 @@ func luaInstall(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, withSuggestion(env, L, c, err, nn))
+		lx.Raise(L, withSuggestion(env, L, c, err, nn))
 	}
 	subject := targetlua.Subject(t, InstalledDir+"/"+nn)
 	ch := engine.Change{Module: "tcz", Action: "install", Subject: subject, Status: engine.StatusOK, Diff: r.Diff}
@@ -315,7 +304,7 @@ func luaRemove(env *engine.Env, L *lua.LState) int {
 	c := client(env, L)
 	nn, err := c.Name(n)
 	if err != nil {
-		raise(L, fmt.Errorf("tcz.remove: %w", err))
+		lx.Raise(L, fmt.Errorf("tcz.remove: %w", err))
 	}
 	var r RemoveResult
 	err = env.Block(L, func(ctx context.Context) error {
@@ -324,7 +313,7 @@ func luaRemove(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	ch := engine.Change{Module: "tcz", Action: "remove", Subject: targetlua.Subject(t, InstalledDir+"/"+nn), Status: engine.StatusOK, Diff: r.Diff}
 	if r.Changed {
@@ -346,7 +335,7 @@ func luaInstalled(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	L.Push(lx.FromGo(L, nonNil(out)))
 	return 1
@@ -366,7 +355,7 @@ func luaPack(env *engine.Env, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	out := o.Out
 	if out == "" {

@@ -2,12 +2,9 @@ package tcz
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -56,8 +53,8 @@ func (c *Client) ReleaseCachePath(name string) string {
 // "corepure64.gz", "vmlinuz64"): it reads <name>.md5.txt from the mirror,
 // keeps a cached copy whose md5 matches, else downloads the file, checks
 // it (ErrChecksum) and caches it by name. It also returns the md5. With
-// check set nothing is downloaded: a file not cached yet gives path "".
-func (c *Client) FetchRelease(ctx context.Context, name string, check bool) (path, sum string, err error) {
+// o.Check nothing is downloaded: a file not cached yet gives path "".
+func (c *Client) FetchRelease(ctx context.Context, name string, o FetchOptions) (path, sum string, err error) {
 	if err := checkPkgName(name); err != nil {
 		return "", "", fmt.Errorf("release file: %w", err)
 	}
@@ -73,39 +70,27 @@ func (c *Client) FetchRelease(ctx context.Context, name string, check bool) (pat
 	if got, err := fileMD5(dst); err == nil && got == want {
 		return dst, want, nil
 	}
-	if check {
+	if o.Check {
 		return "", want, nil
 	}
-	data, err := c.getRelease(ctx, name, 1<<30)
+	bar := c.progress("tcz: fetching " + name)
+	_, err = c.fetchVerified(ctx, c.ReleaseURL(name), dst, want, bar)
+	if bar != nil {
+		bar.Finish()
+	}
 	if err != nil {
-		return "", "", err
-	}
-	sum5 := md5.Sum(data)
-	if got := hex.EncodeToString(sum5[:]); got != want {
-		return "", "", fmt.Errorf("release file %s: md5 %s, %s.md5.txt says %s: %w", c.ReleaseURL(name), got, name, want, ErrChecksum)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", "", fmt.Errorf("release file %s: %w", name, err)
-	}
-	if err := writeAtomic(dst, data); err != nil {
-		return "", "", fmt.Errorf("release file %s: %w", name, err)
+		return "", "", fmt.Errorf("release file %s: %w", name, c.releaseHint(err))
 	}
 	c.cfg.Logf("tcz: fetched release file %s (%s)", name, want)
 	return dst, want, nil
 }
 
+// getRelease reads a small release file (an md5.txt) from the mirror.
 func (c *Client) getRelease(ctx context.Context, name string, limit int64) ([]byte, error) {
 	u := c.ReleaseURL(name)
 	rc, _, err := c.getURL(ctx, u)
-	if errors.Is(err, ErrNotFound) {
-		hint := ""
-		if rn, rerr := ReleaseFiles(c.cfg.Arch); rerr == nil {
-			hint = fmt.Sprintf(" (the official names for %s: %s, %s + %s, %s)", c.cfg.Arch, rn.Core, rn.Rootfs, rn.Modules, rn.Kernel)
-		}
-		return nil, fmt.Errorf("release file %s: not on the mirror%s: %w", name, hint, err)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("release file %s: %w", name, err)
+		return nil, fmt.Errorf("release file %s: %w", name, c.releaseHint(err))
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
@@ -116,4 +101,17 @@ func (c *Client) getRelease(ctx context.Context, name string, limit int64) ([]by
 		return nil, fmt.Errorf("release file %s: larger than %d bytes: %w", u, limit, ErrInvalid)
 	}
 	return b, nil
+}
+
+// releaseHint adds the official release file names of the arch to a
+// not-found error.
+func (c *Client) releaseHint(err error) error {
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	hint := ""
+	if rn, rerr := ReleaseFiles(c.cfg.Arch); rerr == nil {
+		hint = fmt.Sprintf(" (the official names for %s: %s, %s + %s, %s)", c.cfg.Arch, rn.Core, rn.Rootfs, rn.Modules, rn.Kernel)
+	}
+	return fmt.Errorf("not on the mirror%s: %w", hint, err)
 }

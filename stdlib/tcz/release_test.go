@@ -54,10 +54,10 @@ func TestFetchRelease(t *testing.T) {
 		}
 		rn, _ := ReleaseFiles(arch)
 		// check mode: nothing cached, nothing downloaded
-		if p, sum, err := c.FetchRelease(ctx, rn.Core, true); err != nil || p != "" || len(sum) != 32 {
+		if p, sum, err := c.FetchRelease(ctx, rn.Core, FetchOptions{Check: true}); err != nil || p != "" || len(sum) != 32 {
 			t.Errorf("%s check: %q %q %v", arch, p, sum, err)
 		}
-		p, _, err := c.FetchRelease(ctx, rn.Core, false)
+		p, _, err := c.FetchRelease(ctx, rn.Core, FetchOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,25 +70,42 @@ func TestFetchRelease(t *testing.T) {
 	}
 	c, _ := New(Config{URL: srv.URL, Arch: "x86_64", Cache: t.TempDir()})
 	// The real mirror has no core.gz for x86_64: the error names the official files.
-	_, _, err := c.FetchRelease(ctx, "core.gz", false)
+	_, _, err := c.FetchRelease(ctx, "core.gz", FetchOptions{})
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "corepure64.gz, rootfs64.gz + modules64.gz, vmlinuz64") {
 		t.Errorf("core.gz on x86_64: %v", err)
 	}
 	// A corrupt cached copy is fetched again; a file not matching its md5 is refused.
-	p, _, _ := c.FetchRelease(ctx, "vmlinuz64", false)
+	p, _, _ := c.FetchRelease(ctx, "vmlinuz64", FetchOptions{})
 	os.WriteFile(p, []byte("rotten"), 0o644)
-	if p2, _, err := c.FetchRelease(ctx, "vmlinuz64", false); err != nil || p2 != p {
+	if p2, _, err := c.FetchRelease(ctx, "vmlinuz64", FetchOptions{}); err != nil || p2 != p {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(p); string(b) != "kernel" {
 		t.Errorf("corrupt cache kept: %q", b)
 	}
+	// A tampered download is refused and the cached copy stays as it was
+	// (the download goes to a temporary file, renamed only once verified).
 	os.WriteFile(filepath.Join(mirror, "15.x/x86_64/release/distribution_files/vmlinuz64"), []byte("tampered"), 0o644)
-	os.Remove(p)
-	if _, _, err := c.FetchRelease(ctx, "vmlinuz64", false); !errors.Is(err, ErrChecksum) {
+	os.WriteFile(p, []byte("rotten"), 0o644)
+	if _, _, err := c.FetchRelease(ctx, "vmlinuz64", FetchOptions{}); !errors.Is(err, ErrChecksum) {
 		t.Errorf("tampered file: %v", err)
 	}
-	if _, _, err := c.FetchRelease(ctx, "../x", false); !errors.Is(err, ErrInvalid) {
+	if b, _ := os.ReadFile(p); string(b) != "rotten" {
+		t.Errorf("a refused download replaced the cached copy: %q", b)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(p), ".tf-*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	// The release download draws the same progress bar as extensions.
+	var prog bytes.Buffer
+	pc, _ := New(Config{URL: srv.URL, Arch: "x86", Cache: t.TempDir(), Progress: &prog, ForceProgress: true})
+	if _, _, err := pc.FetchRelease(ctx, "core.gz", FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(prog.String(), "tcz: fetching core.gz") {
+		t.Errorf("progress output %q", prog.String())
+	}
+	if _, _, err := c.FetchRelease(ctx, "../x", FetchOptions{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad name: %v", err)
 	}
 }
@@ -105,7 +122,7 @@ func TestFetchReleaseMinicore(t *testing.T) {
 	}
 	rn, _ := ReleaseFiles(c.Config().Arch)
 	for _, n := range []string{rn.Core, rn.Rootfs, rn.Modules, rn.Kernel} {
-		p, _, err := c.FetchRelease(ctx, n, false)
+		p, _, err := c.FetchRelease(ctx, n, FetchOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,8 +29,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,26 +38,27 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/term"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Sentinel errors; every error from this package wraps one of them (or a
-// context error) so the Lua layer can map kinds.
+// context error); their class (errkind) gives their Lua kind.
 var (
 	// ErrNotFound: no such extension on the mirror or in the cache, or not installed.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errkind.NotFound("not found")
 	// ErrInvalid: a malformed name, .dep, .info, md5 file or archive.
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errkind.Invalid("invalid")
 	// ErrChecksum: downloaded or cached content does not match its md5.
 	ErrChecksum = errors.New("checksum mismatch")
 	// ErrUnsafePath: an archive entry would land outside the target root,
@@ -474,6 +473,9 @@ type FetchResult struct {
 	// Downloaded lists the extensions fetched (or, in check mode, that
 	// would be), in Order.
 	Downloaded []string
+	// MD5 is the md5 of each extension of Order that is in the cache
+	// (in check mode, those not downloaded yet are missing).
+	MD5 map[string]string
 	// Changed is true when the cache changed (would change).
 	Changed bool
 	// Warnings are the resolution warnings.
@@ -532,9 +534,12 @@ func (c *Client) fetch(ctx context.Context, opts FetchOptions, trust bool, names
 	res.Downloaded = need
 	res.Changed = len(need) > 0
 	if opts.Check {
-		return res, nil
+		return res, c.cachedMD5(&res)
 	}
-	bar := c.progress(len(need))
+	var bar *progressbar.ProgressBar
+	if len(need) > 0 {
+		bar = c.progress(fmt.Sprintf("tcz: fetching %d extension(s)", len(need)))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.cfg.Concurrency)
 	for _, n := range need {
@@ -556,39 +561,27 @@ func (c *Client) fetch(ctx context.Context, opts FetchOptions, trust bool, names
 			return res, fmt.Errorf("fetch %s: %w", n, err)
 		}
 	}
-	return res, nil
+	return res, c.cachedMD5(&res)
 }
 
-func (c *Client) progress(n int) *progressbar.ProgressBar {
-	w := c.cfg.Progress
-	if w == nil || n == 0 {
-		return nil
-	}
-	if !c.cfg.ForceProgress {
-		f, ok := w.(*os.File)
-		if !ok || !term.IsTerminal(int(f.Fd())) {
-			return nil
+// cachedMD5 fills res.MD5 from the cache's md5.txt files of res.Order,
+// leaving out the extensions of res.Downloaded that are not there (check
+// mode).
+func (c *Client) cachedMD5(res *FetchResult) error {
+	res.MD5 = make(map[string]string, len(res.Order))
+	for _, n := range res.Order {
+		b, err := os.ReadFile(c.CachePath(n + ".tcz.md5.txt"))
+		if errors.Is(err, fs.ErrNotExist) && slices.Contains(res.Downloaded, n) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("fetch %s: %w", n, err)
+		}
+		if res.MD5[n], err = readMD5(b); err != nil {
+			return fmt.Errorf("fetch %s: %w", n, err)
 		}
 	}
-	return progressbar.NewOptions64(-1,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionSetDescription(fmt.Sprintf("tcz: fetching %d extension(s)", n)),
-		progressbar.OptionThrottle(0),
-		progressbar.OptionSetRenderBlankState(true),
-	)
-}
-
-// readMD5 parses "<32 hex>  NAME.tcz".
-func readMD5(b []byte) (string, error) {
-	f := strings.Fields(string(b))
-	if len(f) == 0 || len(f[0]) != 32 {
-		return "", fmt.Errorf("md5 file %q: %w", truncate(string(b), 80), ErrInvalid)
-	}
-	if _, err := hex.DecodeString(f[0]); err != nil {
-		return "", fmt.Errorf("md5 file %q: %w", truncate(string(b), 80), ErrInvalid)
-	}
-	return strings.ToLower(f[0]), nil
+	return nil
 }
 
 func truncate(s string, n int) string {
@@ -596,23 +589,6 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-func fileMD5(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return readerMD5(f)
-}
-
-func readerMD5(r io.Reader) (string, error) {
-	h := md5.New()
-	if _, err := io.Copy(h, r); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // verifyCached reports whether n.tcz is cached with a matching md5.txt.
@@ -706,48 +682,13 @@ func (c *Client) download(ctx context.Context, n string, bar *progressbar.Progre
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", n, err)
 	}
-	rc, _, err := c.get(ctx, n+".tcz")
-	if err != nil {
-		return fmt.Errorf("fetch %s: %w", n, err)
-	}
-	defer rc.Close()
 	dst := c.CachePath(n + ".tcz")
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tf-"+n+"-*.part")
+	fi, err := c.fetchVerified(ctx, c.URL(n+".tcz"), dst, want, bar)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", n, err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	h := md5.New()
-	var w io.Writer = io.MultiWriter(tmp, h)
-	if bar != nil {
-		w = io.MultiWriter(w, bar)
-	}
-	if _, err := io.Copy(w, rc); err != nil {
-		return fmt.Errorf("fetch %s: %w", n, err)
-	}
-	got := hex.EncodeToString(h.Sum(nil))
-	if got != want {
-		return fmt.Errorf("fetch %s: md5 %s, expected %s: %w", n, got, want, ErrChecksum)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fetch %s: %w", n, err)
-	}
-	fi, err := tmp.Stat() // the inode keeps its size and mtime through chmod and rename
-	if err != nil {
-		return fmt.Errorf("fetch %s: %w", n, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("fetch %s: %w", n, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("fetch %s: %w", n, err)
-	}
-	// md5.txt first would make a half-state look valid; the .tcz first is
-	// safe: without a matching md5.txt it is simply fetched again.
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("fetch %s: %w", n, err)
-	}
+	// The .tcz before its md5.txt: an md5.txt first would make a half-state
+	// look valid; without a matching md5.txt the .tcz is simply fetched again.
 	c.markVerified(dst, fi, want)
 	if err := writeAtomic(c.CachePath(n+".tcz.md5.txt"), []byte(want+"  "+n+".tcz\n")); err != nil {
 		return fmt.Errorf("fetch %s: %w", n, err)

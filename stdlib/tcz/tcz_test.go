@@ -122,12 +122,20 @@ func TestFetchCacheAndConcurrency(t *testing.T) {
 	if err != nil || !r.Changed || len(r.Downloaded) != 4 {
 		t.Fatalf("check fetch = %+v, %v", r, err)
 	}
+	if len(r.MD5) != 0 {
+		t.Errorf("check fetch of an empty cache knows md5s: %v", r.MD5)
+	}
 	if _, err := os.Stat(c.CachePath("hello.tcz")); err == nil {
 		t.Fatal("check mode wrote to the cache")
 	}
 	r, err = c.Fetch(ctx, FetchOptions{}, "hello")
 	if err != nil || !r.Changed || len(r.Downloaded) != 4 {
 		t.Fatalf("fetch = %+v, %v", r, err)
+	}
+	for _, n := range r.Order {
+		if want, _ := fileMD5(c.CachePath(n + ".tcz")); r.MD5[n] != want {
+			t.Errorf("FetchResult.MD5[%s] = %q, the cached file's is %q", n, r.MD5[n], want)
+		}
 	}
 	for _, f := range []string{"hello.tcz", "hello.tcz.md5.txt", "hello.tcz.dep", "libbar.tcz.dep", "libfoo.tcz"} {
 		if _, err := os.Stat(c.CachePath(f)); err != nil {

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -68,11 +67,11 @@ func luaWrite(L *lua.LState, env *engine.Env) int {
 	lx.Opts(L, 5, "template.write", &o)
 	mode := fs.FileMode(0o644)
 	if o.Mode != "" {
-		n, err := strconv.ParseUint(o.Mode, 8, 32)
-		if err != nil || n > 0o7777 {
-			lx.Raisef(L, "template.write %s: invalid mode %q (want octal like \"0644\")", path, o.Mode)
+		n, err := lx.ParseMode(o.Mode)
+		if err != nil {
+			lx.Raisef(L, "template.write %s: %v", path, err)
 		}
-		mode = fs.FileMode(n)
+		mode = n
 	}
 	uid, gid := 0, 0
 	if o.Owner != "" {

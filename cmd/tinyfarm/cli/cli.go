@@ -141,10 +141,12 @@ script: echo 'print(1)' | tinyfarm repl`,
 	root.AddCommand(runCmd, checkCmd, replCmd, versionCmd)
 	root.AddCommand(newGuestsCmd(ctx, stdout, stderr))
 	root.AddCommand(newProxyCmd(ctx, stdout, stderr))
+	root.AddCommand(newClusterCmd(ctx, stdout, stderr))
 	root.AddCommand(newMigrateCmd(ctx, stdin, stdout, stderr))
 	root.AddCommand(newExecCmd(ctx, stdin, stdout, stderr), newSSHCmd(ctx, stdin, stdout, stderr), newLogsCmd(ctx, stdout, stderr))
 	root.AddCommand(newPowerCmds(ctx, stdout, stderr)...)
 	root.AddCommand(newDocCmd(stdout, stderr))
+	root.AddCommand(newBootCmds(ctx, stdout, stderr)...)
 	return root
 }
 

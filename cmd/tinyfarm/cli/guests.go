@@ -26,15 +26,19 @@ type guestRow struct {
 }
 
 func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
-	var asJSON bool
+	var asJSON, inCluster bool
 	cmd := &cobra.Command{
 		Use:     "guests",
 		Aliases: []string{"ps"},
 		Short:   "List the farm's guests and their state",
 		Example: `  tinyfarm guests
-  tinyfarm ps --json`,
+  tinyfarm ps --json
+  tinyfarm guests --cluster`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if inCluster {
+				return clusterGuests(ctx, stdout, stderr, asJSON)
+			}
 			farm := colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
 			defs, err := farm.List()
 			if err != nil {
@@ -83,5 +87,6 @@ func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command 
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&inCluster, "cluster", false, "every guest of this host's cluster, with its host")
 	return cmd
 }

@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/ready"
 )
 
 // ErrUnsupported is wrapped by errors for abilities a backend lacks.
@@ -119,8 +121,9 @@ func (s Spec) Instance() string {
 
 // ReadyMarker is the line Tiny Core guests built by tinyfarm print on their
 // console once boot (bootsync, bootlocal started) is done. Backends wait for
-// it; the colinux module then makes one SSH handshake.
-const ReadyMarker = "tinyfarm: guest ready"
+// it; the colinux module then makes one SSH handshake. (Declared in
+// internal/ready, which the image builder shares.)
+const ReadyMarker = ready.Marker
 
 // State of a guest.
 type State string
@@ -143,6 +146,10 @@ type Status struct {
 	// (qemu; with a bzImage kernel "full VM (tcg, pc: …)", saying why not
 	// microvm).
 	Isolation string `json:"isolation,omitempty"`
+	// OOMKills counts the processes the kernel killed in the guest for
+	// want of memory (its cgroup's oom_kill count): the guest lives on,
+	// one of its processes did not. 0 where the driver cannot tell.
+	OOMKills int `json:"oom_kills,omitempty"`
 }
 
 // Runner starts guests of one backend and re-adopts running ones.
@@ -321,11 +328,10 @@ type Announcer interface {
 // FSFreezer is an optional Guest interface for guests whose disk the host
 // kernel mounts (namespace guests): FreezeFS flushes and freezes the
 // file system of the guest's first disk so a copy of the image is
-// consistent; thaw undoes it. ThawFS thaws it without that function, for
-// a freezer that was killed before it thawed (a frozen file system stays
-// frozen); a file system that is not frozen is left so. Guests that are
-// VMs need no such step: a suspended VM's writes are in the host page
-// cache already.
+// consistent; thaw undoes it. Guests that are VMs need no such step: a
+// suspended VM's writes are in the host page cache already. ThawFS
+// undoes a freeze whose freezer was killed (a frozen file system stays
+// frozen when the process that froze it dies); not frozen is fine.
 type FSFreezer interface {
 	FreezeFS(ctx context.Context) (thaw func(), err error)
 	ThawFS(ctx context.Context) error
@@ -380,4 +386,11 @@ func CheckVMSpec(driver string, s Spec) error {
 		return fmt.Errorf("net_raw is for ns guests (a %s guest's own kernel always allows raw sockets; the farm bridge filters its frames either way): remove net_raw", driver)
 	}
 	return nil
+}
+
+// Limiter is an optional Guest interface: it changes a running guest's
+// memory quota and CPU share in place (ns: its cgroups), so a
+// redefinition applies them without a restart. cpus 0 lifts the CPU limit.
+type Limiter interface {
+	SetLimits(ctx context.Context, memBytes int64, cpus float64) error
 }

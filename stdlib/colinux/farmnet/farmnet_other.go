@@ -27,3 +27,9 @@ func LinkExists(string) bool { return false }
 
 // DeleteBridge is a no-op off Linux.
 func DeleteBridge(string) error { return nil }
+
+// RestoreFarmBridge is a no-op off Linux.
+func RestoreFarmBridge(name, gatewayCIDR, owner string) (bool, error) { return false, nil }
+
+// RemoveFarmBridge is a no-op off Linux.
+func RemoveFarmBridge(name, owner string) (bool, error) { return false, nil }

@@ -45,7 +45,7 @@ func QemuGuestWith(tb testing.TB, farm *colinux.Farm, state string, def colinux.
 	if def.CPUs == 0 {
 		def.CPUs = 1
 	}
-	if _, err := farm.Define(def, false); err != nil {
+	if _, err := farm.Define(def, colinux.ChangeOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 	g, err := farm.Guest(ctx, def.Name)

@@ -237,13 +237,20 @@ func (cg *Cgroups) apply(lim Limits) error {
 		return nil
 	}
 	if d := cg.Paths["memory"]; d != "" && lim.MemBytes > 0 {
-		if err := writeCg(d, "memory.limit_in_bytes", strconv.FormatInt(lim.MemBytes, 10)); err != nil {
+		v := strconv.FormatInt(lim.MemBytes, 10)
+		// With swap accounting, also cap memory+swap, or the guest swaps
+		// past its quota instead of being OOM-killed inside it. The
+		// kernel keeps memsw >= the memory limit at every step, so a
+		// raise (a live redefinition) writes memsw first.
+		memsw := exists(filepath.Join(d, "memory.memsw.limit_in_bytes"))
+		if memsw {
+			_ = writeCg(d, "memory.memsw.limit_in_bytes", v) // fails (harmlessly) when lowering
+		}
+		if err := writeCg(d, "memory.limit_in_bytes", v); err != nil {
 			return err
 		}
-		// With swap accounting, also cap memory+swap, or the guest swaps
-		// past its quota instead of being OOM-killed inside it.
-		if _, err := os.Stat(filepath.Join(d, "memory.memsw.limit_in_bytes")); err == nil {
-			_ = writeCg(d, "memory.memsw.limit_in_bytes", strconv.FormatInt(lim.MemBytes, 10))
+		if memsw {
+			_ = writeCg(d, "memory.memsw.limit_in_bytes", v)
 		}
 	}
 	if d := cg.Paths["cpu"]; d != "" && lim.CPUs > 0 {

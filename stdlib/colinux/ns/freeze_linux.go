@@ -40,25 +40,6 @@ func (g *guest) FreezeFS(ctx context.Context) (func(), error) {
 	return freezeRoot(rt.InitPID)
 }
 
-// ThawFS thaws the guest's root file system, frozen by a FreezeFS whose
-// caller was killed; one that is not frozen is left so (FITHAW fails
-// with EINVAL).
-func (g *guest) ThawFS(ctx context.Context) error {
-	rt, err := g.runtime()
-	if err != nil || !rt.alive() || g.spec.Layout != driver.Scatter {
-		return nil
-	}
-	fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", rt.InitPID), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("ns %s: thaw filesystem: %w", g.spec.Name, err)
-	}
-	defer unix.Close(fd)
-	if _, err := unix.IoctlGetInt(fd, ioctlFITHAW); err != nil && err != unix.EINVAL {
-		return fmt.Errorf("ns %s: thaw filesystem: %w", g.spec.Name, err)
-	}
-	return nil
-}
-
 // freezeRoot freezes the file system holding the root of process pid;
 // the returned function thaws it.
 func freezeRoot(pid int) (func(), error) {
@@ -74,4 +55,22 @@ func freezeRoot(pid int) (func(), error) {
 		unix.IoctlGetInt(fd, ioctlFITHAW)
 		unix.Close(fd)
 	}, nil
+}
+
+// ThawFS thaws the root file system of the guest's init, frozen by a
+// FreezeFS whose caller was killed. Not frozen (EINVAL) is fine.
+func (g *guest) ThawFS(ctx context.Context) error {
+	rt, err := g.runtime()
+	if err != nil || !rt.alive() || g.spec.Layout != driver.Scatter {
+		return nil
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", rt.InitPID), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("thaw filesystem: %w", err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.IoctlGetInt(fd, ioctlFITHAW); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("thaw filesystem: %w", err)
+	}
+	return nil
 }

@@ -210,8 +210,11 @@ func (g *guest) Status(ctx context.Context) (driver.Status, error) {
 		if rt.NetRaw {
 			s.Isolation += "; keeps CAP_NET_RAW (net_raw = true)"
 		}
-		if rt.Cgroups != nil && rt.Cgroups.Frozen() {
-			s.State = driver.Suspended
+		if rt.Cgroups != nil {
+			if rt.Cgroups.Frozen() {
+				s.State = driver.Suspended
+			}
+			s.OOMKills = rt.Cgroups.OOMKills()
 		}
 		return s, nil
 	}

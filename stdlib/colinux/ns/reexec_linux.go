@@ -103,6 +103,12 @@ func monitorMain(dir string) int {
 		logf("read spec: %v", err)
 		return 1
 	}
+	locks, err := lockDisks(s)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	defer closeAll(locks)
 	if s.UserNS {
 		base, release, err := claimIDRange(s.Instance())
 		if err != nil {

@@ -13,7 +13,13 @@ end
 
 -- A disk as image.build returns it. No host key: with one, wait_ready
 -- and stop would reach for the guest's SSH server at its address.
-local function disk(t) return { path = t:tempdir() .. "/d.img" } end
+-- An empty file stands for a disk: the fake driver never reads it, but a
+-- guest whose disk does not exist is refused.
+local function disk(t)
+  local p = t:tempdir() .. "/d.img"
+  assert(io.open(p, "w")):close()
+  return { path = p }
+end
 
 function TestDefaults(t)
   rec.take()

@@ -1,7 +1,7 @@
 -- A namespace guest in the default mode (user namespace, farm bridge), as
 -- a playbook drives it: a read-only share, suspend and resume (twice:
 -- the second is ok, not changed), exec refused while suspended, exec with
--- a timeout, destroy keeping the disk.
+-- a timeout, a redefinition while it runs, destroy keeping the disk.
 local colinux = require("colinux")
 
 function TestLifecycle(t)
@@ -31,6 +31,17 @@ function TestLifecycle(t)
   ok, e = pcall(function() g:exec("sleep 5", { timeout = "300ms" }) end)
   if ok or e.kind ~= "timeout" then t:error("exec past its timeout: " .. tostring(e)) end
   if g:exec("echo still").stdout ~= "still\n" then t:error("exec after a timed-out one") end
+
+  -- Redefined while it runs: mem is applied live, a bootcode is "restart
+  -- needed" (in the status too), another disk is refused until it stops.
+  g = colinux.guest({ name = "life", driver = "ns", disk = { path = vars.disk }, mem = "96M", bootcodes = "tz=UTC" })
+  if g.mem ~= 96 * 1024 * 1024 or table.concat(g:status().restart_needed, ",") ~= "bootcodes" then
+    t:error("restart_needed after a bootcode change: " .. table.concat(g:status().restart_needed, ","))
+  end
+  ok, e = pcall(function() colinux.guest({ name = "life", driver = "ns", disk = { path = vars.disk .. ".other" }, mem = "96M" }) end)
+  if ok or e.kind ~= "invalid" or not string.find(tostring(e), "stop it first", 1, true) then
+    t:error("a new disk for the running guest: " .. tostring(e))
+  end
 
   g:destroy()
   local f = io.open(vars.disk, "r")

@@ -1,10 +1,12 @@
 -- colinux.list{limit = true} under --limit 'web*,!web2', run by
--- TestLuaListLimit. No guest is started.
+-- TestLuaListLimit. No guest is started (so they may share one disk,
+-- read-only).
 local colinux = require("colinux")
 
 function TestListLimit(t)
   for _, n in ipairs({ "web1", "web2", "db1" }) do
-    colinux.guest({ name = n, driver = "ns", disk = { path = vars.disk, host_key = vars.host_key }, mem = "64M" })
+    colinux.guest({ name = n, driver = "ns", disk = { path = vars.disk, host_key = vars.host_key }, mem = "64M",
+                    disk_ro = true })
   end
   local names = {}
   for _, g in ipairs(colinux.list{ limit = true }) do names[#names + 1] = g.name end

@@ -13,7 +13,9 @@ function TestNetwork(t)
   if ok or e.kind ~= "invalid" then t:error("bad subnet: " .. tostring(e)) end
   ok, e = pcall(function() colinux.network({ bridge = "x", mask = 24 }) end)
   if ok or not string.find(tostring(e), "mask") then t:error("unknown option: " .. tostring(e)) end
-  local g = colinux.guest({ name = "n1", driver = "ns", disk = { path = t:tempdir() .. "/d.img" }, mem = "64M" })
+  local disk = t:tempdir() .. "/d.img"
+  require("host").write(disk, "")
+  local g = colinux.guest({ name = "n1", driver = "ns", disk = { path = disk }, mem = "64M" })
   if g.ip ~= "10.77.211.2" then t:error("guest address " .. tostring(g.ip)) end
 end
 
@@ -21,6 +23,7 @@ end
 -- boolean, and only for ns guests.
 function TestNetRawOption(t)
   local disk = { path = t:tempdir() .. "/d.img" }
+  require("host").write(disk.path, "")
   colinux.guest({ name = "raw1", driver = "ns", disk = disk, mem = "64M", net_raw = true }):destroy()
   local ok, e = pcall(function() colinux.guest({ name = "raw2", driver = "ns", disk = disk, mem = "64M", net_raw = "yes" }) end)
   if ok or not string.find(tostring(e), "net_raw") then t:error("net_raw = \"yes\": " .. tostring(e)) end

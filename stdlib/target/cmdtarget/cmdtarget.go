@@ -195,8 +195,15 @@ func (t *Target) Apply(ctx context.Context, c target.Change) error {
 			mode = 0o644
 		}
 		tmp := path.Join(path.Dir(p), ".tf-"+path.Base(p)+".tmp")
-		cmd := t.guard([]string{p}) + fmt.Sprintf(`set -e; [ ! -d %[2]s ] || [ -L %[2]s ] || { echo "%[2]s is a directory" >&2; exit 1; }; cat > %[1]s; chown %[3]d:%[4]d %[1]s; chmod %[5]s %[1]s; sync %[1]s 2>/dev/null || true; mv -f %[1]s %[2]s`,
-			q(tmp), q(p), c.Uid, c.Gid, unixOctal(mode))
+		// A transfer cut short (tinyfarm killed, the connection lost)
+		// ends cat's input early as if the file were whole: a known size
+		// is checked before the rename.
+		check := ""
+		if c.Size > 0 {
+			check = fmt.Sprintf(`[ "$(wc -c < %[1]s)" -eq %[2]d ] || { rm -f %[1]s; echo "%[3]s: transfer cut short" >&2; exit 1; }; `, q(tmp), c.Size, q(p))
+		}
+		cmd := t.guard([]string{p}) + fmt.Sprintf(`set -e; [ ! -d %[2]s ] || [ -L %[2]s ] || { echo "%[2]s is a directory" >&2; exit 1; }; cat > %[1]s; %[6]schown %[3]d:%[4]d %[1]s; chmod %[5]s %[1]s; sync %[1]s 2>/dev/null || true; mv -f %[1]s %[2]s`,
+			q(tmp), q(p), c.Uid, c.Gid, unixOctal(mode), check)
 		_, err = t.run(ctx, "write", n, cmd, body)
 		return err
 	case target.TypeDir:

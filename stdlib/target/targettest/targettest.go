@@ -97,7 +97,7 @@ func Run(t *testing.T, newTarget func(t *testing.T) target.Target) {
 		if err == nil {
 			t.Fatal("Apply into a missing parent succeeded; want an error")
 		}
-		made, err := target.MkdirAll(ctx, tg, "no/such", 0o755, false)
+		made, err := target.MkdirAll(ctx, tg, "no/such", 0o755, target.MkdirOptions{})
 		if err != nil || len(made) != 2 {
 			t.Fatalf("MkdirAll = %v, %v", made, err)
 		}

@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// Behaviour of the embedded proxy's fast path (requests without a body on
-// pooled backend connections).
+// How responses come back through the request pipeline: streaming,
+// bodiless responses, hop-by-hop headers, pooled connections the backend
+// closed, clients that leave.
 
 // routed starts an embedded proxy with host routed to backend and waits
 // until a GET answers with a status other than 404.
@@ -33,10 +34,10 @@ func routed(t *testing.T, host, backend string) (*target, *http.Client) {
 	return tg, cl
 }
 
-// TestFastStreamsChunkedWithTrailers: a chunked response reaches the client
+// TestStreamsChunkedWithTrailers: a chunked response reaches the client
 // chunk by chunk (flushed, not buffered until the end), and its trailers
 // arrive.
-func TestFastStreamsChunkedWithTrailers(t *testing.T) {
+func TestStreamsChunkedWithTrailers(t *testing.T) {
 	release := make(chan struct{})
 	be := newHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/stream" {
@@ -75,9 +76,9 @@ func TestFastStreamsChunkedWithTrailers(t *testing.T) {
 	}
 }
 
-// TestFastHeadNoBodyAndHopHeaders: HEAD keeps Content-Length without a
+// TestHeadNoBodyAndHopHeaders: HEAD keeps Content-Length without a
 // body, 204/304 pass, hop-by-hop headers are dropped both ways.
-func TestFastHeadNoBodyAndHopHeaders(t *testing.T) {
+func TestHeadNoBodyAndHopHeaders(t *testing.T) {
 	be := newHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/204":
@@ -127,10 +128,10 @@ func TestFastHeadNoBodyAndHopHeaders(t *testing.T) {
 	}
 }
 
-// TestFastRetriesStaleConnections: a backend that closes every connection
+// TestRetriesStaleConnections: a backend that closes every connection
 // right after answering (without saying so) costs no failed request: a
 // GET on a pooled connection the backend closed is retried.
-func TestFastRetriesStaleConnections(t *testing.T) {
+func TestRetriesStaleConnections(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -167,9 +168,9 @@ func TestFastRetriesStaleConnections(t *testing.T) {
 	}
 }
 
-// TestFastClientGoneCancelsBackend: when the client hangs up while the
+// TestClientGoneCancelsBackend: when the client hangs up while the
 // backend is still thinking, the backend's request is cancelled.
-func TestFastClientGoneCancelsBackend(t *testing.T) {
+func TestClientGoneCancelsBackend(t *testing.T) {
 	cancelled := make(chan struct{})
 	be := newHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/slow" {

@@ -1,0 +1,389 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
+)
+
+// clusterFlags are the flags init and join share: who this host is.
+type clusterFlags struct {
+	name, advertise, proxy string
+	clientPort, peerPort   int
+	joinPort               int
+	timing                 cluster.Timing
+}
+
+func (f *clusterFlags) add(cmd *cobra.Command) {
+	host, _ := os.Hostname()
+	cmd.Flags().StringVar(&f.name, "name", host, "this host's name in the cluster")
+	cmd.Flags().StringVar(&f.advertise, "advertise", "", "this host's IP that the other hosts reach (required for an etcd member)")
+	cmd.Flags().StringVar(&f.proxy, "proxy", "", `run the proxy serving every vhost of the cluster on this address (":80"); default none`)
+	cmd.Flags().IntVar(&f.clientPort, "client-port", cluster.DefaultClientPort, "etcd client port")
+	cmd.Flags().IntVar(&f.peerPort, "peer-port", cluster.DefaultPeerPort, "etcd peer port")
+	cmd.Flags().IntVar(&f.joinPort, "join-port", cluster.DefaultJoinPort, "port of the join endpoint")
+	cmd.Flags().UintVar(&f.timing.TickMS, "heartbeat", 100, "etcd heartbeat interval in ms (raise it on slow links)")
+	cmd.Flags().UintVar(&f.timing.ElectionMS, "election-timeout", 1000, "etcd election timeout in ms")
+	cmd.Flags().Int64Var(&f.timing.LeaseTTL, "lease-ttl", 10, "seconds after its last renewal a host counts as down")
+	cmd.Flags().DurationVar(&f.timing.OpTimeout, "op-timeout", 5*time.Second, "how long a cluster call waits for a majority before failing")
+}
+
+func (f *clusterFlags) config() (*cluster.Config, error) {
+	cfg := &cluster.Config{
+		Host: f.name, Advertise: f.advertise, Dir: cluster.Dir(StateDir()),
+		ClientPort: f.clientPort, PeerPort: f.peerPort, JoinPort: f.joinPort, ProxyListen: f.proxy,
+		Timing: f.timing,
+	}
+	if f.proxy != "" {
+		_, port, err := net.SplitHostPort(f.proxy)
+		if err != nil {
+			return nil, fmt.Errorf("--proxy %q: want HOST:PORT or :PORT: %w", f.proxy, cluster.ErrInvalid)
+		}
+		adv := f.advertise
+		if adv == "" {
+			adv, _, _ = net.SplitHostPort(f.proxy)
+		}
+		cfg.ProxyAddr = net.JoinHostPort(adv, port)
+	}
+	return cfg, nil
+}
+
+func newClusterCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Join hosts into one farm whose shared state is etcd",
+		Long: `A cluster is several tinyfarm hosts sharing one etcd: the first host runs
+"cluster init", each other host "cluster join TOKEN". Every host then runs
+an etcd member inside its cluster daemon ("cluster serve", started by init
+and join), keeps a lease alive with its facts (memory, CPUs, drivers), and
+serves every vhost of the cluster from its proxy. Guest names, farm
+subnets, guest IPs and uid ranges are handed out in etcd transactions.
+An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
+	}
+	fail := func(err error) error {
+		fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
+		if errors.Is(err, cluster.ErrInvalid) {
+			return exitError{engine.ExitUsage}
+		}
+		return exitError{engine.ExitFailed}
+	}
+	startDaemon := func(cfg *cluster.Config) error {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		_, err = cluster.StartDaemon(ctx, cfg.Dir, []string{exe, "cluster", "serve"}, []string{"TINYFARM_HOME=" + StateDir()})
+		return err
+	}
+
+	var initFlags clusterFlags
+	var rng string
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Start a new cluster with this host as its first etcd member; prints a join token",
+		Example: `  tinyfarm cluster init --advertise 10.0.0.1 --proxy :80
+  tinyfarm cluster init --advertise 10.0.0.1 --range 10.90.0.0/16`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := initFlags.config()
+			if err != nil {
+				return fail(err)
+			}
+			set := cluster.DefaultSettings()
+			set.Range = rng
+			if err := cluster.Init(cfg, cluster.InitOptions{Settings: set}); err != nil {
+				return fail(err)
+			}
+			if err := startDaemon(cfg); err != nil {
+				// Nothing else knows this cluster yet: undo, so init can
+				// simply be run again.
+				cluster.StopDaemon(ctx, cfg.Dir)
+				os.RemoveAll(cfg.Dir)
+				return fail(err)
+			}
+			tok, err := cluster.MakeToken(ctx, cfg, 24*time.Hour)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "cluster started: %s is its first host (etcd member on %s)\n", cfg.Host, cfg.Advertise)
+			fmt.Fprintf(stdout, "join another host (token valid 24h, for one host):\n  tinyfarm cluster join %s --advertise THAT_HOSTS_IP\n", tok)
+			return nil
+		},
+	}
+	initFlags.add(initCmd)
+	initCmd.Flags().StringVar(&rng, "range", cluster.DefaultSettings().Range, "the cluster's IPv4 range; each host's farm subnet is a /24 of it")
+
+	var joinFlags clusterFlags
+	var etcd, cacert, cert, key string
+	joinCmd := &cobra.Command{
+		Use:   "join TOKEN | join --etcd URLS --cacert F --cert F --key F",
+		Short: "Join a cluster: with a token from a member, or an existing etcd cluster",
+		Example: `  tinyfarm cluster join tfjoin1.eyJh... --advertise 10.0.0.2 --proxy :80
+  tinyfarm cluster join --etcd https://10.0.0.9:2379 --cacert ca.crt --cert host.crt --key host.key`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := joinFlags.config()
+			if err != nil {
+				return fail(err)
+			}
+			switch {
+			case etcd != "" && len(args) == 0:
+				cfg.Endpoints = strings.Split(etcd, ",")
+				cfg.CAFile, cfg.CertFile, cfg.KeyFile = cacert, cert, key
+				if cacert == "" || cert == "" || key == "" {
+					return fail(fmt.Errorf("cluster join --etcd: give --cacert, --cert and --key (the etcd cluster's CA and this host's client certificate): %w", cluster.ErrInvalid))
+				}
+				if err := cluster.UseExternal(ctx, cfg); err != nil {
+					return fail(err)
+				}
+			case len(args) == 1 && etcd == "":
+				tok, err := cluster.ParseToken(args[0])
+				if err != nil {
+					return fail(err)
+				}
+				if err := cluster.Join(ctx, cfg, tok); err != nil {
+					return fail(err)
+				}
+			default:
+				return fail(fmt.Errorf("cluster join: give a TOKEN (from cluster init or cluster token on a member) or --etcd URLS: %w", cluster.ErrInvalid))
+			}
+			if err := startDaemon(cfg); err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "%s joined the cluster\n", cfg.Host)
+			return nil
+		},
+	}
+	joinFlags.add(joinCmd)
+	joinCmd.Flags().StringVar(&etcd, "etcd", "", "an existing etcd cluster's client URLs, comma-separated")
+	joinCmd.Flags().StringVar(&cacert, "cacert", "", "with --etcd: the etcd cluster's CA certificate")
+	joinCmd.Flags().StringVar(&cert, "cert", "", "with --etcd: this host's client certificate")
+	joinCmd.Flags().StringVar(&key, "key", "", "with --etcd: this host's client key")
+
+	serveCmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run this host's cluster daemon in the foreground (init and join start it detached)",
+		Long: `serve runs this host's etcd member (unless the cluster is an existing etcd),
+keeps its lease alive with its facts, serves the join endpoint and, with
+--proxy given at init or join, the proxy for every vhost of the cluster.
+SIGTERM revokes the lease (the host is down at once) and stops the member.
+Run it from a service manager to bring a host back after a reboot.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := cluster.LoadConfig(cluster.Dir(StateDir()))
+			if err != nil {
+				return fail(err)
+			}
+			cluster.Version = Version
+			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := slog.New(slog.NewTextHandler(stderr, nil))
+			err = cluster.Serve(ctx, cfg, cluster.ServeOptions{
+				Facts:       hostFacts,
+				LocalRoutes: proxy.NewRegistry(proxyDir(), nil).Path(),
+				Logger:      log,
+			})
+			if err != nil {
+				return fail(err)
+			}
+			return nil
+		},
+	}
+
+	startCmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start this host's cluster daemon detached, unless it runs (after a reboot)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := cluster.LoadConfig(cluster.Dir(StateDir()))
+			if err != nil {
+				return fail(err)
+			}
+			if err := startDaemon(cfg); err != nil {
+				return fail(err)
+			}
+			pid, _ := cluster.RunningDaemon(cfg.Dir)
+			fmt.Fprintf(stdout, "cluster daemon of %s runs (pid %d)\n", cfg.Host, pid)
+			return nil
+		},
+	}
+
+	var asJSON bool
+	statusCmd := &cobra.Command{
+		Use:   "status",
+		Short: "The cluster's hosts (up or down, their facts) and guests",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := cluster.LoadConfig(cluster.Dir(StateDir()))
+			if err != nil {
+				return fail(err)
+			}
+			if _, ok := cluster.RunningDaemon(cfg.Dir); cfg.Embedded && !ok {
+				fmt.Fprintf(stderr, "tinyfarm: this host's cluster daemon is not running (start it with tinyfarm cluster serve); asking the other members\n")
+			}
+			c, err := cluster.Connect(ctx, cfg)
+			if err != nil {
+				return fail(err)
+			}
+			defer c.Close()
+			st, err := cluster.ClusterStatus(ctx, c)
+			if err != nil {
+				return fail(err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			if st.Stale != "" {
+				fmt.Fprintf(stderr, "tinyfarm: %s\nshowing what this host last knew:\n", st.Stale)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "HOST\tSTATE\tMEM\tCOMMITTED\tCPUS\tDRIVERS\tGUESTS\tVERSION")
+			count := map[string]int{}
+			for _, g := range st.Guests {
+				count[g.Host]++
+			}
+			for _, h := range st.Hosts {
+				me := ""
+				if h.Name == st.Host {
+					me = " (this host)"
+				}
+				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", h.Name, me, h.State, colinux.HumanSize(h.Mem), colinux.HumanSize(h.Committed), h.CPUs, strings.Join(h.Drivers, ","), count[h.Name], h.Version)
+			}
+			tw.Flush()
+			if len(st.Guests) > 0 {
+				fmt.Fprintln(stdout)
+				tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "GUEST\tHOST\tSTATE\tIP")
+				for _, g := range st.Guests {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, g.Host, g.State, g.IP)
+				}
+				tw.Flush()
+			}
+			return nil
+		},
+	}
+	statusCmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+
+	var ttl time.Duration
+	tokenCmd := &cobra.Command{
+		Use:   "token",
+		Short: "Print a new one-time join token",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := cluster.LoadConfig(cluster.Dir(StateDir()))
+			if err != nil {
+				return fail(err)
+			}
+			tok, err := cluster.MakeToken(ctx, cfg, ttl)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintln(stdout, tok)
+			return nil
+		},
+	}
+	tokenCmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
+
+	leaveCmd := &cobra.Command{
+		Use:   "leave",
+		Short: "Take this host out of its cluster (refused while guests are claimed on it)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := cluster.LoadConfig(cluster.Dir(StateDir()))
+			if err != nil {
+				return fail(err)
+			}
+			if err := cluster.Leave(ctx, cfg); err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "%s left the cluster\n", cfg.Host)
+			return nil
+		},
+	}
+	cmd.AddCommand(initCmd, joinCmd, serveCmd, startCmd, statusCmd, tokenCmd, leaveCmd)
+	return cmd
+}
+
+// hostFacts are this host's facts: memory and CPUs from the kernel, the
+// drivers built in, and the memory its defined guests are given.
+func hostFacts(ctx context.Context) cluster.Facts {
+	drivers := colinux.DefaultDrivers()
+	names := make([]string, 0, len(drivers))
+	for n := range drivers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	f := cluster.LocalFacts(names)
+	if defs, err := colinux.New(StateDir(), colinux.Options{Drivers: drivers}).List(); err == nil {
+		for _, d := range defs {
+			f.Committed += d.MemBytes
+		}
+	}
+	return f
+}
+
+// clusterGuests is `tinyfarm guests --cluster`: the cluster's claimed
+// guests with their hosts, unreachable while a host is down.
+func clusterGuests(ctx context.Context, stdout, stderr io.Writer, asJSON bool) error {
+	cfg, err := cluster.LoadConfig(cluster.Dir(StateDir()))
+	if err != nil {
+		fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
+		return exitError{engine.ExitFailed}
+	}
+	c, err := cluster.Connect(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
+		return exitError{engine.ExitFailed}
+	}
+	defer c.Close()
+	st, err := cluster.ClusterStatus(ctx, c)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
+		return exitError{engine.ExitFailed}
+	}
+	if st.Stale != "" {
+		fmt.Fprintf(stderr, "tinyfarm: %s\nshowing what this host last knew:\n", st.Stale)
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if st.Guests == nil {
+			st.Guests = []cluster.GuestRecord{}
+		}
+		return enc.Encode(st.Guests)
+	}
+	if len(st.Guests) == 0 {
+		fmt.Fprintln(stdout, "no guests in the cluster (cluster.claim{...} in a playbook)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tIP\tMEM\tDRIVER")
+	for _, g := range st.Guests {
+		d := g.Driver
+		if d == "" {
+			d = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Host, g.State, g.IP, colinux.HumanSize(g.Mem), d)
+	}
+	return tw.Flush()
+}

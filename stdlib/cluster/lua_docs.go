@@ -1,0 +1,23 @@
+package cluster
+
+import "github.com/tinyfarm/tinyfarm/engine"
+
+func docs() []engine.Doc {
+	return []engine.Doc{
+		{Name: "cluster.hosts", Call: "cluster.hosts()",
+			Summary: "Every host of this host's cluster, by name: {name, state (\"up\"/\"down\"), mem, committed, free,\ncpus, drivers, version, ssh_host_key, proxy}. A host is down once its lease ran out."},
+		{Name: "cluster.place", Call: "cluster.place{mem, driver, strategy}", Opts: placeOpts{},
+			Summary: "The host a new guest should go to: an up host with the driver and mem free, the one with\nthe most free (spread, the default) or the fullest that fits (pack).\nRaises (kind no_room) with every host's numbers when none fits.",
+			Example: `local h = cluster.place{ mem = "128M", driver = "ns", strategy = "pack" }`},
+		{Name: "cluster.claim", Call: "cluster.claim{name, host, mem, driver}", Opts: claimOpts{},
+			Summary: "Claims a guest name cluster-wide on host, with an IP in the host's farm subnet and a\nuser-namespace uid range, in one etcd transaction: {name, host, ip, gateway, subnet, uid_base}. ok when\nthe same claim exists; raises (kind taken) when the name is another host's.",
+			Example: `local g = cluster.claim{ name = "web7", host = h.name, mem = "128M" }`},
+		{Name: "cluster.route", Call: "cluster.route{vhost, host, addr, guest}", Opts: routeOpts{},
+			Summary: "Every host's proxy serves vhost: the host the guest runs on forwards to addr, the others to\nthat host's proxy (Host header kept). ok when the same route exists.",
+			Example: `cluster.route{ vhost = "web7.example.com", host = g.host, addr = g.ip:match("^[^/]+") .. ":80", guest = "web7" }`},
+		{Name: "cluster.release", Call: "cluster.release(name)",
+			Summary: "Drops a guest's claim: its name, IP, uid range and memory are free again, its routes gone.\nok when there is no such claim."},
+		{Name: "cluster.guests", Call: "cluster.guests()",
+			Summary: "Every claimed guest: {name, host, ip, state}; state is \"unreachable\" while its host is down."},
+	}
+}
