@@ -345,6 +345,29 @@ func (s *suite) lifecycle(t *testing.T) {
 		}
 		thaw()
 		want(t, g, driver.Running)
+		// A freezer killed before it thawed: another process thaws.
+		leftFrozen, err := fz.FreezeFS(ctxT(t, 30*time.Second))
+		if err != nil {
+			t.Fatalf("freeze again: %v", err)
+		}
+		defer leftFrozen() // only releases what it holds by now
+		a, ok := s.attach(t, spec).(driver.FSFreezer)
+		if !ok {
+			t.Fatal("a re-attached guest is no driver.FSFreezer")
+		}
+		if err := a.ThawFS(ctxT(t, 30*time.Second)); err != nil {
+			t.Fatalf("thaw from a new runner: %v", err)
+		}
+		if err := a.ThawFS(ctxT(t, 30*time.Second)); err != nil {
+			t.Errorf("thaw of a thawed file system: %v", err)
+		}
+		if ex, ok := g.(driver.Execer); ok {
+			// Writes go through again (on a frozen file system they hang).
+			r, err := ex.Exec(ctxT(t, 20*time.Second), []string{"/bin/sh", "-c", "echo x > /drivertest-thawed && sync && rm /drivertest-thawed"}, driver.ExecOptions{})
+			if err != nil || r.Code != 0 {
+				t.Errorf("write after thaw: code %d %s, %v", r.Code, r.Stderr, err)
+			}
+		}
 	})
 
 	ckpt, ckptDir := "", t.TempDir() // the checkpoint outlives its subtest
