@@ -67,6 +67,9 @@ func openTreeCache(base string) *treeCache {
 	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
 		return nil
 	}
+	// What builds killed while filling or evicting left.
+	fsutil.RemoveStale(dir, "fill-")
+	fsutil.RemoveStale(dir, "evict-")
 	return &treeCache{dir: dir}
 }
 
@@ -77,7 +80,11 @@ func openTreeCache(base string) *treeCache {
 // again.
 func (c *treeCache) materialize(ctx context.Context, key, dst string, fill func(ctx context.Context, dir string) error) (hit bool, err error) {
 	entry := filepath.Join(c.dir, key)
-	if m, err := readMarker(entry); err == nil {
+	m, err := readMarker(entry)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.evict(key) // a bad marker: the entry would block its own refill
+	}
+	if err == nil {
 		got, err := linkTree(ctx, filepath.Join(entry, "tree"), dst)
 		if err == nil && got == m {
 			now := time.Now()
@@ -93,7 +100,6 @@ func (c *treeCache) materialize(ctx context.Context, key, dst string, fill func(
 			return false, err
 		}
 	}
-	fsutil.RemoveStale(c.dir, "fill-")
 	tmp, err := os.MkdirTemp(c.dir, fsutil.PidPrefix("fill-"))
 	if err != nil {
 		return false, err
@@ -103,7 +109,7 @@ func (c *treeCache) materialize(ctx context.Context, key, dst string, fill func(
 	if err := fill(ctx, tree); err != nil {
 		return false, err
 	}
-	m, err := linkTree(ctx, tree, dst)
+	m, err = linkTree(ctx, tree, dst)
 	if err != nil {
 		return false, err
 	}
@@ -142,7 +148,6 @@ func (c *treeCache) evict(key string) {
 
 // trim evicts the least recently used entries beyond treeCacheKeep.
 func (c *treeCache) trim() {
-	fsutil.RemoveStale(c.dir, "evict-")
 	ents, err := os.ReadDir(c.dir)
 	if err != nil {
 		return
