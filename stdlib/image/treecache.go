@@ -27,7 +27,7 @@ const TreeCacheName = "tinyfarm-trees"
 // treeCacheKeep is how many trees the cache keeps (the most recently
 // used): a core and an extension set of a few farms' images. In /dev/shm
 // they take memory (CorePure64 with modules: about 14 MiB each).
-const treeCacheKeep = 6
+const treeCacheKeep = 4
 
 // treeCacheFormat changes when what fill functions put in a tree does.
 const treeCacheFormat = 1
