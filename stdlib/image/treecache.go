@@ -109,9 +109,16 @@ func (c *treeCache) materialize(ctx context.Context, key, dst string, fill func(
 	if err := fill(ctx, tree); err != nil {
 		return false, err
 	}
-	m, err = linkTree(ctx, tree, dst)
-	if err != nil {
-		return false, err
+	if m, err = linkTree(ctx, tree, dst); err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		// A file system without hardlinks (the staging dir is the
+		// user's choice): the tree is made in dst itself.
+		if err := emptyDir(dst); err != nil {
+			return false, err
+		}
+		return false, fill(ctx, dst)
 	}
 	b, _ := json.Marshal(m)
 	if err := os.WriteFile(filepath.Join(tmp, "complete"), b, 0o600); err != nil {

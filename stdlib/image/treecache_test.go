@@ -207,3 +207,47 @@ func checkEntry(entry string) error {
 	}
 	return nil
 }
+
+// TestTreeCacheConcurrent: builds racing to fill the same entries all
+// succeed with whole images, and leave whole entries and no temporaries.
+func TestTreeCacheConcurrent(t *testing.T) {
+	needRoot(t)
+	rel := minicore.Require(t)
+	c := mirrorClient(t, rel)
+	dir, stage := t.TempDir(), t.TempDir()
+	// The extensions fetched once, so that the builds race on the cache.
+	if _, err := c.Fetch(ctx, tcz.FetchOptions{}, "openssh"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	imgs := make([]string, 3)
+	for i := range imgs {
+		imgs[i] = filepath.Join(dir, fmt.Sprintf("%d.img", i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := Build(ctx, Options{Path: imgs[i], Core: []string{rel.Core}, Mirror: c, Extensions: []string{"openssh"},
+				Size: 64 << 20, Hostname: fmt.Sprintf("web%d", i), TempDir: stage}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	want := imageTree(t, imgs[0])
+	for _, img := range imgs {
+		fsck(t, img)
+		if got := imageTree(t, img); len(got) != len(want) {
+			t.Errorf("%s: %d entries, %s has %d", img, len(got), imgs[0], len(want))
+		}
+	}
+	cache := filepath.Join(stage, TreeCacheName)
+	names := readNames(cache)
+	if len(names) != 2 {
+		t.Errorf("tree cache holds %v, want a core and an extension set", names)
+	}
+	for _, n := range names {
+		if err := checkEntry(filepath.Join(cache, n)); err != nil {
+			t.Error(err)
+		}
+	}
+}
