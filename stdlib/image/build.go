@@ -115,9 +115,10 @@ type Options struct {
 	// no fsync cost), else the image's directory.
 	TempDir string
 	// NoTreeCache turns off the cache of unpacked trees (TreeCacheName
-	// in the staging directory's parent), which rebuilds and further
-	// disks from the same core and extensions link from instead of
-	// unpacking again. Default false: the cache is used.
+	// in /dev/shm or TempDir), which rebuilds and further disks from the
+	// same core and extensions link from instead of unpacking again.
+	// Default false: the cache is used, unless the tree is staged in the
+	// image's directory (no usable /dev/shm), which it would clutter.
 	NoTreeCache bool
 	// Logf receives progress notes. Default: discard.
 	Logf func(format string, args ...any)
@@ -495,7 +496,7 @@ func startStaging(ctx context.Context, o *Options, core []string, coreSum *sumFu
 		return nil, err
 	}
 	st := &staging{dir: dir, coreDir: dir, unpacked: make(chan struct{})}
-	if !o.NoTreeCache {
+	if !o.NoTreeCache && (o.TempDir != "" || base != filepath.Dir(o.Path)) {
 		st.cache = openTreeCache(base)
 	}
 	if o.Layout == Frugal {
