@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/image"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
 
@@ -20,7 +21,10 @@ import (
 // with one image.build (core + openssh with its dependencies, a new image
 // each time, so host keys are made and the image is written and synced)
 // against the seed's pipeline on the same inputs, staged on /dev/shm,
-// process start included on both sides. Pairs alternate; wall and CPU
+// process start included on both sides. tinyfarm runs twice per pair:
+// cold (a fresh state dir and an empty tree cache, image.TreeCacheName in
+// /dev/shm: the first disk from these inputs) and warm (the next disk or
+// a rebuild, linking the unpacked trees from the cache). Pairs alternate; wall and CPU
 // (user+sys of the process and its children) are medians of
 // $TINYFARM_BENCH_PAIRS pairs (default 11); the ratio is the median of
 // the pairs' ratios, so load that drifts during the run cancels out.
@@ -59,11 +63,20 @@ tcz.mirror{url = vars.mirror, cache = vars.cache, kernel = vars.kernel}
 image.build{path = vars.img, core = {vars.core}, size = "64M", extensions = {"openssh"}, hostname = "web1"}
 `), 0o644)
 	stage := "/dev/shm"
-	run := func(i int) (wall, cpu time.Duration) {
+	run := func(i int, cold bool) (wall, cpu time.Duration) {
+		state := filepath.Join(work, "state")
+		if cold {
+			// Removing the shared cache only makes a concurrent build
+			// fill it again (see image's treeCache).
+			if err := os.RemoveAll(filepath.Join(stage, image.TreeCacheName)); err != nil {
+				t.Fatal(err)
+			}
+			state = filepath.Join(work, fmt.Sprintf("state%d", i))
+		}
 		img := filepath.Join(work, fmt.Sprintf("tf%d.img", i))
 		cmd := exec.Command(bin, "run", book, "-e", "mirror=file://"+rel.Mirror, "-e", "cache="+cache,
 			"-e", "kernel="+rel.KernelVersion, "-e", "core="+rel.Core, "-e", "img="+img)
-		cmd.Env = append(os.Environ(), "TINYFARM_HOME="+filepath.Join(work, "state"))
+		cmd.Env = append(os.Environ(), "TINYFARM_HOME="+state)
 		t0 := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("tinyfarm run: %v\n%s", err, out)
@@ -75,7 +88,7 @@ image.build{path = vars.img, core = {vars.core}, size = "64M", extensions = {"op
 	}
 	// The order of openssh's tree, as tinyfarm resolves it (the first run
 	// fills the cache both sides read).
-	run(-1)
+	run(-1, false)
 	c, err := tcz.New(tcz.Config{URL: "file://" + rel.Mirror, Cache: cache, Kernel: rel.KernelVersion})
 	if err != nil {
 		t.Fatal(err)
@@ -102,22 +115,35 @@ mkfs.ext3 -q -F -L root -d "$R" "$IMG" 64M; cd /; rm -rf "$R"`
 		return wall, cpuOf(cmd)
 	}
 	shell(-1)
-	var sw, sc, tw, tc, ratios []time.Duration
+	var sw, sc []time.Duration
+	type side struct {
+		name                      string
+		cold                      bool
+		wall, cpu, wratio, cratio []time.Duration
+	}
+	sides := []*side{{name: "cold tree cache", cold: true}, {name: "warm tree cache"}}
 	for i := 0; i < pairs; i++ {
 		w, c := shell(i)
 		sw, sc = append(sw, w), append(sc, c)
-		w2, c2 := run(i)
-		tw, tc = append(tw, w2), append(tc, c2)
-		ratios = append(ratios, w2*1000/w) // per pair, in thousandths
+		for _, s := range sides {
+			w2, c2 := run(i, s.cold)
+			s.wall, s.cpu = append(s.wall, w2), append(s.cpu, c2)
+			// per pair, in thousandths
+			s.wratio, s.cratio = append(s.wratio, w2*1000/w), append(s.cratio, c2*1000/c)
+		}
 	}
 	med := func(d []time.Duration) time.Duration { d = slices.Clone(d); slices.Sort(d); return d[len(d)/2] }
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	t.Logf("shell wall %v cpu %v; tinyfarm run wall %v cpu %v; median pair ratio %.2f (%d pairs)",
-		med(sw), med(sc), med(tw), med(tc), float64(med(ratios))/1000, pairs)
-	fmt.Printf("tinyfarm run image.build, core+openssh, new image, median ms wall\t%.0f\tseed shell pipeline (zcat|cpio, unsquashfs, mkfs.ext3 -d)\t%.0f\t%.2f\n",
-		ms(med(tw)), ms(med(sw)), float64(med(ratios))/1000)
-	fmt.Printf("tinyfarm run image.build, core+openssh, new image, median ms CPU\t%.0f\tseed shell pipeline CPU\t%.0f\t%.2f\n",
-		ms(med(tc)), ms(med(sc)), float64(med(tc))/float64(med(sc)))
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("load average %s", strings.TrimSpace(string(load)))
+	for _, s := range sides {
+		t.Logf("shell wall %v cpu %v; tinyfarm run (%s) wall %v cpu %v; median pair ratio wall %.2f cpu %.2f (%d pairs)",
+			med(sw), med(sc), s.name, med(s.wall), med(s.cpu), float64(med(s.wratio))/1000, float64(med(s.cratio))/1000, pairs)
+		fmt.Printf("tinyfarm run image.build, core+openssh, new image, %s, median ms wall\t%.0f\tseed shell pipeline (zcat|cpio, unsquashfs, mkfs.ext3 -d)\t%.0f\t%.2f\n",
+			s.name, ms(med(s.wall)), ms(med(sw)), float64(med(s.wratio))/1000)
+		fmt.Printf("tinyfarm run image.build, core+openssh, new image, %s, median ms CPU\t%.0f\tseed shell pipeline CPU\t%.0f\t%.2f\n",
+			s.name, ms(med(s.cpu)), ms(med(sc)), float64(med(s.cratio))/1000)
+	}
 }
 
 // cpuOf is the user+system time of a finished command and the children it

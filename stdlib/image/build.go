@@ -114,6 +114,12 @@ type Options struct {
 	// when it is a writable tmpfs (the tree is scratch: no disk writes,
 	// no fsync cost), else the image's directory.
 	TempDir string
+	// NoTreeCache turns off the cache of unpacked trees (TreeCacheName
+	// in /dev/shm or TempDir), which rebuilds and further disks from the
+	// same core and extensions link from instead of unpacking again.
+	// Default false: the cache is used, unless the tree is staged in the
+	// image's directory (no usable /dev/shm), which it would clutter.
+	NoTreeCache bool
 	// Logf receives progress notes. Default: discard.
 	Logf func(format string, args ...any)
 }
@@ -292,14 +298,13 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	coreSum := make(chan hashResult, 1)
-	go func() { s, err := filesSHA256(core); coreSum <- hashResult{s, err} }()
+	coreSum := startSum(core)
 	// Without an image or a sidecar the build is certain before any hash
 	// is known: core's extraction starts now, alongside the rest.
 	_, statErr := os.Stat(opts.Path)
 	var st *staging
 	if !opts.Check && (errors.Is(statErr, fs.ErrNotExist) || statErr == nil && old == nil) && canBuild(&opts) == nil {
-		if st, err = startStaging(ctx, &opts, core); err != nil {
+		if st, err = startStaging(ctx, &opts, core, coreSum); err != nil {
 			return res, fmt.Errorf("image build %s: staging: %w", opts.Path, err)
 		}
 		defer st.remove()
@@ -309,7 +314,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	res.Extensions = order
-	cs := <-coreSum
+	cs := coreSum.wait()
 	if cs.err != nil {
 		return res, fmt.Errorf("image build %s: core: %w", opts.Path, cs.err)
 	}
@@ -354,7 +359,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 		keys = startHostKeys(old)
 	}
 	if st == nil {
-		if st, err = startStaging(ctx, &opts, core); err != nil {
+		if st, err = startStaging(ctx, &opts, core, coreSum); err != nil {
 			return res, fmt.Errorf("image build %s: staging: %w", opts.Path, err)
 		}
 		defer st.remove()
@@ -362,7 +367,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	t0 := time.Now()
 	switch opts.Layout {
 	case Scatter:
-		err = stageScatter(ctx, &opts, st, keys)
+		err = stageScatter(ctx, &opts, st, keys, order, sums)
 	case Frugal:
 		err = stageFrugal(ctx, &opts, st, keys, order)
 	}
@@ -469,13 +474,14 @@ func canBuild(o *Options) error {
 // a scratch tree next to it (frugal, which takes only parts of core).
 type staging struct {
 	dir, coreDir string
+	cache        *treeCache // nil: not used
 	cancel       context.CancelFunc
 	unpacked     chan struct{} // closed when core's extraction ended
 	err          error         // its error
 	removed      chan struct{} // set by removeAsync, closed when done
 }
 
-func startStaging(ctx context.Context, o *Options, core []string) (*staging, error) {
+func startStaging(ctx context.Context, o *Options, core []string, coreSum *sumFuture) (*staging, error) {
 	// A build killed midway left its staging trees (in /dev/shm, memory):
 	// the next build removes them.
 	base := stagingBase(o)
@@ -490,6 +496,9 @@ func startStaging(ctx context.Context, o *Options, core []string) (*staging, err
 		return nil, err
 	}
 	st := &staging{dir: dir, coreDir: dir, unpacked: make(chan struct{})}
+	if !o.NoTreeCache && (o.TempDir != "" || base != filepath.Dir(o.Path)) {
+		st.cache = openTreeCache(base)
+	}
 	if o.Layout == Frugal {
 		if st.coreDir, err = os.MkdirTemp(filepath.Dir(dir), fsutil.PidPrefix("tinyfarm-core-")); err != nil {
 			os.RemoveAll(dir)
@@ -500,7 +509,20 @@ func startStaging(ctx context.Context, o *Options, core []string) (*staging, err
 	uctx, st.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(st.unpacked)
-		_, st.err = UnpackAll(uctx, core, st.coreDir, UnpackOptions{})
+		unpack := func(ctx context.Context, dir string) error {
+			_, err := UnpackAll(ctx, core, dir, UnpackOptions{})
+			return err
+		}
+		// The cache is keyed by core's content, so it waits for the hash
+		// (a few ms; Build needs it anyway).
+		if cs := coreSum.wait(); st.cache != nil && cs.err == nil && cs.sum != "" {
+			key := fmt.Sprintf("core%d-%s", treeCacheFormat, cs.sum)
+			var hit bool
+			hit, st.err = st.cache.materialize(uctx, key, st.coreDir, unpack)
+			o.Logf("image: core from the tree cache: %v", hit)
+			return
+		}
+		st.err = unpack(uctx, st.coreDir)
 	}()
 	return st, nil
 }
@@ -546,6 +568,26 @@ func (st *staging) remove() {
 type hashResult struct {
 	sum string
 	err error
+}
+
+// sumFuture is filesSHA256 of some files, being computed.
+type sumFuture struct {
+	done chan struct{}
+	res  hashResult
+}
+
+func startSum(ps []string) *sumFuture {
+	f := &sumFuture{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.res.sum, f.res.err = filesSHA256(ps)
+	}()
+	return f
+}
+
+func (f *sumFuture) wait() hashResult {
+	<-f.done
+	return f.res
 }
 
 // filesSHA256 is the hex sha256 of the files' contents one after the
@@ -715,7 +757,7 @@ func lookupUser(ctx context.Context, t target.Target, name string) account {
 // empty tree, which is then merged into it with tce-load's `cp -ai` rule:
 // what core has is kept. The result is what installing into the extracted
 // core gives (the comparison test checks it against the seed's pipeline).
-func stageScatter(ctx context.Context, o *Options, st *staging, keys *keyFuture) error {
+func stageScatter(ctx context.Context, o *Options, st *staging, keys *keyFuture, resolved []string, sums map[string]string) error {
 	dir := st.dir
 	ext := dir + ".ext"
 	if len(o.Extensions) > 0 {
@@ -727,19 +769,35 @@ func stageScatter(ctx context.Context, o *Options, st *staging, keys *keyFuture)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(st.core)
 	if len(o.Extensions) > 0 {
-		g.Go(func() error {
-			et, err := target.OpenDir(ext, target.DirOptions{AllowDevices: true, NoSync: true})
+		install := func(ctx context.Context, dir string) error {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			et, err := target.OpenDir(dir, target.DirOptions{AllowDevices: true, NoSync: true})
 			if err != nil {
 				return err
 			}
 			defer et.Close()
 			for _, e := range o.Extensions {
-				if _, err := o.Mirror.Install(gctx, et, e, tcz.InstallOptions{TCEDir: "tce"}); err != nil {
-					st.cancel() // core's extraction is not needed any more
+				if _, err := o.Mirror.Install(ctx, et, e, tcz.InstallOptions{TCEDir: "tce"}); err != nil {
 					return err
 				}
 			}
 			return nil
+		}
+		g.Go(func() error {
+			var err error
+			if key := extKey(o, resolved, sums); st.cache != nil && key != "" {
+				var hit bool
+				hit, err = st.cache.materialize(gctx, key, ext, install)
+				o.Logf("image: extensions from the tree cache: %v", hit)
+			} else {
+				err = install(gctx, ext)
+			}
+			if err != nil {
+				st.cancel() // core's extraction is not needed any more
+			}
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -1288,4 +1346,24 @@ func fixInstallRecords(ctx context.Context, t *target.Dir, kept map[string]bool)
 		}
 	}
 	return nil
+}
+
+// extKey is the tree cache key of the extension tree Install makes from
+// o.Extensions: their names, the resolved order and every archive's md5
+// (verified by the mirror). "" when an md5 is missing.
+func extKey(o *Options, order []string, sums map[string]string) string {
+	for _, n := range order {
+		if sums[n] == "" {
+			return ""
+		}
+	}
+	b, err := json.Marshal(struct {
+		Exts, Order []string
+		Sums        map[string]string
+	}{o.Extensions, order, sums})
+	if err != nil {
+		return ""
+	}
+	h := sha256.Sum256(b)
+	return fmt.Sprintf("ext%d-%x", treeCacheFormat, h)
 }

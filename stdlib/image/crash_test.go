@@ -1,13 +1,16 @@
 package image_test
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/image"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/crashtest"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/minicore"
 )
@@ -96,8 +99,18 @@ func TestCrashImageBuild(t *testing.T) {
 		if tmp := crashtest.TempFiles(filepath.Dir(img)); len(tmp) > 0 {
 			t.Errorf("%v: temporary files left: %v", r, tmp)
 		}
+		// Every published tree cache entry is whole.
+		cache := filepath.Join("/dev/shm", image.TreeCacheName)
+		ents, _ := os.ReadDir(cache)
+		for _, e := range ents {
+			if n := e.Name(); strings.HasPrefix(n, "core") || strings.HasPrefix(n, "ext") {
+				if err := image.CheckTreeCacheEntry(filepath.Join(cache, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%v: tree cache: %v", r, err)
+				}
+			}
+		}
 		for _, base := range []string{"/dev/shm", filepath.Dir(img)} {
-			for _, p := range []string{"tinyfarm-image-", "tinyfarm-core-"} {
+			for _, p := range []string{"tinyfarm-image-", "tinyfarm-core-", image.TreeCacheName + "/fill-", image.TreeCacheName + "/evict-"} {
 				if m, _ := filepath.Glob(filepath.Join(base, fmt.Sprintf("%s%d-*", p, r.Pid))); r.Pid > 0 && len(m) > 0 {
 					t.Errorf("%v: staging tree of the killed build left: %v", r, m)
 				}
@@ -119,6 +132,9 @@ func TestCrashImageBuild(t *testing.T) {
 			Trials: 4,
 			Prepare: func(t *testing.T, trial int) crashtest.Cmd {
 				img = filepath.Join(dir(trial), "disk.img")
+				// A cold tree cache, so that kills land while it is
+				// filled too (a concurrent build just fills it again).
+				os.RemoveAll(filepath.Join("/dev/shm", image.TreeCacheName))
 				return build(img, "one")
 			},
 			Check: func(t *testing.T, r crashtest.Result) { check(t, r, img, true, "one") },
