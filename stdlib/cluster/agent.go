@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -246,16 +247,60 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 		opts.Ready()
 	}
 	var memberErr <-chan error
+	var memberStop <-chan struct{}
 	if member != nil {
-		memberErr = member.Err()
+		memberErr, memberStop = member.Err(), member.etcd.Server.StopNotify()
+		wg.Add(1)
+		go func() { defer wg.Done(); keepEndpoints(ctx, c, cfg, log) }()
 	}
 	select {
 	case <-ctx.Done():
 		return nil
 	case err := <-memberErr:
 		return fmt.Errorf("cluster member %s: %w", cfg.Host, err)
+	case <-memberStop:
+		return fmt.Errorf("cluster member %s stopped (removed from the cluster?); see %s", cfg.Host, filepath.Join(cfg.Dir, "etcd.log"))
 	case err := <-errc:
 		return err
+	}
+}
+
+// keepEndpoints records the members' client URLs in the host's config as
+// they change, so the CLI on this host reaches the cluster through the
+// other members too (also while this host's daemon is down).
+func keepEndpoints(ctx context.Context, c *Client, cfg *Config, log *slog.Logger) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	last := slices.Clone(cfg.Endpoints)
+	for {
+		var urls []string
+		err := c.call(ctx, "cluster members", func(ctx context.Context) error {
+			ml, err := c.etcd.MemberList(ctx, clientv3.WithSerializable())
+			if err != nil {
+				return err
+			}
+			urls = []string{cfg.clientURL()}
+			for _, m := range ml.Members {
+				for _, u := range m.ClientURLs {
+					if u != cfg.clientURL() {
+						urls = append(urls, u)
+					}
+				}
+			}
+			return nil
+		})
+		if err == nil && !slices.Equal(urls, last) {
+			if err := saveEndpoints(cfg.Dir, urls); err != nil {
+				log.Warn("cluster: endpoints", "err", err)
+			} else {
+				last = urls
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -382,4 +427,19 @@ func (w *routeWriter) write(ctx context.Context, routes []Route) error {
 	}
 	w.last = b
 	return nil
+}
+
+// saveEndpoints rewrites only the endpoints of the config file in dir.
+func saveEndpoints(dir string, urls []string) error {
+	p := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	raw["endpoints"] = urls
+	return fsutil.WriteJSONAtomic(p, raw, 0o600)
 }

@@ -55,6 +55,12 @@ const maxRetries = 64
 // HostSubnet returns the farm subnet of host, allocating the first free
 // one of the cluster range in one transaction if it has none yet.
 func (c *Client) HostSubnet(ctx context.Context, host string) (netip.Prefix, error) {
+	return c.hostSubnet(ctx, host, true)
+}
+
+// hostSubnet is HostSubnet; without commit it only says which subnet the
+// host has or would get now (check mode).
+func (c *Client) hostSubnet(ctx context.Context, host string, commit bool) (netip.Prefix, error) {
 	op := "cluster subnet for " + host
 	set, err := c.Settings(ctx)
 	if err != nil {
@@ -96,6 +102,10 @@ func (c *Client) HostSubnet(ctx context.Context, host string) (netip.Prefix, err
 			if !free.IsValid() {
 				return fmt.Errorf("all %d subnets of the cluster range %s are taken (one per host): %w", n, rng, ErrNoRoom)
 			}
+			if !commit {
+				got, won = free, true
+				return nil
+			}
 			t, err := c.etcd.Txn(ctx).If(absent(Prefix+"hostnet/"+host), absent(Prefix+"subnets/"+free.String())).Then(
 				clientv3.OpPut(Prefix+"hostnet/"+host, free.String()),
 				clientv3.OpPut(Prefix+"subnets/"+free.String(), host),
@@ -129,6 +139,16 @@ func nthSubnet(rng netip.Prefix, bits, i int) netip.Prefix {
 // name again for the same host returns the existing claim (a playbook run
 // twice); for another host it fails with ErrTaken naming the owner.
 func (c *Client) ClaimGuest(ctx context.Context, spec GuestSpec) (GuestRecord, error) {
+	return c.claimGuest(ctx, spec, true)
+}
+
+// PreviewClaim returns the claim ClaimGuest would make now (or the
+// existing one), changing nothing: what check mode shows.
+func (c *Client) PreviewClaim(ctx context.Context, spec GuestSpec) (GuestRecord, error) {
+	return c.claimGuest(ctx, spec, false)
+}
+
+func (c *Client) claimGuest(ctx context.Context, spec GuestSpec, commit bool) (GuestRecord, error) {
 	op := "cluster claim guest " + spec.Name
 	if !validName(spec.Name) || spec.Name == "" {
 		return GuestRecord{}, fmt.Errorf("%s: want letters, digits, '-', '_' or '.': %w", op, ErrInvalid)
@@ -140,7 +160,7 @@ func (c *Client) ClaimGuest(ctx context.Context, spec GuestSpec) (GuestRecord, e
 	if err != nil {
 		return GuestRecord{}, err
 	}
-	subnet, err := c.HostSubnet(ctx, spec.Host)
+	subnet, err := c.hostSubnet(ctx, spec.Host, commit)
 	if err != nil {
 		return GuestRecord{}, err
 	}
@@ -220,6 +240,10 @@ func (c *Client) ClaimGuest(ctx context.Context, spec GuestSpec) (GuestRecord, e
 				Name: spec.Name, Host: spec.Host, Mem: spec.Mem, Driver: spec.Driver,
 				IP: netip.PrefixFrom(ip, subnet.Bits()).String(), Gateway: gw.String(),
 				UIDSlot: slot, UIDBase: uidRange * (uidFirstSlot + slot),
+			}
+			if !commit {
+				won = true
+				return nil
 			}
 			b, _ := json.Marshal(rec)
 			t, err := c.etcd.Txn(ctx).If(

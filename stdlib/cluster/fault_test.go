@@ -409,4 +409,24 @@ end
 		t.Fatalf("claim with quorum back: %v\n%s", err, out)
 	}
 	step("quorum back: the failed claim changed nothing, claims work again")
+
+	// h3 back too, then it leaves: refused while guests are claimed on it,
+	// done once they are released (etcd's MemberRemove; its subnet freed).
+	f.mustTF(h3, "cluster", "start")
+	f.waitHost(h1, "h3", cluster.HostUp)
+	if _, errs, err := f.tf(h3, "cluster", "leave"); err == nil || !strings.Contains(errs, "guests h3-g1, h3-g2, h3-g3, h3-g4 are claimed on this host") {
+		t.Fatalf("leave with guests: %v %s", err, errs)
+	}
+	rel := filepath.Join(t.TempDir(), "release.lua")
+	os.WriteFile(rel, []byte(`for i = 1, 4 do require("cluster").release("h3-g" .. i) end`), 0o644)
+	f.mustTF(h1, "run", rel)
+	f.mustTF(h3, "cluster", "leave")
+	st := f.status(h1)
+	if len(st.Hosts) != 2 || len(st.Members) != 2 {
+		t.Fatalf("after h3 left: hosts %+v, members %v", st.Hosts, st.Members)
+	}
+	if _, err := os.Stat(cluster.Dir(h3.home)); !os.IsNotExist(err) {
+		t.Errorf("h3's cluster dir after leave: %v", err)
+	}
+	step("h3 left: 2 hosts, 2 members")
 }

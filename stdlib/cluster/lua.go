@@ -197,9 +197,15 @@ func luaClaim(k *conn, L *lua.LState) int {
 	host := hostName(L, o.Host, "cluster.claim")
 	ch := engine.Change{Module: "cluster", Action: "claim", Subject: "guest:" + o.Name, Status: engine.StatusChanged, Detail: "on " + host}
 	var rec GuestRecord
-	existed := false
 	err := k.env.Block(L, func(ctx context.Context) error {
 		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		spec := GuestSpec{Name: o.Name, Host: host, Mem: int64(o.Mem), Driver: o.Driver}
+		// The preview is the existing claim, or the one a claim would make
+		// now: check mode shows (and returns) it without claiming.
+		rec, err = c.PreviewClaim(ctx, spec)
 		if err != nil {
 			return err
 		}
@@ -208,27 +214,24 @@ func luaClaim(k *conn, L *lua.LState) int {
 			return err
 		}
 		for _, g := range gs {
-			if g.Name == o.Name && g.Host == host {
-				rec, existed = g, true
+			if g.Name == o.Name {
+				ch.Status = engine.StatusOK
+				rec.State = g.State
 			}
 		}
-		if existed || k.env.Check {
+		if ch.Status == engine.StatusOK || k.env.Check {
 			return nil
 		}
-		rec, err = c.ClaimGuest(ctx, GuestSpec{Name: o.Name, Host: host, Mem: int64(o.Mem), Driver: o.Driver})
+		rec, err = c.ClaimGuest(ctx, spec)
 		return err
 	})
 	if err != nil {
 		raise(L, err)
 	}
-	if existed {
-		ch.Status = engine.StatusOK
+	if ch.Status != engine.StatusOK {
+		ch.Detail += " " + rec.IP
 	}
 	k.env.Report(L, ch)
-	if k.env.Check && !existed {
-		L.Push(lx.FromGo(L, map[string]any{"name": o.Name, "host": host}))
-		return 1
-	}
 	L.Push(guestValue(L, rec))
 	return 1
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine/luatest"
 )
 
-// TestLua runs testdata/cluster_test.lua with require("cluster") connected
+// TestLua runs testdata/cluster_test.lua (in a normal run, then in check
+// mode) with require("cluster") connected
 // to a real embedded member through the state dir's cluster config.
 func TestLua(t *testing.T) {
 	state := t.TempDir()
@@ -28,5 +29,9 @@ func TestLua(t *testing.T) {
 	if _, err := b.Register(context.Background(), Facts{Mem: 2 << 30, Committed: 512 << 20, CPUs: 2, Drivers: []string{"ns", "qemu"}}); err != nil {
 		t.Fatal(err)
 	}
-	luatest.Run(t, "testdata/cluster_test.lua", engine.Options{Modules: []engine.Module{Module()}, StateDir: state})
+	for _, check := range []bool{false, true} {
+		t.Run(map[bool]string{false: "run", true: "check"}[check], func(t *testing.T) {
+			luatest.Run(t, "testdata/cluster_test.lua", engine.Options{Modules: []engine.Module{Module()}, StateDir: state, Check: check})
+		})
+	}
 }

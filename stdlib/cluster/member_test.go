@@ -86,6 +86,19 @@ func TestInitJoinTLS(t *testing.T) {
 	if err != nil || len(hosts) != 2 || hosts[0].State != HostUp || hosts[1].State != HostUp {
 		t.Fatalf("hosts %+v %v", hosts, err)
 	}
+	// b's config lists both members' client URLs (the CLI on b reaches
+	// the cluster through a while b's daemon is down).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		saved, err := LoadConfig(b.Dir)
+		if err == nil && len(saved.Endpoints) == 2 && saved.Endpoints[0] == b.clientURL() && saved.Endpoints[1] == a.clientURL() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's saved endpoints: %+v %v", saved, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// A write on b is read on a: one etcd.
 	if _, err := cb.ClaimGuest(ctx, GuestSpec{Name: "web1", Host: "b", Mem: 128 << 20}); err != nil {
 		t.Fatal(err)

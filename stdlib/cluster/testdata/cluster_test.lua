@@ -11,6 +11,7 @@ function TestHosts(t)
 end
 
 function TestPlaceAndClaim(t)
+  if check_mode() then t:skip("changes the cluster") end
   local h = cluster.place{ mem = "128M" }                    -- spread: b has more free
   if h.name ~= "b" then t:error("spread placed on " .. h.name) end
   h = cluster.place{ mem = "128M", strategy = "pack" }
@@ -43,6 +44,7 @@ function TestPlaceRefusesWithNumbers(t)
 end
 
 function TestRoute(t)
+  if check_mode() then t:skip("changes the cluster") end
   cluster.route{ vhost = "Web7.Example.com", host = "b", addr = "10.80.0.2:80", guest = "web7" }
   cluster.route{ vhost = "web7.example.com", host = "b", addr = "10.80.0.2:80", guest = "web7" }  -- ok: the same
   local ok, err = pcall(cluster.route, { vhost = "x.test", host = "b", addr = "nonsense" })
@@ -50,6 +52,7 @@ function TestRoute(t)
 end
 
 function TestRelease(t)
+  if check_mode() then t:skip("changes the cluster") end
   local g = cluster.claim{ name = "tmp1", host = "a", mem = "64M" }
   cluster.route{ vhost = "tmp1.test", host = "a", addr = g.ip:match("^[^/]+") .. ":80", guest = "tmp1" }
   cluster.release("tmp1")
@@ -60,4 +63,15 @@ function TestRelease(t)
   local again = cluster.claim{ name = "tmp2", host = "a", mem = "64M" }
   if again.ip ~= g.ip then t:error("tmp1's IP " .. g.ip .. " not free again: tmp2 got " .. again.ip) end
   cluster.release("tmp2")
+end
+
+-- Run in check mode only (lua_test.go): a claim shows the address it would
+-- get and claims nothing.
+function TestCheckClaim(t)
+  if not check_mode() then t:skip("check mode only") end
+  local g = cluster.claim{ name = "would1", host = "a", mem = "64M" }
+  if not g.ip:match("^10%.80%.%d+%.%d+/24$") or g.subnet == "" then t:error("preview: " .. tostring(g.ip)) end
+  for _, x in ipairs(cluster.guests()) do
+    if x.name == "would1" then t:error("check mode claimed would1") end
+  end
 end
