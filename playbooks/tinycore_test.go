@@ -291,6 +291,12 @@ func TestColinuxFrugalX86Conf(t *testing.T) {
 		t.Skipf("x86 mini release not built (make minicore-x86): %v", err)
 	}
 	state := t.TempDir()
+	// The disk must exist (a guest on a missing disk is refused when
+	// defined); the conf only names it.
+	disk := filepath.Join(t.TempDir(), "tce.img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	eng, err := engine.New(engine.Options{Modules: all.Modules(), Lib: playbooks.FS, StateDir: state, Reporter: discard{}})
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +305,7 @@ func TestColinuxFrugalX86Conf(t *testing.T) {
 	vals, err := eng.Eval(context.Background(), `
 		require("tcz").mirror{ url = "file://`+filepath.Join(out, "mirror")+`", arch = "x86" }
 		local g = require("colinux").guest{ name = "co1", driver = "colinux", layout = "frugal", kernel = "/srv/colinux/vmlinux",
-		                         disk = "/srv/tce.img", mem = "64M", net = "user" }
+		                         disk = "`+disk+`", mem = "64M", net = "user" }
 		return g:conf()`, "colinux_x86", false)
 	if err != nil {
 		t.Fatal(err)

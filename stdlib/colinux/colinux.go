@@ -123,8 +123,8 @@ func (d *Definition) validate(r driver.Runner, names string) error {
 	default:
 		return fmt.Errorf("guest %s: layout %q: want scatter or frugal: %w", d.Name, d.Layout, ErrInvalid)
 	}
-	if d.Base != "" && (d.Driver != "ns" || d.Layout != driver.Scatter) {
-		return fmt.Errorf("guest %s: base (a shared read-only root under the guest's own layer) is for scatter ns guests: remove base: %w", d.Name, ErrInvalid)
+	if d.Base != "" && d.Layout != driver.Scatter {
+		return fmt.Errorf("guest %s: base (a shared read-only root under the guest's own layer) is for scatter guests: remove base: %w", d.Name, ErrInvalid)
 	}
 	if d.MemBytes < 16<<20 {
 		return fmt.Errorf("guest %s: mem %d bytes: at least 16M: %w", d.Name, d.MemBytes, ErrInvalid)
@@ -713,13 +713,6 @@ type PlanResult struct {
 	PerGuest int64 `lua:"per_guest"` // min(Footprint, Granularity) + Overhead
 }
 
-// NSGuestOverhead is the host memory an ns guest takes beyond its memory
-// quota: its monitor's own memory (USS) and kernel memory for its
-// namespaces, veth, page tables and mounts. Measured by bench/density.sh
-// (146 guests running init + dropbear + nginx in a 1 GiB cgroup): monitor
-// 3.2 MiB + kernel 1.7 MiB. Rounded up.
-const NSGuestOverhead = 5 << 20
-
 // PlanOptions shape Farm.PlanWith. Zero fields take the defaults noted.
 type PlanOptions struct {
 	Granularity int64 // each guest's quota; default 128 MiB
@@ -765,8 +758,8 @@ func (f *Farm) PlanWith(ctx context.Context, o PlanOptions) (PlanResult, error) 
 		use = o.Footprint
 	}
 	p := PlanResult{Granularity: o.Granularity, MemTotal: h.MemTotal, Reserve: o.Reserve, Usable: h.MemTotal - o.Reserve}
-	if o.Driver == "ns" {
-		p.Overhead = NSGuestOverhead
+	if oh, ok := f.backend(o.Driver).(driver.Overheader); ok {
+		p.Overhead = oh.GuestOverhead()
 	}
 	p.PerGuest = use + p.Overhead
 	if p.Usable > 0 {

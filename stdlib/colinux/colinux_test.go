@@ -423,14 +423,14 @@ func TestPlanCountsOverhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := int((896 << 20) / (16<<20 + colinux.NSGuestOverhead)); p.Guests != want || p.Overhead != colinux.NSGuestOverhead {
+	if want := int((896 << 20) / (16<<20 + ns.GuestOverhead)); p.Guests != want || p.Overhead != ns.GuestOverhead {
 		t.Errorf("16M ns guests on 1G - 128M: %+v, want %d guests", p, want)
 	}
 	p, err = farm.PlanWith(ctx, colinux.PlanOptions{Granularity: 16 << 20, Footprint: 1600 << 10, Driver: "ns"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := int((896 << 20) / (1600<<10 + colinux.NSGuestOverhead)); p.Guests != want || p.PerGuest != 1600<<10+colinux.NSGuestOverhead {
+	if want := int((896 << 20) / (1600<<10 + ns.GuestOverhead)); p.Guests != want || p.PerGuest != 1600<<10+ns.GuestOverhead {
 		t.Errorf("footprint 1.6M: %+v, want %d guests", p, want)
 	}
 	if _, err := farm.PlanWith(ctx, colinux.PlanOptions{Granularity: 16 << 20, Driver: "ns", Want: 60}); !errors.Is(err, colinux.ErrOvercommit) {

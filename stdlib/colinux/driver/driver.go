@@ -381,9 +381,20 @@ type ShareMounter interface {
 	MountShares(ctx context.Context, shares []Share, run func(ctx context.Context, cmd string) (ExecResult, error)) error
 }
 
+// Overheader is an optional Runner interface: the host memory a guest of
+// the backend costs beyond its memory quota (its monitor, kernel
+// objects), as measured, which memory plans count per guest.
+type Overheader interface {
+	GuestOverhead() int64
+}
+
 // CheckVMSpec is what every VM backend (qemu, colinux) requires of a
-// spec: a kernel to boot, and no net_raw, which is about a shared kernel.
+// spec: a kernel to boot, no net_raw, which is about a shared kernel, and
+// no base, a read-only root the host kernel mounts under the guest's layer.
 func CheckVMSpec(driver string, s Spec) error {
+	if s.Base != "" {
+		return fmt.Errorf("base (a shared read-only root under the guest's own layer) is for guests the host kernel mounts (ns): remove base")
+	}
 	if s.Kernel == "" {
 		return fmt.Errorf("the %s driver needs kernel = a kernel image", driver)
 	}
