@@ -1,6 +1,7 @@
 //go:build linux
 
-// Package guestbench measures namespace guests: start to SSH-ready,
+// Package guestbench measures namespace guests: start to SSH-ready (and
+// where its time goes, TestStartBreakdown),
 // hardened vs unhardened, 20 guests started in parallel with the host
 // memory each costs beyond its own processes, and nginx installed into a
 // running guest over SSH. Run by bench/guests.sh (TINYFARM_BENCH=1); it
