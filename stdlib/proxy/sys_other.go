@@ -24,3 +24,9 @@ func fdLimit() int { return 0 }
 
 // unsolicited cannot peek here; the pool's put-time check remains.
 func unsolicited(net.Conn) bool { return false }
+
+// tryLockFile opens path; no lock here (a second daemon fails to bind).
+func tryLockFile(path string) (f *os.File, held bool, err error) {
+	f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	return f, false, err
+}
