@@ -24,8 +24,8 @@ import (
 
 // The resource tests have a bridge and subnet of their own.
 const (
-	resBridge = "tftest7"
-	resSubnet = "10.77.247.0/24"
+	resBridge = "tfcrash1"
+	resSubnet = "10.77.230.0/24"
 )
 
 // resFarm starts n ns guests in the default configuration (user

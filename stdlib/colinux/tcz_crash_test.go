@@ -21,8 +21,8 @@ import (
 )
 
 const (
-	tczBridge = "tftest4"
-	tczSubnet = "10.77.246.0/24"
+	tczBridge = "tfcrash3"
+	tczSubnet = "10.77.232.0/24"
 )
 
 // tczGuestPlaybook installs openssh into the running guest t1 (with
