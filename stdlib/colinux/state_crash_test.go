@@ -160,6 +160,9 @@ func TestStateDirFull(t *testing.T) {
 			if m, _ := filepath.Glob(filepath.Join(state, "handlers", "*.json")); len(m) > 0 {
 				t.Errorf("handler queue: %v written on a full file system", m)
 			}
+			if !strings.Contains(out, "NOT kept for the next run") {
+				t.Errorf("handler queue: the run does not say the queue was not kept:\n%s", out)
+			}
 		}
 		if !strings.Contains(out, "no space left on device: needs ") || !strings.Contains(out, "write "+state) {
 			t.Errorf("%s: the error does not say which file and how much space:\n%s", w.name, out)
