@@ -102,6 +102,7 @@ type Engine struct {
 	pendingPath string          // the state dir's record of queued handlers
 	playbookAbs string
 	pendMu      sync.Mutex // serializes writes of pendingPath
+	pendErr     error      // the last write of pendingPath failed (under pendMu)
 
 	sources map[string]string             // chunk name -> source, for error hints
 	blocked map[*lua.LState]time.Duration // Env.Block time not yet reported, per thread

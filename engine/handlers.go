@@ -224,8 +224,9 @@ func (e *Engine) savePending() {
 		return
 	}
 	b, _ := json.MarshalIndent(pendingFile{Playbook: e.playbookAbs, Pending: names, Since: time.Now().UTC()}, "", "  ")
-	if err := writeAtomic(e.pendingPath, append(b, '\n')); err != nil {
-		e.env.Logf("warning: pending handlers: %v", err)
+	e.pendErr = writeAtomic(e.pendingPath, append(b, '\n'))
+	if e.pendErr != nil {
+		e.env.Logf("warning: pending handlers: %v", e.pendErr)
 	}
 }
 
@@ -282,8 +283,15 @@ func (e *Engine) endOfPlay(ctx context.Context, runErr error) error {
 		}
 	}
 	if p := e.PendingHandlers(); len(p) > 0 && !e.opts.Check && e.pendingPath != "" {
-		e.env.Logf("handlers pending: %s (kept in %s; the next run of this playbook runs them, --force-handlers runs them after a failure)",
-			strings.Join(p, ", "), e.pendingPath)
+		e.pendMu.Lock()
+		perr := e.pendErr
+		e.pendMu.Unlock()
+		if perr != nil {
+			e.env.Logf("handlers pending: %s (NOT kept for the next run: %v; --force-handlers runs them after a failure)", strings.Join(p, ", "), perr)
+		} else {
+			e.env.Logf("handlers pending: %s (kept in %s; the next run of this playbook runs them, --force-handlers runs them after a failure)",
+				strings.Join(p, ", "), e.pendingPath)
+		}
 	}
 	if runErr == nil && e.opts.Select.StartAt != "" && !e.started {
 		return &UsageError{Err: fmt.Errorf("--start-at-task %q: no task by that name ran or was skipped (names are exact or globs)", e.opts.Select.StartAt)}

@@ -20,8 +20,8 @@ import (
 )
 
 const (
-	cloneBridge = "tftest5"
-	cloneSubnet = "10.77.245.0/24"
+	cloneBridge = "tfcrash2"
+	cloneSubnet = "10.77.231.0/24"
 )
 
 // clonePlaybook clones the running guest src as copy unless copy exists:

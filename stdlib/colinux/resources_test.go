@@ -20,29 +20,29 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/crashtest"
 )
 
 // The resource tests have a bridge and subnet of their own.
 const (
-	resBridge = "tftest7"
-	resSubnet = "10.77.247.0/24"
+	resBridge = "tfcrash1"
+	resSubnet = "10.77.230.0/24"
 )
 
 // resFarm starts n ns guests in the default configuration (user
 // namespace, on the farm bridge) with mem each, every one serving
 // "hello from NAME" over HTTP on port 80 (busybox httpd).
-func resFarm(t *testing.T, mem int64, names ...string) []*colinux.Guest {
+func resFarm(t *testing.T, mem int64, names ...string) (gs []*colinux.Guest, state string) {
 	t.Helper()
 	needRoot(t)
 	if testing.Short() {
 		t.Skip("boots guests")
 	}
 	ctx := context.Background()
-	state := t.TempDir()
+	state = t.TempDir()
 	t.Cleanup(func() { ns.DeleteBridge(resBridge) })
 	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: resBridge, Subnet: resSubnet})
 	base := guesttest.BuildDisk(t, guesttest.Options{Bootlocal: "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && httpd -p 80 -h /www"})
-	var gs []*colinux.Guest
 	for _, name := range names {
 		disk := guesttest.CopyDisk(t, base.Path)
 		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: mem, UserNS: true, Bootcodes: "host=" + name}, colinux.ChangeOptions{}); err != nil {
@@ -66,7 +66,7 @@ func resFarm(t *testing.T, mem int64, names ...string) []*colinux.Guest {
 			t.Errorf("%s isolation: %s, want the default user namespace", g.Def.Name, st.Isolation)
 		}
 	}
-	return gs
+	return gs, state
 }
 
 func guestURL(g *colinux.Guest) string {
@@ -143,7 +143,7 @@ func serving(t *testing.T, others []*colinux.Guest, what string, event func()) {
 // on, g:status() counts the kill, and the other guests keep serving
 // (their latency during the event is logged, not asserted).
 func TestOOMInsideGuest(t *testing.T) {
-	gs := resFarm(t, 64<<20, "hog", "web1", "web2")
+	gs, state := resFarm(t, 64<<20, "hog", "web1", "web2")
 	ctx := context.Background()
 	hog := gs[0]
 	if st, _ := hog.Status(ctx); st.OOMKills != 0 {
@@ -173,6 +173,12 @@ func TestOOMInsideGuest(t *testing.T) {
 			t.Errorf("%s: %d OOM kills, want none", g.Def.Name, st.OOMKills)
 		}
 	}
+	// What a playbook sees.
+	out := crashtest.MustRun(t, crashtest.Cmd{Args: []string{"repl"}, Env: []string{"TINYFARM_HOME=" + state},
+		Stdin: `local s = colinux.get("hog"):status(); print("OOM " .. s.state .. " " .. s.oom_kills)`})
+	if !strings.Contains(out, "OOM running "+strconv.Itoa(st.OOMKills)) {
+		t.Errorf("g:status() in a playbook: %s, want running with oom_kills %d", out, st.OOMKills)
+	}
 	// The guest still serves.
 	resp, err := http.Get(guestURL(hog))
 	if err != nil {
@@ -188,7 +194,7 @@ func TestForkBombInsideGuest(t *testing.T) {
 	// With 64 MiB the bomb's ~1000 shells also hit the memory quota and
 	// the OOM killer may take the guest's init: enough memory here keeps
 	// the test on the pids limit.
-	gs := resFarm(t, 192<<20, "bomb", "web1")
+	gs, _ := resFarm(t, 192<<20, "bomb", "web1")
 	ctx := context.Background()
 	bomb := gs[0]
 	st, _ := bomb.Status(ctx)

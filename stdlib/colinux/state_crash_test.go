@@ -22,7 +22,7 @@ import (
 // after its one write.
 const statePlaybook = `
 local colinux, proxy = require("colinux"), require("proxy")
-colinux.network{ bridge = "tftest6", subnet = "10.77.244.0/24" }
+colinux.network{ bridge = "tfcrash4", subnet = "10.77.233.0/24" }
 local g = colinux.guest{ name = "web", disk = vars.disk, mem = (32 * vars.v) .. "M" }
 proxy.vhost{ host = "site.test", to = g, port = 8000 + vars.v, replace = true }
 `
@@ -130,7 +130,7 @@ func TestStateDirFull(t *testing.T) {
 	writes := []struct{ name, lua string }{
 		{"the state playbook (network, guest.json, routes)", ""},
 		{"proxy routes", `require("proxy").vhost{ host = "new.test", to = "127.0.0.1", port = 1 }`},
-		{"farm network", `require("colinux").network{ bridge = "tftest6", subnet = "10.77.243.0/24" }`},
+		{"farm network", `require("colinux").network{ bridge = "tfcrash4", subnet = "10.77.234.0/24" }`},
 		{"handler queue", `handler("h", function() end); task("t", function() require("host").write(vars.f, tostring(os.clock())); notify("h"); error("stop") end)`},
 		{"farm SSH key", `require("ssh").farm_key()`},
 	}
@@ -159,6 +159,9 @@ func TestStateDirFull(t *testing.T) {
 			// run that fails anyway; the queue file must not be emptied.
 			if m, _ := filepath.Glob(filepath.Join(state, "handlers", "*.json")); len(m) > 0 {
 				t.Errorf("handler queue: %v written on a full file system", m)
+			}
+			if !strings.Contains(out, "NOT kept for the next run") {
+				t.Errorf("handler queue: the run does not say the queue was not kept:\n%s", out)
 			}
 		}
 		if !strings.Contains(out, "no space left on device: needs ") || !strings.Contains(out, "write "+state) {

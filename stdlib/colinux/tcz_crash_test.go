@@ -21,8 +21,8 @@ import (
 )
 
 const (
-	tczBridge = "tftest4"
-	tczSubnet = "10.77.246.0/24"
+	tczBridge = "tfcrash3"
+	tczSubnet = "10.77.232.0/24"
 )
 
 // tczGuestPlaybook installs openssh into the running guest t1 (with
@@ -112,7 +112,16 @@ func TestCrashInstallGuest(t *testing.T) {
 				want[f] = content(filepath.Join(root, f))
 			}
 		}
-		if len(own) < 3 {
+		// What the install makes beyond the extensions' files: openssh's
+		// install script makes sshd_config, and the guest's pinned host
+		// keys go where sshd reads them.
+		own["(after install)"] = []string{"usr/local/etc/ssh/sshd_config", "usr/local/etc/ssh/ssh_host_ed25519_key.pub"}
+		for _, f := range own["(after install)"] {
+			if want[f] = content(filepath.Join(root, f)); want[f] == "missing" {
+				t.Fatalf("a clean install leaves no %s", f)
+			}
+		}
+		if len(own) < 4 {
 			t.Fatalf("openssh installed %d extensions, want it with its dependencies", len(own))
 		}
 	}
@@ -149,6 +158,9 @@ func TestCrashInstallGuest(t *testing.T) {
 			}
 			complete := true
 			for name, files := range own {
+				if strings.HasPrefix(name, "(") {
+					continue
+				}
 				if _, err := os.Lstat(filepath.Join(root, tcz.InstalledDir, name)); err != nil {
 					complete = false
 					continue

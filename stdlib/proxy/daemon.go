@@ -51,6 +51,23 @@ func (c *DaemonConfig) files() (pid, addr, log string) {
 	return filepath.Join(c.Dir, "serve.pid"), filepath.Join(c.Dir, "serve.addr"), filepath.Join(c.Dir, "serve.log")
 }
 
+// DaemonPidEnv names the environment variable through which EnsureDaemon
+// tells the daemon where to record its pid (RecordDaemonPid).
+const DaemonPidEnv = "TINYFARM_PROXY_DAEMON_PIDFILE"
+
+// RecordDaemonPid writes this process's pid where EnsureDaemon asked
+// ($TINYFARM_PROXY_DAEMON_PIDFILE; nothing when unset), first thing in
+// `proxy serve`: the daemon names itself even when the tinyfarm that
+// started it is killed before it could.
+func RecordDaemonPid() error {
+	p := os.Getenv(DaemonPidEnv)
+	if p == "" {
+		return nil
+	}
+	os.Unsetenv(DaemonPidEnv)
+	return writeFileAtomic(p, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+}
+
 // RunningDaemon returns the daemon of dir if one runs (pid alive and
 // still a proxy serve process).
 func RunningDaemon(dir string) (pid int, addr string, ok bool) {
@@ -81,12 +98,60 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 		c.Listen = ":80"
 	}
 	pf, af, lf := c.files()
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
+	}
+	// Every daemon holds serve.lock from its fork on (the lock is taken
+	// here and handed to it): held while no pid names a daemon means one
+	// is starting, launched by a tinyfarm killed before it could record
+	// it. It names itself (RecordDaemonPid) in a moment.
+	lockPath := filepath.Join(c.Dir, "serve.lock")
+	lk, held, err := tryLockFile(lockPath)
+	if err != nil {
+		return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); held; {
+		if _, _, ok := RunningDaemon(c.Dir); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return DaemonStatus{}, fmt.Errorf("proxy daemon: %s is held by a process that is not a running daemon; end it, then rerun", lockPath)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if lk, held, err = tryLockFile(lockPath); err != nil {
+			return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
+		}
+	}
+	if lk != nil {
+		defer lk.Close()
+	}
 	if pid, addr, ok := RunningDaemon(c.Dir); ok {
 		if want, _ := os.ReadFile(af + ".want"); strings.TrimSpace(string(want)) == c.want() {
-			return DaemonStatus{PID: pid, Addr: addr, Log: lf}, nil
+			st := DaemonStatus{PID: pid, Addr: addr, Log: lf}
+			if addr == "" {
+				// Started by a tinyfarm killed before it saw the daemon
+				// listen: its log says where it does.
+				var err error
+				if st.Addr, err = waitListening(ctx, lf, c.Listen, nil); err != nil {
+					return st, err
+				}
+				if err := writeFileAtomic(af, []byte(st.Addr+"\n"), 0o644); err != nil {
+					return st, err
+				}
+			}
+			return st, nil
+		}
+		if lk != nil {
+			lk.Close() // the lock is the daemon's, not ours
 		}
 		if err := StopDaemon(ctx, c.Dir); err != nil {
 			return DaemonStatus{}, err
+		}
+		if lk, _, err = tryLockFile(lockPath); err != nil { // free once it ended
+			return DaemonStatus{}, fmt.Errorf("proxy daemon: %w", err)
+		}
+		if lk != nil {
+			defer lk.Close()
 		}
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
@@ -108,7 +173,16 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 	}
 	defer log.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Env = append(append(os.Environ(), c.Env...), DaemonPidEnv+"="+pf)
+	if lk != nil {
+		cmd.ExtraFiles = []*os.File{lk} // the daemon holds serve.lock for life
+	}
+	// What it is started for goes first, so a run that finds it started
+	// by a killed tinyfarm keeps it.
+	os.Remove(af)
+	if err := writeFileAtomic(af+".want", []byte(c.want()+"\n"), 0o644); err != nil {
+		return DaemonStatus{}, err
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	detach(cmd)
 	if err := cmd.Start(); err != nil {
@@ -117,33 +191,46 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	st := DaemonStatus{Started: true, PID: cmd.Process.Pid, Log: lf}
+	// The pid is recorded before the daemon listens: a tinyfarm killed
+	// while it waits leaves a daemon that the next run finds (instead of
+	// starting a second one that cannot bind).
+	if err := writeFileAtomic(pf, []byte(strconv.Itoa(st.PID)+"\n"), 0o644); err != nil {
+		cmd.Process.Kill()
+		return st, err
+	}
+	addr, err := waitListening(ctx, lf, c.Listen, exited)
+	if err != nil {
+		cmd.Process.Kill()
+		return st, err
+	}
+	st.Addr = addr
+	if err := writeFileAtomic(af, []byte(st.Addr+"\n"), 0o644); err != nil {
+		return st, err
+	}
+	return st, recordDaemon(c) // its address for tinyfarm boot
+}
+
+// waitListening reads the daemon's log lf until it says where it listens
+// (at most 10 s), or until exited (nil: not watched) says it ended.
+func waitListening(ctx context.Context, lf, listen string, exited <-chan error) (string, error) {
 	deadline := time.After(10 * time.Second)
 	for {
 		b, _ := os.ReadFile(lf)
 		if i := strings.Index(string(b), "listening on "); i >= 0 {
 			rest := string(b[i+len("listening on "):])
-			st.Addr = strings.TrimRight(strings.Fields(rest)[0], ",")
-			break
+			return strings.TrimRight(strings.Fields(rest)[0], ","), nil
 		}
 		select {
 		case err := <-exited:
 			b, _ := os.ReadFile(lf)
-			return st, fmt.Errorf("proxy daemon on %s exited (%v): %s", c.Listen, err, strings.TrimSpace(string(b)))
+			return "", fmt.Errorf("proxy daemon on %s exited (%v): %s", listen, err, strings.TrimSpace(string(b)))
 		case <-deadline:
-			cmd.Process.Kill()
-			return st, fmt.Errorf("proxy daemon on %s: not listening after 10s (log %s)", c.Listen, lf)
+			return "", fmt.Errorf("proxy daemon on %s: not listening after 10s (log %s)", listen, lf)
 		case <-ctx.Done():
-			cmd.Process.Kill()
-			return st, ctx.Err()
+			return "", ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	for f, v := range map[string]string{pf: strconv.Itoa(st.PID), af: st.Addr, af + ".want": c.want()} {
-		if err := writeFileAtomic(f, []byte(v+"\n"), 0o644); err != nil {
-			return st, err
-		}
-	}
-	return st, recordDaemon(c)
 }
 
 // StopDaemon ends the detached proxy of dir (SIGTERM: graceful), if any.

@@ -28,3 +28,9 @@ type peeker struct{}
 func newPeeker(net.Conn) *peeker { return &peeker{} }
 
 func (*peeker) unsolicited() bool { return false }
+
+// tryLockFile opens path; no lock here (a second daemon fails to bind).
+func tryLockFile(path string) (f *os.File, held bool, err error) {
+	f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	return f, false, err
+}

@@ -80,3 +80,21 @@ func (p *peeker) unsolicited() bool {
 	}
 	return p.err != nil || p.n >= 0 // data, EOF (n == 0) or an error
 }
+
+// tryLockFile opens path and takes an exclusive flock on it without
+// waiting: held is true when another open file (a running daemon's)
+// holds it.
+func tryLockFile(path string) (f *os.File, held bool, err error) {
+	f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			return nil, true, nil
+		}
+		return nil, false, err
+	}
+	return f, false, nil
+}

@@ -160,7 +160,7 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 		}
 	}
 	if !opts.Check {
-		if err := removeStaleJournals(ctx, t); err != nil {
+		if err := c.finishKilled(ctx, t, online); err != nil {
 			return res, fmt.Errorf("install %s: %w", n, err)
 		}
 	}
@@ -173,7 +173,7 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 	prep := c.prepareAll(ctx, work, lim, mem)
 	defer prep.stop()
 	written := map[string]bool{}
-	var scripts []string
+	var scripts, hostKeys []string
 	modules := false
 	for _, p := range fr.Order {
 		marker := InstalledDir + "/" + p
@@ -189,22 +189,29 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 		if err != nil {
 			return res, err
 		}
-		var beforeMarker func(pkgResult) error
-		if !online {
-			// Offline, the first-boot queue and its bootsync block are
-			// in place before the marker: a run killed after the marker
-			// skips this extension next time, so its script (and the
-			// ldconfig every offline install needs) must be queued by
-			// then.
-			beforeMarker = func(pr pkgResult) error {
-				var s []string
-				if pr.script {
-					s = []string{"/" + marker}
+		// What must be in place before the marker, since a run killed
+		// after it skips this extension next time: an SSH server's host
+		// keys (so it never serves keys of its own making); offline, the
+		// first-boot queue and its bootsync block (its script and the
+		// ldconfig every offline install needs).
+		beforeMarker := func(pr pkgResult) error {
+			if installsSSHServer(pr.files) {
+				keys, err := placeHostKeys(ctx, t, false)
+				if err != nil {
+					return fmt.Errorf("host keys: %w", err)
 				}
-				return c.queueFirstboot(ctx, t, s, false, &InstallResult{})
+				hostKeys = append(hostKeys, keys...)
 			}
+			if online {
+				return nil
+			}
+			var s []string
+			if pr.script {
+				s = []string{"/" + marker}
+			}
+			return c.queueFirstboot(ctx, t, s, false, &InstallResult{})
 		}
-		pr, err := c.installOne(ctx, t, p, a, caps, opts, beforeMarker)
+		pr, err := c.installOne(ctx, t, p, a, caps, opts, online, beforeMarker)
 		prep.done(p)
 		if err != nil {
 			return res, err
@@ -225,30 +232,25 @@ func (c *Client) Install(ctx context.Context, t target.Target, name string, opts
 	res.Changed = len(res.Installed) > 0
 	// An SSH server gets the guest's host keys before it first starts, so
 	// it serves the keys tinyfarm pins.
-	if installsSSHServer(res.Files) {
+	if opts.Check && installsSSHServer(res.Files) {
 		keys, err := placeHostKeys(ctx, t, opts.Check)
 		if err != nil {
 			return res, fmt.Errorf("install %s: host keys: %w", n, err)
 		}
-		res.Files = append(res.Files, keys...)
+		hostKeys = keys
 	}
+	res.Files = append(res.Files, hostKeys...)
 	if len(res.Installed) > 0 {
 		if online {
 			if !opts.Check {
-				ex := t.(target.Execer)
-				// As tce-load does, but only where the tool exists: a
-				// userland without ldconfig (busybox only) needs no cache.
-				if modules {
-					if out, err := ex.Exec(ctx, []string{"sh", "-c", "if command -v depmod >/dev/null 2>&1; then depmod -a; fi"}); err != nil {
-						return res, fmt.Errorf("install %s: depmod: %w: %s", n, err, out)
-					}
+				if err := runScripts(ctx, t.(target.Execer), scripts, modules); err != nil {
+					return res, fmt.Errorf("install %s: %w", n, err)
 				}
-				if out, err := ex.Exec(ctx, []string{"sh", "-c", "if command -v ldconfig >/dev/null 2>&1; then ldconfig; fi"}); err != nil {
-					return res, fmt.Errorf("install %s: ldconfig: %w: %s", n, err, out)
-				}
-				for _, s := range scripts {
-					if out, err := ex.Exec(ctx, []string{s}); err != nil {
-						return res, fmt.Errorf("install %s: %s: %w: %s", n, s, err, out)
+				// Done: the journals go (a run killed before this point
+				// left them, and the next one runs the scripts).
+				for _, p := range res.Installed {
+					if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: JournalPrefix + p + ".list", Type: target.TypeRemove}}); err != nil {
+						return res, fmt.Errorf("install %s: %w", n, err)
 					}
 				}
 			}
@@ -294,9 +296,12 @@ func (c *Client) queueFirstboot(ctx context.Context, t target.Target, scripts []
 	return nil
 }
 
-// removeStaleJournals removes the journals of extensions whose marker is
-// there: an install killed between its marker and its journal's removal.
-func removeStaleJournals(ctx context.Context, t target.Target) error {
+// finishKilled completes the installs a killed run left marked but not
+// finished (their journal is still there): online, runs ldconfig and
+// their install scripts, which the killed run had not reached; then
+// removes their journals. (Offline, the scripts were queued before the
+// markers.)
+func (c *Client) finishKilled(ctx context.Context, t target.Target, online bool) error {
 	dr, ok := t.(target.DirReader)
 	if !ok {
 		return nil
@@ -305,16 +310,54 @@ func removeStaleJournals(ctx context.Context, t target.Target) error {
 	if err != nil {
 		return err
 	}
+	var journals, scripts []string
 	for _, e := range es {
 		b := path.Base(e.Name)
 		name, ok := strings.CutPrefix(b, JournalPrefix)
 		if !ok || !strings.HasSuffix(name, ".list") {
 			continue
 		}
-		if marked, _ := target.Exists(ctx, t, InstalledDir+"/"+strings.TrimSuffix(name, ".list")); marked {
-			if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: b, Type: target.TypeRemove}}); err != nil {
-				return err
-			}
+		marker := InstalledDir + "/" + strings.TrimSuffix(name, ".list")
+		m, err := t.Lstat(ctx, marker)
+		if err != nil {
+			continue // not marked: the rerun installs it again
+		}
+		journals = append(journals, b)
+		if m.Type == target.TypeRegular && m.Mode&0o111 != 0 {
+			scripts = append(scripts, "/"+marker)
+		}
+	}
+	if len(journals) == 0 {
+		return nil
+	}
+	if online {
+		if err := runScripts(ctx, t.(target.Execer), scripts, false); err != nil {
+			return err
+		}
+	}
+	for _, b := range journals {
+		if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: b, Type: target.TypeRemove}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runScripts runs, in a running guest, depmod (after modules), ldconfig
+// and then the install scripts, as tce-load does, each only where the
+// tool exists: a userland without ldconfig (busybox only) needs no cache.
+func runScripts(ctx context.Context, ex target.Execer, scripts []string, modules bool) error {
+	if modules {
+		if out, err := ex.Exec(ctx, []string{"sh", "-c", "if command -v depmod >/dev/null 2>&1; then depmod -a; fi"}); err != nil {
+			return fmt.Errorf("depmod: %w: %s", err, out)
+		}
+	}
+	if out, err := ex.Exec(ctx, []string{"sh", "-c", "if command -v ldconfig >/dev/null 2>&1; then ldconfig; fi"}); err != nil {
+		return fmt.Errorf("ldconfig: %w: %s", err, out)
+	}
+	for _, s := range scripts {
+		if out, err := ex.Exec(ctx, []string{s}); err != nil {
+			return fmt.Errorf("%s: %w: %s", s, err, out)
 		}
 	}
 	return nil
@@ -480,8 +523,9 @@ func (pr *prepared) stop() {
 
 // installOne extracts one checked archive.
 // installOne extracts one extension into t: its journal first, then its
-// files and list, then beforeMarker (nil: nothing), then its marker.
-func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *Archive, caps target.Caps, opts InstallOptions, beforeMarker func(pkgResult) error) (pkgResult, error) {
+// files and list, then beforeMarker, then its marker. Online the journal
+// stays for Install to remove once the install scripts have run.
+func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *Archive, caps target.Caps, opts InstallOptions, online bool, beforeMarker func(pkgResult) error) (pkgResult, error) {
 	var pr pkgResult
 	// The journal of a killed install of p (see below) names what it was
 	// writing: those files may be cut short (a transfer that ended with
@@ -579,8 +623,12 @@ func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *A
 			}
 		}
 	}
-	if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: journal, Type: target.TypeRemove}}); err != nil {
-		return pr, fmt.Errorf("install %s: %w", p, err)
+	// Offline the extension is complete now. Online its journal stays
+	// until its install script has run (Install, finishKilled).
+	if !online {
+		if err := t.Apply(ctx, target.Change{Entry: target.Entry{Name: journal, Type: target.TypeRemove}}); err != nil {
+			return pr, fmt.Errorf("install %s: %w", p, err)
+		}
 	}
 	c.cfg.Logf("tcz: installed %s (%d entries)", p, len(pr.files))
 	return pr, nil

@@ -113,6 +113,10 @@ func proxyServe(ctx context.Context, listen, accessLog string, limits proxy.Limi
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := proxy.RecordDaemonPid(); err != nil {
+		fmt.Fprintf(stderr, "tinyfarm: proxy serve: %v\n", err)
+		return exitError{engine.ExitFailed}
+	}
 	opts := proxy.Options{
 		Listen:     listen,
 		RoutesFile: filepath.Join(proxyDir(), proxy.RoutesFile),

@@ -206,9 +206,10 @@ func Seed(tb testing.TB) uint64 {
 	return uint64(time.Now().UnixNano())
 }
 
-// RunOp measures op once, then runs Trials trials of it, each killed at a
-// uniformly random moment within the measured duration, and checks every
-// one. It logs the counts and returns them.
+// RunOp measures op (the faster of two uninterrupted runs), then runs its
+// trials (Trials), each killed at a uniformly random moment within the
+// measured duration, and checks every one. It logs the counts and returns
+// them.
 func RunOp(t *testing.T, op Op) Stats {
 	t.Helper()
 	seed := Seed(t)
