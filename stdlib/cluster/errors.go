@@ -1,21 +1,27 @@
 package cluster
 
-import "errors"
+import (
+	"errors"
 
+	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
+)
+
+// The sentinels carry their Lua error kind (errkind), so the module
+// raises them with lx.Raise like every other module.
 var (
 	// ErrInvalid is bad input: a name, an address, an option.
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = errkind.Invalid("invalid")
 	// ErrNotJoined: this host is in no cluster.
-	ErrNotJoined = errors.New("not in a cluster")
+	ErrNotJoined = errkind.NotFound("not in a cluster")
 	// ErrNoQuorum: a majority of the etcd members did not answer, so
 	// nothing could be changed.
-	ErrNoQuorum = errors.New("cluster lost quorum")
+	ErrNoQuorum = errkind.Kind("no_quorum", "cluster lost quorum")
 	// ErrTaken: the name, subnet, IP or uid range belongs to another.
-	ErrTaken = errors.New("taken")
+	ErrTaken = errkind.Kind("taken", "taken")
 	// ErrNoRoom: no host (or no free address) fits.
-	ErrNoRoom = errors.New("no room")
+	ErrNoRoom = errkind.Kind("no_room", "no room")
 	// ErrNotFound: no such host, guest or route.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errkind.NotFound("not found")
 	// ErrJoinDenied: a join token was wrong, used or expired.
 	ErrJoinDenied = errors.New("join denied")
 )

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -48,7 +47,7 @@ func hostName(L *lua.LState, v lua.LValue, fn string) string {
 		host = lua.LVAsString(t.RawGetString("name"))
 	}
 	if host == "" {
-		raise(L, fmt.Errorf("%s: host: want a host name or what cluster.place returns: %w", fn, ErrInvalid))
+		lx.Raise(L, fmt.Errorf("%s: host: want a host name or what cluster.place returns: %w", fn, ErrInvalid))
 	}
 	return host
 }
@@ -89,24 +88,6 @@ func open(env *engine.Env) lua.LGFunction {
 	}
 }
 
-// raise maps the cluster's errors to Lua error kinds.
-func raise(L *lua.LState, err error) {
-	kind := lx.KindError
-	switch {
-	case errors.Is(err, ErrNoQuorum):
-		kind = "no_quorum"
-	case errors.Is(err, ErrInvalid):
-		kind = lx.KindInvalid
-	case errors.Is(err, ErrNotJoined), errors.Is(err, ErrNotFound):
-		kind = lx.KindNotFound
-	case errors.Is(err, ErrNoRoom):
-		kind = "no_room"
-	case errors.Is(err, ErrTaken):
-		kind = "taken"
-	}
-	lx.Raise(L, lx.WithKind(err, kind))
-}
-
 func hostValue(L *lua.LState, h Host) lua.LValue {
 	return lx.FromGo(L, map[string]any{
 		"name": h.Name, "state": string(h.State), "mem": h.Mem, "committed": h.Committed, "free": h.Free(),
@@ -137,7 +118,7 @@ func luaHosts(k *conn, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	t := L.NewTable()
 	for _, h := range hosts {
@@ -159,7 +140,7 @@ func luaGuests(k *conn, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	t := L.NewTable()
 	for _, g := range gs {
@@ -184,7 +165,7 @@ func luaPlace(k *conn, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	L.Push(hostValue(L, h))
 	return 1
@@ -226,7 +207,7 @@ func luaClaim(k *conn, L *lua.LState) int {
 		return err
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	if ch.Status != engine.StatusOK {
 		ch.Detail += " " + rec.IP
@@ -262,7 +243,7 @@ func luaRoute(k *conn, L *lua.LState) int {
 		return c.SetRoute(ctx, r)
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	k.env.Report(L, ch)
 	return 0
@@ -292,7 +273,7 @@ func luaRelease(k *conn, L *lua.LState) int {
 		return c.ReleaseGuest(ctx, name)
 	})
 	if err != nil {
-		raise(L, err)
+		lx.Raise(L, err)
 	}
 	k.env.Report(L, ch)
 	return 0

@@ -29,3 +29,13 @@ func Invalid(msg string) error { return &sentinel{msg, fs.ErrInvalid} }
 
 // Unsupported is a sentinel of class errors.ErrUnsupported.
 func Unsupported(msg string) error { return &sentinel{msg, errors.ErrUnsupported} }
+
+// Kind returns a new sentinel error of a kind of its own, for failures no
+// class names ("no_quorum", "taken"): lx.KindOf reports kind for it and
+// for every error that wraps it.
+func Kind(kind, msg string) error { return &ownKind{msg, kind} }
+
+type ownKind struct{ msg, kind string }
+
+func (k *ownKind) Error() string { return k.msg }
+func (k *ownKind) Kind() string  { return k.kind }

@@ -19,9 +19,10 @@ func TestSentinelsCarryTheirKind(t *testing.T) {
 		{errkind.NotFound("not found"), fs.ErrNotExist, lx.KindNotFound},
 		{errkind.Invalid("invalid"), fs.ErrInvalid, lx.KindInvalid},
 		{errkind.Unsupported("unsupported"), errors.ErrUnsupported, lx.KindUnsupported},
+		{errkind.Kind("no_quorum", "cluster lost quorum"), nil, "no_quorum"},
 	} {
 		wrapped := fmt.Errorf("op subject: %w", c.err)
-		if !errors.Is(wrapped, c.err) || !errors.Is(wrapped, c.class) {
+		if !errors.Is(wrapped, c.err) || c.class != nil && !errors.Is(wrapped, c.class) {
 			t.Errorf("%v: errors.Is does not see the sentinel and its class %v", wrapped, c.class)
 		}
 		if got := lx.KindOf(wrapped); got != c.kind {
