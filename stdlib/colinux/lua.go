@@ -120,7 +120,7 @@ type guestOpts struct {
 	Disks     []string          `lua:"disks" doc:"more disk images"`
 	Base      lua.LValue        `lua:"base" doc:"ns scatter: a disk shared read-only by guests built alike (a path or what image.build returns); disk is then the guest's own layer (default <state>/disks/NAME.layer.img, made at first start)"`
 	Mem       lx.Size           `lua:"mem" default:"128M" doc:"memory quota"`
-	CPUs      float64           `lua:"cpus" default:"1" doc:"CPU share in cores"`
+	CPUs      float64           `lua:"cpus" default:"no limit" doc:"CPU share in cores (ns: a cgroup quota; qemu: vCPUs, rounded up, 1 when unset)"`
 	Driver    string            `lua:"driver" doc:"ns, qemu or colinux (default: ns as root on Linux)"`
 	Layout    string            `lua:"layout" doc:"scatter or frugal (default: the disk's)"`
 	Core      string            `lua:"core" doc:"core.gz for frugal guests"`
