@@ -72,6 +72,21 @@ func (k *conn) get(ctx context.Context) (*Client, error) {
 	return k.c, k.err
 }
 
+// call runs fn with the cluster client off the Lua thread (engine.Env.Block)
+// and raises its error at the playbook's line.
+func (k *conn) call(L *lua.LState, fn func(ctx context.Context, c *Client) error) {
+	err := k.env.Block(L, func(ctx context.Context) error {
+		c, err := k.get(ctx)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, c)
+	})
+	if err != nil {
+		lx.Raise(L, err)
+	}
+}
+
 func open(env *engine.Env) lua.LGFunction {
 	k := &conn{env: env}
 	return func(L *lua.LState) int {
@@ -109,17 +124,10 @@ func guestValue(L *lua.LState, g GuestRecord) lua.LValue {
 // cluster.hosts() -> {{name, state, mem, committed, free, cpus, drivers, version, ssh_host_key}, ...}
 func luaHosts(k *conn, L *lua.LState) int {
 	var hosts []Host
-	err := k.env.Block(L, func(ctx context.Context) error {
-		c, err := k.get(ctx)
-		if err != nil {
-			return err
-		}
+	k.call(L, func(ctx context.Context, c *Client) (err error) {
 		hosts, err = c.Hosts(ctx)
 		return err
 	})
-	if err != nil {
-		lx.Raise(L, err)
-	}
 	t := L.NewTable()
 	for _, h := range hosts {
 		t.Append(hostValue(L, h))
@@ -131,17 +139,10 @@ func luaHosts(k *conn, L *lua.LState) int {
 // cluster.guests() -> {{name, host, ip, state, ...}, ...}
 func luaGuests(k *conn, L *lua.LState) int {
 	var gs []GuestRecord
-	err := k.env.Block(L, func(ctx context.Context) error {
-		c, err := k.get(ctx)
-		if err != nil {
-			return err
-		}
+	k.call(L, func(ctx context.Context, c *Client) (err error) {
 		gs, err = c.Guests(ctx)
 		return err
 	})
-	if err != nil {
-		lx.Raise(L, err)
-	}
 	t := L.NewTable()
 	for _, g := range gs {
 		t.Append(guestValue(L, g))
@@ -156,17 +157,10 @@ func luaPlace(k *conn, L *lua.LState) int {
 	lx.Opts(L, 1, "cluster.place", &o)
 	spec := PlaceSpec{Mem: int64(o.Mem), Driver: o.Driver, Strategy: o.Strategy}
 	var h Host
-	err := k.env.Block(L, func(ctx context.Context) error {
-		c, err := k.get(ctx)
-		if err != nil {
-			return err
-		}
+	k.call(L, func(ctx context.Context, c *Client) (err error) {
 		h, err = c.Place(ctx, spec)
 		return err
 	})
-	if err != nil {
-		lx.Raise(L, err)
-	}
 	L.Push(hostValue(L, h))
 	return 1
 }
@@ -178,11 +172,7 @@ func luaClaim(k *conn, L *lua.LState) int {
 	host := hostName(L, o.Host, "cluster.claim")
 	ch := engine.Change{Module: "cluster", Action: "claim", Subject: "guest:" + o.Name, Status: engine.StatusChanged, Detail: "on " + host}
 	var rec GuestRecord
-	err := k.env.Block(L, func(ctx context.Context) error {
-		c, err := k.get(ctx)
-		if err != nil {
-			return err
-		}
+	k.call(L, func(ctx context.Context, c *Client) (err error) {
 		spec := GuestSpec{Name: o.Name, Host: host, Mem: int64(o.Mem), Driver: o.Driver}
 		// The preview is the existing claim, or the one a claim would make
 		// now: check mode shows (and returns) it without claiming.
@@ -206,9 +196,6 @@ func luaClaim(k *conn, L *lua.LState) int {
 		rec, err = c.ClaimGuest(ctx, spec)
 		return err
 	})
-	if err != nil {
-		lx.Raise(L, err)
-	}
 	if ch.Status != engine.StatusOK {
 		ch.Detail += " " + rec.IP
 	}
@@ -223,11 +210,7 @@ func luaRoute(k *conn, L *lua.LState) int {
 	lx.Opts(L, 1, "cluster.route", &o)
 	r := Route{VHost: o.VHost, Host: hostName(L, o.Host, "cluster.route"), Addr: o.Addr, Guest: o.Guest}
 	ch := engine.Change{Module: "cluster", Action: "route", Subject: "vhost:" + r.VHost, Status: engine.StatusChanged, Detail: r.Host + " " + r.Addr}
-	err := k.env.Block(L, func(ctx context.Context) error {
-		c, err := k.get(ctx)
-		if err != nil {
-			return err
-		}
+	k.call(L, func(ctx context.Context, c *Client) (err error) {
 		routes, err := c.Routes(ctx)
 		if err != nil {
 			return err
@@ -242,9 +225,6 @@ func luaRoute(k *conn, L *lua.LState) int {
 		}
 		return c.SetRoute(ctx, r)
 	})
-	if err != nil {
-		lx.Raise(L, err)
-	}
 	k.env.Report(L, ch)
 	return 0
 }
@@ -253,11 +233,7 @@ func luaRoute(k *conn, L *lua.LState) int {
 func luaRelease(k *conn, L *lua.LState) int {
 	name := L.CheckString(1)
 	ch := engine.Change{Module: "cluster", Action: "release", Subject: "guest:" + name, Status: engine.StatusOK}
-	err := k.env.Block(L, func(ctx context.Context) error {
-		c, err := k.get(ctx)
-		if err != nil {
-			return err
-		}
+	k.call(L, func(ctx context.Context, c *Client) (err error) {
 		gs, err := c.Guests(ctx)
 		if err != nil {
 			return err
@@ -272,9 +248,6 @@ func luaRelease(k *conn, L *lua.LState) int {
 		}
 		return c.ReleaseGuest(ctx, name)
 	})
-	if err != nil {
-		lx.Raise(L, err)
-	}
 	k.env.Report(L, ch)
 	return 0
 }
