@@ -68,7 +68,15 @@ func NewNetAttackSuite(t *testing.T, bridge, gateway, victimIP, victimMAC string
 	s.ipv6Before = HostIPv6(bridge)
 	s.sniff = Sniff(t, bridge)
 	// A host service on every address, IPv4 and IPv6.
-	ln, err := net.Listen("tcp", ":0")
+	s.port = HostSecret(t, ":0")
+	return s
+}
+
+// HostSecret is a host service that a guest must not reach: it listens on
+// addr ("127.0.0.1:0", ":0") until the test ends, answers every
+// connection with "HOST-SECRET", and returns its port.
+func HostSecret(t testing.TB, addr string) int {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +91,7 @@ func NewNetAttackSuite(t *testing.T, bridge, gateway, victimIP, victimMAC string
 			c.Close()
 		}
 	}()
-	s.port = ln.Addr().(*net.TCPAddr).Port
-	return s
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func (s *NetAttackSuite) reachVictim() error {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
@@ -66,39 +66,9 @@ func attackSuite(t *testing.T, userns bool) {
 	marker.WriteString(secret)
 	marker.Close()
 	t.Cleanup(func() { os.Remove(marker.Name()) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("HOST-SECRET\n"))
-			c.Close()
-		}
-	}()
-	hostPort := ln.Addr().(*net.TCPAddr).Port
+	hostPort := guesttest.HostSecret(t, "127.0.0.1:0")
 	// A host service on every address, the bridge's gateway included.
-	lnAll, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lnAll.Close()
-	go func() {
-		for {
-			c, err := lnAll.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("HOST-SECRET\n"))
-			c.Close()
-		}
-	}()
-	allPort := lnAll.Addr().(*net.TCPAddr).Port
+	allPort := guesttest.HostSecret(t, "0.0.0.0:0")
 	// Another tenant on the same bridge, serving HTTP.
 	victim := spec(t, "nsvictim", scatterDisk(t, "mkdir -p /opt/www; echo VICTIM-PAGE > /opt/www/index.html; httpd -p 80 -h /opt/www"), 22)
 	vg := start(t, victim)
