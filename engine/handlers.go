@@ -17,6 +17,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // Handlers: handler(name, fn) defines one, notify(name) inside a task
@@ -299,46 +300,14 @@ func (e *Engine) endOfPlay(ctx context.Context, runErr error) error {
 	return runErr
 }
 
-// writeAtomic writes data to path through a synced temporary file and a
-// rename, creating the directory, and syncs the directory. (The modules'
-// stdlib/internal/fsutil cannot be imported from here.)
-func writeAtomic(path string, data []byte) (err error) {
+// writeAtomic writes data to path atomically (fsutil.WriteFileAtomic),
+// creating its directory first.
+func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	defer func() {
-		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err // the temporary name means nothing to the user
-			}
-			err = fmt.Errorf("write %s: %w", path, spaceError(dir, len(data), err))
-		}
-	}()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, fsutil.SpaceError(dir, int64(len(data)), err))
 	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // the rename durable
-		d.Close()
-	}
-	return nil
+	return fsutil.WriteFileAtomic(path, data, 0o600)
 }
 
 // nearest is the candidate closest to s within two edits, or "".

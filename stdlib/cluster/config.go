@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // Prefix is where tinyfarm keeps its keys in etcd, so an existing etcd

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // A checkpoint is three files: FILE, a JSON manifest (this format, the

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )

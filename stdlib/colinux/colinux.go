@@ -26,9 +26,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 

@@ -12,8 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Default farm network: a host bridge and the subnet behind it.

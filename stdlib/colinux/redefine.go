@@ -10,8 +10,8 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // startedFile, in a guest's runtime directory, is its definition as it

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // RunOptions tune Run. The zero value runs with the caller's environment,

@@ -28,7 +28,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/ready"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"

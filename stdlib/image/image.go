@@ -34,8 +34,8 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/errkind"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Sentinel errors; every error from this package wraps one of them, an

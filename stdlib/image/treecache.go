@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // TreeCacheName is the directory, next to the staging trees (see

@@ -13,7 +13,7 @@ import (
 
 	"github.com/aymanbagabas/go-udiff"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/lockfile"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	xssh "golang.org/x/crypto/ssh"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // Farm key file names, relative to the state dir.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // Module is require("ssh").

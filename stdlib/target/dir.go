@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // DirOptions configures [OpenDir].

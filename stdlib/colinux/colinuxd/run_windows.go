@@ -18,7 +18,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 const (

@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Runner starts namespace guests. The zero value uses the running binary

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
 )
 
 // Options are the inputs of Args that are not part of the Spec: facts the

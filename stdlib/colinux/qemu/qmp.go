@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // QMP is one connection to a QEMU Machine Protocol socket. The protocol is

@@ -15,7 +15,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/disklock"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/hostinfo"
 )
 

@@ -1,5 +1,0 @@
-//go:build !unix
-
-package engine
-
-func spaceError(dir string, need int, err error) error { return err }
