@@ -251,3 +251,52 @@ func TestTreeCacheConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestTreeCacheRefusesPlantedDir: /dev/shm is writable by anyone, so a
+// cache directory someone else prepared (a symlink to their directory,
+// one others may write, one owned by another user) is never used: what
+// it holds would end up in the images.
+func TestTreeCacheRefusesPlantedDir(t *testing.T) {
+	plant := map[string]func(t *testing.T, dir string){
+		"symlink": func(t *testing.T, dir string) {
+			target := t.TempDir()
+			if err := os.Chmod(target, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, dir); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"world-writable": func(t *testing.T, dir string) {
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"another user's": func(t *testing.T, dir string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to give the directory away")
+			}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(dir, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for name, fn := range plant {
+		t.Run(name, func(t *testing.T) {
+			base := t.TempDir()
+			fn(t, filepath.Join(base, TreeCacheName))
+			if c := openTreeCache(base); c != nil {
+				t.Errorf("a planted cache directory (%s) was used: %s", name, c.dir)
+			}
+		})
+	}
+	if c := openTreeCache(t.TempDir()); c == nil {
+		t.Error("a cache directory of our own was refused")
+	}
+}
