@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -244,6 +245,24 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	if err := json.Unmarshal(out, &probe); err != nil || probe.Disk == "" {
 		return fail(fmt.Errorf("far tinyfarm's probe answered %q: %v", abbrevBytes(out), err))
 	}
+	pending := filepath.Join(g.farm.guestDir(d.Name), "migrating.json")
+	if probe.Exists && !res.WasRunning && importedTo(pending, to.label()) {
+		// A run killed after the far side imported the guest and before
+		// it was forgotten here: the move is done there, finish it here.
+		res.State = "stopped"
+		if probe.Running {
+			res.State = "running"
+		}
+		if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
+			return fail(fmt.Errorf("runs there, but removing it here: %w", err))
+		}
+		os.Remove(pending)
+		if err := g.revokeHere(ctx, c, to, o, probe, &res); err != nil {
+			return fail(err)
+		}
+		res.Duration = time.Since(t0)
+		return res, nil
+	}
 	if probe.Exists {
 		return fail(fmt.Errorf("guest %s is defined there already (running: %v): destroy it there first: %w", d.Name, probe.Running, ErrExists))
 	}
@@ -300,8 +319,15 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	if !res.WasRunning {
 		args = append(args, "--no-start")
 	}
+	// Recorded before the import: a run killed after it and before the
+	// guest is forgotten here lets the rerun finish the move (above).
+	if err := fsutil.WriteJSONAtomic(pending, map[string]string{"to": to.label()}, 0o600); err != nil {
+		restart()
+		return fail(err)
+	}
 	out, err = to.tinyfarm(ctx, c, bytes.NewReader(def), args...)
 	if err != nil {
+		os.Remove(pending)
 		restart()
 		return fail(err)
 	}
@@ -310,6 +336,7 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		IP    string `json:"ip"`
 	}
 	if err := json.Unmarshal(out, &far); err != nil {
+		os.Remove(pending)
 		restart()
 		return fail(fmt.Errorf("far import answered %q: %v", abbrevBytes(out), err))
 	}
@@ -318,6 +345,7 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 		want = "running"
 	}
 	if far.State != want {
+		os.Remove(pending)
 		restart()
 		return fail(fmt.Errorf("the guest is %s there, want %s", far.State, want))
 	}
@@ -327,11 +355,23 @@ func (g *Guest) Migrate(ctx context.Context, to Remote, o MigrateOptions) (res M
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
 	}
+	os.Remove(pending)
 	if err := g.revokeHere(ctx, c, to, o, probe, &res); err != nil {
 		return fail(err)
 	}
 	res.Duration = time.Since(t0)
 	return res, nil
+}
+
+// importedTo says whether the migration record at path (written before a
+// far import) names host: this guest's import there was started.
+func importedTo(path, host string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var r map[string]string
+	return json.Unmarshal(b, &r) == nil && r["to"] == host
 }
 
 // revokeHere has the far tinyfarm remove this farm's key from the moved
