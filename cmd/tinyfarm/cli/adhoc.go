@@ -72,7 +72,7 @@ func pickGuests(ctx context.Context, fm *farm.Farm, arg, limit string) ([]*farm.
 			}
 		}
 		if len(names) == 0 {
-			return nil, fmt.Errorf("no guest matches %q: the fm has no guests (tinyfarm guests)", arg)
+			return nil, fmt.Errorf("no guest matches %q: the farm has no guests (tinyfarm guests)", arg)
 		}
 		return nil, fmt.Errorf("no guest matches %q%s; guests: %s", arg, hint, strings.Join(names, ", "))
 	}
@@ -222,8 +222,8 @@ func newSSHCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) *
 	return &cobra.Command{
 		Use:   "ssh GUEST",
 		Short: "An interactive shell in a guest over SSH, with its pinned host key",
-		Long: `ssh opens the guest user's login shell over the fm's SSH connection: the
-fm key authenticates, the guest's host key is pinned (never trusted on first
+		Long: `ssh opens the guest user's login shell over the farm's SSH connection: the
+farm key authenticates, the guest's host key is pinned (never trusted on first
 use). With stdin not a terminal, the shell reads its commands from stdin.`,
 		Example: `  tinyfarm ssh web1
   echo 'cat /etc/hostname' | tinyfarm ssh web1`,

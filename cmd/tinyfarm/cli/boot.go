@@ -29,8 +29,8 @@ func newBootCmds(ctx context.Context, stdout, stderr io.Writer) []*cobra.Command
 	var timeout time.Duration
 	boot := &cobra.Command{
 		Use:   "boot",
-		Short: "Start the fm after a host reboot: network, autostart guests, proxy daemon",
-		Long: `boot re-creates the fm bridge and its guards, starts the guests defined
+		Short: "Start the farm after a host reboot: network, autostart guests, proxy daemon",
+		Long: `boot re-creates the farm bridge and its guards, starts the guests defined
 with autostart = true (higher autostart_priority first; each group ready,
 then its autostart_delay, before the next) and the proxy daemon on the
 address it last listened on. What runs already is left alone: a second
@@ -77,7 +77,7 @@ so the next "tinyfarm boot" starts it again. The systemd unit's ExecStop.`,
 func newNetworkCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "network",
-		Short: "Show the fm network, or take it off the host (network remove)",
+		Short: "Show the farm network, or take it off the host (network remove)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n := newFarm().Network()
@@ -87,9 +87,9 @@ func newNetworkCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "remove",
-		Short: "Remove the fm bridge, its guard chains and port filters (refused while guests run on it)",
-		Long: `remove is colinux.network{remove = true}: the fm's bridge, its iptables and
-ip6tables chains and its nftables port filters leave the host. The fm keeps
+		Short: "Remove the farm bridge, its guard chains and port filters (refused while guests run on it)",
+		Long: `remove is colinux.network{remove = true}: the farm's bridge, its iptables and
+ip6tables chains and its nftables port filters leave the host. The farm keeps
 its bridge name and subnet (network.json); the next guest started re-creates
 the bridge.`,
 		Args: cobra.NoArgs,
@@ -171,7 +171,7 @@ const unitName = "tinyfarm.service"
 func unitFile(exe, home string, grace time.Duration) string {
 	return fmt.Sprintf(`# Written by "tinyfarm service install"; "tinyfarm service uninstall" removes it.
 [Unit]
-Description=tinyfarm: the fm's autostart guests and proxy daemon
+Description=tinyfarm: the farm's autostart guests and proxy daemon
 Wants=network-online.target
 After=network-online.target
 

@@ -69,12 +69,12 @@ func (f *clusterFlags) config() (*cluster.Config, error) {
 func newClusterCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Join hosts into one fm whose shared state is etcd",
+		Short: "Join hosts into one farm whose shared state is etcd",
 		Long: `A cluster is several tinyfarm hosts sharing one etcd: the first host runs
 "cluster init", each other host "cluster join TOKEN". Every host then runs
 an etcd member inside its cluster daemon ("cluster serve", started by init
 and join), keeps a lease alive with its facts (memory, CPUs, drivers), and
-serves every vhost of the cluster from its proxy. Guest names, fm
+serves every vhost of the cluster from its proxy. Guest names, farm
 subnets, guest IPs and uid ranges are handed out in etcd transactions.
 An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 	}
@@ -129,7 +129,7 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 		},
 	}
 	initFlags.add(initCmd)
-	initCmd.Flags().StringVar(&rng, "range", cluster.DefaultSettings().Range, "the cluster's IPv4 range; each host's fm subnet is a /24 of it")
+	initCmd.Flags().StringVar(&rng, "range", cluster.DefaultSettings().Range, "the cluster's IPv4 range; each host's farm subnet is a /24 of it")
 
 	var joinFlags clusterFlags
 	var etcd, cacert, cert, key string

@@ -34,7 +34,7 @@ func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command 
 	cmd := &cobra.Command{
 		Use:     "guests",
 		Aliases: []string{"ps"},
-		Short:   "List the fm's guests and their state",
+		Short:   "List the farm's guests and their state",
 		Example: `  tinyfarm guests
   tinyfarm ps --json
   tinyfarm guests --cluster`,

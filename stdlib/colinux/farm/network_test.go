@@ -21,7 +21,7 @@ func TestFarmNetwork(t *testing.T) {
 	state := t.TempDir()
 	fm := farm.New(state, farm.Options{})
 	if n := fm.Network(); n.Bridge != farm.DefaultBridge || n.Subnet != farm.DefaultSubnet {
-		t.Fatalf("fresh fm network %+v", n)
+		t.Fatalf("fresh farm network %+v", n)
 	}
 	for _, bad := range []farm.Network{
 		{Bridge: "a-bridge-name-too-long", Subnet: "10.77.9.0/24"},
@@ -36,7 +36,7 @@ func TestFarmNetwork(t *testing.T) {
 			t.Errorf("SetNetwork(%+v): %v, want invalid", bad, err)
 		}
 	}
-	if _, err := fm.SetNetwork(farm.Network{Bridge: "tf0", Subnet: "fd00:77::/64"}, farm.ChangeOptions{}); err == nil || !strings.Contains(err.Error(), "IPv6 fm networks are not supported") {
+	if _, err := fm.SetNetwork(farm.Network{Bridge: "tf0", Subnet: "fd00:77::/64"}, farm.ChangeOptions{}); err == nil || !strings.Contains(err.Error(), "IPv6 farm networks are not supported") {
 		t.Errorf("an IPv6 prefix: %v, want a clear refusal", err)
 	}
 	want := farm.Network{Bridge: "tfnet9", Subnet: "10.77.209.0/24"}
@@ -45,7 +45,7 @@ func TestFarmNetwork(t *testing.T) {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
 	if _, err := os.Stat(filepath.Join(state, "network.json")); !errors.Is(err, os.ErrNotExist) || fm.Network() == want {
-		t.Fatalf("a dry run changed the fm: %v %+v", err, fm.Network())
+		t.Fatalf("a dry run changed the farm: %v %+v", err, fm.Network())
 	}
 	if res, err = fm.SetNetwork(want, farm.ChangeOptions{}); err != nil || !res.Changed {
 		t.Fatalf("set: %+v %v", res, err)
@@ -96,6 +96,6 @@ func TestFarmNetworkOverlap(t *testing.T) {
 		t.Errorf("subnet containing another bridge's: %v", err)
 	}
 	if _, err := fm.SetNetwork(farm.Network{Bridge: br, Subnet: "10.77.214.0/24"}, farm.ChangeOptions{}); err != nil {
-		t.Errorf("the fm's own bridge: %v", err)
+		t.Errorf("the farm's own bridge: %v", err)
 	}
 }

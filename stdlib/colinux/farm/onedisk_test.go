@@ -132,7 +132,7 @@ func TestOneDiskOneGuestAndLiveRedefinition(t *testing.T) {
 	}
 	og, _ := other.Guest(ctx, "dup")
 	if _, err := og.Start(ctx); err == nil || !strings.Contains(err.Error(), "in use by running guest ck1") {
-		t.Errorf("another fm's guest on ck1's running disk started: %v", err)
+		t.Errorf("another farm's guest on ck1's running disk started: %v", err)
 		og.Destroy(ctx, false)
 	}
 

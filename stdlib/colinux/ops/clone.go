@@ -21,7 +21,7 @@ import (
 
 var hostnameRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
-// CloneOptions name the new guest of farm.Guest.Clone.
+// CloneOptions name the new guest of Clone.
 type CloneOptions struct {
 	Name     string // required, a new guest name
 	IP       string // bridge address ("10.77.0.9" or with prefix); default: allocated

@@ -97,7 +97,7 @@ func (r Remote) tinyfarm(ctx context.Context, c *ssh.Client, stdin io.Reader, ar
 	return res.Stdout, nil
 }
 
-// MigrateOptions tune farm.Guest.Migrate.
+// MigrateOptions tune Migrate.
 type MigrateOptions struct {
 	// Live keeps a running qemu guest running during the move: QEMU's
 	// live migration, streamed over the SSH connection (see migrateLive);
@@ -121,7 +121,7 @@ type MigrateOptions struct {
 	KeepKey bool
 }
 
-// MigrateResult says what farm.Guest.Migrate did.
+// MigrateResult says what Migrate did.
 type MigrateResult struct {
 	Host        string        // the remote's name
 	Disk        string        // the disk's path there

@@ -112,7 +112,7 @@ func TestMigrateNetns(t *testing.T) {
 	// The far farm has its own key, which the guest now accepts: the far
 	// side's SSH handshake with it succeeds (from inside its namespace).
 	if err := guesttest.InNetns(guesttest.MigNS, func() error { return fg.WaitReady(ctx, 30*time.Second) }); err != nil {
-		t.Errorf("the far fm over SSH to the moved guest: %v", err)
+		t.Errorf("the far farm over SSH to the moved guest: %v", err)
 	}
 	// And this farm's key is gone from the guest: this host gave it away.
 	hereKey, err := os.ReadFile(filepath.Join(state, ssh.FarmKeyFile+".pub"))
@@ -121,7 +121,7 @@ func TestMigrateNetns(t *testing.T) {
 	}
 	hereBlob := strings.Fields(string(hereKey))[1]
 	if keys := guesttest.MustExec(t, fg, "cat /root/.ssh/authorized_keys"); !res.KeyRevoked || strings.Contains(keys, hereBlob) {
-		t.Errorf("the moved guest still accepts the source fm's key (revoked %v):\n%s", res.KeyRevoked, keys)
+		t.Errorf("the moved guest still accepts the source farm's key (revoked %v):\n%s", res.KeyRevoked, keys)
 	}
 	// A stopped guest: the far key goes into its disk before the copy.
 	cold := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
@@ -161,10 +161,10 @@ func TestMigrateNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(keys), strings.TrimSpace(string(farKey))) {
-		t.Errorf("the far fm's key is not in the moved disk's authorized_keys:\n%s", keys)
+		t.Errorf("the far farm's key is not in the moved disk's authorized_keys:\n%s", keys)
 	}
 	if strings.Contains(string(keys), hereBlob) {
-		t.Errorf("the source fm's key is still in the moved disk's authorized_keys:\n%s", keys)
+		t.Errorf("the source farm's key is still in the moved disk's authorized_keys:\n%s", keys)
 	}
 	// Migrating onto a name that exists there: refused before anything.
 	if _, err := fm.Define(farm.Definition{Name: "mover", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20}, farm.ChangeOptions{}); err != nil {

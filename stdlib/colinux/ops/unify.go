@@ -9,7 +9,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 )
 
-// UnifyOptions choose what farm.Farm.Unify shares.
+// UnifyOptions choose what Unify shares.
 type UnifyOptions struct {
 	// Guests are the guest names to unify. Default: every guest of the farm.
 	Guests []string
@@ -33,7 +33,7 @@ func DefaultUnifyExclude() []string {
 	}
 }
 
-// UnifyResult is what farm.Farm.Unify found and did.
+// UnifyResult is what Unify found and did.
 type UnifyResult struct {
 	// Guests are the guests whose disks were examined.
 	Guests []string `lua:"guests"`
