@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -109,7 +110,16 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			}
 			f := fm()
 			defer f.Close()
-			ir, err := ops.Incoming(ctx, f, d, br, inTimeout)
+			// A guard process discards the guest if this one dies in the
+			// middle (see ops.StartIncomingGuard).
+			guard := func() (func(), error) {
+				exe, err := os.Executable()
+				if err != nil {
+					return nil, fmt.Errorf("incoming guard: %w", err)
+				}
+				return ops.StartIncomingGuard([]string{exe, "migrate", "guard", d.Name}, append(os.Environ(), "TINYFARM_HOME="+StateDir()))
+			}
+			ir, err := ops.Incoming(ctx, f, d, br, ops.IncomingOptions{Timeout: inTimeout, Guard: guard})
 			if err != nil {
 				return err
 			}
@@ -117,6 +127,15 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		},
 	}
 	incoming.Flags().DurationVar(&inTimeout, "timeout", 60*time.Second, "how long the state has to load and the guest to answer")
+	guard := &cobra.Command{
+		Use:  "guard NAME < pipe",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := fm()
+			defer f.Close()
+			return ops.GuardIncoming(ctx, f, args[0], stdin)
+		},
+	}
 	var discardDisk bool
 	discard := &cobra.Command{
 		Use:  "discard [--disk] NAME",
@@ -141,6 +160,6 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			return ops.RevokeKey(ctx, f, args[0], strings.TrimSpace(string(b)))
 		},
 	}
-	cmd.AddCommand(probe, sums, recv, imp, incoming, discard, revoke)
+	cmd.AddCommand(probe, sums, recv, imp, incoming, guard, discard, revoke)
 	return cmd
 }

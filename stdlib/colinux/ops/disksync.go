@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -180,11 +179,13 @@ func parseSums(b []byte) (int64, []string, error) {
 }
 
 // ReceiveChunks is the far side of a migration's copy: it applies the
-// frames read from r to path (created with its directory if missing),
+// frames read from r to path (created with its directory if missing,
+// marked as a migration's copy; a file there that is not one is refused:
+// see claimDisk),
 // sets its size, syncs it and returns the sha256 of the whole file.
 func ReceiveChunks(path string, size int64, r io.Reader) (string, error) {
 	fail := func(err error) (string, error) { return "", fmt.Errorf("receive %s: %w", path, err) }
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := claimDisk(path); err != nil {
 		return fail(err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)

@@ -47,6 +47,7 @@ func Import(ctx context.Context, f *farm.Farm, d farm.Definition, start bool, ti
 	}
 	g := f.GuestOf(res.Def)
 	if !start {
+		os.Remove(migratingMark(d.Disk)) // a guest's disk now
 		return g.Status(ctx)
 	}
 	undo := func(err error) (driver.Status, error) {
@@ -63,7 +64,42 @@ func Import(ctx context.Context, f *farm.Farm, d farm.Definition, start bool, ti
 	if err != nil {
 		return undo(err)
 	}
+	os.Remove(migratingMark(d.Disk)) // a guest's disk now
 	return st, nil
+}
+
+// migratingMark names the file that says the disk beside it is a
+// migration's copy, being received (claimDisk makes it, a successful
+// import removes it): a copy an interrupted move left, which the next try
+// resumes and a failed live one removes, unlike a destroyed guest's disk.
+func migratingMark(disk string) string { return disk + ".migrating" }
+
+// foreignDisk says why the disk a migration's copy goes to is not this
+// migration's to write: a file there is one only when an interrupted
+// migration left it (its mark is there too); anything else (the disk a
+// guest of the same name left when it was destroyed here, which destroy
+// keeps) would be overwritten by the copy. nil: none is there, or a copy.
+func foreignDisk(disk string) error {
+	if _, err := os.Stat(disk); err != nil {
+		return nil
+	}
+	if _, err := os.Stat(migratingMark(disk)); err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s exists there and is not a migration's copy (a guest of that name destroyed there keeps its disk): "+
+		"the move would overwrite it; remove it there, or rename it, then migrate again: %w", disk, farm.ErrExists)
+}
+
+// claimDisk makes disk this migration's copy before a byte is written
+// there: refused when foreignDisk says so, else its mark is written.
+func claimDisk(disk string) error {
+	if err := foreignDisk(disk); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(disk), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(migratingMark(disk), []byte(hostLabel()+"\n"), 0o600)
 }
 
 // farDefinition is the guest's definition for the far farm (JSON): the
@@ -104,6 +140,11 @@ func ProbeMigration(ctx context.Context, f *farm.Farm, name string, shares []str
 	}
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)
+	}
+	if !p.Exists {
+		if err := foreignDisk(p.Disk); err != nil {
+			return FarProbe{}, fmt.Errorf("probe %s: %w", name, err)
+		}
 	}
 	fk, err := ssh.EnsureFarmKey(f.StateDir())
 	if err != nil {

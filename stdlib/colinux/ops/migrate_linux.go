@@ -2,7 +2,9 @@ package ops
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,4 +43,10 @@ func freeBytes(path string) int64 {
 		}
 		p = parent
 	}
+}
+
+// detachProc runs cmd in a session of its own: no signal sent to the
+// caller's session or process group reaches it.
+func detachProc(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 }

@@ -208,15 +208,30 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	return res, nil
 }
 
+// IncomingOptions tune Incoming.
+type IncomingOptions struct {
+	// Timeout bounds the load of the state and the guest's answer once
+	// the stream ended. Default 60s.
+	Timeout time.Duration
+	// Guard, when set, is called once the guest is defined and before its
+	// QEMU starts; it returns done, called when Incoming returns. The
+	// tinyfarm command starts a guard process with it that discards the
+	// guest if this process dies before done (StartIncomingGuard).
+	Guard func() (done func(), err error)
+}
+
 // Incoming is the far side of a live migration: it defines the guest
 // (refusing a name that exists), starts its QEMU waiting for a migration
 // stream on a unix socket, copies stream into it, waits for the state to
 // load and the guest to run, announces it on the network (QMP
 // announce-self) and waits for its SSH server to answer through its
-// forward. Any failure stops that QEMU and undefines the guest (the disk
-// stays).
-func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Reader, timeout time.Duration) (IncomingResult, error) {
+// forward. Any failure stops that QEMU, undefines the guest and removes
+// the disk copy the move made (DiscardIncoming), as the source would: a
+// source killed in the middle cannot (the stream then just ends), and a
+// failed live move leaves nothing there either way.
+func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Reader, o IncomingOptions) (IncomingResult, error) {
 	var ir IncomingResult
+	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
@@ -234,8 +249,17 @@ func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Re
 		if h != nil {
 			h.Stop(bg, 0)
 		}
-		g.Destroy(bg, false)
+		if derr := DiscardIncoming(bg, f, d.Name, true); derr != nil {
+			g.Destroy(bg, false)
+		}
 		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
+	}
+	if o.Guard != nil {
+		done, err := o.Guard()
+		if err != nil {
+			return undo(err)
+		}
+		defer done()
 	}
 	r, ok := runnerOf(f, d.Driver).(driver.LiveTarget)
 	if !ok {
@@ -323,13 +347,14 @@ func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Re
 	}
 	ir.State, ir.PID = string(st.State), st.PID
 	ir.IP, _, _ = strings.Cut(g.Def.IP, "/")
+	os.Remove(migratingMark(d.Disk)) // a guest's disk now
 	return ir, nil
 }
 
 // DiscardIncoming removes, on the far side, a guest a failed live
 // migration left (its QEMU is killed, its definition removed) and, with
-// removeDisk, the migration's disk copy (<state>/disks/NAME.img) unless
-// a guest defined here uses it.
+// removeDisk, the migration's disk copy (<state>/disks/NAME.img, with
+// its mark: see claimDisk) unless a guest defined here uses it.
 func DiscardIncoming(ctx context.Context, f *farm.Farm, name string, removeDisk bool) error {
 	if !farm.ValidName(name) {
 		return fmt.Errorf("discard %q: %w", name, farm.ErrInvalid)
@@ -362,9 +387,14 @@ func DiscardIncoming(ctx context.Context, f *farm.Farm, name string, removeDisk 
 			return nil // a guest's disk: not this migration's to remove
 		}
 	}
+	mark := migratingMark(disk)
+	if _, err := os.Stat(mark); err != nil {
+		return nil // not a migration's copy (claimDisk): never removed here
+	}
 	if err := os.Remove(disk); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("discard %s: %w", name, err)
 	}
+	os.Remove(mark)
 	return nil
 }
 
