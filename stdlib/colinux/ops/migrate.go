@@ -166,6 +166,9 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	if probe.Exists {
 		return fail(fmt.Errorf("guest %s is defined there already (running: %v): destroy it there first: %w", d.Name, probe.Running, farm.ErrExists))
 	}
+	if probe.ForeignDisk {
+		return fail(foreignDiskError(probe.Disk))
+	}
 	if liveBridge && probe.AddressProblem != "" {
 		return fail(driver.Unsupported(d.Driver, "live migration of this bridged guest",
 			fmt.Sprintf("the running VM keeps its address %s and MAC %s, which it cannot have there: %s; "+

@@ -28,6 +28,9 @@ type FarProbe struct {
 	// MissingShares are the shares' host directories that do not exist
 	// there (the guest would not start).
 	MissingShares []string `json:"missing_shares,omitempty"`
+	// ForeignDisk: a file where the disk goes that is not a migration's
+	// copy (foreignDisk), which the move would overwrite.
+	ForeignDisk bool `json:"foreign_disk,omitempty"`
 	// AddressProblem says why a bridged guest moving live cannot keep its
 	// address and MAC there ("" when it can).
 	AddressProblem string `json:"address_problem,omitempty"`
@@ -86,6 +89,12 @@ func foreignDisk(disk string) error {
 	if _, err := os.Stat(migratingMark(disk)); err == nil {
 		return nil
 	}
+	return foreignDiskError(disk)
+}
+
+// foreignDiskError is the error of a move refused by foreignDisk (on the
+// far host, or here from its probe).
+func foreignDiskError(disk string) error {
 	return fmt.Errorf("%s exists there and is not a migration's copy (a guest of that name destroyed there keeps its disk): "+
 		"the move would overwrite it; remove it there, or rename it, then migrate again: %w", disk, farm.ErrExists)
 }
@@ -141,11 +150,7 @@ func ProbeMigration(ctx context.Context, f *farm.Farm, name string, shares []str
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)
 	}
-	if !p.Exists {
-		if err := foreignDisk(p.Disk); err != nil {
-			return FarProbe{}, fmt.Errorf("probe %s: %w", name, err)
-		}
-	}
+	p.ForeignDisk = !p.Exists && foreignDisk(p.Disk) != nil
 	fk, err := ssh.EnsureFarmKey(f.StateDir())
 	if err != nil {
 		return FarProbe{}, fmt.Errorf("probe %s: %w", name, err)

@@ -83,6 +83,7 @@ func TestMigrateNetns(t *testing.T) {
 	guesttest.Run(t, "cp", "--sparse=always", disk.Path, farDisk)
 	size := fileSize(t, disk.Path)
 	os.Truncate(farDisk, size/2)
+	os.WriteFile(farDisk+".migrating", nil, 0o600) // its mark: a migration's copy
 
 	res, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{})
 	if err != nil {
