@@ -1,0 +1,269 @@
+//go:build linux
+
+package guestbench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	xssh "golang.org/x/crypto/ssh"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+// TestWarmProfile splits one command on a warm SSH connection to an ns
+// guest (default configuration) into where its time goes. It is a tool,
+// not a benchmark row: TINYFARM_BENCH_PROF lists what to do, comma
+// separated:
+//
+//	phases     client side: channel open, exec reply, exit+close (bare x/crypto session)
+//	                and stdlib/ssh's Run against that bare session, alternating batches
+//	strace     strace -f -tt -T of the connection's dropbear during 5 commands
+//	perf       perf record -a -g during 1000 commands, report by command and symbol
+//	sched      perf record of syscalls and scheduler events during 50 commands
+//	                (perf script -i /tmp/warm_perf.data for the timeline)
+//	pprof      Go CPU profile of the client over 2000 commands (/tmp/warm_client.pprof)
+//	hardening  the same guest unhardened (no seccomp, capabilities, /proc
+//	                masks; no user namespace), alternating batches with the hardened one
+//	ab         only the median of 11 batches of 100 commands (for comparing builds)
+//
+// TINYFARM_BENCH_CMD replaces the command ("true").
+func TestWarmProfile(t *testing.T) {
+	gate(t)
+	if os.Getenv("TINYFARM_BENCH_PROF") == "" {
+		t.Skip("a profiling tool: set TINYFARM_BENCH_PROF (see the doc comment)")
+	}
+	modes := map[string]bool{}
+	for _, m := range strings.Split(os.Getenv("TINYFARM_BENCH_PROF"), ",") {
+		modes[m] = true
+	}
+	cmd := os.Getenv("TINYFARM_BENCH_CMD")
+	if cmd == "" {
+		cmd = "true"
+	}
+	ctx := context.Background()
+	state := t.TempDir()
+	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
+	farm := newFarm(t, state, &ns.Runner{})
+	g, _ := startReady(t, farm, "prof", guesttest.CopyDisk(t, base.Path), base.HostKey)
+	t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	sc, err := g.SSH(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	run := func(c *ssh.Client) func() {
+		return func() {
+			if _, err := c.Run(ctx, cmd, ssh.RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	batches := func(fns ...func()) []time.Duration {
+		for _, fn := range fns {
+			for i := 0; i < 20; i++ {
+				fn()
+			}
+		}
+		ds := make([][]time.Duration, len(fns))
+		for b := 0; b < 11; b++ {
+			for k, fn := range fns {
+				t0 := time.Now()
+				for i := 0; i < 100; i++ {
+					fn()
+				}
+				ds[k] = append(ds[k], time.Since(t0)/100)
+			}
+		}
+		meds := make([]time.Duration, len(fns))
+		for k := range ds {
+			meds[k] = median(ds[k])
+		}
+		return meds
+	}
+
+	if modes["ab"] {
+		fmt.Printf("ab\t%.3f\n", float64(batches(run(sc))[0].Microseconds())/1000)
+	}
+
+	raw := bareClient(t, g, state, base.HostKey)
+	var open, start, wait []time.Duration
+	one := func() {
+		t0 := time.Now()
+		s, err := raw.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := s.Start(cmd); err != nil {
+			t.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := s.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		t3 := time.Now()
+		s.Close()
+		open, start, wait = append(open, t1.Sub(t0)), append(start, t2.Sub(t1)), append(wait, t3.Sub(t2))
+	}
+
+	if modes["phases"] {
+		for i := 0; i < 50; i++ {
+			one()
+		}
+		open, start, wait = nil, nil, nil
+		for i := 0; i < 500; i++ {
+			one()
+		}
+		t.Logf("client phases (median of 500): channel open %v, exec until reply %v, reply until exit+close %v",
+			median(open), median(start), median(wait))
+		m := batches(run(sc), one)
+		t.Logf("median of 11 batches of 100: ssh.Client.Run %v, bare x/crypto session %v", m[0], m[1])
+	}
+
+	if modes["hardening"] {
+		soft := newFarm(t, state, &ns.Runner{Unhardened: true})
+		if _, err := soft.Define(colinux.Definition{Name: "profsoft", Driver: "ns", Disk: guesttest.CopyDisk(t, base.Path), MemBytes: 64 << 20, HostKey: base.HostKey, User: "root"}, colinux.ChangeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sg, err := soft.Guest(ctx, "profsoft")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sg.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sg.Destroy(context.Background(), false) })
+		if err := sg.WaitReady(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		ssc, err := sg.SSH(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ssc.Close()
+		m := batches(run(sc), run(ssc))
+		t.Logf("median of 11 batches of 100: hardened (userns, seccomp, caps, /proc masks) %v, unhardened (none of them) %v", m[0], m[1])
+	}
+
+	if modes["pprof"] {
+		f, err := os.Create("/tmp/warm_client.pprof")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		for i := 0; i < 2000; i++ {
+			run(sc)()
+		}
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+
+	if modes["strace"] {
+		out := filepath.Join(t.TempDir(), "strace")
+		st := exec.Command("strace", "-f", "-tt", "-T", "-o", out, "-p", strconv.Itoa(connDropbear(t)))
+		if err := st.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond) // strace attached
+		for i := 0; i < 5; i++ {
+			one()
+			time.Sleep(20 * time.Millisecond)
+		}
+		st.Process.Signal(os.Interrupt)
+		st.Wait()
+		data, _ := os.ReadFile(out)
+		fmt.Println(string(data))
+	}
+
+	if modes["perf"] || modes["sched"] {
+		const pf = "/tmp/warm_perf.data"
+		args, n := []string{"record", "-a", "-g", "-o", pf}, 1000
+		if modes["sched"] {
+			args, n = []string{"record", "-a", "-o", pf, "-e", "raw_syscalls:sys_enter,raw_syscalls:sys_exit,sched:sched_process_fork,sched:sched_process_exec,sched:sched_process_exit,sched:sched_switch,sched:sched_wakeup"}, 50
+		}
+		p := exec.Command("perf", args...)
+		p.Stderr = os.Stderr
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // perf started
+		for i := 0; i < n; i++ {
+			one()
+		}
+		p.Process.Signal(os.Interrupt)
+		p.Wait()
+		if modes["perf"] {
+			for _, sort := range []string{"comm", "comm,dso,sym"} {
+				rep, _ := exec.Command("perf", "report", "-i", pf, "--no-children", "--comms", "dropbear,sh,guestbench.test", "--sort", sort, "--stdio", "-g", "none").Output()
+				fmt.Println(string(rep))
+			}
+		}
+	}
+}
+
+// bareClient dials the guest with x/crypto directly, for timing the
+// protocol's phases one by one.
+func bareClient(t *testing.T, g *colinux.Guest, state, hostKey string) *xssh.Client {
+	pubs, err := ssh.ParsePublicKeys(hostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk, err := ssh.EnsureFarmKey(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, err := g.SSHAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &xssh.ClientConfig{User: "root", Auth: []xssh.AuthMethod{xssh.PublicKeys(fk.Signer)},
+		HostKeyCallback: xssh.FixedHostKey(pubs[0]), HostKeyAlgorithms: []string{pubs[0].Type()}}
+	var c *xssh.Client
+	for i := 0; ; i++ { // dropbear may still be closing the readiness probe's connection
+		if c, err = xssh.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)), cc); err == nil {
+			break
+		}
+		if i == 20 {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// connDropbear finds the guest connection's dropbear: a dropbear whose
+// parent is dropbear (the listener).
+func connDropbear(t *testing.T) int {
+	comm := func(pid string) string {
+		b, _ := os.ReadFile("/proc/" + pid + "/comm")
+		return strings.TrimSpace(string(b))
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil || comm(e.Name()) != "dropbear" {
+			continue
+		}
+		st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		if len(f) > 1 && comm(f[1]) == "dropbear" {
+			pid, _ := strconv.Atoi(e.Name())
+			return pid
+		}
+	}
+	t.Fatal("no connection dropbear")
+	return 0
+}
