@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,7 +96,21 @@ func TestWarmProfile(t *testing.T) {
 	}
 
 	if modes["ab"] {
-		fmt.Printf("ab\t%.3f\n", float64(batches(run(sc))[0].Microseconds())/1000)
+		// Wall time, and CPU time (less swayed by other load on the host):
+		// the guest's (cgroup cpuacct) and this client's, per command.
+		usage := guestCPU(t, connDropbear(t))
+		var ru0, ru1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		g0 := usage()
+		wall := batches(run(sc))[0]
+		g1 := usage()
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		const n = 20 + 11*100
+		cpu := func(r syscall.Rusage) time.Duration {
+			return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+		}
+		fmt.Printf("ab\t%.3f\t%.0f\t%.0f\n", float64(wall.Microseconds())/1000,
+			float64((g1-g0)/n)/1000, float64((cpu(ru1)-cpu(ru0))/n)/1000)
 	}
 
 	raw := bareClient(t, g, state, base.HostKey)
@@ -266,4 +281,24 @@ func connDropbear(t *testing.T) int {
 	}
 	t.Fatal("no connection dropbear")
 	return 0
+}
+
+// guestCPU returns a reader of the CPU time used so far by the
+// connection's dropbear pid and its reaped children (the sessions and
+// their shells): /proc/PID/stat utime+stime+cutime+cstime.
+func guestCPU(t *testing.T, pid int) func() time.Duration {
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	return func() time.Duration {
+		st, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		var ticks int64
+		for _, i := range []int{11, 12, 13, 14} { // fields 14-17, after pid and comm
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += v
+		}
+		return time.Duration(ticks) * (time.Second / 100) // USER_HZ
+	}
 }
