@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
@@ -34,8 +34,8 @@ func TestWarmCommand(t *testing.T) {
 	gate(t)
 	state := t.TempDir()
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
-	farm := newFarm(t, state, &ns.Runner{})
-	g, _ := startReady(t, farm, "warm", guesttest.CopyDisk(t, base.Path), base.HostKey)
+	fm := newFarm(t, state, &ns.Runner{})
+	g, _ := startReady(t, fm, "warm", guesttest.CopyDisk(t, base.Path), base.HostKey)
 	ctx := context.Background()
 	t.Cleanup(func() { g.Destroy(context.Background(), false) })
 	c, err := g.SSH(ctx)
@@ -138,7 +138,7 @@ func TestWarmCommand(t *testing.T) {
 
 // opensshArgs is the OpenSSH client command line (without the command)
 // that logs into g with the farm key, pinning its host key.
-func opensshArgs(t *testing.T, g *colinux.Guest, state, hostKey string) []string {
+func opensshArgs(t *testing.T, g *farm.Guest, state, hostKey string) []string {
 	fk, err := ssh.EnsureFarmKey(state)
 	if err != nil {
 		t.Fatal(err)

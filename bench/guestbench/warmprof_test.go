@@ -18,7 +18,7 @@ import (
 
 	xssh "golang.org/x/crypto/ssh"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
@@ -57,8 +57,8 @@ func TestWarmProfile(t *testing.T) {
 	ctx := context.Background()
 	state := t.TempDir()
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
-	farm := newFarm(t, state, &ns.Runner{})
-	g, _ := startReady(t, farm, "prof", guesttest.CopyDisk(t, base.Path), base.HostKey)
+	fm := newFarm(t, state, &ns.Runner{})
+	g, _ := startReady(t, fm, "prof", guesttest.CopyDisk(t, base.Path), base.HostKey)
 	t.Cleanup(func() { g.Destroy(context.Background(), false) })
 	sc, err := g.SSH(ctx)
 	if err != nil {
@@ -150,7 +150,7 @@ func TestWarmProfile(t *testing.T) {
 
 	if modes["hardening"] {
 		soft := newFarm(t, state, &ns.Runner{Unhardened: true})
-		if _, err := soft.Define(colinux.Definition{Name: "profsoft", Driver: "ns", Disk: guesttest.CopyDisk(t, base.Path), MemBytes: 64 << 20, HostKey: base.HostKey, User: "root"}, colinux.ChangeOptions{}); err != nil {
+		if _, err := soft.Define(farm.Definition{Name: "profsoft", Driver: "ns", Disk: guesttest.CopyDisk(t, base.Path), MemBytes: 64 << 20, HostKey: base.HostKey, User: "root"}, farm.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		sg, err := soft.Guest(ctx, "profsoft")
@@ -231,7 +231,7 @@ func TestWarmProfile(t *testing.T) {
 
 // bareClient dials the guest with x/crypto directly, for timing the
 // protocol's phases one by one.
-func bareClient(t *testing.T, g *colinux.Guest, state, hostKey string) *xssh.Client {
+func bareClient(t *testing.T, g *farm.Guest, state, hostKey string) *xssh.Client {
 	pubs, err := ssh.ParsePublicKeys(hostKey)
 	if err != nil {
 		t.Fatal(err)
