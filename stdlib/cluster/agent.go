@@ -311,7 +311,7 @@ func keepRegistered(ctx context.Context, c *Client, cfg *Config, opts ServeOptio
 	once := sync.Once{}
 	for ctx.Err() == nil {
 		f := opts.Facts(ctx)
-		f.ProxyAddr = cfg.ProxyAddr
+		cfg.stamp(&f)
 		p, err := c.Register(ctx, f)
 		if err != nil {
 			log.Warn("cluster: register", "err", err)
@@ -338,7 +338,7 @@ func keepRegistered(ctx context.Context, c *Client, cfg *Config, opts ServeOptio
 				break alive
 			case <-tick.C:
 				f := opts.Facts(ctx)
-				f.ProxyAddr = cfg.ProxyAddr
+				cfg.stamp(&f)
 				if err := p.UpdateFacts(ctx, f); err != nil {
 					log.Warn("cluster: facts", "err", err)
 				}
