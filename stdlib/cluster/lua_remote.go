@@ -131,7 +131,11 @@ func (g *remoteGuest) Target(ctx context.Context) (target.Target, error) {
 // empty root, so every change to it shows.
 func (g *remoteGuest) PlanTarget(ctx context.Context) (target.Target, error) {
 	var st MachineStatus
-	if err := g.call(ctx, MethodStatus, MachineGuestOp{Name: g.info.Name}, &st); err != nil {
+	err := g.call(ctx, MethodStatus, MachineGuestOp{Name: g.info.Name}, &st)
+	if lx.KindOf(err) == lx.KindNotFound {
+		return emptyRoot{g.Describe()}, nil // defined by this run, in check mode
+	}
+	if err != nil {
 		return nil, err
 	}
 	if st.State != "running" {

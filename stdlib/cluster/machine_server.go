@@ -123,6 +123,11 @@ func (s *MachineServer) handle(ctx context.Context, req MachineRequest, emit fun
 			return nil, err
 		}
 		g, err := s.guest(ctx, p.Name)
+		if err != nil && p.Check && errors.Is(err, fs.ErrNotExist) && req.Method != MethodStatus {
+			// Check mode: the same run would have defined it (a define
+			// in check mode keeps nothing), so a start would change it.
+			return MachineChanged{Changed: req.Method == MethodStart}, nil
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -174,3 +174,33 @@ func TestMachineServerLines(t *testing.T) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// TestHostRemoteRefuses: a host that published no SSH host key, or no
+// SSH address, or is down, gives no Remote: never trust on first use.
+func TestHostRemoteRefuses(t *testing.T) {
+	up := Host{Facts: Facts{Name: "h4", SSHAddr: "10.0.0.4:22", SSHHostKey: "ssh-ed25519 AAAA", Binary: "/usr/bin/tinyfarm", StateDir: "/var/lib/tinyfarm"}, State: HostUp}
+	r, err := remoteFor(up, RemoteOptions{Key: "/k", User: "ops"})
+	if err != nil || r.Address != "10.0.0.4" || r.Port != 22 || r.HostKey != "ssh-ed25519 AAAA" || r.Binary != "/usr/bin/tinyfarm" || r.StateDir != "/var/lib/tinyfarm" || r.Key != "/k" || r.User != "ops" || r.Name != "h4" {
+		t.Errorf("remote for an up host: %+v %v", r, err)
+	}
+	noKey := up
+	noKey.SSHHostKey = ""
+	noAddr := up
+	noAddr.SSHAddr = ""
+	down := up
+	down.State = HostDown
+	for _, c := range []struct {
+		h    Host
+		want string
+		kind string
+	}{
+		{noKey, "host h4 published no SSH host key, so a controller cannot pin it (tinyfarm never trusts on first use): give its daemon one with `tinyfarm cluster join ... --ssh-host-key FILE.pub`", lx.KindInvalid},
+		{noAddr, "host h4 published no SSH address", lx.KindInvalid},
+		{down, "host h4 is down", "unreachable"},
+	} {
+		_, err := remoteFor(c.h, RemoteOptions{Key: "/k"})
+		if err == nil || !strings.Contains(err.Error(), c.want) || lx.KindOf(err) != c.kind {
+			t.Errorf("%+v: %v (kind %s)", c.h, err, lx.KindOf(err))
+		}
+	}
+}

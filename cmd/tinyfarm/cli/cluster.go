@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,6 +56,15 @@ func (f *clusterFlags) config() (*cluster.Config, error) {
 		Host: f.name, Advertise: f.advertise, Dir: cluster.Dir(StateDir()),
 		ClientPort: f.clientPort, PeerPort: f.peerPort, JoinPort: f.joinPort, ProxyListen: f.proxy,
 		Timing: f.timing, SSHAddr: f.ssh, SSHHostKeyFile: f.sshHostKey, Binary: f.bin,
+	}
+	for _, p := range []*string{&cfg.SSHHostKeyFile, &cfg.Binary} { // the daemon runs elsewhere
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, err
+			}
+			*p = abs
+		}
 	}
 	if f.proxy != "" {
 		_, port, err := net.SplitHostPort(f.proxy)
