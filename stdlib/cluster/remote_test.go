@@ -177,7 +177,7 @@ log("far recap: changed " .. r.changed .. " of " .. r.tasks)
 		"guest:h2/web-h2":                                                  engine.StatusChanged, // defined, started
 		"guest:h3/web-h3":                                                  engine.StatusChanged,
 		"guest:h2/web-h2/tmp/hello.txt":                                    engine.StatusChanged,
-		"guest:h2/web-h2/usr/local/tce.installed/pcre2":                      engine.StatusChanged,
+		"guest:h2/web-h2/usr/local/tce.installed/pcre2":                    engine.StatusChanged,
 		"h3:guest:web-h3: /bin/sh -c touch /tmp/far-hi":                    engine.StatusChanged,
 		"guest:h2/web-h2: /bin/sh -c cat /proc/sys/kernel/hostname; id -u": engine.StatusChanged,
 	} {
