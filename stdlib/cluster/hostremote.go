@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
@@ -52,21 +52,21 @@ type RemoteOptions struct {
 	StateDir string
 }
 
-// HostRemote is the colinux.Remote for cluster host name, from its facts:
+// HostRemote is the ops.Remote for cluster host name, from its facts:
 // the address of its sshd, the SSH host key it published (pinned: a host
 // that published none is refused, never trusted on first use), the
 // tinyfarm binary and state directory there.
-func HostRemote(ctx context.Context, c *Client, name string, o RemoteOptions) (colinux.Remote, error) {
+func HostRemote(ctx context.Context, c *Client, name string, o RemoteOptions) (ops.Remote, error) {
 	hosts, err := c.Hosts(ctx)
 	if err != nil {
-		return colinux.Remote{}, err
+		return ops.Remote{}, err
 	}
 	for _, h := range hosts {
 		if h.Name == name {
 			return remoteFor(h, o)
 		}
 	}
-	return colinux.Remote{}, fmt.Errorf("host %s: no such host in the cluster (tinyfarm cluster status lists them): %w", name, ErrNotFound)
+	return ops.Remote{}, fmt.Errorf("host %s: no such host in the cluster (tinyfarm cluster status lists them): %w", name, ErrNotFound)
 }
 
 // DialHost starts a machine session with cluster host name (HostRemote,
@@ -85,26 +85,26 @@ func DialHost(ctx context.Context, c *Client, name string, o RemoteOptions) (*Ma
 	return m, err
 }
 
-func remoteFor(h Host, o RemoteOptions) (colinux.Remote, error) {
+func remoteFor(h Host, o RemoteOptions) (ops.Remote, error) {
 	if h.State != HostUp {
-		return colinux.Remote{}, fmt.Errorf("host %s is %s: its daemon does not renew its lease; start it there (tinyfarm cluster start): %w", h.Name, h.State, ErrUnreachable)
+		return ops.Remote{}, fmt.Errorf("host %s is %s: its daemon does not renew its lease; start it there (tinyfarm cluster start): %w", h.Name, h.State, ErrUnreachable)
 	}
 	if h.SSHHostKey == "" {
-		return colinux.Remote{}, fmt.Errorf("host %s published no SSH host key, so a controller cannot pin it (tinyfarm never trusts on first use): give its daemon one with `tinyfarm cluster join ... --ssh-host-key FILE.pub` or install an sshd with /etc/ssh/ssh_host_ed25519_key.pub there, then restart it (tinyfarm cluster start): %w", h.Name, ErrInvalid)
+		return ops.Remote{}, fmt.Errorf("host %s published no SSH host key, so a controller cannot pin it (tinyfarm never trusts on first use): give its daemon one with `tinyfarm cluster join ... --ssh-host-key FILE.pub` or install an sshd with /etc/ssh/ssh_host_ed25519_key.pub there, then restart it (tinyfarm cluster start): %w", h.Name, ErrInvalid)
 	}
 	addr, portS, err := net.SplitHostPort(h.SSHAddr)
 	if err != nil {
-		return colinux.Remote{}, fmt.Errorf("host %s published no SSH address (ssh_addr %q): restart its daemon with this tinyfarm (tinyfarm cluster start there): %w", h.Name, h.SSHAddr, ErrInvalid)
+		return ops.Remote{}, fmt.Errorf("host %s published no SSH address (ssh_addr %q): restart its daemon with this tinyfarm (tinyfarm cluster start there): %w", h.Name, h.SSHAddr, ErrInvalid)
 	}
 	port, _ := strconv.Atoi(portS)
 	key := o.Key
 	if key == "" {
 		k, err := ssh.EnsureFarmKey(o.StateDir)
 		if err != nil {
-			return colinux.Remote{}, fmt.Errorf("host %s: the controller's key: %w", h.Name, err)
+			return ops.Remote{}, fmt.Errorf("host %s: the controller's key: %w", h.Name, err)
 		}
 		key = k.Path
 	}
-	return colinux.Remote{Name: h.Name, Address: addr, Port: port, User: o.User, Key: key, HostKey: h.SSHHostKey,
+	return ops.Remote{Name: h.Name, Address: addr, Port: port, User: o.User, Key: key, HostKey: h.SSHHostKey,
 		Binary: h.Binary, StateDir: h.StateDir}, nil
 }

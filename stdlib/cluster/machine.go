@@ -7,7 +7,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 )
 
@@ -125,8 +125,8 @@ type GuestOptions struct {
 }
 
 // Definition is the colinux definition the options make.
-func (o GuestOptions) Definition() colinux.Definition {
-	return colinux.Definition{Name: o.Name, Driver: o.Driver, Disk: o.Disk, Disks: o.Disks, Base: o.Base,
+func (o GuestOptions) Definition() farm.Definition {
+	return farm.Definition{Name: o.Name, Driver: o.Driver, Disk: o.Disk, Disks: o.Disks, Base: o.Base,
 		MemBytes: int64(o.Mem), CPUs: o.CPUs, Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel,
 		Initrds: o.Initrd, Bootcodes: o.Bootcodes, HostKey: o.HostKey, IP: o.IP, Accel: o.Accel, Net: o.Net,
 		Labels: o.Labels, NetRaw: o.NetRaw, DiskRO: o.DiskRO, Autostart: o.Autostart, AutostartPriority: o.Priority}

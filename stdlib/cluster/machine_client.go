@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/engine"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
@@ -186,7 +186,7 @@ func (m *Machine) Close() error {
 
 // DialMachine reaches host r over SSH (its pinned host key: never trust
 // on first use) and starts `tinyfarm machine` there.
-func DialMachine(ctx context.Context, r colinux.Remote) (*Machine, error) {
+func DialMachine(ctx context.Context, r ops.Remote) (*Machine, error) {
 	name := r.Name
 	if name == "" {
 		name = r.Address

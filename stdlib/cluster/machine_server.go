@@ -14,7 +14,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
@@ -23,7 +23,7 @@ import (
 // (the colinux Go API) and, for `run`, its engine.
 type MachineServer struct {
 	// Farm is this host's farm. Required.
-	Farm *colinux.Farm
+	Farm *farm.Farm
 	// Host names this host in the hello. Default: none.
 	Host string
 	// Run runs a playbook, sending its events to emit as they happen.
@@ -102,7 +102,7 @@ func decode[T any](req MachineRequest) (T, error) {
 	return v, nil
 }
 
-func (s *MachineServer) guest(ctx context.Context, name string) (*colinux.Guest, error) {
+func (s *MachineServer) guest(ctx context.Context, name string) (*farm.Guest, error) {
 	if name == "" {
 		return nil, fmt.Errorf("machine: want a guest name: %w", ErrInvalid)
 	}
@@ -235,7 +235,7 @@ func (s *MachineServer) handle(ctx context.Context, req MachineRequest, emit fun
 	return nil, fmt.Errorf("machine: unknown method %q (this host speaks protocol %d, tinyfarm %s): %w", req.Method, MachineProtocol, Version, errors.ErrUnsupported)
 }
 
-func machineGuest(d *colinux.Definition) MachineGuest {
+func machineGuest(d *farm.Definition) MachineGuest {
 	ip, _, _ := strings.Cut(d.IP, "/")
 	return MachineGuest{Name: d.Name, Driver: d.Driver, IP: ip, Mem: d.MemBytes, HostKey: d.HostKey}
 }
@@ -248,7 +248,7 @@ func (s *MachineServer) define(ctx context.Context, p MachineDefine) (MachineDef
 		// host's own playbooks configure: a remote define names them.
 		return MachineDefined{}, fmt.Errorf("guest %s: a remote guest names its disk (or base) and, if frugal, its core and kernel: paths on its host: %w", d.Name, ErrInvalid)
 	}
-	res, err := s.Farm.DefineLive(ctx, d, colinux.ChangeOptions{Check: p.Check})
+	res, err := s.Farm.DefineLive(ctx, d, farm.ChangeOptions{Check: p.Check})
 	if err != nil {
 		return MachineDefined{}, err
 	}
@@ -267,7 +267,7 @@ func (s *MachineServer) define(ctx context.Context, p MachineDefine) (MachineDef
 	return out, nil
 }
 
-func (s *MachineServer) guestOp(ctx context.Context, method string, g *colinux.Guest, p MachineGuestOp) (any, error) {
+func (s *MachineServer) guestOp(ctx context.Context, method string, g *farm.Guest, p MachineGuestOp) (any, error) {
 	switch method {
 	case MethodStart:
 		if p.Check {

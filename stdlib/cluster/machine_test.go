@@ -13,15 +13,15 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 )
 
 // machinePair runs a machine server on an empty farm over pipes and
 // returns a client session with it.
 func machinePair(t *testing.T, run func(ctx context.Context, r MachineRun, emit func(engine.Event)) (engine.Recap, error)) *Machine {
 	t.Helper()
-	farm := colinux.New(t.TempDir(), colinux.Options{})
-	s := &MachineServer{Farm: farm, Host: "h9", Run: run}
+	fm := farm.New(t.TempDir(), farm.Options{})
+	s := &MachineServer{Farm: fm, Host: "h9", Run: run}
 	cr, sw := io.Pipe()
 	sr, cw := io.Pipe()
 	done := make(chan error, 1)
@@ -138,7 +138,7 @@ func TestMachineRefusesOtherProtocol(t *testing.T) {
 // TestMachineServerLines: the server side as a program sees it: the
 // hello first, a bad line answered with an invalid error, answers by id.
 func TestMachineServerLines(t *testing.T) {
-	s := &MachineServer{Farm: colinux.New(t.TempDir(), colinux.Options{})}
+	s := &MachineServer{Farm: farm.New(t.TempDir(), farm.Options{})}
 	in := strings.NewReader("not json\n\n" + `{"id":7,"method":"list"}` + "\n" + `{"id":8,"method":"run","params":{"name":"x.lua"}}` + "\n")
 	var out strings.Builder
 	if err := s.Serve(context.Background(), in, &out); err != nil {

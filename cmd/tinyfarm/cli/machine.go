@@ -14,7 +14,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/playbooks"
 	"github.com/tinyfarm/tinyfarm/stdlib/all"
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 )
 
 // newMachineCmd is `tinyfarm machine`: the machine protocol on stdin and
@@ -28,13 +28,13 @@ func newMachineCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cluster.Version = Version
-			farm := colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
-			defer farm.Close()
+			fm := farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
+			defer fm.Close()
 			host := ""
 			if cfg, err := cluster.LoadConfig(cluster.Dir(StateDir())); err == nil {
 				host = cfg.Host
 			}
-			s := &cluster.MachineServer{Farm: farm, Host: host, Run: machineRun}
+			s := &cluster.MachineServer{Farm: fm, Host: host, Run: machineRun}
 			if err := s.Serve(ctx, stdin, stdout); err != nil {
 				fmt.Fprintf(stderr, "tinyfarm: %v\n", err)
 				return exitError{engine.ExitFailed}
