@@ -68,7 +68,7 @@ parallel(names, function(name)
   local g = cluster.guest{ name = name, host = h, base = vars["base_" .. h], host_key = vars["key_" .. h], mem = "32M" }
   g:start()
   g:wait_ready{ timeout = 120 }
-end)
+end, { forks = 24 }) -- 8 per host, as each host's own run in the baseline
 `)
 	// The baseline: each host starts its share with a local playbook.
 	local := f.playbook("local.lua", `
