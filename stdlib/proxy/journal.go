@@ -45,6 +45,12 @@ import (
 // readable as ever (a variable for tests).
 var journalMinBase int64 = 64 << 10
 
+// compactMin is the journal size below which it is never compacted: a
+// journal is folded into the base once it is larger than this and than
+// half the base, so compaction's O(table) cost comes once every O(table)
+// changes (a variable for tests).
+var compactMin int64 = 32 << 10
+
 // journalPath returns the journal beside the base file base.
 func journalPath(base string) string {
 	return strings.TrimSuffix(base, filepath.Ext(base)) + ".journal"
@@ -335,7 +341,7 @@ func (st *store) commit(rec journalRecord) error {
 		st.jend += int64(len(line))
 		st.jsize = st.jend
 	}
-	if st.jend > st.size/2 {
+	if st.jend > max(compactMin, st.size/2) {
 		return st.writeBase()
 	}
 	return nil
