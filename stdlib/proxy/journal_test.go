@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -332,4 +333,40 @@ func mustLoad(t *testing.T, path string) Table {
 		t.Fatal(err)
 	}
 	return tab
+}
+
+// TestTableFile: writing whole tables stores only their differences, and
+// reading back (LoadTable) gives the last table written.
+func TestTableFile(t *testing.T) {
+	withJournal(t, 1)
+	path := filepath.Join(t.TempDir(), RoutesFile)
+	f := NewTableFile(path)
+	rng := rand.New(rand.NewPCG(3, 4))
+	var last Table
+	for i := 0; i < 200; i++ {
+		var tab Table
+		for h := 0; h < 30; h++ {
+			if rng.IntN(3) != 0 {
+				tab.VHosts = append(tab.VHosts, VHost{Host: fmt.Sprintf("h%d.test", h), To: "10.0.0.1", Addr: "10.0.0.1", Port: 80 + rng.IntN(2)})
+			}
+		}
+		if rng.IntN(2) == 0 {
+			tab.Forwards = []Forward{{Listen: ":2222", To: "10.0.0.1", Addr: "10.0.0.1", Port: 22}}
+		}
+		changed, err := f.Write(tab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.sort() // as stored
+		if want := tab.String() != last.String(); changed != want {
+			t.Fatalf("write %d: changed = %v, want %v", i, changed, want)
+		}
+		if got := mustLoad(t, path); got.String() != tab.String() {
+			t.Fatalf("write %d: read back\n%s\nwant\n%s", i, got, tab)
+		}
+		last = tab
+	}
+	if _, err := os.Stat(journalPath(path)); err != nil {
+		t.Errorf("no journal after 200 writes: %v", err)
+	}
 }
