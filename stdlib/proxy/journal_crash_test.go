@@ -149,13 +149,13 @@ func tornSnapshot(sn *snapshot, seeds, n int) string {
 		return "" // before the first load
 	}
 	for _, i := range []int{0, seeds / 2, seeds - 1} {
-		if sn.exact[fmt.Sprintf("seed%d.test", i)] == nil {
+		if sn.lookup(fmt.Sprintf("seed%d.test", i)) == nil {
 			return fmt.Sprintf("seed%d.test missing", i)
 		}
 	}
 	gap := 0
 	for i := 1; i <= n; i++ {
-		b := sn.exact[fmt.Sprintf("c%d.test", i)]
+		b := sn.lookup(fmt.Sprintf("c%d.test", i))
 		switch {
 		case b == nil:
 			if gap == 0 {

@@ -370,3 +370,66 @@ func TestTableFile(t *testing.T) {
 		t.Errorf("no journal after 200 writes: %v", err)
 	}
 }
+
+// TestServerRecentFold: hundreds of changes (more than a snapshot keeps
+// beside its exact map) leave the live table as a full load of the files
+// would make it.
+func TestServerRecentFold(t *testing.T) {
+	withJournal(t, 1)
+	old := compactMin
+	compactMin = 1 << 30 // a compaction reloads all: only folds here
+	t.Cleanup(func() { compactMin = old })
+	ctx := context.Background()
+	r := NewRegistry(t.TempDir(), nil)
+	s, err := NewServer(Options{RoutesFile: r.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.fwdCtx, s.stopFwd = context.WithCancel(ctx)
+	defer s.stopFwd()
+	if err := s.reload(true); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	folded, last := 0, 0
+	for i := 1; i < 4*maxRecent; i++ {
+		host := fmt.Sprintf("h%d.test", rng.IntN(2*maxRecent))
+		if rng.IntN(3) == 0 {
+			if _, err := r.Remove(ctx, RemoveSpec{Host: host}, ChangeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			mustVHost(t, r, host, fmt.Sprintf("10.0.0.%d:80", 1+rng.IntN(4)))
+		}
+		if err := s.reload(false); err != nil {
+			t.Fatal(err)
+		}
+		n := len(s.routes.Load().recent)
+		if n < last {
+			folded++
+		}
+		last = n
+	}
+	if folded == 0 {
+		t.Errorf("never folded the recent changes into the exact map")
+	}
+	sn := s.routes.Load()
+	full := s.buildSnapshot(mustLoad(t, r.Path()), &snapshot{})
+	for i := 0; i < 2*maxRecent; i++ {
+		host := fmt.Sprintf("h%d.test", i)
+		fb, lb := full.lookup(host), sn.lookup(host)
+		if (fb == nil) != (lb == nil) || fb != nil && fb.addr != lb.addr {
+			t.Errorf("lookup(%s): live %v, full load %v", host, lb, fb)
+		}
+	}
+	used := map[*backend]bool{}
+	sn.each(func(b *backend) { used[b] = true })
+	if len(used) != len(s.live.refs) {
+		t.Errorf("the snapshot uses %d backends, %d are counted", len(used), len(s.live.refs))
+	}
+	for b := range s.live.refs {
+		if !used[b] || b.pool.closed {
+			t.Errorf("backend %s counted but unused (%v) or closed (%v)", b.addr, !used[b], b.pool.closed)
+		}
+	}
+}

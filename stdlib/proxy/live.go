@@ -102,13 +102,14 @@ func (s *Server) reload(full bool) error {
 }
 
 // applyRecords applies journal records (already applied to s.live.st.t)
-// to the live snapshot: the next snapshot shares the maps a record does
-// not touch and the backends of the routes it does not change.
+// to the live snapshot: the next snapshot shares the exact map (changes go
+// to its small recent map), the maps a record does not touch and the
+// backends of the routes it does not change.
 func (s *Server) applyRecords(recs []journalRecord) {
 	lv := &s.live
 	prev := s.routes.Load()
-	next := &snapshot{exact: prev.exact, wild: prev.wild, def: prev.def}
-	var ownExact, ownWild, forwards bool
+	next := &snapshot{exact: prev.exact, wild: prev.wild, def: prev.def, recent: prev.recent}
+	var ownRecent, ownWild, forwards bool
 	var released []*backend
 	set := func(host string, b *backend) {
 		var m map[string]*backend
@@ -125,10 +126,16 @@ func (s *Server) applyRecords(recs []journalRecord) {
 			}
 			m, key = next.wild, host[2:]
 		default:
-			if !ownExact {
-				next.exact, ownExact = maps.Clone(next.exact), true
+			if !ownRecent {
+				next.recent, ownRecent = maps.Clone(next.recent), true
+				if next.recent == nil {
+					next.recent = map[string]*backend{}
+				}
 			}
-			m = next.exact
+			old, _ := next.exactRoute(host)
+			released = append(released, old)
+			next.recent[host] = b
+			return
 		}
 		released = append(released, m[key])
 		if b == nil {
@@ -153,6 +160,19 @@ func (s *Server) applyRecords(recs []journalRecord) {
 		}
 		forwards = forwards || len(rec.Forwards)+len(rec.RemoveListens) > 0
 	}
+	if len(next.recent) > maxRecent {
+		// Folded into a new exact map: a copy of the table every
+		// maxRecent changes keeps lookups to two map reads at most.
+		exact := maps.Clone(next.exact)
+		for h, b := range next.recent {
+			if b == nil {
+				delete(exact, h)
+			} else {
+				exact[h] = b
+			}
+		}
+		next.exact, next.recent = exact, nil
+	}
 	s.routes.Store(next)
 	for _, b := range released {
 		if b == nil {
@@ -170,6 +190,22 @@ func (s *Server) applyRecords(recs []journalRecord) {
 	s.opts.Logger.Info("proxy: routes changed", "records", len(recs), "vhosts", len(lv.st.t.VHosts), "forwards", len(lv.st.t.Forwards))
 }
 
+// maxRecent is how many changed exact hosts a snapshot keeps beside its
+// exact map before folding them in.
+const maxRecent = 128
+
+// exactRoute returns the backend of the exact host host: a recent
+// change's, else the exact map's.
+func (sn *snapshot) exactRoute(host string) (*backend, bool) {
+	if len(sn.recent) != 0 {
+		if b, ok := sn.recent[host]; ok {
+			return b, b != nil
+		}
+	}
+	b, ok := sn.exact[host]
+	return b, ok
+}
+
 // route returns the backend of the vhost host (as stored: exact,
 // "*.wildcard" or DefaultHost), nil if none.
 func (sn *snapshot) route(host string) *backend {
@@ -179,7 +215,8 @@ func (sn *snapshot) route(host string) *backend {
 	case strings.HasPrefix(host, "*."):
 		return sn.wild[host[2:]]
 	}
-	return sn.exact[host]
+	b, _ := sn.exactRoute(host)
+	return b
 }
 
 // watch reloads the routes when the registry's files change. It watches

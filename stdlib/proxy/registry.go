@@ -90,7 +90,9 @@ type Change struct {
 	// Diff is a unified diff of the routing table (Table.String) or of
 	// the rendered file; "" when nothing changed.
 	Diff string
-	// Table is the routing table after the change (planned, in check mode).
+	// Table is the planned routing table, in check mode only: a write
+	// leaves it empty (with 10,000 routes copying the table was most of a
+	// change's cost); Routes reads the table.
 	Table Table
 }
 
@@ -222,7 +224,10 @@ func (r *Registry) update(ctx context.Context, op string, opts ChangeOptions, fn
 		return Change{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if rec.empty() {
-		return Change{Table: st.t.clone()}, nil
+		if opts.Check {
+			return Change{Table: st.t.clone()}, nil
+		}
+		return Change{}, nil
 	}
 	ch := Change{Changed: true, Diff: tableDiff(st.t, rec)}
 	if opts.Check {
@@ -231,7 +236,6 @@ func (r *Registry) update(ctx context.Context, op string, opts ChangeOptions, fn
 		return ch, nil
 	}
 	st.t.apply(rec)
-	ch.Table = st.t.clone()
 	if err := st.commit(rec); err != nil {
 		r.st = nil // read it again: the files may hold the change or not
 		return Change{}, fmt.Errorf("%s: %w", op, err)

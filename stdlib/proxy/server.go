@@ -241,6 +241,9 @@ type snapshot struct {
 	exact map[string]*backend
 	wild  map[string]*backend // key: suffix without "*.", e.g. "example.com"
 	def   *backend
+	// recent holds the exact hosts changed since exact was built (nil:
+	// removed), so a change copies this small map, not exact (live.go).
+	recent map[string]*backend
 }
 
 type backend struct {
@@ -257,7 +260,12 @@ func (sn *snapshot) each(fn func(*backend)) {
 			fn(b)
 		}
 	}
-	for _, b := range sn.exact {
+	for h, b := range sn.exact {
+		if _, changed := sn.recent[h]; !changed {
+			visit(b)
+		}
+	}
+	for _, b := range sn.recent {
 		visit(b)
 	}
 	for _, b := range sn.wild {
@@ -267,7 +275,7 @@ func (sn *snapshot) each(fn func(*backend)) {
 }
 
 func (sn *snapshot) lookup(host string) *backend {
-	if b, ok := sn.exact[host]; ok {
+	if b, ok := sn.exactRoute(host); ok {
 		return b
 	}
 	// Longest wildcard first: a.b.example.com tries b.example.com, then
