@@ -377,6 +377,10 @@ func (st *store) writeBase() error {
 
 // decodeBase decodes the base file read from path.
 func decodeBase(path string, data []byte) (baseFile, error) {
+	if b, err := decodeBaseFast(data); err == nil {
+		b.Table.sort()
+		return b, nil
+	}
 	var b baseFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
