@@ -47,6 +47,17 @@ type limitedConn struct {
 	elem   *list.Element // in l.idle while not serving a request; guarded by l.mu
 	closed bool          // guarded by l.mu
 	wset   time.Time     // when Write last set the write deadline
+	pre    []byte        // read before the hand-off from the fast path, not yet served
+}
+
+// Read returns the bytes the fast path read and did not serve first.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func remoteAddr(c net.Conn) netip.Addr {
