@@ -297,3 +297,118 @@ func asciiEqualFold(b []byte, s string) bool {
 	}
 	return true
 }
+
+// fastResponse is a backend's response head as parseFastResponse reads
+// it; its slices point into the backend connection's read buffer.
+type fastResponse struct {
+	status  int
+	length  int64 // Content-Length; -1 when there is none
+	close   bool  // Connection: close
+	hasDate bool
+	fields  []fastField // the end-to-end headers, to pass on
+	n       int         // bytes of the head
+}
+
+// parseFastResponse parses the plainest responses: HTTP/1.1, a status
+// of 200-599 with a reason phrase, CRLF line ends, token names, no
+// control bytes, framed by one Content-Length (or bodiless: 204, 304, a
+// response to HEAD), Connection: close or keep-alive at most. Anything
+// else (parseSlow, or parseMore when the head is not all in b) is read
+// by http.ReadResponse and checked by checkResponse instead.
+func parseFastResponse(b []byte, head bool, fr *fastResponse) parseResult {
+	fr.fields = fr.fields[:0]
+	fr.length, fr.close, fr.hasDate = -1, false, false
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return parseMore
+	}
+	line := b[:i]
+	if len(line) < 14 || line[len(line)-1] != '\r' || string(line[:9]) != "HTTP/1.1 " || line[12] != ' ' {
+		return parseSlow
+	}
+	status := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return parseSlow
+		}
+		status = status*10 + int(c-'0')
+	}
+	if status < 200 || status > 599 {
+		return parseSlow
+	}
+	for _, c := range line[13 : len(line)-1] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return parseSlow
+		}
+	}
+	fr.status = status
+	pos := i + 1
+	for {
+		j := bytes.IndexByte(b[pos:], '\n')
+		if j < 0 {
+			return parseMore
+		}
+		line := b[pos : pos+j]
+		pos += j + 1
+		if len(line) == 0 || line[len(line)-1] != '\r' {
+			return parseSlow
+		}
+		line = line[:len(line)-1]
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || len(fr.fields) >= 256 {
+			return parseSlow
+		}
+		name, value := line[:colon], trimBlank(line[colon+1:])
+		for _, c := range name {
+			if !isTokenChar(c) {
+				return parseSlow
+			}
+		}
+		for _, c := range value {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return parseSlow
+			}
+		}
+		switch {
+		case asciiEqualFold(name, "content-length"):
+			if fr.length >= 0 || len(value) == 0 || len(value) > 18 {
+				return parseSlow
+			}
+			var n int64
+			for _, c := range value {
+				if c < '0' || c > '9' {
+					return parseSlow
+				}
+				n = n*10 + int64(c-'0')
+			}
+			fr.length = n
+		case asciiEqualFold(name, "connection"):
+			switch {
+			case asciiEqualFold(value, "close"):
+				fr.close = true
+			case asciiEqualFold(value, "keep-alive"):
+			default:
+				return parseSlow
+			}
+		case asciiEqualFold(name, "transfer-encoding"), asciiEqualFold(name, "trailer"):
+			return parseSlow
+		case asciiEqualFold(name, "keep-alive"), asciiEqualFold(name, "proxy-connection"),
+			asciiEqualFold(name, "proxy-authenticate"), asciiEqualFold(name, "proxy-authorization"),
+			asciiEqualFold(name, "te"), asciiEqualFold(name, "upgrade"):
+			// hop-by-hop: dropped
+		default:
+			if asciiEqualFold(name, "date") {
+				fr.hasDate = true
+			}
+			fr.fields = append(fr.fields, fastField{name, value})
+		}
+	}
+	if fr.length < 0 && !head && status != 204 && status != 304 {
+		return parseSlow // delimited by the connection's close
+	}
+	fr.n = pos
+	return parseOK
+}

@@ -277,3 +277,81 @@ func TestFastPathServesAndHandsOff(t *testing.T) {
 		}
 	}
 }
+
+// fastResponseSeeds are backend answers: the attack tests' and ordinary
+// ones.
+var fastResponseSeeds = []string{
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok",
+	"HTTP/1.1 200 OK\r\nDate: Sat, 05 Dec 2026 02:00:00 GMT\r\nContent-Length: 0\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n",
+	"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nConnection: close\r\n\r\nnop",
+	"HTTP/1.1 204 No Content\r\n\r\n",
+	"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 8\r\n\r\n",
+	"HTTP/1.1 200 OK\rSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nhi",
+	"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nhi",
+	"HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 2\r\n\r\nhi",
+	"HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nhi",
+	"HTTP/1.1 200 OK\r\nX(A): b\r\nContent-Length: 2\r\n\r\nhi",
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi",
+	"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nhi",
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n0\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: 1\r\nContent-Length: 2\r\n\r\nhi",
+	"HTTP/1.1 200\r\nX-Odd: 1\r\n\r\nuntil close",
+	"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+	"HTTP/1.1 200 OK\r\nX-A: caf\xc3\xa9\r\nX-B:\r\nContent-Length: 2\r\n\r\nhi",
+}
+
+// FuzzFastResponse: when the fast response parser takes a backend's
+// response head, http.ReadResponse and checkResponse (net/http's path)
+// take it too, with the same status, length, Connection: close and the
+// same headers passed to the client.
+//
+//	go test -run '^$' -fuzz FuzzFastResponse -fuzztime 5m ./stdlib/proxy/
+func FuzzFastResponse(f *testing.F) {
+	for _, s := range fastResponseSeeds {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, head bool) {
+		var fr fastResponse
+		if parseFastResponse(in, head, &fr) != parseOK {
+			return
+		}
+		method := "GET"
+		if head {
+			method = "HEAD"
+		}
+		br := bufio.NewReader(bytes.NewReader(in))
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("fast path takes %q; http.ReadResponse: %v", in, err)
+		}
+		if err := checkResponse(res); err != nil {
+			t.Fatalf("fast path takes %q; checkResponse: %v", in, err)
+		}
+		if used := len(in) - br.Buffered(); used != fr.n {
+			t.Fatalf("%q: fast head %d bytes, net/http %d", in, fr.n, used)
+		}
+		if res.StatusCode != fr.status || res.Close != fr.close {
+			t.Fatalf("%q: fast %d close %v; net/http %d close %v", in, fr.status, fr.close, res.StatusCode, res.Close)
+		}
+		if !bodyless(method, fr.status) && res.ContentLength != fr.length {
+			t.Fatalf("%q: fast length %d; net/http %d", in, fr.length, res.ContentLength)
+		}
+		var slow, fast []string
+		eachResponseHeader(res, func(k string, vv []string) {
+			if k != "Content-Length" {
+				for _, v := range vv {
+					slow = append(slow, k+": "+v)
+				}
+			}
+		})
+		for _, f := range fr.fields {
+			fast = append(fast, http.CanonicalHeaderKey(string(f.name))+": "+string(f.value))
+		}
+		slices.Sort(slow)
+		slices.Sort(fast)
+		if !slices.Equal(slow, fast) {
+			t.Fatalf("%q: headers passed on: fast %q, net/http %q", in, fast, slow)
+		}
+	})
+}

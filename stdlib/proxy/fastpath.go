@@ -46,6 +46,7 @@ type fastConn struct {
 	buf    []byte
 	r, w   int // unread bytes are buf[r:w]
 	req    fastRequest
+	res    fastResponse
 	stub   http.Request // what http.ReadResponse needs: the method
 	host   string       // the last Host header, as a string
 	bw     *bufio.Writer
@@ -183,7 +184,7 @@ func (fc *fastConn) serve(b *backend) bool {
 			break
 		}
 		res, err = fc.exchange(bc)
-		if err == nil {
+		if err == nil || err == errFastResponse {
 			break
 		}
 		bc.watch = nil
@@ -191,6 +192,21 @@ func (fc *fastConn) serve(b *backend) bool {
 		if errors.Is(err, errClientGone) || !canRetry(reused, method, false, err) {
 			break
 		}
+	}
+	if err == errFastResponse {
+		n, werr := fc.writeFastResponse(bc)
+		bc.watch = nil
+		fc.log(fc.res.status, n, start, b.addr)
+		if werr != nil {
+			bc.c.Close()
+			return false
+		}
+		if fc.res.close || bc.br.Buffered() > 0 || bodyless(method, fc.res.status) {
+			bc.c.Close()
+		} else {
+			b.pool.put(bc)
+		}
+		return !fr.close
 	}
 	if err != nil {
 		if errors.Is(err, errClientGone) {
@@ -221,6 +237,10 @@ func (fc *fastConn) serve(b *backend) bool {
 	return !fr.close
 }
 
+// errFastResponse says exchange parsed the response head into fc.res
+// (parseFastResponse): it is not an error.
+var errFastResponse = errors.New("fast response")
+
 // errClientGone ends a wait on a backend whose client has left.
 var errClientGone = errors.New("client closed the connection")
 
@@ -240,6 +260,9 @@ func (fc *fastConn) exchange(bc *backendConn) (*http.Response, error) {
 			return nil, err
 		}
 		return nil, retryable(err, false)
+	}
+	if b, _ := bc.br.Peek(bc.br.Buffered()); parseFastResponse(b, fc.req.head, &fc.res) == parseOK {
+		return nil, errFastResponse
 	}
 	for {
 		res, err := http.ReadResponse(bc.br, &fc.stub)
@@ -347,6 +370,46 @@ func (fc *fastConn) writeResponse(bc *backendConn, res *http.Response) (int64, e
 	}
 	if err != nil {
 		return n, err
+	}
+	return n, bw.Flush()
+}
+
+// writeFastResponse passes on the response parseFastResponse read
+// (fc.res, still in bc's buffer): as writeResponse does, with the header
+// lines as the backend sent them. It returns the body bytes written.
+func (fc *fastConn) writeFastResponse(bc *backendConn) (int64, error) {
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(fc.c)
+	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
+	fr := &fc.res
+	writeStatusLine(bw, fr.status)
+	for _, f := range fr.fields {
+		bw.Write(f.name)
+		bw.WriteString(": ")
+		bw.Write(f.value)
+		bw.WriteString("\r\n")
+	}
+	if !fr.hasDate {
+		bw.WriteString("Date: ")
+		bw.Write(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if fc.req.close {
+		bw.WriteString("Connection: close\r\n")
+	}
+	if fr.length >= 0 && fr.status != http.StatusNoContent && fr.status != http.StatusNotModified {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), fr.length, 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	bc.br.Discard(fr.n) // after the fields, which point into its buffer
+	var n int64
+	if !bodyless(fc.req.method(), fr.status) && fr.length > 0 {
+		var err error
+		if n, err = io.CopyN(bw, bc.br, fr.length); err != nil {
+			return n, err
+		}
 	}
 	return n, bw.Flush()
 }
