@@ -41,6 +41,7 @@ type backendConn struct {
 	// Set by the fast path while it reads a response (see watchedReader).
 	watch *peeker   // the client's connection
 	until time.Time // the response head's deadline; zero: none
+	dl    time.Time // the read deadline watchedReader set; zero: unknown
 }
 
 // watchedReader reads a backend connection for the fast path, which has
@@ -56,12 +57,18 @@ func (r watchedReader) Read(p []byte) (int, error) {
 		return bc.c.Read(p)
 	}
 	for {
+		// The deadline set for an earlier read is kept while it is at
+		// least half a clientPoll away and not past until: moving it
+		// costs a runtime timer update.
 		now := time.Now()
 		d := now.Add(clientPoll)
 		if !bc.until.IsZero() && bc.until.Before(d) {
 			d = bc.until
 		}
-		bc.c.SetReadDeadline(d)
+		if bc.dl.IsZero() || bc.dl.After(d) || bc.dl.Before(now.Add(clientPoll/2)) {
+			bc.c.SetReadDeadline(d)
+			bc.dl = d
+		}
 		n, err := bc.c.Read(p)
 		if n > 0 || err == nil || !isTimeout(err) || !bc.until.IsZero() && !time.Now().Before(bc.until) {
 			return n, err

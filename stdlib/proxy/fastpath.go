@@ -49,6 +49,7 @@ type fastConn struct {
 	res    fastResponse
 	stub   http.Request // what http.ReadResponse needs: the method
 	host   string       // the last Host header, as a string
+	ua     string       // the last User-Agent, as a string
 	bw     *bufio.Writer
 }
 
@@ -77,8 +78,18 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 	fc.buf = make([]byte, fastBufSize)
 	limit := min(fastBufSize, s.opts.MaxHeaderBytes)
 	lim.state(c, http.StateNew)
-	c.SetReadDeadline(time.Now().Add(s.opts.ReadHeaderTimeout))
-	idle := false // the deadline set is the idle one
+	// The read deadline: ReadHeaderTimeout from the first byte of a head
+	// (from the accept for the first), IdleTimeout between requests. The
+	// idle one is moved only when an eighth of it has passed since it was
+	// set (moving a deadline costs a runtime timer update), so an idle
+	// connection is closed after 7/8 of IdleTimeout at the earliest.
+	const (
+		dlHeader = iota
+		dlIdle
+		dlStale // a head begun in the buffer: set a header deadline
+	)
+	dl, dlSet := dlHeader, time.Now()
+	c.SetReadDeadline(dlSet.Add(s.opts.ReadHeaderTimeout))
 	for {
 		res := parseMore
 		if fc.w > fc.r {
@@ -87,11 +98,11 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 		switch res {
 		case parseOK:
 			b := s.routes.Load().lookup(fc.hostString())
-			if b == nil || s.fast.closing.Load() {
-				if b == nil {
-					fc.handoff(hand) // net/http's path answers 404
-					return
-				}
+			if b == nil {
+				fc.handoff(hand) // net/http's path answers 404
+				return
+			}
+			if s.fast.closing.Load() {
 				c.Close()
 				return
 			}
@@ -105,8 +116,12 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 			lim.state(c, http.StateIdle)
 			if fc.r == fc.w {
 				fc.r, fc.w = 0, 0
-				c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
-				idle = true
+				if now := time.Now(); dl != dlIdle || now.Sub(dlSet) > s.opts.IdleTimeout/8 {
+					c.SetReadDeadline(now.Add(s.opts.IdleTimeout))
+					dl, dlSet = dlIdle, now
+				}
+			} else {
+				dl = dlStale
 			}
 			if s.fast.closing.Load() {
 				c.Close()
@@ -126,19 +141,16 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 			fc.w = copy(fc.buf, fc.buf[fc.r:fc.w])
 			fc.r = 0
 		}
-		if idle && fc.w > 0 {
-			c.SetReadDeadline(time.Now().Add(s.opts.ReadHeaderTimeout))
-			idle = false
+		if fc.w > 0 && dl != dlHeader {
+			now := time.Now()
+			c.SetReadDeadline(now.Add(s.opts.ReadHeaderTimeout))
+			dl, dlSet = dlHeader, now
 		}
 		n, err := c.Conn.Read(fc.buf[fc.w:limit])
 		fc.w += n
 		if err != nil {
 			c.Close()
 			return
-		}
-		if idle {
-			c.SetReadDeadline(time.Now().Add(s.opts.ReadHeaderTimeout))
-			idle = false
 		}
 	}
 }
@@ -517,7 +529,10 @@ func (fc *fastConn) writeError(err error) int {
 func (fc *fastConn) log(status int, n int64, start time.Time, backend string) {
 	if a := fc.s.log; a != nil {
 		fr := &fc.req
-		a.writeLine(fc.remote, fr.method(), string(fr.target), "HTTP/1.1", string(fr.host), string(fr.ua), status, n, start, backend)
+		if string(fr.ua) != fc.ua {
+			fc.ua = string(fr.ua)
+		}
+		a.writeLine(fc.remote, fr.method(), string(fr.target), "HTTP/1.1", fc.host, fc.ua, status, n, start, backend)
 	}
 }
 

@@ -138,6 +138,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 	if !bodyDone || sent.failed() || res.Close || bc.br.Buffered() > 0 || bodyless(r.Method, res.StatusCode) {
 		bc.c.Close()
 	} else {
+		bc.dl = time.Time{} // this path sets deadlines of its own
 		b.pool.put(bc)
 	}
 }
