@@ -66,6 +66,14 @@ var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<
 
 // serveFast runs the fast loop on c until it closes or is handed off.
 func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListener) {
+	if _, ok := c.Conn.(*net.TCPConn); !ok {
+		// TLS or another transport: net/http's path knows its details
+		// (X-Forwarded-Proto, r.TLS).
+		if !hand.give(c) {
+			c.Close()
+		}
+		return
+	}
 	fc := &fastConn{s: s, c: c, lim: lim, remote: c.RemoteAddr().String(), peek: newPeeker(c.Conn)}
 	if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
 		fc.ip = ip
@@ -417,11 +425,27 @@ func (fc *fastConn) writeFastResponse(bc *backendConn) (int64, error) {
 	bw.WriteString("\r\n")
 	bc.br.Discard(fr.n) // after the fields, which point into its buffer
 	var n int64
-	if !bodyless(fc.req.method(), fr.status) && fr.length > 0 {
-		var err error
-		if n, err = io.CopyN(bw, bc.br, fr.length); err != nil {
+	if bodyless(fc.req.method(), fr.status) {
+		return 0, bw.Flush()
+	}
+	for n < fr.length {
+		// From the read buffer while it has bytes (the whole body of a
+		// small response: it leaves with the head, in one write), then
+		// in reads of up to the buffer's size.
+		if bc.br.Buffered() == 0 {
+			if _, err := bc.br.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return n, err
+			}
+		}
+		p, _ := bc.br.Peek(int(min(int64(bc.br.Buffered()), fr.length-n)))
+		if _, err := bw.Write(p); err != nil {
 			return n, err
 		}
+		bc.br.Discard(len(p))
+		n += int64(len(p))
 	}
 	return n, bw.Flush()
 }
