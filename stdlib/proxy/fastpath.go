@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -98,9 +99,13 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 	)
 	dl, dlSet := dlHeader, time.Now()
 	c.SetReadDeadline(dlSet.Add(s.opts.ReadHeaderTimeout))
+	// A head is parsed when the bytes read may end it (an empty line),
+	// not after every read: a head trickled in a byte at a time would
+	// otherwise cost a parse per byte.
+	mayEnd := true
 	for {
 		res := parseMore
-		if fc.w > fc.r {
+		if fc.w > fc.r && mayEnd {
 			res = parseFastRequest(fc.buf[fc.r:fc.w], s.opts.MaxHeaders, &fc.req)
 		}
 		switch res {
@@ -131,6 +136,7 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 			} else {
 				dl = dlStale
 			}
+			mayEnd = true
 			if s.fast.closing.Load() {
 				c.Close()
 				return
@@ -155,12 +161,20 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 			dl, dlSet = dlHeader, now
 		}
 		n, err := c.Conn.Read(fc.buf[fc.w:limit])
+		from := max(fc.r, fc.w-3)
 		fc.w += n
 		if err != nil {
 			c.Close()
 			return
 		}
+		mayEnd = headEnd(fc.buf[from:fc.w]) || fc.w-fc.r >= limit
 	}
+}
+
+// headEnd reports whether b holds an empty line: the end of a head
+// (CRLF, or bare LF, which the parser leaves to net/http).
+func headEnd(b []byte) bool {
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
 // hostString returns the request's Host as a lower-case string without
