@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"sort"
 	"strings"
 	"time"
@@ -14,18 +13,15 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
-	"github.com/tinyfarm/tinyfarm/stdlib/internal/targetlua"
-	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
-	"github.com/tinyfarm/tinyfarm/stdlib/target"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
-	tmpl "github.com/tinyfarm/tinyfarm/stdlib/template"
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
-// DefaultDrivers); the farm lives in the run's state directory.
+// farm.DefaultDrivers); the farm lives in the run's state directory.
 func Module(drivers map[string]driver.Runner) engine.Module {
 	return engine.ModuleFunc{ModName: "colinux", Open: func(env *engine.Env) lua.LGFunction {
-		m := &luaMod{env: env, farm: New(env.StateDir, Options{Drivers: drivers})}
+		m := &luaMod{env: env, farm: farm.New(env.StateDir, farm.Options{Drivers: drivers})}
 		env.OnClose(m.farm.Close) // the guests' shared SSH connections end with the run
 		return m.loader
 	}, DocList: docs()}
@@ -33,13 +29,13 @@ func Module(drivers map[string]driver.Runner) engine.Module {
 
 // FarmFor is the farm a run's colinux module uses (other modules resolve
 // guest names through it).
-func FarmFor(env *engine.Env, drivers map[string]driver.Runner) *Farm {
-	return New(env.StateDir, Options{Drivers: drivers})
+func FarmFor(env *engine.Env, drivers map[string]driver.Runner) *farm.Farm {
+	return farm.New(env.StateDir, farm.Options{Drivers: drivers})
 }
 
 type luaMod struct {
 	env  *engine.Env
-	farm *Farm
+	farm *farm.Farm
 }
 
 const guestType = "tinyfarm.colinux.guest"
@@ -96,17 +92,17 @@ func (m *luaMod) loader(L *lua.LState) int {
 	return 1
 }
 
-func (m *luaMod) push(L *lua.LState, g *Guest) lua.LValue {
+func (m *luaMod) push(L *lua.LState, g *farm.Guest) lua.LValue {
 	ud := L.NewUserData()
 	ud.Value = g
 	ud.Metatable = L.GetTypeMetatable(guestType)
 	return ud
 }
 
-func checkGuest(L *lua.LState) *Guest {
+func checkGuest(L *lua.LState) *farm.Guest {
 	ud, ok := L.Get(1).(*lua.LUserData)
 	if ok {
-		if g, ok := ud.Value.(*Guest); ok {
+		if g, ok := ud.Value.(*farm.Guest); ok {
 			return g
 		}
 	}
@@ -148,7 +144,7 @@ type guestOpts struct {
 func (m *luaMod) guest(L *lua.LState) int {
 	var o guestOpts
 	lx.Opts(L, 1, "colinux.guest", &o)
-	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
+	d := farm.Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
 		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
 		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, NetRaw: o.NetRaw,
 		DiskRO: o.DiskRO, Autostart: o.Autostart, AutostartPriority: o.Priority, AutostartDelay: o.Delay}
@@ -224,9 +220,9 @@ func (m *luaMod) guest(L *lua.LState) int {
 	if err := m.releaseDefaults(L, &d); err != nil {
 		lx.Raise(L, fmt.Errorf("colinux.guest %s: %w", d.Name, err))
 	}
-	var res DefineResult
+	var res farm.DefineResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = m.farm.DefineLive(ctx, d, ChangeOptions{Check: m.env.Check})
+		res, err = m.farm.DefineLive(ctx, d, farm.ChangeOptions{Check: m.env.Check})
 		return
 	})
 	ch := engine.Change{Module: "colinux", Action: "guest", Subject: "guest:" + d.Name, Status: engine.StatusOK, Diff: res.Diff}
@@ -245,14 +241,14 @@ func (m *luaMod) guest(L *lua.LState) int {
 		ch.Detail = strings.Join(notes, "; ")
 	}
 	m.env.Report(L, ch)
-	L.Push(m.push(L, &Guest{farm: m.farm, Def: res.Def}))
+	L.Push(m.push(L, m.farm.GuestOf(res.Def)))
 	return 1
 }
 
 // colinux.get(name) -> guest or nil
 func (m *luaMod) get(L *lua.LState) int {
 	g, err := m.farm.Guest(m.env.Context(L), L.CheckString(1))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, farm.ErrNotFound) {
 		L.Push(lua.LNil)
 		return 1
 	}
@@ -280,7 +276,7 @@ func (m *luaMod) list(L *lua.LState) int {
 		if o.Limit && !m.env.InLimit(d.Name) {
 			continue
 		}
-		g := &Guest{farm: m.farm, Def: d}
+		g := m.farm.GuestOf(d)
 		st, _ := g.Status(m.env.Context(L))
 		ip, _, _ := strings.Cut(d.IP, "/")
 		out.Append(lx.FromGo(L, map[string]any{"name": d.Name, "driver": d.Driver, "state": string(st.State),
@@ -312,7 +308,7 @@ type planOpts struct {
 func (m *luaMod) plan(L *lua.LState) int {
 	var o planOpts
 	lx.Opts(L, 1, "colinux.plan", &o)
-	p, err := m.farm.PlanWith(m.env.Context(L), PlanOptions{Granularity: int64(o.Granularity), Reserve: int64(o.Reserve), Want: o.Guests,
+	p, err := m.farm.PlanWith(m.env.Context(L), farm.PlanOptions{Granularity: int64(o.Granularity), Reserve: int64(o.Reserve), Want: o.Guests,
 		Footprint: int64(o.Footprint), Driver: o.Driver, MemTotal: int64(o.Mem)})
 	if err != nil {
 		lx.Raise(L, err)
@@ -340,7 +336,7 @@ func (m *luaMod) network(L *lua.LState) int {
 		if (o.Bridge != "" && o.Bridge != n.Bridge) || (o.Subnet != "" && o.Subnet != n.Subnet) {
 			lx.Raise(L, lx.WithKind(fmt.Errorf("colinux.network: remove: this farm's network is %s %s, not %s %s: leave out bridge and subnet", n.Bridge, n.Subnet, o.Bridge, o.Subnet), lx.KindInvalid))
 		}
-		res, err := m.farm.RemoveNetwork(ChangeOptions{Check: m.env.Check})
+		res, err := m.farm.RemoveNetwork(farm.ChangeOptions{Check: m.env.Check})
 		if err != nil {
 			lx.Raise(L, err)
 		}
@@ -351,7 +347,7 @@ func (m *luaMod) network(L *lua.LState) int {
 		}
 		m.env.Report(L, ch)
 	} else if o != (networkOpts{}) {
-		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, ChangeOptions{Check: m.env.Check})
+		res, err := m.farm.SetNetwork(farm.Network{Bridge: o.Bridge, Subnet: o.Subnet}, farm.ChangeOptions{Check: m.env.Check})
 		if err != nil {
 			lx.Raise(L, err)
 		}
@@ -367,252 +363,6 @@ func (m *luaMod) network(L *lua.LState) int {
 	t.RawSetString("subnet", lua.LString(n.Subnet))
 	t.RawSetString("changed", lua.LBool(changed))
 	L.Push(t)
-	return 1
-}
-
-func (m *luaMod) report(L *lua.LState, g *Guest, action string, changed bool, detail string) {
-	ch := engine.Change{Module: "colinux", Action: action, Subject: "guest:" + g.Def.Name, Status: engine.StatusOK, Detail: detail}
-	if changed {
-		ch.Status = engine.StatusChanged
-	}
-	if m.env.Check && m.env.Pending("guest:"+g.Def.Name) && !changed {
-		ch.Status = engine.StatusMayChange
-	}
-	m.env.Report(L, ch)
-}
-
-func (m *luaMod) block(L *lua.LState, fn func(ctx context.Context) error) {
-	if err := m.env.Block(L, fn); err != nil {
-		lx.Raise(L, err)
-	}
-}
-
-// g:start() -> changed
-func (m *luaMod) start(L *lua.LState) int {
-	g := checkGuest(L)
-	var changed bool
-	if m.env.Check {
-		changed = !g.Running(m.env.Context(L))
-	} else {
-		m.block(L, func(ctx context.Context) (err error) { changed, err = g.Start(ctx); return })
-	}
-	m.report(L, g, "start", changed, "")
-	L.Push(lua.LBool(changed))
-	return 1
-}
-
-type stopOpts struct {
-	Grace time.Duration `lua:"grace" default:"10s" doc:"how long a clean shutdown may take before the guest is killed"`
-}
-
-type destroyOpts struct {
-	Disk bool `lua:"disk" default:"false" doc:"also remove the disk image"`
-}
-
-// g:stop{grace=10} -> changed
-func (m *luaMod) stop(L *lua.LState) int {
-	g := checkGuest(L)
-	o := stopOpts{Grace: 10 * time.Second}
-	lx.Opts(L, 2, "stop", &o)
-	var changed bool
-	if m.env.Check {
-		changed = g.Running(m.env.Context(L))
-	} else {
-		m.block(L, func(ctx context.Context) (err error) { changed, err = g.Stop(ctx, o.Grace); return })
-	}
-	m.report(L, g, "stop", changed, "")
-	L.Push(lua.LBool(changed))
-	return 1
-}
-
-// g:restart{grace=10}: stop (if running) and start again; always changed.
-func (m *luaMod) restart(L *lua.LState) int {
-	g := checkGuest(L)
-	o := stopOpts{Grace: 10 * time.Second}
-	lx.Opts(L, 2, "restart", &o)
-	if !m.env.Check {
-		m.block(L, func(ctx context.Context) error {
-			if _, err := g.Stop(ctx, o.Grace); err != nil {
-				return err
-			}
-			_, err := g.Start(ctx)
-			return err
-		})
-	}
-	m.report(L, g, "restart", true, "")
-	return 0
-}
-
-// g:status() -> {state, reason, pid, ip, driver, isolation, disk,
-// disk_placed, autostart, restart_needed, oom_kills}
-func (m *luaMod) status(L *lua.LState) int {
-	g := checkGuest(L)
-	var st driver.Status
-	restart := []string{}
-	m.block(L, func(ctx context.Context) (err error) {
-		if st, err = g.Status(ctx); err == nil {
-			restart = append(restart, g.RestartNeeded(ctx)...)
-		}
-		return err
-	})
-	ip, _, _ := strings.Cut(g.Def.IP, "/")
-	L.Push(lx.FromGo(L, map[string]any{"state": string(st.State), "reason": st.Reason, "pid": st.PID, "ip": ip, "driver": g.Def.Driver, "isolation": st.Isolation,
-		"disk": g.Def.Disk, "disk_placed": g.Def.DiskPlaced, "autostart": g.Def.Autostart, "restart_needed": restart, "oom_kills": st.OOMKills}))
-	return 1
-}
-
-type readyOpts struct {
-	Timeout time.Duration `lua:"timeout" default:"60s"`
-}
-
-// g:wait_ready{timeout=60}: the guest's ready marker, then one SSH handshake
-// (over which a qemu guest's shares are mounted).
-func (m *luaMod) waitReady(L *lua.LState) int {
-	g := checkGuest(L)
-	o := readyOpts{Timeout: 60 * time.Second}
-	lx.Opts(L, 2, "wait_ready", &o)
-	if m.env.Check && !g.Running(m.env.Context(L)) {
-		return 0 // it would have been started: nothing to wait for in check mode
-	}
-	m.block(L, func(ctx context.Context) error { return g.WaitReady(ctx, o.Timeout) })
-	return 0
-}
-
-// g:ssh() -> session (see require("ssh"))
-func (m *luaMod) ssh(L *lua.LState) int {
-	g := checkGuest(L)
-	var c *ssh.Client
-	m.block(L, func(ctx context.Context) (err error) { c, err = g.Conn(ctx); return })
-	L.Push(ssh.PushSharedSession(L, m.env, c, "guest:"+g.Def.Name))
-	return 1
-}
-
-type execOpts struct {
-	Check    *bool         `lua:"check" default:"true" doc:"raise on a non-zero exit"`
-	Stdin    string        `lua:"stdin" doc:"text fed to the command"`
-	ReadOnly bool          `lua:"readonly" doc:"the command changes nothing: ok, and run in check mode"`
-	Timeout  time.Duration `lua:"timeout" doc:"kill the command after this long (default: none, like ssh's s:run)"`
-}
-
-// g:exec(cmd, {check=true, stdin, readonly, timeout}) -> {code, stdout, stderr}
-// timeout defaults as the ssh module's s:run does (none: only the run's
-// own deadline); a suspended guest is refused at once.
-func (m *luaMod) exec(L *lua.LState) int {
-	g := checkGuest(L)
-	var argv []string
-	switch v := L.Get(2).(type) {
-	case lua.LString:
-		argv = []string{"/bin/sh", "-c", string(v)}
-	case *lua.LTable:
-		argv = lx.StringList(L, 2, "exec")
-	default:
-		lx.Raisef(L, "exec: want a command string or an argv list, got %s", v.Type())
-	}
-	var o execOpts
-	lx.Opts(L, 3, "exec", &o)
-	ch := engine.Change{Module: "colinux", Action: "exec", Subject: "guest:" + g.Def.Name + ": " + strings.Join(argv, " "), Status: engine.StatusChanged}
-	if o.ReadOnly {
-		ch.Status = engine.StatusOK
-	}
-	if m.env.Check && (!o.ReadOnly || !g.Running(m.env.Context(L))) {
-		ch.Status, ch.Detail = engine.StatusMayChange, "not run in check mode"
-		m.env.Report(L, ch)
-		L.Push(lx.FromGo(L, map[string]any{"code": 0, "stdout": "", "stderr": "", "skipped": true}))
-		return 1
-	}
-	var res driver.ExecResult
-	opts := driver.ExecOptions{Timeout: o.Timeout}
-	if o.Stdin != "" {
-		opts.Stdin = strings.NewReader(o.Stdin)
-	}
-	m.block(L, func(ctx context.Context) (err error) { res, err = g.Exec(ctx, argv, opts); return })
-	if (o.Check == nil || *o.Check) && res.Code != 0 {
-		tail := strings.TrimSpace(string(res.Stderr))
-		if len(tail) > 400 {
-			tail = "…" + tail[len(tail)-400:]
-		}
-		lx.Raise(L, fmt.Errorf("guest %s: exec %q: exit status %d: %s", g.Def.Name, strings.Join(argv, " "), res.Code, tail))
-	}
-	m.env.Report(L, ch)
-	L.Push(lx.FromGo(L, map[string]any{"code": res.Code, "stdout": string(res.Stdout), "stderr": string(res.Stderr)}))
-	return 1
-}
-
-// g:console(n) -> the last n lines of the console (all without n)
-func (m *luaMod) console(L *lua.LState) int {
-	g := checkGuest(L)
-	s, err := g.Console(L.OptInt(2, 0))
-	if err != nil {
-		lx.Raise(L, err)
-	}
-	L.Push(lua.LString(s))
-	return 1
-}
-
-// g:suspend() -> changed (false: suspended already)
-func (m *luaMod) suspend(L *lua.LState) int {
-	return m.freeze(L, "suspend", (*Guest).Suspend, driver.Suspended)
-}
-
-// g:resume() -> changed (false: running already)
-func (m *luaMod) resume(L *lua.LState) int {
-	return m.freeze(L, "resume", (*Guest).Resume, driver.Running)
-}
-
-func (m *luaMod) freeze(L *lua.LState, op string, fn func(*Guest, context.Context) (bool, error), want driver.State) int {
-	g := checkGuest(L)
-	var changed bool
-	if m.env.Check {
-		st, _ := g.Status(m.env.Context(L))
-		changed = st.State != want
-	} else {
-		m.block(L, func(ctx context.Context) (err error) { changed, err = fn(g, ctx); return })
-	}
-	m.report(L, g, op, changed, "")
-	L.Push(lua.LBool(changed))
-	return 1
-}
-
-// g:destroy{disk=false}: stop, forget the definition (and the disk with disk=true).
-func (m *luaMod) destroy(L *lua.LState) int {
-	g := checkGuest(L)
-	var o destroyOpts
-	lx.Opts(L, 2, "destroy", &o)
-	detail := ""
-	if g.Def.Disk != "" && !o.Disk {
-		detail = "disk kept: " + g.Def.Disk
-	}
-	if !m.env.Check {
-		m.block(L, func(ctx context.Context) error {
-			moved, err := g.destroy(ctx, o.Disk)
-			if len(moved) > 0 {
-				detail = "disk kept: " + strings.Join(moved, ", ")
-			}
-			return err
-		})
-	}
-	m.report(L, g, "destroy", true, detail)
-	return 0
-}
-
-func (m *luaMod) conf(L *lua.LState) int {
-	g := checkGuest(L)
-	s, err := g.Conf(m.env.Context(L))
-	if err != nil {
-		lx.Raise(L, err)
-	}
-	L.Push(lua.LString(s))
-	return 1
-}
-
-// g:addr(port) -> "host:port" where the host reaches that guest port
-func (m *luaMod) addr(L *lua.LState) int {
-	g := checkGuest(L)
-	a, err := g.Addr(L.CheckInt(2))
-	if err != nil {
-		lx.Raise(L, err)
-	}
-	L.Push(lua.LString(a))
 	return 1
 }
 
@@ -643,89 +393,9 @@ func bootcodeWords(v *lua.LTable) string {
 	return strings.Join(words, " ")
 }
 
-type writeOpts struct {
-	Mode  string `lua:"mode" default:"0644" doc:"octal"`
-	Owner string `lua:"owner" default:"0:0" doc:"numeric uid:gid"`
-}
-
-// g:write(path, content, {mode="0644", owner="0:0"}) -> changed: a file in
-// the running guest, replaced atomically; unchanged files are left alone.
-func (m *luaMod) write(L *lua.LState) int {
-	g := checkGuest(L)
-	path, content := L.CheckString(2), L.CheckString(3)
-	var o writeOpts
-	lx.Opts(L, 4, "write", &o)
-	L.Push(lua.LBool(m.writeFile(L, g, "write", path, []byte(content), o)))
-	return 1
-}
-
-// g:template(path, src_or_file, vars, {mode="0644", owner="0:0"}) ->
-// changed: g:write of a rendered template (see require("template")).
-func (m *luaMod) template(L *lua.LState) int {
-	g := checkGuest(L)
-	path := L.CheckString(2)
-	out := tmpl.RenderArg(L, m.env, 3, "template "+path)
-	var o writeOpts
-	lx.Opts(L, 5, "template", &o)
-	L.Push(lua.LBool(m.writeFile(L, g, "template", path, []byte(out), o)))
-	return 1
-}
-
-func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content []byte, o writeOpts) bool {
-	mode := fs.FileMode(0o644)
-	if o.Mode != "" {
-		n, err := lx.ParseMode(o.Mode)
-		if err != nil {
-			lx.Raisef(L, "%s %s: %v", action, path, err)
-		}
-		mode = n
-	}
-	uid, gid := 0, 0
-	if o.Owner != "" {
-		if _, err := fmt.Sscanf(o.Owner, "%d:%d", &uid, &gid); err != nil {
-			lx.Raisef(L, "%s %s: owner %q: want numeric uid:gid", action, path, o.Owner)
-		}
-	}
-	var res target.PutResult
-	m.block(L, func(ctx context.Context) (err error) {
-		res, err = g.WriteFile(ctx, path, content, mode, uid, gid, m.env.Check)
-		if err != nil {
-			err = fmt.Errorf("colinux.%s %s: %w", action, path, err)
-		}
-		return err
-	})
-	targetlua.ReportPut(L, m.env, "colinux", action, g.Describe()+"/"+strings.TrimLeft(path, "/"), res)
-	return res.Changed
-}
-
-// g:read(path) -> content, or nil when the file does not exist
-func (m *luaMod) read(L *lua.LState) int {
-	g := checkGuest(L)
-	path := L.CheckString(2)
-	var b []byte
-	missing := false
-	m.block(L, func(ctx context.Context) error {
-		t, err := g.Target(ctx)
-		if err != nil {
-			return err
-		}
-		b, err = target.ReadFile(ctx, t, path)
-		if errors.Is(err, fs.ErrNotExist) {
-			missing, err = true, nil
-		}
-		return err
-	})
-	if missing {
-		L.Push(lua.LNil)
-		return 1
-	}
-	L.Push(lua.LString(b))
-	return 1
-}
-
-// releaseDefaults has Farm.ReleaseDefaults fill a frugal guest's boot
+// releaseDefaults has farm.Farm.ReleaseDefaults fill a frugal guest's boot
 // files from the engine's tcz mirror, when it has any to fill.
-func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
+func (m *luaMod) releaseDefaults(L *lua.LState, d *farm.Definition) error {
 	if !m.farm.NeedsRelease(d) {
 		return nil
 	}
@@ -734,6 +404,6 @@ func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 		return err
 	}
 	return m.env.Block(L, func(ctx context.Context) error {
-		return m.farm.ReleaseDefaults(ctx, d, c, ChangeOptions{Check: m.env.Check})
+		return m.farm.ReleaseDefaults(ctx, d, c, farm.ChangeOptions{Check: m.env.Check})
 	})
 }
