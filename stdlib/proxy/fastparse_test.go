@@ -235,7 +235,7 @@ func TestFastPathServesAndHandsOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(Options{RoutesFile: reg.Path()})
+	srv, err := NewServer(Options{RoutesFile: reg.Path(), ReadHeaderTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,9 +252,28 @@ func TestFastPathServesAndHandsOff(t *testing.T) {
 			t.Fatalf("GET %s: %v %v %q", want, res, err, body)
 		}
 	}
+	// A head trickled in a byte at a time is served on the fast path.
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	for _, b := range []byte("GET /trickle HTTP/1.1\r\nHost: a.test\r\n\r\n") {
+		c.Write([]byte{b})
+		time.Sleep(time.Millisecond)
+	}
+	if res, body, err := c.read(false); err != nil || res.StatusCode != 200 || body != "/trickle" {
+		t.Errorf("trickled head: %v %v %q", res, err, body)
+	}
 	if n := srv.fast.handoffs.Load(); n != 0 {
 		t.Errorf("%d hand-offs for plain GETs", n)
 	}
+	// A head with bare LFs, its end in a second write, goes to net/http
+	// when it ends (not after ReadHeaderTimeout, 30s here).
+	lf := dialFrom(t, "", addr)
+	lf.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(lf, "GET /lf HTTP/1.1\nHost: a.test\n")
+	time.Sleep(20 * time.Millisecond)
+	if res, body, err := lf.do("\n"); err != nil || res.StatusCode != 200 || body != "/lf" {
+		t.Errorf("bare LF head: %v %v %q", res, err, body)
+	}
+	srv.fast.handoffs.Store(0)
 	// Each in one write with a plain GET after it: both are answered, in
 	// order, by net/http's path.
 	for i, first := range []string{
