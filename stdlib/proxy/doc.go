@@ -14,11 +14,13 @@
 //     routing, X-Forwarded-* headers, WebSocket upgrades, streamed bodies,
 //     TCP forwards with half-close, live reload when the registry file
 //     changes (journal records applied to the live table, live.go), an
-//     access log and graceful shutdown. Requests are parsed
-//     by net/http's server only (no hand-written parser on the public
-//     port); every request then takes one pipeline (pipeline.go) over
-//     pooled backend connections (backend.go): one function writes what
-//     a backend sees, one rule decides retries. Limits
+//     access log and graceful shutdown. Each connection starts on a fast
+//     path (fastpath.go, fastparse.go) that serves only the plainest
+//     body-less GET and HEAD requests on its own loop and hands the
+//     connection to net/http's server at the first request it does not
+//     serve; FuzzFastParse holds its parser to net/http's. On that path
+//     every request takes one pipeline (pipeline.go); both use the pooled
+//     backend connections (backend.go) and one retry rule. Limits
 //     (limit.go, cleanRequest, checkResponse) follow nginx where it is
 //     the safe reference: connection caps with idle reclaim, timeouts,
 //     header caps, no "_" header names, invalid backend responses as 502.

@@ -160,6 +160,8 @@ type Server struct {
 	conns    sync.WaitGroup // TCP-forward connections
 	fwdCtx   context.Context
 	stopFwd  context.CancelFunc
+
+	fast fastState // the connections on the fast path
 }
 
 // NewServer validates opts and loads the routing table.
@@ -208,19 +210,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ConnState:         lim.state,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lim) }()
+	// Every connection starts on the fast path (fastpath.go), which hands
+	// the ones it does not serve to net/http's server through hand.
+	hand := newHandoffListener(ln.Addr())
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(hand) }()
+	go func() { errc <- s.acceptFast(lim, hand) }()
 
 	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 	}
+	lim.Close()
 	stopWatch()
 	wg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
+	fastDone := make(chan struct{})
+	go func() { s.fast.shutdown(sctx); close(fastDone) }()
 	shutdownErr := srv.Shutdown(sctx)
+	<-fastDone
 	s.closeForwards(sctx)
 	s.routes.Load().each(func(b *backend) { b.pool.closeIdle(true) })
 	if s.log != nil {
@@ -234,6 +244,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.opts.Logger.Warn("proxy: shutdown timed out; closed remaining connections", "err", shutdownErr)
 	}
 	return nil
+}
+
+// acceptFast accepts client connections and runs each on the fast loop.
+// Like net/http's server, it waits a little after a temporary error
+// (such as running out of file descriptors) and goes on.
+func (s *Server) acceptFast(lim *connLimiter, hand *handoffListener) error {
+	var wait time.Duration
+	for {
+		c, err := lim.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				s.opts.Logger.Warn("proxy: accept; retrying", "err", err, "in", wait)
+				time.Sleep(wait)
+				continue
+			}
+			return err
+		}
+		wait = 0
+		go s.serveFast(c.(*limitedConn), lim, hand)
+	}
 }
 
 // snapshot is an immutable routing table for the HTTP side.
@@ -621,4 +653,11 @@ func (a *accessLog) flushLoop(ctx context.Context) {
 			a.flush()
 		}
 	}
+}
+
+// isTemporary reports an accept error worth retrying, as net/http's
+// server does.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
