@@ -61,6 +61,16 @@ type Config struct {
 	// ProxyListen is where the daemon runs its proxy, serving every vhost
 	// of the cluster ("10.0.0.1:80", ":80"). Default: no proxy.
 	ProxyListen string `json:"proxy_listen,omitempty"`
+	// SSHAddr is where this host's sshd listens for controllers (see
+	// HostRemote). Default: Advertise, port 22.
+	SSHAddr string `json:"ssh_addr,omitempty"`
+	// SSHHostKeyFile is the public host key (authorized_keys format) this
+	// host publishes in its facts for controllers to pin. Default: the
+	// first of /etc/ssh/ssh_host_ed25519_key.pub and dropbear's.
+	SSHHostKeyFile string `json:"ssh_host_key_file,omitempty"`
+	// Binary is the tinyfarm controllers run here over SSH. Default: the
+	// daemon's own executable.
+	Binary string `json:"binary,omitempty"`
 	// Timing tunes etcd for tests; zero values are etcd's defaults.
 	Timing Timing `json:"timing,omitzero"`
 	// Bootstrap says how the embedded member starts the first time (while

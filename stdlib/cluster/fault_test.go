@@ -19,12 +19,16 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/cmd/tinyfarm/cli"
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
 // TestMain lets the test binary stand in for the tinyfarm command (and its
 // detached cluster daemon) and for a site's web server, so the fault tests
 // run the real CLI in network namespaces.
 func TestMain(m *testing.M) {
+	ns.Main()      // the ns driver's monitor, init and exec roles (remote_test.go's guests)
+	farmnet.Main() // the farm's DHCP server
 	switch os.Getenv("TF_CLUSTER_TEST_ROLE") {
 	case "tinyfarm":
 		os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -51,6 +55,8 @@ type farm struct {
 	hosts []*netHost
 	mu    sync.Mutex
 	pids  []int // processes this test started (sites), killed at the end
+	// flags adds init/join flags for a host (remote_test.go: its sshd).
+	flags func(h *netHost) []string
 }
 
 // newFarm creates n hosts as network namespaces joined by a bridge in a
@@ -134,7 +140,11 @@ func (f *farm) mustTF(h *netHost, args ...string) string {
 var fastFlags = []string{"--heartbeat", "50", "--election-timeout", "500", "--lease-ttl", "2", "--op-timeout", "3s"}
 
 func (f *farm) hostFlags(h *netHost) []string {
-	return append([]string{"--name", h.name, "--advertise", h.ip, "--proxy", h.ip + ":8080"}, fastFlags...)
+	fl := append([]string{"--name", h.name, "--advertise", h.ip, "--proxy", h.ip + ":8080"}, fastFlags...)
+	if f.flags != nil {
+		fl = append(fl, f.flags(h)...)
+	}
+	return fl
 }
 
 var tokenRE = regexp.MustCompile(`tfjoin1\.[A-Za-z0-9_-]+`)

@@ -30,6 +30,12 @@ type Facts struct {
 	SSHHostKey string `json:"ssh_host_key,omitempty"`
 	// ProxyAddr is where the host's proxy serves the other hosts.
 	ProxyAddr string `json:"proxy_addr,omitempty"`
+	// SSHAddr is where the host's sshd listens for controllers
+	// ("10.0.0.2:22"); Binary and StateDir are the tinyfarm a controller
+	// runs there (`tinyfarm machine`) and its TINYFARM_HOME. See HostRemote.
+	SSHAddr  string `json:"ssh_addr,omitempty"`
+	Binary   string `json:"binary,omitempty"`
+	StateDir string `json:"state_dir,omitempty"`
 	// Updated is when the facts were last written.
 	Updated time.Time `json:"updated"`
 }

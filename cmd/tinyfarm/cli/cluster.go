@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -30,6 +31,7 @@ type clusterFlags struct {
 	clientPort, peerPort   int
 	joinPort               int
 	timing                 cluster.Timing
+	ssh, sshHostKey, bin   string
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command) {
@@ -44,13 +46,25 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().UintVar(&f.timing.ElectionMS, "election-timeout", 1000, "etcd election timeout in ms")
 	cmd.Flags().Int64Var(&f.timing.LeaseTTL, "lease-ttl", 10, "seconds after its last renewal a host counts as down")
 	cmd.Flags().DurationVar(&f.timing.OpTimeout, "op-timeout", 5*time.Second, "how long a cluster call waits for a majority before failing")
+	cmd.Flags().StringVar(&f.ssh, "ssh", "", "where this host's sshd listens for controllers (default: the --advertise address, port 22)")
+	cmd.Flags().StringVar(&f.sshHostKey, "ssh-host-key", "", "the public SSH host key file this host publishes for controllers to pin (default /etc/ssh/ssh_host_ed25519_key.pub)")
+	cmd.Flags().StringVar(&f.bin, "binary", "", "the tinyfarm controllers run on this host over SSH (default: this one)")
 }
 
 func (f *clusterFlags) config() (*cluster.Config, error) {
 	cfg := &cluster.Config{
 		Host: f.name, Advertise: f.advertise, Dir: cluster.Dir(StateDir()),
 		ClientPort: f.clientPort, PeerPort: f.peerPort, JoinPort: f.joinPort, ProxyListen: f.proxy,
-		Timing: f.timing,
+		Timing: f.timing, SSHAddr: f.ssh, SSHHostKeyFile: f.sshHostKey, Binary: f.bin,
+	}
+	for _, p := range []*string{&cfg.SSHHostKeyFile, &cfg.Binary} { // the daemon runs elsewhere
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, err
+			}
+			*p = abs
+		}
 	}
 	if f.proxy != "" {
 		_, port, err := net.SplitHostPort(f.proxy)

@@ -664,17 +664,21 @@ func execInner(argv []string) {
 	// scheduler moves goroutines between threads) ran the command with
 	// every capability. One thread from the drop to the exec.
 	runtime.LockOSThread()
-	unix.Close(3)
-	n, _ := strconv.Atoi(os.Getenv("_TINYFARM_NS_CGFDS"))
+	if fd, err := strconv.Atoi(os.Getenv("_TINYFARM_NS_SELFFD")); err == nil {
+		unix.Close(fd)
+	}
+	os.Unsetenv("_TINYFARM_NS_SELFFD")
+	cgFDs := strings.Fields(strings.ReplaceAll(os.Getenv("_TINYFARM_NS_CGFDS"), ",", " "))
 	os.Unsetenv("_TINYFARM_NS_CGFDS")
-	for i := 0; i < n; i++ {
+	for _, s := range cgFDs {
+		fd, _ := strconv.Atoi(s)
 		// Moving a process into a cgroup is not limited by pids.max, so
 		// this works even in a guest that is at its process limit.
-		if _, err := unix.Write(4+i, []byte(strconv.Itoa(os.Getpid()))); err != nil {
+		if _, err := unix.Write(fd, []byte(strconv.Itoa(os.Getpid()))); err != nil {
 			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: join cgroup: %v\n", err)
 			os.Exit(126)
 		}
-		unix.Close(4 + i)
+		unix.Close(fd)
 	}
 	netRaw := os.Getenv(netRawEnv) == "1"
 	os.Unsetenv(netRawEnv)
@@ -726,20 +730,19 @@ func execMain(args []string) {
 	// nsenter's fork: joining here would count nsenter and this Go process
 	// against the guest's pids limit, and a guest at its limit could then
 	// never be entered. The cgroup.procs files are opened now, while the
-	// host's cgroup tree is visible, and inherited as fds 4, 5, ...
-	var cgFDs []int
-	for i, cg := range args[2:sep] {
-		fd, err := unix.Open(filepath.Join(cg, "cgroup.procs"), unix.O_WRONLY, 0)
-		if err == nil && fd != 4+i {
-			err = unix.Dup2(fd, 4+i)
-			unix.Close(fd)
-			fd = 4 + i
-		}
+	// host's cgroup tree is visible, and inherited under the numbers they
+	// got (named in the environment): duplicating them onto fixed numbers
+	// could replace a descriptor the Go runtime holds (its epoll fd, when
+	// its stdio was non-blocking) and crash it ("epollwait on fd 6 failed
+	// with 22", seen with g:exec given stdin through machine mode).
+	var cgFDs []string
+	for _, cg := range args[2:sep] {
+		fd, err := unix.Open(filepath.Join(cg, "cgroup.procs"), unix.O_WRONLY, 0) // no O_CLOEXEC: inherited
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: open %s: %v\n", cg, err)
 			os.Exit(126)
 		}
-		cgFDs = append(cgFDs, fd)
+		cgFDs = append(cgFDs, strconv.Itoa(fd))
 	}
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
@@ -752,24 +755,20 @@ func execMain(args []string) {
 	// contain it), which drops the capabilities, loads the seccomp filter
 	// and only then execs the command: the same profile as the guest's init.
 	self, err := os.Executable()
+	selfFD := -1
 	if err == nil {
-		var fd int
-		fd, err = unix.Open(self, unix.O_RDONLY, 0) // no O_CLOEXEC: nsenter's child inherits it
-		if err == nil && fd != 3 {
-			err = unix.Dup2(fd, 3)
-			unix.Close(fd)
-		}
+		selfFD, err = unix.Open(self, unix.O_RDONLY, 0) // no O_CLOEXEC: nsenter's child inherits it
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: open own binary: %v\n", err)
 		os.Exit(126)
 	}
-	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--", "/proc/self/fd/3"}
+	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--", "/proc/self/fd/" + strconv.Itoa(selfFD)}
 	if os.Args[0] == "tinyfarm-ns-exec-userns" {
 		argv = append([]string{"nsenter", "-U"}, argv[1:]...)
 	}
 	argv = append(argv, args[sep+1:]...)
-	env := append(os.Environ(), reexecEnv+"=exec-inner", fmt.Sprintf("_TINYFARM_NS_CGFDS=%d", len(cgFDs)))
+	env := append(os.Environ(), reexecEnv+"=exec-inner", "_TINYFARM_NS_CGFDS="+strings.Join(cgFDs, ","), "_TINYFARM_NS_SELFFD="+strconv.Itoa(selfFD))
 	err = syscall.Exec(nsenter, argv, env)
 	fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", errors.Join(err))
 	os.Exit(127)
