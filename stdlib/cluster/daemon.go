@@ -195,6 +195,10 @@ func Leave(ctx context.Context, cfg *Config) error {
 				clientv3.OpDelete(Prefix + "hosts/" + cfg.Host),
 				clientv3.OpDelete(Prefix + "alive/" + cfg.Host),
 				clientv3.OpDelete(Prefix + "hostnet/" + cfg.Host),
+				clientv3.OpDelete(drainKey(cfg.Host, false)),
+				clientv3.OpDelete(drainKey(cfg.Host, true)),
+				clientv3.OpDelete(stepPrefix(cfg.Host, false), clientv3.WithPrefix()),
+				clientv3.OpDelete(stepPrefix(cfg.Host, true), clientv3.WithPrefix()),
 			}
 			if len(r.Kvs) > 0 {
 				ops = append(ops, clientv3.OpDelete(Prefix+"subnets/"+string(r.Kvs[0].Value)))

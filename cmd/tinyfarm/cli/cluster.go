@@ -27,6 +27,7 @@ import (
 // clusterFlags are the flags init and join share: who this host is.
 type clusterFlags struct {
 	name, advertise, proxy string
+	ssh, sshHostKey, keys  string
 	clientPort, peerPort   int
 	joinPort               int
 	timing                 cluster.Timing
@@ -37,6 +38,9 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.name, "name", host, "this host's name in the cluster")
 	cmd.Flags().StringVar(&f.advertise, "advertise", "", "this host's IP that the other hosts reach (required for an etcd member)")
 	cmd.Flags().StringVar(&f.proxy, "proxy", "", `run the proxy serving every vhost of the cluster on this address (":80"); default none`)
+	cmd.Flags().StringVar(&f.ssh, "ssh", "", "where this host's sshd serves the other hosts, for migrations (default ADVERTISE:22)")
+	cmd.Flags().StringVar(&f.sshHostKey, "ssh-host-key", "", "that sshd's public host key file, which the other hosts pin (default /etc/ssh/ssh_host_ed25519_key.pub)")
+	cmd.Flags().StringVar(&f.keys, "authorized-keys", "", `the authorized_keys file where the daemon lets the other hosts' cluster keys run the migration commands ("none": add them yourself; default ~/.ssh/authorized_keys)`)
 	cmd.Flags().IntVar(&f.clientPort, "client-port", cluster.DefaultClientPort, "etcd client port")
 	cmd.Flags().IntVar(&f.peerPort, "peer-port", cluster.DefaultPeerPort, "etcd peer port")
 	cmd.Flags().IntVar(&f.joinPort, "join-port", cluster.DefaultJoinPort, "port of the join endpoint")
@@ -50,7 +54,7 @@ func (f *clusterFlags) config() (*cluster.Config, error) {
 	cfg := &cluster.Config{
 		Host: f.name, Advertise: f.advertise, Dir: cluster.Dir(StateDir()),
 		ClientPort: f.clientPort, PeerPort: f.peerPort, JoinPort: f.joinPort, ProxyListen: f.proxy,
-		Timing: f.timing,
+		Timing: f.timing, SSHAddr: f.ssh, SSHHostKeyFile: f.sshHostKey, AuthorizedKeys: f.keys,
 	}
 	if f.proxy != "" {
 		_, port, err := net.SplitHostPort(f.proxy)
@@ -196,7 +200,13 @@ Run it from a service manager to bring a host back after a reboot.`,
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(stderr, nil))
+			exe, err := os.Executable()
+			if err != nil {
+				return fail(err)
+			}
 			err = cluster.Serve(ctx, cfg, cluster.ServeOptions{
+				Mover:       farmMover{cfg: cfg},
+				Gate:        cluster.GateCommand(exe, StateDir()),
 				Facts:       hostFacts,
 				LocalRoutes: proxy.NewRegistry(proxyDir(), nil).Path(),
 				Logger:      log,
@@ -267,7 +277,11 @@ Run it from a service manager to bring a host back after a reboot.`,
 				if h.Name == st.Host {
 					me = " (this host)"
 				}
-				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", h.Name, me, h.State, colinux.HumanSize(h.Mem), colinux.HumanSize(h.Committed), h.CPUs, strings.Join(h.Drivers, ","), count[h.Name], h.Version)
+				state := string(h.State)
+				if h.Draining != "" {
+					state += "," + h.Draining
+				}
+				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", h.Name, me, state, colinux.HumanSize(h.Mem), colinux.HumanSize(h.Committed), h.CPUs, strings.Join(h.Drivers, ","), count[h.Name], h.Version)
 			}
 			tw.Flush()
 			if len(st.Guests) > 0 {
@@ -321,6 +335,7 @@ Run it from a service manager to bring a host back after a reboot.`,
 		},
 	}
 	cmd.AddCommand(initCmd, joinCmd, serveCmd, startCmd, statusCmd, tokenCmd, leaveCmd)
+	cmd.AddCommand(newDrainCmds(ctx, stdout, stderr, fail)...)
 	return cmd
 }
 
