@@ -68,7 +68,8 @@ type DrainStep struct {
 	Mode  string `json:"mode,omitempty"`
 	State string `json:"state"`
 	// Downtime is the migration's own, from the guest stopping (or
-	// pausing) here to running there; Duration the whole move.
+	// pausing) here to running there; Duration from the step's start to
+	// the guest running there.
 	Downtime time.Duration `json:"downtime,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
 	IP       string        `json:"ip,omitempty"` // its address there
@@ -97,9 +98,11 @@ type MoveResult struct {
 
 // Mover is how a host's daemon drains: its farm's guests, and the
 // migration of one (colinux's Guest.Migrate, in the tinyfarm command).
+// Move calls running as soon as the guest runs there, before it cleans up
+// here (MigrateOptions.Running): the routes switch then.
 type Mover interface {
 	Guests(ctx context.Context) ([]LocalGuest, error)
-	Move(ctx context.Context, name string, to Host, live bool) (MoveResult, error)
+	Move(ctx context.Context, name string, to Host, live bool, running func(MoveResult)) (MoveResult, error)
 }
 
 func drainKey(host string, dry bool) string {
@@ -450,6 +453,7 @@ func (d *drainer) plan(ctx context.Context, local []LocalGuest, prev map[string]
 func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local []LocalGuest) DrainStep {
 	self := d.cfg.Host
 	key := stepPrefix(self, false) + s.Guest
+	began := time.Now()
 	s.State = StepMoving
 	d.put(ctx, req, opJSON(key, s))
 	fail := func(err error) DrainStep {
@@ -472,20 +476,33 @@ func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local
 			live = g.Live
 		}
 	}
-	res, err := d.mover.Move(ctx, s.Guest, hosts[i], live)
-	if err != nil {
+	// The switch, as soon as the guest runs there.
+	switched := false
+	var switchErr error
+	apply := func(res MoveResult) {
+		s.Mode = "offline"
+		if res.Live {
+			s.Mode = "live"
+		}
+		s.Downtime, s.IP, s.State = res.Downtime, res.IP, StepDone
+		s.Duration = time.Since(began) // until it runs there
+		switchErr = d.switchGuest(context.WithoutCancel(ctx), req, &s)
+		switched = true
+	}
+	res, err := d.mover.Move(ctx, s.Guest, hosts[i], live, apply)
+	if err != nil && !switched {
 		return fail(err)
 	}
-	s.Mode = "offline"
-	if res.Live {
-		s.Mode = "live"
+	if !switched { // finished by an earlier, interrupted move: no address known
+		apply(res)
 	}
-	s.Downtime, s.Duration, s.IP = res.Downtime, res.Duration, res.IP
-	s.State = StepDone
-	if err := d.switchGuest(context.WithoutCancel(ctx), req, &s); err != nil {
-		s.State, s.Error = StepFailed, "moved, but switching its routes: "+err.Error()
-		d.put(context.WithoutCancel(ctx), req, opJSON(key, s))
+	switch {
+	case switchErr != nil:
+		s.State, s.Error = StepFailed, "moved, but switching its routes: "+switchErr.Error()
+	case err != nil:
+		s.Note = "runs there, routes switched, but: " + err.Error()
 	}
+	d.put(context.WithoutCancel(ctx), req, opJSON(key, s))
 	d.log.Info("cluster: drain step", "guest", s.Guest, "to", s.To, "mode", s.Mode, "downtime", s.Downtime)
 	return s
 }

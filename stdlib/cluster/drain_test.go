@@ -29,7 +29,7 @@ func (m *fakeMover) Guests(context.Context) ([]LocalGuest, error) {
 	return out, nil
 }
 
-func (m *fakeMover) Move(_ context.Context, name string, to Host, live bool) (MoveResult, error) {
+func (m *fakeMover) Move(_ context.Context, name string, to Host, live bool, running func(MoveResult)) (MoveResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if name == m.fail {
@@ -37,7 +37,9 @@ func (m *fakeMover) Move(_ context.Context, name string, to Host, live bool) (Mo
 	}
 	delete(m.guests, name)
 	m.moved[name] = to.Name
-	return MoveResult{Live: live, Downtime: 5 * time.Millisecond, Duration: 10 * time.Millisecond, IP: fmt.Sprintf("10.99.%d.%d", len(to.Name), len(m.moved)+1)}, nil
+	res := MoveResult{Live: live, Downtime: 5 * time.Millisecond, Duration: 10 * time.Millisecond, IP: fmt.Sprintf("10.99.%d.%d", len(to.Name), len(m.moved)+1)}
+	running(res)
+	return res, nil
 }
 
 // TestDrainPlanMoveSwitch: three in-process hosts; a's daemon drains a
@@ -177,7 +179,7 @@ func TestDrainPlanMoveSwitch(t *testing.T) {
 func TestGateArgs(t *testing.T) {
 	state := "/var/lib/tinyfarm"
 	ok := map[string][]string{
-		`'tinyfarm' 'migrate' 'probe' 'web1'`:                                       {"migrate", "probe", "web1"},
+		`'tinyfarm' 'migrate' 'probe' 'web1'`:                                        {"migrate", "probe", "web1"},
 		`'tinyfarm' 'migrate' 'recv' '--size' '100' '/var/lib/tinyfarm/disks/w.img'`: {"migrate", "recv", "--size", "100", "/var/lib/tinyfarm/disks/w.img"},
 		`'x' 'migrate' 'revoke' 'it'\''s'`:                                           {"migrate", "revoke", "it's"},
 	}

@@ -54,7 +54,7 @@ func (m farmMover) Guests(ctx context.Context) ([]cluster.LocalGuest, error) {
 	return out, nil
 }
 
-func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live bool) (cluster.MoveResult, error) {
+func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live bool, running func(cluster.MoveResult)) (cluster.MoveResult, error) {
 	remote, err := cluster.HostRemote(m.cfg, to)
 	if err != nil {
 		return cluster.MoveResult{}, err
@@ -65,16 +65,18 @@ func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live 
 	if err != nil {
 		return cluster.MoveResult{}, err
 	}
-	res, err := g.Migrate(ctx, remote, colinux.MigrateOptions{Live: live})
+	conv := func(r colinux.MigrateResult) cluster.MoveResult {
+		return cluster.MoveResult{Live: r.Live, Downtime: r.Downtime, Duration: r.Duration, IP: r.IP}
+	}
+	o := colinux.MigrateOptions{Live: live, Running: func(r colinux.MigrateResult) { running(conv(r)) }}
+	res, err := g.Migrate(ctx, remote, o)
 	if live && errors.Is(err, driver.ErrUnsupported) {
 		// This guest cannot move live (shares, a bridged address it could
 		// not keep there...): Migrate refused before touching it.
-		res, err = g.Migrate(ctx, remote, colinux.MigrateOptions{})
+		o.Live = false
+		res, err = g.Migrate(ctx, remote, o)
 	}
-	if err != nil {
-		return cluster.MoveResult{}, err
-	}
-	return cluster.MoveResult{Live: res.Live, Downtime: res.Downtime, Duration: res.Duration, IP: res.IP}, nil
+	return conv(res), err
 }
 
 // newDrainCmds are `cluster drain`, `cluster undrain` and the hidden
