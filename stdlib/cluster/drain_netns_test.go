@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -69,12 +71,7 @@ func (f *farm) sshd(h *netHost) {
 // gets clientTimeout: a backend that is gone costs no more than that.
 func runClient(targets []string) int {
 	const clientTimeout = 300 * time.Millisecond
-	type stat struct {
-		OK, Failed int
-		MaxGap     time.Duration
-		LastErr    string
-	}
-	stats := make([]stat, len(targets))
+	stats := make([]clientStat, len(targets))
 	stop := make(chan struct{})
 	go func() { io.Copy(io.Discard, os.Stdin); close(stop) }()
 	var wg sync.WaitGroup
@@ -115,7 +112,7 @@ func runClient(targets []string) int {
 		}()
 	}
 	wg.Wait()
-	out := map[string]stat{}
+	out := map[string]clientStat{}
 	for i, tg := range targets {
 		out[tg] = stats[i]
 	}
@@ -135,73 +132,13 @@ func TestDrainThreeHosts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the drain test starts three etcd members and ns guests")
 	}
-	guesttest.NeedRoot(t)
 	t0 := time.Now()
 	step := func(s string) { t.Logf("%5.1fs %s", time.Since(t0).Seconds(), s) }
-	disk := guesttest.BuildDisk(t, guesttest.Options{Size: "64M",
-		Bootlocal: `mkdir -p /opt/www; echo "site $(hostname)" > /opt/www/index.html; httpd -p 80 -h /opt/www`})
-	f := newFarm(t, 3)
+	f := newSiteFarm(t)
 	h1, h2, h3 := f.hosts[0], f.hosts[1], f.hosts[2]
-	for _, h := range f.hosts {
-		f.sshd(h)
-	}
-	f.start()
-	for _, h := range f.hosts {
-		f.waitHost(h1, h.name, cluster.HostUp)
-	}
 	step("three hosts joined, each with its sshd")
-
-	pb := filepath.Join(t.TempDir(), "guest.lua")
-	os.WriteFile(pb, []byte(`
-local cluster, colinux = require("cluster"), require("colinux")
-local c = cluster.claim{ name = vars.name, host = vars.host, mem = "48M", driver = "ns" }
-colinux.network{ subnet = c.subnet }
-local g = colinux.guest{ name = vars.name, driver = "ns", disk = vars.disk, ip = c.ip, mem = "48M" }
-g:start()
-g:wait_ready{ timeout = 30 }
-cluster.route{ vhost = vars.name .. ".test", host = vars.host, addr = c.ip:match("^[^/]+") .. ":80", guest = vars.name }
-`), 0o644)
 	placed := map[string]*netHost{"web1": h1, "web2": h2, "web3": h3, "web4": h3}
-	var names []string
-	for n := range placed {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	t.Cleanup(func() {
-		// Before the namespaces go (cleanups run last-in first-out).
-		gone := filepath.Join(t.TempDir(), "destroy.lua")
-		os.WriteFile(gone, []byte(`local colinux = require("colinux")
-for _, x in ipairs(colinux.list{}) do colinux.get(x.name):destroy{ disk = true } end`), 0o644)
-		for _, h := range f.hosts {
-			if out, errs, err := f.tf(h, "run", gone); err != nil {
-				t.Logf("%s: destroying its guests: %v\n%s%s", h.name, err, out, errs)
-			}
-		}
-	})
-	var wg sync.WaitGroup
-	for _, h := range f.hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, n := range names {
-				if placed[n] != h {
-					continue
-				}
-				own := filepath.Join(h.home, n+".img")
-				if out, err := exec.Command("cp", "--sparse=always", disk.Path, own).CombinedOutput(); err != nil {
-					t.Errorf("cp: %v %s", err, out)
-					return
-				}
-				if out, errs, err := f.tf(h, "run", pb, "-e", "name="+n, "-e", "host="+h.name, "-e", "disk="+own); err != nil {
-					t.Errorf("%s: guest %s: %v\n%s%s", h.name, n, err, out, errs)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	names := f.siteGuests(placed)
 	for _, via := range f.hosts {
 		for _, n := range names {
 			f.waitFetch(via, n+".test", "site "+n)
@@ -222,26 +159,12 @@ for _, x in ipairs(colinux.list{}) do colinux.get(x.name):destroy{ disk = true }
 			targets = append(targets, via.ip+":8080|"+n+".test")
 		}
 	}
-	client := inNS(h1, append([]string{f.exe}, targets...)...)
-	client.Env = append(os.Environ(), "TF_CLUSTER_TEST_ROLE=client")
-	stdin, _ := client.StdinPipe()
-	var cout strings.Builder
-	client.Stdout, client.Stderr = &cout, &cout
-	if err := client.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	f.pids = append(f.pids, client.Process.Pid)
-	f.mu.Unlock()
-	time.Sleep(300 * time.Millisecond)
-
+	seenBy := f.client(h1, targets)
 	ds := time.Now()
 	out, errs, err := f.tf(h2, "cluster", "drain", "h3")
 	took := time.Since(ds)
 	t.Logf("cluster drain h3 (%v):\n%s%s", took.Round(time.Millisecond), out, errs)
-	time.Sleep(300 * time.Millisecond)
-	stdin.Close()
-	client.Wait()
+	seen := seenBy()
 	if err != nil {
 		t.Fatalf("drain: %v", err)
 	}
@@ -249,14 +172,6 @@ for _, x in ipairs(colinux.list{}) do colinux.get(x.name):destroy{ disk = true }
 
 	// What the client saw, per target; the worst gap against the moves'
 	// own downtimes.
-	var seen map[string]struct {
-		OK, Failed int
-		MaxGap     time.Duration
-		LastErr    string
-	}
-	if err := json.Unmarshal([]byte(cout.String()), &seen); err != nil {
-		t.Fatalf("client: %v\n%s", err, cout.String())
-	}
 	downRE := regexp.MustCompile(`(?m)^(web\d+) +h3 -> (h\d) +offline +down ([0-9.]+m?s)`)
 	moves := downRE.FindAllStringSubmatch(out, -1)
 	if len(moves) != 2 {
@@ -275,12 +190,17 @@ for _, x in ipairs(colinux.list{}) do colinux.get(x.name):destroy{ disk = true }
 		g := strings.TrimSuffix(vhost, ".test")
 		failed += s.Failed
 		t.Logf("%-28s %5d ok %3d failed, longest gap %v (move downtime %v) %s", tg, s.OK, s.Failed, s.MaxGap.Round(time.Millisecond), down[g], s.LastErr)
-		// A site that did not move never stops; a moved one no longer
-		// than its move's downtime, plus the client's timeout (a request
-		// sent just before it came back may wait that long) and the
-		// route's way to every proxy.
-		if limit := down[g] + 500*time.Millisecond; s.MaxGap > limit {
-			t.Errorf("%s: a gap of %v, more than its downtime %v + 500ms", tg, s.MaxGap, down[g])
+		// A moved site is away no longer than its move's downtime, plus
+		// the client's timeout (a request sent just before it came back
+		// may wait that long) and the route's way to every proxy. A site
+		// that did not move keeps answering (its gaps are the loaded
+		// machine's: bounded well below a move's downtime).
+		limit := down[g] + time.Second
+		if down[g] == 0 {
+			limit = 2 * time.Second
+		}
+		if s.MaxGap > limit {
+			t.Errorf("%s: a gap of %v, more than %v (its move's downtime: %v)", tg, s.MaxGap, limit, down[g])
 		}
 		if s.OK == 0 {
 			t.Errorf("%s: never answered", tg)
@@ -345,4 +265,214 @@ for _, x in ipairs(colinux.list{}) do colinux.get(x.name):destroy{ disk = true }
 		t.Errorf("second drain:\n%s", again)
 	}
 	step("every site answers, guests listed once on h1/h2, routes moved, h3 empty; a second drain has nothing to do")
+}
+
+// siteFarm is the drain tests' cluster: three hosts (newFarm), each with
+// its sshd, a guest disk serving "site HOSTNAME", and the playbook that
+// makes a guest of it on a host with a claim, its farm network and a route.
+type siteFarm struct {
+	*farm
+	disk, pb string
+}
+
+func newSiteFarm(t *testing.T) *siteFarm {
+	guesttest.NeedRoot(t)
+	disk := guesttest.BuildDisk(t, guesttest.Options{Size: "64M",
+		Bootlocal: `mkdir -p /opt/www; echo "site $(hostname)" > /opt/www/index.html; httpd -p 80 -h /opt/www`})
+	f := &siteFarm{farm: newFarm(t, 3), disk: disk.Path, pb: filepath.Join(t.TempDir(), "guest.lua")}
+	for _, h := range f.hosts {
+		f.sshd(h)
+	}
+	f.start()
+	for _, h := range f.hosts {
+		f.waitHost(f.hosts[0], h.name, cluster.HostUp)
+	}
+	os.WriteFile(f.pb, []byte(`
+local cluster, colinux = require("cluster"), require("colinux")
+local c = cluster.claim{ name = vars.name, host = vars.host, mem = "48M", driver = "ns" }
+colinux.network{ subnet = c.subnet }
+local g = colinux.guest{ name = vars.name, driver = "ns", disk = vars.disk, ip = c.ip, mem = "48M" }
+g:start()
+g:wait_ready{ timeout = 30 }
+cluster.route{ vhost = vars.name .. ".test", host = vars.host, addr = c.ip:match("^[^/]+") .. ":80", guest = vars.name }
+`), 0o644)
+	t.Cleanup(func() {
+		// Before the namespaces go (cleanups run last-in first-out).
+		gone := filepath.Join(t.TempDir(), "destroy.lua")
+		os.WriteFile(gone, []byte(`local colinux = require("colinux")
+for _, x in ipairs(colinux.list{}) do colinux.get(x.name):destroy{ disk = true } end`), 0o644)
+		for _, h := range f.hosts {
+			if out, errs, err := f.tf(h, "run", gone); err != nil {
+				t.Logf("%s: destroying its guests: %v\n%s%s", h.name, err, out, errs)
+			}
+		}
+	})
+	return f
+}
+
+// siteGuests makes each guest on its host (hosts in parallel), each with a
+// copy of the disk; it returns the names in order.
+func (f *siteFarm) siteGuests(placed map[string]*netHost) []string {
+	t := f.t
+	var names []string
+	for n := range placed {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var wg sync.WaitGroup
+	for _, h := range f.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, n := range names {
+				if placed[n] != h {
+					continue
+				}
+				own := filepath.Join(h.home, n+".img")
+				if out, err := exec.Command("cp", "--sparse=always", f.disk, own).CombinedOutput(); err != nil {
+					t.Errorf("cp: %v %s", err, out)
+					return
+				}
+				if out, errs, err := f.tf(h, "run", f.pb, "-e", "name="+n, "-e", "host="+h.name, "-e", "disk="+own); err != nil {
+					t.Errorf("%s: guest %s: %v\n%s%s", h.name, n, err, out, errs)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return names
+}
+
+// clientStat is what the client saw of one target.
+type clientStat struct {
+	OK, Failed int
+	MaxGap     time.Duration
+	LastErr    string
+}
+
+// client starts the client in h's namespace on targets ("proxy|vhost");
+// the returned function stops it and returns what it saw.
+func (f *siteFarm) client(h *netHost, targets []string) func() map[string]clientStat {
+	t := f.t
+	cmd := inNS(h, append([]string{f.exe}, targets...)...)
+	cmd.Env = append(os.Environ(), "TF_CLUSTER_TEST_ROLE=client")
+	stdin, _ := cmd.StdinPipe()
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.pids = append(f.pids, cmd.Process.Pid)
+	f.mu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	return func() map[string]clientStat {
+		time.Sleep(300 * time.Millisecond)
+		stdin.Close()
+		cmd.Wait()
+		var seen map[string]clientStat
+		if err := json.Unmarshal([]byte(out.String()), &seen); err != nil {
+			t.Fatalf("client: %v\n%s", err, out.String())
+		}
+		return seen
+	}
+}
+
+// TestDrainBench (bench/cluster.sh): N ns guests on h3 moved to h1 and h2
+// twice in one run: by hand (one `tinyfarm run` on h3 of g:migrate then
+// cluster.route for each guest, the anchor) and by `tinyfarm cluster
+// drain h3`, each with a client asking every site through h1's proxy.
+// Prints TSV rows: total time, the client-seen gap per guest (median) and
+// the migration's own downtime (median).
+func TestDrainBench(t *testing.T) {
+	if os.Getenv("TINYFARM_BENCH") == "" {
+		t.Skip("set TINYFARM_BENCH=1 (bench/cluster.sh)")
+	}
+	n := 3
+	if v, err := strconv.Atoi(os.Getenv("TINYFARM_DRAIN_GUESTS")); err == nil && v > 0 {
+		n = v
+	}
+	f := newSiteFarm(t)
+	h1, h2, h3 := f.hosts[0], f.hosts[1], f.hosts[2]
+	st := f.status(h1)
+	hostKey := map[string]string{}
+	for _, h := range st.Hosts {
+		hostKey[h.Name] = h.SSHHostKey
+	}
+	type round struct {
+		total       time.Duration
+		gaps, downs []time.Duration
+		failedReqs  int
+	}
+	run := func(prefix string, move func(names []string) (string, error), downRE *regexp.Regexp) round {
+		placed := map[string]*netHost{}
+		for i := 1; i <= n; i++ {
+			placed[fmt.Sprintf("%s%d", prefix, i)] = h3
+		}
+		names := f.siteGuests(placed)
+		var targets []string
+		for _, g := range names {
+			f.waitFetch(h1, g+".test", "site "+g)
+			targets = append(targets, h1.ip+":8080|"+g+".test")
+		}
+		seenBy := f.client(h1, targets)
+		t0 := time.Now()
+		out, err := move(names)
+		r := round{total: time.Since(t0)}
+		seen := seenBy()
+		t.Logf("%s (%v):\n%s", prefix, r.total.Round(time.Millisecond), out)
+		if err != nil {
+			t.Fatalf("%s: %v", prefix, err)
+		}
+		for _, tg := range targets {
+			r.gaps = append(r.gaps, seen[tg].MaxGap)
+			r.failedReqs += seen[tg].Failed
+		}
+		for _, m := range downRE.FindAllStringSubmatch(out, -1) {
+			d, _ := time.ParseDuration(m[1])
+			r.downs = append(r.downs, d)
+		}
+		if len(r.downs) != n {
+			t.Fatalf("%s: %d downtimes in the output, want %d", prefix, len(r.downs), n)
+		}
+		return r
+	}
+	// By hand: the same moves (alternating h1, h2 as the drain's spread
+	// placement does), each followed by its route.
+	pb := filepath.Join(t.TempDir(), "hand.lua")
+	os.WriteFile(pb, []byte(`
+local cluster, colinux = require("cluster"), require("colinux")
+local i = 0
+for name in vars.names:gmatch("[^,]+") do
+  i = i + 1
+  local to = (i % 2 == 1) and "h1" or "h2"
+  local r = colinux.get(name):migrate{ to = { name = to, address = vars[to .. "_ip"], key = vars.key, host_key = vars[to .. "_hostkey"] } }
+  cluster.route{ vhost = name .. ".test", host = to, addr = r.ip .. ":80", guest = name }
+  print(string.format("%s down %.3fs", name, r.downtime))
+end
+`), 0o644)
+	hand := run("hand", func(names []string) (string, error) {
+		out, errs, err := f.tf(h3, "run", pb, "-e", "names="+strings.Join(names, ","), "-e", "key="+filepath.Join(cluster.Dir(h3.home), cluster.ClusterKeyFile),
+			"-e", "h1_ip="+h1.ip, "-e", "h2_ip="+h2.ip, "-e", "h1_hostkey="+hostKey["h1"], "-e", "h2_hostkey="+hostKey["h2"])
+		return out + errs, err
+	}, regexp.MustCompile(`(?m)^hand\d+ down ([0-9.]+s)`))
+	drain := run("drain", func([]string) (string, error) {
+		out, errs, err := f.tf(h2, "cluster", "drain", "h3")
+		return out + errs, err
+	}, regexp.MustCompile(`(?m)^drain\d+ +h3 -> h\d +offline +down ([0-9.]+m?s)`))
+	med := func(d []time.Duration) float64 {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[len(s)/2].Seconds()
+	}
+	row := func(metric string, v, a float64) {
+		fmt.Printf("%s\t%.2f\tby hand: tinyfarm run of g:migrate + cluster.route per guest\t%.2f\t%.2f\n", metric, v, a, v/a)
+	}
+	row(fmt.Sprintf("cluster drain of %d ns guests, total s", n), drain.total.Seconds(), hand.total.Seconds())
+	row("cluster drain, gap a client sees per guest, median s", med(drain.gaps), med(hand.gaps))
+	row("cluster drain, migration downtime per guest, median s", med(drain.downs), med(hand.downs))
+	t.Logf("failed requests: drain %d, by hand %d", drain.failedReqs, hand.failedReqs)
 }
