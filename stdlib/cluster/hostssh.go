@@ -199,7 +199,7 @@ func writeBlock(path, block string) error {
 var gateCommands = []string{"probe", "sums", "recv", "import", "incoming", "discard", "revoke"}
 
 // GateArgs checks the command line another host asked for over SSH
-// (SSH_ORIGINAL_COMMAND: what colinux.Remote runs, `'tinyfarm' 'migrate'
+// (SSH_ORIGINAL_COMMAND: what ops.Remote runs, `'tinyfarm' 'migrate'
 // 'SUB' ...` quoted word by word) and returns the tinyfarm arguments to
 // run on this host: a migrate subcommand, paths only inside stateDir's
 // disks directory. Anything else is refused.

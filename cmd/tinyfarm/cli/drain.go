@@ -15,20 +15,21 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 )
 
 // farmMover drains this host's farm for its cluster daemon: the guests of
-// the state dir, moved with g:migrate's Guest.Migrate (live when the guest
+// the state dir, moved with g:migrate's ops.Migrate (live when the guest
 // runs and its driver can, offline otherwise) to a cluster host reached as
 // cluster.HostRemote says.
 type farmMover struct {
 	cfg *cluster.Config
 }
 
-func (m farmMover) farm() *colinux.Farm {
-	return colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+func (m farmMover) farm() *farm.Farm {
+	return farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
 }
 
 func (m farmMover) Guests(ctx context.Context) ([]cluster.LocalGuest, error) {
@@ -38,7 +39,7 @@ func (m farmMover) Guests(ctx context.Context) ([]cluster.LocalGuest, error) {
 	if err != nil {
 		return nil, err
 	}
-	drivers := colinux.DefaultDrivers()
+	drivers := farm.DefaultDrivers()
 	var out []cluster.LocalGuest
 	for _, d := range defs {
 		g, err := f.Guest(ctx, d.Name)
@@ -65,16 +66,16 @@ func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live 
 	if err != nil {
 		return cluster.MoveResult{}, err
 	}
-	conv := func(r colinux.MigrateResult) cluster.MoveResult {
+	conv := func(r ops.MigrateResult) cluster.MoveResult {
 		return cluster.MoveResult{Live: r.Live, Downtime: r.Downtime, Duration: r.Duration, IP: r.IP}
 	}
-	o := colinux.MigrateOptions{Live: live, Running: func(r colinux.MigrateResult) { running(conv(r)) }}
-	res, err := g.Migrate(ctx, remote, o)
+	o := ops.MigrateOptions{Live: live, Running: func(r ops.MigrateResult) { running(conv(r)) }}
+	res, err := ops.Migrate(ctx, g, remote, o)
 	if live && errors.Is(err, driver.ErrUnsupported) {
 		// This guest cannot move live (shares, a bridged address it could
 		// not keep there...): Migrate refused before touching it.
 		o.Live = false
-		res, err = g.Migrate(ctx, remote, o)
+		res, err = ops.Migrate(ctx, g, remote, o)
 	}
 	return conv(res), err
 }
@@ -223,7 +224,7 @@ func gateInput(stdin io.Reader, sub string) (io.Reader, error) {
 	default:
 		return stdin, nil
 	}
-	var d colinux.Definition
+	var d farm.Definition
 	if err := json.Unmarshal(def, &d); err != nil {
 		return nil, fmt.Errorf("cluster gate: %s: definition: %w", sub, err)
 	}
