@@ -131,8 +131,8 @@ func replaceBlock(text, block string) string {
 	return strings.Join(out, "") + block
 }
 
-// authorizedKeysPath is the file the daemon keeps the hosts' keys in.
-func (c *Config) authorizedKeysPath() string {
+// AuthorizedKeysPath is the file the daemon keeps the hosts' keys in ("": none).
+func (c *Config) AuthorizedKeysPath() string {
 	if c.AuthorizedKeys != "" {
 		if c.AuthorizedKeys == "none" {
 			return ""
@@ -155,7 +155,7 @@ func GateCommand(exe, stateDir string) string {
 // keepHostKeys rewrites the daemon's block of authorized_keys whenever the
 // hosts' cluster keys change (checked every few seconds).
 func keepHostKeys(ctx context.Context, c *Client, cfg *Config, gate string, log *slog.Logger) {
-	path := cfg.authorizedKeysPath()
+	path := cfg.AuthorizedKeysPath()
 	if path == "" || gate == "" {
 		return
 	}

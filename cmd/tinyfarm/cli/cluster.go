@@ -128,6 +128,7 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "cluster started: %s is its first host (etcd member on %s)\n", cfg.Host, cfg.Advertise)
+			keysNote(stdout, cfg)
 			fmt.Fprintf(stdout, "join another host (token valid 24h, for one host):\n  tinyfarm cluster join %s --advertise THAT_HOSTS_IP\n", tok)
 			return nil
 		},
@@ -173,6 +174,7 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "%s joined the cluster\n", cfg.Host)
+			keysNote(stdout, cfg)
 			return nil
 		},
 	}
@@ -401,4 +403,12 @@ func clusterGuests(ctx context.Context, stdout, stderr io.Writer, asJSON bool) e
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Host, g.State, g.IP, farm.HumanSize(g.Mem), d)
 	}
 	return tw.Flush()
+}
+
+// keysNote says where the other hosts' cluster keys are authorized (for
+// migrations only), so no one finds them there by surprise.
+func keysNote(w io.Writer, cfg *cluster.Config) {
+	if p := cfg.AuthorizedKeysPath(); p != "" {
+		fmt.Fprintf(w, "the other hosts' cluster keys go to %s, each allowed only the migration commands (tinyfarm cluster gate)\n", p)
+	}
 }
