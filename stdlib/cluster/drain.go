@@ -331,6 +331,19 @@ func (d *drainer) run(ctx context.Context, req DrainRequest) {
 		if err != nil {
 			req.Error = err.Error()
 		}
+		// Counted from the steps: a resumed drain counts the moves its
+		// first daemon made too.
+		if _, steps, _, err := d.c.DrainState(context.WithoutCancel(ctx), self, req.DryRun); err == nil {
+			req.Moved, req.Failed = 0, 0
+			for _, s := range steps {
+				switch s.State {
+				case StepDone:
+					req.Moved++
+				case StepFailed:
+					req.Failed++
+				}
+			}
+		}
 		req.State, req.Finished = DrainDone, time.Now().UTC()
 		d.put(context.WithoutCancel(ctx), req, opJSON(drainKey(self, req.DryRun), req))
 	}
@@ -365,7 +378,6 @@ func (d *drainer) run(ctx context.Context, req DrainRequest) {
 		if s.State == StepMoving && !hasStep(steps, s.Guest) {
 			s.State, s.Error = StepFailed, "the daemon stopped during this move; the guest is no longer here: check it on "+s.To+" (tinyfarm guests there) and its route (cluster.route)"
 			d.put(ctx, req, opJSON(stepPrefix(self, req.DryRun)+s.Guest, s))
-			req.Failed++
 		}
 	}
 	if req.DryRun {
@@ -376,17 +388,8 @@ func (d *drainer) run(ctx context.Context, req DrainRequest) {
 		if ctx.Err() != nil {
 			return // the daemon stops: the next one resumes
 		}
-		if s.State != StepPlanned {
-			if s.State == StepFailed {
-				req.Failed++
-			}
-			continue
-		}
-		s = d.move(ctx, req, s, local)
-		if s.State == StepDone {
-			req.Moved++
-		} else {
-			req.Failed++
+		if s.State == StepPlanned {
+			d.move(ctx, req, s, local)
 		}
 	}
 	if ctx.Err() != nil {
@@ -457,6 +460,9 @@ func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local
 	s.State = StepMoving
 	d.put(ctx, req, opJSON(key, s))
 	fail := func(err error) DrainStep {
+		if ctx.Err() != nil {
+			return s // the daemon stops: still moving, resumed by the next one
+		}
 		s.State, s.Error = StepFailed, err.Error()
 		d.put(context.WithoutCancel(ctx), req, opJSON(key, s))
 		d.log.Info("cluster: drain step failed", "guest", s.Guest, "to", s.To, "err", err)

@@ -17,6 +17,8 @@ type fakeMover struct {
 	guests map[string]LocalGuest
 	moved  map[string]string // guest -> host
 	fail   string            // a guest whose move fails
+	block  string            // a guest whose move waits for the daemon to stop
+	moving chan string       // told the blocked guest's name
 }
 
 func (m *fakeMover) Guests(context.Context) ([]LocalGuest, error) {
@@ -29,8 +31,14 @@ func (m *fakeMover) Guests(context.Context) ([]LocalGuest, error) {
 	return out, nil
 }
 
-func (m *fakeMover) Move(_ context.Context, name string, to Host, live bool, running func(MoveResult)) (MoveResult, error) {
+func (m *fakeMover) Move(ctx context.Context, name string, to Host, live bool, running func(MoveResult)) (MoveResult, error) {
 	m.mu.Lock()
+	if name == m.block {
+		m.mu.Unlock()
+		m.moving <- name
+		<-ctx.Done()
+		return MoveResult{}, ctx.Err()
+	}
 	defer m.mu.Unlock()
 	if name == m.fail {
 		return MoveResult{}, errors.New("the far disk is full")
@@ -51,6 +59,7 @@ func (m *fakeMover) Move(_ context.Context, name string, to Host, live bool, run
 func TestDrainPlanMoveSwitch(t *testing.T) {
 	ctx := ctxT(t)
 	var cfgs []*Config
+	var stopA func()
 	mover := &fakeMover{guests: map[string]LocalGuest{}, moved: map[string]string{}, fail: "web4"}
 	for i, name := range []string{"a", "b", "c"} {
 		cfg := hostConfig(t, name, "127.0.0.1")
@@ -71,8 +80,10 @@ func TestDrainPlanMoveSwitch(t *testing.T) {
 		opts := ServeOptions{}
 		if i == 0 {
 			opts.Mover = mover
+			stopA = serve(t, cfg, opts)
+		} else {
+			serve(t, cfg, opts)
 		}
-		serve(t, cfg, opts)
 		cfgs = append(cfgs, cfg)
 	}
 	c := connect(t, cfgs[1])
@@ -173,6 +184,33 @@ func TestDrainPlanMoveSwitch(t *testing.T) {
 	}
 	if hosts, _ := c.Hosts(ctx); hosts[0].Draining != "" {
 		t.Errorf("a after undrain: %+v", hosts[0])
+	}
+
+	// a's daemon stops in the middle of a drain (web6's move): the drain
+	// stays running, web5's move stands; a's next daemon resumes it and
+	// the drain ends with both moved.
+	mover.mu.Lock()
+	mover.guests["web5"] = LocalGuest{Name: "web5", Mem: 1 << 20, Driver: "ns"}
+	mover.guests["web6"] = LocalGuest{Name: "web6", Mem: 1 << 20, Driver: "ns"}
+	mover.block, mover.moving = "web6", make(chan string, 1)
+	mover.mu.Unlock()
+	req, _, err = c.RequestDrain(ctx, "a", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-mover.moving
+	stopA()
+	mid, steps, _, _ := c.DrainState(ctx, "a", false)
+	if mid.State != DrainRunning || len(steps) != 2 || steps[0].State != StepDone || steps[1].State != StepMoving {
+		t.Fatalf("after a's daemon stopped mid-drain: %+v %+v", mid, steps)
+	}
+	mover.mu.Lock()
+	mover.block = ""
+	mover.mu.Unlock()
+	serve(t, cfgs[0], ServeOptions{Mover: mover})
+	final, err = c.WatchDrain(ctx, "a", req.ID, false, func(DrainRequest, []DrainStep) {})
+	if err != nil || final.Moved != 2 || final.Failed != 0 || mover.moved["web6"] == "" {
+		t.Fatalf("resumed drain: %+v %v, moved %v", final, err, mover.moved)
 	}
 }
 
