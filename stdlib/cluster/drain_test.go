@@ -238,8 +238,20 @@ func TestGateArgs(t *testing.T) {
 			t.Errorf("GateArgs(%s): %v, want refused", bad, err)
 		}
 	}
-	if err := CheckGateDefinition("/root/.ssh/x.img", state); err == nil {
+	if err := CheckGateDefinition(state, "/root/.ssh/x.img", nil, 0); err == nil {
 		t.Error("a definition's disk outside the state dir passed")
+	}
+	if err := CheckGateDefinition(state, state+"/disks/w.img", []string{"/etc/shadow"}, 0); err == nil {
+		t.Error("a definition's kernel outside the state dir passed")
+	}
+	if err := CheckGateDefinition(state, state+"/disks/w.img", []string{"", state + "/cache/core.gz"}, 1); err == nil {
+		t.Error("a definition with a share passed")
+	}
+	if err := CheckGateDefinition(state, state+"/disks/w.img", []string{"", state + "/cache/core.gz"}, 0); err != nil {
+		t.Error(err)
+	}
+	if _, err := GateArgs(`'tinyfarm' 'migrate' 'probe' 'w' '--share' '/'`, state); err == nil {
+		t.Error("a probe with a share passed")
 	}
 }
 

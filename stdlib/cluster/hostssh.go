@@ -215,6 +215,9 @@ func GateArgs(cmdline, stateDir string) ([]string, error) {
 		return fail("not tinyfarm migrate " + strings.Join(gateCommands, "|"))
 	}
 	args := words[1:]
+	if words[2] == "probe" && slices.Contains(args, "--share") {
+		return nil, errNoShares // refused before anything is copied
+	}
 	if sub := words[2]; sub == "sums" || sub == "recv" {
 		p := args[len(args)-1]
 		disks := filepath.Join(stateDir, "disks") + string(filepath.Separator)
@@ -225,15 +228,28 @@ func GateArgs(cmdline, stateDir string) ([]string, error) {
 	return args, nil
 }
 
-// CheckGateDefinition checks the disk of a definition (JSON) sent to the
-// gate's import or incoming: inside stateDir's disks directory.
-func CheckGateDefinition(disk, stateDir string) error {
+// CheckGateDefinition checks a guest definition sent to the gate's import
+// or incoming: its disk inside stateDir's disks directory, any other file
+// it names (extra disks, base, core, kernel, initrds) inside stateDir, and
+// no shares (a share would hand a host directory to a guest another host
+// controls; move such a guest with g:migrate and a key of your own).
+func CheckGateDefinition(stateDir, disk string, files []string, shares int) error {
 	disks := filepath.Join(stateDir, "disks") + string(filepath.Separator)
 	if disk != "" && (filepath.Clean(disk) != disk || !strings.HasPrefix(disk, disks)) {
 		return fmt.Errorf("cluster gate: disk %s is not in %s: %w", disk, disks, ErrInvalid)
 	}
+	for _, f := range files {
+		if f != "" && (filepath.Clean(f) != f || !strings.HasPrefix(f, stateDir+string(filepath.Separator))) {
+			return fmt.Errorf("cluster gate: %s is not in this host's state dir %s: %w", f, stateDir, ErrInvalid)
+		}
+	}
+	if shares > 0 {
+		return errNoShares
+	}
 	return nil
 }
+
+var errNoShares = fmt.Errorf("cluster gate: the guest has shares, which a cluster key may not bring to this host (a host directory for a guest another host controls): unshare it first, or move it with g:migrate and a key of your own: %w", ErrInvalid)
 
 // shellWords splits a command line of single-quoted or plain words (what
 // ssh.ShellJoin makes); ok=false for anything a shell would treat

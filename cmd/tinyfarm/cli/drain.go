@@ -228,7 +228,8 @@ func gateInput(stdin io.Reader, sub string) (io.Reader, error) {
 	if err := json.Unmarshal(def, &d); err != nil {
 		return nil, fmt.Errorf("cluster gate: %s: definition: %w", sub, err)
 	}
-	if err := cluster.CheckGateDefinition(d.Disk, StateDir()); err != nil {
+	files := append([]string{d.Base, d.Core, d.Kernel}, append(d.Disks, d.Initrds...)...)
+	if err := cluster.CheckGateDefinition(StateDir(), d.Disk, files, len(d.Shares)); err != nil {
 		return nil, err
 	}
 	return rest, nil
