@@ -299,7 +299,7 @@ func (d *drainer) loop(ctx context.Context) {
 // exists is the transaction guard "key exists".
 func exists(key string) clientv3.Cmp { return clientv3.Compare(clientv3.CreateRevision(key), ">", 0) }
 
-// put applies ops if the request id still owns host's drain.
+// put applies ops while host's drain request exists (not undrained).
 func (d *drainer) put(ctx context.Context, req DrainRequest, ops ...clientv3.Op) error {
 	key := drainKey(d.cfg.Host, req.DryRun)
 	return d.c.call(ctx, "cluster drain "+d.cfg.Host, func(ctx context.Context) error {
@@ -529,6 +529,7 @@ func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainSte
 				clientv3.OpGet(Prefix+"hostmem/"+self),
 				clientv3.OpGet(Prefix+"hostmem/"+s.To),
 				clientv3.OpGet(Prefix+"hostnet/"+s.To),
+				clientv3.OpGet(Prefix+"ips/"+s.IP),
 			).Commit()
 			if err != nil {
 				return err
@@ -556,19 +557,28 @@ func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainSte
 				if json.Unmarshal(kvs[0].Value, &g) == nil && g.Host == self {
 					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kvs[0].Key)), "=", kvs[0].ModRevision))
 					g.Host = s.To
-					if s.IP != "" {
-						oldIP, _, _ := strings.Cut(g.IP, "/")
-						bits := 24
+					owner := ""
+					if ik := r.Responses[5].GetResponseRange().Kvs; len(ik) > 0 {
+						owner = string(ik[0].Value)
+						cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(ik[0].Key)), "=", ik[0].ModRevision))
+					} else {
+						cmps = append(cmps, absent(Prefix+"ips/"+s.IP))
+					}
+					switch oldIP, _, _ := strings.Cut(g.IP, "/"); {
+					case s.IP == "" || oldIP == s.IP:
+					case owner != "" && owner != s.Guest:
+						// The far farm gave it an address another guest
+						// claims (its farm network is not the host's
+						// cluster subnet): the claim keeps its address.
+						s.Note = fmt.Sprintf("its address there, %s, is claimed by %s: give %s's farm its cluster subnet (colinux.network)", s.IP, owner, s.To)
+					default:
+						g.IP = s.IP + "/24"
 						if nk := r.Responses[4].GetResponseRange().Kvs; len(nk) > 0 {
 							if p, err := netip.ParsePrefix(string(nk[0].Value)); err == nil {
-								bits = p.Bits()
-								g.Gateway = p.Addr().Next().String()
+								g.IP, g.Gateway = s.IP+"/"+strconv.Itoa(p.Bits()), p.Addr().Next().String()
 							}
 						}
-						g.IP = s.IP + "/" + strconv.Itoa(bits)
-						if oldIP != s.IP {
-							ops = append(ops, clientv3.OpDelete(Prefix+"ips/"+oldIP), clientv3.OpPut(Prefix+"ips/"+s.IP, s.Guest))
-						}
+						ops = append(ops, clientv3.OpDelete(Prefix+"ips/"+oldIP), clientv3.OpPut(Prefix+"ips/"+s.IP, s.Guest))
 					}
 					ops = append(ops, opJSON(string(kvs[0].Key), g))
 					for i, h := range []string{self, s.To} {
