@@ -382,11 +382,11 @@ func (f *siteFarm) client(h *netHost, targets []string) func() map[string]client
 }
 
 // TestDrainBench (bench/cluster.sh): N ns guests on h3 moved to h1 and h2
-// twice in one run: by hand (one `tinyfarm run` on h3 of g:migrate then
+// in one run, alternating rounds (TINYFARM_DRAIN_ROUNDS, default 2): by hand (one `tinyfarm run` on h3 of g:migrate then
 // cluster.route for each guest, the anchor) and by `tinyfarm cluster
 // drain h3`, each with a client asking every site through h1's proxy.
-// Prints TSV rows: total time, the client-seen gap per guest (median) and
-// the migration's own downtime (median).
+// Prints TSV rows, medians over the rounds (and guests): total time, the
+// client-seen gap per guest and the migration's own downtime.
 func TestDrainBench(t *testing.T) {
 	if os.Getenv("TINYFARM_BENCH") == "" {
 		t.Skip("set TINYFARM_BENCH=1 (bench/cluster.sh)")
@@ -394,6 +394,10 @@ func TestDrainBench(t *testing.T) {
 	n := 3
 	if v, err := strconv.Atoi(os.Getenv("TINYFARM_DRAIN_GUESTS")); err == nil && v > 0 {
 		n = v
+	}
+	rounds := 2
+	if v, err := strconv.Atoi(os.Getenv("TINYFARM_DRAIN_ROUNDS")); err == nil && v > 0 {
+		rounds = v
 	}
 	f := newSiteFarm(t)
 	h1, h2, h3 := f.hosts[0], f.hosts[1], f.hosts[2]
@@ -454,15 +458,28 @@ for name in vars.names:gmatch("[^,]+") do
   print(string.format("%s down %.3fs", name, r.downtime))
 end
 `), 0o644)
-	hand := run("hand", func(names []string) (string, error) {
-		out, errs, err := f.tf(h3, "run", pb, "-e", "names="+strings.Join(names, ","), "-e", "key="+filepath.Join(cluster.Dir(h3.home), cluster.ClusterKeyFile),
-			"-e", "h1_ip="+h1.ip, "-e", "h2_ip="+h2.ip, "-e", "h1_hostkey="+hostKey["h1"], "-e", "h2_hostkey="+hostKey["h2"])
-		return out + errs, err
-	}, regexp.MustCompile(`(?m)^hand\d+ down ([0-9.]+s)`))
-	drain := run("drain", func([]string) (string, error) {
-		out, errs, err := f.tf(h2, "cluster", "drain", "h3")
-		return out + errs, err
-	}, regexp.MustCompile(`(?m)^drain\d+ +h3 -> h\d +offline +down ([0-9.]+m?s)`))
+	var hand, drain round
+	add := func(to *round, r round) {
+		to.gaps = append(to.gaps, r.gaps...)
+		to.downs = append(to.downs, r.downs...)
+		to.failedReqs += r.failedReqs
+	}
+	var handTotals, drainTotals []time.Duration
+	for r := 0; r < rounds; r++ {
+		tag := string(rune('a' + r))
+		h := run("hand"+tag, func(names []string) (string, error) {
+			out, errs, err := f.tf(h3, "run", pb, "-e", "names="+strings.Join(names, ","), "-e", "key="+filepath.Join(cluster.Dir(h3.home), cluster.ClusterKeyFile),
+				"-e", "h1_ip="+h1.ip, "-e", "h2_ip="+h2.ip, "-e", "h1_hostkey="+hostKey["h1"], "-e", "h2_hostkey="+hostKey["h2"])
+			return out + errs, err
+		}, regexp.MustCompile(`(?m)^hand`+tag+`\d+ down ([0-9.]+s)`))
+		d := run("drain"+tag, func([]string) (string, error) {
+			out, errs, err := f.tf(h2, "cluster", "drain", "h3")
+			return out + errs, err
+		}, regexp.MustCompile(`(?m)^drain`+tag+`\d+ +h3 -> h\d +offline +down ([0-9.]+m?s)`))
+		add(&hand, h)
+		add(&drain, d)
+		handTotals, drainTotals = append(handTotals, h.total), append(drainTotals, d.total)
+	}
 	med := func(d []time.Duration) float64 {
 		s := slices.Clone(d)
 		slices.Sort(s)
@@ -471,7 +488,7 @@ end
 	row := func(metric string, v, a float64) {
 		fmt.Printf("%s\t%.2f\tby hand: tinyfarm run of g:migrate + cluster.route per guest\t%.2f\t%.2f\n", metric, v, a, v/a)
 	}
-	row(fmt.Sprintf("cluster drain of %d ns guests, total s", n), drain.total.Seconds(), hand.total.Seconds())
+	row(fmt.Sprintf("cluster drain of %d ns guests, total s (median of %d)", n, rounds), med(drainTotals), med(handTotals))
 	row("cluster drain, gap a client sees per guest, median s", med(drain.gaps), med(hand.gaps))
 	row("cluster drain, migration downtime per guest, median s", med(drain.downs), med(hand.downs))
 	t.Logf("failed requests: drain %d, by hand %d", drain.failedReqs, hand.failedReqs)
