@@ -15,9 +15,10 @@ import (
 )
 
 // stamp adds to a host's facts what the daemon's config says about
-// reaching it: its proxy, its sshd with the host key to pin there, and the
+// reaching it: its proxy, its sshd with the host key to pin there, its
+// cluster key (which the other hosts authorize for migrations), and the
 // tinyfarm a controller runs on it.
-func (cfg *Config) stamp(f *Facts) {
+func (cfg *Config) stamp(f Facts) Facts {
 	f.ProxyAddr = cfg.ProxyAddr
 	f.SSHAddr = cfg.SSHAddr
 	if f.SSHAddr == "" && cfg.Advertise != "" {
@@ -29,6 +30,9 @@ func (cfg *Config) stamp(f *Facts) {
 			f.SSHHostKey = strings.TrimSpace(string(b))
 		}
 	}
+	if b, err := os.ReadFile(filepath.Join(cfg.Dir, ClusterKeyFile+".pub")); err == nil {
+		f.ClusterKey = strings.TrimSpace(string(b))
+	}
 	f.Binary = cfg.Binary
 	if f.Binary == "" {
 		f.Binary, _ = os.Executable()
@@ -36,6 +40,7 @@ func (cfg *Config) stamp(f *Facts) {
 	if cfg.Dir != "" {
 		f.StateDir = filepath.Dir(cfg.Dir)
 	}
+	return f
 }
 
 // RemoteOptions say how a controller logs into the cluster's hosts.
@@ -83,6 +88,16 @@ func DialHost(ctx context.Context, c *Client, name string, o RemoteOptions) (*Ma
 			name, r.Address, err)
 	}
 	return m, err
+}
+
+// PeerRemote is the ops.Remote for cluster host h as this host (cfg)
+// reaches it for a migration: as HostRemote, but logged in as root with
+// this host's cluster SSH key, which h's daemon authorizes for the
+// migration commands only (hostssh.go). The far side's binary and state
+// directory are h's own: its gate runs them, whatever the command line
+// names.
+func PeerRemote(cfg *Config, h Host) (ops.Remote, error) {
+	return remoteFor(h, RemoteOptions{Key: filepath.Join(cfg.Dir, ClusterKeyFile), User: "root"})
 }
 
 func remoteFor(h Host, o RemoteOptions) (ops.Remote, error) {
