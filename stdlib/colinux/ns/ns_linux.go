@@ -18,13 +18,15 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guestexe"
 )
 
 // Runner starts namespace guests. The zero value uses the running binary
 // as the guest monitor (see Main) and the host's cgroup tree.
 type Runner struct {
 	// Exe is the binary re-executed as monitor, init and exec helper.
-	// Default: os.Executable(). It must call ns.Main first thing.
+	// Default: guestexe.Path() (tinyfarm-guest next to tinyfarm, else the
+	// running binary). It must call ns.Main first thing.
 	Exe string
 	// Pids caps the number of processes in a guest. Default 1024.
 	Pids int
@@ -72,7 +74,7 @@ func (r *Runner) exe() (string, error) {
 	if r.Exe != "" {
 		return r.Exe, nil
 	}
-	return os.Executable()
+	return guestexe.Path()
 }
 
 // Start launches the guest's monitor, detached (the guest outlives this
