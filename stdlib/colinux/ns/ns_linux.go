@@ -470,8 +470,21 @@ func (g *guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 	if opts.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(&stderr, opts.Stderr)
 	}
+	// When ctx ends, kill the command and what it started, not only
+	// nsenter (the command would keep running in the guest). A command
+	// that exits while a child it left running still holds its output
+	// (`sleep 60 &`, a daemon that keeps stderr) ends Exec execWaitDelay
+	// later, with what it printed until then.
+	cmd.Cancel = func() error { killTree(cmd.Process.Pid); return nil }
+	cmd.WaitDelay = execWaitDelay
 	err = cmd.Run()
 	res := driver.ExecResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("ns %s: exec %s: %w", g.spec.Name, strings.Join(argv, " "), ctx.Err())
+	}
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // it exited 0; its background child's output is cut off
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		res.Code = ee.ExitCode()
