@@ -14,7 +14,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/playbooks"
 	"github.com/tinyfarm/tinyfarm/stdlib/all"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
 )
@@ -50,7 +50,7 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 				out := filepath.Dir(strings.TrimPrefix(mirror, "file://"))
 				args = append(args, "-e", "kernel="+filepath.Join(out, "kernel", "vmlinux"), "-e", "initrd="+filepath.Join(out, "kernel", "modules.gz"))
 			}
-			farm := runTinycolinux(t, bin, work, state, env, "oss", args...)
+			fm := runTinycolinux(t, bin, work, state, env, "oss", args...)
 			// The core came from the mirror by its official name.
 			if _, err := os.Stat(filepath.Join(state, "tcz", "release", "corepure64.gz")); err != nil {
 				t.Errorf("core not fetched as corepure64.gz: %v", err)
@@ -63,7 +63,7 @@ func TestTinycolinuxOpenSSH(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			g, err := farm.Guest(ctx, "oss")
+			g, err := fm.Guest(ctx, "oss")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,10 +138,10 @@ func TestInstallOpenSSHIntoRunningGuest(t *testing.T) {
 	bin, mirror, work, state, env := e2e(t)
 	args := []string{"-e", "mirror=" + mirror,
 		"-e", "disk=" + filepath.Join(work, "db.img"), "-e", "extensions=dropbear", "-e", "hostname=db", "-e", "guest=db"}
-	farm := runTinycolinux(t, bin, work, state, env, "db", args...)
+	fm := runTinycolinux(t, bin, work, state, env, "db", args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	g, err := farm.Guest(ctx, "db")
+	g, err := fm.Guest(ctx, "db")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,13 +208,13 @@ func TestTinycolinux32Bit(t *testing.T) {
 	args := []string{"-e", "mirror=file://" + filepath.Join(out, "mirror"),
 		"-e", "arch=x86", "-e", "disk=" + filepath.Join(work, "x86.img"), "-e", "extensions=dropbear", "-e", "hostname=tc32",
 		"-e", "guest=tc32", "-e", "driver=ns"}
-	farm := runTinycolinux(t, bin, work, state, env, "tc32", args...)
+	fm := runTinycolinux(t, bin, work, state, env, "tc32", args...)
 	if _, err := os.Stat(filepath.Join(state, "tcz", "release", "core.gz")); err != nil {
 		t.Errorf("core not fetched as core.gz: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	g, err := farm.Guest(ctx, "tc32")
+	g, err := fm.Guest(ctx, "tc32")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,12 +321,12 @@ func TestColinuxFrugalX86Conf(t *testing.T) {
 // one guest (extra -e arguments in args) and fails the test unless the
 // recap says failed=0. The guest is destroyed (its disk kept) when the
 // test ends; the farm is returned for inspection.
-func runTinycolinux(t *testing.T, bin, work, state string, env []string, guest string, args ...string) *colinux.Farm {
+func runTinycolinux(t *testing.T, bin, work, state string, env []string, guest string, args ...string) *farm.Farm {
 	t.Helper()
 	args = append([]string{"run", filepath.Join(repoPlaybooks(t), "tinycolinux.lua")}, args...)
-	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
+	fm := farm.New(state, farm.Options{Drivers: farm.DefaultDrivers()})
 	t.Cleanup(func() {
-		if g, err := farm.Guest(context.Background(), guest); err == nil {
+		if g, err := fm.Guest(context.Background(), guest); err == nil {
 			g.Destroy(context.Background(), false)
 		}
 	})
@@ -335,5 +335,5 @@ func runTinycolinux(t *testing.T, bin, work, state string, env []string, guest s
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "failed=0") {
 		t.Fatalf("tinyfarm %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return farm
+	return fm
 }

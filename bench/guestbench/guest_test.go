@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/tcz"
@@ -57,19 +57,19 @@ func median(d []time.Duration) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
 
-func newFarm(t *testing.T, state string, r *ns.Runner) *colinux.Farm {
-	return colinux.New(state, colinux.Options{Drivers: map[string]driver.Runner{"ns": r}, Bridge: bridge, Subnet: "10.77.252.0/24"})
+func newFarm(t *testing.T, state string, r *ns.Runner) *farm.Farm {
+	return farm.New(state, farm.Options{Drivers: map[string]driver.Runner{"ns": r}, Bridge: bridge, Subnet: "10.77.252.0/24"})
 }
 
 // startReady starts a guest and waits for marker + one SSH handshake.
-func startReady(t *testing.T, farm *colinux.Farm, name, disk, hostKey string) (*colinux.Guest, time.Duration) {
+func startReady(t *testing.T, fm *farm.Farm, name, disk, hostKey string) (*farm.Guest, time.Duration) {
 	ctx := context.Background()
 	// The default configuration: a user namespace where the platform has
 	// one (colinux.guest{} does the same), the farm bridge.
-	if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hostKey, User: "root", UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
+	if _, err := fm.Define(farm.Definition{Name: name, Driver: "ns", Disk: disk, MemBytes: 64 << 20, HostKey: hostKey, User: "root", UserNS: ns.UserNSAvailable()}, farm.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	g, err := farm.Guest(ctx, name)
+	g, err := fm.Guest(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +92,10 @@ func TestStartToSSHReady(t *testing.T) {
 	state := t.TempDir()
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
 	measure := func(r *ns.Runner, n int) time.Duration {
-		farm := newFarm(t, state, r)
+		fm := newFarm(t, state, r)
 		var ds []time.Duration
 		for i := 0; i < n; i++ {
-			g, d := startReady(t, farm, fmt.Sprintf("b%d", i), guesttest.CopyDisk(t, base.Path), base.HostKey)
+			g, d := startReady(t, fm, fmt.Sprintf("b%d", i), guesttest.CopyDisk(t, base.Path), base.HostKey)
 			ds = append(ds, d)
 			g.Destroy(context.Background(), false)
 		}
@@ -152,20 +152,20 @@ func TestTwentyInParallel(t *testing.T) {
 	gate(t)
 	state := t.TempDir()
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
-	farm := newFarm(t, state, &ns.Runner{})
+	fm := newFarm(t, state, &ns.Runner{})
 	const n = 20
 	disks := make([]string, n)
 	for i := range disks {
 		disks[i] = guesttest.CopyDisk(t, base.Path)
 	}
 	var wg sync.WaitGroup
-	guests := make([]*colinux.Guest, n)
+	guests := make([]*farm.Guest, n)
 	t0 := time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			guests[i], _ = startReady(t, farm, fmt.Sprintf("p%d", i), disks[i], base.HostKey)
+			guests[i], _ = startReady(t, fm, fmt.Sprintf("p%d", i), disks[i], base.HostKey)
 		}(i)
 	}
 	wg.Wait()
@@ -191,7 +191,7 @@ func TestTwentyInParallel(t *testing.T) {
 	}
 	for _, g := range guests {
 		wg.Add(1)
-		go func(g *colinux.Guest) { defer wg.Done(); g.Destroy(context.Background(), false) }(g)
+		go func(g *farm.Guest) { defer wg.Done(); g.Destroy(context.Background(), false) }(g)
 	}
 	wg.Wait()
 	mib := func(v int64) string { return fmt.Sprintf("%.1f", float64(v)/n/(1<<20)) }
@@ -226,10 +226,10 @@ func TestInstallNginxOverSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
-	farm := newFarm(t, state, &ns.Runner{})
+	fm := newFarm(t, state, &ns.Runner{})
 	var ds []time.Duration
 	for i := 0; i < 3; i++ {
-		g, _ := startReady(t, farm, fmt.Sprintf("i%d", i), guesttest.CopyDisk(t, base.Path), base.HostKey)
+		g, _ := startReady(t, fm, fmt.Sprintf("i%d", i), guesttest.CopyDisk(t, base.Path), base.HostKey)
 		tg, err := g.Target(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -263,7 +263,7 @@ func TestStartBreakdown(t *testing.T) {
 	t.Setenv("TINYFARM_NS_TRACE", "1")
 	state := t.TempDir()
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state, Size: "64M"})
-	farm := newFarm(t, state, &ns.Runner{})
+	fm := newFarm(t, state, &ns.Runner{})
 	steps := map[string][]float64{}
 	var order []string
 	add := func(step string, ms float64) {
@@ -276,10 +276,10 @@ func TestStartBreakdown(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("t%d", i)
-		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: guesttest.CopyDisk(t, base.Path), MemBytes: 64 << 20, HostKey: base.HostKey, User: "root", UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
+		if _, err := fm.Define(farm.Definition{Name: name, Driver: "ns", Disk: guesttest.CopyDisk(t, base.Path), MemBytes: 64 << 20, HostKey: base.HostKey, User: "root", UserNS: ns.UserNSAvailable()}, farm.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		g, err := farm.Guest(ctx, name)
+		g, err := fm.Guest(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,10 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 )
 
 func TestMain(m *testing.M) {
@@ -60,17 +61,17 @@ func TestCloneVsCp(t *testing.T) {
 	gate(t)
 	ctx := context.Background()
 	state := t.TempDir()
-	farm := colinux.New(state, colinux.Options{Drivers: map[string]driver.Runner{}, Subnet: "10.77.249.0/24"})
+	fm := farm.New(state, farm.Options{Drivers: map[string]driver.Runner{}, Subnet: "10.77.249.0/24"})
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	if _, err := farm.Define(colinux.Definition{Name: "src", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, HostKey: disk.HostKey}, colinux.ChangeOptions{}); err != nil {
+	if _, err := fm.Define(farm.Definition{Name: "src", Driver: "ns", Disk: disk.Path, MemBytes: 64 << 20, HostKey: disk.HostKey}, farm.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	src, _ := farm.Guest(ctx, "src")
+	src, _ := fm.Guest(ctx, "src")
 	var clone, cp []time.Duration
 	var cloneBytes, cpBytes int64
 	var method string
 	for i := 0; i < 5; i++ {
-		res, err := src.Clone(ctx, colinux.CloneOptions{Name: fmt.Sprintf("c%d", i)})
+		res, err := ops.Clone(ctx, src, ops.CloneOptions{Name: fmt.Sprintf("c%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,10 +101,10 @@ func TestQemuCheckpointRestore(t *testing.T) {
 	guesttest.Release(t) // skips when the mini release is not built
 	ctx := context.Background()
 	state := t.TempDir()
-	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Subnet: "10.77.249.0/24"})
-	g, cold := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: "vm", MemBytes: 160 << 20})
+	fm := farm.New(state, farm.Options{Drivers: farm.DefaultDrivers(), Subnet: "10.77.249.0/24"})
+	g, cold := guesttest.QemuGuest(t, fm, state, farm.Definition{Name: "vm", MemBytes: 160 << 20})
 	file := filepath.Join(t.TempDir(), "vm.ckpt")
-	cp, err := g.Checkpoint(ctx, file)
+	cp, err := ops.Checkpoint(ctx, g, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestQemuCheckpointRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
-	r, err := farm.Restore(ctx, file, colinux.RestoreOptions{Name: "vm2"})
+	r, err := ops.Restore(ctx, fm, file, ops.RestoreOptions{Name: "vm2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,20 +136,20 @@ func TestDestroy(t *testing.T) {
 	gate(t)
 	ctx := context.Background()
 	state := t.TempDir()
-	farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers(), Bridge: "tfbench1", Subnet: "10.77.249.0/24"})
+	fm := farm.New(state, farm.Options{Drivers: farm.DefaultDrivers(), Bridge: "tfbench1", Subnet: "10.77.249.0/24"})
 	t.Cleanup(func() { ns.DeleteBridge("tfbench1") })
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	boot := func(name string) *colinux.Guest {
+	boot := func(name string) *farm.Guest {
 		// One disk per guest: two guests on one ext file system corrupt it
 		// (and Define refuses it).
 		own := filepath.Join(t.TempDir(), name+".img")
 		if out, err := exec.Command("cp", "--sparse=always", disk.Path, own).CombinedOutput(); err != nil {
 			t.Fatalf("copy disk: %v: %s", err, out)
 		}
-		if _, err := farm.Define(colinux.Definition{Name: name, Driver: "ns", Disk: own, MemBytes: 64 << 20, UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
+		if _, err := fm.Define(farm.Definition{Name: name, Driver: "ns", Disk: own, MemBytes: 64 << 20, UserNS: ns.UserNSAvailable()}, farm.ChangeOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		g, _ := farm.Guest(ctx, name)
+		g, _ := fm.Guest(ctx, name)
 		t.Cleanup(func() { g.Destroy(context.Background(), false) })
 		if _, err := g.Start(ctx); err != nil {
 			t.Fatal(err)
@@ -158,7 +159,7 @@ func TestDestroy(t *testing.T) {
 		}
 		return g
 	}
-	measure := func(g *colinux.Guest, clean bool) time.Duration {
+	measure := func(g *farm.Guest, clean bool) time.Duration {
 		t0 := time.Now()
 		if clean {
 			if _, err := g.Stop(ctx, 10*time.Second); err != nil {
@@ -182,7 +183,7 @@ func TestDestroy(t *testing.T) {
 	}
 	var q [2]time.Duration
 	for i, cl := range []bool{false, true} {
-		g, _ := guesttest.QemuGuest(t, farm, state, colinux.Definition{Name: fmt.Sprintf("vm%d", i), MemBytes: 128 << 20})
+		g, _ := guesttest.QemuGuest(t, fm, state, farm.Definition{Name: fmt.Sprintf("vm%d", i), MemBytes: 128 << 20})
 		q[i] = measure(g, cl)
 	}
 	row("destroy running qemu guest ms", ms(q[0]), "clean stop + destroy", ms(q[1]), float64(q[0])/float64(q[1]))

@@ -6,6 +6,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/host"
 	"github.com/tinyfarm/tinyfarm/stdlib/image"
 	"github.com/tinyfarm/tinyfarm/stdlib/persist"
@@ -19,7 +20,7 @@ import (
 func Modules() []engine.Module {
 	return []engine.Module{
 		host.Module(),
-		colinux.Module(colinux.DefaultDrivers()),
+		colinux.Module(farm.DefaultDrivers()),
 		ssh.Module(),
 		tcz.Module(),
 		persist.Module(),

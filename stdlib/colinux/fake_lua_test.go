@@ -11,6 +11,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver/fakedriver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
@@ -44,12 +45,12 @@ func TestLuaFake(t *testing.T) {
 func TestLuaFakeCheck(t *testing.T) {
 	state := t.TempDir()
 	ctx := context.Background()
-	farm := colinux.New(state, colinux.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
-	res, err := farm.Define(colinux.Definition{Name: "up", Disk: emptyDisk(t, "up.img")}, colinux.ChangeOptions{})
+	fm := farm.New(state, farm.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
+	res, err := fm.Define(farm.Definition{Name: "up", Disk: emptyDisk(t, "up.img")}, farm.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _ := farm.Guest(ctx, res.Def.Name)
+	g, _ := fm.Guest(ctx, res.Def.Name)
 	if _, err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -68,21 +69,21 @@ func TestLuaFakeCheck(t *testing.T) {
 // FillDefaults also turns user namespaces on where the driver and the
 // platform allow (the ns driver's Defaults).
 func TestGoDefaults(t *testing.T) {
-	farm := colinux.New(t.TempDir(), colinux.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
-	res, err := farm.Define(colinux.Definition{Name: "plain", Disk: emptyDisk(t, "plain.img")}, colinux.ChangeOptions{})
+	fm := farm.New(t.TempDir(), farm.Options{Drivers: map[string]driver.Runner{fakedriver.Name: &fakedriver.Runner{}}})
+	res, err := fm.Define(farm.Definition{Name: "plain", Disk: emptyDisk(t, "plain.img")}, farm.ChangeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := res.Def; d.Driver != fakedriver.Name || d.MemBytes != colinux.DefaultMem || d.Net != "bridge" || d.IP == "" {
+	if d := res.Def; d.Driver != fakedriver.Name || d.MemBytes != farm.DefaultMem || d.Net != "bridge" || d.IP == "" {
 		t.Errorf("defaults: driver %q mem %d net %q ip %q", d.Driver, d.MemBytes, d.Net, d.IP)
 	}
-	d := colinux.Definition{Name: "nsg", Driver: "ns", Disk: "/nonexistent/nsg.img"}
-	farm.FillDefaults(&d, nil)
-	if d.UserNS != (&ns.Runner{}).Defaults(driver.Scatter).UserNS || d.MemBytes != colinux.DefaultMem {
+	d := farm.Definition{Name: "nsg", Driver: "ns", Disk: "/nonexistent/nsg.img"}
+	fm.FillDefaults(&d, nil)
+	if d.UserNS != (&ns.Runner{}).Defaults(driver.Scatter).UserNS || d.MemBytes != farm.DefaultMem {
 		t.Errorf("ns defaults: userns %v, mem %d", d.UserNS, d.MemBytes)
 	}
 	off := false
-	farm.FillDefaults(&d, &off)
+	fm.FillDefaults(&d, &off)
 	if d.UserNS {
 		t.Error("userns = false was overridden")
 	}

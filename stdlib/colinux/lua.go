@@ -14,6 +14,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/targetlua"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
@@ -22,10 +23,10 @@ import (
 )
 
 // Module is require("colinux"). drivers are the backends offered (see
-// DefaultDrivers); the farm lives in the run's state directory.
+// farm.DefaultDrivers); the farm lives in the run's state directory.
 func Module(drivers map[string]driver.Runner) engine.Module {
 	return engine.ModuleFunc{ModName: "colinux", Open: func(env *engine.Env) lua.LGFunction {
-		m := &luaMod{env: env, farm: New(env.StateDir, Options{Drivers: drivers})}
+		m := &luaMod{env: env, farm: farm.New(env.StateDir, farm.Options{Drivers: drivers})}
 		env.OnClose(m.farm.Close) // the guests' shared SSH connections end with the run
 		return m.loader
 	}, DocList: docs()}
@@ -33,13 +34,13 @@ func Module(drivers map[string]driver.Runner) engine.Module {
 
 // FarmFor is the farm a run's colinux module uses (other modules resolve
 // guest names through it).
-func FarmFor(env *engine.Env, drivers map[string]driver.Runner) *Farm {
-	return New(env.StateDir, Options{Drivers: drivers})
+func FarmFor(env *engine.Env, drivers map[string]driver.Runner) *farm.Farm {
+	return farm.New(env.StateDir, farm.Options{Drivers: drivers})
 }
 
 type luaMod struct {
 	env  *engine.Env
-	farm *Farm
+	farm *farm.Farm
 }
 
 const guestType = "tinyfarm.colinux.guest"
@@ -96,17 +97,17 @@ func (m *luaMod) loader(L *lua.LState) int {
 	return 1
 }
 
-func (m *luaMod) push(L *lua.LState, g *Guest) lua.LValue {
+func (m *luaMod) push(L *lua.LState, g *farm.Guest) lua.LValue {
 	ud := L.NewUserData()
 	ud.Value = g
 	ud.Metatable = L.GetTypeMetatable(guestType)
 	return ud
 }
 
-func checkGuest(L *lua.LState) *Guest {
+func checkGuest(L *lua.LState) *farm.Guest {
 	ud, ok := L.Get(1).(*lua.LUserData)
 	if ok {
-		if g, ok := ud.Value.(*Guest); ok {
+		if g, ok := ud.Value.(*farm.Guest); ok {
 			return g
 		}
 	}
@@ -148,7 +149,7 @@ type guestOpts struct {
 func (m *luaMod) guest(L *lua.LState) int {
 	var o guestOpts
 	lx.Opts(L, 1, "colinux.guest", &o)
-	d := Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
+	d := farm.Definition{Name: o.Name, Driver: o.Driver, Disks: o.Disks, MemBytes: int64(o.Mem), CPUs: o.CPUs,
 		Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel, Initrds: o.Initrd, HostKey: o.HostKey,
 		IP: o.IP, Accel: o.Accel, Net: o.Net, Labels: o.Labels, NetRaw: o.NetRaw,
 		DiskRO: o.DiskRO, Autostart: o.Autostart, AutostartPriority: o.Priority, AutostartDelay: o.Delay}
@@ -224,9 +225,9 @@ func (m *luaMod) guest(L *lua.LState) int {
 	if err := m.releaseDefaults(L, &d); err != nil {
 		lx.Raise(L, fmt.Errorf("colinux.guest %s: %w", d.Name, err))
 	}
-	var res DefineResult
+	var res farm.DefineResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = m.farm.DefineLive(ctx, d, ChangeOptions{Check: m.env.Check})
+		res, err = m.farm.DefineLive(ctx, d, farm.ChangeOptions{Check: m.env.Check})
 		return
 	})
 	ch := engine.Change{Module: "colinux", Action: "guest", Subject: "guest:" + d.Name, Status: engine.StatusOK, Diff: res.Diff}
@@ -245,14 +246,14 @@ func (m *luaMod) guest(L *lua.LState) int {
 		ch.Detail = strings.Join(notes, "; ")
 	}
 	m.env.Report(L, ch)
-	L.Push(m.push(L, &Guest{farm: m.farm, Def: res.Def}))
+	L.Push(m.push(L, m.farm.GuestOf(res.Def)))
 	return 1
 }
 
 // colinux.get(name) -> guest or nil
 func (m *luaMod) get(L *lua.LState) int {
 	g, err := m.farm.Guest(m.env.Context(L), L.CheckString(1))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, farm.ErrNotFound) {
 		L.Push(lua.LNil)
 		return 1
 	}
@@ -280,7 +281,7 @@ func (m *luaMod) list(L *lua.LState) int {
 		if o.Limit && !m.env.InLimit(d.Name) {
 			continue
 		}
-		g := &Guest{farm: m.farm, Def: d}
+		g := m.farm.GuestOf(d)
 		st, _ := g.Status(m.env.Context(L))
 		ip, _, _ := strings.Cut(d.IP, "/")
 		out.Append(lx.FromGo(L, map[string]any{"name": d.Name, "driver": d.Driver, "state": string(st.State),
@@ -312,7 +313,7 @@ type planOpts struct {
 func (m *luaMod) plan(L *lua.LState) int {
 	var o planOpts
 	lx.Opts(L, 1, "colinux.plan", &o)
-	p, err := m.farm.PlanWith(m.env.Context(L), PlanOptions{Granularity: int64(o.Granularity), Reserve: int64(o.Reserve), Want: o.Guests,
+	p, err := m.farm.PlanWith(m.env.Context(L), farm.PlanOptions{Granularity: int64(o.Granularity), Reserve: int64(o.Reserve), Want: o.Guests,
 		Footprint: int64(o.Footprint), Driver: o.Driver, MemTotal: int64(o.Mem)})
 	if err != nil {
 		lx.Raise(L, err)
@@ -340,7 +341,7 @@ func (m *luaMod) network(L *lua.LState) int {
 		if (o.Bridge != "" && o.Bridge != n.Bridge) || (o.Subnet != "" && o.Subnet != n.Subnet) {
 			lx.Raise(L, lx.WithKind(fmt.Errorf("colinux.network: remove: this farm's network is %s %s, not %s %s: leave out bridge and subnet", n.Bridge, n.Subnet, o.Bridge, o.Subnet), lx.KindInvalid))
 		}
-		res, err := m.farm.RemoveNetwork(ChangeOptions{Check: m.env.Check})
+		res, err := m.farm.RemoveNetwork(farm.ChangeOptions{Check: m.env.Check})
 		if err != nil {
 			lx.Raise(L, err)
 		}
@@ -351,7 +352,7 @@ func (m *luaMod) network(L *lua.LState) int {
 		}
 		m.env.Report(L, ch)
 	} else if o != (networkOpts{}) {
-		res, err := m.farm.SetNetwork(Network{Bridge: o.Bridge, Subnet: o.Subnet}, ChangeOptions{Check: m.env.Check})
+		res, err := m.farm.SetNetwork(farm.Network{Bridge: o.Bridge, Subnet: o.Subnet}, farm.ChangeOptions{Check: m.env.Check})
 		if err != nil {
 			lx.Raise(L, err)
 		}
@@ -370,7 +371,7 @@ func (m *luaMod) network(L *lua.LState) int {
 	return 1
 }
 
-func (m *luaMod) report(L *lua.LState, g *Guest, action string, changed bool, detail string) {
+func (m *luaMod) report(L *lua.LState, g *farm.Guest, action string, changed bool, detail string) {
 	ch := engine.Change{Module: "colinux", Action: action, Subject: "guest:" + g.Def.Name, Status: engine.StatusOK, Detail: detail}
 	if changed {
 		ch.Status = engine.StatusChanged
@@ -551,15 +552,15 @@ func (m *luaMod) console(L *lua.LState) int {
 
 // g:suspend() -> changed (false: suspended already)
 func (m *luaMod) suspend(L *lua.LState) int {
-	return m.freeze(L, "suspend", (*Guest).Suspend, driver.Suspended)
+	return m.freeze(L, "suspend", (*farm.Guest).Suspend, driver.Suspended)
 }
 
 // g:resume() -> changed (false: running already)
 func (m *luaMod) resume(L *lua.LState) int {
-	return m.freeze(L, "resume", (*Guest).Resume, driver.Running)
+	return m.freeze(L, "resume", (*farm.Guest).Resume, driver.Running)
 }
 
-func (m *luaMod) freeze(L *lua.LState, op string, fn func(*Guest, context.Context) (bool, error), want driver.State) int {
+func (m *luaMod) freeze(L *lua.LState, op string, fn func(*farm.Guest, context.Context) (bool, error), want driver.State) int {
 	g := checkGuest(L)
 	var changed bool
 	if m.env.Check {
@@ -584,7 +585,7 @@ func (m *luaMod) destroy(L *lua.LState) int {
 	}
 	if !m.env.Check {
 		m.block(L, func(ctx context.Context) error {
-			moved, err := g.destroy(ctx, o.Disk)
+			moved, err := g.DestroyMoved(ctx, o.Disk)
 			if len(moved) > 0 {
 				detail = "disk kept: " + strings.Join(moved, ", ")
 			}
@@ -671,7 +672,7 @@ func (m *luaMod) template(L *lua.LState) int {
 	return 1
 }
 
-func (m *luaMod) writeFile(L *lua.LState, g *Guest, action, path string, content []byte, o writeOpts) bool {
+func (m *luaMod) writeFile(L *lua.LState, g *farm.Guest, action, path string, content []byte, o writeOpts) bool {
 	mode := fs.FileMode(0o644)
 	if o.Mode != "" {
 		n, err := lx.ParseMode(o.Mode)
@@ -723,9 +724,9 @@ func (m *luaMod) read(L *lua.LState) int {
 	return 1
 }
 
-// releaseDefaults has Farm.ReleaseDefaults fill a frugal guest's boot
+// releaseDefaults has farm.Farm.ReleaseDefaults fill a frugal guest's boot
 // files from the engine's tcz mirror, when it has any to fill.
-func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
+func (m *luaMod) releaseDefaults(L *lua.LState, d *farm.Definition) error {
 	if !m.farm.NeedsRelease(d) {
 		return nil
 	}
@@ -734,6 +735,6 @@ func (m *luaMod) releaseDefaults(L *lua.LState, d *Definition) error {
 		return err
 	}
 	return m.env.Block(L, func(ctx context.Context) error {
-		return m.farm.ReleaseDefaults(ctx, d, c, ChangeOptions{Check: m.env.Check})
+		return m.farm.ReleaseDefaults(ctx, d, c, farm.ChangeOptions{Check: m.env.Check})
 	})
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 )
 
 // The OS-level virtualization operations: g:share, g:unshare,
@@ -38,7 +40,7 @@ func (m *luaMod) share(L *lua.LState) int {
 	g := checkGuest(L)
 	var o shareOpts
 	lx.Opts(L, 2, "share", &o)
-	res, err := g.Share(m.env.Context(L), ShareOptions{HostPath: o.Host, GuestPath: o.Guest, ReadOnly: o.RO, Check: m.env.Check})
+	res, err := g.Share(m.env.Context(L), farm.ShareOptions{HostPath: o.Host, GuestPath: o.Guest, ReadOnly: o.RO, Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -50,7 +52,7 @@ func (m *luaMod) share(L *lua.LState) int {
 func (m *luaMod) unshare(L *lua.LState) int {
 	g := checkGuest(L)
 	p := L.CheckString(2)
-	res, err := g.Unshare(m.env.Context(L), p, ChangeOptions{Check: m.env.Check})
+	res, err := g.Unshare(m.env.Context(L), p, farm.ChangeOptions{Check: m.env.Check})
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -58,7 +60,7 @@ func (m *luaMod) unshare(L *lua.LState) int {
 	return 1
 }
 
-func (m *luaMod) reportShare(L *lua.LState, g *Guest, action, what string, res ShareResult) {
+func (m *luaMod) reportShare(L *lua.LState, g *farm.Guest, action, what string, res farm.ShareResult) {
 	ch := engine.Change{Module: "colinux", Action: action, Subject: g.Describe() + ": " + what, Status: engine.StatusOK, Diff: res.Diff}
 	if res.Changed {
 		ch.Status, ch.Detail = engine.StatusChanged, res.Detail
@@ -79,9 +81,9 @@ func (m *luaMod) checkpoint(L *lua.LState) int {
 		L.Push(lx.FromGo(L, map[string]any{"file": file, "skipped": true}))
 		return 1
 	}
-	var res CheckpointResult
-	m.block(L, func(ctx context.Context) (err error) { res, err = g.Checkpoint(ctx, file); return })
-	ch.Detail = fmt.Sprintf("%s in %v (paused %v)", HumanSize(res.Bytes), res.Duration.Round(time.Millisecond), res.Paused.Round(time.Millisecond))
+	var res ops.CheckpointResult
+	m.block(L, func(ctx context.Context) (err error) { res, err = ops.Checkpoint(ctx, g, file); return })
+	ch.Detail = fmt.Sprintf("%s in %v (paused %v)", farm.HumanSize(res.Bytes), res.Duration.Round(time.Millisecond), res.Paused.Round(time.Millisecond))
 	m.env.Report(L, ch)
 	L.Push(lx.FromGo(L, map[string]any{"file": res.File, "vmstate": res.VMState, "disk": res.Disk,
 		"seconds": res.Duration.Seconds(), "paused": res.Paused.Seconds(), "bytes": res.Bytes}))
@@ -99,7 +101,7 @@ func (m *luaMod) restore(L *lua.LState) int {
 	file := L.CheckString(1)
 	var o restoreOpts
 	lx.Opts(L, 2, "colinux.restore", &o)
-	mf, _, _, err := m.farm.ReadManifest(file)
+	mf, _, _, err := ops.ReadManifest(m.farm, file)
 	if err != nil {
 		lx.Raise(L, err)
 	}
@@ -113,12 +115,12 @@ func (m *luaMod) restore(L *lua.LState) int {
 		m.env.Report(L, ch)
 		d := mf.Guest
 		d.Name = name
-		L.Push(m.push(L, &Guest{farm: m.farm, Def: &d}))
+		L.Push(m.push(L, m.farm.GuestOf(&d)))
 		return 1
 	}
-	var g *Guest
+	var g *farm.Guest
 	m.block(L, func(ctx context.Context) (err error) {
-		g, err = m.farm.Restore(ctx, file, RestoreOptions{Name: o.Name, Timeout: o.Timeout})
+		g, err = ops.Restore(ctx, m.farm, file, ops.RestoreOptions{Name: o.Name, Timeout: o.Timeout})
 		return
 	})
 	m.env.Report(L, ch)
@@ -143,23 +145,23 @@ func (m *luaMod) clone(L *lua.LState) int {
 	ch := engine.Change{Module: "colinux", Action: "clone", Subject: "guest:" + o.Name, Status: engine.StatusChanged, Detail: "from " + g.Def.Name}
 	if m.env.Check {
 		if _, err := m.farm.Get(o.Name); err == nil {
-			lx.Raise(L, fmt.Errorf("guest %s: clone %s: guest %s: %w", g.Def.Name, o.Name, o.Name, ErrExists))
-		} else if !errors.Is(err, ErrNotFound) {
+			lx.Raise(L, fmt.Errorf("guest %s: clone %s: guest %s: %w", g.Def.Name, o.Name, o.Name, farm.ErrExists))
+		} else if !errors.Is(err, farm.ErrNotFound) {
 			lx.Raise(L, err)
 		}
 		ch.Status = engine.StatusMayChange
 		m.env.Report(L, ch)
 		d := *g.Def
 		d.Name, d.IP, d.HostKey = o.Name, o.IP, ""
-		L.Push(m.push(L, &Guest{farm: m.farm, Def: &d}))
+		L.Push(m.push(L, m.farm.GuestOf(&d)))
 		return 1
 	}
-	var res CloneResult
+	var res ops.CloneResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = g.Clone(ctx, CloneOptions{Name: o.Name, IP: o.IP, Hostname: o.Hostname, Disk: o.Disk})
+		res, err = ops.Clone(ctx, g, ops.CloneOptions{Name: o.Name, IP: o.IP, Hostname: o.Hostname, Disk: o.Disk})
 		return
 	})
-	ch.Detail = fmt.Sprintf("from %s in %v (%s copy, %s of disk)", g.Def.Name, res.Duration.Round(time.Millisecond), res.Method, HumanSize(res.DiskBytes))
+	ch.Detail = fmt.Sprintf("from %s in %v (%s copy, %s of disk)", g.Def.Name, res.Duration.Round(time.Millisecond), res.Method, farm.HumanSize(res.DiskBytes))
 	m.env.Report(L, ch)
 	L.Push(m.push(L, res.Guest))
 	return 1
@@ -174,7 +176,7 @@ type unifyOpts struct {
 // colinux.unify{guests, exclude, dry_run} -> {files, identical, shareable,
 // unaligned, already_shared, bytes_shared, bytes_freed, differed, filesystem, supported,
 // guests, skipped, dry_run}: identical files of stopped guests share their
-// disk blocks (see Farm.Unify). guests are names or guest objects
+// disk blocks (see ops.Unify). guests are names or guest objects
 // (default: all). Check mode is a dry run.
 func (m *luaMod) unify(L *lua.LState) int {
 	var o unifyOpts
@@ -188,7 +190,7 @@ func (m *luaMod) unify(L *lua.LState) int {
 			case lua.LString:
 				names = append(names, string(x))
 			case *lua.LUserData:
-				g, ok := x.Value.(*Guest)
+				g, ok := x.Value.(*farm.Guest)
 				if !ok {
 					lx.Raisef(L, "colinux.unify: guests[%d]: want a guest or a name, got %s", i, x.Type())
 				}
@@ -201,22 +203,22 @@ func (m *luaMod) unify(L *lua.LState) int {
 		lx.Raisef(L, "colinux.unify: guests: want a list of guests or names, got %s", v.Type())
 	}
 	dry := o.DryRun || m.env.Check
-	var res UnifyResult
+	var res ops.UnifyResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = m.farm.Unify(ctx, UnifyOptions{Guests: names, Exclude: o.Exclude, Check: dry})
+		res, err = ops.Unify(ctx, m.farm, ops.UnifyOptions{Guests: names, Exclude: o.Exclude, Check: dry})
 		return
 	})
 	ch := engine.Change{Module: "colinux", Action: "unify", Subject: fmt.Sprintf("%d guests", len(res.Guests)), Status: engine.StatusOK,
-		Detail: fmt.Sprintf("%d identical files (%s), %s already shared", res.Files, HumanSize(res.Identical), HumanSize(res.AlreadyShared))}
+		Detail: fmt.Sprintf("%d identical files (%s), %s already shared", res.Files, farm.HumanSize(res.Identical), farm.HumanSize(res.AlreadyShared))}
 	if res.BytesShared > 0 {
 		ch.Status = engine.StatusChanged
 		ch.Detail = fmt.Sprintf("%s newly shared in %d identical files (%s), %s freed on %s (df), %s already shared",
-			HumanSize(res.BytesShared), res.Files, HumanSize(res.Identical), signedSize(res.BytesFreed), res.Filesystem, HumanSize(res.AlreadyShared))
+			farm.HumanSize(res.BytesShared), res.Files, farm.HumanSize(res.Identical), signedSize(res.BytesFreed), res.Filesystem, farm.HumanSize(res.AlreadyShared))
 		if dry && !res.Supported {
-			ch.Status, ch.Detail = engine.StatusOK, fmt.Sprintf("would share %s, but %s cannot share extents (put the disks on btrfs/xfs)", HumanSize(res.BytesShared), res.Filesystem)
+			ch.Status, ch.Detail = engine.StatusOK, fmt.Sprintf("would share %s, but %s cannot share extents (put the disks on btrfs/xfs)", farm.HumanSize(res.BytesShared), res.Filesystem)
 		} else if dry {
 			ch.Detail = fmt.Sprintf("would share %s in %d identical files (%s), %s already shared; what it frees shows only in a real run",
-				HumanSize(res.BytesShared), res.Files, HumanSize(res.Identical), HumanSize(res.AlreadyShared))
+				farm.HumanSize(res.BytesShared), res.Files, farm.HumanSize(res.Identical), farm.HumanSize(res.AlreadyShared))
 		}
 	}
 	m.env.Report(L, ch)
@@ -249,7 +251,7 @@ type migrateOpts struct {
 // name}, live=false, grace="10s", timeout="60s", disk=false,
 // keep_key=false} -> {host, disk, size, chunks, chunks_sent, bytes_sent,
 // sha256, seconds, downtime, state, ip, live, key_revoked}: the guest
-// moved to another tinyfarm host over SSH (see Guest.Migrate); disk=true
+// moved to another tinyfarm host over SSH (see ops.Migrate); disk=true
 // also removes the local image; keep_key=true leaves this farm's key in
 // the guest (by default the far side removes it). live=true moves
 // a running qemu guest without stopping it (QEMU live migration over the
@@ -267,21 +269,21 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	if err := lx.DecodeTable(tt, &to); err != nil {
 		lx.Raisef(L, "guest %s: migrate: to: %v", g.Def.Name, err)
 	}
-	r := Remote{Name: to.Name, Address: to.Address, Port: to.Port, User: to.User, Key: to.Key, HostKey: to.HostKey,
+	r := ops.Remote{Name: to.Name, Address: to.Address, Port: to.Port, User: to.User, Key: to.Key, HostKey: to.HostKey,
 		StateDir: to.StateDir, Binary: to.Binary, Timeout: to.Timeout}
-	ch := engine.Change{Module: "colinux", Action: "migrate", Subject: g.Describe() + " -> " + r.label(), Status: engine.StatusChanged}
+	ch := engine.Change{Module: "colinux", Action: "migrate", Subject: g.Describe() + " -> " + r.Label(), Status: engine.StatusChanged}
 	if m.env.Check {
 		ch.Status, ch.Detail = engine.StatusMayChange, "not moved in check mode"
 		m.env.Report(L, ch)
-		L.Push(lx.FromGo(L, map[string]any{"host": r.label(), "skipped": true}))
+		L.Push(lx.FromGo(L, map[string]any{"host": r.Label(), "skipped": true}))
 		return 1
 	}
-	var res MigrateResult
+	var res ops.MigrateResult
 	m.block(L, func(ctx context.Context) (err error) {
-		res, err = g.Migrate(ctx, r, MigrateOptions{Live: o.Live, Grace: o.Grace, Timeout: o.Timeout, RemoveDisk: o.Disk, KeepKey: o.KeepKey})
+		res, err = ops.Migrate(ctx, g, r, ops.MigrateOptions{Live: o.Live, Grace: o.Grace, Timeout: o.Timeout, RemoveDisk: o.Disk, KeepKey: o.KeepKey})
 		return
 	})
-	ch.Detail = fmt.Sprintf("%s sent of %s in %v (down %v), sha256 %.12s", HumanSize(res.BytesSent), HumanSize(res.Size),
+	ch.Detail = fmt.Sprintf("%s sent of %s in %v (down %v), sha256 %.12s", farm.HumanSize(res.BytesSent), farm.HumanSize(res.Size),
 		res.Duration.Round(time.Millisecond), res.Downtime.Round(time.Millisecond), res.SHA256)
 	m.env.Report(L, ch)
 	L.Push(lx.FromGo(L, map[string]any{"host": res.Host, "disk": res.Disk, "size": res.Size, "chunks": res.Chunks,
@@ -290,10 +292,10 @@ func (m *luaMod) migrate(L *lua.LState) int {
 	return 1
 }
 
-// signedSize is HumanSize of n that may be negative.
+// signedSize is farm.HumanSize of n that may be negative.
 func signedSize(n int64) string {
 	if n < 0 {
-		return "-" + HumanSize(-n)
+		return "-" + farm.HumanSize(-n)
 	}
-	return HumanSize(n)
+	return farm.HumanSize(n)
 }

@@ -11,19 +11,22 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/luatest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 	"github.com/tinyfarm/tinyfarm/stdlib/host"
 )
 
+func TestMain(m *testing.M) { guesttest.Main(m) }
+
 // TestLuaOps runs testdata/ops_test.lua. No guest is started (no network):
 // clone works on the stopped guest's disk.
 func TestLuaOps(t *testing.T) {
-	needRoot(t)
+	guesttest.NeedRoot(t)
 	state := t.TempDir()
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	luatest.Run(t, "testdata/ops_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		Modules:  []engine.Module{colinux.Module(farm.DefaultDrivers())},
 		StateDir: state,
 		Vars:     map[string]any{"disk": disk.Path, "host_key": disk.HostKey},
 	})
@@ -31,7 +34,7 @@ func TestLuaOps(t *testing.T) {
 
 // TestLuaListLimit runs testdata/limit_test.lua under --limit 'web*,!web2'.
 func TestLuaListLimit(t *testing.T) {
-	needRoot(t)
+	guesttest.NeedRoot(t)
 	state := t.TempDir()
 	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	limit, err := engine.ParseLimit("web*,!web2")
@@ -39,7 +42,7 @@ func TestLuaListLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	luatest.Run(t, "testdata/limit_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		Modules:  []engine.Module{colinux.Module(farm.DefaultDrivers())},
 		StateDir: state,
 		Vars:     map[string]any{"disk": disk.Path, "host_key": disk.HostKey},
 		Select:   engine.Selection{Limit: limit},
@@ -49,7 +52,7 @@ func TestLuaListLimit(t *testing.T) {
 // TestLuaNetwork runs testdata/network_test.lua on a fresh state dir.
 func TestLuaNetwork(t *testing.T) {
 	luatest.Run(t, "testdata/network_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers()), host.Module()},
+		Modules:  []engine.Module{colinux.Module(farm.DefaultDrivers()), host.Module()},
 		StateDir: t.TempDir(),
 	})
 }
@@ -58,7 +61,7 @@ func TestLuaNetwork(t *testing.T) {
 // guest in the default mode (user namespace where available) on a test
 // bridge.
 func TestLuaLifecycle(t *testing.T) {
-	needRoot(t)
+	guesttest.NeedRoot(t)
 	if !ns.UserNSAvailable() {
 		t.Skip("no user namespaces with idmapped mounts here: the default mode is not userns")
 	}
@@ -69,18 +72,18 @@ func TestLuaLifecycle(t *testing.T) {
 	os.WriteFile(filepath.Join(share, "tc.txt"), []byte("tc's\n"), 0o644)
 	os.Chown(filepath.Join(share, "tc.txt"), 1001, 50)
 	t.Cleanup(func() {
-		ns.DeleteBridge(opsBridge)
-		farm := colinux.New(state, colinux.Options{Drivers: colinux.DefaultDrivers()})
-		defs, _ := farm.List()
+		ns.DeleteBridge(guesttest.OpsBridge)
+		fm := farm.New(state, farm.Options{Drivers: farm.DefaultDrivers()})
+		defs, _ := fm.List()
 		for _, d := range defs {
-			if g, err := farm.Guest(context.Background(), d.Name); err == nil {
+			if g, err := fm.Guest(context.Background(), d.Name); err == nil {
 				g.Destroy(context.Background(), false)
 			}
 		}
 	})
 	luatest.Run(t, "testdata/lifecycle_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		Modules:  []engine.Module{colinux.Module(farm.DefaultDrivers())},
 		StateDir: state,
-		Vars:     map[string]any{"disk": disk.Path, "share": share, "bridge": opsBridge, "subnet": opsSubnet},
+		Vars:     map[string]any{"disk": disk.Path, "share": share, "bridge": guesttest.OpsBridge, "subnet": guesttest.OpsSubnet},
 	})
 }

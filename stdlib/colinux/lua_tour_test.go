@@ -14,6 +14,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/luatest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
@@ -25,53 +26,53 @@ import (
 // then checks from inside the far namespace that the moved VM's counter
 // went on.
 func TestTour(t *testing.T) {
-	rel := needVM(t)
+	rel := guesttest.NeedVM(t)
 	ctx := context.Background()
 	const farBridge = "tftest8f"
-	bin := buildTinyfarm(t)
-	remote, farState := farHost(t, bin)
+	bin := guesttest.BuildTinyfarm(t)
+	remote, farState := guesttest.FarHost(t, bin)
 	os.MkdirAll(farState, 0o700)
-	if err := os.WriteFile(filepath.Join(farState, "network.json"), []byte(`{"bridge":"`+farBridge+`","subnet":"`+opsSubnet+`"}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(farState, "network.json"), []byte(`{"bridge":"`+farBridge+`","subnet":"`+guesttest.OpsSubnet+`"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mnt := scratchBtrfs(t)
+	mnt := guesttest.ScratchBtrfs(t)
 	state, work, share := t.TempDir(), t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(share, "index.html"), []byte("tour\n"), 0o644)
 	// The Lua run's farm reads its network from the state dir.
-	if err := os.WriteFile(filepath.Join(state, "network.json"), []byte(`{"bridge":"`+opsBridge+`","subnet":"`+opsSubnet+`"}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(state, "network.json"), []byte(`{"bridge":"`+guesttest.OpsBridge+`","subnet":"`+guesttest.OpsSubnet+`"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	farm := opsFarm(t, state)
+	fm := guesttest.OpsFarm(t, state)
 	t.Cleanup(func() {
 		bg := context.Background()
-		if fg, err := colinux.New(farState, colinux.Options{Drivers: colinux.DefaultDrivers()}).Guest(bg, "vm2"); err == nil {
-			inNetns(migNS, func() error { return fg.Destroy(bg, false) })
+		if fg, err := farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()}).Guest(bg, "vm2"); err == nil {
+			guesttest.InNetns(guesttest.MigNS, func() error { return fg.Destroy(bg, false) })
 		}
-		defs, _ := farm.List()
+		defs, _ := fm.List()
 		for _, d := range defs {
-			if g, err := farm.Guest(bg, d.Name); err == nil {
+			if g, err := fm.Guest(bg, d.Name); err == nil {
 				g.Destroy(bg, false)
 			}
 		}
-		killDHCP(farState, farBridge) // the servers the two farms started
-		killDHCP(state, opsBridge)
+		guesttest.KillDHCP(farState, farBridge) // the servers the two farms started
+		guesttest.KillDHCP(state, guesttest.OpsBridge)
 	})
 	nsDisk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
 	web := filepath.Join(mnt, "web.img")
-	cpNoReflink(t, nsDisk.Path, web)
-	if _, err := farm.Define(colinux.Definition{Name: "web", Driver: "ns", Disk: web, MemBytes: 64 << 20, HostKey: nsDisk.HostKey,
-		User: "root", UserNS: ns.UserNSAvailable()}, colinux.ChangeOptions{}); err != nil {
+	guesttest.CpNoReflink(t, nsDisk.Path, web)
+	if _, err := fm.Define(farm.Definition{Name: "web", Driver: "ns", Disk: web, MemBytes: 64 << 20, HostKey: nsDisk.HostKey,
+		User: "root", UserNS: ns.UserNSAvailable()}, farm.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	vmDisk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	if _, err := farm.Define(colinux.Definition{Name: "vm", Driver: "qemu", Net: "bridge", Disk: vmDisk.Path, MemBytes: 160 << 20, CPUs: 1,
-		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: vmDisk.HostKey, User: "root"}, colinux.ChangeOptions{}); err != nil {
+	if _, err := fm.Define(farm.Definition{Name: "vm", Driver: "qemu", Net: "bridge", Disk: vmDisk.Path, MemBytes: 160 << 20, CPUs: 1,
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: vmDisk.HostKey, User: "root"}, farm.ChangeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	luatest.Run(t, "testdata/tour_test.lua", engine.Options{
-		Modules:  []engine.Module{colinux.Module(colinux.DefaultDrivers())},
+		Modules:  []engine.Module{colinux.Module(farm.DefaultDrivers())},
 		StateDir: state,
-		Vars: map[string]any{"bridge": opsBridge, "subnet": opsSubnet, "share": share, "btrfs": mnt, "work": work, "state": state,
+		Vars: map[string]any{"bridge": guesttest.OpsBridge, "subnet": guesttest.OpsSubnet, "share": share, "btrfs": mnt, "work": work, "state": state,
 			"vm_disk": vmDisk.Path,
 			"far": map[string]any{"name": "far", "address": remote.Address, "key": remote.Key, "host_key": remote.HostKey,
 				"state_dir": remote.StateDir, "binary": remote.Binary}},
@@ -81,11 +82,11 @@ func TestTour(t *testing.T) {
 		t.Fatalf("the tour did not get to the live migration: %v", err)
 	}
 	before, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	fg, err := colinux.New(farState, colinux.Options{Drivers: colinux.DefaultDrivers()}).Guest(ctx, "vm2")
+	fg, err := farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()}).Guest(ctx, "vm2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n1, n2, err := farCounter(fg, 500*time.Millisecond)
+	n1, n2, err := guesttest.FarCounter(fg, 500*time.Millisecond)
 	if err != nil {
 		t.Fatalf("vm2's counter there, over SSH at its address: %v", err)
 	}

@@ -1224,7 +1224,7 @@ func treeSize(dir string) (int64, error) {
 // 1 KiB below 512 MiB). mke2fs -d writes file data with one pwrite per
 // block, so this divides its main cost by four; every file block then
 // lies on a 4 KiB boundary of the image file, the unit of host block
-// sharing (Farm.Unify) and of the guest's page cache; and there is a
+// sharing (ops.Unify) and of the guest's page cache; and there is a
 // little more free space (fewer bitmaps and descriptors). Features, inode
 // count and journal size stay mke2fs's choice for the size. Other mke2fs
 // options save nothing here: on a regular file mke2fs punches the file

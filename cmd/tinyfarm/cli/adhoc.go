@@ -19,8 +19,8 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
@@ -28,14 +28,14 @@ import (
 // start, stop, restart. GUEST is a name or a pattern as --limit reads it
 // (web1, 'web*', web1,web2, 'web*,!web3').
 
-func newFarm() *colinux.Farm {
-	return colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+func newFarm() *farm.Farm {
+	return farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
 }
 
 // pickGuests resolves a GUEST argument (and --limit) to defined guests,
 // sorted by name. An exact name that is not defined is a usage error with
 // a suggestion; a pattern that matches nothing is one too.
-func pickGuests(ctx context.Context, farm *colinux.Farm, arg, limit string) ([]*colinux.Guest, error) {
+func pickGuests(ctx context.Context, fm *farm.Farm, arg, limit string) ([]*farm.Guest, error) {
 	pat, err := engine.ParseLimit(arg)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func pickGuests(ctx context.Context, farm *colinux.Farm, arg, limit string) ([]*
 	if err != nil {
 		return nil, err
 	}
-	defs, err := farm.List()
+	defs, err := fm.List()
 	if err != nil {
 		return nil, err
 	}
@@ -53,10 +53,10 @@ func pickGuests(ctx context.Context, farm *colinux.Farm, arg, limit string) ([]*
 		names = append(names, d.Name)
 	}
 	sort.Strings(names)
-	var out []*colinux.Guest
+	var out []*farm.Guest
 	for _, n := range names {
 		if pat.Match(n) && lim.Match(n) {
-			g, err := farm.Guest(ctx, n)
+			g, err := fm.Guest(ctx, n)
 			if err != nil {
 				return nil, err
 			}
@@ -110,9 +110,9 @@ name, the guests run at once and the exit code is the first non-zero one.`,
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			farm := newFarm()
-			defer farm.Close()
-			guests, err := pickGuests(ctx, farm, args[0], limit)
+			fm := newFarm()
+			defer fm.Close()
+			guests, err := pickGuests(ctx, fm, args[0], limit)
 			if err != nil {
 				return usageErr(stderr, err)
 			}
@@ -144,7 +144,7 @@ name, the guests run at once and the exit code is the first non-zero one.`,
 
 // execMany runs argv in every guest at once, each output line prefixed
 // with the guest's name.
-func execMany(ctx context.Context, guests []*colinux.Guest, argv []string, stdout, stderr io.Writer) error {
+func execMany(ctx context.Context, guests []*farm.Guest, argv []string, stdout, stderr io.Writer) error {
 	width := 0
 	for _, g := range guests {
 		width = max(width, len(g.Def.Name))
@@ -229,11 +229,11 @@ use). With stdin not a terminal, the shell reads its commands from stdin.`,
   echo 'cat /etc/hostname' | tinyfarm ssh web1`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm := newFarm()
-			defer farm.Close()
-			g, err := farm.Guest(ctx, args[0])
-			if errors.Is(err, colinux.ErrNotFound) {
-				_, err = pickGuests(ctx, farm, args[0], "") // the message with a suggestion
+			fm := newFarm()
+			defer fm.Close()
+			g, err := fm.Guest(ctx, args[0])
+			if errors.Is(err, farm.ErrNotFound) {
+				_, err = pickGuests(ctx, fm, args[0], "") // the message with a suggestion
 				return usageErr(stderr, err)
 			}
 			if err != nil {
@@ -269,9 +269,9 @@ func newLogsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			farm := newFarm()
-			defer farm.Close()
-			guests, err := pickGuests(ctx, farm, args[0], "")
+			fm := newFarm()
+			defer fm.Close()
+			guests, err := pickGuests(ctx, fm, args[0], "")
 			if err == nil && (len(guests) != 1 || isPattern(args[0])) {
 				err = fmt.Errorf("logs: name one guest, %q matches %d", args[0], len(guests))
 			}
@@ -321,7 +321,7 @@ func newLogsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command {
 
 // newPowerCmds are start, stop and restart.
 func newPowerCmds(ctx context.Context, stdout, stderr io.Writer) []*cobra.Command {
-	mk := func(verb, short string, act func(ctx context.Context, g *colinux.Guest, grace time.Duration) (string, error)) *cobra.Command {
+	mk := func(verb, short string, act func(ctx context.Context, g *farm.Guest, grace time.Duration) (string, error)) *cobra.Command {
 		var wait bool
 		var timeout, grace time.Duration
 		var limit string
@@ -333,9 +333,9 @@ func newPowerCmds(ctx context.Context, stdout, stderr io.Writer) []*cobra.Comman
 			RunE: func(cmd *cobra.Command, args []string) error {
 				ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 				defer stop()
-				farm := newFarm()
-				defer farm.Close()
-				guests, err := pickGuests(ctx, farm, args[0], limit)
+				fm := newFarm()
+				defer fm.Close()
+				guests, err := pickGuests(ctx, fm, args[0], limit)
 				if err != nil {
 					return usageErr(stderr, err)
 				}
@@ -369,15 +369,15 @@ func newPowerCmds(ctx context.Context, stdout, stderr io.Writer) []*cobra.Comman
 		return cmd
 	}
 	return []*cobra.Command{
-		mk("start", "Start guests (already running: nothing to do)", func(ctx context.Context, g *colinux.Guest, _ time.Duration) (string, error) {
+		mk("start", "Start guests (already running: nothing to do)", func(ctx context.Context, g *farm.Guest, _ time.Duration) (string, error) {
 			did, err := g.Start(ctx)
 			return pick(did, "started", "already running"), err
 		}),
-		mk("stop", "Stop guests: a clean shutdown, killed after --grace", func(ctx context.Context, g *colinux.Guest, grace time.Duration) (string, error) {
+		mk("stop", "Stop guests: a clean shutdown, killed after --grace", func(ctx context.Context, g *farm.Guest, grace time.Duration) (string, error) {
 			did, err := g.Stop(ctx, grace)
 			return pick(did, "stopped", "already stopped"), err
 		}),
-		mk("restart", "Stop, then start guests", func(ctx context.Context, g *colinux.Guest, grace time.Duration) (string, error) {
+		mk("restart", "Stop, then start guests", func(ctx context.Context, g *farm.Guest, grace time.Duration) (string, error) {
 			if _, err := g.Stop(ctx, grace); err != nil {
 				return "", err
 			}

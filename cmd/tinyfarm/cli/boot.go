@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tinyfarm/tinyfarm/engine"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 )
 
@@ -54,9 +54,9 @@ killed after --grace, then the proxy daemon. The daemon's address is kept,
 so the next "tinyfarm boot" starts it again. The systemd unit's ExecStop.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm := newFarm()
-			defer farm.Close()
-			rep, err := farm.Shutdown(ctx, grace)
+			fm := newFarm()
+			defer fm.Close()
+			rep, err := fm.Shutdown(ctx, grace)
 			for _, n := range rep.Stopped {
 				fmt.Fprintf(stdout, "stopped    guest %s\n", n)
 			}
@@ -94,7 +94,7 @@ its bridge name and subnet (network.json); the next guest started re-creates
 the bridge.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := newFarm().RemoveNetwork(colinux.ChangeOptions{})
+			res, err := newFarm().RemoveNetwork(farm.ChangeOptions{})
 			if err != nil {
 				fmt.Fprintf(stderr, "tinyfarm: network remove: %v\n", err)
 				return exitError{engine.ExitFailed}
@@ -107,9 +107,9 @@ the bridge.`,
 }
 
 func runBoot(ctx context.Context, timeout time.Duration, stdout, stderr io.Writer) error {
-	farm := newFarm()
-	defer farm.Close()
-	rep, err := farm.Boot(ctx, colinux.BootOptions{ReadyTimeout: timeout})
+	fm := newFarm()
+	defer fm.Close()
+	rep, err := fm.Boot(ctx, farm.BootOptions{ReadyTimeout: timeout})
 	if rep.Network != "" {
 		fmt.Fprintf(stdout, "changed    network %s (bridge and guards restored)\n", rep.Network)
 	}

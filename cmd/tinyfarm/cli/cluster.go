@@ -20,7 +20,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 )
 
@@ -267,7 +267,7 @@ Run it from a service manager to bring a host back after a reboot.`,
 				if h.Name == st.Host {
 					me = " (this host)"
 				}
-				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", h.Name, me, h.State, colinux.HumanSize(h.Mem), colinux.HumanSize(h.Committed), h.CPUs, strings.Join(h.Drivers, ","), count[h.Name], h.Version)
+				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", h.Name, me, h.State, farm.HumanSize(h.Mem), farm.HumanSize(h.Committed), h.CPUs, strings.Join(h.Drivers, ","), count[h.Name], h.Version)
 			}
 			tw.Flush()
 			if len(st.Guests) > 0 {
@@ -327,14 +327,14 @@ Run it from a service manager to bring a host back after a reboot.`,
 // hostFacts are this host's facts: memory and CPUs from the kernel, the
 // drivers built in, and the memory its defined guests are given.
 func hostFacts(ctx context.Context) cluster.Facts {
-	drivers := colinux.DefaultDrivers()
+	drivers := farm.DefaultDrivers()
 	names := make([]string, 0, len(drivers))
 	for n := range drivers {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	f := cluster.LocalFacts(names)
-	if defs, err := colinux.New(StateDir(), colinux.Options{Drivers: drivers}).List(); err == nil {
+	if defs, err := farm.New(StateDir(), farm.Options{Drivers: drivers}).List(); err == nil {
 		for _, d := range defs {
 			f.Committed += d.MemBytes
 		}
@@ -383,7 +383,7 @@ func clusterGuests(ctx context.Context, stdout, stderr io.Writer, asJSON bool) e
 		if d == "" {
 			d = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Host, g.State, g.IP, colinux.HumanSize(g.Mem), d)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Host, g.State, g.IP, farm.HumanSize(g.Mem), d)
 	}
 	return tw.Flush()
 }

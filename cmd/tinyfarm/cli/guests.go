@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 )
 
 // guestRow is one line of `tinyfarm guests`.
@@ -43,19 +43,19 @@ func newGuestsCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command 
 			if inCluster {
 				return clusterGuests(ctx, stdout, stderr, asJSON)
 			}
-			farm := colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
-			defs, err := farm.List()
+			fm := farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
+			defs, err := fm.List()
 			if err != nil {
 				return err
 			}
 			rows := make([]guestRow, 0, len(defs))
 			for _, d := range defs {
-				g, err := farm.Guest(ctx, d.Name)
+				g, err := fm.Guest(ctx, d.Name)
 				if err != nil {
 					return err
 				}
 				st, err := g.Status(ctx)
-				r := guestRow{Name: d.Name, Driver: d.Driver, State: string(st.State), PID: st.PID, Reason: st.Reason, Isolation: st.Isolation, Mem: colinux.HumanSize(d.MemBytes)}
+				r := guestRow{Name: d.Name, Driver: d.Driver, State: string(st.State), PID: st.PID, Reason: st.Reason, Isolation: st.Isolation, Mem: farm.HumanSize(d.MemBytes)}
 				if err != nil {
 					r.State, r.Reason = "unknown", err.Error()
 				}

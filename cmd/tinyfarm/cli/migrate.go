@@ -12,15 +12,16 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 )
 
 // newMigrateCmd is the far side of g:migrate: the migrating tinyfarm runs
 // these over SSH (DESIGN.md: no cluster protocol, tinyfarm driven over
 // the SSH channel). Hidden: not meant for people.
 func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	farm := func() *colinux.Farm {
-		return colinux.New(StateDir(), colinux.Options{Drivers: colinux.DefaultDrivers()})
+	fm := func() *farm.Farm {
+		return farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
 	}
 	cmd := &cobra.Command{
 		Use:    "migrate",
@@ -33,7 +34,7 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Use:  "probe NAME [--share HOSTDIR]...",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := farm().ProbeMigration(ctx, args[0], shares, probeIP, probeMAC)
+			p, err := ops.ProbeMigration(ctx, fm(), args[0], shares, probeIP, probeMAC)
 			if err != nil {
 				return err
 			}
@@ -48,7 +49,7 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Use:  "sums PATH",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return colinux.ChunkSums(args[0], chunk, stdout)
+			return ops.ChunkSums(args[0], chunk, stdout)
 		},
 	}
 	sums.Flags().Int64Var(&chunk, "chunk", 1<<20, "chunk size in bytes")
@@ -57,7 +58,7 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Use:  "recv --size N PATH",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sum, err := colinux.ReceiveChunks(args[0], size, stdin)
+			sum, err := ops.ReceiveChunks(args[0], size, stdin)
 			if err != nil {
 				return err
 			}
@@ -72,13 +73,13 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Use:  "import [--no-start] < guest.json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var d colinux.Definition
+			var d farm.Definition
 			if err := json.NewDecoder(stdin).Decode(&d); err != nil {
 				return fmt.Errorf("import: definition: %w", err)
 			}
-			f := farm()
+			f := fm()
 			defer f.Close()
-			st, err := f.Import(ctx, d, !noStart, timeout)
+			st, err := ops.Import(ctx, f, d, !noStart, timeout)
 			if err != nil {
 				return err
 			}
@@ -102,13 +103,13 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			if err != nil {
 				return fmt.Errorf("incoming: definition: %w", err)
 			}
-			var d colinux.Definition
+			var d farm.Definition
 			if err := json.Unmarshal(line, &d); err != nil {
 				return fmt.Errorf("incoming: definition: %w", err)
 			}
-			f := farm()
+			f := fm()
 			defer f.Close()
-			ir, err := f.Incoming(ctx, d, br, inTimeout)
+			ir, err := ops.Incoming(ctx, f, d, br, inTimeout)
 			if err != nil {
 				return err
 			}
@@ -121,9 +122,9 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 		Use:  "discard [--disk] NAME",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f := farm()
+			f := fm()
 			defer f.Close()
-			return f.DiscardIncoming(ctx, args[0], discardDisk)
+			return ops.DiscardIncoming(ctx, f, args[0], discardDisk)
 		},
 	}
 	discard.Flags().BoolVar(&discardDisk, "disk", false, "remove the migration's disk copy too")
@@ -135,9 +136,9 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			if err != nil {
 				return fmt.Errorf("revoke: key: %w", err)
 			}
-			f := farm()
+			f := fm()
 			defer f.Close()
-			return f.RevokeKey(ctx, args[0], strings.TrimSpace(string(b)))
+			return ops.RevokeKey(ctx, f, args[0], strings.TrimSpace(string(b)))
 		},
 	}
 	cmd.AddCommand(probe, sums, recv, imp, incoming, discard, revoke)

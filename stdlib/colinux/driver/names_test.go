@@ -13,7 +13,7 @@ import (
 
 // driverFolders are the drivers' own packages: the only code that may
 // compare a driver's name. (The registration lines in
-// stdlib/colinux/drivers.go name them, and compare nothing.)
+// stdlib/colinux/farm/drivers.go name them, and compare nothing.)
 var driverFolders = []string{"stdlib/colinux/ns/", "stdlib/colinux/qemu/", "stdlib/colinux/colinuxd/", "stdlib/colinux/conf/"}
 
 // TestNoDriverNameComparisons: outside the drivers' folders, no Go code

@@ -19,7 +19,7 @@ type Lease struct {
 	IP   net.IP // IPv4
 }
 
-// guestJSON is the part of a guest definition (colinux.Definition) the
+// guestJSON is the part of a guest definition (farm.Definition) the
 // leases come from.
 type guestJSON struct {
 	Name string `json:"name"`

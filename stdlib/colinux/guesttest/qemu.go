@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/stdlib/colinux"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 )
 
 // QemuGuest defines def in farm as a qemu guest of the mini release on a
@@ -14,20 +14,20 @@ import (
 // kernel and modules initrd, the disk, its pinned host key and user root.
 // The guest is destroyed at the end of the test. It returns the guest and
 // the boot-to-SSH-ready time.
-func QemuGuest(tb testing.TB, farm *colinux.Farm, state string, def colinux.Definition) (*colinux.Guest, time.Duration) {
+func QemuGuest(tb testing.TB, fm *farm.Farm, state string, def farm.Definition) (*farm.Guest, time.Duration) {
 	tb.Helper()
-	return QemuGuestWith(tb, farm, state, def, QemuOptions{})
+	return QemuGuestWith(tb, fm, state, def, QemuOptions{})
 }
 
 // QemuOptions adjust QemuGuestWith.
 type QemuOptions struct {
 	// BeforeStart runs on the defined guest before its first start, e.g.
 	// to share host directories into it. Default nil: nothing.
-	BeforeStart func(g *colinux.Guest)
+	BeforeStart func(g *farm.Guest)
 }
 
 // QemuGuestWith is QemuGuest with options.
-func QemuGuestWith(tb testing.TB, farm *colinux.Farm, state string, def colinux.Definition, o QemuOptions) (*colinux.Guest, time.Duration) {
+func QemuGuestWith(tb testing.TB, fm *farm.Farm, state string, def farm.Definition, o QemuOptions) (*farm.Guest, time.Duration) {
 	tb.Helper()
 	rel := Release(tb)
 	ctx := context.Background()
@@ -45,10 +45,10 @@ func QemuGuestWith(tb testing.TB, farm *colinux.Farm, state string, def colinux.
 	if def.CPUs == 0 {
 		def.CPUs = 1
 	}
-	if _, err := farm.Define(def, colinux.ChangeOptions{}); err != nil {
+	if _, err := fm.Define(def, farm.ChangeOptions{}); err != nil {
 		tb.Fatal(err)
 	}
-	g, err := farm.Guest(ctx, def.Name)
+	g, err := fm.Guest(ctx, def.Name)
 	if err != nil {
 		tb.Fatal(err)
 	}

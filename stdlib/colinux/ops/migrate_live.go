@@ -1,0 +1,393 @@
+package ops
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+// IncomingResult is the far side's answer to a live migration.
+type IncomingResult struct {
+	State string `json:"state"`
+	IP    string `json:"ip"`
+	PID   int    `json:"pid"`
+	// Received is the size of the migration stream.
+	Received int64 `json:"received"`
+	// Resume is the time from the stream's end to the guest running
+	// there (the far part of the downtime).
+	Resume time.Duration `json:"resume_ns"`
+	// Answered: the guest's SSH server answered (a banner) through its
+	// forward there; false when the guest has no SSH forward.
+	Answered bool `json:"answered"`
+}
+
+// migrateLive is Migrate for a running qemu guest with Live set: the
+// disk is copied while the guest runs; the far tinyfarm starts QEMU with
+// -incoming on a unix socket and feeds it its SSH session's stdin; the
+// source QEMU migrates to a unix socket here whose stream tinyfarm copies
+// into that session (over its own pinned-key SSH connection: no ssh
+// binary, no unverified host key). Memory moves while the guest runs;
+// when QEMU stops the VM for the switchover, the disk chunks that changed
+// are sent and verified, then the device state goes, the far guest
+// resumes and its SSH answers; only then does the source QEMU quit and
+// the guest leave this host. Any failure resumes the guest here and
+// removes it there, with the disk copy this migration made. (What can be
+// checked before copying was, by Migrate: the name there, the shares,
+// the space.)
+func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o MigrateOptions, probe FarProbe, res MigrateResult, t0 time.Time) (MigrateResult, error) {
+	d := g.Def
+	res.Live = true
+	fail := func(err error) (MigrateResult, error) {
+		return res, fmt.Errorf("guest %s: live migrate to %s: %w", d.Name, to.Label(), err)
+	}
+	h, err := g.Handle(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	src, ok1 := h.(driver.LiveSource)
+	pause, ok2 := h.(driver.Suspender)
+	if !ok1 || !ok2 {
+		return fail(driver.Unsupported(d.Driver, "live migration", g.Farm().Why(ctx, d.Driver, "live migration", "this driver's guests cannot send their state; migrate offline (live = false)")))
+	}
+	// The stream gets a connection of its own: dropbear 2022.82-2024.85
+	// allows one session at a time per connection (ssh.Config.MaxSessions),
+	// and the disk delta runs while the stream's session is open.
+	cs, err := to.Dial(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer cs.Close()
+
+	// A failure from here on leaves nothing there: neither the guest nor
+	// the disk copy this migration made.
+	discardFar := func() {
+		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", "--disk", d.Name)
+	}
+	// Pass 1 with the guest running.
+	st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+	if err != nil {
+		discardFar()
+		return fail(err)
+	}
+	res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
+
+	def := farDefinition(d, probe.Disk, d.Net == "bridge")
+
+	sock := filepath.Join(g.Spec().Dir, "migrate-out.sock")
+	os.Remove(sock)
+	lp, release, err := fsutil.SocketPath(sock)
+	if err != nil {
+		discardFar()
+		return fail(err)
+	}
+	ln, err := net.Listen("unix", lp)
+	release()
+	if err != nil {
+		discardFar()
+		return fail(err)
+	}
+	defer os.Remove(sock)
+	var lnClosed bool
+	closeLn := func() {
+		if !lnClosed {
+			lnClosed = true
+			ln.Close()
+		}
+	}
+	defer closeLn()
+
+	// The far side: definition line, then the migration stream.
+	pr, pw := io.Pipe()
+	type farOut struct {
+		out []byte
+		err error
+	}
+	farDone := make(chan farOut, 1)
+	go func() {
+		stdin := io.MultiReader(bytes.NewReader(append(def, '\n')), pr)
+		out, err := to.tinyfarm(ctx, cs, stdin, "migrate", "incoming", "--timeout", o.Timeout.String())
+		pr.CloseWithError(errors.New("the far tinyfarm ended"))
+		farDone <- farOut{out, err}
+	}()
+	// The relay: the source QEMU's stream into the far session.
+	type relayOut struct {
+		end time.Time
+		n   int64
+		err error
+	}
+	relayDone := make(chan relayOut, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			pw.CloseWithError(err)
+			relayDone <- relayOut{err: err}
+			return
+		}
+		n, err := io.Copy(pw, conn)
+		end := time.Now()
+		conn.Close()
+		pw.CloseWithError(err) // nil: EOF, the stream is complete
+		relayDone <- relayOut{end, n, err}
+	}()
+	discard := func() {
+		bg := context.WithoutCancel(ctx)
+		pw.CloseWithError(errors.New("migration abandoned"))
+		closeLn()
+		<-relayDone
+		<-farDone
+		to.tinyfarm(bg, c, nil, "migrate", "discard", "--disk", d.Name)
+	}
+
+	var delta syncStats
+	live, err := src.MigrateLive(ctx, "unix:"+fsutil.SocketArg(g.Spec().Dir, "migrate-out.sock"), func(ctx context.Context) error {
+		// The VM is stopped: the disk is stable. Pass 2 and verify.
+		var err error
+		delta, err = syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+		return err
+	})
+	if err != nil {
+		discard()
+		return fail(err)
+	}
+	res.Size, res.Chunks, res.BytesSent, res.SHA256 = delta.size, delta.chunks, delta.bytesSent+res.PreCopySent, delta.sum
+	res.ChunksSent += delta.chunksSent
+	res.DeltaSent, res.RAMBytes, res.QEMUDowntime = delta.bytesSent, live.RAMBytes, live.BackendDowntime
+	relay := <-relayDone
+	far := <-farDone
+	resume := func() {
+		pause.Resume(context.WithoutCancel(ctx))
+	}
+	if relay.err != nil {
+		resume()
+		discardFar()
+		return fail(fmt.Errorf("relaying the state: %w", relay.err))
+	}
+	if far.err != nil {
+		resume()
+		discardFar()
+		return fail(far.err)
+	}
+	var ir IncomingResult
+	if err := json.Unmarshal(far.out, &ir); err != nil || ir.State != "running" {
+		resume()
+		discardFar()
+		return fail(fmt.Errorf("far incoming answered %q: %v", abbrevBytes(far.out), err))
+	}
+	res.StateBytes = relay.n
+	// Downtime: from the VM stopping here to it running there: the
+	// switchover here (disk delta, device state, the end of the stream)
+	// plus the far side's load-and-resume.
+	res.Downtime = relay.end.Sub(live.Paused) + ir.Resume
+	res.State, res.IP = ir.State, ir.IP
+	// It runs there: quit the source QEMU (paused; grace 0: no clean
+	// shutdown, which would resume it) and forget the guest here.
+	if err := h.Stop(ctx, 0); err != nil {
+		return fail(fmt.Errorf("runs there, but quitting the source QEMU: %w", err))
+	}
+	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
+		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
+	}
+	if err := revokeHere(ctx, g, c, to, o, probe, &res); err != nil {
+		return fail(err)
+	}
+	res.Duration = time.Since(t0)
+	return res, nil
+}
+
+// Incoming is the far side of a live migration: it defines the guest
+// (refusing a name that exists), starts its QEMU waiting for a migration
+// stream on a unix socket, copies stream into it, waits for the state to
+// load and the guest to run, announces it on the network (QMP
+// announce-self) and waits for its SSH server to answer through its
+// forward. Any failure stops that QEMU and undefines the guest (the disk
+// stays).
+func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Reader, timeout time.Duration) (IncomingResult, error) {
+	var ir IncomingResult
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	if _, err := f.Get(d.Name); err == nil {
+		return ir, fmt.Errorf("incoming %s: %w", d.Name, farm.ErrExists)
+	}
+	dr, err := f.Define(d, farm.ChangeOptions{})
+	if err != nil {
+		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
+	}
+	g := f.GuestOf(dr.Def)
+	var h driver.Guest
+	undo := func(err error) (IncomingResult, error) {
+		bg := context.WithoutCancel(ctx)
+		if h != nil {
+			h.Stop(bg, 0)
+		}
+		g.Destroy(bg, false)
+		return ir, fmt.Errorf("incoming %s: %w", d.Name, err)
+	}
+	r, ok := runnerOf(f, d.Driver).(driver.LiveTarget)
+	if !ok {
+		return undo(driver.Unsupported(d.Driver, "incoming live migration", "this tinyfarm has no "+d.Driver+" driver that receives one"))
+	}
+	if err := g.CheckMemory(ctx); err != nil {
+		return undo(err)
+	}
+	spec := g.Spec()
+	sock := filepath.Join(spec.Dir, "incoming.sock")
+	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+		return undo(err)
+	}
+	os.Remove(sock)
+	h, err = r.StartIncoming(ctx, spec, "unix:"+fsutil.SocketArg(spec.Dir, "incoming.sock"))
+	if err != nil {
+		return undo(err)
+	}
+	defer os.Remove(sock)
+	var dl net.Dialer
+	dp, release, err := fsutil.SocketPath(sock)
+	if err != nil {
+		return undo(err)
+	}
+	conn, err := dl.DialContext(ctx, "unix", dp)
+	release()
+	if err != nil {
+		return undo(err)
+	}
+	ir.Received, err = io.Copy(conn, stream)
+	conn.Close()
+	end := time.Now()
+	if err != nil {
+		return undo(fmt.Errorf("stream: %w", err))
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := h.WaitReady(wctx); err != nil {
+		return undo(err)
+	}
+	// The backend runs it as soon as it is loaded (QEMU: autostart); a
+	// stream of a VM that was paused leaves it paused: run it.
+	pause, ok := h.(driver.Suspender)
+	if !ok {
+		return undo(driver.Unsupported(d.Driver, "incoming live migration", "its incoming guest cannot be resumed"))
+	}
+	for {
+		st, err := h.Status(wctx)
+		if err != nil {
+			return undo(err)
+		}
+		if st.State == driver.Running && st.Reason == "" {
+			break
+		}
+		if st.State != driver.Suspended {
+			return undo(fmt.Errorf("guest %s after the state loaded: %s", st.State, st.Reason))
+		}
+		if err := pause.Resume(wctx); err != nil {
+			return undo(err)
+		}
+	}
+	ir.Resume = time.Since(end)
+	// Gratuitous ARPs from the guest's NIC: the switches learn where it is.
+	if a, ok := h.(driver.Announcer); ok {
+		a.Announce(wctx)
+	}
+	// Reachable here before the source lets go: an SSH handshake with the
+	// guest's pinned host key (at its bridge address, or its forward),
+	// else, for a guest with no pinned key, its SSH banner.
+	if host, port, err := g.SSHAddr(); err == nil {
+		if g.Def.HostKey != "" {
+			c, err := g.SSH(wctx)
+			if err != nil {
+				return undo(fmt.Errorf("the guest runs but does not answer SSH at %s with its pinned host key: %w", net.JoinHostPort(host, fmt.Sprint(port)), err))
+			}
+			c.Close()
+		} else if err := sshBanner(wctx, net.JoinHostPort(host, fmt.Sprint(port))); err != nil {
+			return undo(fmt.Errorf("the guest runs but its SSH does not answer: %w", err))
+		}
+		ir.Answered = true
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		return undo(err)
+	}
+	ir.State, ir.PID = string(st.State), st.PID
+	ir.IP, _, _ = strings.Cut(g.Def.IP, "/")
+	return ir, nil
+}
+
+// DiscardIncoming removes, on the far side, a guest a failed live
+// migration left (its QEMU is killed, its definition removed) and, with
+// removeDisk, the migration's disk copy (<state>/disks/NAME.img) unless
+// a guest defined here uses it.
+func DiscardIncoming(ctx context.Context, f *farm.Farm, name string, removeDisk bool) error {
+	if !farm.ValidName(name) {
+		return fmt.Errorf("discard %q: %w", name, farm.ErrInvalid)
+	}
+	g, err := f.Guest(ctx, name)
+	switch {
+	case errors.Is(err, farm.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("discard %s: %w", name, err)
+	case g.Def.Labels["migrated_from"] == "":
+		return fmt.Errorf("discard %s: not a migrated guest: %w", name, farm.ErrInvalid)
+	default:
+		if h, err := g.Handle(ctx); err == nil {
+			h.Stop(ctx, 0)
+		}
+		if err := g.Destroy(ctx, false); err != nil {
+			return fmt.Errorf("discard %s: %w", name, err)
+		}
+	}
+	if !removeDisk {
+		return nil
+	}
+	disk := filepath.Join(f.StateDir(), "disks", name+".img")
+	defs, err := f.List()
+	if err != nil {
+		return fmt.Errorf("discard %s: %w", name, err)
+	}
+	for _, d := range defs {
+		if d.Disk == disk {
+			return nil // a guest's disk: not this migration's to remove
+		}
+	}
+	if err := os.Remove(disk); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("discard %s: %w", name, err)
+	}
+	return nil
+}
+
+// sshBanner waits until addr answers with an SSH banner.
+func sshBanner(ctx context.Context, addr string) error {
+	var last error
+	for {
+		var dl net.Dialer
+		conn, err := dl.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			line, rerr := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			if strings.HasPrefix(line, "SSH-") {
+				return nil
+			}
+			err = fmt.Errorf("%s: no SSH banner (%q): %v", addr, abbrevBytes([]byte(line)), rerr)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,246 @@
+//go:build linux
+
+package ops_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
+)
+
+// TestMigrateQemuLive: a running qemu guest with a counting shell loop
+// (its counter in a tmpfs) moves live to another tinyfarm host (the
+// network namespace of TestMigrateNetns with its own dropbear and state
+// dir). The counter goes on there from where it was (the state moved,
+// the guest did not reboot: a reboot would lose the tmpfs), the source
+// QEMU is gone, the guest is no longer defined here; the downtime is
+// measured and logged. The far tinyfarm runs on this machine, so the
+// kernel and initrd are at the same paths there (the definition carries
+// them). The far farm has its own key: reading the counter there over
+// SSH proves the guest was made to accept it. With TINYFARM_BENCH set it
+// also migrates the same guest offline (the anchor) and prints bench TSV
+// rows.
+func TestMigrateQemuLive(t *testing.T) {
+	rel := guesttest.NeedVM(t)
+	ctx := context.Background()
+	bin := guesttest.BuildTinyfarm(t)
+	remote, farState := guesttest.FarHost(t, bin)
+	far := farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()})
+	t.Cleanup(func() {
+		if g, err := far.Guest(context.Background(), "live"); err == nil {
+			g.Destroy(context.Background(), false)
+		}
+	})
+	state := t.TempDir()
+	fm := farm.New(state, farm.Options{Drivers: farm.DefaultDrivers()})
+	disk := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
+	def := farm.Definition{Name: "live", Driver: "qemu", Disk: disk.Path, MemBytes: 160 << 20, CPUs: 1,
+		Kernel: rel.Vmlinux, Initrds: []string{rel.ModulesInitrd}, HostKey: disk.HostKey, User: "root"}
+	if _, err := fm.Define(def, farm.ChangeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := fm.Guest(ctx, "live")
+	t.Cleanup(func() { g.Destroy(context.Background(), false) })
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	guesttest.MustExec(t, g, guesttest.CounterLoop)
+	time.Sleep(300 * time.Millisecond)
+	st, err := g.Status(ctx)
+	if err != nil || st.PID == 0 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	srcPID := st.PID
+	before := guesttest.Counter(t, g)
+
+	farDisk := filepath.Join(farState, "disks", "live.img")
+	// Refused before copying: a guest with a share (QEMU will not
+	// migrate a mounted 9p share).
+	if _, err := g.Share(ctx, farm.ShareOptions{HostPath: t.TempDir(), GuestPath: "/mnt/s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Live: true}); !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "share") {
+		t.Errorf("live migration of a guest with a share: %v, want unsupported naming the share", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a refused live migration copied the disk there")
+	}
+	if _, err := g.Unshare(ctx, "/mnt/s", farm.ChangeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Failing after the copy (the far side gives the state no time to
+	// load): the guest runs on here, nothing is left there.
+	if _, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Live: true, Timeout: time.Millisecond}); err == nil {
+		t.Fatal("a live migration with no time to load there succeeded")
+	} else {
+		t.Logf("failed live migration: %v", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a failed live migration left its disk copy there")
+	}
+	if _, err := far.Get("live"); err == nil {
+		t.Error("a failed live migration left the guest defined there")
+	}
+	if !g.Running(ctx) {
+		t.Fatal("a failed live migration stopped the guest here")
+	}
+	if a, b := guesttest.Counter(t, g), guesttest.Counter(t, g); b < a || a < before {
+		t.Errorf("counter after a failed live migration: %d, %d (before %d)", a, b, before)
+	}
+
+	res, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Live: true, Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("live migrate: downtime %v (QEMU's own figure %v), total %v; disk %d bytes sent (%d while running, %d in the pause) in %d of %d chunks; state stream %d bytes (RAM %d); there: %s",
+		res.Downtime, res.QEMUDowntime, res.Duration, res.BytesSent, res.PreCopySent, res.DeltaSent, res.ChunksSent, res.Chunks, res.StateBytes, res.RAMBytes, res.State)
+	if !res.Live || res.State != "running" || res.SHA256 == "" || res.Downtime <= 0 {
+		t.Errorf("result: %+v", res)
+	}
+	// The source QEMU was started by this test process: its exit is
+	// reaped by the Start that spawned it, a moment after Stop saw it end.
+	gone := false
+	for i := 0; i < 100 && !gone; i++ {
+		gone = errors.Is(syscall.Kill(srcPID, 0), syscall.ESRCH)
+		if !gone {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !gone {
+		t.Errorf("the source QEMU (pid %d) still exists 5s after the move", srcPID)
+	}
+	if _, err := fm.Get("live"); !errors.Is(err, farm.ErrNotFound) {
+		t.Errorf("still defined here after the move: %v", err)
+	}
+	fg, err := far.Guest(ctx, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fg.Running(ctx) {
+		t.Fatal("not running there")
+	}
+	n1, n2, err := guesttest.FarCounter(fg, 500*time.Millisecond)
+	if err != nil {
+		t.Fatalf("the counter there: %v", err)
+	}
+	t.Logf("counter: %d here before, %d then %d there", before, n1, n2)
+	if n1 < before || n2 <= n1 {
+		t.Errorf("counter did not go on there: %d before, %d then %d after", before, n1, n2)
+	}
+
+	if os.Getenv("TINYFARM_BENCH") == "" {
+		return
+	}
+	// The anchor: the same guest, running here again, migrated offline
+	// (stop, disk delta, boot there) to an empty far disk, as the live
+	// run started from.
+	if err := fg.Destroy(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fm.Define(def, farm.ChangeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ = fm.Guest(ctx, "live")
+	if _, err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	off, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("offline migrate: downtime %v, total %v", off.Downtime, off.Duration)
+	fmt.Printf("live migrate qemu downtime (s)\t%.3f\toffline migrate\t%.3f\t%.3f\n", res.Downtime.Seconds(), off.Downtime.Seconds(), res.Downtime.Seconds()/off.Downtime.Seconds())
+	fmt.Printf("live migrate qemu total (s)\t%.2f\toffline migrate\t%.2f\t%.2f\n", res.Duration.Seconds(), off.Duration.Seconds(), res.Duration.Seconds()/off.Duration.Seconds())
+}
+
+// TestMigrateQemuLiveBridge: a VM on the farm bridge moves live to a far
+// host (a network namespace) whose farm has another subnet: refused
+// before anything is copied (the VM keeps its address in memory, which
+// would not work there). Once the far farm has the same subnet (on its
+// own bridge), the move keeps the VM's address and MAC; the far side
+// checked an SSH handshake with the pinned key before the source let go,
+// and the counter goes on there, read over SSH at that address from
+// inside the far namespace.
+func TestMigrateQemuLiveBridge(t *testing.T) {
+	guesttest.NeedVM(t)
+	ctx := context.Background()
+	const farBridge = "tftest8f"
+	bin := guesttest.BuildTinyfarm(t)
+	remote, farState := guesttest.FarHost(t, bin)
+	far := farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()})
+	state := t.TempDir()
+	t.Cleanup(func() {
+		if g, err := far.Guest(context.Background(), "brlive"); err == nil {
+			guesttest.InNetns(guesttest.MigNS, func() error { return g.Destroy(context.Background(), false) })
+		}
+		// The DHCP servers the two farms started (by pid, each its own).
+		guesttest.KillDHCP(farState, farBridge)
+		guesttest.KillDHCP(state, guesttest.OpsBridge)
+	})
+	fm := guesttest.OpsFarm(t, state)
+	g, _ := guesttest.QemuGuest(t, fm, state, farm.Definition{Name: "brlive", Net: "bridge", MemBytes: 160 << 20})
+	guesttest.MustExec(t, g, guesttest.CounterLoop)
+	before := guesttest.Counter(t, g)
+	farDisk := filepath.Join(farState, "disks", "brlive.img")
+
+	// The far farm on its default subnet: refused, nothing copied.
+	_, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Live: true, Timeout: 90 * time.Second})
+	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "subnet") {
+		t.Errorf("live move of a bridged VM to another subnet: %v, want unsupported naming the subnet", err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if _, err := os.Stat(farDisk); err == nil {
+		t.Error("a refused live migration copied the disk there")
+	}
+	if !g.Running(ctx) {
+		t.Fatal("a refused live migration stopped the guest")
+	}
+
+	// The far farm on the same subnet, its own bridge in its namespace.
+	os.MkdirAll(farState, 0o700)
+	if err := os.WriteFile(filepath.Join(farState, "network.json"), []byte(`{"bridge":"`+farBridge+`","subnet":"`+guesttest.OpsSubnet+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ip, mac := g.Def.IP, g.Def.MAC
+	res, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Live: true, Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("live migrate on the bridge: downtime %v, total %v; there: %s at %s", res.Downtime, res.Duration, res.State, res.IP)
+	if res.IP+"/24" != ip {
+		t.Errorf("address there %s, want the VM's own %s", res.IP, ip)
+	}
+	far = farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()})
+	fg, err := far.Guest(ctx, "brlive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fg.Def.IP != ip || fg.Def.MAC != mac {
+		t.Errorf("defined there with %s %s, want %s %s", fg.Def.IP, fg.Def.MAC, ip, mac)
+	}
+	n1, n2, err := guesttest.FarCounter(fg, 500*time.Millisecond)
+	if err != nil {
+		t.Fatalf("the counter there, over SSH at %s: %v", ip, err)
+	}
+	if n1 < before || n2 <= n1 {
+		t.Errorf("counter did not go on there: %d before, %d then %d after", before, n1, n2)
+	}
+}
