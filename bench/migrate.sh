@@ -7,4 +7,4 @@
 # Prints bench/run.sh TSV rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TINYFARM_BENCH=1 go test -count=1 -timeout 10m -v -run 'TestMigrateThroughput|TestMigrateQemuLive' ./stdlib/colinux | grep -P '\t' | grep -v -E '^(ok|---|===)'
+TINYFARM_BENCH=1 go test -count=1 -timeout 10m -v -run 'TestMigrateThroughput|TestMigrateQemuLive' ./stdlib/colinux/ops | grep -P '\t' | grep -v -E '^(ok|---|===)'

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -359,7 +358,7 @@ type routeWriter struct {
 	mu     sync.Mutex
 	routes []Route
 	have   bool
-	last   []byte
+	file   *proxy.TableFile // the proxy's routes file; nil until the first write
 }
 
 func (w *routeWriter) set(r []Route) {
@@ -415,17 +414,14 @@ func (w *routeWriter) write(ctx context.Context, routes []Route) error {
 			return err
 		}
 	}
-	b, err := json.MarshalIndent(ProxyTable(w.cfg.Host, routes, addrs, local), "", "  ")
-	if err != nil {
-		return err
+	// Only the routes that changed are written: with thousands of routes
+	// the proxy applies them without reloading its whole table.
+	if w.file == nil {
+		w.file = proxy.NewTableFile(RoutesFile(w.cfg.Dir))
 	}
-	if bytes.Equal(b, w.last) {
-		return nil
+	if _, err := w.file.Write(ProxyTable(w.cfg.Host, routes, addrs, local)); err != nil {
+		return fmt.Errorf("cluster: %w", err)
 	}
-	if err := fsutil.WriteFileAtomic(RoutesFile(w.cfg.Dir), b, 0o644); err != nil {
-		return fmt.Errorf("cluster routes: %w", err)
-	}
-	w.last = b
 	return nil
 }
 

@@ -5,13 +5,16 @@
 //   - A route registry (Registry), a JSON file in the state dir holding
 //     virtual hosts (exact names, "*.wildcard" names and an optional
 //     default backend "*") and TCP forwards. Writes are atomic (temp file,
-//     fsync, rename) and serialized across processes by a lock file.
+//     fsync, rename) and serialized across processes by a lock file; once
+//     the table is large, a change is a checksummed line appended to a
+//     journal beside it instead (journal.go), so it costs what it changes.
 //     Every operation is idempotent and has a check mode that returns the
 //     planned change as a unified diff of the routing table.
 //   - An embedded reverse proxy (Serve / Server) built on net/http: Host
 //     routing, X-Forwarded-* headers, WebSocket upgrades, streamed bodies,
 //     TCP forwards with half-close, live reload when the registry file
-//     changes, an access log and graceful shutdown. Requests are parsed
+//     changes (journal records applied to the live table, live.go), an
+//     access log and graceful shutdown. Requests are parsed
 //     by net/http's server only (no hand-written parser on the public
 //     port); every request then takes one pipeline (pipeline.go) over
 //     pooled backend connections (backend.go): one function writes what

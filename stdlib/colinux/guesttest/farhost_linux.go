@@ -34,6 +34,8 @@ const (
 	MigFarIP  = "10.77.246.2"
 )
 
+// Run runs a command (args[0] with the rest) and fails the test, with
+// its output, when it fails.
 func Run(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {

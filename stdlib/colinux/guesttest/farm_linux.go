@@ -54,6 +54,8 @@ func NeedVM(t *testing.T) *minicore.Release {
 	return minicore.Require(t)
 }
 
+// SSHDisk builds a guest disk that root can log in to over SSH with the
+// farm key of state; it returns the disk's path and its pinned host key.
 func SSHDisk(t *testing.T, state string) (string, string) {
 	d := BuildDisk(t, Options{SSH: true, StateDir: state})
 	return d.Path, d.HostKey
@@ -67,6 +69,8 @@ func KillDHCP(state, bridge string) {
 	}
 }
 
+// MustExec runs script in guest g with /bin/sh and returns its trimmed
+// stdout; an error or a non-zero exit fails the test.
 func MustExec(t *testing.T, g *farm.Guest, script string) string {
 	t.Helper()
 	r, err := g.Exec(context.Background(), []string{"/bin/sh", "-c", script}, driver.ExecOptions{})
@@ -114,6 +118,8 @@ func Counter(t *testing.T, g *farm.Guest) int {
 	}
 }
 
+// OpsFarm is a farm in state on the operations tests' bridge (OpsBridge,
+// deleted at the end of the test) with the registered drivers.
 func OpsFarm(t *testing.T, state string) *farm.Farm {
 	t.Cleanup(func() { ns.DeleteBridge(OpsBridge) })
 	return farm.New(state, farm.Options{Drivers: farm.DefaultDrivers(), Bridge: OpsBridge, Subnet: OpsSubnet})
@@ -150,6 +156,8 @@ func ScratchBtrfs(t *testing.T) string {
 	return mnt
 }
 
+// CpNoReflink copies src to dst sparsely without sharing blocks (a copy
+// that unify has something to share with).
 func CpNoReflink(t *testing.T, src, dst string) {
 	t.Helper()
 	if out, err := exec.Command("cp", "--sparse=always", "--reflink=never", src, dst).CombinedOutput(); err != nil {

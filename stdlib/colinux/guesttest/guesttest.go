@@ -2,6 +2,11 @@
 // tests and benchmarks of the guest drivers, the way the seed's shell
 // pipeline does (core extracted, extensions unsquashed, mkfs.ext3 -d), so
 // driver tests do not depend on the image module they help to test.
+//
+// It also holds what the tests of packages farm, ops and colinux share:
+// their TestMain (Main), a farm on the operations tests' bridge, commands
+// in a guest, a btrfs scratch file system, and the far host of the
+// migration tests (a network namespace with its own dropbear).
 package guesttest
 
 import (

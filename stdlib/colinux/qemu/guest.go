@@ -248,6 +248,11 @@ func (g *Guest) Stop(ctx context.Context, grace time.Duration) error {
 		case <-time.After(5 * time.Second):
 		}
 	}
+	// Not our child, or not reaped yet: a stopped guest's disks must be
+	// free to start it again at once.
+	if err := waitExited(ctx, g.boot.PID); err != nil {
+		return fmt.Errorf("qemu %s: stop: %w", g.spec.Name, err)
+	}
 	rec := exitInfo{State: driver.Stopped, Reason: "stopped by tinyfarm (" + how + ")", PID: g.boot.PID, Time: time.Now()}
 	if err := writeJSON(g.path(exitFile), rec); err != nil {
 		return fmt.Errorf("qemu %s: stop: %w", g.spec.Name, err)
@@ -599,3 +604,16 @@ var (
 	_ driver.Checkpointer = (*Guest)(nil)
 	_ driver.Configurer   = (*Guest)(nil)
 )
+
+// waitExited waits (up to 10 s) until pid, once a QEMU, has finished
+// exiting and closed its descriptors (see procExiting).
+func waitExited(ctx context.Context, pid int) error {
+	for deadline := time.Now().Add(10 * time.Second); procExiting(pid) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}

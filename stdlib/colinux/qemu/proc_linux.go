@@ -42,3 +42,32 @@ func procAlive(pid int, pidfile string) bool {
 }
 
 func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// procExiting tells whether pid is a process in the middle of exiting,
+// which procAlive already counts as gone but which still holds its
+// descriptors, and the disk locks QEMU inherited with them: either its
+// memory is released (so /proc/PID/cmdline reads empty) but its files are
+// not yet, or its main thread is a zombie while other threads (QEMU's vCPU
+// and I/O threads, which share the descriptor table) are still dying.
+// Tearing down a guest takes a while on a loaded host, and a restart in
+// that window would find the disk locked.
+func procExiting(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	dir := "/proc/" + strconv.Itoa(pid)
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return false
+	}
+	if st := stat[i+2]; st == 'Z' || st == 'X' {
+		tasks, err := os.ReadDir(dir + "/task")
+		return err == nil && len(tasks) > 1
+	}
+	cmdline, err := os.ReadFile(dir + "/cmdline")
+	return err == nil && len(cmdline) == 0
+}

@@ -18,3 +18,5 @@ func procAlive(int, string) bool { return false }
 func killPID(int) error {
 	return driver.Unsupported("qemu", "kill", "the qemu runner needs Linux")
 }
+
+func procExiting(int) bool { return false }

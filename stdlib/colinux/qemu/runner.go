@@ -205,6 +205,11 @@ func (r *Runner) start(ctx context.Context, spec driver.Spec, incoming, uri stri
 	if old.alive() {
 		return fail(fmt.Errorf("already running (pid %d)", old.boot.PID))
 	}
+	// The last QEMU may still be exiting (a guest that powered itself
+	// off): wait until it has let go of the disks' locks.
+	if err := waitExited(ctx, old.boot.PID); err != nil {
+		return fail(err)
+	}
 	if len(spec.Initrds) > 1 {
 		if err := concat(filepath.Join(spec.Dir, initrdCat), spec.Initrds); err != nil {
 			return fail(fmt.Errorf("initrd: %w", err))

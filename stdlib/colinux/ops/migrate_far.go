@@ -1,0 +1,114 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
+)
+
+// FarProbe is what the far side reports before a migration.
+type FarProbe struct {
+	Disk    string `json:"disk"`    // where the disk goes
+	Exists  bool   `json:"exists"`  // a guest of that name is defined there
+	Running bool   `json:"running"` // and runs
+	// FarmKey is the far farm's public key (authorized_keys line): the
+	// guest must accept it to be managed there over SSH.
+	FarmKey string `json:"farm_key,omitempty"`
+	// Free is the space available where the disk goes (-1: unknown), and
+	// Have what an earlier, interrupted copy there takes already.
+	Free int64 `json:"free"`
+	Have int64 `json:"have"`
+	// MissingShares are the shares' host directories that do not exist
+	// there (the guest would not start).
+	MissingShares []string `json:"missing_shares,omitempty"`
+	// AddressProblem says why a bridged guest moving live cannot keep its
+	// address and MAC there ("" when it can).
+	AddressProblem string `json:"address_problem,omitempty"`
+}
+
+// Import is the far side of a migration: it defines the guest (refusing a
+// name that exists), starts it unless noStart and waits for its ready
+// marker. A guest that does not come up is undefined again (its disk
+// stays, so a retry sends only what is missing).
+func Import(ctx context.Context, f *farm.Farm, d farm.Definition, start bool, timeout time.Duration) (driver.Status, error) {
+	if _, err := f.Get(d.Name); err == nil {
+		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, farm.ErrExists)
+	}
+	res, err := f.Define(d, farm.ChangeOptions{})
+	if err != nil {
+		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, err)
+	}
+	g := f.GuestOf(res.Def)
+	if !start {
+		return g.Status(ctx)
+	}
+	undo := func(err error) (driver.Status, error) {
+		g.Destroy(context.WithoutCancel(ctx), false)
+		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, err)
+	}
+	if _, err := g.Start(ctx); err != nil {
+		return undo(err)
+	}
+	if err := g.WaitReady(ctx, timeout); err != nil {
+		return undo(err)
+	}
+	st, err := g.Status(ctx)
+	if err != nil {
+		return undo(err)
+	}
+	return st, nil
+}
+
+// farDefinition is the guest's definition for the far farm (JSON): the
+// far farm gives it its own address (unless keepIP: a bridged VM moving
+// live keeps its own) and forwards, the disk is the copy at disk, and a
+// label says where it came from.
+func farDefinition(d *farm.Definition, disk string, keepIP bool) []byte {
+	nd := *d
+	nd.Disk, nd.Forwards, nd.DiskPlaced = disk, nil, true
+	if !keepIP {
+		nd.IP = ""
+	}
+	nd.Labels = map[string]string{}
+	for k, v := range d.Labels {
+		nd.Labels[k] = v
+	}
+	nd.Labels["migrated_from"] = hostLabel()
+	def, _ := json.Marshal(nd)
+	return def
+}
+
+// ProbeMigration is the far side's answer before a migration of name
+// whose shares have the host directories shares; for a bridged guest
+// moving live, ip and mac are the address and MAC it keeps.
+func ProbeMigration(ctx context.Context, f *farm.Farm, name string, shares []string, ip, mac string) (FarProbe, error) {
+	if !farm.ValidName(name) {
+		return FarProbe{}, fmt.Errorf("probe %q: %w", name, farm.ErrInvalid)
+	}
+	p := FarProbe{Disk: filepath.Join(f.StateDir(), "disks", name+".img")}
+	p.Free, p.Have = freeBytes(p.Disk), allocatedBytes(p.Disk)
+	for _, s := range shares {
+		if fi, err := os.Stat(s); err != nil || !fi.IsDir() {
+			p.MissingShares = append(p.MissingShares, s)
+		}
+	}
+	if ip != "" {
+		p.AddressProblem = f.BridgeIdentityProblem(name, ip, mac)
+	}
+	if g, err := f.Guest(ctx, name); err == nil {
+		p.Exists, p.Running = true, g.Running(ctx)
+	}
+	fk, err := ssh.EnsureFarmKey(f.StateDir())
+	if err != nil {
+		return FarProbe{}, fmt.Errorf("probe %s: %w", name, err)
+	}
+	p.FarmKey = fk.AuthorizedKey()
+	return p, nil
+}
