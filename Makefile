@@ -1,7 +1,8 @@
 # tinyfarm — build, test, demo. `make help` lists the targets.
 GO       ?= go
 MINICORE ?= testdata/minicore/out
-BIN      := bin/tinyfarm
+BINDIR   ?= bin
+BIN      := $(BINDIR)/tinyfarm
 
 .PHONY: help build deps minicore minicore-x86 test crash test-short demo demo-down bench lint clean
 
@@ -11,10 +12,19 @@ help:
 	@echo "make test   - the full test suite (installs deps and builds the mini release first)"
 	@echo "make bench  - every benchmark under bench/, one table"
 	@echo "make crash  - kill tinyfarm at 50 random moments of each operation (TestCrash*)"
-	@echo "make build  - bin/tinyfarm"
+	@echo "make build  - bin/tinyfarm and bin/tinyfarm-guest"
+
+# tinyfarm-guest is the small binary tinyfarm runs for what lives as long
+# as a guest (an ns guest's monitor, g:exec, the farm DHCP server), so no
+# guest pays for etcd, gRPC or Lua. Both get one stamp, a hash of the
+# sources: tinyfarm runs only a tinyfarm-guest built with it (see
+# stdlib/colinux/guestexe), and itself otherwise.
+STAMP   = $(shell cat go.mod go.sum $$(find cmd engine internal stdlib third_party -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+LDFLAGS = -X github.com/tinyfarm/tinyfarm/stdlib/colinux/guestexe.Stamp=$(STAMP)
 
 build:
-	$(GO) build -o $(BIN) ./cmd/tinyfarm
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tinyfarm
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BINDIR)/tinyfarm-guest ./cmd/tinyfarm-guest
 
 deps:
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/deps.sh; else echo "deps: not root, skipping apt (tests needing missing tools will skip)"; fi

@@ -5,6 +5,11 @@
 # daemon (etcd member + daemon + proxy in one process) idle and after 300
 # guest claims and 100 routes, then the Go benchmarks: route propagation
 # (a vhost added until all three proxies serve it, p50/p99) and one claim.
+# Then (as root, with the mini Tiny Core release) the drain bench:
+# TestDrainBench in stdlib/cluster, three hosts as network namespaces with
+# their sshd, N ns guests (TINYFARM_DRAIN_GUESTS, default 3) moved off one
+# host by `tinyfarm cluster drain` and, as the anchor in the same run, by
+# hand (`tinyfarm run` of g:migrate + cluster.route per guest).
 # The human table goes to stderr; the TSV rows on stdout are for
 # bench/run.sh (metric, tinyfarm, anchor, anchor value, ratio).
 #
@@ -24,10 +29,12 @@ go build -o "$W/tinyfarm" ./cmd/tinyfarm
 TF="$W/tinyfarm"
 flags=(--client-port 42379 --peer-port 42380 --join-port 42381 --heartbeat 100 --election-timeout 1000)
 tf() { local h=$1; shift; TINYFARM_HOME="$W/h$h" "$TF" "$@"; }
-tok=$(tf 1 cluster init --name h1 --advertise 127.0.0.1 --proxy 127.0.0.1:48080 "${flags[@]}" | grep -o 'tfjoin1\.[A-Za-z0-9_-]*')
-tf 2 cluster join "$tok" --name h2 --advertise 127.0.0.2 --proxy 127.0.0.2:48080 "${flags[@]}" >/dev/null
+# The hosts' cluster keys go to a file of the bench, not ~/.ssh.
+keys() { echo --authorized-keys "$W/h$1/authorized_keys"; }
+tok=$(tf 1 cluster init --name h1 --advertise 127.0.0.1 --proxy 127.0.0.1:48080 $(keys 1) "${flags[@]}" | grep -o 'tfjoin1\.[A-Za-z0-9_-]*')
+tf 2 cluster join "$tok" --name h2 --advertise 127.0.0.2 --proxy 127.0.0.2:48080 $(keys 2) "${flags[@]}" >/dev/null
 tok=$(tf 1 cluster token)
-tf 3 cluster join "$tok" --name h3 --advertise 127.0.0.3 --proxy 127.0.0.3:48080 "${flags[@]}" >/dev/null
+tf 3 cluster join "$tok" --name h3 --advertise 127.0.0.3 --proxy 127.0.0.3:48080 $(keys 3) "${flags[@]}" >/dev/null
 
 mem() {
   for h in 1 2 3; do
@@ -72,3 +79,13 @@ awk -v m="$loaded" 'BEGIN {printf "cluster daemon RSS, 300 claims+100 routes, Mi
 printf 'route served by all 3 proxies, p50 ms\t%s\t-\t-\t-\n' "$p50"
 printf 'route served by all 3 proxies, p99 ms\t%s\t-\t-\t-\n' "$p99"
 printf 'guest claim (name+IP+uids, 1 txn), ms\t%s\t-\t-\t-\n' "$claim"
+if [ "$(id -u)" = 0 ]; then
+  : "${TINYFARM_MINICORE:=$PWD/testdata/minicore/out}"
+  export TINYFARM_MINICORE
+  TINYFARM_BENCH=1 go test -count=1 -run '^TestDrainBench$' -v ./stdlib/cluster >"$W/drain.txt" 2>&1 || { cat "$W/drain.txt" >&2; exit 1; }
+  grep -E 'down |drained|failed requests' "$W/drain.txt" >&2 || true
+  # A skipped bench (no mini Tiny Core release, no dropbear) says why.
+  grep -P '^cluster drain.*\t' "$W/drain.txt" || { grep -iE 'skip' "$W/drain.txt" >&2; exit 1; }
+else
+  echo "drain bench skipped: it needs root (network namespaces, ns guests)" >&2
+fi

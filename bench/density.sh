@@ -30,7 +30,9 @@ LISTEN=127.0.0.1:${PORT:-18931}
 
 W=$(mktemp -d /tmp/tinyfarm-density.XXXXXX)
 BIN=$W/tinyfarm
-go build -o "$BIN" ./cmd/tinyfarm
+# As make build does: tinyfarm and, next to it, the tinyfarm-guest its
+# guests' monitors run from.
+make -s build BINDIR="$W" >/dev/null
 
 CG=""
 cleanup_run() {

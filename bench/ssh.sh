@@ -1,32 +1,22 @@
 #!/usr/bin/env bash
-# bench/ssh.sh - SSH command latency against a real dropbear on 127.0.0.1 (started by the Go
-# benchmarks in stdlib/ssh, in a private mount namespace; nothing on the host changes).
+# bench/ssh.sh - SSH to what a guest runs: the dropbear of an ns guest of the mini release,
+# in the default configuration (user namespace, hardened, farm bridge). Root; needs
+# TINYFARM_MINICORE (the built mini release) and, for the anchors, the OpenSSH client.
 #
-#   warm      one command on tinyfarm's reused connection (goal: <= 5 ms)
-#   dial+run  a new Go connection per command
-#   openssh   the OpenSSH `ssh` client per command (process + connection each time)
-#   stream    bulk copy through one command's stdin (dropbear default window, and -W 1 MiB)
-#   sftp      one atomic 1 MiB WriteFile
+#   warm        one command on tinyfarm's cached connection (goal: <= 2 ms)
+#   anchors     the OpenSSH client through a ControlMaster, and one ssh process and
+#               connection per command, against the same guest in the same run
+#   dial+run    a new Go connection per command
+#   g:exec      the ns driver's exec
+#   stream      bulk copy through one command's stdin (32 MiB into `wc -c`)
+#   sftp        one atomic 1 MiB WriteFile into the guest's /tmp
 #
-# Usage: bench/ssh.sh [benchtime]   (default 2s). Needs dropbear (dropbear-bin) and ssh.
-# Prints TSV rows for bench/run.sh.
+# Batches alternate between the subjects; each figure is a median of 11.
+# TestWarmCommand in bench/guestbench; TestWarmProfile there splits a warm command into
+# where its time goes. Prints TSV rows for bench/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-benchtime="${1:-2s}"
-out="$(${GO:-go} test -count=1 -run '^$' -bench 'Dropbear|OpenSSH' -benchtime "$benchtime" ./stdlib/ssh)"
-echo "$out" | grep -q '^Benchmark' || { echo "$out"; echo "ssh bench: no results (dropbear missing?)" >&2; exit 1; }
-echo "$out" | awk '
-  /^BenchmarkDropbearRun-/              { warm = $3 }
-  /^BenchmarkDropbearDialRun-/          { dial = $3 }
-  /^BenchmarkOpenSSHRun-/               { ossh = $3 }
-  /^BenchmarkDropbearRunStream-/        { stream = $5 }
-  /^BenchmarkDropbearRunStreamWindow1M-/ { streamw = $5 }
-  /^BenchmarkDropbearWriteFile-/        { sftp = $5 }
-  END {
-    # TSV rows for bench/run.sh: metric, tinyfarm, anchor, anchor value, ratio
-    if (warm && ossh) printf "ssh: command on a warm connection (ms, goal <=5)\t%.2f\tOpenSSH ssh per command\t%.2f\t%.0fx faster\n", warm/1e6, ossh/1e6, ossh/warm
-    if (dial)    printf "ssh: new connection + command (ms)\t%.2f\t-\t-\t-\n", dial/1e6
-    if (stream && streamw) printf "ssh: tar-stream copy (MB/s)\t%.1f\tsame, dropbear -W 1M\t%.1f\t-\n", stream, streamw
-    if (sftp)    printf "ssh: sftp atomic 1 MiB write (MB/s)\t%.1f\t-\t-\t-\n", sftp
-    if (warm > 5e6) { print "ssh.warm_run above the 5 ms goal" > "/dev/stderr" }
-  }'
+out="$(TINYFARM_BENCH=1 ${GO:-go} test -count=1 -timeout 10m -run '^TestWarmCommand$' -v ./bench/guestbench)" || { echo "$out" >&2; exit 1; }
+rows="$(echo "$out" | grep -P '\t' | grep -v -E '^(ok|---|===)' || true)"
+[ -n "$rows" ] || { echo "$out" >&2; echo "ssh bench: no results (not root, or TINYFARM_MINICORE unset?)" >&2; exit 1; }
+echo "$rows"

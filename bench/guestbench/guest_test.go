@@ -5,7 +5,8 @@
 // hardened vs unhardened, 20 guests started in parallel with the host
 // memory each costs beyond its own processes, and nginx installed into a
 // running guest over SSH. Run by bench/guests.sh (TINYFARM_BENCH=1); it
-// prints TSV rows for bench/run.sh.
+// prints TSV rows for bench/run.sh. SSH to a guest (TestWarmCommand) is
+// run by bench/ssh.sh.
 package guestbench
 
 import (

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,6 +126,12 @@ type ServeOptions struct {
 	// LocalRoutes is this host's own routing table (the proxy registry
 	// file of its state dir); its vhosts are served too. Default: none.
 	LocalRoutes string
+	// Mover, when set, executes this host's drains (`cluster drain`):
+	// its farm's guests and their migration.
+	Mover Mover
+	// Gate is the forced command the other hosts' cluster keys run here
+	// (GateCommand); with it the daemon keeps them in authorized_keys.
+	Gate string
 	// Ready is called once the member serves, the host is registered and
 	// the routes are written.
 	Ready func()
@@ -211,6 +216,9 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 			go func() { defer wg.Done(); errc <- serveJoin(ctx, ln, cfg, c, ca, tok) }()
 		}
 	}
+	if _, err := EnsureClusterKey(cfg.Dir); err != nil {
+		return err
+	}
 	registered := make(chan struct{})
 	wg.Add(1)
 	go func() { defer wg.Done(); keepRegistered(ctx, c, cfg, opts, log, registered) }()
@@ -222,6 +230,13 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 		c.WatchRoutes(ctx, rw.set)
 	}()
 	go func() { defer wg.Done(); rw.loop(ctx, wrote) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); keepHostKeys(ctx, c, cfg, opts.Gate, log) }()
+	if opts.Mover != nil {
+		d := &drainer{c: c, cfg: cfg, mover: opts.Mover, log: log}
+		wg.Add(1)
+		go func() { defer wg.Done(); d.loop(ctx) }()
+	}
 	if opts.ProxyListen != "" {
 		ln, err := net.Listen("tcp", opts.ProxyListen)
 		if err != nil {
@@ -310,8 +325,7 @@ func keepEndpoints(ctx context.Context, c *Client, cfg *Config, log *slog.Logger
 func keepRegistered(ctx context.Context, c *Client, cfg *Config, opts ServeOptions, log *slog.Logger, registered chan struct{}) {
 	once := sync.Once{}
 	for ctx.Err() == nil {
-		f := opts.Facts(ctx)
-		f.ProxyAddr = cfg.ProxyAddr
+		f := cfg.stamp(opts.Facts(ctx))
 		p, err := c.Register(ctx, f)
 		if err != nil {
 			log.Warn("cluster: register", "err", err)
@@ -337,8 +351,7 @@ func keepRegistered(ctx context.Context, c *Client, cfg *Config, opts ServeOptio
 				log.Warn("cluster: lease lost; registering again")
 				break alive
 			case <-tick.C:
-				f := opts.Facts(ctx)
-				f.ProxyAddr = cfg.ProxyAddr
+				f := cfg.stamp(opts.Facts(ctx))
 				if err := p.UpdateFacts(ctx, f); err != nil {
 					log.Warn("cluster: facts", "err", err)
 				}
@@ -359,7 +372,7 @@ type routeWriter struct {
 	mu     sync.Mutex
 	routes []Route
 	have   bool
-	last   []byte
+	file   *proxy.TableFile // the proxy's routes file; nil until the first write
 }
 
 func (w *routeWriter) set(r []Route) {
@@ -415,17 +428,14 @@ func (w *routeWriter) write(ctx context.Context, routes []Route) error {
 			return err
 		}
 	}
-	b, err := json.MarshalIndent(ProxyTable(w.cfg.Host, routes, addrs, local), "", "  ")
-	if err != nil {
-		return err
+	// Only the routes that changed are written: with thousands of routes
+	// the proxy applies them without reloading its whole table.
+	if w.file == nil {
+		w.file = proxy.NewTableFile(RoutesFile(w.cfg.Dir))
 	}
-	if bytes.Equal(b, w.last) {
-		return nil
+	if _, err := w.file.Write(ProxyTable(w.cfg.Host, routes, addrs, local)); err != nil {
+		return fmt.Errorf("cluster: %w", err)
 	}
-	if err := fsutil.WriteFileAtomic(RoutesFile(w.cfg.Dir), b, 0o644); err != nil {
-		return fmt.Errorf("cluster routes: %w", err)
-	}
-	w.last = b
 	return nil
 }
 

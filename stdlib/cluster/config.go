@@ -61,6 +61,23 @@ type Config struct {
 	// ProxyListen is where the daemon runs its proxy, serving every vhost
 	// of the cluster ("10.0.0.1:80", ":80"). Default: no proxy.
 	ProxyListen string `json:"proxy_listen,omitempty"`
+	// SSHAddr is where this host's sshd serves controllers (remote guests,
+	// cluster.run: HostRemote) and the other hosts (migrations, `cluster
+	// drain`), as "10.0.0.1:22". Default: the advertise address, port 22.
+	SSHAddr string `json:"ssh_addr,omitempty"`
+	// SSHHostKeyFile is the public key file of that sshd, published in the
+	// facts so controllers and the other hosts pin it. Default:
+	// /etc/ssh/ssh_host_ed25519_key.pub, else dropbear's.
+	SSHHostKeyFile string `json:"ssh_host_key_file,omitempty"`
+	// Binary is the tinyfarm controllers run here over SSH. Default: the
+	// daemon's own executable.
+	Binary string `json:"binary,omitempty"`
+	// AuthorizedKeys is the authorized_keys file of the user the other
+	// hosts log in as (root); the daemon keeps their cluster keys in a
+	// block of its own there, each limited to the migration commands
+	// (HostKeysBlock). "none": not kept (add the lines yourself).
+	// Default: ~/.ssh/authorized_keys of the daemon's user.
+	AuthorizedKeys string `json:"authorized_keys,omitempty"`
 	// Timing tunes etcd for tests; zero values are etcd's defaults.
 	Timing Timing `json:"timing,omitzero"`
 	// Bootstrap says how the embedded member starts the first time (while
@@ -121,6 +138,9 @@ func (c *Config) defaults() {
 		c.KeyFile = filepath.Join(c.Dir, keyFile)
 	}
 	c.Timing = c.Timing.withDefaults()
+	if c.SSHAddr == "" && c.Advertise != "" {
+		c.SSHAddr = net.JoinHostPort(c.Advertise, "22")
+	}
 	if c.Embedded && len(c.Endpoints) == 0 {
 		c.Endpoints = []string{c.clientURL()}
 	}

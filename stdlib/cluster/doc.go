@@ -21,5 +21,10 @@
 //	uids/START      the guest that owns a uid range
 //	routes/VHOST    Route: a vhost served by every host's proxy
 //	join/SHA256     a one-time join secret (with a lease: it expires)
+//	drain/HOST      DrainRequest: HOST is drained by its daemon (cordoned
+//	                while the key exists; see drain.go)
+//	drainstep/HOST/GUEST  DrainStep: one guest's move
+//	drainplan/HOST, drainplanstep/HOST/GUEST  the same for a dry run
+//	hostmem/HOST    the memory claimed on HOST
 //	config          Settings: the cluster range, subnet size, uid ranges
 package cluster

@@ -22,6 +22,9 @@ var (
 	ErrNoRoom = errkind.Kind("no_room", "no room")
 	// ErrNotFound: no such host, guest or route.
 	ErrNotFound = errkind.NotFound("not found")
+	// ErrUnreachable: a host is down (its lease expired) or cannot be
+	// reached over SSH.
+	ErrUnreachable = errkind.Kind("unreachable", "host unreachable")
 	// ErrJoinDenied: a join token was wrong, used or expired.
 	ErrJoinDenied = errors.New("join denied")
 )

@@ -19,21 +19,32 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/cmd/tinyfarm/cli"
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
 // TestMain lets the test binary stand in for the tinyfarm command (and its
 // detached cluster daemon) and for a site's web server, so the fault tests
 // run the real CLI in network namespaces.
 func TestMain(m *testing.M) {
+	ns.Main()      // the roles of the ns driver: guest monitor, init, exec (remote and drain tests' guests)
+	farmnet.Main() // the farm's DHCP server
 	switch os.Getenv("TF_CLUSTER_TEST_ROLE") {
 	case "tinyfarm":
 		os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	case "client":
+		os.Exit(runClient(os.Args[1:]))
 	case "site":
 		addr, body := os.Args[1], os.Args[2]
 		http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s host=%s", body, r.Host)
 		}))
 		os.Exit(1)
+	}
+	if len(os.Args) > 2 && os.Args[1] == "cluster" && os.Args[2] == "gate" {
+		// A host's sshd runs the forced command of the other hosts'
+		// cluster keys: this binary is that host's tinyfarm.
+		os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -51,6 +62,8 @@ type farm struct {
 	hosts []*netHost
 	mu    sync.Mutex
 	pids  []int // processes this test started (sites), killed at the end
+	// flags adds init/join flags for a host (remote_test.go: its sshd).
+	flags func(h *netHost) []string
 }
 
 // newFarm creates n hosts as network namespaces joined by a bridge in a
@@ -110,9 +123,15 @@ func newFarm(t *testing.T, n int) *farm {
 	return f
 }
 
+// inNS is argv run in h's network namespace. nsenter rather than ip netns
+// exec, which remounts /sys (hiding the cgroup tree guests need).
+func inNS(h *netHost, argv ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.ns}, argv...)...)
+}
+
 // tf runs the tinyfarm CLI on host h (in its namespace, with its state).
 func (f *farm) tf(h *netHost, args ...string) (string, string, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, f.exe}, args...)...)
+	cmd := inNS(h, append([]string{f.exe}, args...)...)
 	cmd.Env = append(os.Environ(), "TF_CLUSTER_TEST_ROLE=tinyfarm", "TINYFARM_HOME="+h.home)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -134,7 +153,15 @@ func (f *farm) mustTF(h *netHost, args ...string) string {
 var fastFlags = []string{"--heartbeat", "50", "--election-timeout", "500", "--lease-ttl", "2", "--op-timeout", "3s"}
 
 func (f *farm) hostFlags(h *netHost) []string {
-	return append([]string{"--name", h.name, "--advertise", h.ip, "--proxy", h.ip + ":8080"}, fastFlags...)
+	// The other hosts' cluster keys go to h's own authorized_keys (its
+	// sshd's, see sshd), never the machine's.
+	fl := append([]string{"--name", h.name, "--advertise", h.ip, "--proxy", h.ip + ":8080",
+		"--authorized-keys", filepath.Join(h.home, "root", ".ssh", "authorized_keys"),
+		"--ssh-host-key", filepath.Join(h.home, "ssh_host_key.pub")}, fastFlags...)
+	if f.flags != nil {
+		fl = append(fl, f.flags(h)...) // later flags win (remote_test.go: its own sshd's key)
+	}
+	return fl
 }
 
 var tokenRE = regexp.MustCompile(`tfjoin1\.[A-Za-z0-9_-]+`)
@@ -207,7 +234,7 @@ parallel(items, function(name) cluster.claim{ name = name, host = vars.host, mem
 
 // site starts a web server for host h's site inside its namespace.
 func (f *farm) site(h *netHost) {
-	cmd := exec.Command("ip", "netns", "exec", h.ns, f.exe, h.ip+":9000", "site of "+h.name)
+	cmd := inNS(h, f.exe, h.ip+":9000", "site of "+h.name)
 	cmd.Env = append(os.Environ(), "TF_CLUSTER_TEST_ROLE=site")
 	if err := cmd.Start(); err != nil {
 		f.t.Fatal(err)
@@ -220,7 +247,7 @@ func (f *farm) site(h *netHost) {
 
 // fetch asks h's proxy for vhost, from inside h's namespace.
 func (f *farm) fetch(h *netHost, vhost string) string {
-	out, _ := exec.Command("ip", "netns", "exec", h.ns, "curl", "-s", "-m", "3", "-H", "Host: "+vhost, "http://"+h.ip+":8080/").Output()
+	out, _ := inNS(h, "curl", "-s", "-m", "3", "-H", "Host: "+vhost, "http://"+h.ip+":8080/").Output()
 	return string(out)
 }
 

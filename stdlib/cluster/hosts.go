@@ -28,8 +28,17 @@ type Facts struct {
 	// SSHHostKey is the host's SSH host key (authorized_keys format), so a
 	// controller pins it instead of trusting on first use.
 	SSHHostKey string `json:"ssh_host_key,omitempty"`
+	// SSHAddr is where the host's sshd serves controllers and the other
+	// hosts ("10.0.0.2:22"). ClusterKey is the public key the host logs in
+	// to the others with for migrations (its cluster SSH key, hostssh.go).
+	SSHAddr    string `json:"ssh_addr,omitempty"`
+	ClusterKey string `json:"cluster_key,omitempty"`
 	// ProxyAddr is where the host's proxy serves the other hosts.
 	ProxyAddr string `json:"proxy_addr,omitempty"`
+	// Binary and StateDir are the tinyfarm a controller runs there
+	// (`tinyfarm machine`) and its TINYFARM_HOME. See HostRemote.
+	Binary   string `json:"binary,omitempty"`
+	StateDir string `json:"state_dir,omitempty"`
 	// Updated is when the facts were last written.
 	Updated time.Time `json:"updated"`
 }
@@ -46,6 +55,9 @@ const (
 type Host struct {
 	Facts
 	State HostState `json:"state"`
+	// Draining is "draining" while `cluster drain` moves its guests away,
+	// "drained" after (until `cluster undrain`): placement skips it.
+	Draining string `json:"draining,omitempty"`
 }
 
 // Free is the memory a host has left for guests.
@@ -135,6 +147,7 @@ func (c *Client) Hosts(ctx context.Context, opts ...clientv3.OpOption) ([]Host, 
 		r, err := c.etcd.Txn(ctx).Then(
 			clientv3.OpGet(Prefix+"hosts/", append([]clientv3.OpOption{clientv3.WithPrefix()}, opts...)...),
 			clientv3.OpGet(Prefix+"alive/", append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly()}, opts...)...),
+			clientv3.OpGet(Prefix+"drain/", append([]clientv3.OpOption{clientv3.WithPrefix()}, opts...)...),
 		).Commit()
 		if err != nil {
 			return err
@@ -143,13 +156,19 @@ func (c *Client) Hosts(ctx context.Context, opts ...clientv3.OpOption) ([]Host, 
 		for _, kv := range r.Responses[1].GetResponseRange().Kvs {
 			alive[strings.TrimPrefix(string(kv.Key), Prefix+"alive/")] = true
 		}
+		draining := map[string]string{}
+		for _, kv := range r.Responses[2].GetResponseRange().Kvs {
+			var req struct{ State string }
+			json.Unmarshal(kv.Value, &req)
+			draining[strings.TrimPrefix(string(kv.Key), Prefix+"drain/")] = map[bool]string{true: "drained", false: "draining"}[req.State == DrainDone]
+		}
 		hosts = hosts[:0]
 		for _, kv := range r.Responses[0].GetResponseRange().Kvs {
 			var h Host
 			if err := json.Unmarshal(kv.Value, &h.Facts); err != nil {
 				return fmt.Errorf("host %s: %w", kv.Key, err)
 			}
-			h.State = HostDown
+			h.State, h.Draining = HostDown, draining[h.Name]
 			if alive[h.Name] {
 				h.State = HostUp
 			}

@@ -58,6 +58,7 @@ type conn struct {
 	once sync.Once
 	c    *Client
 	err  error
+	sess hostSessions // lua_remote.go
 }
 
 func (k *conn) get(ctx context.Context) (*Client, error) {
@@ -97,7 +98,11 @@ func open(env *engine.Env) lua.LGFunction {
 			"claim":   func(L *lua.LState) int { return luaClaim(k, L) },
 			"route":   func(L *lua.LState) int { return luaRoute(k, L) },
 			"release": func(L *lua.LState) int { return luaRelease(k, L) },
+			"guest":   func(L *lua.LState) int { return luaGuest(k, L) },
+			"run":     func(L *lua.LState) int { return luaRun(k, L) },
+			"login":   func(L *lua.LState) int { return luaLogin(k, L) },
 		})
+		remoteMetatable(k, L)
 		L.Push(mod)
 		return 1
 	}

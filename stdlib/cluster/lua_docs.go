@@ -19,5 +19,14 @@ func docs() []engine.Doc {
 			Summary: "Drops a guest's claim: its name, IP, uid range and memory are free again, its routes gone.\nok when there is no such claim."},
 		{Name: "cluster.guests", Call: "cluster.guests()",
 			Summary: "Every claimed guest: {name, host, ip, state}; state is \"unreachable\" while its host is down."},
+		{Name: "cluster.guest", Call: "cluster.guest{name, disk, disks, base, mem, cpus, driver, layout, core, kernel, initrd, bootcodes, host_key, ip, accel, net, userns, net_raw, labels, disk_ro, autostart, autostart_priority, host}", Opts: remoteGuestOpts{},
+			Summary: "Defines (or updates) a guest on another host of the cluster, through that host's tinyfarm\n(SSH with the host key from its facts, then `tinyfarm machine`), and returns it: start, stop,\nstatus, wait_ready, exec, read, write as a local guest's, and a target for tcz and persist.\nPaths are on that host. Changes name host and guest: guest:HOST/NAME.",
+			Example: `local g = cluster.guest{ name = "web7", host = cluster.place{ mem = "128M" }, disk = "/srv/web7.img" }
+g:start()
+tcz.install(g, "nginx")`},
+		{Name: "cluster.run", Call: "cluster.run(host, playbook, vars, {check})", Opts: runOpts{},
+			Summary: "Runs playbook (a file here) on host through its tinyfarm; the far run's changes join this\nrun's recap, each subject prefixed with the host (h2:guest:web7), its logs too. Returns\n{host, tasks, ok, changed, may_change, failed, skipped}; raises with the far error."},
+		{Name: "cluster.login", Call: "cluster.login{key, user}", Opts: loginOpts{},
+			Summary: "How this run logs into the cluster's hosts (before the first remote call): key (default: this\nhost's farm key, <state>/keys/farm_ed25519, whose .pub goes into each host's\n/root/.ssh/authorized_keys) and user (root)."},
 	}
 }

@@ -52,6 +52,8 @@ func Choose(hosts []Host, guests []GuestRecord, spec PlaceSpec) (Host, error) {
 		switch {
 		case h.State != HostUp:
 			why = append(why, fmt.Sprintf("%s is %s", h.Name, h.State))
+		case h.Draining != "":
+			why = append(why, fmt.Sprintf("%s is %s", h.Name, h.Draining))
 		case spec.Driver != "" && !slices.Contains(h.Drivers, spec.Driver):
 			why = append(why, fmt.Sprintf("%s has no %s driver (it has %s)", h.Name, spec.Driver, strings.Join(h.Drivers, ", ")))
 		case free < spec.Mem:

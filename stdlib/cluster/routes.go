@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,12 +75,21 @@ func (c *Client) Routes(ctx context.Context) ([]Route, error) {
 // change, until ctx ends. fn runs on one goroutine, never concurrently.
 func (c *Client) WatchRoutes(ctx context.Context, fn func([]Route)) error {
 	routes := map[string]Route{}
-	emit := func() {
-		out := make([]Route, 0, len(routes))
-		for _, r := range routes {
-			out = append(out, r)
+	// The vhosts in order, kept sorted as routes come and go: sorting
+	// 10,000 of them on every change took longer than the rest of it.
+	var keys []string
+	put := func(vh string, rt Route) {
+		if _, ok := routes[vh]; !ok {
+			i, _ := slices.BinarySearch(keys, vh)
+			keys = slices.Insert(keys, i, vh)
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].VHost < out[j].VHost })
+		routes[vh] = rt
+	}
+	emit := func() {
+		out := make([]Route, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, routes[k])
+		}
 		fn(out)
 	}
 	for ctx.Err() == nil {
@@ -91,12 +100,17 @@ func (c *Client) WatchRoutes(ctx context.Context, fn func([]Route)) error {
 				return err
 			}
 			clear(routes)
+			keys = keys[:0]
 			for _, kv := range r.Kvs {
 				var rt Route
 				if json.Unmarshal(kv.Value, &rt) == nil {
 					routes[rt.VHost] = rt
 				}
 			}
+			for k := range routes {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
 			rev = r.Header.Revision
 			return nil
 		})
@@ -115,12 +129,16 @@ func (c *Client) WatchRoutes(ctx context.Context, fn func([]Route)) error {
 			for _, ev := range wr.Events {
 				vh := strings.TrimPrefix(string(ev.Kv.Key), Prefix+"routes/")
 				if ev.Type == clientv3.EventTypeDelete {
-					delete(routes, vh)
+					if _, ok := routes[vh]; ok {
+						delete(routes, vh)
+						i, _ := slices.BinarySearch(keys, vh)
+						keys = slices.Delete(keys, i, i+1)
+					}
 					continue
 				}
 				var rt Route
 				if json.Unmarshal(ev.Kv.Value, &rt) == nil {
-					routes[vh] = rt
+					put(vh, rt)
 				}
 			}
 			emit()
@@ -157,6 +175,11 @@ func ProxyTable(host string, routes []Route, proxyAddr map[string]string, local 
 		}
 		t.VHosts = append(t.VHosts, proxy.VHost{Host: r.VHost, To: target, Addr: h, Port: port})
 	}
-	sort.Slice(t.VHosts, func(i, j int) bool { return t.VHosts[i].Host < t.VHosts[j].Host })
+	// routes come sorted (WatchRoutes): without local routes the table is
+	// sorted already, checked in one pass.
+	byHost := func(a, b proxy.VHost) int { return strings.Compare(a.Host, b.Host) }
+	if !slices.IsSortedFunc(t.VHosts, byHost) {
+		slices.SortFunc(t.VHosts, byHost)
+	}
 	return t
 }

@@ -37,6 +37,46 @@ type backendConn struct {
 	bw     *bufio.Writer
 	peek   *peeker
 	idleAt time.Time
+
+	// Set by the fast path while it reads a response (see watchedReader).
+	watch *peeker   // the client's connection
+	until time.Time // the response head's deadline; zero: none
+	dl    time.Time // the read deadline watchedReader set; zero: unknown
+}
+
+// watchedReader reads a backend connection for the fast path, which has
+// no request context to cancel: while watch is set, a read that waits
+// checks every clientPoll whether the client is still there, and fails
+// with errClientGone when it has left, or with a timeout at until.
+// Without watch (net/http's path) it is a plain read.
+type watchedReader struct{ bc *backendConn }
+
+func (r watchedReader) Read(p []byte) (int, error) {
+	bc := r.bc
+	if bc.watch == nil {
+		return bc.c.Read(p)
+	}
+	for {
+		// The deadline set for an earlier read is kept while it is at
+		// least half a clientPoll away and not past until: moving it
+		// costs a runtime timer update.
+		now := time.Now()
+		d := now.Add(clientPoll)
+		if !bc.until.IsZero() && bc.until.Before(d) {
+			d = bc.until
+		}
+		if bc.dl.IsZero() || bc.dl.After(d) || bc.dl.Before(now.Add(clientPoll/2)) {
+			bc.c.SetReadDeadline(d)
+			bc.dl = d
+		}
+		n, err := bc.c.Read(p)
+		if n > 0 || err == nil || !isTimeout(err) || !bc.until.IsZero() && !time.Now().Before(bc.until) {
+			return n, err
+		}
+		if bc.watch.gone() {
+			return 0, errClientGone
+		}
+	}
 }
 
 func newBackendPool(addr string, dialer *net.Dialer, max int) *backendPool {
@@ -72,7 +112,9 @@ func (p *backendPool) get(ctx context.Context, fresh bool) (*backendConn, bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	return &backendConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 4<<10), peek: newPeeker(c)}, false, nil
+	bc := &backendConn{c: c, bw: bufio.NewWriterSize(c, 4<<10), peek: newPeeker(c)}
+	bc.br = bufio.NewReaderSize(watchedReader{bc}, 16<<10)
+	return bc, false, nil
 }
 
 // put returns a connection whose last response was read to the end.

@@ -45,6 +45,10 @@ type DaemonStatus struct {
 	PID     int    // the daemon's process
 	Addr    string // the address it listens on
 	Log     string // its log file
+	// Moved is set when a daemon serving this registry ran with another
+	// address or other limits and was stopped for this one: what it ran
+	// with ("127.0.0.1:8080", then its limit flags).
+	Moved string
 }
 
 func (c *DaemonConfig) files() (pid, addr, log string) {
@@ -91,8 +95,10 @@ func RunningDaemon(dir string) (pid int, addr string, ok bool) {
 
 // EnsureDaemon starts the detached proxy unless one already serves this
 // registry on the same address; routes reach a running one by its file
-// watch, so nothing needs restarting when they change. A daemon on a
-// different address is replaced.
+// watch, so nothing needs restarting when they change. A state directory
+// has one daemon: one running on a different address or with other limits
+// is stopped and the new one started (the daemon moves; st.Moved says from
+// where).
 func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 	if c.Listen == "" {
 		c.Listen = ":80"
@@ -125,6 +131,7 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 	if lk != nil {
 		defer lk.Close()
 	}
+	moved := ""
 	if pid, addr, ok := RunningDaemon(c.Dir); ok {
 		if want, _ := os.ReadFile(af + ".want"); strings.TrimSpace(string(want)) == c.want() {
 			st := DaemonStatus{PID: pid, Addr: addr, Log: lf}
@@ -143,6 +150,11 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 		}
 		if lk != nil {
 			lk.Close() // the lock is the daemon's, not ours
+		}
+		want, _ := os.ReadFile(af + ".want")
+		moved = strings.TrimSpace(string(want))
+		if moved == "" {
+			moved = addr
 		}
 		if err := StopDaemon(ctx, c.Dir); err != nil {
 			return DaemonStatus{}, err
@@ -190,7 +202,7 @@ func EnsureDaemon(ctx context.Context, c DaemonConfig) (DaemonStatus, error) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	st := DaemonStatus{Started: true, PID: cmd.Process.Pid, Log: lf}
+	st := DaemonStatus{Started: true, PID: cmd.Process.Pid, Log: lf, Moved: moved}
 	// The pid is recorded before the daemon listens: a tinyfarm killed
 	// while it waits leaves a daemon that the next run finds (instead of
 	// starting a second one that cannot bind).

@@ -5,17 +5,22 @@
 //   - A route registry (Registry), a JSON file in the state dir holding
 //     virtual hosts (exact names, "*.wildcard" names and an optional
 //     default backend "*") and TCP forwards. Writes are atomic (temp file,
-//     fsync, rename) and serialized across processes by a lock file.
+//     fsync, rename) and serialized across processes by a lock file; once
+//     the table is large, a change is a checksummed line appended to a
+//     journal beside it instead (journal.go), so it costs what it changes.
 //     Every operation is idempotent and has a check mode that returns the
 //     planned change as a unified diff of the routing table.
 //   - An embedded reverse proxy (Serve / Server) built on net/http: Host
 //     routing, X-Forwarded-* headers, WebSocket upgrades, streamed bodies,
 //     TCP forwards with half-close, live reload when the registry file
-//     changes, an access log and graceful shutdown. Requests are parsed
-//     by net/http's server only (no hand-written parser on the public
-//     port); every request then takes one pipeline (pipeline.go) over
-//     pooled backend connections (backend.go): one function writes what
-//     a backend sees, one rule decides retries. Limits
+//     changes (journal records applied to the live table, live.go), an
+//     access log and graceful shutdown. Each connection starts on a fast
+//     path (fastpath.go, fastparse.go) that serves only the plainest
+//     body-less GET and HEAD requests on its own loop and hands the
+//     connection to net/http's server at the first request it does not
+//     serve; FuzzFastParse holds its parser to net/http's. On that path
+//     every request takes one pipeline (pipeline.go); both use the pooled
+//     backend connections (backend.go) and one retry rule. Limits
 //     (limit.go, cleanRequest, checkResponse) follow nginx where it is
 //     the safe reference: connection caps with idle reclaim, timeouts,
 //     header caps, no "_" header names, invalid backend responses as 502.

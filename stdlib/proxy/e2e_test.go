@@ -273,10 +273,15 @@ func newBigBackend(t *testing.T, size int64) *httptest.Server {
 }
 
 // TestRouteChurnUnderLoad adds and removes a route repeatedly while clients
-// hammer another one: the unaffected route sees no failed request.
+// hammer another one: the unaffected route sees no failed request. Also
+// with the changes going to the journal (a large table's way).
 func TestRouteChurnUnderLoad(t *testing.T) {
-	for _, kind := range kinds() {
+	for _, kind := range append(kinds(), "embedded-journal") {
 		t.Run(kind, func(t *testing.T) {
+			if kind == "embedded-journal" {
+				withJournal(t, 1)
+				kind = "embedded"
+			}
 			tg := newTarget(t, kind)
 			a, z := newNamedBackend(t, "A"), newNamedBackend(t, "Z")
 			mustVHost(t, tg.reg, "a.test", hostPort(a.Server))

@@ -15,22 +15,19 @@ import (
 // leaves no route behind that a later guest with its address would
 // inherit. No route to it reports no change.
 func (r *Registry) RemoveGuest(ctx context.Context, name string, opts ChangeOptions) (Change, error) {
-	return r.update(ctx, "proxy remove routes to guest "+name, opts, func(t *Table) error {
-		vh := t.VHosts[:0]
+	return r.update(ctx, "proxy remove routes to guest "+name, opts, func(t *Table) (journalRecord, error) {
+		var rec journalRecord
 		for _, v := range t.VHosts {
-			if !(v.Guest && v.To == name) {
-				vh = append(vh, v)
+			if v.Guest && v.To == name {
+				rec.RemoveHosts = append(rec.RemoveHosts, v.Host)
 			}
 		}
-		t.VHosts = vh
-		fw := t.Forwards[:0]
 		for _, f := range t.Forwards {
-			if !(f.Guest && f.To == name) {
-				fw = append(fw, f)
+			if f.Guest && f.To == name {
+				rec.RemoveListens = append(rec.RemoveListens, f.Listen)
 			}
 		}
-		t.Forwards = fw
-		return nil
+		return rec, nil
 	})
 }
 

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"container/list"
 	"io"
 	"log/slog"
 	"net"
@@ -32,7 +31,7 @@ type connLimiter struct {
 	mu    sync.Mutex
 	total int
 	byIP  map[netip.Addr]int
-	idle  list.List // of *limitedConn, longest idle first
+	idle  idleList // longest idle first
 }
 
 func newConnLimiter(ln net.Listener, o *Options) *connLimiter {
@@ -42,11 +41,23 @@ func newConnLimiter(ln net.Listener, o *Options) *connLimiter {
 // limitedConn is a client connection counted by its limiter.
 type limitedConn struct {
 	net.Conn
-	l      *connLimiter
-	ip     netip.Addr
-	elem   *list.Element // in l.idle while not serving a request; guarded by l.mu
-	closed bool          // guarded by l.mu
-	wset   time.Time     // when Write last set the write deadline
+	l          *connLimiter
+	ip         netip.Addr
+	inIdle     bool         // in l.idle while not serving a request; these three guarded by l.mu
+	prev, next *limitedConn // l.idle's links
+	closed     bool         // guarded by l.mu
+	wset       time.Time    // when Write last set the write deadline
+	pre        []byte       // read before the hand-off from the fast path, not yet served
+}
+
+// Read returns the bytes the fast path read and did not serve first.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func remoteAddr(c net.Conn) netip.Addr {
@@ -85,15 +96,13 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			continue
 		}
 		if l.total >= l.max {
-			e := l.idle.Front()
-			if e == nil {
+			victim = l.idle.head
+			if victim == nil {
 				l.mu.Unlock()
 				l.refuse(c, ip, "MaxConns reached and no connection idle")
 				continue
 			}
-			victim = e.Value.(*limitedConn)
-			l.idle.Remove(e)
-			victim.elem = nil
+			l.idle.remove(victim)
 		}
 		l.total++
 		l.byIP[ip]++
@@ -120,12 +129,11 @@ func (l *connLimiter) state(c net.Conn, st http.ConnState) {
 	if lc.closed {
 		return
 	}
-	if lc.elem != nil {
-		l.idle.Remove(lc.elem)
-		lc.elem = nil
+	if lc.inIdle {
+		l.idle.remove(lc)
 	}
 	if st == http.StateNew || st == http.StateIdle {
-		lc.elem = l.idle.PushBack(lc)
+		l.idle.pushBack(lc)
 	}
 }
 
@@ -134,9 +142,8 @@ func (c *limitedConn) Close() error {
 	l.mu.Lock()
 	if !c.closed {
 		c.closed = true
-		if c.elem != nil {
-			l.idle.Remove(c.elem)
-			c.elem = nil
+		if c.inIdle {
+			l.idle.remove(c)
 		}
 		l.total--
 		if n := l.byIP[c.ip] - 1; n > 0 {
@@ -171,4 +178,33 @@ func (c *limitedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// idleList is the limiter's list of reclaimable connections, linked
+// through the connections themselves: a connection moves in and out of it
+// twice per request, without an allocation. Guarded by the limiter's mu.
+type idleList struct{ head, tail *limitedConn }
+
+func (l *idleList) pushBack(c *limitedConn) {
+	c.prev, c.next, c.inIdle = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = c
+	} else {
+		l.head = c
+	}
+	l.tail = c
+}
+
+func (l *idleList) remove(c *limitedConn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.prev, c.next, c.inIdle = nil, nil, false
 }

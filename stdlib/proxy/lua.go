@@ -320,7 +320,9 @@ type daemonOpts struct {
 // proxy.daemon{listen=":80"} -> address: makes sure a detached
 // `tinyfarm proxy serve` serves this state directory's routes on listen,
 // starting it if needed (changed) and leaving a running one alone (ok; it
-// reloads routes by itself). proxy.daemon{stop=true} ends it.
+// reloads routes by itself). The farm has one daemon: one running on
+// another address (or with other limits) moves, and the change says from
+// where. proxy.daemon{stop=true} ends it.
 func (m *luaModule) daemon(L *lua.LState) int {
 	var o daemonOpts
 	lx.Opts(L, 1, "proxy.daemon", &o)
@@ -348,8 +350,11 @@ func (m *luaModule) daemon(L *lua.LState) int {
 	cfg := DaemonConfig{Dir: dir, Listen: o.Listen, Limits: o.Limits, Env: []string{"TINYFARM_HOME=" + m.env.StateDir}}
 	if m.env.Check {
 		want, _ := os.ReadFile(filepath.Join(dir, "serve.addr.want"))
-		if !running || strings.TrimSpace(string(want)) != cfg.want() {
+		switch w := strings.TrimSpace(string(want)); {
+		case !running:
 			c.Status, c.Detail = engine.StatusChanged, "start on "+o.Listen
+		case w != cfg.want():
+			c.Status, c.Detail = engine.StatusChanged, fmt.Sprintf("move from %s (pid %d) to %s", w, pid, cfg.want())
 		}
 		m.env.Report(L, c)
 		L.Push(lua.LString(o.Listen))
@@ -365,6 +370,9 @@ func (m *luaModule) daemon(L *lua.LState) int {
 	}
 	if st.Started {
 		c.Status, c.Detail = engine.StatusChanged, fmt.Sprintf("pid %d on %s", st.PID, st.Addr)
+		if st.Moved != "" {
+			c.Detail = fmt.Sprintf("moved from %s (pid %d stopped): %s", st.Moved, pid, c.Detail)
+		}
 	}
 	m.env.Report(L, c)
 	L.Push(lua.LString(st.Addr))

@@ -138,6 +138,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 	if !bodyDone || sent.failed() || res.Close || bc.br.Buffered() > 0 || bodyless(r.Method, res.StatusCode) {
 		bc.c.Close()
 	} else {
+		bc.dl = time.Time{} // this path sets deadlines of its own
 		b.pool.put(bc)
 	}
 }
@@ -163,6 +164,9 @@ func (s *Server) exchange(cw *clientWatch, bc *backendConn, r *http.Request, up 
 		// set up for a backend that takes longer.
 		setReadDeadline(ctx, bc, sentAt.Add(min(quickWait, s.opts.BackendTimeout)))
 	} else {
+		// No deadline until the body is sent (a connection the fast
+		// path used last may still have one).
+		setReadDeadline(ctx, bc, time.Time{})
 		sent = s.sendBody(ctx, bc, r)
 	}
 	defer func() {
@@ -408,19 +412,28 @@ func writeHead(bw *bufio.Writer, r *http.Request, up string, hasBody bool) {
 // header, none its Connection header names (checkResponse capped their
 // number), and a Trailer header announcing res's trailers.
 func copyResponseHeader(h http.Header, res *http.Response) {
-	conn, _ := connectionSet(res.Header["Connection"])
+	eachResponseHeader(res, func(k string, vv []string) { h[k] = vv })
+}
+
+// eachResponseHeader calls fn with each of res's end-to-end headers (the
+// rules of copyResponseHeader), for both request paths.
+func eachResponseHeader(res *http.Response, fn func(k string, vv []string)) {
+	var conn map[string]bool
+	if len(res.Header["Connection"]) > 0 {
+		conn, _ = connectionSet(res.Header["Connection"])
+	}
 	for k, vv := range res.Header {
 		if isHop(k) || conn[k] {
 			continue
 		}
-		h[k] = vv
+		fn(k, vv)
 	}
 	if len(res.Trailer) > 0 {
 		names := make([]string, 0, len(res.Trailer))
 		for k := range res.Trailer {
 			names = append(names, k)
 		}
-		h["Trailer"] = []string{strings.Join(names, ", ")}
+		fn("Trailer", []string{strings.Join(names, ", ")})
 	}
 }
 

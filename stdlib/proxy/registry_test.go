@@ -149,7 +149,7 @@ func TestRegistryBadRoutes(t *testing.T) {
 		}
 	}
 	ch, err := r.VHost(ctx, VHostSpec{Host: "*", To: "10.0.0.5:8081", Replace: true}, ChangeOptions{})
-	if err != nil || ch.Table.VHosts[0].Backend() != "10.0.0.5:8081" {
+	if tab, _ := r.Routes(ctx); err != nil || !ch.Changed || tab.VHosts[0].Backend() != "10.0.0.5:8081" {
 		t.Errorf("default vhost with host:port: %+v %v", ch, err)
 	}
 }
@@ -221,8 +221,8 @@ func TestRegistryUserModeGuest(t *testing.T) {
 		t.Fatalf("add: %+v %v", ch, err)
 	}
 	want := VHost{Host: "q1.test", To: "q1", Guest: true, Addr: "127.0.0.1", Port: 10080, ToPort: 80}
-	if ch.Table.VHosts[0] != want {
-		t.Errorf("stored %+v, want %+v", ch.Table.VHosts[0], want)
+	if tab, _ := r.Routes(ctx); tab.VHosts[0] != want {
+		t.Errorf("stored %+v, want %+v", tab.VHosts[0], want)
 	}
 	if ch, err := r.VHost(ctx, spec, ChangeOptions{}); err != nil || ch.Changed {
 		t.Errorf("second add: %+v %v", ch, err)
@@ -231,11 +231,14 @@ func TestRegistryUserModeGuest(t *testing.T) {
 		t.Errorf("other guest port without replace: %v, want a conflict", err)
 	}
 	moved := NewRegistry(dir, StaticResolver{"q1:80": "127.0.0.1:20080"})
-	if ch, err := moved.VHost(ctx, spec, ChangeOptions{}); err != nil || !ch.Changed || ch.Table.VHosts[0].Backend() != "127.0.0.1:20080" {
+	if ch, err := moved.VHost(ctx, spec, ChangeOptions{}); err != nil || !ch.Changed || !strings.Contains(ch.Diff, "+vhost q1.test -> 127.0.0.1:20080") {
 		t.Errorf("forward moved: %+v %v", ch, err)
 	}
-	if ch, err := r.Forward(ctx, ForwardSpec{Listen: "2222", To: "q1", Port: 22}, ChangeOptions{}); err != nil || ch.Table.Forwards[0].Backend() != "127.0.0.1:10022" {
+	if ch, err := r.Forward(ctx, ForwardSpec{Listen: "2222", To: "q1", Port: 22}, ChangeOptions{}); err != nil || !ch.Changed {
 		t.Errorf("forward: %+v %v", ch, err)
+	}
+	if tab, _ := r.Routes(ctx); len(tab.Forwards) != 1 || tab.Forwards[0].Backend() != "127.0.0.1:10022" {
+		t.Errorf("forward stored: %+v", tab.Forwards)
 	}
 	bad := NewRegistry(dir, ResolverFunc(func(context.Context, string, int) (string, error) { return "10.0.0.1", nil }))
 	if _, err := bad.VHost(ctx, VHostSpec{Host: "b.test", To: "q1", Port: 80}, ChangeOptions{}); !errors.Is(err, ErrInvalid) {

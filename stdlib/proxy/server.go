@@ -19,8 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // Options configures the embedded proxy.
@@ -156,12 +154,14 @@ type Server struct {
 	routes atomic.Pointer[snapshot]
 	log    *accessLog
 
-	mu       sync.Mutex // guards forwards and the file state below
+	mu       sync.Mutex // guards forwards and the route state below
 	forwards map[string]*forwarder
-	fileSig  string
+	live     liveRoutes
 	conns    sync.WaitGroup // TCP-forward connections
 	fwdCtx   context.Context
 	stopFwd  context.CancelFunc
+
+	fast fastState // the connections on the fast path
 }
 
 // NewServer validates opts and loads the routing table.
@@ -210,19 +210,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ConnState:         lim.state,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lim) }()
+	// Every connection starts on the fast path (fastpath.go), which hands
+	// the ones it does not serve to net/http's server through hand.
+	hand := newHandoffListener(ln.Addr())
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(hand) }()
+	go func() { errc <- s.acceptFast(lim, hand) }()
 
 	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 	}
+	lim.Close()
 	stopWatch()
 	wg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
+	fastDone := make(chan struct{})
+	go func() { s.fast.shutdown(sctx); close(fastDone) }()
 	shutdownErr := srv.Shutdown(sctx)
+	<-fastDone
 	s.closeForwards(sctx)
 	s.routes.Load().each(func(b *backend) { b.pool.closeIdle(true) })
 	if s.log != nil {
@@ -238,11 +246,36 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// acceptFast accepts client connections and runs each on the fast loop.
+// Like net/http's server, it waits a little after a temporary error
+// (such as running out of file descriptors) and goes on.
+func (s *Server) acceptFast(lim *connLimiter, hand *handoffListener) error {
+	var wait time.Duration
+	for {
+		c, err := lim.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				s.opts.Logger.Warn("proxy: accept; retrying", "err", err, "in", wait)
+				time.Sleep(wait)
+				continue
+			}
+			return err
+		}
+		wait = 0
+		go s.serveFast(c.(*limitedConn), lim, hand)
+	}
+}
+
 // snapshot is an immutable routing table for the HTTP side.
 type snapshot struct {
 	exact map[string]*backend
 	wild  map[string]*backend // key: suffix without "*.", e.g. "example.com"
 	def   *backend
+	// recent holds the exact hosts changed since exact was built (nil:
+	// removed), so a change copies this small map, not exact (live.go).
+	recent map[string]*backend
 }
 
 type backend struct {
@@ -259,7 +292,12 @@ func (sn *snapshot) each(fn func(*backend)) {
 			fn(b)
 		}
 	}
-	for _, b := range sn.exact {
+	for h, b := range sn.exact {
+		if _, changed := sn.recent[h]; !changed {
+			visit(b)
+		}
+	}
+	for _, b := range sn.recent {
 		visit(b)
 	}
 	for _, b := range sn.wild {
@@ -269,7 +307,7 @@ func (sn *snapshot) each(fn func(*backend)) {
 }
 
 func (sn *snapshot) lookup(host string) *backend {
-	if b, ok := sn.exact[host]; ok {
+	if b, ok := sn.exactRoute(host); ok {
 		return b
 	}
 	// Longest wildcard first: a.b.example.com tries b.example.com, then
@@ -493,123 +531,6 @@ func bufferChunked(r *http.Request) error {
 	return nil
 }
 
-func (s *Server) newBackend(addr string) *backend {
-	return &backend{addr: addr, pool: newBackendPool(addr, s.dialer, s.opts.MaxIdleConnsPerHost)}
-}
-
-// buildSnapshot turns a table into a snapshot, reusing the backends of the
-// previous snapshot so their state survives a reload.
-func (s *Server) buildSnapshot(t Table, prev *snapshot) *snapshot {
-	reuse := map[string]*backend{}
-	for _, m := range []map[string]*backend{prev.exact, prev.wild} {
-		for _, b := range m {
-			reuse[b.addr] = b
-		}
-	}
-	if prev.def != nil {
-		reuse[prev.def.addr] = prev.def
-	}
-	get := func(addr string) *backend {
-		if b, ok := reuse[addr]; ok {
-			return b
-		}
-		b := s.newBackend(addr)
-		reuse[addr] = b
-		return b
-	}
-	sn := &snapshot{exact: map[string]*backend{}, wild: map[string]*backend{}}
-	for _, v := range t.VHosts {
-		switch b := get(v.Backend()); {
-		case v.Host == DefaultHost:
-			sn.def = b
-		case strings.HasPrefix(v.Host, "*."):
-			sn.wild[v.Host[2:]] = b
-		default:
-			sn.exact[v.Host] = b
-		}
-	}
-	return sn
-}
-
-// reload re-reads the registry file if it changed and swaps the routes in.
-// In-flight requests keep the backend they started with.
-// Unless force is set, an unchanged file signature skips the reload.
-func (s *Server) reload(force bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sig := fileSignature(s.opts.RoutesFile)
-	if !force && sig == s.fileSig {
-		return nil
-	}
-	t, err := LoadTable(s.opts.RoutesFile)
-	if err != nil {
-		return err // keep serving the previous table
-	}
-	s.fileSig = sig
-	prev := s.routes.Load()
-	next := s.buildSnapshot(t, prev)
-	s.routes.Store(next)
-	// Backends that left the table drop their idle connections; requests
-	// still running on them finish and close theirs.
-	kept := map[*backend]bool{}
-	next.each(func(b *backend) { kept[b] = true })
-	prev.each(func(b *backend) {
-		if !kept[b] {
-			b.pool.closeIdle(true)
-		}
-	})
-	s.syncForwards(t.Forwards)
-	s.opts.Logger.Info("proxy: routes loaded", "vhosts", len(t.VHosts), "forwards", len(t.Forwards))
-	return nil
-}
-
-func fileSignature(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "missing"
-	}
-	return fmt.Sprintf("%d/%d/%d", fi.Size(), fi.ModTime().UnixNano(), inode(fi))
-}
-
-// watch reloads the routes when the registry file changes. It watches the
-// directory (an atomic rename replaces the file) and also polls by stat.
-func (s *Server) watch(ctx context.Context) {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		defer w.Close()
-		if err = w.Add(filepath.Dir(s.opts.RoutesFile)); err == nil {
-			events, errs = w.Events, w.Errors
-		}
-	}
-	if err != nil {
-		s.opts.Logger.Warn("proxy: file watch unavailable, polling", "err", err)
-	}
-	tick := time.NewTicker(s.opts.PollInterval)
-	defer tick.Stop()
-	base := filepath.Base(s.opts.RoutesFile)
-	for {
-		force := false
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-events:
-			if filepath.Base(ev.Name) != base {
-				continue
-			}
-			force = true
-		case err := <-errs:
-			s.opts.Logger.Warn("proxy: file watch", "err", err)
-			continue
-		case <-tick.C:
-		}
-		if err := s.reload(force); err != nil {
-			s.opts.Logger.Error("proxy: reload routes; keeping the previous table", "err", err)
-		}
-	}
-}
-
 // bufferPool holds 32 KiB buffers for copying bodies.
 type bufferPool struct{ p sync.Pool }
 
@@ -732,4 +653,11 @@ func (a *accessLog) flushLoop(ctx context.Context) {
 			a.flush()
 		}
 	}
+}
+
+// isTemporary reports an accept error worth retrying, as net/http's
+// server does.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }

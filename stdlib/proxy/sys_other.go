@@ -29,6 +29,9 @@ func newPeeker(net.Conn) *peeker { return &peeker{} }
 
 func (*peeker) unsolicited() bool { return false }
 
+// gone cannot tell here: a wait on a backend ends by its own timeout.
+func (*peeker) gone() bool { return false }
+
 // tryLockFile opens path; no lock here (a second daemon fails to bind).
 func tryLockFile(path string) (f *os.File, held bool, err error) {
 	f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)

@@ -44,7 +44,7 @@ func fdLimit() int {
 // connection, so that a check allocates nothing.
 type peeker struct {
 	rc  syscall.RawConn // nil: cannot peek
-	fn  func(fd uintptr) bool
+	fn  func(fd uintptr)
 	buf [1]byte
 	n   int
 	err error
@@ -61,9 +61,8 @@ func newPeeker(c net.Conn) *peeker {
 	return p
 }
 
-func (p *peeker) peek(fd uintptr) bool {
+func (p *peeker) peek(fd uintptr) {
 	p.n, _, p.err = syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return true // never wait: the answer is now
 }
 
 // unsolicited reports whether the connection has bytes waiting or was
@@ -72,13 +71,30 @@ func (p *peeker) unsolicited() bool {
 	if p.rc == nil {
 		return true
 	}
-	if err := p.rc.Read(p.fn); err != nil {
+	// Control, not Read: a read deadline the connection still has from
+	// its last exchange must not count.
+	if err := p.rc.Control(p.fn); err != nil {
 		return true
 	}
 	if p.err == syscall.EAGAIN || p.err == syscall.EWOULDBLOCK || p.err == syscall.EINTR {
 		return false
 	}
 	return p.err != nil || p.n >= 0 // data, EOF (n == 0) or an error
+}
+
+// gone reports whether the peer has closed the connection (EOF or an
+// error); bytes waiting (a pipelined request) do not count.
+func (p *peeker) gone() bool {
+	if p.rc == nil {
+		return false
+	}
+	if err := p.rc.Control(p.fn); err != nil {
+		return true
+	}
+	if p.err == syscall.EAGAIN || p.err == syscall.EWOULDBLOCK || p.err == syscall.EINTR {
+		return false
+	}
+	return p.err != nil || p.n == 0
 }
 
 // tryLockFile opens path and takes an exclusive flock on it without

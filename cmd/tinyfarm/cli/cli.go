@@ -147,6 +147,7 @@ script: echo 'print(1)' | tinyfarm repl`,
 	root.AddCommand(newPowerCmds(ctx, stdout, stderr)...)
 	root.AddCommand(newDocCmd(stdout, stderr))
 	root.AddCommand(newBootCmds(ctx, stdout, stderr)...)
+	root.AddCommand(newMachineCmd(ctx, stdin, stdout, stderr))
 	return root
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -27,6 +28,8 @@ import (
 // clusterFlags are the flags init and join share: who this host is.
 type clusterFlags struct {
 	name, advertise, proxy string
+	ssh, sshHostKey, keys  string
+	bin                    string
 	clientPort, peerPort   int
 	joinPort               int
 	timing                 cluster.Timing
@@ -37,6 +40,9 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.name, "name", host, "this host's name in the cluster")
 	cmd.Flags().StringVar(&f.advertise, "advertise", "", "this host's IP that the other hosts reach (required for an etcd member)")
 	cmd.Flags().StringVar(&f.proxy, "proxy", "", `run the proxy serving every vhost of the cluster on this address (":80"); default none`)
+	cmd.Flags().StringVar(&f.ssh, "ssh", "", "where this host's sshd serves controllers and the other hosts' migrations (default ADVERTISE:22)")
+	cmd.Flags().StringVar(&f.sshHostKey, "ssh-host-key", "", "that sshd's public host key file, which controllers and the other hosts pin (default /etc/ssh/ssh_host_ed25519_key.pub)")
+	cmd.Flags().StringVar(&f.keys, "authorized-keys", "", `the authorized_keys file where the daemon lets the other hosts' cluster keys run the migration commands ("none": add them yourself; default ~/.ssh/authorized_keys)`)
 	cmd.Flags().IntVar(&f.clientPort, "client-port", cluster.DefaultClientPort, "etcd client port")
 	cmd.Flags().IntVar(&f.peerPort, "peer-port", cluster.DefaultPeerPort, "etcd peer port")
 	cmd.Flags().IntVar(&f.joinPort, "join-port", cluster.DefaultJoinPort, "port of the join endpoint")
@@ -44,13 +50,23 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().UintVar(&f.timing.ElectionMS, "election-timeout", 1000, "etcd election timeout in ms")
 	cmd.Flags().Int64Var(&f.timing.LeaseTTL, "lease-ttl", 10, "seconds after its last renewal a host counts as down")
 	cmd.Flags().DurationVar(&f.timing.OpTimeout, "op-timeout", 5*time.Second, "how long a cluster call waits for a majority before failing")
+	cmd.Flags().StringVar(&f.bin, "binary", "", "the tinyfarm controllers run on this host over SSH (default: this one)")
 }
 
 func (f *clusterFlags) config() (*cluster.Config, error) {
 	cfg := &cluster.Config{
 		Host: f.name, Advertise: f.advertise, Dir: cluster.Dir(StateDir()),
 		ClientPort: f.clientPort, PeerPort: f.peerPort, JoinPort: f.joinPort, ProxyListen: f.proxy,
-		Timing: f.timing,
+		Timing: f.timing, SSHAddr: f.ssh, SSHHostKeyFile: f.sshHostKey, Binary: f.bin, AuthorizedKeys: f.keys,
+	}
+	for _, p := range []*string{&cfg.SSHHostKeyFile, &cfg.Binary, &cfg.AuthorizedKeys} { // the daemon runs elsewhere
+		if *p != "" && *p != "none" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, err
+			}
+			*p = abs
+		}
 	}
 	if f.proxy != "" {
 		_, port, err := net.SplitHostPort(f.proxy)
@@ -124,6 +140,7 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "cluster started: %s is its first host (etcd member on %s)\n", cfg.Host, cfg.Advertise)
+			keysNote(stdout, cfg)
 			fmt.Fprintf(stdout, "join another host (token valid 24h, for one host):\n  tinyfarm cluster join %s --advertise THAT_HOSTS_IP\n", tok)
 			return nil
 		},
@@ -169,6 +186,7 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "%s joined the cluster\n", cfg.Host)
+			keysNote(stdout, cfg)
 			return nil
 		},
 	}
@@ -196,7 +214,13 @@ Run it from a service manager to bring a host back after a reboot.`,
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(stderr, nil))
+			exe, err := os.Executable()
+			if err != nil {
+				return fail(err)
+			}
 			err = cluster.Serve(ctx, cfg, cluster.ServeOptions{
+				Mover:       farmMover{cfg: cfg},
+				Gate:        cluster.GateCommand(exe, StateDir()),
 				Facts:       hostFacts,
 				LocalRoutes: proxy.NewRegistry(proxyDir(), nil).Path(),
 				Logger:      log,
@@ -267,7 +291,11 @@ Run it from a service manager to bring a host back after a reboot.`,
 				if h.Name == st.Host {
 					me = " (this host)"
 				}
-				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", h.Name, me, h.State, farm.HumanSize(h.Mem), farm.HumanSize(h.Committed), h.CPUs, strings.Join(h.Drivers, ","), count[h.Name], h.Version)
+				state := string(h.State)
+				if h.Draining != "" {
+					state += "," + h.Draining
+				}
+				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", h.Name, me, state, farm.HumanSize(h.Mem), farm.HumanSize(h.Committed), h.CPUs, strings.Join(h.Drivers, ","), count[h.Name], h.Version)
 			}
 			tw.Flush()
 			if len(st.Guests) > 0 {
@@ -321,6 +349,7 @@ Run it from a service manager to bring a host back after a reboot.`,
 		},
 	}
 	cmd.AddCommand(initCmd, joinCmd, serveCmd, startCmd, statusCmd, tokenCmd, leaveCmd)
+	cmd.AddCommand(newDrainCmds(ctx, stdout, stderr, fail)...)
 	return cmd
 }
 
@@ -386,4 +415,12 @@ func clusterGuests(ctx context.Context, stdout, stderr io.Writer, asJSON bool) e
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Host, g.State, g.IP, farm.HumanSize(g.Mem), d)
 	}
 	return tw.Flush()
+}
+
+// keysNote says where the other hosts' cluster keys are authorized (for
+// migrations only), so no one finds them there by surprise.
+func keysNote(w io.Writer, cfg *cluster.Config) {
+	if p := cfg.AuthorizedKeysPath(); p != "" {
+		fmt.Fprintf(w, "the other hosts' cluster keys go to %s, each allowed only the migration commands (tinyfarm cluster gate)\n", p)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guestexe"
 )
 
 // roleEnv selects the role of a re-executed tinyfarm binary.
@@ -138,7 +139,7 @@ func ensureDHCP(ctx context.Context, exe, leases, bridge, gw string) error {
 	}
 	if exe == "" {
 		var err error
-		if exe, err = os.Executable(); err != nil {
+		if exe, err = guestexe.Path(); err != nil {
 			return fmt.Errorf("dhcp server: %w", err)
 		}
 	}

@@ -93,7 +93,7 @@ type TapSpec struct {
 	// (<state>/guests).
 	Leases string
 	// Exe is the binary re-executed as the DHCP server; it must call Main
-	// first thing. Default os.Executable().
+	// first thing. Default guestexe.Path().
 	Exe string
 }
 

@@ -80,9 +80,10 @@ func lastLineOf(s string) string {
 // GuestOverhead is the host memory an ns guest takes beyond its memory
 // quota: its monitor's own memory (USS) and kernel memory for its
 // namespaces, veth, page tables and mounts. Measured by bench/density.sh
-// (146 guests running init + dropbear + nginx in a 1 GiB cgroup): monitor
-// 3.2 MiB + kernel 1.7 MiB. Rounded up.
-const GuestOverhead = 5 << 20
+// (222 guests running init + dropbear + nginx on a shared base in a 1 GiB
+// cgroup, monitors from tinyfarm-guest, settled): monitor 0.9 MiB +
+// kernel 1.7 MiB. Rounded up to a quarter MiB.
+const GuestOverhead = 11 << 18
 
 // GuestOverhead: see the constant.
 func (r *Runner) GuestOverhead() int64 { return GuestOverhead }

@@ -23,13 +23,18 @@ func TestGuestOwnTCPHashTable(t *testing.T) {
 		t.Skip("kernel without tcp_child_ehash_entries (before 6.1)")
 	}
 	g := start(t, spec(t, "nsehash", scatterDisk(t, ""), 41))
-	res, err := g.(driver.Execer).Exec(context.Background(), []string{"cat", "/proc/sys/net/ipv4/tcp_ehash_entries"}, driver.ExecOptions{})
+	res, err := g.(driver.Execer).Exec(context.Background(), []string{"cat", "/proc/sys/net/ipv4/tcp_ehash_entries", "/proc/sys/net/ipv4/tcp_max_tw_buckets"}, driver.ExecOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A namespace sharing the host's table reports its size negated.
-	if got := strings.TrimSpace(string(res.Stdout)); got != "4096" {
-		t.Errorf("guest tcp_ehash_entries = %q, want 4096 (a table of its own)", got)
+	got := strings.Fields(string(res.Stdout))
+	if len(got) != 2 || got[0] != "1024" {
+		t.Errorf("guest tcp_ehash_entries = %q, want 1024 (a table of its own)", res.Stdout)
+	}
+	// The kernel would derive 512 from 1024 buckets; the guest keeps 2048.
+	if len(got) != 2 || got[1] != "2048" {
+		t.Errorf("guest tcp_max_tw_buckets = %q, want 2048", res.Stdout)
 	}
 	if after, _ := os.ReadFile(knob); string(after) != string(before) {
 		t.Errorf("host %s changed: %q -> %q", knob, before, after)

@@ -104,6 +104,9 @@ func attackSuite(t *testing.T, userns bool) {
 	out, _ = run("for f in kcore kallsyms; do if [ -e /proc/$f ]; then echo $f:$(head -c 4096 /proc/$f | wc -c); else echo $f:absent; fi; done")
 	check("read /proc/kcore, /proc/kallsyms", "empty or absent", !strings.Contains(out, "kcore:4") && strings.Contains(out, "kallsyms:0") || strings.Contains(out, "kallsyms:absent"), short(out))
 
+	out, _ = run("wc -c < /proc/interrupts")
+	check("read the host's interrupt counts (/proc/interrupts, a timing side channel)", "empty", strings.TrimSpace(out) == "0", short(out))
+
 	out, _ = run("echo b > /proc/sysrq-trigger; if [ -e /proc/sysrq-trigger ]; then stat -c %t:%T /proc/sysrq-trigger; else echo absent; fi")
 	check("trigger sysrq (b = reboot)", "masked or absent", strings.Contains(out, "1:3") || strings.HasPrefix(out, "absent"), short(out))
 

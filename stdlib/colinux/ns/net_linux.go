@@ -91,8 +91,11 @@ func setupVeth(guest string, pid int, p netPlan) (host string, finish func() err
 // guestSysctls are set in every guest's network namespace. A guest has no
 // CAP_NET_RAW by default (no raw or packet sockets: no forged frames), so
 // ping uses ICMP datagram sockets, which ping_group_range opens to every
-// group (as systemd and Docker set it).
-var guestSysctls = [][2]string{{"net/ipv4/ping_group_range", "0 2147483647"}}
+// group (as systemd and Docker set it). The TIME-WAIT limit is what the
+// kernel derives from a 4096-bucket socket table (see guestEhashEntries):
+// a guest closing thousands of connections a minute keeps them in
+// TIME-WAIT instead of logging "time wait bucket table overflow".
+var guestSysctls = [][2]string{{"net/ipv4/ping_group_range", "0 2147483647"}, {"net/ipv4/tcp_max_tw_buckets", "2048"}}
 
 // writeGuestSysctls sets guestSysctls in the network namespace nsh. Net
 // sysctls under /proc/sys/net belong to the namespace of the thread that

@@ -18,13 +18,15 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guestexe"
 )
 
 // Runner starts namespace guests. The zero value uses the running binary
 // as the guest monitor (see Main) and the host's cgroup tree.
 type Runner struct {
 	// Exe is the binary re-executed as monitor, init and exec helper.
-	// Default: os.Executable(). It must call ns.Main first thing.
+	// Default: guestexe.Path() (tinyfarm-guest next to tinyfarm, else the
+	// running binary). It must call ns.Main first thing.
 	Exe string
 	// Pids caps the number of processes in a guest. Default 1024.
 	Pids int
@@ -72,7 +74,7 @@ func (r *Runner) exe() (string, error) {
 	if r.Exe != "" {
 		return r.Exe, nil
 	}
-	return os.Executable()
+	return guestexe.Path()
 }
 
 // Start launches the guest's monitor, detached (the guest outlives this
@@ -468,8 +470,21 @@ func (g *guest) Exec(ctx context.Context, argv []string, opts driver.ExecOptions
 	if opts.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(&stderr, opts.Stderr)
 	}
+	// When ctx ends, kill the command and what it started, not only
+	// nsenter (the command would keep running in the guest). A command
+	// that exits while a child it left running still holds its output
+	// (`sleep 60 &`, a daemon that keeps stderr) ends Exec execWaitDelay
+	// later, with what it printed until then.
+	cmd.Cancel = func() error { killTree(cmd.Process.Pid); return nil }
+	cmd.WaitDelay = execWaitDelay
 	err = cmd.Run()
 	res := driver.ExecResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("ns %s: exec %s: %w", g.spec.Name, strings.Join(argv, " "), ctx.Err())
+	}
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // it exited 0; its background child's output is cut off
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		res.Code = ee.ExitCode()

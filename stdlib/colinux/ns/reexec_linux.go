@@ -128,8 +128,8 @@ func guestCmdline(s driver.Spec) string {
 func monitorMain(dir string) int {
 	// A monitor runs as long as its guest, one per guest: its memory is
 	// per-guest overhead (bench/density.sh). A tight GC keeps its heap
-	// small; lean drops to one P and returns what setup used once the
-	// guest runs.
+	// small; once the guest runs, the monitor re-executes itself (settle)
+	// to shed the threads and heap its setup used.
 	debug.SetGCPercent(20)
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
@@ -149,30 +149,49 @@ func monitorMain(dir string) int {
 		logf("read spec: %v", err)
 		return 1
 	}
-	// The monitor, not the guest's init, holds the disks' locks: the
-	// guest never gets a descriptor of its own image.
-	locks, err := disklock.Lock(s.Name, s.Disks)
+	// A settled monitor (this binary re-executed with its guest running)
+	// inherits what the first one acquired.
+	st, err := settledFromEnv(dir)
 	if err != nil {
-		logf("%v", err)
+		logf("settled monitor: %v", err)
 		return 1
 	}
-	defer disklock.Close(locks)
-	if s.UserNS {
-		base, release, err := claimIDRange(s.Instance())
-		if err != nil {
+	var locks []*os.File
+	if st != nil {
+		locks = st.locks
+	} else {
+		// The monitor, not the guest's init, holds the disks' locks: the
+		// guest never gets a descriptor of its own image.
+		if locks, err = disklock.Lock(s.Name, s.Disks); err != nil {
 			logf("%v", err)
 			return 1
 		}
-		defer release()
-		s.idBase = base
-		trace("uid-range")
 	}
-	cg, err := hostCgroupFS().create(s.Instance(), Limits{MemBytes: s.MemBytes, CPUs: s.CPUs, Pids: s.Pids})
-	if err != nil {
-		logf("%v", err)
-		return 1
+	defer disklock.Close(locks)
+	if s.UserNS {
+		if st != nil {
+			s.idBase = st.rt.IDBase
+		} else {
+			base, err := claimIDRange(s.Instance())
+			if err != nil {
+				logf("%v", err)
+				return 1
+			}
+			s.idBase = base
+			trace("uid-range")
+		}
+		defer releaseIDRange(s.Instance(), s.idBase)
 	}
-	trace("cgroups")
+	var cg *Cgroups
+	if st != nil {
+		cg = st.rt.Cgroups
+	} else {
+		if cg, err = hostCgroupFS().create(s.Instance(), Limits{MemBytes: s.MemBytes, CPUs: s.CPUs, Pids: s.Pids}); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		trace("cgroups")
+	}
 	console, err := os.OpenFile(s.ConsoleLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		logf("console log: %v", err)
@@ -180,15 +199,25 @@ func monitorMain(dir string) int {
 		return 1
 	}
 	defer console.Close()
-	if err := os.WriteFile(filepath.Join(dir, "cmdline"), []byte(guestCmdline(s.Spec)+"\n"), 0o644); err != nil {
-		logf("cmdline: %v", err)
-		cg.remove()
-		return 1
+	if st == nil {
+		if err := os.WriteFile(filepath.Join(dir, "cmdline"), []byte(guestCmdline(s.Spec)+"\n"), 0o644); err != nil {
+			logf("cmdline: %v", err)
+			cg.remove()
+			return 1
+		}
 	}
 	var ex Exit
-	for boot := 1; ; boot++ {
+	boot := 1
+	for ; ; boot++ {
 		var reboot bool
-		ex, reboot = runOnce(dir, s, cg, console, logf)
+		if st != nil {
+			boot = st.boot
+			ex, reboot = awaitGuest(dir, cg, console, st.master, st.wait)
+			st.master.Close()
+			st = nil
+		} else {
+			ex, reboot = runOnce(dir, s, cg, console, logf, boot, locks)
+		}
 		if !reboot || boot >= 100 {
 			break
 		}
@@ -209,7 +238,7 @@ func monitorMain(dir string) int {
 	return 0
 }
 
-func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf func(string, ...any)) (Exit, bool) {
+func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf func(string, ...any), boot int, locks []*os.File) (Exit, bool) {
 	fail := func(err error) (Exit, bool) {
 		logf("%v", err)
 		return Exit{State: driver.Crashed, Reason: err.Error()}, false
@@ -400,19 +429,37 @@ func runOnce(dir string, s *monitorSpec, cg *Cgroups, console *os.File, logf fun
 	}
 	trace("runtime-recorded")
 	signalReady()
-	// Later, not now: the guest is booting on the same CPUs.
+	// The guest runs: continue as a fresh process of this binary, without
+	// the threads, heap and descriptors the setup left. It returns only
+	// when that exec failed; this process then waits itself.
+	if err := settle(dir, boot, pid, master, locks); err != nil {
+		logf("monitor: %v; waiting in this process", err)
+	}
+	// Later, not now: the guest is booting on the same CPUs. (A settled
+	// monitor needs neither: it starts on one P, and a GC it would force
+	// costs more than its small heap holds.)
 	time.AfterFunc(2*time.Second, lean)
+	return awaitGuest(dir, cg, console, master, func() (syscall.WaitStatus, error) {
+		err := cmd.Wait()
+		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		return ws, err
+	})
+}
+
+// awaitGuest copies the guest's console to its log until the guest's
+// init ends (wait), and says how it ended and whether it rebooted.
+func awaitGuest(dir string, cg *Cgroups, console, master *os.File, wait func() (syscall.WaitStatus, error)) (Exit, bool) {
 	copied := make(chan struct{})
 	go func() {
-		io.Copy(console, master) // ends with EIO once every slave fd is closed
-		close(copied)
+		// A console is slow: a small buffer (io.Copy's is 32 KiB, per guest).
+		io.CopyBuffer(struct{ io.Writer }{console}, struct{ io.Reader }{master}, make([]byte, 4096))
+		close(copied) // EIO once every slave fd is closed
 	}()
-	waitErr := cmd.Wait()
+	ws, waitErr := wait()
 	select {
 	case <-copied:
 	case <-time.After(500 * time.Millisecond):
 	}
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	_, stopErr := os.Stat(filepath.Join(dir, stopFile))
 	stopped := stopErr == nil
 	switch {
@@ -664,17 +711,21 @@ func execInner(argv []string) {
 	// scheduler moves goroutines between threads) ran the command with
 	// every capability. One thread from the drop to the exec.
 	runtime.LockOSThread()
-	unix.Close(3)
-	n, _ := strconv.Atoi(os.Getenv("_TINYFARM_NS_CGFDS"))
+	if fd, err := strconv.Atoi(os.Getenv("_TINYFARM_NS_SELFFD")); err == nil {
+		unix.Close(fd)
+	}
+	os.Unsetenv("_TINYFARM_NS_SELFFD")
+	cgFDs := strings.Fields(strings.ReplaceAll(os.Getenv("_TINYFARM_NS_CGFDS"), ",", " "))
 	os.Unsetenv("_TINYFARM_NS_CGFDS")
-	for i := 0; i < n; i++ {
+	for _, s := range cgFDs {
+		fd, _ := strconv.Atoi(s)
 		// Moving a process into a cgroup is not limited by pids.max, so
 		// this works even in a guest that is at its process limit.
-		if _, err := unix.Write(4+i, []byte(strconv.Itoa(os.Getpid()))); err != nil {
+		if _, err := unix.Write(fd, []byte(strconv.Itoa(os.Getpid()))); err != nil {
 			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: join cgroup: %v\n", err)
 			os.Exit(126)
 		}
-		unix.Close(4 + i)
+		unix.Close(fd)
 	}
 	netRaw := os.Getenv(netRawEnv) == "1"
 	os.Unsetenv(netRawEnv)
@@ -726,20 +777,19 @@ func execMain(args []string) {
 	// nsenter's fork: joining here would count nsenter and this Go process
 	// against the guest's pids limit, and a guest at its limit could then
 	// never be entered. The cgroup.procs files are opened now, while the
-	// host's cgroup tree is visible, and inherited as fds 4, 5, ...
-	var cgFDs []int
-	for i, cg := range args[2:sep] {
-		fd, err := unix.Open(filepath.Join(cg, "cgroup.procs"), unix.O_WRONLY, 0)
-		if err == nil && fd != 4+i {
-			err = unix.Dup2(fd, 4+i)
-			unix.Close(fd)
-			fd = 4 + i
-		}
+	// host's cgroup tree is visible, and inherited under the numbers they
+	// got (named in the environment): duplicating them onto fixed numbers
+	// could replace a descriptor the Go runtime holds (its epoll fd, when
+	// its stdio was non-blocking) and crash it ("epollwait on fd 6 failed
+	// with 22", seen with g:exec given stdin through machine mode).
+	var cgFDs []string
+	for _, cg := range args[2:sep] {
+		fd, err := unix.Open(filepath.Join(cg, "cgroup.procs"), unix.O_WRONLY, 0) // no O_CLOEXEC: inherited
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: open %s: %v\n", cg, err)
 			os.Exit(126)
 		}
-		cgFDs = append(cgFDs, fd)
+		cgFDs = append(cgFDs, strconv.Itoa(fd))
 	}
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
@@ -752,24 +802,20 @@ func execMain(args []string) {
 	// contain it), which drops the capabilities, loads the seccomp filter
 	// and only then execs the command: the same profile as the guest's init.
 	self, err := os.Executable()
+	selfFD := -1
 	if err == nil {
-		var fd int
-		fd, err = unix.Open(self, unix.O_RDONLY, 0) // no O_CLOEXEC: nsenter's child inherits it
-		if err == nil && fd != 3 {
-			err = unix.Dup2(fd, 3)
-			unix.Close(fd)
-		}
+		selfFD, err = unix.Open(self, unix.O_RDONLY, 0) // no O_CLOEXEC: nsenter's child inherits it
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: open own binary: %v\n", err)
 		os.Exit(126)
 	}
-	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--", "/proc/self/fd/3"}
+	argv := []string{"nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-C", "-r", "--wd=" + dir, "--", "/proc/self/fd/" + strconv.Itoa(selfFD)}
 	if os.Args[0] == "tinyfarm-ns-exec-userns" {
 		argv = append([]string{"nsenter", "-U"}, argv[1:]...)
 	}
 	argv = append(argv, args[sep+1:]...)
-	env := append(os.Environ(), reexecEnv+"=exec-inner", fmt.Sprintf("_TINYFARM_NS_CGFDS=%d", len(cgFDs)))
+	env := append(os.Environ(), reexecEnv+"=exec-inner", "_TINYFARM_NS_CGFDS="+strings.Join(cgFDs, ","), "_TINYFARM_NS_SELFFD="+strconv.Itoa(selfFD))
 	err = syscall.Exec(nsenter, argv, env)
 	fmt.Fprintf(os.Stderr, "tinyfarm-ns-exec: %v\n", errors.Join(err))
 	os.Exit(127)

@@ -40,19 +40,19 @@ const idClaims = "/run/tinyfarm-ns/ids"
 // host uid as another's (a hash of the name alone would collide). The
 // slot the instance name hashes to is tried first, so a guest mostly
 // keeps its range across restarts; a slot whose monitor is gone is free.
-// The claim lives as long as the calling monitor; release drops it.
-func claimIDRange(instance string) (base int, release func(), err error) {
+// The claim lives as long as the calling monitor; releaseIDRange drops it.
+func claimIDRange(instance string) (base int, err error) {
 	if err := os.MkdirAll(idClaims, 0o700); err != nil {
-		return 0, nil, fmt.Errorf("userns: uid ranges: %w", err)
+		return 0, fmt.Errorf("userns: uid ranges: %w", err)
 	}
 	unlock, err := lockfile.Lock(filepath.Join(idClaims, ".lock"))
 	if err != nil {
-		return 0, nil, fmt.Errorf("userns: uid ranges: %w", err)
+		return 0, fmt.Errorf("userns: uid ranges: %w", err)
 	}
 	defer unlock()
 	start, err := procStart(os.Getpid())
 	if err != nil {
-		return 0, nil, fmt.Errorf("userns: uid ranges: %w", err)
+		return 0, fmt.Errorf("userns: uid ranges: %w", err)
 	}
 	me := fmt.Sprintf("%s %d %d", instance, os.Getpid(), start)
 	first := int(crc32.ChecksumIEEE([]byte(instance)) % idSlots)
@@ -63,16 +63,25 @@ func claimIDRange(instance string) (base int, release func(), err error) {
 			continue
 		}
 		if err := fsutil.WriteFileAtomic(p, []byte(me), 0o600); err != nil {
-			return 0, nil, fmt.Errorf("userns: claim uid range %d: %w", slot, err)
+			return 0, fmt.Errorf("userns: claim uid range %d: %w", slot, err)
 		}
-		release = func() {
-			if b, err := os.ReadFile(p); err == nil && string(b) == me {
-				os.Remove(p)
-			}
-		}
-		return idRange * (64 + slot), release, nil
+		return idRange * (64 + slot), nil
 	}
-	return 0, nil, fmt.Errorf("userns: all %d uid ranges are in use", idSlots)
+	return 0, fmt.Errorf("userns: all %d uid ranges are in use", idSlots)
+}
+
+// releaseIDRange gives back the uid range at base when this process
+// (pid and start time: a monitor re-executed by settle keeps both) holds
+// its claim.
+func releaseIDRange(instance string, base int) {
+	start, err := procStart(os.Getpid())
+	if err != nil {
+		return
+	}
+	p := filepath.Join(idClaims, strconv.Itoa(base/idRange-64))
+	if b, err := os.ReadFile(p); err == nil && string(b) == fmt.Sprintf("%s %d %d", instance, os.Getpid(), start) {
+		os.Remove(p)
+	}
 }
 
 // claimLive reports whether a claim's monitor still runs.

@@ -37,6 +37,10 @@ type MigrateOptions struct {
 	// moved offline), the far tinyfarm removes this farm's key from it,
 	// so this host no longer logs into a guest it gave away.
 	KeepKey bool
+	// Running, when set, is called once the guest runs there, before it
+	// is forgotten here: `cluster drain` switches the guest's routes then,
+	// so cleaning up here adds nothing to what clients see.
+	Running func(MigrateResult)
 }
 
 // MigrateResult says what Migrate did.
@@ -254,6 +258,9 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	}
 	res.State, res.IP = far.State, far.IP
 	res.Downtime = time.Since(stopped)
+	if o.Running != nil {
+		o.Running(res)
+	}
 	// Only now: it runs there; forget it here.
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))

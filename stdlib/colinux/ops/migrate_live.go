@@ -193,6 +193,9 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	// plus the far side's load-and-resume.
 	res.Downtime = relay.end.Sub(live.Paused) + ir.Resume
 	res.State, res.IP = ir.State, ir.IP
+	if o.Running != nil {
+		o.Running(res)
+	}
 	// It runs there: quit the source QEMU (paused; grace 0: no clean
 	// shutdown, which would resume it) and forget the guest here.
 	if err := h.Stop(ctx, 0); err != nil {

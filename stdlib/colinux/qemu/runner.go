@@ -45,7 +45,7 @@ type Runner struct {
 	StartTimeout time.Duration
 	// Exe is the binary re-executed as the farm's DHCP server for guests
 	// on the bridge (Net.Mode "bridge"); it must call farmnet.Main first
-	// thing. Default os.Executable().
+	// thing. Default guestexe.Path() (tinyfarm-guest next to tinyfarm).
 	Exe string
 }
 

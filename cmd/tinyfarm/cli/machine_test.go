@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
+)
+
+// TestMachineCommand: `tinyfarm machine` as a controller sees it on the
+// far side of SSH: the hello, a listing, a playbook sent in the request
+// whose events stream back before its recap (vars and check mode given),
+// a failing playbook's error with its kind and file:line, and nothing left
+// of the sent playbooks in the state dir.
+func TestMachineCommand(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("TINYFARM_HOME", home)
+	req := func(id int, method string, params any) string {
+		b, _ := json.Marshal(params)
+		line, _ := json.Marshal(cluster.MachineRequest{ID: int64(id), Method: method, Params: b})
+		return string(line) + "\n"
+	}
+	in := req(1, cluster.MethodList, struct{}{}) +
+		req(2, cluster.MethodRun, cluster.MachineRun{Name: "/ctl/site.lua", Source: `task("greet", function() log("hello " .. vars.who) end)`, Vars: map[string]any{"who": "h1"}, Check: true}) +
+		req(3, cluster.MethodRun, cluster.MachineRun{Name: "bad.lua", Source: "local x = nil\nx.y = 1\n"})
+	var out, errb strings.Builder
+	if code := Main(context.Background(), []string{"machine"}, strings.NewReader(in), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var hello *cluster.MachineHello
+	events := map[int64][]string{}
+	results := map[int64]cluster.MachineReply{}
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	for sc.Scan() {
+		var r cluster.MachineReply
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		switch {
+		case r.Hello != nil:
+			hello = r.Hello
+		case r.Event != nil:
+			if _, done := results[r.ID]; done {
+				t.Errorf("event of request %d after its result", r.ID)
+			}
+			events[r.ID] = append(events[r.ID], r.Event.Type+" "+r.Event.Task+r.Event.Msg)
+		default:
+			results[r.ID] = r
+		}
+	}
+	if hello == nil || hello.Protocol != cluster.MachineProtocol || !strings.HasPrefix(out.String(), `{"hello":`) {
+		t.Fatalf("no hello first:\n%s", out.String())
+	}
+	if r := results[1]; r.Error != nil || string(r.Result) != "[]" {
+		t.Errorf("list: %s %+v", r.Result, r.Error)
+	}
+	var run cluster.MachineRunResult
+	if r := results[2]; r.Error != nil || json.Unmarshal(r.Result, &run) != nil || run.Recap.Tasks != 1 || !run.Recap.Check {
+		t.Errorf("run: %s %+v", r.Result, r.Error)
+	}
+	if got := strings.Join(events[2], "|"); !strings.Contains(got, "task_start greet|log hello h1|task_end greet") {
+		t.Errorf("run events: %s", got)
+	}
+	if e := results[3].Error; e == nil || !strings.Contains(e.Message, "bad.lua:2:") || e.Kind() != "error" {
+		t.Errorf("failing run: %+v", e)
+	}
+	if left, _ := os.ReadDir(filepath.Join(home, "machine")); len(left) != 0 {
+		t.Errorf("sent playbooks left in the state dir: %v", left)
+	}
+}

@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+)
+
+// MachineProtocol is the version of the machine protocol: the JSON lines
+// `tinyfarm machine` speaks on stdin and stdout, which a controller
+// drives over SSH. A client refuses a server of another version (and says
+// which tinyfarm runs there), so two hosts never half-understand each
+// other.
+//
+// The server writes a hello first:
+//
+//	{"hello":{"protocol":1,"tinyfarm":"v1.2.0","host":"h2"}}
+//
+// then reads requests, one JSON object a line, and answers each with a
+// result or an error carrying the request's id; `run` sends the far run's
+// engine events before its result:
+//
+//	-> {"id":1,"method":"start","params":{"name":"web7"}}
+//	<- {"id":1,"result":{"changed":true}}
+//	-> {"id":2,"method":"run","params":{"name":"site.lua","source":"...","vars":{}}}
+//	<- {"id":2,"event":{"event":"change","change":{...}}}
+//	<- {"id":2,"result":{"recap":{...}}}
+//	-> {"id":3,"method":"status","params":{"name":"nope"}}
+//	<- {"id":3,"error":{"kind":"not_found","message":"guest nope: not found"}}
+//
+// Requests run concurrently (parallel() on the controller sends several);
+// answers carry the id of their request. The error kind is the Lua kind
+// of the far error (lx.KindOf: errkind's classes), so `err.kind` in the
+// controller's playbook is what it would be on that host.
+const MachineProtocol = 1
+
+// Machine methods.
+const (
+	MethodDefine = "define" // MachineDefine -> MachineDefined
+	MethodStart  = "start"  // MachineGuestOp -> MachineChanged
+	MethodStop   = "stop"   // MachineGuestOp -> MachineChanged
+	MethodStatus = "status" // MachineGuestOp -> MachineStatus
+	// MethodWaitReady waits for the guest's ready marker (Wait, default 60s).
+	MethodWaitReady = "wait_ready" // MachineGuestOp -> MachineChanged
+	MethodExec      = "exec"       // MachineExec -> MachineExecResult
+	MethodRead      = "read"       // MachineFile -> MachineFileContent
+	MethodWrite     = "write"      // MachineFile -> MachineWritten
+	MethodList      = "list"       // {} -> []MachineGuest
+	MethodRun       = "run"        // MachineRun -> events, then MachineRunResult
+)
+
+// MachineHello is the server's first line.
+type MachineHello struct {
+	Protocol int    `json:"protocol"`
+	Tinyfarm string `json:"tinyfarm"`
+	Host     string `json:"host,omitempty"`
+}
+
+// MachineRequest is one line from the client.
+type MachineRequest struct {
+	ID     int64           `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// MachineReply is one line from the server: the hello, an event of a
+// request, or its result or error.
+type MachineReply struct {
+	Hello  *MachineHello   `json:"hello,omitempty"`
+	ID     int64           `json:"id,omitempty"`
+	Event  *engine.Event   `json:"event,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *MachineError   `json:"error,omitempty"`
+}
+
+// MachineError is a failed request: the Lua kind of the far error and its
+// message.
+type MachineError struct {
+	LuaKind string `json:"kind"`
+	Message string `json:"message"`
+}
+
+func (e *MachineError) Error() string { return e.Message }
+
+// Kind makes the far kind the Lua kind here (lx.Kinder): "error" when the
+// server sent none.
+func (e *MachineError) Kind() string {
+	if e.LuaKind == "" {
+		return lx.KindError
+	}
+	return e.LuaKind
+}
+
+// GuestOptions are colinux.guest's options as the machine protocol sends
+// them: the same names; paths are on the host that defines the guest;
+// mem is in bytes (the Lua side takes "128M").
+type GuestOptions struct {
+	Name      string            `json:"name" lua:"name,required" doc:"the guest's name"`
+	Disk      string            `json:"disk,omitempty" lua:"disk" doc:"the disk image, a path on that host"`
+	Disks     []string          `json:"disks,omitempty" lua:"disks" doc:"more disk images there"`
+	Base      string            `json:"base,omitempty" lua:"base" doc:"ns scatter: a shared read-only base there (disk is then the guest's layer)"`
+	Mem       lx.Size           `json:"mem,omitempty" lua:"mem" default:"128M" doc:"memory quota"`
+	CPUs      float64           `json:"cpus,omitempty" lua:"cpus" default:"no limit" doc:"CPU share in cores"`
+	Driver    string            `json:"driver,omitempty" lua:"driver" doc:"ns, qemu or colinux (default: that host's default)"`
+	Layout    string            `json:"layout,omitempty" lua:"layout" doc:"scatter or frugal (default: the disk's)"`
+	Core      string            `json:"core,omitempty" lua:"core" doc:"core.gz for frugal guests, a path there"`
+	Kernel    string            `json:"kernel,omitempty" lua:"kernel" doc:"kernel image (qemu, colinux), a path there"`
+	Initrd    []string          `json:"initrd,omitempty" lua:"initrd" doc:"initrds (qemu, colinux), paths there"`
+	Bootcodes string            `json:"bootcodes,omitempty" lua:"bootcodes" doc:"Tiny Core boot codes, a kernel line"`
+	HostKey   string            `json:"host_key,omitempty" lua:"host_key" doc:"the guest's SSH host key to pin"`
+	IP        string            `json:"ip,omitempty" lua:"ip" doc:"a fixed farm IP there, as cluster.claim returns it (default: allocated there)"`
+	Accel     string            `json:"accel,omitempty" lua:"accel" doc:"qemu accelerator: tcg or kvm"`
+	Net       string            `json:"net,omitempty" lua:"net" doc:"qemu: user or bridge"`
+	UserNS    *bool             `json:"userns,omitempty" lua:"userns" doc:"ns: run in a user namespace (default where that host allows)"`
+	NetRaw    bool              `json:"net_raw,omitempty" lua:"net_raw" doc:"ns: keep CAP_NET_RAW"`
+	Labels    map[string]string `json:"labels,omitempty" lua:"labels" doc:"free-form labels"`
+	DiskRO    bool              `json:"disk_ro,omitempty" lua:"disk_ro" doc:"attach the disks read-only"`
+	Autostart bool              `json:"autostart,omitempty" lua:"autostart" doc:"tinyfarm boot on that host starts it"`
+	Priority  int               `json:"autostart_priority,omitempty" lua:"autostart_priority" doc:"tinyfarm boot starts higher priorities first"`
+}
+
+// Definition is the colinux definition the options make.
+func (o GuestOptions) Definition() farm.Definition {
+	return farm.Definition{Name: o.Name, Driver: o.Driver, Disk: o.Disk, Disks: o.Disks, Base: o.Base,
+		MemBytes: int64(o.Mem), CPUs: o.CPUs, Layout: driver.Layout(o.Layout), Core: o.Core, Kernel: o.Kernel,
+		Initrds: o.Initrd, Bootcodes: o.Bootcodes, HostKey: o.HostKey, IP: o.IP, Accel: o.Accel, Net: o.Net,
+		Labels: o.Labels, NetRaw: o.NetRaw, DiskRO: o.DiskRO, Autostart: o.Autostart, AutostartPriority: o.Priority}
+}
+
+// MachineDefine defines (or updates) a guest; with Check it changes
+// nothing and says what would change.
+type MachineDefine struct {
+	Options GuestOptions `json:"options"`
+	Check   bool         `json:"check,omitempty"`
+}
+
+// MachineDefined is what a define did.
+type MachineDefined struct {
+	Changed bool         `json:"changed"`
+	Detail  string       `json:"detail,omitempty"`
+	Diff    string       `json:"diff,omitempty"`
+	Guest   MachineGuest `json:"guest"`
+}
+
+// MachineGuest is a guest as the far host lists it.
+type MachineGuest struct {
+	Name    string `json:"name"`
+	Driver  string `json:"driver"`
+	State   string `json:"state,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	IP      string `json:"ip,omitempty"` // without the prefix length
+	Mem     int64  `json:"mem"`
+	HostKey string `json:"host_key,omitempty"`
+}
+
+// MachineGuestOp names a guest for start, stop and status. With Check,
+// start and stop say whether they would change anything.
+type MachineGuestOp struct {
+	Name  string        `json:"name"`
+	Check bool          `json:"check,omitempty"`
+	Grace time.Duration `json:"grace,omitempty"` // stop: default 10s
+	Wait  time.Duration `json:"wait,omitempty"`  // start: wait this long for the ready marker (0: don't)
+}
+
+// MachineChanged is whether start or stop changed (would change) anything.
+type MachineChanged struct {
+	Changed bool `json:"changed"`
+}
+
+// MachineStatus is a guest's status, as g:status() returns it.
+type MachineStatus struct {
+	State         string   `json:"state"`
+	Reason        string   `json:"reason,omitempty"`
+	PID           int      `json:"pid,omitempty"`
+	IP            string   `json:"ip,omitempty"`
+	Driver        string   `json:"driver"`
+	Isolation     string   `json:"isolation,omitempty"`
+	Disk          string   `json:"disk,omitempty"`
+	Autostart     bool     `json:"autostart,omitempty"`
+	RestartNeeded []string `json:"restart_needed"`
+	OOMKills      int      `json:"oom_kills"`
+}
+
+// MachineExec runs argv in a guest. Root runs it as the guest's root
+// (through sudo where the driver enters the guest as its SSH user).
+type MachineExec struct {
+	Name    string        `json:"name"`
+	Argv    []string      `json:"argv"`
+	Stdin   []byte        `json:"stdin,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
+	Root    bool          `json:"root,omitempty"`
+}
+
+// MachineExecResult is a finished command.
+type MachineExecResult struct {
+	Code   int    `json:"code"`
+	Stdout []byte `json:"stdout"`
+	Stderr []byte `json:"stderr"`
+}
+
+// MachineFile reads (Path) or writes (Path, Content, Mode, UID, GID) one
+// file in a running guest.
+type MachineFile struct {
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+	Content []byte `json:"content,omitempty"`
+	Mode    uint32 `json:"mode,omitempty"` // default 0644
+	UID     int    `json:"uid,omitempty"`
+	GID     int    `json:"gid,omitempty"`
+	Check   bool   `json:"check,omitempty"`
+}
+
+// MachineFileContent is a file read; Missing when there is none.
+type MachineFileContent struct {
+	Content []byte `json:"content"`
+	Missing bool   `json:"missing,omitempty"`
+}
+
+// MachineWritten is what a write did (target.PutResult).
+type MachineWritten struct {
+	Changed bool   `json:"changed"`
+	Diff    string `json:"diff,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// MachineRun runs a playbook sent in the request on the far host. Name
+// is the playbook's name for messages (its file name on the controller);
+// require() there finds modules on the far host's path only.
+type MachineRun struct {
+	Name   string         `json:"name"`
+	Source string         `json:"source"`
+	Vars   map[string]any `json:"vars,omitempty"`
+	Check  bool           `json:"check,omitempty"`
+}
+
+// MachineRunResult is a finished far run: its recap.
+type MachineRunResult struct {
+	Recap engine.Recap `json:"recap"`
+}
+
+// ErrMachineProtocol: the far side speaks another protocol, or broke it.
+var ErrMachineProtocol = errors.New("machine protocol")

@@ -1,0 +1,306 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/target"
+)
+
+// MachineServer answers the machine protocol on one host with its farm
+// (the colinux Go API) and, for `run`, its engine.
+type MachineServer struct {
+	// Farm is this host's farm. Required.
+	Farm *farm.Farm
+	// Host names this host in the hello. Default: none.
+	Host string
+	// Run runs a playbook, sending its events to emit as they happen.
+	// Default: `run` fails as unsupported.
+	Run func(ctx context.Context, r MachineRun, emit func(engine.Event)) (engine.Recap, error)
+}
+
+// MaxMachineLine bounds one request line (a playbook or a file written,
+// base64 in JSON).
+const MaxMachineLine = 64 << 20
+
+// Serve writes the hello, then answers requests from in until it ends
+// (the controller closed the session) or ctx is done; requests run
+// concurrently and Serve returns once all have answered.
+func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
+	var mu sync.Mutex
+	enc := json.NewEncoder(out)
+	send := func(r MachineReply) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(r) // a closed stdout: the controller is gone, the requests end with ctx
+	}
+	send(MachineReply{Hello: &MachineHello{Protocol: MachineProtocol, Tinyfarm: Version, Host: s.Host}})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), MaxMachineLine)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(strings.TrimSpace(string(line))) == 0 {
+			continue
+		}
+		var req MachineRequest
+		if err := json.Unmarshal(line, &req); err != nil {
+			send(MachineReply{Error: &MachineError{LuaKind: lx.KindInvalid, Message: fmt.Sprintf("machine: a request is one JSON object a line: %v", err)}})
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			emit := func(ev engine.Event) { send(MachineReply{ID: req.ID, Event: &ev}) }
+			res, err := s.handle(ctx, req, emit)
+			if err != nil {
+				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindOf(err), Message: err.Error()}})
+				return
+			}
+			b, err := json.Marshal(res)
+			if err != nil {
+				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindError, Message: err.Error()}})
+				return
+			}
+			send(MachineReply{ID: req.ID, Result: b})
+		}()
+	}
+	err := sc.Err()
+	if err == nil {
+		// The controller closed its side: let what runs finish (a start
+		// half done is worse than one that completes).
+		wg.Wait()
+		return nil
+	}
+	cancel()
+	wg.Wait()
+	return fmt.Errorf("machine: read requests: %w", err)
+}
+
+func decode[T any](req MachineRequest) (T, error) {
+	var v T
+	if len(req.Params) == 0 {
+		return v, nil
+	}
+	if err := json.Unmarshal(req.Params, &v); err != nil {
+		return v, fmt.Errorf("machine %s: params: %v: %w", req.Method, err, ErrInvalid)
+	}
+	return v, nil
+}
+
+func (s *MachineServer) guest(ctx context.Context, name string) (*farm.Guest, error) {
+	if name == "" {
+		return nil, fmt.Errorf("machine: want a guest name: %w", ErrInvalid)
+	}
+	return s.Farm.Guest(ctx, name)
+}
+
+func (s *MachineServer) handle(ctx context.Context, req MachineRequest, emit func(engine.Event)) (any, error) {
+	switch req.Method {
+	case MethodDefine:
+		p, err := decode[MachineDefine](req)
+		if err != nil {
+			return nil, err
+		}
+		return s.define(ctx, p)
+	case MethodStart, MethodStop, MethodStatus, MethodWaitReady:
+		p, err := decode[MachineGuestOp](req)
+		if err != nil {
+			return nil, err
+		}
+		g, err := s.guest(ctx, p.Name)
+		if err != nil && p.Check && errors.Is(err, fs.ErrNotExist) && req.Method != MethodStatus {
+			// Check mode: the same run would have defined it (a define
+			// in check mode keeps nothing), so a start would change it.
+			return MachineChanged{Changed: req.Method == MethodStart}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return s.guestOp(ctx, req.Method, g, p)
+	case MethodExec:
+		p, err := decode[MachineExec](req)
+		if err != nil {
+			return nil, err
+		}
+		g, err := s.guest(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		argv := p.Argv
+		if len(argv) == 0 {
+			return nil, fmt.Errorf("machine exec %s: want a command: %w", p.Name, ErrInvalid)
+		}
+		// The ns driver enters the guest as its root; other drivers run
+		// commands over SSH as the guest's user, so root goes through sudo
+		// there, as the guest's own target does.
+		if p.Root && g.Def.Driver != "ns" && g.Def.User != "root" {
+			argv = append([]string{"sudo", "-n"}, argv...)
+		}
+		o := driver.ExecOptions{Timeout: p.Timeout}
+		if p.Stdin != nil {
+			o.Stdin = strings.NewReader(string(p.Stdin))
+		}
+		r, err := g.Exec(ctx, argv, o)
+		if err != nil {
+			return nil, err
+		}
+		return MachineExecResult{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}, nil
+	case MethodRead:
+		p, err := decode[MachineFile](req)
+		if err != nil {
+			return nil, err
+		}
+		g, err := s.guest(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		t, err := g.Target(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b, err := target.ReadFile(ctx, t, p.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return MachineFileContent{Missing: true}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return MachineFileContent{Content: b}, nil
+	case MethodWrite:
+		p, err := decode[MachineFile](req)
+		if err != nil {
+			return nil, err
+		}
+		g, err := s.guest(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		mode := fs.FileMode(p.Mode)
+		if mode == 0 {
+			mode = 0o644
+		}
+		r, err := g.WriteFile(ctx, p.Path, p.Content, mode, p.UID, p.GID, p.Check)
+		if err != nil {
+			return nil, err
+		}
+		return MachineWritten{Changed: r.Changed, Diff: r.Diff, Detail: r.Detail}, nil
+	case MethodList:
+		defs, err := s.Farm.List()
+		if err != nil {
+			return nil, err
+		}
+		out := []MachineGuest{}
+		for _, d := range defs {
+			g, err := s.Farm.Guest(ctx, d.Name)
+			if err != nil {
+				return nil, err
+			}
+			st, _ := g.Status(ctx)
+			mg := machineGuest(d)
+			mg.State, mg.Reason = string(st.State), st.Reason
+			out = append(out, mg)
+		}
+		return out, nil
+	case MethodRun:
+		p, err := decode[MachineRun](req)
+		if err != nil {
+			return nil, err
+		}
+		if s.Run == nil {
+			return nil, fmt.Errorf("machine run %s: this server runs no playbooks: %w", p.Name, errors.ErrUnsupported)
+		}
+		rec, err := s.Run(ctx, p, emit)
+		if err != nil {
+			return nil, err
+		}
+		return MachineRunResult{Recap: rec}, nil
+	case "":
+		return nil, fmt.Errorf("machine: request %d names no method: %w", req.ID, ErrInvalid)
+	}
+	return nil, fmt.Errorf("machine: unknown method %q (this host speaks protocol %d, tinyfarm %s): %w", req.Method, MachineProtocol, Version, errors.ErrUnsupported)
+}
+
+func machineGuest(d *farm.Definition) MachineGuest {
+	ip, _, _ := strings.Cut(d.IP, "/")
+	return MachineGuest{Name: d.Name, Driver: d.Driver, IP: ip, Mem: d.MemBytes, HostKey: d.HostKey}
+}
+
+func (s *MachineServer) define(ctx context.Context, p MachineDefine) (MachineDefined, error) {
+	d := p.Options.Definition()
+	s.Farm.FillDefaults(&d, p.Options.UserNS)
+	if s.Farm.NeedsRelease(&d) {
+		// The release's boot files come from a tcz mirror, which the far
+		// host's own playbooks configure: a remote define names them.
+		return MachineDefined{}, fmt.Errorf("guest %s: a remote guest names its disk (or base) and, if frugal, its core and kernel: paths on its host: %w", d.Name, ErrInvalid)
+	}
+	res, err := s.Farm.DefineLive(ctx, d, farm.ChangeOptions{Check: p.Check})
+	if err != nil {
+		return MachineDefined{}, err
+	}
+	out := MachineDefined{Changed: res.Changed, Diff: res.Diff, Guest: machineGuest(res.Def)}
+	var notes []string
+	if res.Created {
+		notes = append(notes, "defined")
+	}
+	if len(res.Live) > 0 {
+		notes = append(notes, "applied live: "+strings.Join(res.Live, ", "))
+	}
+	if len(res.RestartNeeded) > 0 {
+		notes = append(notes, "restart needed: "+strings.Join(res.RestartNeeded, ", "))
+	}
+	out.Detail = strings.Join(notes, "; ")
+	return out, nil
+}
+
+func (s *MachineServer) guestOp(ctx context.Context, method string, g *farm.Guest, p MachineGuestOp) (any, error) {
+	switch method {
+	case MethodStart:
+		if p.Check {
+			return MachineChanged{Changed: !g.Running(ctx)}, nil
+		}
+		changed, err := g.Start(ctx)
+		return MachineChanged{Changed: changed}, err
+	case MethodStop:
+		if p.Check {
+			return MachineChanged{Changed: g.Running(ctx)}, nil
+		}
+		grace := p.Grace
+		if grace <= 0 {
+			grace = 10 * time.Second
+		}
+		changed, err := g.Stop(ctx, grace)
+		return MachineChanged{Changed: changed}, err
+	case MethodWaitReady:
+		if p.Check && !g.Running(ctx) {
+			return MachineChanged{}, nil
+		}
+		wait := p.Wait
+		if wait <= 0 {
+			wait = 60 * time.Second
+		}
+		return MachineChanged{}, g.WaitReady(ctx, wait)
+	}
+	st, err := g.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ip, _, _ := strings.Cut(g.Def.IP, "/")
+	return MachineStatus{State: string(st.State), Reason: st.Reason, PID: st.PID, IP: ip, Driver: g.Def.Driver,
+		Isolation: st.Isolation, Disk: g.Def.Disk, Autostart: g.Def.Autostart,
+		RestartNeeded: append([]string{}, g.RestartNeeded(ctx)...), OOMKills: st.OOMKills}, nil
+}

@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/engine"
+	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+)
+
+// machinePair runs a machine server on an empty farm over pipes and
+// returns a client session with it.
+func machinePair(t *testing.T, run func(ctx context.Context, r MachineRun, emit func(engine.Event)) (engine.Recap, error)) *Machine {
+	t.Helper()
+	fm := farm.New(t.TempDir(), farm.Options{})
+	s := &MachineServer{Farm: fm, Host: "h9", Run: run}
+	cr, sw := io.Pipe()
+	sr, cw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background(), sr, sw); sw.Close() }()
+	m, err := NewMachine(ctxT(t), "h9", cr, cw, func() error {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			return errors.New("server still running 5s after its input closed")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+// TestMachineProtocol: the hello, a listing, errors with their far kind
+// and the host's name, a run's events before its result, and calls in
+// flight together answered by id.
+func TestMachineProtocol(t *testing.T) {
+	release := make(chan struct{})
+	m := machinePair(t, func(ctx context.Context, r MachineRun, emit func(engine.Event)) (engine.Recap, error) {
+		if r.Name == "slow.lua" {
+			<-release
+		}
+		if r.Name == "bad.lua" {
+			return engine.Recap{}, lx.WithKind(errors.New("bad.lua:3: boom"), "timeout")
+		}
+		emit(engine.Event{Type: "task_start", Task: "t1"})
+		emit(engine.Event{Type: "change", Task: "t1", Change: &engine.Change{Module: "host", Action: "write", Subject: "/etc/motd", Status: engine.StatusChanged}})
+		emit(engine.Event{Type: "log", Msg: "vars.x=" + r.Vars["x"].(string)})
+		return engine.Recap{Tasks: 1, Changed: 1}, nil
+	})
+	ctx := ctxT(t)
+	if h := m.Hello(); h.Protocol != MachineProtocol || h.Host != "h9" || h.Tinyfarm != Version {
+		t.Errorf("hello %+v", h)
+	}
+	var list []MachineGuest
+	if err := m.Call(ctx, MethodList, struct{}{}, &list, nil); err != nil || list == nil || len(list) != 0 {
+		t.Fatalf("list on an empty farm: %v %v", list, err)
+	}
+
+	err := m.Call(ctx, MethodStatus, MachineGuestOp{Name: "nope"}, nil, nil)
+	if lx.KindOf(err) != lx.KindNotFound || !strings.HasPrefix(err.Error(), "host h9: ") || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("status of a missing guest: %v (kind %s)", err, lx.KindOf(err))
+	}
+	err = m.Call(ctx, "frobnicate", nil, nil, nil)
+	if lx.KindOf(err) != lx.KindUnsupported || !strings.Contains(err.Error(), `unknown method "frobnicate"`) {
+		t.Errorf("unknown method: %v (kind %s)", err, lx.KindOf(err))
+	}
+	err = m.Call(ctx, MethodExec, MachineExec{Name: "x"}, nil, nil)
+	if lx.KindOf(err) != lx.KindNotFound {
+		t.Errorf("exec on a missing guest: %v (kind %s)", err, lx.KindOf(err))
+	}
+	err = m.Call(ctx, MethodDefine, MachineDefine{Options: GuestOptions{Name: "Bad Name", Disk: "/nonexistent.img", Driver: "ns"}}, nil, nil)
+	if lx.KindOf(err) != lx.KindInvalid {
+		t.Errorf("define with a bad name: %v (kind %s)", err, lx.KindOf(err))
+	}
+
+	// A slow run in flight does not hold up the calls after it.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var slowErr error
+	go func() {
+		defer wg.Done()
+		slowErr = m.Call(ctx, MethodRun, MachineRun{Name: "slow.lua", Vars: map[string]any{"x": "slow"}}, nil, nil)
+	}()
+	var events []engine.Event
+	var res MachineRunResult
+	if err := m.Call(ctx, MethodRun, MachineRun{Name: "site.lua", Vars: map[string]any{"x": "1"}}, &res, func(ev engine.Event) { events = append(events, ev) }); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	wg.Wait()
+	if slowErr != nil {
+		t.Errorf("slow run: %v", slowErr)
+	}
+	if len(events) != 3 || events[1].Change == nil || events[1].Change.Subject != "/etc/motd" || events[2].Msg != "vars.x=1" {
+		t.Errorf("run events: %+v", events)
+	}
+	if res.Recap.Changed != 1 || res.Recap.Tasks != 1 {
+		t.Errorf("run recap: %+v", res.Recap)
+	}
+	err = m.Call(ctx, MethodRun, MachineRun{Name: "bad.lua"}, nil, nil)
+	if lx.KindOf(err) != "timeout" || err.Error() != "host h9: bad.lua:3: boom" {
+		t.Errorf("failed run: %v (kind %s)", err, lx.KindOf(err))
+	}
+}
+
+// TestMachineRefusesOtherProtocol: a server of another protocol version is
+// refused at the hello, naming both versions; a server that says nothing
+// sensible is refused too.
+func TestMachineRefusesOtherProtocol(t *testing.T) {
+	for _, c := range []struct{ first, want string }{
+		{`{"hello":{"protocol":99,"tinyfarm":"v9.0.0"}}`, "machine protocol 99 (tinyfarm v9.0.0 there), this controller speaks 1"},
+		{`Welcome to bash`, "the first line is not a hello"},
+	} {
+		r, w := io.Pipe()
+		go func() { io.WriteString(w, c.first+"\n") }()
+		_, err := NewMachine(ctxT(t), "h7", r, nopCloser{io.Discard}, func() error { return nil })
+		if !errors.Is(err, ErrMachineProtocol) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "host h7") {
+			t.Errorf("hello %s: %v", c.first, err)
+		}
+	}
+}
+
+// TestMachineServerLines: the server side as a program sees it: the
+// hello first, a bad line answered with an invalid error, answers by id.
+func TestMachineServerLines(t *testing.T) {
+	s := &MachineServer{Farm: farm.New(t.TempDir(), farm.Options{})}
+	in := strings.NewReader("not json\n\n" + `{"id":7,"method":"list"}` + "\n" + `{"id":8,"method":"run","params":{"name":"x.lua"}}` + "\n")
+	var out strings.Builder
+	if err := s.Serve(context.Background(), in, &out); err != nil {
+		t.Fatal(err)
+	}
+	var reps []MachineReply
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	for sc.Scan() {
+		var r MachineReply
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		reps = append(reps, r)
+	}
+	if len(reps) != 4 || reps[0].Hello == nil || reps[0].Hello.Protocol != MachineProtocol {
+		t.Fatalf("lines:\n%s", out.String())
+	}
+	byID := map[int64]MachineReply{}
+	for _, r := range reps[1:] {
+		byID[r.ID] = r
+	}
+	if e := byID[0].Error; e == nil || e.LuaKind != lx.KindInvalid {
+		t.Errorf("bad line: %+v", byID[0])
+	}
+	if r := byID[7]; r.Error != nil || string(r.Result) != "[]" {
+		t.Errorf("list: %+v %s", r.Error, r.Result)
+	}
+	if e := byID[8].Error; e == nil || e.LuaKind != lx.KindUnsupported {
+		t.Errorf("run without a runner: %+v", byID[8])
+	}
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// TestHostRemoteRefuses: a host that published no SSH host key, or no
+// SSH address, or is down, gives no Remote: never trust on first use.
+func TestHostRemoteRefuses(t *testing.T) {
+	up := Host{Facts: Facts{Name: "h4", SSHAddr: "10.0.0.4:22", SSHHostKey: "ssh-ed25519 AAAA", Binary: "/usr/bin/tinyfarm", StateDir: "/var/lib/tinyfarm"}, State: HostUp}
+	r, err := remoteFor(up, RemoteOptions{Key: "/k", User: "ops"})
+	if err != nil || r.Address != "10.0.0.4" || r.Port != 22 || r.HostKey != "ssh-ed25519 AAAA" || r.Binary != "/usr/bin/tinyfarm" || r.StateDir != "/var/lib/tinyfarm" || r.Key != "/k" || r.User != "ops" || r.Name != "h4" {
+		t.Errorf("remote for an up host: %+v %v", r, err)
+	}
+	noKey := up
+	noKey.SSHHostKey = ""
+	noAddr := up
+	noAddr.SSHAddr = ""
+	down := up
+	down.State = HostDown
+	for _, c := range []struct {
+		h    Host
+		want string
+		kind string
+	}{
+		{noKey, "host h4 published no SSH host key, so a controller cannot pin it (tinyfarm never trusts on first use): give its daemon one with `tinyfarm cluster join ... --ssh-host-key FILE.pub`", lx.KindInvalid},
+		{noAddr, "host h4 published no SSH address", lx.KindInvalid},
+		{down, "host h4 is down", "unreachable"},
+	} {
+		_, err := remoteFor(c.h, RemoteOptions{Key: "/k"})
+		if err == nil || !strings.Contains(err.Error(), c.want) || lx.KindOf(err) != c.kind {
+			t.Errorf("%+v: %v (kind %s)", c.h, err, lx.KindOf(err))
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// BenchmarkRoutePropagation10k is BenchmarkRoutePropagation with 10,000
+// routes in the cluster already: a route added until every host's proxy
+// serves it, p50 and p99.
+//
+//	go test -run '^$' -bench RoutePropagation10k -benchtime 100x ./stdlib/cluster
+func BenchmarkRoutePropagation10k(b *testing.B) {
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	b.Cleanup(site.Close)
+	cfgs, c := threeHosts(b)
+	ctx := ctxT(b)
+	const n = 10000
+	for i := 0; i < n; {
+		var ops []clientv3.Op
+		for ; len(ops) < 100 && i < n; i++ { // etcd takes at most 128 a transaction
+			r := Route{VHost: fmt.Sprintf("pre%d.bench.test", i), Host: "b", Addr: site.Listener.Addr().String()}
+			v, _ := json.Marshal(r)
+			ops = append(ops, clientv3.OpPut(Prefix+"routes/"+r.VHost, string(v)))
+		}
+		if _, err := c.etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	last := fmt.Sprintf("pre%d.bench.test", n-1)
+	for _, cfg := range cfgs {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if code, _, err := get(cfg.ProxyAddr, last); err == nil && code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%s not served by %s after 60s", last, cfg.Host)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		vh := fmt.Sprintf("v%d.bench.test", i)
+		start := time.Now()
+		if err := c.SetRoute(ctx, Route{VHost: vh, Host: "a", Addr: site.Listener.Addr().String()}); err != nil {
+			b.Fatal(err)
+		}
+		for _, cfg := range cfgs {
+			for {
+				if code, _, err := get(cfg.ProxyAddr, vh); err == nil && code == 200 {
+					break
+				}
+				if time.Since(start) > 10*time.Second {
+					b.Fatalf("%s not served by %s after 10s", vh, cfg.Host)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
