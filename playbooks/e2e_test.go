@@ -14,6 +14,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ns"
 )
 
 var (
@@ -92,10 +96,11 @@ func TestWebfarmEndToEnd(t *testing.T) {
 		destroy := exec.Command(bin, "repl")
 		destroy.Dir, destroy.Env = work, env
 		destroy.Stdin = strings.NewReader(`for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy() end; proxy.daemon{stop = true}`)
+		links := farmLinks(state)
 		if out, err := destroy.CombinedOutput(); err != nil {
 			t.Errorf("teardown: %v\n%s", err, out)
 		}
-		assertNothingLeft(t, state)
+		assertNothingLeft(t, state, links)
 	})
 
 	t0 := time.Now()
@@ -336,15 +341,39 @@ func statusHost(t *testing.T, base, host string) int {
 	return resp.StatusCode
 }
 
-// assertNothingLeft checks teardown: no guest processes, veths, loop
-// devices or cgroups of this farm remain.
-func assertNothingLeft(t *testing.T, state string) {
+// farmLinks names the host interfaces this farm's guests have or had:
+// each defined guest's ns veth and qemu tap, by the names the drivers
+// derive from the guest's instance (its name and run directory). Taken
+// before the teardown (which forgets the guests), it lets
+// assertNothingLeft check this farm's interfaces only, not the tf- veths
+// of other farms on the host (other tests, benches).
+func farmLinks(state string) []string {
+	dirs, _ := os.ReadDir(filepath.Join(state, "guests"))
+	var links []string
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		inst := driver.Spec{Name: d.Name(), Dir: filepath.Join(state, "guests", d.Name(), "run")}.Instance()
+		links = append(links, ns.HostVeth(inst), farmnet.TapName(inst))
+	}
+	return links
+}
+
+// assertNothingLeft checks teardown: no guest processes, interfaces (of
+// links, from farmLinks), loop devices or cgroups of this farm remain.
+func assertNothingLeft(t *testing.T, state string, links []string) {
 	t.Helper()
+	if len(links) == 0 {
+		t.Error("assertNothingLeft: no interfaces of this farm's guests to check (farmLinks before the teardown)")
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var left []string
-		if out, _ := exec.Command("ip", "-o", "link", "show").Output(); bytes.Contains(out, []byte(" tf-")) {
-			left = append(left, "veths")
+		for _, l := range links {
+			if _, err := net.InterfaceByName(l); err == nil {
+				left = append(left, "link "+l)
+			}
 		}
 		if b, _ := filepath.Glob("/sys/block/loop*/loop/backing_file"); len(b) > 0 {
 			for _, f := range b {
@@ -397,10 +426,11 @@ func TestTwoGuestsRestartPlaybook(t *testing.T) {
 		destroy := exec.Command(bin, "repl")
 		destroy.Dir, destroy.Env = work, env
 		destroy.Stdin = strings.NewReader(`for _, g in ipairs(colinux.list()) do colinux.get(g.name):destroy() end; colinux.network{remove = true}`)
+		links := farmLinks(state)
 		if out, err := destroy.CombinedOutput(); err != nil {
 			t.Errorf("teardown: %v\n%s", err, out)
 		}
-		assertNothingLeft(t, state)
+		assertNothingLeft(t, state, links)
 	})
 	cmd := exec.Command(bin, "run", pb, "-e", "mirror="+mirror, "-e", "dir="+work, "-e", "bridge="+bridge, "-e", "subnet=10.77.207.0/24")
 	cmd.Dir, cmd.Env = work, env

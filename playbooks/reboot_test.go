@@ -255,10 +255,11 @@ func TestRebootBringsTheFarmBack(t *testing.T) {
 	}
 
 	// make demo-down's teardown: nothing of the farm is left.
+	links := farmLinks(state)
 	if out, err := tf(demoDown, "repl"); err != nil {
 		t.Fatalf("teardown: %v\n%s", err, out)
 	}
-	assertNothingLeft(t, state)
+	assertNothingLeft(t, state, links)
 	if out, _ := tf("", "proxy", "routes"); strings.Contains(out, "boot.test") {
 		t.Errorf("routes left after teardown:\n%s", out)
 	}

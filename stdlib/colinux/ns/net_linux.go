@@ -1,8 +1,6 @@
 package ns
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -16,12 +14,8 @@ import (
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 )
 
-// hostVeth is the host-side name of a guest's veth: "tf-" + a hash of the
-// guest name, because interface names are limited to 15 bytes.
-func hostVeth(name string) string {
-	h := sha256.Sum256([]byte(name))
-	return "tf-" + hex.EncodeToString(h[:])[:10]
-}
+// hostVeth is HostVeth.
+func hostVeth(name string) string { return HostVeth(name) }
 
 // netPlan is a guest's network, as the monitor sets it up.
 type netPlan struct {
