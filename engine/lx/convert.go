@@ -169,3 +169,17 @@ func ToStringValue(v lua.LValue) string {
 	}
 	return v.String()
 }
+
+// Command reads a command at stack index n the way g:exec takes it: a
+// string runs through /bin/sh -c, a list is the argv itself.
+func Command(L *lua.LState, n int, fn string) []string {
+	switch v := L.Get(n).(type) {
+	case lua.LString:
+		return []string{"/bin/sh", "-c", string(v)}
+	case *lua.LTable:
+		return StringList(L, n, fn)
+	default:
+		Raisef(L, "%s: want a command string or an argv list, got %s", fn, v.Type())
+		return nil
+	}
+}

@@ -97,7 +97,11 @@ func DialHost(ctx context.Context, c *Client, name string, o RemoteOptions) (*Ma
 // directory are h's own: its gate runs them, whatever the command line
 // names.
 func PeerRemote(cfg *Config, h Host) (ops.Remote, error) {
-	return remoteFor(h, RemoteOptions{Key: filepath.Join(cfg.Dir, ClusterKeyFile), User: "root"})
+	r, err := remoteFor(h, RemoteOptions{Key: filepath.Join(cfg.Dir, ClusterKeyFile), User: "root"})
+	// The gate takes only a plain command line: no TINYFARM_HOME export,
+	// and the binary is whatever the far host's gate runs.
+	r.Binary, r.StateDir = "", ""
+	return r, err
 }
 
 func remoteFor(h Host, o RemoteOptions) (ops.Remote, error) {

@@ -345,15 +345,7 @@ type remoteExecOpts struct {
 // g:exec(cmd, {check=true, stdin, readonly, timeout}) -> {code, stdout, stderr}, as a local guest's.
 func remoteExec(k *conn, L *lua.LState) int {
 	g := checkRemote(L)
-	var argv []string
-	switch v := L.Get(2).(type) {
-	case lua.LString:
-		argv = []string{"/bin/sh", "-c", string(v)}
-	case *lua.LTable:
-		argv = lx.StringList(L, 2, "exec")
-	default:
-		lx.Raisef(L, "exec: want a command string or an argv list, got %s", v.Type())
-	}
+	argv := lx.Command(L, 2, "exec")
 	var o remoteExecOpts
 	lx.Opts(L, 3, "exec", &o)
 	ch := engine.Change{Module: "cluster", Action: "exec", Subject: g.Describe() + ": " + strings.Join(argv, " "), Status: engine.StatusChanged}

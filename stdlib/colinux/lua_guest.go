@@ -144,15 +144,7 @@ type execOpts struct {
 // own deadline); a suspended guest is refused at once.
 func (m *luaMod) exec(L *lua.LState) int {
 	g := checkGuest(L)
-	var argv []string
-	switch v := L.Get(2).(type) {
-	case lua.LString:
-		argv = []string{"/bin/sh", "-c", string(v)}
-	case *lua.LTable:
-		argv = lx.StringList(L, 2, "exec")
-	default:
-		lx.Raisef(L, "exec: want a command string or an argv list, got %s", v.Type())
-	}
+	argv := lx.Command(L, 2, "exec")
 	var o execOpts
 	lx.Opts(L, 3, "exec", &o)
 	ch := engine.Change{Module: "colinux", Action: "exec", Subject: "guest:" + g.Def.Name + ": " + strings.Join(argv, " "), Status: engine.StatusChanged}
