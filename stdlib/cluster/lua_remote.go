@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -477,7 +478,11 @@ func luaRun(k *conn, L *lua.LState) int {
 			return err
 		}
 		return m.Call(ctx, MethodRun, MachineRun{Name: filepath.Base(file), Source: string(src), Vars: vars, Check: check}, &res,
-			func(ev engine.Event) {
+			func(raw json.RawMessage) {
+				var ev engine.Event
+				if json.Unmarshal(raw, &ev) != nil {
+					return
+				}
 				mu.Lock()
 				events = append(events, ev)
 				mu.Unlock()
@@ -505,7 +510,13 @@ func luaRun(k *conn, L *lua.LState) int {
 	if runErr != nil {
 		lx.Raise(L, fmt.Errorf("cluster.run %s on %s: %w", file, host, runErr))
 	}
-	L.Push(lx.FromGo(L, map[string]any{"host": host, "tasks": res.Recap.Tasks, "ok": res.Recap.OK, "changed": res.Recap.Changed,
-		"may_change": res.Recap.MayChange, "failed": res.Recap.Failed, "skipped": res.Recap.Skipped}))
+	var rec engine.Recap
+	if len(res.Recap) > 0 {
+		if err := json.Unmarshal(res.Recap, &rec); err != nil {
+			lx.Raise(L, fmt.Errorf("cluster.run %s on %s: its recap: %w", file, host, err))
+		}
+	}
+	L.Push(lx.FromGo(L, map[string]any{"host": host, "tasks": rec.Tasks, "ok": rec.OK, "changed": rec.Changed,
+		"may_change": rec.MayChange, "failed": rec.Failed, "skipped": rec.Skipped}))
 	return 1
 }

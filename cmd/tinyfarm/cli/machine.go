@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -47,22 +48,39 @@ func newMachineCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 // machineRun runs a playbook a controller sent, written under its own
 // name in a directory of its own (runs of one playbook may overlap), its
 // events streamed back. Its require path is this host's.
-func machineRun(ctx context.Context, r cluster.MachineRun, emit func(engine.Event)) (engine.Recap, error) {
+func machineRun(ctx context.Context, r cluster.MachineRun, emit func(json.RawMessage)) (json.RawMessage, error) {
+	rec, err := runSent(ctx, r, func(ev engine.Event) {
+		if b, err := json.Marshal(ev); err == nil {
+			emit(b)
+		}
+	})
+	if rec == nil {
+		return nil, err
+	}
+	b, merr := json.Marshal(rec)
+	if merr != nil {
+		return nil, merr
+	}
+	return b, err
+}
+
+// runSent runs the playbook; its recap is nil when the run did not start.
+func runSent(ctx context.Context, r cluster.MachineRun, emit func(engine.Event)) (*engine.Recap, error) {
 	name := filepath.Base(r.Name)
 	if name == "." || name == "/" || strings.HasPrefix(name, ".") {
 		name = "playbook.lua"
 	}
 	if err := os.MkdirAll(filepath.Join(StateDir(), "machine"), 0o700); err != nil {
-		return engine.Recap{}, fmt.Errorf("machine run %s: %w", name, err)
+		return nil, fmt.Errorf("machine run %s: %w", name, err)
 	}
 	dir, err := os.MkdirTemp(filepath.Join(StateDir(), "machine"), "run-")
 	if err != nil {
-		return engine.Recap{}, fmt.Errorf("machine run %s: %w", name, err)
+		return nil, fmt.Errorf("machine run %s: %w", name, err)
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte(r.Source), 0o600); err != nil {
-		return engine.Recap{}, fmt.Errorf("machine run %s: %w", name, err)
+		return nil, fmt.Errorf("machine run %s: %w", name, err)
 	}
 	eng, err := engine.New(engine.Options{
 		Modules: all.Modules(), Check: r.Check, Vars: r.Vars, Lib: playbooks.FS, StateDir: StateDir(),
@@ -70,18 +88,18 @@ func machineRun(ctx context.Context, r cluster.MachineRun, emit func(engine.Even
 		Reporter: reporterFunc(emit),
 	})
 	if err != nil {
-		return engine.Recap{}, err
+		return nil, err
 	}
 	defer eng.Close()
 	runErr := eng.RunFile(ctx, path)
 	if code := engine.ExitCode(runErr); code == engine.ExitSyntax || code == engine.ExitUsage {
-		return engine.Recap{}, runErr
+		return nil, runErr
 	}
 	rec := eng.Finish(runErr)
 	if runErr != nil {
-		return rec, runErr
+		return &rec, runErr
 	}
-	return rec, nil
+	return &rec, nil
 }
 
 // reporterFunc is an engine.Reporter that hands every event to a function.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/tinyfarm/tinyfarm/engine"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,11 @@ func TestMachineCommand(t *testing.T) {
 			if _, done := results[r.ID]; done {
 				t.Errorf("event of request %d after its result", r.ID)
 			}
-			events[r.ID] = append(events[r.ID], r.Event.Type+" "+r.Event.Task+r.Event.Msg)
+			var ev engine.Event
+			if err := json.Unmarshal(r.Event, &ev); err != nil {
+				t.Errorf("event %s: %v", r.Event, err)
+			}
+			events[r.ID] = append(events[r.ID], ev.Type+" "+ev.Task+ev.Msg)
 		default:
 			results[r.ID] = r
 		}
@@ -60,7 +65,8 @@ func TestMachineCommand(t *testing.T) {
 		t.Errorf("list: %s %+v", r.Result, r.Error)
 	}
 	var run cluster.MachineRunResult
-	if r := results[2]; r.Error != nil || json.Unmarshal(r.Result, &run) != nil || run.Recap.Tasks != 1 || !run.Recap.Check {
+	var rec engine.Recap
+	if r := results[2]; r.Error != nil || json.Unmarshal(r.Result, &run) != nil || json.Unmarshal(run.Recap, &rec) != nil || rec.Tasks != 1 || !rec.Check {
 		t.Errorf("run: %s %+v", r.Result, r.Error)
 	}
 	if got := strings.Join(events[2], "|"); !strings.Contains(got, "task_start greet|log hello h1|task_end greet") {

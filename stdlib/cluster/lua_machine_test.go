@@ -11,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 )
 
 // machinePair runs a machine server on an empty farm over pipes and
 // returns a client session with it.
-func machinePair(t *testing.T, run func(ctx context.Context, r MachineRun, emit func(engine.Event)) (engine.Recap, error)) *Machine {
+func machinePair(t *testing.T, run func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error)) *Machine {
 	t.Helper()
 	fm := farm.New(t.TempDir(), farm.Options{})
 	s := &MachineServer{Farm: fm, Host: "h9", Run: run}
@@ -50,17 +49,17 @@ func machinePair(t *testing.T, run func(ctx context.Context, r MachineRun, emit 
 // flight together answered by id.
 func TestMachineProtocol(t *testing.T) {
 	release := make(chan struct{})
-	m := machinePair(t, func(ctx context.Context, r MachineRun, emit func(engine.Event)) (engine.Recap, error) {
+	m := machinePair(t, func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error) {
 		if r.Name == "slow.lua" {
 			<-release
 		}
 		if r.Name == "bad.lua" {
-			return engine.Recap{}, lx.WithKind(errors.New("bad.lua:3: boom"), "timeout")
+			return nil, lx.WithKind(errors.New("bad.lua:3: boom"), "timeout")
 		}
-		emit(engine.Event{Type: "task_start", Task: "t1"})
-		emit(engine.Event{Type: "change", Task: "t1", Change: &engine.Change{Module: "host", Action: "write", Subject: "/etc/motd", Status: engine.StatusChanged}})
-		emit(engine.Event{Type: "log", Msg: "vars.x=" + r.Vars["x"].(string)})
-		return engine.Recap{Tasks: 1, Changed: 1}, nil
+		emit(json.RawMessage(`{"type":"task_start","task":"t1"}`))
+		emit(json.RawMessage(`{"type":"change","task":"t1","change":{"module":"host","action":"write","subject":"/etc/motd","status":"changed"}}`))
+		emit(json.RawMessage(`{"type":"log","msg":"vars.x=` + r.Vars["x"].(string) + `"}`))
+		return json.RawMessage(`{"tasks":1,"changed":1}`), nil
 	})
 	ctx := ctxT(t)
 	if h := m.Hello(); h.Protocol != MachineProtocol || h.Host != "h9" || h.Tinyfarm != Version {
@@ -96,9 +95,20 @@ func TestMachineProtocol(t *testing.T) {
 		defer wg.Done()
 		slowErr = m.Call(ctx, MethodRun, MachineRun{Name: "slow.lua", Vars: map[string]any{"x": "slow"}}, nil, nil)
 	}()
-	var events []engine.Event
+	// The events and the recap are the engine's JSON, passed on as sent.
+	type event struct {
+		Type, Task, Msg string
+		Change          *struct{ Subject string }
+	}
+	var events []event
 	var res MachineRunResult
-	if err := m.Call(ctx, MethodRun, MachineRun{Name: "site.lua", Vars: map[string]any{"x": "1"}}, &res, func(ev engine.Event) { events = append(events, ev) }); err != nil {
+	if err := m.Call(ctx, MethodRun, MachineRun{Name: "site.lua", Vars: map[string]any{"x": "1"}}, &res, func(raw json.RawMessage) {
+		var ev event
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Errorf("event %s: %v", raw, err)
+		}
+		events = append(events, ev)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
@@ -109,8 +119,9 @@ func TestMachineProtocol(t *testing.T) {
 	if len(events) != 3 || events[1].Change == nil || events[1].Change.Subject != "/etc/motd" || events[2].Msg != "vars.x=1" {
 		t.Errorf("run events: %+v", events)
 	}
-	if res.Recap.Changed != 1 || res.Recap.Tasks != 1 {
-		t.Errorf("run recap: %+v", res.Recap)
+	var rec struct{ Tasks, Changed int }
+	if json.Unmarshal(res.Recap, &rec); rec.Changed != 1 || rec.Tasks != 1 {
+		t.Errorf("run recap: %s", res.Recap)
 	}
 	err = m.Call(ctx, MethodRun, MachineRun{Name: "bad.lua"}, nil, nil)
 	if lx.KindOf(err) != "timeout" || err.Error() != "host h9: bad.lua:3: boom" {

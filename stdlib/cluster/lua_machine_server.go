@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
@@ -28,7 +27,9 @@ type MachineServer struct {
 	Host string
 	// Run runs a playbook, sending its events to emit as they happen.
 	// Default: `run` fails as unsupported.
-	Run func(ctx context.Context, r MachineRun, emit func(engine.Event)) (engine.Recap, error)
+	// Events and the recap are the engine's, as JSON: this package does
+	// not bind Lua.
+	Run func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error)
 }
 
 // MaxMachineLine bounds one request line (a playbook or a file written,
@@ -65,7 +66,7 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			emit := func(ev engine.Event) { send(MachineReply{ID: req.ID, Event: &ev}) }
+			emit := func(ev json.RawMessage) { send(MachineReply{ID: req.ID, Event: ev}) }
 			res, err := s.handle(ctx, req, emit)
 			if err != nil {
 				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindOf(err), Message: err.Error()}})
@@ -109,7 +110,7 @@ func (s *MachineServer) guest(ctx context.Context, name string) (*farm.Guest, er
 	return s.Farm.Guest(ctx, name)
 }
 
-func (s *MachineServer) handle(ctx context.Context, req MachineRequest, emit func(engine.Event)) (any, error) {
+func (s *MachineServer) handle(ctx context.Context, req MachineRequest, emit func(json.RawMessage)) (any, error) {
 	switch req.Method {
 	case MethodDefine:
 		p, err := decode[MachineDefine](req)

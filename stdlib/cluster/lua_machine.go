@@ -1,11 +1,15 @@
 package cluster
 
+// Machine mode is the far form of the Lua surface: a controller's
+// cluster.guest and cluster.run calls, sent to a host's tinyfarm as JSON
+// lines. It carries Lua's option structs and error kinds and runs
+// playbooks, so it belongs to the binding (lua_*.go), not to the Go API.
+
 import (
 	"encoding/json"
 	"errors"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
@@ -73,7 +77,7 @@ type MachineRequest struct {
 type MachineReply struct {
 	Hello  *MachineHello   `json:"hello,omitempty"`
 	ID     int64           `json:"id,omitempty"`
-	Event  *engine.Event   `json:"event,omitempty"`
+	Event  json.RawMessage `json:"event,omitempty"` // an engine event, as `tinyfarm run --json` prints it
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  *MachineError   `json:"error,omitempty"`
 }
@@ -240,7 +244,7 @@ type MachineRun struct {
 
 // MachineRunResult is a finished far run: its recap.
 type MachineRunResult struct {
-	Recap engine.Recap `json:"recap"`
+	Recap json.RawMessage `json:"recap"` // the engine's recap, as JSON
 }
 
 // ErrMachineProtocol: the far side speaks another protocol, or broke it.

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -31,7 +30,7 @@ type Machine struct {
 }
 
 type machineCall struct {
-	events func(engine.Event)
+	events func(json.RawMessage)
 	done   chan MachineReply
 }
 
@@ -89,16 +88,16 @@ func (m *Machine) read(br *bufio.Reader) {
 		}
 		m.mu.Lock()
 		c := m.calls[rep.ID]
-		if c != nil && rep.Event == nil {
+		if c != nil && len(rep.Event) == 0 {
 			delete(m.calls, rep.ID)
 		}
 		m.mu.Unlock()
 		if c == nil {
 			continue
 		}
-		if rep.Event != nil {
+		if len(rep.Event) != 0 {
 			if c.events != nil {
-				c.events(*rep.Event)
+				c.events(rep.Event)
 			}
 			continue
 		}
@@ -128,7 +127,7 @@ func (m *Machine) fail(err error) {
 // into out (if not nil) and handing events (a run's) to events as they
 // arrive. A far error comes back with its far kind (lx.Kinder) and the
 // host's name in front.
-func (m *Machine) Call(ctx context.Context, method string, params, out any, events func(engine.Event)) error {
+func (m *Machine) Call(ctx context.Context, method string, params, out any, events func(json.RawMessage)) error {
 	b, err := json.Marshal(params)
 	if err != nil {
 		return fmt.Errorf("host %s: machine %s: %w", m.host, method, err)
