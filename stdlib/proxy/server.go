@@ -456,6 +456,8 @@ type deadlineBody struct {
 
 	mu      sync.Mutex // orders the deadlines Read and abort set
 	aborted bool
+	reading bool // a Read is waiting for the client
+	ended   bool // a Read returned an error (io.EOF at the end): no more reads
 }
 
 // errBodyAborted ends the reads of a body after abort.
@@ -468,28 +470,42 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		return 0, errBodyAborted
 	}
 	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	b.reading = true
 	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
+	b.mu.Lock()
+	b.reading = false
 	if err != nil {
-		b.mu.Lock()
+		b.ended = true
 		if !b.aborted {
 			b.rc.SetReadDeadline(time.Time{})
 			if isTimeout(err) {
 				b.timedOut.Store(true)
 			}
 		}
-		b.mu.Unlock()
 	}
+	b.mu.Unlock()
 	return n, err
 }
 
 // abort ends a read in progress (in the goroutine sending the body) and
 // every later one, so that nothing reads the request after its handler
 // has returned.
+//
+// The deadline in the past is set only while a Read waits for the
+// client, never once the body has ended: net/http then reads the
+// connection itself, in the background (connReader.backgroundRead,
+// started when the body hits EOF), and an error there cancels the
+// connection's context, so every later request on the connection (a
+// pipelined one, a keep-alive one) would be answered 499. A sender that
+// has read the whole body and is still writing it to the backend (the
+// backend's answer came first: forward's !sent.done()) must not do that.
 func (b *deadlineBody) abort() {
 	b.mu.Lock()
 	b.aborted = true
-	b.rc.SetReadDeadline(aLongTimeAgo)
+	if b.reading && !b.ended {
+		b.rc.SetReadDeadline(aLongTimeAgo)
+	}
 	b.mu.Unlock()
 }
 
