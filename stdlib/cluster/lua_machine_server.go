@@ -146,10 +146,10 @@ func (s *MachineServer) handle(ctx context.Context, req MachineRequest, emit fun
 		if len(argv) == 0 {
 			return nil, fmt.Errorf("machine exec %s: want a command: %w", p.Name, ErrInvalid)
 		}
-		// The ns driver enters the guest as its root; other drivers run
-		// commands over SSH as the guest's user, so root goes through sudo
+		// A driver that enters the guest runs commands as its root; over
+		// SSH they run as the guest's user, so root goes through sudo
 		// there, as the guest's own target does.
-		if p.Root && g.Def.Driver != "ns" && g.Def.User != "root" {
+		if p.Root && !g.ExecsAsRoot(ctx) {
 			argv = append([]string{"sudo", "-n"}, argv...)
 		}
 		o := driver.ExecOptions{Timeout: p.Timeout}

@@ -93,6 +93,21 @@ func (g *Guest) SSH(ctx context.Context) (*ssh.Client, error) {
 		Timeout: 10 * time.Second, Retries: 20, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second})
 }
 
+// ExecsAsRoot reports whether Exec runs commands as the guest's root: a
+// driver that enters the guest itself (driver.Execer) does; over SSH a
+// command runs as the guest's user.
+func (g *Guest) ExecsAsRoot(ctx context.Context) bool {
+	if g.Def.User == "root" {
+		return true
+	}
+	h, err := g.Handle(ctx)
+	if err != nil {
+		return false
+	}
+	_, ok := h.(driver.Execer)
+	return ok
+}
+
 // Exec runs argv in the guest: through the driver when it can (ns), else
 // over SSH.
 // A suspended guest runs nothing: a command sent to it would wait for as
