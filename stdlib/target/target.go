@@ -258,10 +258,14 @@ func Exists(ctx context.Context, t Target, name string) (bool, error) {
 type MkdirOptions struct {
 	// Check reports what would be created and creates nothing.
 	Check bool
+	// Uid and Gid own name itself when it is created (parents: root),
+	// set as it is made, so no kill leaves it with the wrong owner.
+	Uid, Gid int
 }
 
 // MkdirAll creates directory name and any missing parents with mode perm
-// (owned by root). Existing directories are left as they are. It reports
+// (owned by root, name by o.Uid:o.Gid). Existing directories are left as
+// they are. It reports
 // the directories it created (or, with o.Check, would create), parents
 // first.
 func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, o MkdirOptions) ([]string, error) {
@@ -289,7 +293,11 @@ func MkdirAll(ctx context.Context, t Target, name string, perm fs.FileMode, o Mk
 	var made []string
 	for i := len(missing) - 1; i >= 0; i-- {
 		if !o.Check {
-			if err := t.Apply(ctx, Change{Entry: Entry{Name: missing[i], Type: TypeDir, Mode: perm}}); err != nil {
+			e := Entry{Name: missing[i], Type: TypeDir, Mode: perm}
+			if i == 0 {
+				e.Uid, e.Gid = o.Uid, o.Gid
+			}
+			if err := t.Apply(ctx, Change{Entry: e}); err != nil {
 				return made, err
 			}
 		}

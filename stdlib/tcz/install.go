@@ -592,15 +592,16 @@ func (c *Client) installOne(ctx context.Context, t target.Target, p string, a *A
 	if err := target.ApplyAll(ctx, t, files); err != nil {
 		return pr, fmt.Errorf("install %s: %w", p, err)
 	}
+	// Tiny Core's database directories are root:staff 0775, owned so as
+	// they are made: a kill between a mkdir and a chown would leave a
+	// root-owned one that no rerun fixes (TestCrashInstallDir).
+	o := target.MkdirOptions{}
+	if caps.Chown {
+		o.Gid = 50
+	}
 	for _, d := range []string{InstalledDir, FilesDir} {
-		made, err := target.MkdirAll(ctx, t, d, 0o775, target.MkdirOptions{})
-		if err != nil {
+		if _, err := target.MkdirAll(ctx, t, d, 0o775, o); err != nil {
 			return pr, fmt.Errorf("install %s: %w", p, err)
-		}
-		for _, m := range made {
-			if caps.Chown {
-				t.Apply(ctx, target.Change{Entry: target.Entry{Name: m, Type: target.TypeDir, Mode: 0o775, Gid: 50}})
-			}
 		}
 	}
 	if err := target.WriteFile(ctx, t, FilesDir+"/"+p+".list", []byte(list.String()), 0o644, 0, 0); err != nil {
