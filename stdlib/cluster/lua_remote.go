@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,13 +133,13 @@ func (g *remoteGuest) PlanTarget(ctx context.Context) (target.Target, error) {
 	var st MachineStatus
 	err := g.call(ctx, MethodStatus, MachineGuestOp{Name: g.info.Name}, &st)
 	if lx.KindOf(err) == lx.KindNotFound {
-		return emptyRoot{g.Describe()}, nil // defined by this run, in check mode
+		return target.Offline(g.Describe()), nil // defined by this run, in check mode
 	}
 	if err != nil {
 		return nil, err
 	}
 	if st.State != "running" {
-		return emptyRoot{g.Describe()}, nil
+		return target.Offline(g.Describe()), nil
 	}
 	return g.Target(ctx)
 }
@@ -160,27 +159,6 @@ func (r machineRunner) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 	err := r.g.call(ctx, MethodExec, MachineExec{Name: r.g.info.Name, Argv: []string{"/bin/sh", "-c", cmd}, Stdin: in, Root: true}, &res)
 	return res.Stdout, res.Stderr, res.Code, err
 }
-
-// emptyRoot is a guest that does not run yet, in check mode.
-type emptyRoot struct{ name string }
-
-func (e emptyRoot) Lstat(ctx context.Context, name string) (target.Entry, error) {
-	return target.Entry{}, fmt.Errorf("lstat %s on %s (not running): %w", name, e.name, fs.ErrNotExist)
-}
-
-func (e emptyRoot) Open(ctx context.Context, name string) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("open %s on %s (not running): %w", name, e.name, fs.ErrNotExist)
-}
-
-func (e emptyRoot) Apply(ctx context.Context, c target.Change) error {
-	return fmt.Errorf("apply %s on %s: the guest is not running", c.Name, e.name)
-}
-
-func (e emptyRoot) ReadDir(ctx context.Context, name string) ([]target.Entry, error) {
-	return nil, fmt.Errorf("readdir %s on %s (not running): %w", name, e.name, fs.ErrNotExist)
-}
-
-func (e emptyRoot) Describe() string { return e.name }
 
 // remoteGuestOpts are cluster.guest's options: colinux.guest's, and the
 // host.

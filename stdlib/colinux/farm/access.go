@@ -263,7 +263,7 @@ func (g *Guest) PlanTarget(ctx context.Context) (target.Target, error) {
 	if g.Running(ctx) {
 		return g.Target(ctx)
 	}
-	return offlineTarget{name: g.Describe()}, nil
+	return target.Offline(g.Describe()), nil
 }
 
 // WriteFile makes path in the running guest hold exactly content with
@@ -284,27 +284,6 @@ func (g *Guest) WriteFile(ctx context.Context, path string, content []byte, mode
 	}
 	return target.PutFile(ctx, t, path, content, mode, uid, gid, check)
 }
-
-// offlineTarget is an empty root that refuses changes.
-type offlineTarget struct{ name string }
-
-func (o offlineTarget) Lstat(ctx context.Context, name string) (target.Entry, error) {
-	return target.Entry{}, fmt.Errorf("lstat %s on %s (not running): %w", name, o.name, fs.ErrNotExist)
-}
-
-func (o offlineTarget) Open(ctx context.Context, name string) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("open %s on %s (not running): %w", name, o.name, fs.ErrNotExist)
-}
-
-func (o offlineTarget) Apply(ctx context.Context, c target.Change) error {
-	return fmt.Errorf("apply %s on %s: the guest is not running", c.Name, o.name)
-}
-
-func (o offlineTarget) ReadDir(ctx context.Context, name string) ([]target.Entry, error) {
-	return nil, fmt.Errorf("readdir %s on %s (not running): %w", name, o.name, fs.ErrNotExist)
-}
-
-func (o offlineTarget) Describe() string { return o.name }
 
 // Describe names the guest in change reports.
 func (g *Guest) Describe() string { return "guest:" + g.Def.Name }
