@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package imagebench times image.Build (scatter disk: core + nginx with
 // its dependencies) against the seed's shell pipeline on the same inputs
 // in the same run: zcat corepure64.gz | cpio -idm, unsquashfs -f -d per
