@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
@@ -232,6 +234,7 @@ func dhcpMain(leases, bridge, gw string) int {
 	r := Responder{Server: &net.IPNet{IP: ip.To4(), Mask: ipnet.Mask}}
 	buf := make([]byte, 4096)
 	idle := 0
+	linksChanged := watchLinks()
 	for {
 		conn.SetReadDeadline(time.Now().Add(time.Second))
 		n, peer, err := conn.ReadFrom(buf)
@@ -240,6 +243,9 @@ func dhcpMain(leases, bridge, gw string) int {
 			if !errors.As(err, &ne) || !ne.Timeout() {
 				logger.Printf("read: %v", err)
 				return 1
+			}
+			if idle == 0 && !linksChanged() {
+				continue // no link came or went since the last count
 			}
 			if taps, ok := tapsOn(bridge); !ok || taps == 0 {
 				if idle++; idle >= 2 || !ok {
@@ -279,4 +285,26 @@ func dhcpMain(leases, bridge, gw string) int {
 		}
 		logger.Printf("%s %s -> %s %s", req.MessageType(), req.ClientHWAddr, resp.MessageType(), resp.YourIPAddr)
 	}
+}
+
+// watchLinks reports whether any network link was added, removed or
+// changed since its last call. The server recounts its bridge's taps only
+// then: listing every link each second costs O(links), and a dense host
+// has hundreds of guest veths. Without a netlink subscription (or once it
+// ends) it always says yes, which is the plain polling.
+func watchLinks() func() bool {
+	var changed, lost atomic.Bool
+	changed.Store(true)
+	ch := make(chan netlink.LinkUpdate, 64)
+	if err := netlink.LinkSubscribe(ch, nil); err != nil {
+		lost.Store(true)
+	} else {
+		go func() {
+			for range ch {
+				changed.Store(true)
+			}
+			lost.Store(true)
+		}()
+	}
+	return func() bool { return changed.Swap(false) || lost.Load() }
 }
