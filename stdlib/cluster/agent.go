@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -362,22 +364,45 @@ func keepRegistered(ctx context.Context, c *Client, cfg *Config, opts ServeOptio
 }
 
 // routeWriter writes the proxy table of this host from the cluster's
-// routes, the hosts' proxy addresses and the host's own routes.
+// routes, the hosts' proxy addresses and the host's own routes. A change
+// of routes writes only the vhosts it changed; the whole table is
+// computed again only after a full list of the routes, or when the hosts'
+// proxy addresses or the local routes changed (checked once a second).
 type routeWriter struct {
-	c      *Client
-	cfg    *Config
-	local  string
-	log    *slog.Logger
-	kick   chan struct{}
+	c     *Client
+	cfg   *Config
+	local string
+	log   *slog.Logger
+	kick  chan struct{}
+
 	mu     sync.Mutex
-	routes []Route
+	routes map[string]Route // the cluster's, by vhost
+	dirty  map[string]bool  // vhosts changed since the last write
+	full   bool             // the next write computes the whole table
 	have   bool
-	file   *proxy.TableFile // the proxy's routes file; nil until the first write
+
+	// What the table in file was computed from (loop's goroutine only).
+	file     *proxy.TableFile // the proxy's routes file; nil until the first write
+	addrs    map[string]string
+	localSig string
+	localHas map[string]bool
+	localTab proxy.Table
 }
 
-func (w *routeWriter) set(r []Route) {
+func (w *routeWriter) set(u RouteUpdate) {
 	w.mu.Lock()
-	w.routes, w.have = r, true
+	if u.Full || w.routes == nil {
+		w.routes, w.dirty, w.full = make(map[string]Route, len(u.Routes)), map[string]bool{}, true
+	}
+	for _, r := range u.Routes {
+		w.routes[r.VHost] = r
+		w.dirty[r.VHost] = true
+	}
+	for _, vh := range u.Removed {
+		delete(w.routes, vh)
+		w.dirty[vh] = true
+	}
+	w.have = true
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -385,58 +410,126 @@ func (w *routeWriter) set(r []Route) {
 	}
 }
 
-// loop rewrites the table on every change of the routes, and once a
+// loop writes the table on every change of the routes, and looks once a
 // second for changes of the hosts or of the local table.
 func (w *routeWriter) loop(ctx context.Context, wrote chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	once := sync.Once{}
 	for {
+		ticked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.kick:
 		case <-tick.C:
+			ticked = true
 		}
-		w.mu.Lock()
-		routes, have := w.routes, w.have
-		w.mu.Unlock()
-		if !have {
-			continue
-		}
-		if err := w.write(ctx, routes); err != nil {
+		if err := w.write(ctx, ticked); err != nil {
 			w.log.Warn("cluster: routes", "err", err)
+			w.mu.Lock()
+			w.full = true // what was taken is not written: start over
+			w.mu.Unlock()
 			continue
 		}
-		once.Do(func() { close(wrote) })
+		if w.file != nil {
+			once.Do(func() { close(wrote) })
+		}
 	}
 }
 
-func (w *routeWriter) write(ctx context.Context, routes []Route) error {
+// write brings the routes file up to date; look: look again at the
+// hosts' proxy addresses and at the local routes first.
+func (w *routeWriter) write(ctx context.Context, look bool) error {
+	w.mu.Lock()
+	have, full := w.have, w.full
+	w.mu.Unlock()
+	if !have {
+		return nil
+	}
+	if look || w.file == nil {
+		changed, err := w.lookAround(ctx)
+		if err != nil {
+			return err
+		}
+		full = full || changed || w.file == nil
+	}
+	w.mu.Lock()
+	dirty := w.dirty
+	w.dirty, w.full = map[string]bool{}, false
+	var all []Route
+	var set []proxy.VHost
+	var remove []string
+	if full {
+		all = make([]Route, 0, len(w.routes))
+		for _, r := range w.routes {
+			all = append(all, r)
+		}
+	} else {
+		for vh := range dirty {
+			if w.localHas[vh] {
+				continue // the host's own route for it wins
+			}
+			r, ok := w.routes[vh]
+			var v proxy.VHost
+			if ok {
+				v, ok = proxyVHost(w.cfg.Host, r, w.addrs)
+			}
+			if ok {
+				set = append(set, v)
+			} else {
+				remove = append(remove, vh)
+			}
+		}
+	}
+	w.mu.Unlock()
+	if w.file == nil {
+		w.file = proxy.NewTableFile(RoutesFile(w.cfg.Dir))
+	}
+	var err error
+	if full {
+		slices.SortFunc(all, func(a, b Route) int { return strings.Compare(a.VHost, b.VHost) })
+		_, err = w.file.Write(ProxyTable(w.cfg.Host, all, w.addrs, w.localTab))
+	} else if len(set)+len(remove) > 0 {
+		_, err = w.file.Apply(set, remove)
+	}
+	if err != nil {
+		w.file = nil
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
+
+// lookAround reads the hosts' proxy addresses and the local routes;
+// changed says whether either differs from what the table was made of.
+func (w *routeWriter) lookAround(ctx context.Context) (changed bool, err error) {
 	// Serializable: a host that lost quorum keeps serving what it knew.
 	hosts, err := w.c.Hosts(ctx, clientv3.WithSerializable())
 	if err != nil {
-		return err
+		return false, err
 	}
 	addrs := map[string]string{}
 	for _, h := range hosts {
 		addrs[h.Name] = h.ProxyAddr
 	}
-	var local proxy.Table
-	if w.local != "" {
-		if local, err = proxy.LoadTable(w.local); err != nil {
-			return err
+	if !maps.Equal(addrs, w.addrs) {
+		w.addrs, changed = addrs, true
+	}
+	if w.local == "" {
+		return changed, nil
+	}
+	if sig := proxy.TableSignature(w.local); sig != w.localSig || w.localHas == nil {
+		local, err := proxy.LoadTable(w.local)
+		if err != nil {
+			return false, err
 		}
+		w.localTab, w.localSig, w.localHas = local, sig, map[string]bool{}
+		for _, v := range local.VHosts {
+			w.localHas[v.Host] = true
+		}
+		changed = true
 	}
-	// Only the routes that changed are written: with thousands of routes
-	// the proxy applies them without reloading its whole table.
-	if w.file == nil {
-		w.file = proxy.NewTableFile(RoutesFile(w.cfg.Dir))
-	}
-	if _, err := w.file.Write(ProxyTable(w.cfg.Host, routes, addrs, local)); err != nil {
-		return fmt.Errorf("cluster: %w", err)
-	}
-	return nil
+	return changed, nil
 }
 
 // saveEndpoints rewrites only the endpoints of the config file in dir.

@@ -71,46 +71,35 @@ func (c *Client) Routes(ctx context.Context) ([]Route, error) {
 	return out, err
 }
 
-// WatchRoutes calls fn with the whole set of routes now and after every
+// RouteUpdate is a change of the cluster's routes. Full: Routes is the
+// whole set (the first update, and after the watch had to list again);
+// otherwise Routes were added or changed and Removed (vhosts) deleted.
+type RouteUpdate struct {
+	Full    bool
+	Routes  []Route
+	Removed []string
+}
+
+// WatchRoutes calls fn with the whole set of routes now, then with each
 // change, until ctx ends. fn runs on one goroutine, never concurrently.
-func (c *Client) WatchRoutes(ctx context.Context, fn func([]Route)) error {
-	routes := map[string]Route{}
-	// The vhosts in order, kept sorted as routes come and go: sorting
-	// 10,000 of them on every change took longer than the rest of it.
-	var keys []string
-	put := func(vh string, rt Route) {
-		if _, ok := routes[vh]; !ok {
-			i, _ := slices.BinarySearch(keys, vh)
-			keys = slices.Insert(keys, i, vh)
-		}
-		routes[vh] = rt
-	}
-	emit := func() {
-		out := make([]Route, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, routes[k])
-		}
-		fn(out)
-	}
+// Changes come as they are, not as a new whole set: with 10,000 routes
+// copying the set on every change cost more than applying it.
+func (c *Client) WatchRoutes(ctx context.Context, fn func(RouteUpdate)) error {
 	for ctx.Err() == nil {
 		var rev int64
+		var all []Route
 		err := c.call(ctx, "cluster routes", func(ctx context.Context) error {
 			r, err := c.etcd.Get(ctx, Prefix+"routes/", clientv3.WithPrefix())
 			if err != nil {
 				return err
 			}
-			clear(routes)
-			keys = keys[:0]
+			all = all[:0]
 			for _, kv := range r.Kvs {
 				var rt Route
 				if json.Unmarshal(kv.Value, &rt) == nil {
-					routes[rt.VHost] = rt
+					all = append(all, rt)
 				}
 			}
-			for k := range routes {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
 			rev = r.Header.Revision
 			return nil
 		})
@@ -120,28 +109,23 @@ func (c *Client) WatchRoutes(ctx context.Context, fn func([]Route)) error {
 			}
 			continue // keep the last table; try again (the call waited its timeout)
 		}
-		emit()
+		fn(RouteUpdate{Full: true, Routes: all})
 		wch := c.etcd.Watch(clientv3.WithRequireLeader(ctx), Prefix+"routes/", clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		for wr := range wch {
 			if wr.Err() != nil {
 				break // compacted or leader lost: list again
 			}
+			var u RouteUpdate
 			for _, ev := range wr.Events {
 				vh := strings.TrimPrefix(string(ev.Kv.Key), Prefix+"routes/")
-				if ev.Type == clientv3.EventTypeDelete {
-					if _, ok := routes[vh]; ok {
-						delete(routes, vh)
-						i, _ := slices.BinarySearch(keys, vh)
-						keys = slices.Delete(keys, i, i+1)
-					}
-					continue
-				}
 				var rt Route
-				if json.Unmarshal(ev.Kv.Value, &rt) == nil {
-					put(vh, rt)
+				if ev.Type == clientv3.EventTypeDelete || json.Unmarshal(ev.Kv.Value, &rt) != nil {
+					u.Removed = append(u.Removed, vh)
+				} else {
+					u.Routes = append(u.Routes, rt)
 				}
 			}
-			emit()
+			fn(u)
 		}
 	}
 	return nil
@@ -162,24 +146,33 @@ func ProxyTable(host string, routes []Route, proxyAddr map[string]string, local 
 		if have[r.VHost] {
 			continue
 		}
-		target := r.Addr
-		if r.Host != host {
-			if target = proxyAddr[r.Host]; target == "" {
-				continue
-			}
+		if v, ok := proxyVHost(host, r, proxyAddr); ok {
+			t.VHosts = append(t.VHosts, v)
 		}
-		h, p, err := net.SplitHostPort(target)
-		port, _ := strconv.Atoi(p)
-		if err != nil || port <= 0 {
-			continue
-		}
-		t.VHosts = append(t.VHosts, proxy.VHost{Host: r.VHost, To: target, Addr: h, Port: port})
 	}
-	// routes come sorted (WatchRoutes): without local routes the table is
-	// sorted already, checked in one pass.
+	// routes sorted by vhost and no local routes: sorted already, checked
+	// in one pass.
 	byHost := func(a, b proxy.VHost) int { return strings.Compare(a.Host, b.Host) }
 	if !slices.IsSortedFunc(t.VHosts, byHost) {
 		slices.SortFunc(t.VHosts, byHost)
 	}
 	return t
+}
+
+// proxyVHost is r as host's proxy serves it: to the guest when it runs on
+// host, else to the owning host's proxy; ok is false when that host has
+// no proxy address or r's address is not ip:port.
+func proxyVHost(host string, r Route, proxyAddr map[string]string) (proxy.VHost, bool) {
+	target := r.Addr
+	if r.Host != host {
+		if target = proxyAddr[r.Host]; target == "" {
+			return proxy.VHost{}, false
+		}
+	}
+	h, p, err := net.SplitHostPort(target)
+	port, _ := strconv.Atoi(p)
+	if err != nil || port <= 0 {
+		return proxy.VHost{}, false
+	}
+	return proxy.VHost{Host: r.VHost, To: target, Addr: h, Port: port}, true
 }

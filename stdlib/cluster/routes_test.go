@@ -103,6 +103,24 @@ func TestRoutesEveryProxy(t *testing.T) {
 		t.Fatalf("b's table:\n%s", got)
 	}
 
+	// A cluster route for a vhost b has its own route for: b keeps its
+	// own, until it drops it from its registry.
+	if err := ca.SetRoute(ctx, Route{VHost: "own.b.test", Host: "a", Guest: "web1", Addr: site.Listener.Addr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	// A later route served by b: b has seen the one before it too.
+	if err := ca.SetRoute(ctx, Route{VHost: "later.farm.test", Host: "a", Guest: "web1", Addr: site.Listener.Addr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, b.ProxyAddr, "later.farm.test", "site on a, host=later.farm.test")
+	if code, body, err := get(b.ProxyAddr, "own.b.test"); err != nil || body != "b's own site" {
+		t.Fatalf("own.b.test via b, with a cluster route for it too: %d %q %v, want b's own site", code, body, err)
+	}
+	if err := os.WriteFile(localFile, []byte(`{"vhosts":[],"forwards":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, b.ProxyAddr, "own.b.test", "site on a, host=own.b.test")
+
 	if err := ca.RemoveRoute(ctx, "web1.farm.test"); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -368,6 +369,78 @@ func TestTableFile(t *testing.T) {
 	}
 	if _, err := os.Stat(journalPath(path)); err != nil {
 		t.Errorf("no journal after 200 writes: %v", err)
+	}
+}
+
+// TestTableFileApply: changes applied one by one (Apply), mixed with
+// whole tables (Write), read back as the table they make; a change to
+// what the file has already writes nothing; TableSignature moves with
+// every write.
+func TestTableFileApply(t *testing.T) {
+	withJournal(t, 1)
+	path := filepath.Join(t.TempDir(), RoutesFile)
+	f := NewTableFile(path)
+	rng := rand.New(rand.NewPCG(7, 8))
+	want := map[string]VHost{}
+	vhost := func(h int) VHost {
+		return VHost{Host: fmt.Sprintf("h%02d.test", h), To: "10.0.0.1", Addr: "10.0.0.1", Port: 80 + rng.IntN(2)}
+	}
+	for i := 0; i < 300; i++ {
+		sig := TableSignature(path)
+		var set []VHost
+		var remove []string
+		differs := false
+		if i%50 == 49 { // a whole table now and then
+			var tab Table
+			clear(want)
+			for h := 0; h < 40; h += 1 + rng.IntN(3) {
+				v := vhost(h)
+				tab.VHosts = append(tab.VHosts, v)
+				want[v.Host] = v
+			}
+			if _, err := f.Write(tab); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			for k := rng.IntN(4); k >= 0; k-- {
+				v := vhost(rng.IntN(40))
+				if rng.IntN(3) == 0 {
+					remove = append(remove, v.Host)
+				} else {
+					set = append(set, v)
+				}
+			}
+			// What Apply promises: a host set wins over its removal, the
+			// last of a host set twice wins.
+			next := maps.Clone(want)
+			for _, h := range remove {
+				delete(next, h)
+			}
+			for _, v := range set {
+				next[v.Host] = v
+			}
+			differs = !maps.Equal(next, want)
+			want = next
+			changed, err := f.Apply(set, remove)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if changed != differs {
+				t.Fatalf("apply %d (set %v, remove %v): changed = %v, want %v", i, set, remove, changed, differs)
+			}
+			if changed && TableSignature(path) == sig {
+				t.Fatalf("apply %d changed the table, not its signature %s", i, sig)
+			}
+		}
+		got := mustLoad(t, path)
+		if len(got.VHosts) != len(want) {
+			t.Fatalf("step %d: read back %d vhosts, want %d\n%s", i, len(got.VHosts), len(want), got)
+		}
+		for _, v := range got.VHosts {
+			if want[v.Host] != v {
+				t.Fatalf("step %d: read back %+v, want %+v", i, v, want[v.Host])
+			}
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -21,7 +22,8 @@ type TableFile struct {
 func NewTableFile(path string) *TableFile { return &TableFile{path: path} }
 
 // Write makes the file's table t; changed is false when it was t already.
-// Write sorts t and keeps it: the caller must not change it afterwards.
+// Write sorts t and keeps it (Apply changes it in place): the caller must
+// not use it afterwards.
 func (f *TableFile) Write(t Table) (changed bool, err error) {
 	if f.st == nil {
 		if f.st, err = loadStore(f.path); err != nil {
@@ -80,4 +82,60 @@ func mergeDiff[T comparable](a, b []T, key func(T) string) (removed []string, se
 		}
 	}
 	return removed, set
+}
+
+// Apply changes the file's table by the vhosts in set (added or
+// re-pointed) and the hosts in remove, without the whole table: for a
+// writer that learns of changes one by one, such as the cluster daemon
+// watching etcd. A host in both lists is set; of a host set twice, the
+// last wins. Entries that are as the file has them already are not
+// written; changed is false when nothing differed.
+func (f *TableFile) Apply(set []VHost, remove []string) (changed bool, err error) {
+	if f.st == nil {
+		if f.st, err = loadStore(f.path); err != nil {
+			return false, fmt.Errorf("write routes %s: %w", f.path, err)
+		}
+	}
+	var rec journalRecord
+	last := make(map[string]int, len(set))
+	for i, v := range set {
+		last[v.Host] = i
+	}
+	for _, h := range remove {
+		if _, ok := last[h]; !ok {
+			if _, ok := f.st.t.vhostIndex(h); ok {
+				rec.RemoveHosts = append(rec.RemoveHosts, h)
+			}
+		}
+	}
+	for i, v := range set {
+		if last[v.Host] != i {
+			continue
+		}
+		if j, ok := f.st.t.vhostIndex(v.Host); !ok || f.st.t.VHosts[j] != v {
+			rec.VHosts = append(rec.VHosts, v)
+		}
+	}
+	if rec.empty() {
+		return false, nil
+	}
+	f.st.t.apply(rec)
+	if err := f.st.commit(rec); err != nil {
+		f.st = nil
+		return false, fmt.Errorf("write routes %s: %w", f.path, err)
+	}
+	return true, nil
+}
+
+// TableSignature changes whenever the routes file at path (its base or
+// its journal) changes: a cheap test of whether to load it again.
+func TableSignature(path string) string {
+	sig := func(p string) string {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "-"
+		}
+		return signature(fi)
+	}
+	return sig(path) + "+" + sig(journalPath(path))
 }
