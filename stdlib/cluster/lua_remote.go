@@ -15,6 +15,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/internal/errtext"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/targetlua"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 	"github.com/tinyfarm/tinyfarm/stdlib/target/cmdtarget"
@@ -344,10 +345,7 @@ func remoteExec(k *conn, L *lua.LState) int {
 	}
 	g.block(k, L, func(ctx context.Context) error { return g.call(ctx, MethodExec, p, &res) })
 	if (o.Check == nil || *o.Check) && res.Code != 0 {
-		tail := strings.TrimSpace(string(res.Stderr))
-		if len(tail) > 400 {
-			tail = "…" + tail[len(tail)-400:]
-		}
+		tail := errtext.Tail(res.Stderr, 400)
 		lx.Raise(L, fmt.Errorf("guest %s on %s: exec %q: exit status %d: %s", g.info.Name, g.host, strings.Join(argv, " "), res.Code, tail))
 	}
 	k.env.Report(L, ch)

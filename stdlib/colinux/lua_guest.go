@@ -10,6 +10,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine"
 	"github.com/tinyfarm/tinyfarm/engine/lx"
+	"github.com/tinyfarm/tinyfarm/internal/errtext"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
@@ -164,10 +165,7 @@ func (m *luaMod) exec(L *lua.LState) int {
 	}
 	m.block(L, func(ctx context.Context) (err error) { res, err = g.Exec(ctx, argv, opts); return })
 	if (o.Check == nil || *o.Check) && res.Code != 0 {
-		tail := strings.TrimSpace(string(res.Stderr))
-		if len(tail) > 400 {
-			tail = "…" + tail[len(tail)-400:]
-		}
+		tail := errtext.Tail(res.Stderr, 400)
 		lx.Raise(L, fmt.Errorf("guest %s: exec %q: exit status %d: %s", g.Def.Name, strings.Join(argv, " "), res.Code, tail))
 	}
 	m.env.Report(L, ch)

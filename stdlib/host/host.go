@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/errtext"
 	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
@@ -93,10 +94,7 @@ func Check(argv []string, r Result) error {
 	if r.Code == 0 {
 		return nil
 	}
-	tail := strings.TrimSpace(string(r.Stderr))
-	if len(tail) > 400 {
-		tail = "…" + tail[len(tail)-400:]
-	}
+	tail := errtext.Tail(r.Stderr, 400)
 	if tail != "" {
 		tail = ": " + tail
 	}
