@@ -171,12 +171,9 @@ func (cfg *Config) clientConfig() (*xssh.ClientConfig, xssh.Signer, error) {
 		if cfg.KeyPath == "" {
 			return nil, nil, errors.New("no client key: set Signer or KeyPath")
 		}
-		data, err := os.ReadFile(cfg.KeyPath)
-		if err != nil {
-			return nil, nil, fmt.Errorf("client key: %w", err)
-		}
-		if signer, err = xssh.ParsePrivateKey(data); err != nil {
-			return nil, nil, fmt.Errorf("client key %s: %w", cfg.KeyPath, err)
+		var err error
+		if signer, err = ReadPrivateKey(cfg.KeyPath); err != nil {
+			return nil, nil, err
 		}
 	}
 	cc := &xssh.ClientConfig{
@@ -225,6 +222,19 @@ func (cfg *Config) clientConfig() (*xssh.ClientConfig, xssh.Signer, error) {
 		return nil, nil, errors.New("no host key pinned: set HostKey, HostKeys or KnownHosts")
 	}
 	return cc, signer, nil
+}
+
+// ReadPrivateKey reads a private key file (OpenSSH or PEM format, unencrypted) as a signer.
+func ReadPrivateKey(path string) (xssh.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("client key: %w", err)
+	}
+	signer, err := xssh.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("client key %s: %w", path, err)
+	}
+	return signer, nil
 }
 
 // algorithmsFor lists the host key signature algorithms that verify keys of type keyType.
