@@ -250,14 +250,16 @@ type MachineRunResult struct {
 	Recap json.RawMessage `json:"recap"` // the engine's recap, as JSON
 }
 
-// MachineSSHAccess asks a host to let Key (the controller's public key,
-// authorized_keys format) log in to its running guest Name as the guest's
-// SSH user. With Check nothing changes: the result says whether the key is
-// in already.
+// MachineSSHAccess asks a host how a controller whose key is Key (its
+// public key, authorized_keys format) reaches its running guest Name over
+// SSH; with Authorize, the host also lets the key log in to the guest as
+// its SSH user (with Check it changes nothing: the result says whether the
+// key is in already).
 type MachineSSHAccess struct {
-	Name  string `json:"name"`
-	Key   string `json:"key"`
-	Check bool   `json:"check,omitempty"`
+	Name      string `json:"name"`
+	Key       string `json:"key"`
+	Authorize bool   `json:"authorize,omitempty"`
+	Check     bool   `json:"check,omitempty"`
 }
 
 // MachineSSHAccessResult is how the controller reaches the guest through
@@ -267,10 +269,10 @@ type MachineSSHAccessResult struct {
 	Addr     string `json:"addr"`      // host:port, reached from the host
 	User     string `json:"user"`      // the guest's SSH user
 	HostKeys string `json:"host_keys"` // authorized_keys lines, pinned by the controller
-	// Changed: the key was added (in check mode: would be).
+	// Changed: Authorize added the key (in check mode: would add it).
 	Changed bool `json:"changed,omitempty"`
-	// Authorized: the key logs in now (false only in check mode, before
-	// a real run added it).
+	// Authorized: Authorize found the key in or added it (false only in
+	// check mode, before a real run added it).
 	Authorized bool   `json:"authorized"`
 	File       string `json:"file"` // the guest's authorized_keys
 }

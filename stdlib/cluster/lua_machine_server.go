@@ -324,8 +324,9 @@ func (s *MachineServer) guestOp(ctx context.Context, method string, g *farm.Gues
 // not the controller, decides. It refuses a guest with no pinned host key
 // (nobody could tell it from an impostor), one that does not run, a key
 // that is not a plain public key (the line is written here: no options
-// come from the controller); else it adds the key to the guest's SSH
-// user's authorized_keys, marked GuestSSHComment, once.
+// come from the controller); else it says how to reach the guest and, with
+// p.Authorize, adds the key to the guest's SSH user's authorized_keys,
+// marked GuestSSHComment, once.
 func (s *MachineServer) sshAccess(ctx context.Context, g *farm.Guest, p MachineSSHAccess) (MachineSSHAccessResult, error) {
 	fail := func(err error) (MachineSSHAccessResult, error) {
 		return MachineSSHAccessResult{}, fmt.Errorf("guest %s: ssh for a controller: %w", g.Def.Name, err)
@@ -349,6 +350,9 @@ func (s *MachineServer) sshAccess(ctx context.Context, g *farm.Guest, p MachineS
 	}
 	res := MachineSSHAccessResult{Addr: net.JoinHostPort(host, strconv.Itoa(port)), User: g.User(), HostKeys: g.Def.HostKey,
 		Authorized: true, File: g.AuthorizedKeysFile()}
+	if !p.Authorize {
+		return res, nil
+	}
 	if own, err := ssh.EnsureFarmKey(s.Farm.StateDir()); err == nil && bytes.Equal(own.PublicKey().Marshal(), pub.Marshal()) {
 		return res, nil // this host's own farm key: the guest has it
 	}

@@ -16,12 +16,15 @@ import (
 )
 
 // g:ssh() on a remote guest: an SSH session with the guest, jumped
-// through its host. The controller asks the host's tinyfarm for access
-// (MethodSSHAccess: the host adds the controller's key to the guest's
-// authorized_keys, or refuses, and says where the guest's sshd is and
-// which host keys its farm pinned), then its SSH connection to the host
-// opens a channel to the guest's sshd (as `ssh -J host guest`), over which
-// it logs in to the guest with the same key, pinning those host keys.
+// through its host. The controller asks the host's tinyfarm where the
+// guest's sshd is and which host keys its farm pinned (MethodSSHAccess;
+// the host may refuse), then its SSH connection to the host opens a
+// channel to the guest's sshd (as `ssh -J host guest`), over which it logs
+// in to the guest with the same key, pinning those host keys. When the
+// guest refuses the key, the controller asks the host to add it to the
+// guest's authorized_keys (MethodSSHAccess with Authorize) and logs in
+// again: the first g:ssh() of a controller changes the guest, later ones
+// read only.
 
 // guestConn is a run's SSH connection to one remote guest, kept for the
 // run (every g:ssh() of the guest shares it) and closed when it ends.
@@ -77,34 +80,51 @@ func (g *remoteGuest) sshConn(ctx context.Context) (*ssh.Client, MachineSSHAcces
 	if err != nil {
 		return fail(err)
 	}
-	check := g.k.env.Check
-	if err := m.Call(ctx, MethodSSHAccess, MachineSSHAccess{Name: g.info.Name, Key: ssh.AuthorizedKey(signer.PublicKey(), ""), Check: check}, &acc, nil); err != nil {
+	// First only where and which host keys (no change in the guest);
+	// the host adds the key when the guest refuses it, once per guest.
+	req := MachineSSHAccess{Name: g.info.Name, Key: ssh.AuthorizedKey(signer.PublicKey(), "")}
+	if err := m.Call(ctx, MethodSSHAccess, req, &acc, nil); err != nil {
 		return nil, acc, err // the host's refusal, named by the host
 	}
-	if !acc.Authorized {
-		return fail(lx.WithKind(fmt.Errorf("in check mode: the guest does not let this controller's key in yet, and check mode changes nothing there (a run without --check has %s add it to %s): %w",
-			g.host, acc.File, errors.ErrUnsupported), lx.KindUnsupported))
+	dial := func() (*ssh.Client, error) {
+		pins, err := ssh.ParsePublicKeys(acc.HostKeys)
+		if err != nil {
+			return nil, fmt.Errorf("the host keys %s pinned for it: %w", g.host, err)
+		}
+		ip, portS, err := net.SplitHostPort(acc.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s answered address %q: %w", g.host, acc.Addr, ErrMachineProtocol)
+		}
+		port, _ := strconv.Atoi(portS)
+		// Retries cover a guest whose sshd does not listen yet (refused
+		// through the host), never a host key or login refused.
+		c, err := ssh.Dial(ctx, ssh.Config{Host: ip, Port: port, User: acc.User, Signer: signer, HostKeys: pins, Via: m.via,
+			Timeout: 10 * time.Second, Retries: 20, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second})
+		switch {
+		case errors.Is(err, ssh.ErrHostKey):
+			return nil, fmt.Errorf("its sshd (%s, reached through %s) shows another host key than the one %s's farm pinned for it (its host_key), so it is refused (no trust on first use); if its keys changed on purpose, define it again with the new host_key: %w",
+				acc.Addr, g.host, g.host, err)
+		case errors.Is(err, ssh.ErrForwarding):
+			return nil, fmt.Errorf("host %s: %w", g.host, err)
+		}
+		return c, err
 	}
-	pins, err := ssh.ParsePublicKeys(acc.HostKeys)
+	c, err := dial()
+	if errors.Is(err, ssh.ErrAuth) {
+		req.Authorize, req.Check = true, g.k.env.Check
+		if err := m.Call(ctx, MethodSSHAccess, req, &acc, nil); err != nil {
+			return nil, acc, err
+		}
+		switch {
+		case !acc.Authorized:
+			return fail(lx.WithKind(fmt.Errorf("in check mode: the guest does not let this controller's key in yet, and check mode changes nothing there (a run without --check has %s add it to %s): %w",
+				g.host, acc.File, errors.ErrUnsupported), lx.KindUnsupported))
+		case !acc.Changed:
+			return fail(fmt.Errorf("the guest refuses this controller's key, which %s finds in its %s already (its sshd may not read that file, or its modes): %w", g.host, acc.File, err))
+		}
+		c, err = dial()
+	}
 	if err != nil {
-		return fail(fmt.Errorf("the host keys %s pinned for it: %w", g.host, err))
-	}
-	ip, portS, err := net.SplitHostPort(acc.Addr)
-	if err != nil {
-		return fail(fmt.Errorf("%s answered address %q: %w", g.host, acc.Addr, ErrMachineProtocol))
-	}
-	port, _ := strconv.Atoi(portS)
-	// Retries cover a guest whose sshd does not listen yet (refused
-	// through the host), never a host key or login refused.
-	c, err := ssh.Dial(ctx, ssh.Config{Host: ip, Port: port, User: acc.User, Signer: signer, HostKeys: pins, Via: m.via,
-		Timeout: 10 * time.Second, Retries: 20, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second})
-	switch {
-	case errors.Is(err, ssh.ErrHostKey):
-		return fail(fmt.Errorf("its sshd (%s, reached through %s) shows another host key than the one %s's farm pinned for it (its host_key), so it is refused (no trust on first use); if its keys changed on purpose, define it again with the new host_key: %w",
-			acc.Addr, g.host, g.host, err))
-	case errors.Is(err, ssh.ErrForwarding):
-		return fail(fmt.Errorf("host %s: %w", g.host, err))
-	case err != nil:
 		return fail(err)
 	}
 	s.mu.Lock()

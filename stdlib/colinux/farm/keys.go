@@ -40,17 +40,8 @@ func (g *Guest) AuthorizeKey(ctx context.Context, line, comment string, check bo
 		return false, fmt.Errorf("guest %s: authorize key: comment %q: want one word of printable ASCII: %w", g.Def.Name, comment, ErrInvalid)
 	}
 	entry := ssh.AuthorizedKey(pub, comment)
-	blob := strings.Fields(entry)[1]
 	file, user := g.AuthorizedKeysFile(), g.User()
-	q := ssh.ShellQuote
-	script := "f=" + q(file) + `; d="${f%/*}"
-if [ -f "$f" ] && grep -qF -- ` + q(blob) + ` "$f"; then echo present; exit 0; fi
-if [ ` + q(fmt.Sprint(check)) + ` = true ]; then echo absent; exit 0; fi
-mkdir -p "$d" || exit 1
-if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then echo >> "$f"; fi
-printf '%s\n' ` + q(entry) + ` >> "$f" && chmod go-w "$d" "$f" || exit 1
-if [ "$(id -u)" = 0 ] && [ ` + q(user) + ` != root ]; then chown ` + q(user) + ` "$d" "$f" || exit 1; fi
-sync; echo added`
+	script := authorizeScript(file, user, entry, check)
 	r, err := g.Exec(ctx, []string{"/bin/sh", "-c", script}, driver.ExecOptions{Timeout: 30 * time.Second})
 	if err == nil && r.Code != 0 {
 		err = fmt.Errorf("exit %d: %s", r.Code, bytes.TrimSpace(r.Stderr))
@@ -60,4 +51,20 @@ sync; echo added`
 	}
 	out := string(bytes.TrimSpace(r.Stdout))
 	return out == "added" || out == "absent", nil
+}
+
+// authorizeScript is AuthorizeKey's shell script: it prints present,
+// absent (check) or added. entry is "type base64 comment"; the key is
+// found by its base64, whatever the comment or options of its line.
+func authorizeScript(file, user, entry string, check bool) string {
+	q := ssh.ShellQuote
+	blob := strings.Fields(entry)[1]
+	return "f=" + q(file) + `; d="${f%/*}"
+if [ -f "$f" ] && grep -qF -- ` + q(blob) + ` "$f"; then echo present; exit 0; fi
+if [ ` + q(fmt.Sprint(check)) + ` = true ]; then echo absent; exit 0; fi
+mkdir -p "$d" || exit 1
+if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then echo >> "$f"; fi
+printf '%s\n' ` + q(entry) + ` >> "$f" && chmod go-w "$d" "$f" || exit 1
+if [ "$(id -u)" = 0 ] && [ ` + q(user) + ` != root ]; then chown ` + q(user) + ` "$d" "$f" || exit 1; fi
+sync; echo added`
 }
