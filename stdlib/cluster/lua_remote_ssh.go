@@ -42,7 +42,7 @@ func remoteSSH(k *conn, L *lua.LState) int {
 		return err
 	})
 	if acc.File != "" {
-		// The host changed the guest for this controller: say so.
+		// A new connection: whether the host had to let this controller in.
 		ch := engine.Change{Module: "cluster", Action: "ssh", Subject: g.Describe(), Status: engine.StatusOK}
 		if acc.Changed {
 			ch.Status, ch.Detail = engine.StatusChanged, "this controller's key authorized in "+acc.File+" ("+GuestSSHComment+")"
