@@ -231,6 +231,11 @@ local s = web:ssh()
 s:run("touch /tmp/check-ssh")
 log("check ssh: " .. s:run("ls /tmp", { readonly = true }).stdout:gsub("\n", " "))
 web:stop()
+-- web-h3 never let this controller in: check mode does not add the key.
+local ok, err = pcall(function()
+  cluster.guest{ name = "web-h3", host = "h3", disk = vars.disk_h3, host_key = vars.key_h3, mem = "64M" }:ssh()
+end)
+log("h3 check ssh: " .. tostring(err))
 `, true, vars...)
 	if err != nil {
 		t.Fatalf("check run: %v\n%s", err, out)
@@ -241,7 +246,8 @@ web:stop()
 		got["guest:h2/web-h2: touch /tmp/check-ssh"] != engine.StatusMayChange {
 		t.Errorf("check mode changes: %v", got)
 	}
-	if l := logs(evs); !strings.Contains(l, "check ssh: ") || !strings.Contains(l, "via-ssh.txt") || strings.Contains(l, "check-ssh") {
+	if l := logs(evs); !strings.Contains(l, "check ssh: ") || !strings.Contains(l, "via-ssh.txt") || strings.Contains(l, "check-ssh") ||
+		!strings.Contains(l, "guest web-h3 on h3: ssh: in check mode: the guest does not let this controller's key in yet") {
 		t.Errorf("check mode ssh session: %s", l)
 	}
 	list, _, _ := f.runJSON(h1, `
