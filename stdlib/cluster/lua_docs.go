@@ -20,7 +20,7 @@ func docs() []engine.Doc {
 		{Name: "cluster.guests", Call: "cluster.guests()",
 			Summary: "Every claimed guest: {name, host, ip, state}; state is \"unreachable\" while its host is down."},
 		{Name: "cluster.guest", Call: "cluster.guest{name, disk, disks, base, mem, cpus, driver, layout, core, kernel, initrd, bootcodes, host_key, ip, accel, net, userns, net_raw, labels, disk_ro, autostart, autostart_priority, host}", Opts: remoteGuestOpts{},
-			Summary: "Defines (or updates) a guest on another host of the cluster, through that host's tinyfarm\n(SSH with the host key from its facts, then `tinyfarm machine`), and returns it: start, stop,\nstatus, wait_ready, exec, read, write as a local guest's, and a target for tcz and persist.\nPaths are on that host. Changes name host and guest: guest:HOST/NAME.",
+			Summary: "Defines (or updates) a guest on another host of the cluster, through that host's tinyfarm\n(SSH with the host key from its facts, then `tinyfarm machine`), and returns it: start, stop,\nstatus, wait_ready, exec, read, write, ssh as a local guest's, and a target for tcz and persist.\ng:ssh() jumps through the host (its sshd must allow TCP forwarding); the host authorizes this\ncontroller's key in the guest and gives the guest's pinned host keys. Paths are on that host. Changes name host and guest: guest:HOST/NAME.",
 			Example: `local g = cluster.guest{ name = "web7", host = cluster.place{ mem = "128M" }, disk = "/srv/web7.img" }
 g:start()
 tcz.install(g, "nginx")`},

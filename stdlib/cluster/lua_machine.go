@@ -56,6 +56,9 @@ const (
 	MethodWrite     = "write"      // MachineFile -> MachineWritten
 	MethodList      = "list"       // {} -> []MachineGuest
 	MethodRun       = "run"        // MachineRun -> events, then MachineRunResult
+	// MethodSSHAccess lets the controller's key into a running guest
+	// over SSH and says how to reach and pin it (g:ssh()).
+	MethodSSHAccess = "ssh_access" // MachineSSHAccess -> MachineSSHAccessResult
 )
 
 // MachineHello is the server's first line.
@@ -246,6 +249,38 @@ type MachineRun struct {
 type MachineRunResult struct {
 	Recap json.RawMessage `json:"recap"` // the engine's recap, as JSON
 }
+
+// MachineSSHAccess asks a host how a controller whose key is Key (its
+// public key, authorized_keys format) reaches its running guest Name over
+// SSH; with Authorize, the host also lets the key log in to the guest as
+// its SSH user (with Check it changes nothing: the result says whether the
+// key is in already).
+type MachineSSHAccess struct {
+	Name      string `json:"name"`
+	Key       string `json:"key"`
+	Authorize bool   `json:"authorize,omitempty"`
+	Check     bool   `json:"check,omitempty"`
+}
+
+// MachineSSHAccessResult is how the controller reaches the guest through
+// its host: the address of the guest's sshd as the host reaches it, the
+// user, and the guest's host keys as the host's farm pinned them.
+type MachineSSHAccessResult struct {
+	Addr     string `json:"addr"`      // host:port, reached from the host
+	User     string `json:"user"`      // the guest's SSH user
+	HostKeys string `json:"host_keys"` // authorized_keys lines, pinned by the controller
+	// Changed: Authorize added the key (in check mode: would add it).
+	Changed bool `json:"changed,omitempty"`
+	// Authorized: Authorize found the key in or added it (false only in
+	// check mode, before a real run added it).
+	Authorized bool   `json:"authorized"`
+	File       string `json:"file"` // the guest's authorized_keys
+}
+
+// GuestSSHComment ends the authorized_keys line a host adds to a guest
+// for a controller's g:ssh(): the mark to find and revoke such keys by
+// (`sed -i '/ tinyfarm-cluster-controller$/d' FILE` in the guest).
+const GuestSSHComment = "tinyfarm-cluster-controller"
 
 // ErrMachineProtocol: the far side speaks another protocol, or broke it.
 var ErrMachineProtocol = errors.New("machine protocol")

@@ -21,6 +21,11 @@ type Machine struct {
 	hello MachineHello
 	w     io.WriteCloser
 	close func() error
+	// via is the SSH connection the session runs on (nil for a session
+	// over other pipes), key the private key file it logged in with: a
+	// guest of the host is reached through them (g:ssh()).
+	via *ssh.Client
+	key string
 
 	mu      sync.Mutex
 	nextID  int64
@@ -232,7 +237,11 @@ func DialMachine(ctx context.Context, r ops.Remote) (*Machine, error) {
 	if err != nil && stderr.String() != "" {
 		return nil, fmt.Errorf("%w (its stderr: %s)", err, stderr.String())
 	}
-	return m, err
+	if err != nil {
+		return nil, err
+	}
+	m.via, m.key = c, r.Key
+	return m, nil
 }
 
 // limitedBuffer keeps the first 4 KiB of a far stderr, for messages.

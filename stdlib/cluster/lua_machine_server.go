@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
@@ -230,6 +234,16 @@ func (s *MachineServer) handle(ctx context.Context, req MachineRequest, emit fun
 			return nil, err
 		}
 		return MachineRunResult{Recap: rec}, nil
+	case MethodSSHAccess:
+		p, err := decode[MachineSSHAccess](req)
+		if err != nil {
+			return nil, err
+		}
+		g, err := s.guest(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		return s.sshAccess(ctx, g, p)
 	case "":
 		return nil, fmt.Errorf("machine: request %d names no method: %w", req.ID, ErrInvalid)
 	}
@@ -304,4 +318,48 @@ func (s *MachineServer) guestOp(ctx context.Context, method string, g *farm.Gues
 	return MachineStatus{State: string(st.State), Reason: st.Reason, PID: st.PID, IP: ip, Driver: g.Def.Driver,
 		Isolation: st.Isolation, Disk: g.Def.Disk, Autostart: g.Def.Autostart,
 		RestartNeeded: append([]string{}, g.RestartNeeded(ctx)...), OOMKills: st.OOMKills}, nil
+}
+
+// sshAccess is this host's answer to a controller's g:ssh(): the host,
+// not the controller, decides. It refuses a guest with no pinned host key
+// (nobody could tell it from an impostor), one that does not run, a key
+// that is not a plain public key (the line is written here: no options
+// come from the controller); else it says how to reach the guest and, with
+// p.Authorize, adds the key to the guest's SSH user's authorized_keys,
+// marked GuestSSHComment, once.
+func (s *MachineServer) sshAccess(ctx context.Context, g *farm.Guest, p MachineSSHAccess) (MachineSSHAccessResult, error) {
+	fail := func(err error) (MachineSSHAccessResult, error) {
+		return MachineSSHAccessResult{}, fmt.Errorf("guest %s: ssh for a controller: %w", g.Def.Name, err)
+	}
+	if g.Def.HostKey == "" {
+		return fail(fmt.Errorf("it has no pinned SSH host key, so no controller could tell it from an impostor (build its disk with image.build, or set host_key): %w", ErrInvalid))
+	}
+	if _, err := ssh.ParsePublicKeys(g.Def.HostKey); err != nil {
+		return fail(fmt.Errorf("its host_key: %v: %w", err, ErrInvalid))
+	}
+	pub, err := ssh.ParsePublicKey(p.Key)
+	if err != nil {
+		return fail(fmt.Errorf("the controller's key: %v: %w", err, ErrInvalid))
+	}
+	if !g.Running(ctx) {
+		return fail(fmt.Errorf("it is not running: start it first (g:start(), g:wait_ready()): %w", farm.ErrNotRunning))
+	}
+	host, port, err := g.SSHAddr()
+	if err != nil {
+		return fail(err)
+	}
+	res := MachineSSHAccessResult{Addr: net.JoinHostPort(host, strconv.Itoa(port)), User: g.User(), HostKeys: g.Def.HostKey,
+		Authorized: true, File: g.AuthorizedKeysFile()}
+	if !p.Authorize {
+		return res, nil
+	}
+	if own, err := ssh.EnsureFarmKey(s.Farm.StateDir()); err == nil && bytes.Equal(own.PublicKey().Marshal(), pub.Marshal()) {
+		return res, nil // this host's own farm key: the guest has it
+	}
+	res.Changed, err = g.AuthorizeKey(ctx, p.Key, GuestSSHComment, p.Check)
+	if err != nil {
+		return fail(err)
+	}
+	res.Authorized = !(p.Check && res.Changed)
+	return res, nil
 }

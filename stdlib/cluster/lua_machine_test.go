@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,13 +15,19 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
 
 // machinePair runs a machine server on an empty farm over pipes and
 // returns a client session with it.
 func machinePair(t *testing.T, run func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error)) *Machine {
 	t.Helper()
-	fm := farm.New(t.TempDir(), farm.Options{})
+	return machineOn(t, farm.New(t.TempDir(), farm.Options{}), run)
+}
+
+// machineOn is machinePair on farm fm.
+func machineOn(t *testing.T, fm *farm.Farm, run func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error)) *Machine {
+	t.Helper()
 	s := &MachineServer{Farm: fm, Host: "h9", Run: run}
 	cr, sw := io.Pipe()
 	sr, cw := io.Pipe()
@@ -212,6 +220,41 @@ func TestHostRemoteRefuses(t *testing.T) {
 		_, err := remoteFor(c.h, RemoteOptions{Key: "/k"})
 		if err == nil || !strings.Contains(err.Error(), c.want) || lx.KindOf(err) != c.kind {
 			t.Errorf("%+v: %v (kind %s)", c.h, err, lx.KindOf(err))
+		}
+	}
+}
+
+// TestMachineSSHAccessRefusals: the host decides whether a controller's
+// key goes into a guest: not for a guest it does not have, one without a
+// pinned host key, a key that is no public key, or a guest not running.
+func TestMachineSSHAccessRefusals(t *testing.T) {
+	dir := t.TempDir()
+	fm := farm.New(dir, farm.Options{})
+	disk := filepath.Join(dir, "d.img")
+	os.WriteFile(disk, make([]byte, 1<<20), 0o644)
+	hk, _ := ssh.GenerateHostKey()
+	for _, d := range []farm.Definition{
+		{Name: "nokey", Driver: "ns", Disk: disk, MemBytes: 64 << 20, DiskRO: true},
+		{Name: "stopped", Driver: "ns", Disk: disk, MemBytes: 64 << 20, DiskRO: true, HostKey: hk.AuthorizedKey()},
+	} {
+		if _, err := fm.Define(d, farm.ChangeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := machineOn(t, fm, nil)
+	ctx := ctxT(t)
+	ctl, _ := ssh.GenerateHostKey()
+	for _, c := range []struct {
+		name, key, kind, msg string
+	}{
+		{"nope", ctl.AuthorizedKey(), lx.KindNotFound, "nope"},
+		{"nokey", ctl.AuthorizedKey(), lx.KindInvalid, "guest nokey: ssh for a controller: it has no pinned SSH host key"},
+		{"stopped", "command=\"sh\" not-a-key", lx.KindInvalid, "guest stopped: ssh for a controller: the controller's key"},
+		{"stopped", ctl.AuthorizedKey(), lx.KindOf(farm.ErrNotRunning), "guest stopped: ssh for a controller: it is not running: start it first"},
+	} {
+		err := m.Call(ctx, MethodSSHAccess, MachineSSHAccess{Name: c.name, Key: c.key}, nil, nil)
+		if err == nil || lx.KindOf(err) != c.kind || !strings.Contains(err.Error(), c.msg) || !strings.HasPrefix(err.Error(), "host h9: ") {
+			t.Errorf("ssh_access %s: %v (kind %s), want kind %s, %q", c.name, err, lx.KindOf(err), c.kind, c.msg)
 		}
 	}
 }

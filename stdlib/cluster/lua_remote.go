@@ -24,10 +24,11 @@ import (
 // hostSessions are a run's machine sessions, one per host, opened on
 // first use and closed when the run ends.
 type hostSessions struct {
-	mu    sync.Mutex
-	login RemoteOptions
-	used  bool // a session was opened: login can no longer change
-	hosts map[string]*hostSession
+	mu     sync.Mutex
+	login  RemoteOptions
+	used   bool // a session was opened: login can no longer change
+	hosts  map[string]*hostSession
+	guests map[string]*guestConn // "host/guest": g:ssh() connections (lua_remote_ssh.go)
 }
 
 type hostSession struct {
@@ -69,6 +70,9 @@ func (k *conn) machine(ctx context.Context, host string) (*Machine, error) {
 func (k *conn) closeMachines() {
 	k.sess.mu.Lock()
 	defer k.sess.mu.Unlock()
+	for _, gc := range k.sess.guests { // they run through the hosts' connections
+		gc.c.Close()
+	}
 	for _, s := range k.sess.hosts {
 		if s.m != nil {
 			s.m.Close()
@@ -220,7 +224,7 @@ func remoteMetatable(k *conn, L *lua.LState) {
 		"exec":       func(L *lua.LState) int { return remoteExec(k, L) },
 		"read":       func(L *lua.LState) int { return remoteRead(k, L) },
 		"write":      func(L *lua.LState) int { return remoteWrite(k, L) },
-		"ssh":        remoteSSH,
+		"ssh":        func(L *lua.LState) int { return remoteSSH(k, L) },
 	})
 	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
 		g := checkRemote(L)
@@ -399,16 +403,6 @@ func remoteWrite(k *conn, L *lua.LState) int {
 		target.PutResult{Changed: res.Changed, Diff: res.Diff, Detail: res.Detail})
 	L.Push(lua.LBool(res.Changed))
 	return 1
-}
-
-// g:ssh() on a remote guest: not offered. The guest trusts only its own
-// host's farm key, and a controller does not take that key away from the
-// host; exec, read, write and tcz/persist reach the guest through its
-// host's tinyfarm instead.
-func remoteSSH(L *lua.LState) int {
-	g := checkRemote(L)
-	lx.Raise(L, lx.WithKind(fmt.Errorf("guest %s on %s: ssh: a remote guest has no SSH session from this controller (it trusts only %s's farm key); use g:exec, g:read, g:write, or tcz/persist with the guest as target, which go through %s's tinyfarm", g.info.Name, g.host, g.host, g.host), lx.KindUnsupported))
-	return 0
 }
 
 type runOpts struct {

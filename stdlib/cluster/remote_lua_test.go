@@ -100,8 +100,9 @@ func logs(evs []engine.Event) string {
 // sshd and `tinyfarm machine`: defined and started in parallel(), exec'd,
 // a file written and read, a .tcz of the mini release installed, status;
 // check mode changes nothing there; cluster.run's far events join the
-// recap named by host; a host whose sshd shows another key than its facts
-// is refused.
+// recap named by host; g:ssh() jumps through the guest's host, pinning
+// the guest's host key (another one is refused); a host whose sshd shows
+// another key than its facts is refused.
 func TestRemoteGuests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: three etcd members, sshds and guests")
@@ -160,6 +161,12 @@ log("exec: " .. g:exec("cat /proc/sys/kernel/hostname; id -u").stdout)
 g:write("/tmp/hello.txt", "written from h1\n")
 log("read: " .. g:read("/tmp/hello.txt"))
 tcz.install(g, "pcre2")
+-- An SSH session with the guest, jumped through h2: h2 lets this
+-- controller's key in and gives the guest's pinned host keys.
+local s = g:ssh()
+log("ssh: " .. s:run("cat /proc/sys/kernel/hostname; id -un; echo $SSH_CLIENT").stdout)
+s:write("/tmp/via-ssh.txt", "sftp from h1\n")
+log("ssh read: " .. s:read("/tmp/via-ssh.txt") .. "same conn: " .. tostring(g:ssh():run("cat /tmp/hello.txt").stdout))
 local st = g:status()
 log("status: " .. st.state .. " on " .. st.host .. " " .. tostring(g))
 local r = cluster.run("h3", "` + f.playbook("far.lua", `
@@ -176,19 +183,23 @@ log("far recap: changed " .. r.changed .. " of " .. r.tasks)
 	step("controller run done")
 	got, lg := changes(evs), logs(evs)
 	for subject, want := range map[string]engine.Status{
-		"guest:h2/web-h2":                                                  engine.StatusChanged, // defined, started
-		"guest:h3/web-h3":                                                  engine.StatusChanged,
-		"guest:h2/web-h2/tmp/hello.txt":                                    engine.StatusChanged,
-		"guest:h2/web-h2/usr/local/tce.installed/pcre2":                    engine.StatusChanged,
-		"h3:guest:web-h3: /bin/sh -c touch /tmp/far-hi":                    engine.StatusChanged,
-		"guest:h2/web-h2: /bin/sh -c cat /proc/sys/kernel/hostname; id -u": engine.StatusChanged,
+		"guest:h2/web-h2":                                                          engine.StatusChanged, // defined, started
+		"guest:h3/web-h3":                                                          engine.StatusChanged,
+		"guest:h2/web-h2/tmp/hello.txt":                                            engine.StatusChanged,
+		"guest:h2/web-h2/usr/local/tce.installed/pcre2":                            engine.StatusChanged,
+		"h3:guest:web-h3: /bin/sh -c touch /tmp/far-hi":                            engine.StatusChanged,
+		"guest:h2/web-h2: /bin/sh -c cat /proc/sys/kernel/hostname; id -u":         engine.StatusChanged,
+		"guest:h2/web-h2: cat /proc/sys/kernel/hostname; id -un; echo $SSH_CLIENT": engine.StatusChanged,
+		"guest:h2/web-h2:/tmp/via-ssh.txt":                                         engine.StatusChanged,
 	} {
 		if got[subject] != want {
 			t.Errorf("change %q: %q, want %q", subject, got[subject], want)
 		}
 	}
 	for _, want := range []string{"exec: web-h2\n0\n", "read: written from h1\n", "status: running on h2 guest web-h2 on h2 (ns, 10.77.0.",
-		"h3: far says hi", "far recap: changed 1 of 1"} {
+		"h3: far says hi", "far recap: changed 1 of 1",
+		// The guest sees h2's end of the farm bridge as its SSH client.
+		"ssh: web-h2\ntc\n10.77.0.1 ", "ssh read: sftp from h1\nsame conn: written from h1\n"} {
 		if !strings.Contains(lg, want) {
 			t.Errorf("logs lack %q:\n%s", want, lg)
 		}
@@ -199,10 +210,12 @@ log("far recap: changed " .. r.changed .. " of " .. r.tasks)
 	// The package is in the guest on h2, seen from h2's own tinyfarm.
 	check := f.playbook("check.lua", `local g = require("colinux").get("web-h2")
 assert(g:read("/usr/local/tce.installed/pcre2"), "no pcre2 marker")
-log("far-file " .. g:exec("ls /tmp/").stdout:gsub("\n", " "))`)
+log("far-file " .. g:exec("ls /tmp/").stdout:gsub("\n", " "))
+local _, n = g:read("/home/tc/.ssh/authorized_keys"):gsub(" tinyfarm%-cluster%-controller\n", "")
+log("controller keys " .. n)`)
 	if evs, out, err := f.runJSON(h1, `log(require("cluster").run("h2", "`+check+`").ok)`, false); err != nil {
 		t.Fatalf("check on h2: %v\n%s", err, out)
-	} else if l := logs(evs); !strings.Contains(l, "hello.txt") {
+	} else if l := logs(evs); !strings.Contains(l, "hello.txt") || !strings.Contains(l, "controller keys 1\n") {
 		t.Errorf("h2's view of its guest: %s", l)
 	}
 	step("exec, write/read, tcz.install, cluster.run checked")
@@ -213,15 +226,31 @@ log("far-file " .. g:exec("ls /tmp/").stdout:gsub("\n", " "))`)
 local cluster = require("cluster")
 local g = cluster.guest{ name = "ghost", host = "h2", disk = vars.disk_ghost }
 g:start()
-cluster.guest{ name = "web-h2", host = "h2", disk = vars.disk_h2, host_key = vars.key_h2, mem = "64M" }:stop()
+local web = cluster.guest{ name = "web-h2", host = "h2", disk = vars.disk_h2, host_key = vars.key_h2, mem = "64M" }
+-- g:ssh() in check mode: the key is in from the real run; a command that
+-- may change something is not run, a readonly one is.
+local s = web:ssh()
+s:run("touch /tmp/check-ssh")
+log("check ssh: " .. s:run("ls /tmp", { readonly = true }).stdout:gsub("\n", " "))
+web:stop()
+-- web-h3 never let this controller in: check mode does not add the key.
+local ok, err = pcall(function()
+  cluster.guest{ name = "web-h3", host = "h3", disk = vars.disk_h3, host_key = vars.key_h3, mem = "64M" }:ssh()
+end)
+log("h3 check ssh: " .. tostring(err))
 `, true, vars...)
 	if err != nil {
 		t.Fatalf("check run: %v\n%s", err, out)
 	}
 	got = changes(evs)
 	// ghost's start says may_change: it depends on the define before it.
-	if got["guest:h2/ghost"] != engine.StatusMayChange || got["guest:h2/web-h2"] != engine.StatusChanged {
+	if got["guest:h2/ghost"] != engine.StatusMayChange || got["guest:h2/web-h2"] != engine.StatusChanged ||
+		got["guest:h2/web-h2: touch /tmp/check-ssh"] != engine.StatusMayChange {
 		t.Errorf("check mode changes: %v", got)
+	}
+	if l := logs(evs); !strings.Contains(l, "check ssh: ") || !strings.Contains(l, "via-ssh.txt") || strings.Contains(l, "check-ssh") ||
+		!strings.Contains(l, "guest web-h3 on h3: ssh: in check mode: the guest does not let this controller's key in yet") {
+		t.Errorf("check mode ssh session: %s", l)
 	}
 	list, _, _ := f.runJSON(h1, `
 local r = require("cluster").run("h2", "`+f.playbook("list.lua", `for _, g in ipairs(require("colinux").list()) do log(g.name .. "=" .. g.state) end`)+`")`, false)
@@ -229,6 +258,28 @@ local r = require("cluster").run("h2", "`+f.playbook("list.lua", `for _, g in ip
 		t.Errorf("after check mode, h2 has: %s", l)
 	}
 	step("check mode changed nothing on h2")
+
+	// A guest whose sshd shows another key than the one its host's farm
+	// pinned: h2's own wait_ready refuses it, and so does the controller's
+	// g:ssh() through h2, naming guest, host and the fix.
+	// First web-h2 again in a new run: its key is not added twice.
+	evs, out, err = f.runJSON(h1, `
+local web = require("cluster").guest{ name = "web-h2", host = "h2", disk = vars.disk_h2, host_key = vars.key_h2, mem = "64M" }
+log("keys " .. web:ssh():run("grep -c tinyfarm-cluster-controller .ssh/authorized_keys", { readonly = true }).stdout)
+local g = require("cluster").guest{ name = "imp", host = "h2", disk = vars.disk_ghost, host_key = vars.key_h3, mem = "64M" }
+g:start()
+local ok, err = pcall(g.wait_ready, g)
+log("wait_ready: " .. tostring(err))
+g:ssh()
+`, false, vars...)
+	got = changes(evs)
+	if l := logs(evs); err == nil || !strings.Contains(l, "keys 1\n") || got["guest:h2/web-h2"] == engine.StatusChanged ||
+		!strings.Contains(l, ": host h2: guest imp: wait_ready: ") || !strings.Contains(l, "host key mismatch") ||
+		!strings.Contains(out, "guest imp on h2: ssh: its sshd (10.77.0.") ||
+		!strings.Contains(out, "shows another host key than the one h2's farm pinned for it (its host_key), so it is refused") {
+		t.Errorf("a guest showing another host key than its pinned one: %v\n%s%s", err, l, out)
+	}
+	step("a guest showing another host key is refused; a key is authorized once")
 
 	// h3's sshd replaced by one with another key: its facts still carry
 	// the first one, so h3 is refused, named, with the fix.

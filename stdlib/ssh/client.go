@@ -71,6 +71,12 @@ type Config struct {
 	MaxSessions int
 	// Logf, when set, receives one line per failed attempt. Default nil: silent.
 	Logf func(format string, args ...any)
+	// Via, when set, is a jump host: Host:Port is reached through that connection (a
+	// direct-tcpip channel its server opens, as `ssh -J` does) rather than by a TCP connection
+	// from here, so Host may be an address only the jump host reaches. The handshake, the host
+	// key pinning and the retries are the same; a jump host that forbids TCP forwarding fails
+	// with [ErrForwarding], never retried. Default nil: dial directly.
+	Via *Client
 }
 
 // Client is one SSH connection to a guest. It is safe for concurrent use: each command runs in
@@ -102,7 +108,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	backoff := cfg.Backoff
 	for attempt := 0; ; attempt++ {
-		conn, err := dialOnce(ctx, addr, cc, cfg.Timeout)
+		conn, err := dialOnce(ctx, addr, cc, cfg.Timeout, cfg.Via)
 		if err == nil {
 			c := &Client{conn: conn, dest: dest}
 			limit := cfg.MaxSessions
@@ -165,12 +171,9 @@ func (cfg *Config) clientConfig() (*xssh.ClientConfig, xssh.Signer, error) {
 		if cfg.KeyPath == "" {
 			return nil, nil, errors.New("no client key: set Signer or KeyPath")
 		}
-		data, err := os.ReadFile(cfg.KeyPath)
-		if err != nil {
-			return nil, nil, fmt.Errorf("client key: %w", err)
-		}
-		if signer, err = xssh.ParsePrivateKey(data); err != nil {
-			return nil, nil, fmt.Errorf("client key %s: %w", cfg.KeyPath, err)
+		var err error
+		if signer, err = ReadPrivateKey(cfg.KeyPath); err != nil {
+			return nil, nil, err
 		}
 	}
 	cc := &xssh.ClientConfig{
@@ -219,6 +222,19 @@ func (cfg *Config) clientConfig() (*xssh.ClientConfig, xssh.Signer, error) {
 		return nil, nil, errors.New("no host key pinned: set HostKey, HostKeys or KnownHosts")
 	}
 	return cc, signer, nil
+}
+
+// ReadPrivateKey reads a private key file (OpenSSH or PEM format, unencrypted) as a signer.
+func ReadPrivateKey(path string) (xssh.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("client key: %w", err)
+	}
+	signer, err := xssh.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("client key %s: %w", path, err)
+	}
+	return signer, nil
 }
 
 // algorithmsFor lists the host key signature algorithms that verify keys of type keyType.
@@ -280,16 +296,26 @@ func knownHostsCallback(cb xssh.HostKeyCallback, file string) xssh.HostKeyCallba
 	}
 }
 
-// dialOnce makes one attempt: TCP connect and SSH handshake, both bounded by timeout and ctx.
-func dialOnce(ctx context.Context, addr string, cc *xssh.ClientConfig, timeout time.Duration) (*xssh.Client, error) {
+// dialOnce makes one attempt: TCP connect (or a channel through via) and SSH handshake, both
+// bounded by timeout and ctx.
+func dialOnce(ctx context.Context, addr string, cc *xssh.ClientConfig, timeout time.Duration, via *Client) (*xssh.Client, error) {
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	d := net.Dialer{}
-	nc, err := d.DialContext(actx, "tcp", addr)
-	if err != nil {
-		return nil, classify(actx, ctx, err)
+	var nc net.Conn
+	var err error
+	if via != nil {
+		nc, err = via.conn.DialContext(actx, "tcp", addr)
+		if err != nil {
+			return nil, classify(actx, ctx, via.jumpError(addr, err))
+		}
+	} else {
+		d := net.Dialer{}
+		if nc, err = d.DialContext(actx, "tcp", addr); err != nil {
+			return nil, classify(actx, ctx, err)
+		}
 	}
-	// The handshake has no ctx: bound it by a deadline, and close the socket on cancellation.
+	// The handshake has no ctx: bound it by a deadline (a channel through a jump host has
+	// none), and close the socket on cancellation.
 	deadline, _ := actx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(actx, func() { nc.Close() })
@@ -339,8 +365,23 @@ func ctxError(ctx context.Context, cause error) error {
 	return fmt.Errorf("%w (%v)", ctx.Err(), cause)
 }
 
+// jumpError says why the jump host c did not open a channel to addr: a server that forbids TCP
+// forwarding gets ErrForwarding, naming it and the fix; a refused or unreachable addr is a
+// transport error (retried: the far sshd may not listen yet).
+func (c *Client) jumpError(addr string, err error) error {
+	var oc *xssh.OpenChannelError
+	if errors.As(err, &oc) && oc.Reason == xssh.Prohibited {
+		return fmt.Errorf("jump host %s (%s) refuses to forward a connection to %s (%s): %w; allow it there: `AllowTcpForwarding yes` in OpenSSH's sshd_config (and no `restrict` or `no-port-forwarding` on the key's authorized_keys line), dropbear started without -j",
+			c.dest, c.ServerVersion(), addr, oc.Message, ErrForwarding)
+	}
+	if errors.As(err, &oc) {
+		return fmt.Errorf("through %s to %s: %s (%s)", c.dest, addr, oc.Reason, oc.Message)
+	}
+	return fmt.Errorf("through %s to %s: %w", c.dest, addr, err)
+}
+
 func retryable(err error) bool {
-	return !errors.Is(err, ErrAuth) && !errors.Is(err, ErrHostKey) &&
+	return !errors.Is(err, ErrAuth) && !errors.Is(err, ErrHostKey) && !errors.Is(err, ErrForwarding) &&
 		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 

@@ -11,7 +11,8 @@
 //   - a [Client] ([Dial]) that holds one connection per guest and is safe for concurrent use:
 //     commands ([Client.Run], [Client.RunStream]) each get their own session, and file transfer
 //     ([Client.Put], [Client.Get], [Client.ReadFile], [Client.WriteFile]) shares one SFTP
-//     subsystem per connection.
+//     subsystem per connection; a guest only another host reaches is dialed through that host
+//     ([Config.Via]: a jump, as `ssh -J`).
 //
 // Host keys are always pinned, either to public keys ([Config.HostKey], [Config.HostKeys]) or to
 // a known_hosts file ([Config.KnownHosts]). There is no trust on first use and no way to skip
@@ -19,8 +20,8 @@
 // failure of x/crypto/ssh against a dropbear that holds a single ed25519 host key; with a set, a
 // server lacking the preferred algorithm is verified with another key of the set.
 //
-// Errors read "op subject: cause" and wrap the sentinels [ErrAuth], [ErrHostKey], [ErrTimeout]
-// and [ErrExit], so callers test them with errors.Is. A command that exits non-zero returns both
+// Errors read "op subject: cause" and wrap the sentinels [ErrAuth], [ErrHostKey], [ErrTimeout],
+// [ErrForwarding] and [ErrExit], so callers test them with errors.Is. A command that exits non-zero returns both
 // its [Result] and an [*ExitError]; [RunOptions.IgnoreExit] makes that a plain Result. Dial
 // retries only dial and transport failures, never authentication or host key errors.
 //

@@ -15,6 +15,9 @@ var (
 	ErrHostKey = errors.New("host key verification failed")
 	// ErrTimeout means a connect, handshake or command ran out of time.
 	ErrTimeout = errors.New("timeout")
+	// ErrForwarding means a jump host ([Config.Via]) refused to open a TCP channel: its server
+	// forbids forwarding.
+	ErrForwarding = errors.New("TCP forwarding refused")
 	// ErrExit means a remote command ended with a non-zero status or by a signal.
 	ErrExit = errors.New("command failed")
 )

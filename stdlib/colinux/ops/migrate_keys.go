@@ -71,11 +71,7 @@ func RevokeKey(ctx context.Context, f *farm.Farm, name, key string) error {
 	if err != nil {
 		return fail(err)
 	}
-	home := "/root"
-	if u := g.User(); u != "root" {
-		home = "/home/" + u
-	}
-	file := home + "/.ssh/authorized_keys"
+	file := g.AuthorizedKeysFile()
 	if !g.Running(ctx) {
 		if err := revokeOnDisk(ctx, g.Def.Disk, file, key); err != nil {
 			return fail(err)
@@ -97,9 +93,9 @@ func RevokeKey(ctx context.Context, f *farm.Farm, name, key string) error {
 
 // authorizeKey adds key (an authorized_keys line; "" or this farm's own
 // key: nothing to do) to the authorized_keys of the guest's SSH user, so
-// the farm that key belongs to can manage the guest: over SSH while the
-// guest runs (a live move carries the change in its memory and disk),
-// else in its disk image. The line is added once; the others stay.
+// the farm that key belongs to can manage the guest: through the guest's
+// shell while it runs (farm.Guest.AuthorizeKey; a live move carries the
+// change in its memory and disk), else in its disk image. The line is added once; the others stay.
 func authorizeKey(ctx context.Context, g *farm.Guest, key string, running bool) error {
 	if key == "" || g.Def.HostKey == "" {
 		return nil // no SSH to the guest from any farm
@@ -111,26 +107,11 @@ func authorizeKey(ctx context.Context, g *farm.Guest, key string, running bool) 
 	if own, err := ssh.EnsureFarmKey(g.Farm().StateDir()); err == nil && bytes.Equal(own.PublicKey().Marshal(), pub.Marshal()) {
 		return nil // one farm key on both sides
 	}
-	home := "/root"
-	if u := g.User(); u != "root" {
-		home = "/home/" + u
-	}
-	file := home + "/.ssh/authorized_keys"
 	if running {
-		c, err := g.SSH(ctx)
-		if err != nil {
-			return fmt.Errorf("authorize the far farm's key in the guest: %w", err)
-		}
-		q, k := ssh.ShellQuote(file), ssh.ShellQuote(key)
-		r, err := c.Run(ctx, "mkdir -p "+ssh.ShellQuote(home+"/.ssh")+" && touch "+q+" && (grep -qxF "+k+" "+q+" || echo "+k+" >> "+q+") && sync",
-			ssh.RunOptions{IgnoreExit: true})
-		if err == nil && r.Code != 0 {
-			err = fmt.Errorf("exit %d: %s", r.Code, bytes.TrimSpace(r.Stderr))
-		}
-		if err != nil {
-			return fmt.Errorf("authorize the far farm's key in %s: %w", file, err)
+		if _, err := g.AuthorizeKey(ctx, key, ssh.FarmKeyComment, false); err != nil {
+			return fmt.Errorf("authorize the far farm's key: %w", err)
 		}
 		return nil
 	}
-	return authorizeOnDisk(ctx, g.Def.Disk, file, key)
+	return authorizeOnDisk(ctx, g.Def.Disk, g.AuthorizedKeysFile(), key)
 }
