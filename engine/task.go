@@ -103,7 +103,10 @@ func (e *Engine) report(L *lua.LState, c Change) {
 	}
 	e.mu.Unlock()
 	// A call outside any task is a one-call task of its own, like an
-	// Ansible task is one module call.
+	// Ansible task is one module call. Its change is an event too (with
+	// no task): the JSON stream, which leaves a task_end's changes out,
+	// carries every change, as a far run sends them to cluster.run.
+	e.rep.Event(Event{Type: "change", Time: time.Now(), Change: &c})
 	name := strings.TrimSpace(c.Module + "." + c.Action + " " + c.Subject)
 	t = &taskRun{name: name, start: time.Now(), changes: []Change{c}}
 	e.finishTask(t, nil)
