@@ -269,7 +269,7 @@ func TestDrainThreeHosts(t *testing.T) {
 
 // siteFarm is the drain tests' cluster: three hosts (newFarm), each with
 // its sshd, a guest disk serving "site HOSTNAME", and the playbook that
-// makes a guest of it on a host with a claim, its farm network and a route.
+// makes a guest of it on a host with a claim (in the farm subnet join gave it) and a route.
 type siteFarm struct {
 	*farm
 	disk, pb string
@@ -290,7 +290,7 @@ func newSiteFarm(t *testing.T) *siteFarm {
 	os.WriteFile(f.pb, []byte(`
 local cluster, colinux = require("cluster"), require("colinux")
 local c = cluster.claim{ name = vars.name, host = vars.host, mem = "48M", driver = "ns" }
-colinux.network{ subnet = c.subnet }
+assert(colinux.network{}.subnet == c.subnet, "join gave the farm another subnet than its claims'")
 local g = colinux.guest{ name = vars.name, driver = "ns", disk = vars.disk, ip = c.ip, mem = "48M" }
 g:start()
 g:wait_ready{ timeout = 30 }

@@ -185,7 +185,7 @@ log("far recap: changed " .. r.changed .. " of " .. r.tasks)
 			t.Errorf("change %q: %q, want %q", subject, got[subject], want)
 		}
 	}
-	for _, want := range []string{"exec: web-h2\n0\n", "read: written from h1\n", "status: running on h2 guest web-h2 on h2 (ns, 10.77.0.",
+	for _, want := range []string{"exec: web-h2\n0\n", "read: written from h1\n", "status: running on h2 guest web-h2 on h2 (ns, 10.80.1.", // h2's cluster subnet, from its join
 		"h3: far says hi", "far recap: changed 1 of 1"} {
 		if !strings.Contains(lg, want) {
 			t.Errorf("logs lack %q:\n%s", want, lg)

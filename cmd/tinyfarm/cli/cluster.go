@@ -140,6 +140,9 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "cluster started: %s is its first host (etcd member on %s)\n", cfg.Host, cfg.Advertise)
+			if err := farmToCluster(ctx, cfg, stdout); err != nil {
+				return fail(err)
+			}
 			keysNote(stdout, cfg)
 			fmt.Fprintf(stdout, "join another host (token valid 24h, for one host):\n  tinyfarm cluster join %s --advertise THAT_HOSTS_IP\n", tok)
 			return nil
@@ -176,7 +179,23 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				if err != nil {
 					return fail(err)
 				}
-				if err := cluster.Join(ctx, cfg, tok); err != nil {
+				// A farm with guests keeps its subnet: claimed before this
+				// host becomes a member, so an overlap refuses the join.
+				fm := openFarm()
+				keep, guests, err := cluster.KeptSubnet(fm)
+				if err != nil {
+					fm.Close()
+					return fail(err)
+				}
+				if keep.IsValid() {
+					cfg.FarmSubnet = keep.String()
+				}
+				err = cluster.Join(ctx, cfg, tok)
+				if errors.Is(err, cluster.ErrTaken) {
+					err = cluster.KeptSubnetError(cfg.Host, fm, guests, err)
+				}
+				fm.Close()
+				if err != nil {
 					return fail(err)
 				}
 			default:
@@ -186,6 +205,9 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "%s joined the cluster\n", cfg.Host)
+			if err := farmToCluster(ctx, cfg, stdout); err != nil {
+				return fail(err)
+			}
 			keysNote(stdout, cfg)
 			return nil
 		},
@@ -423,4 +445,26 @@ func keysNote(w io.Writer, cfg *cluster.Config) {
 	if p := cfg.AuthorizedKeysPath(); p != "" {
 		fmt.Fprintf(w, "the other hosts' cluster keys go to %s, each allowed only the migration commands (tinyfarm cluster gate)\n", p)
 	}
+}
+
+func openFarm() *farm.Farm {
+	return farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
+}
+
+// farmToCluster gives this host's farm its cluster subnet, so no two
+// hosts' bridges overlap (cluster.GiveFarmSubnet), and says which.
+func farmToCluster(ctx context.Context, cfg *cluster.Config, w io.Writer) error {
+	fm := openFarm()
+	defer fm.Close()
+	c, err := cluster.Connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	p, _, err := cluster.GiveFarmSubnet(ctx, c, cfg.Host, fm)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "farm network: %s %s, this host's cluster subnet\n", fm.Network().Bridge, p)
+	return nil
 }
