@@ -19,6 +19,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -234,6 +235,22 @@ func TestDrainThreeHosts(t *testing.T) {
 	hostOf := map[string]string{}
 	for _, g := range listed {
 		hostOf[g.Name] = g.Host
+		// What a resumed drain asks a target (farmMover.RunsOn, the
+		// migration's probe): the moved guest runs there, at its claim's
+		// address.
+		if _, moved := newHost[g.Name]; !moved {
+			continue
+		}
+		for _, h := range f.hosts {
+			if h.name != g.Host {
+				continue
+			}
+			var p ops.FarProbe
+			out := f.mustTF(h, "migrate", "probe", g.Name)
+			if ip, _, _ := strings.Cut(g.IP, "/"); json.Unmarshal([]byte(out), &p) != nil || !p.Running || p.IP != ip {
+				t.Errorf("probe of %s on %s: %s, want running at %s", g.Name, h.name, out, ip)
+			}
+		}
 	}
 	st := f.status(h1)
 	proxyOf := map[string]string{}
