@@ -128,21 +128,26 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 			if err := cluster.Init(cfg, cluster.InitOptions{Settings: set}); err != nil {
 				return fail(err)
 			}
-			if err := startDaemon(cfg); err != nil {
-				// Nothing else knows this cluster yet: undo, so init can
-				// simply be run again.
+			// Nothing else knows this cluster yet: a failure undoes it, so
+			// init can simply be run again.
+			undo := func(err error) error {
 				cluster.StopDaemon(ctx, cfg.Dir)
 				os.RemoveAll(cfg.Dir)
 				return fail(err)
+			}
+			if err := startDaemon(cfg); err != nil {
+				return undo(err)
+			}
+			var farmNet strings.Builder
+			if err := farmToCluster(ctx, cfg, &farmNet, false); err != nil {
+				return undo(fmt.Errorf("%w (cluster init --range gives the cluster another range)", err))
 			}
 			tok, err := cluster.MakeToken(ctx, cfg, 24*time.Hour)
 			if err != nil {
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "cluster started: %s is its first host (etcd member on %s)\n", cfg.Host, cfg.Advertise)
-			if err := farmToCluster(ctx, cfg, stdout); err != nil {
-				return fail(err)
-			}
+			fmt.Fprint(stdout, farmNet.String())
 			keysNote(stdout, cfg)
 			fmt.Fprintf(stdout, "join another host (token valid 24h, for one host):\n  tinyfarm cluster join %s --advertise THAT_HOSTS_IP\n", tok)
 			return nil
@@ -205,7 +210,7 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "%s joined the cluster\n", cfg.Host)
-			if err := farmToCluster(ctx, cfg, stdout); err != nil {
+			if err := farmToCluster(ctx, cfg, stdout, true); err != nil {
 				return fail(err)
 			}
 			keysNote(stdout, cfg)
@@ -453,7 +458,8 @@ func openFarm() *farm.Farm {
 
 // farmToCluster gives this host's farm its cluster subnet, so no two
 // hosts' bridges overlap (cluster.GiveFarmSubnet), and says which.
-func farmToCluster(ctx context.Context, cfg *cluster.Config, w io.Writer) error {
+// joined: the host stays in the cluster if this fails (join; init undoes).
+func farmToCluster(ctx context.Context, cfg *cluster.Config, w io.Writer, joined bool) error {
 	fm := openFarm()
 	defer fm.Close()
 	c, err := cluster.Connect(ctx, cfg)
@@ -462,6 +468,9 @@ func farmToCluster(ctx context.Context, cfg *cluster.Config, w io.Writer) error 
 	}
 	defer c.Close()
 	p, _, err := cluster.GiveFarmSubnet(ctx, c, cfg.Host, fm)
+	if err != nil && p.IsValid() && joined {
+		return fmt.Errorf("%w; %s is in the cluster with the subnet %s: once that is fixed, give the farm that subnet (colinux.network{ subnet = %q })", err, cfg.Host, p, p.String())
+	}
 	if err != nil {
 		return err
 	}
