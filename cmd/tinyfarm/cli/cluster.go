@@ -91,7 +91,9 @@ func newClusterCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command
 an etcd member inside its cluster daemon ("cluster serve", started by init
 and join), keeps a lease alive with its facts (memory, CPUs, drivers), and
 serves every vhost of the cluster from its proxy. Guest names, farm
-subnets, guest IPs and uid ranges are handed out in etcd transactions.
+subnets, guest IPs and uid ranges are handed out in etcd transactions;
+init and join give this host's farm its subnet (colinux.network), or keep
+the one its bridged guests are on.
 An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 	}
 	fail := func(err error) error {
