@@ -129,10 +129,13 @@ func (env *Env) Block(L *lua.LState, fn func(ctx context.Context) error) error {
 	e := env.eng
 	e.vm.Unlock()
 	defer e.vm.Lock()
-	t0 := time.Now()
+	e.mu.Lock()
+	e.blockFrom[L] = time.Now()
+	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		e.blocked[L] += time.Since(t0)
+		e.blocked[L] += time.Since(e.blockFrom[L])
+		delete(e.blockFrom, L)
 		e.mu.Unlock()
 	}()
 	return fn(ctx)

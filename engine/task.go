@@ -80,7 +80,15 @@ func (e *Engine) currentTask(L *lua.LState) *taskRun {
 
 func (e *Engine) report(L *lua.LState, c Change) {
 	e.mu.Lock()
-	if d := e.blocked[L]; d > 0 {
+	d := e.blocked[L]
+	if from, ok := e.blockFrom[L]; ok {
+		// Reported from inside Block: the time up to here is this
+		// report's, the rest the next one's.
+		now := time.Now()
+		d += now.Sub(from)
+		e.blockFrom[L] = now
+	}
+	if d > 0 {
 		c.ElapsedMS = float64(d.Microseconds()) / 1000
 		delete(e.blocked, L)
 	}
@@ -339,6 +347,7 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 					delete(e.parent, th)
 					delete(e.tasks, th)
 					delete(e.blocked, th)
+					delete(e.blockFrom, th)
 					e.mu.Unlock()
 				}()
 				err := th.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, items.RawGetInt(idx[i]), lua.LNumber(idx[i]))

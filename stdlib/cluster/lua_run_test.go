@@ -106,6 +106,7 @@ cluster.run("h9", "far.lua")
 	if seen[0] != "change" {
 		t.Errorf("far events out of order: %v", seen)
 	}
+	time.Sleep(50 * time.Millisecond) // the far run's wait, which --profile gives its next change
 	close(release)
 	var ends []engine.Event
 	for ev := next(); ev.Type != "recap"; ev = next() {
@@ -122,6 +123,11 @@ cluster.run("h9", "far.lua")
 			t.Logf("task_end %q %s %+v", e.Task, e.Status, e.Changes)
 		}
 		t.Fatalf("want the task and two one-call tasks")
+	}
+	// Each far change's elapsed time is the controller's wait for it
+	// since the one before (--profile).
+	if after := ends[0].Changes[1]; after.Subject != "h9:/etc/after" || after.ElapsedMS < 50 {
+		t.Errorf("the far change after the wait: %+v, want elapsed_ms >= 50", after)
 	}
 	if rec.Tasks != 3 || rec.Changed != 3 || rec.OK != 0 || rec.Failed != 0 {
 		t.Errorf("recap: %+v, want 3 tasks, 3 changed", rec)
