@@ -106,6 +106,9 @@ type Engine struct {
 
 	sources map[string]string             // chunk name -> source, for error hints
 	blocked map[*lua.LState]time.Duration // Env.Block time not yet reported, per thread
+	// blockFrom is when a thread's running Block (or its last report from
+	// inside it) began: a report inside Block counts the time up to it.
+	blockFrom map[*lua.LState]time.Time
 }
 
 // New makes an Engine with the standard Lua libraries, tinyfarm's globals
@@ -127,17 +130,18 @@ func New(opts Options) (*Engine, error) {
 		opts.Reporter = listOnly{opts.Reporter}
 	}
 	e := &Engine{
-		opts:    opts,
-		L:       lua.NewState(lua.Options{IncludeGoStackTrace: false}),
-		rep:     opts.Reporter,
-		start:   time.Now(),
-		tasks:   map[*lua.LState]*taskRun{},
-		parent:  map[*lua.LState]*lua.LState{},
-		pending: map[string]bool{},
-		queued:  map[string]bool{},
-		carried: map[string]bool{},
-		sources: map[string]string{},
-		blocked: map[*lua.LState]time.Duration{},
+		opts:      opts,
+		L:         lua.NewState(lua.Options{IncludeGoStackTrace: false}),
+		rep:       opts.Reporter,
+		start:     time.Now(),
+		tasks:     map[*lua.LState]*taskRun{},
+		parent:    map[*lua.LState]*lua.LState{},
+		pending:   map[string]bool{},
+		queued:    map[string]bool{},
+		carried:   map[string]bool{},
+		sources:   map[string]string{},
+		blocked:   map[*lua.LState]time.Duration{},
+		blockFrom: map[*lua.LState]time.Time{},
 	}
 	e.env = &Env{Check: opts.Check, StateDir: opts.StateDir, Stdout: opts.Stdout, eng: e}
 	e.installGlobals()

@@ -66,7 +66,11 @@ type Change struct {
 // Report records a call's outcome against the running task (or as a
 // one-call task of its own when no task is running). In check mode a
 // changed subject becomes pending, so later calls on it can say may_change.
-// Call it while holding the VM, i.e. not inside Block.
+// Call it while holding the VM, or, while Block's fn runs, from any
+// goroutine for the thread L that Block released: so a long call (a far
+// playbook) reports its changes as they happen. Report touches no Lua
+// state, only the engine's records (under their own lock), and L's task
+// cannot change while L is blocked.
 func (env *Env) Report(L *lua.LState, c Change) {
 	env.eng.report(L, c)
 }
@@ -125,10 +129,13 @@ func (env *Env) Block(L *lua.LState, fn func(ctx context.Context) error) error {
 	e := env.eng
 	e.vm.Unlock()
 	defer e.vm.Lock()
-	t0 := time.Now()
+	e.mu.Lock()
+	e.blockFrom[L] = time.Now()
+	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		e.blocked[L] += time.Since(t0)
+		e.blocked[L] += time.Since(e.blockFrom[L])
+		delete(e.blockFrom, L)
 		e.mu.Unlock()
 	}()
 	return fn(ctx)

@@ -80,7 +80,15 @@ func (e *Engine) currentTask(L *lua.LState) *taskRun {
 
 func (e *Engine) report(L *lua.LState, c Change) {
 	e.mu.Lock()
-	if d := e.blocked[L]; d > 0 {
+	d := e.blocked[L]
+	if from, ok := e.blockFrom[L]; ok {
+		// Reported from inside Block: the time up to here is this
+		// report's, the rest the next one's.
+		now := time.Now()
+		d += now.Sub(from)
+		e.blockFrom[L] = now
+	}
+	if d > 0 {
 		c.ElapsedMS = float64(d.Microseconds()) / 1000
 		delete(e.blocked, L)
 	}
@@ -103,7 +111,10 @@ func (e *Engine) report(L *lua.LState, c Change) {
 	}
 	e.mu.Unlock()
 	// A call outside any task is a one-call task of its own, like an
-	// Ansible task is one module call.
+	// Ansible task is one module call. Its change is an event too (with
+	// no task): the JSON stream, which leaves a task_end's changes out,
+	// carries every change, as a far run sends them to cluster.run.
+	e.rep.Event(Event{Type: "change", Time: time.Now(), Change: &c})
 	name := strings.TrimSpace(c.Module + "." + c.Action + " " + c.Subject)
 	t = &taskRun{name: name, start: time.Now(), changes: []Change{c}}
 	e.finishTask(t, nil)
@@ -336,6 +347,7 @@ func (e *Engine) luaParallel(L *lua.LState) int {
 					delete(e.parent, th)
 					delete(e.tasks, th)
 					delete(e.blocked, th)
+					delete(e.blockFrom, th)
 					e.mu.Unlock()
 				}()
 				err := th.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}, items.RawGetInt(idx[i]), lua.LNumber(idx[i]))

@@ -55,12 +55,22 @@ const maxRetries = 64
 // HostSubnet returns the farm subnet of host, allocating the first free
 // one of the cluster range in one transaction if it has none yet.
 func (c *Client) HostSubnet(ctx context.Context, host string) (netip.Prefix, error) {
-	return c.hostSubnet(ctx, host, true)
+	return c.hostSubnet(ctx, host, netip.Prefix{}, true)
 }
 
-// hostSubnet is HostSubnet; without commit it only says which subnet the
-// host has or would get now (check mode).
-func (c *Client) hostSubnet(ctx context.Context, host string, commit bool) (netip.Prefix, error) {
+// ClaimHostSubnet gives host the subnet want, the one its farm already
+// has guests on (so they keep their addresses), unless another host's
+// subnet overlaps it (ErrTaken, naming that host). want may lie outside
+// the cluster range: the range is where new subnets come from, what
+// matters is that no two hosts' bridges overlap. A host that has another
+// subnet already keeps it (ErrTaken).
+func (c *Client) ClaimHostSubnet(ctx context.Context, host string, want netip.Prefix) (netip.Prefix, error) {
+	return c.hostSubnet(ctx, host, want.Masked(), true)
+}
+
+// hostSubnet is HostSubnet, or ClaimHostSubnet with want; without commit
+// it only says which subnet the host has or would get now (check mode).
+func (c *Client) hostSubnet(ctx context.Context, host string, want netip.Prefix, commit bool) (netip.Prefix, error) {
 	op := "cluster subnet for " + host
 	set, err := c.Settings(ctx)
 	if err != nil {
@@ -76,37 +86,60 @@ func (c *Client) hostSubnet(ctx context.Context, host string, commit bool) (neti
 		err := c.call(ctx, op, func(ctx context.Context) error {
 			r, err := c.etcd.Txn(ctx).Then(
 				clientv3.OpGet(Prefix+"hostnet/"+host),
-				clientv3.OpGet(Prefix+"subnets/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+				clientv3.OpGet(Prefix+"subnets/", clientv3.WithPrefix()),
 			).Commit()
 			if err != nil {
 				return err
 			}
 			if kvs := r.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 				got, err = netip.ParsePrefix(string(kvs[0].Value))
+				if err == nil && want.IsValid() && got != want {
+					return fmt.Errorf("host %s has the cluster subnet %s, not %s: %w", host, got, want, ErrTaken)
+				}
 				won = true
 				return err
 			}
-			used := map[string]bool{}
+			// Subnets may differ in size (a claimed farm subnet), so a free
+			// one overlaps none, not merely differs from each.
+			used := map[netip.Prefix]string{}
 			for _, kv := range r.Responses[1].GetResponseRange().Kvs {
-				used[strings.TrimPrefix(string(kv.Key), Prefix+"subnets/")] = true
-			}
-			n := 1 << (set.SubnetBits - rng.Bits())
-			free := netip.Prefix{}
-			for i := 0; i < n; i++ {
-				p := nthSubnet(rng, set.SubnetBits, i)
-				if !used[p.String()] {
-					free = p
-					break
+				if p, err := netip.ParsePrefix(strings.TrimPrefix(string(kv.Key), Prefix+"subnets/")); err == nil {
+					used[p] = string(kv.Value)
 				}
 			}
-			if !free.IsValid() {
-				return fmt.Errorf("all %d subnets of the cluster range %s are taken (one per host): %w", n, rng, ErrNoRoom)
+			overlap := func(p netip.Prefix) string {
+				for u, owner := range used {
+					if u.Overlaps(p) {
+						return u.String() + ", " + owner + "'s"
+					}
+				}
+				return ""
+			}
+			free := netip.Prefix{}
+			if want.IsValid() {
+				if o := overlap(want); o != "" {
+					return fmt.Errorf("%s overlaps %s farm subnet: %w", want, o, ErrTaken)
+				}
+				free = want
+			} else {
+				n := 1 << (set.SubnetBits - rng.Bits())
+				for i := 0; i < n && !free.IsValid(); i++ {
+					if p := nthSubnet(rng, set.SubnetBits, i); overlap(p) == "" {
+						free = p
+					}
+				}
+				if !free.IsValid() {
+					return fmt.Errorf("all %d subnets of the cluster range %s are taken (one per host): %w", n, rng, ErrNoRoom)
+				}
 			}
 			if !commit {
 				got, won = free, true
 				return nil
 			}
-			t, err := c.etcd.Txn(ctx).If(absent(Prefix+"hostnet/"+host), absent(Prefix+"subnets/"+free.String())).Then(
+			// Nothing under subnets/ changed since the read: no overlapping
+			// claim slipped in between.
+			t, err := c.etcd.Txn(ctx).If(absent(Prefix+"hostnet/"+host),
+				clientv3.Compare(clientv3.ModRevision(Prefix+"subnets/").WithPrefix(), "<", r.Header.Revision+1)).Then(
 				clientv3.OpPut(Prefix+"hostnet/"+host, free.String()),
 				clientv3.OpPut(Prefix+"subnets/"+free.String(), host),
 			).Commit()
@@ -160,7 +193,7 @@ func (c *Client) claimGuest(ctx context.Context, spec GuestSpec, commit bool) (G
 	if err != nil {
 		return GuestRecord{}, err
 	}
-	subnet, err := c.hostSubnet(ctx, spec.Host, commit)
+	subnet, err := c.hostSubnet(ctx, spec.Host, netip.Prefix{}, commit)
 	if err != nil {
 		return GuestRecord{}, err
 	}

@@ -152,6 +152,40 @@ func TestRacingSubnets(t *testing.T) {
 	}
 }
 
+// TestClaimHostSubnet: a host keeps the subnet its farm's guests are on,
+// even outside the cluster range, unless it overlaps another host's;
+// allocation skips subnets a larger claimed one covers.
+func TestClaimHostSubnet(t *testing.T) {
+	a := hostConfig(t, "a", "127.0.0.1")
+	if err := Init(a, InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, a, ServeOptions{})
+	ctx, c := ctxT(t), connect(t, a)
+	old := netip.MustParsePrefix("10.77.0.0/24")
+	if p, err := c.ClaimHostSubnet(ctx, "h1", old); err != nil || p != old {
+		t.Fatalf("h1 claims its farm's %s: %s %v", old, p, err)
+	}
+	if p, err := c.ClaimHostSubnet(ctx, "h1", old); err != nil || p != old {
+		t.Fatalf("h1 claims it again: %s %v", p, err)
+	}
+	if p, err := c.HostSubnet(ctx, "h1"); err != nil || p != old {
+		t.Fatalf("h1's subnet: %s %v", p, err)
+	}
+	if _, err := c.ClaimHostSubnet(ctx, "h2", netip.MustParsePrefix("10.77.0.128/25")); !errors.Is(err, ErrTaken) || !strings.Contains(err.Error(), "overlaps 10.77.0.0/24, h1's farm subnet") {
+		t.Fatalf("h2 claims a part of h1's: %v", err)
+	}
+	if _, err := c.ClaimHostSubnet(ctx, "h3", netip.MustParsePrefix("10.80.0.0/23")); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.HostSubnet(ctx, "h2"); err != nil || p.String() != "10.80.2.0/24" {
+		t.Fatalf("h2 allocated %s %v, want 10.80.2.0/24 (h3's /23 covers the first two)", p, err)
+	}
+	if _, err := c.ClaimHostSubnet(ctx, "h2", netip.MustParsePrefix("10.99.0.0/24")); !errors.Is(err, ErrTaken) || !strings.Contains(err.Error(), "host h2 has the cluster subnet 10.80.2.0/24, not 10.99.0.0/24") {
+		t.Fatalf("h2 claims another: %v", err)
+	}
+}
+
 // TestClaimErrors: a name taken on another host names the owner; claiming
 // again on the same host returns the same claim; release frees IP and uid.
 func TestClaimErrors(t *testing.T) {

@@ -69,6 +69,11 @@ type Config struct {
 	// facts so controllers and the other hosts pin it. Default:
 	// /etc/ssh/ssh_host_ed25519_key.pub, else dropbear's.
 	SSHHostKeyFile string `json:"ssh_host_key_file,omitempty"`
+	// FarmSubnet, when set, is the subnet this host's farm keeps (its
+	// bridged guests live on it, KeptSubnet): Join claims it for this
+	// host before it becomes a member, so a join whose farm overlaps
+	// another host's is refused with nothing changed. Not saved.
+	FarmSubnet string `json:"-"`
 	// Binary is the tinyfarm controllers run here over SSH. Default: the
 	// daemon's own executable.
 	Binary string `json:"binary,omitempty"`

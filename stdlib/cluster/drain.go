@@ -25,7 +25,9 @@ import (
 // drain/HOST exists the host is cordoned: placement skips it, `cluster
 // status` shows it draining (or drained, once done), until `cluster
 // undrain HOST`. A drain whose daemon died midway is resumed by the
-// daemon when it starts again; running the command again attaches to it.
+// daemon when it starts again (a guest that ran on its target already,
+// unswitched, is switched then: MoveFinder); running the command again
+// attaches to it.
 // A dry run (drainplan/HOST) only writes the plan.
 
 // Drain states of a request.
@@ -103,6 +105,14 @@ type MoveResult struct {
 type Mover interface {
 	Guests(ctx context.Context) ([]LocalGuest, error)
 	Move(ctx context.Context, name string, to Host, live bool, running func(MoveResult)) (MoveResult, error)
+}
+
+// MoveFinder is a Mover that can tell whether a guest runs on a host
+// already, and at which address: so the next daemon finishes a move that
+// a daemon which died made (the guest runs there) but did not switch
+// (its routes and claim), instead of failing it.
+type MoveFinder interface {
+	RunsOn(ctx context.Context, name string, on Host) (ip string, running bool, err error)
 }
 
 func drainKey(host string, dry bool) string {
@@ -374,8 +384,13 @@ func (d *drainer) run(ctx context.Context, req DrainRequest) {
 		return
 	}
 	for _, s := range old {
-		// Moved before the daemon died, its switch not written: say so.
-		if s.State == StepMoving && !hasStep(steps, s.Guest) {
+		// Moved before the daemon died, its switch not written: finish
+		// it if the guest runs there, else say so.
+		if s.State == StepMoving && !hasStep(steps, s.Guest) && !req.DryRun {
+			if s, ok := d.finishMoved(ctx, req, s); ok {
+				d.log.Info("cluster: drain step finished", "guest", s.Guest, "to", s.To, "state", s.State)
+				continue
+			}
 			s.State, s.Error = StepFailed, "the daemon stopped during this move; the guest is no longer here: check it on "+s.To+" (tinyfarm guests there) and its route (cluster.route)"
 			d.put(ctx, req, opJSON(stepPrefix(self, req.DryRun)+s.Guest, s))
 		}
@@ -389,7 +404,7 @@ func (d *drainer) run(ctx context.Context, req DrainRequest) {
 			return // the daemon stops: the next one resumes
 		}
 		if s.State == StepPlanned {
-			d.move(ctx, req, s, local)
+			d.move(ctx, req, s, local, prev[s.Guest].State == StepMoving && prev[s.Guest].To == s.To)
 		}
 	}
 	if ctx.Err() != nil {
@@ -452,8 +467,56 @@ func (d *drainer) plan(ctx context.Context, local []LocalGuest, prev map[string]
 	return steps, nil
 }
 
-// move migrates one guest and switches its routes and claim.
-func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local []LocalGuest) DrainStep {
+// runsThere asks the target whether guest s runs there (a move made by a
+// daemon that died): its address there, or ok=false when it does not or
+// the Mover cannot tell.
+func (d *drainer) runsThere(ctx context.Context, s DrainStep) (string, bool) {
+	f, ok := d.mover.(MoveFinder)
+	if !ok || s.To == "" {
+		return "", false
+	}
+	hosts, err := d.c.Hosts(ctx)
+	if err != nil {
+		return "", false
+	}
+	i := hostIndex(hosts, s.To)
+	if i < 0 {
+		return "", false
+	}
+	ip, running, err := f.RunsOn(ctx, s.Guest, hosts[i])
+	if err != nil || !running {
+		return "", false
+	}
+	return ip, true
+}
+
+// interruptedNote marks a step a daemon finished after the one that moved
+// the guest died before switching its routes.
+const interruptedNote = "moved by a daemon that stopped before switching its routes; switched by the next (downtime not measured)"
+
+// finishMoved finishes the step of a guest that is no longer here, moved
+// by a daemon that died before switching its routes: if it runs on the
+// target, the switch is made now and the step is done.
+func (d *drainer) finishMoved(ctx context.Context, req DrainRequest, s DrainStep) (DrainStep, bool) {
+	ip, ok := d.runsThere(ctx, s)
+	if !ok {
+		return s, false
+	}
+	s.State, s.IP, s.Error = StepDone, ip, ""
+	if err := d.switchGuest(context.WithoutCancel(ctx), req, &s); err != nil {
+		s.State, s.Error = StepFailed, "runs on "+s.To+", but switching its routes: "+err.Error()
+		d.put(context.WithoutCancel(ctx), req, opJSON(stepPrefix(d.cfg.Host, false)+s.Guest, s))
+		return s, true
+	}
+	s.Note = strings.TrimPrefix(s.Note+"; "+interruptedNote, "; ")
+	d.put(context.WithoutCancel(ctx), req, opJSON(stepPrefix(d.cfg.Host, false)+s.Guest, s))
+	return s, true
+}
+
+// move migrates one guest and switches its routes and claim. resumed: a
+// daemon that died was moving it to the same host, so it may run there
+// already: then the routes switch first, and the move only finishes here.
+func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local []LocalGuest, resumed bool) DrainStep {
 	self := d.cfg.Host
 	key := stepPrefix(self, false) + s.Guest
 	began := time.Now()
@@ -495,7 +558,19 @@ func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local
 		switchErr = d.switchGuest(context.WithoutCancel(ctx), req, &s)
 		switched = true
 	}
-	res, err := d.mover.Move(ctx, s.Guest, hosts[i], live, apply)
+	if resumed {
+		if ip, ok := d.runsThere(ctx, s); ok {
+			apply(MoveResult{Live: s.Mode == "live", IP: ip})
+			if switchErr == nil {
+				s.Note = interruptedNote
+			}
+		}
+	}
+	res, err := d.mover.Move(ctx, s.Guest, hosts[i], live, func(r MoveResult) {
+		if !switched {
+			apply(r)
+		}
+	})
 	if err != nil && !switched {
 		return fail(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -236,6 +237,22 @@ func TestDrainThreeHosts(t *testing.T) {
 	hostOf := map[string]string{}
 	for _, g := range listed {
 		hostOf[g.Name] = g.Host
+		// What a resumed drain asks a target (farmMover.RunsOn, the
+		// migration's probe): the moved guest runs there, at its claim's
+		// address.
+		if _, moved := newHost[g.Name]; !moved {
+			continue
+		}
+		for _, h := range f.hosts {
+			if h.name != g.Host {
+				continue
+			}
+			var p ops.FarProbe
+			out := f.mustTF(h, "migrate", "probe", g.Name)
+			if ip, _, _ := strings.Cut(g.IP, "/"); json.Unmarshal([]byte(out), &p) != nil || !p.Running || p.IP != ip {
+				t.Errorf("probe of %s on %s: %s, want running at %s", g.Name, h.name, out, ip)
+			}
+		}
 	}
 	st := f.status(h1)
 	proxyOf := map[string]string{}
@@ -271,7 +288,7 @@ func TestDrainThreeHosts(t *testing.T) {
 
 // siteFarm is the drain tests' cluster: three hosts (newFarm), each with
 // its sshd, a guest disk serving "site HOSTNAME", and the playbook that
-// makes a guest of it on a host with a claim, its farm network and a route.
+// makes a guest of it on a host with a claim (in the farm subnet join gave it) and a route.
 type siteFarm struct {
 	*farm
 	disk, pb string
@@ -292,7 +309,7 @@ func newSiteFarm(t *testing.T) *siteFarm {
 	os.WriteFile(f.pb, []byte(`
 local cluster, colinux = require("cluster"), require("colinux")
 local c = cluster.claim{ name = vars.name, host = vars.host, mem = "48M", driver = "ns" }
-colinux.network{ subnet = c.subnet }
+assert(colinux.network{}.subnet == c.subnet, "join gave the farm another subnet than its claims'")
 local g = colinux.guest{ name = vars.name, driver = "ns", disk = vars.disk, ip = c.ip, mem = "48M" }
 g:start()
 g:wait_ready{ timeout = 30 }

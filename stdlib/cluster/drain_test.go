@@ -18,7 +18,21 @@ type fakeMover struct {
 	moved  map[string]string // guest -> host
 	fail   string            // a guest whose move fails
 	block  string            // a guest whose move waits for the daemon to stop
-	moving chan string       // told the blocked guest's name
+	moving chan string       // told the blocked (or dying) guest's name
+	// die is a guest whose move gets it running there, then waits for
+	// the daemon to stop before it could switch; dieGone: it is gone
+	// here too (else a later move only finishes here, as Migrate's
+	// resume does).
+	die     string
+	dieGone bool
+	ips     map[string]string // guest -> its address where it was moved
+}
+
+// RunsOn makes fakeMover a MoveFinder.
+func (m *fakeMover) RunsOn(_ context.Context, name string, on Host) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ips[name], m.moved[name] == on.Name, nil
 }
 
 func (m *fakeMover) Guests(context.Context) ([]LocalGuest, error) {
@@ -39,28 +53,92 @@ func (m *fakeMover) Move(ctx context.Context, name string, to Host, live bool, r
 		<-ctx.Done()
 		return MoveResult{}, ctx.Err()
 	}
-	defer m.mu.Unlock()
 	if name == m.fail {
+		m.mu.Unlock()
 		return MoveResult{}, errors.New("the far disk is full")
 	}
-	delete(m.guests, name)
+	if m.moved[name] == to.Name {
+		// Runs there already: forget it here, as Migrate's resume does
+		// (no address, no running callback).
+		delete(m.guests, name)
+		m.mu.Unlock()
+		return MoveResult{}, nil
+	}
 	m.moved[name] = to.Name
-	res := MoveResult{Live: live, Downtime: 5 * time.Millisecond, Duration: 10 * time.Millisecond, IP: fmt.Sprintf("10.99.%d.%d", len(to.Name), len(m.moved)+1)}
+	if m.ips == nil {
+		m.ips = map[string]string{}
+	}
+	m.ips[name] = fmt.Sprintf("10.99.%d.%d", len(to.Name), len(m.moved)+1)
+	res := MoveResult{Live: live, Downtime: 5 * time.Millisecond, Duration: 10 * time.Millisecond, IP: m.ips[name]}
+	if name == m.die {
+		if m.dieGone {
+			delete(m.guests, name)
+		}
+		m.mu.Unlock()
+		m.moving <- name
+		<-ctx.Done()
+		return MoveResult{}, ctx.Err()
+	}
+	delete(m.guests, name)
+	m.mu.Unlock()
 	running(res)
 	return res, nil
 }
 
-// TestDrainPlanMoveSwitch: three in-process hosts; a's daemon drains a
-// with a fake mover: the dry run writes a plan and moves nothing, the
-// drain cordons a, moves each guest to b or c by placement, and switches
-// each route and claim to the new host and address in the same
-// transaction as the step; a failed move is reported and leaves its route;
-// a second drain has nothing to do.
-func TestDrainPlanMoveSwitch(t *testing.T) {
+// TestDrainFinishesAMoveWhoseDaemonDied: a's daemon dies after a guest
+// runs on its target and before its routes switch; the next daemon asks
+// the target (MoveFinder), finds it running there and switches its route
+// and claim instead of failing the step: once with the guest gone from a,
+// once with it still defined on a (the move then only finishes there).
+func TestDrainFinishesAMoveWhoseDaemonDied(t *testing.T) {
 	ctx := ctxT(t)
-	var cfgs []*Config
-	var stopA func()
-	mover := &fakeMover{guests: map[string]LocalGuest{}, moved: map[string]string{}, fail: "web4"}
+	mover := &fakeMover{guests: map[string]LocalGuest{}, moved: map[string]string{}, moving: make(chan string, 1)}
+	cfgs, stopA := drainHosts(t, mover)
+	c := connect(t, cfgs[1])
+	for _, tc := range []struct {
+		guest string
+		gone  bool
+	}{{"web1", true}, {"web2", false}} {
+		mover.mu.Lock()
+		mover.guests[claimSite(t, c, tc.guest)] = LocalGuest{Name: tc.guest, Mem: 1 << 20, Driver: "ns", Running: true}
+		mover.die, mover.dieGone = tc.guest, tc.gone
+		mover.mu.Unlock()
+		req, _, err := c.RequestDrain(ctx, "a", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-mover.moving
+		stopA()
+		if _, steps, _, _ := c.DrainState(ctx, "a", false); len(steps) != 1 || steps[0].State != StepMoving {
+			t.Fatalf("%s: after a's daemon died: %+v", tc.guest, steps)
+		}
+		mover.mu.Lock()
+		mover.die = ""
+		mover.mu.Unlock()
+		stopA = serve(t, cfgs[0], ServeOptions{Mover: mover})
+		final, err := c.WatchDrain(ctx, "a", req.ID, false, func(DrainRequest, []DrainStep) {})
+		_, steps, _, _ := c.DrainState(ctx, "a", false)
+		if err != nil || final.Moved != 1 || final.Failed != 0 || len(steps) != 1 || !strings.Contains(steps[0].Note, "switched by the next") {
+			t.Fatalf("%s (gone from a: %v): resumed drain %+v %v, steps %+v", tc.guest, tc.gone, final, err, steps)
+		}
+		to, ip := mover.moved[tc.guest], mover.ips[tc.guest]
+		routes, _ := c.Routes(ctx)
+		claims, _ := c.Guests(ctx)
+		for i, rt := range routes {
+			if rt.Guest == tc.guest && (rt.Host != to || rt.Addr != ip+":80" || claims[i].Host != to || !strings.HasPrefix(claims[i].IP, ip+"/")) {
+				t.Errorf("%s runs on %s at %s: route %+v, claim %+v", tc.guest, to, ip, rt, claims[i])
+			}
+		}
+		if _, here := mover.guests[tc.guest]; here {
+			t.Errorf("%s is still defined on a", tc.guest)
+		}
+	}
+}
+
+// drainHosts starts three in-process hosts a, b and c; a's daemon
+// drains with mover. stopA stops a's daemon.
+func drainHosts(t *testing.T, mover Mover) (cfgs []*Config, stopA func()) {
+	ctx := ctxT(t)
 	for i, name := range []string{"a", "b", "c"} {
 		cfg := hostConfig(t, name, "127.0.0.1")
 		if i == 0 {
@@ -77,27 +155,44 @@ func TestDrainPlanMoveSwitch(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		opts := ServeOptions{}
 		if i == 0 {
-			opts.Mover = mover
-			stopA = serve(t, cfg, opts)
+			stopA = serve(t, cfg, ServeOptions{Mover: mover})
 		} else {
-			serve(t, cfg, opts)
+			serve(t, cfg, ServeOptions{})
 		}
 		cfgs = append(cfgs, cfg)
 	}
+	return cfgs, stopA
+}
+
+// claimSite claims guest name on a with a route name.test to it.
+func claimSite(t *testing.T, c *Client, name string) string {
+	t.Helper()
+	ctx := ctxT(t)
+	g, err := c.ClaimGuest(ctx, GuestSpec{Name: name, Host: "a", Mem: 64 << 20, Driver: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, _, _ := strings.Cut(g.IP, "/")
+	if err := c.SetRoute(ctx, Route{VHost: name + ".test", Host: "a", Guest: name, Addr: ip + ":80"}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// TestDrainPlanMoveSwitch: three in-process hosts; a's daemon drains a
+// with a fake mover: the dry run writes a plan and moves nothing, the
+// drain cordons a, moves each guest to b or c by placement, and switches
+// each route and claim to the new host and address in the same
+// transaction as the step; a failed move is reported and leaves its route;
+// a second drain has nothing to do.
+func TestDrainPlanMoveSwitch(t *testing.T) {
+	ctx := ctxT(t)
+	mover := &fakeMover{guests: map[string]LocalGuest{}, moved: map[string]string{}, fail: "web4"}
+	cfgs, stopA := drainHosts(t, mover)
 	c := connect(t, cfgs[1])
 	for i := 1; i <= 4; i++ {
-		name := fmt.Sprintf("web%d", i)
-		g, err := c.ClaimGuest(ctx, GuestSpec{Name: name, Host: "a", Mem: 64 << 20, Driver: "ns"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ip, _, _ := strings.Cut(g.IP, "/")
-		if err := c.SetRoute(ctx, Route{VHost: name + ".test", Host: "a", Guest: name, Addr: ip + ":80"}); err != nil {
-			t.Fatal(err)
-		}
-		mover.guests[name] = LocalGuest{Name: name, Mem: 64 << 20, Driver: "ns", Running: true}
+		mover.guests[claimSite(t, c, fmt.Sprintf("web%d", i))] = LocalGuest{Name: fmt.Sprintf("web%d", i), Mem: 64 << 20, Driver: "ns", Running: true}
 	}
 
 	// The plan: every guest to b or c, nothing moved, a not cordoned.

@@ -18,6 +18,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -98,6 +99,9 @@ type joinRequest struct {
 	Advertise string `json:"advertise"`
 	PeerPort  int    `json:"peer_port"`
 	PublicKey []byte `json:"public_key"` // PKIX DER
+	// Subnet is the farm subnet the host keeps (its guests live on it):
+	// claimed for it before it is admitted (Config.FarmSubnet).
+	Subnet string `json:"subnet,omitempty"`
 }
 
 // joinResponse admits it: its certificate, the CA (with its key, so any
@@ -143,6 +147,19 @@ func joinHandler(c *Client, ca *CA, clusterToken string) http.Handler {
 		if !ok {
 			http.Error(w, "join token unknown, used or expired: make a new one with `tinyfarm cluster token` on a member", http.StatusForbidden)
 			return
+		}
+		if req.Subnet != "" {
+			// Before the host is a member: a farm that overlaps another
+			// host's is refused with nothing changed.
+			p, err := netip.ParsePrefix(req.Subnet)
+			if err == nil {
+				_, err = c.ClaimHostSubnet(r.Context(), req.Name, p)
+			}
+			if err != nil {
+				c.restoreSecret(r.Context(), req.Secret)
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
 		}
 		cert, err := ca.SignHost(req.Name, pub, []net.IP{ip})
 		if err != nil {
@@ -230,7 +247,7 @@ func requestJoin(ctx context.Context, cfg *Config, tok Token) (memberStart, []st
 	if err != nil {
 		return memberStart{}, nil, err
 	}
-	body, _ := json.Marshal(joinRequest{Secret: tok.Secret, Name: cfg.Host, Advertise: cfg.Advertise, PeerPort: cfg.PeerPort, PublicKey: pub})
+	body, _ := json.Marshal(joinRequest{Secret: tok.Secret, Name: cfg.Host, Advertise: cfg.Advertise, PeerPort: cfg.PeerPort, PublicKey: pub, Subnet: cfg.FarmSubnet})
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: pinnedTLS(tok.CA)}, Timeout: 30 * time.Second}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+tok.Addr+"/join", bytes.NewReader(body))
 	if err != nil {
@@ -244,6 +261,9 @@ func requestJoin(ctx context.Context, cfg *Config, tok Token) (memberStart, []st
 	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode == http.StatusForbidden {
 		return memberStart{}, nil, fmt.Errorf("cluster join via %s: %s: %w", tok.Addr, strings.TrimSpace(string(rb)), ErrJoinDenied)
+	}
+	if resp.StatusCode == http.StatusConflict {
+		return memberStart{}, nil, fmt.Errorf("cluster join via %s: this host's farm subnet %s: %s: %w", tok.Addr, cfg.FarmSubnet, strings.TrimSpace(string(rb)), ErrTaken)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return memberStart{}, nil, fmt.Errorf("cluster join via %s: %s: %s", tok.Addr, resp.Status, strings.TrimSpace(string(rb)))

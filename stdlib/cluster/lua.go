@@ -89,7 +89,12 @@ func (k *conn) call(L *lua.LState, fn func(ctx context.Context, c *Client) error
 }
 
 func open(env *engine.Env) lua.LGFunction {
-	k := &conn{env: env}
+	return (&conn{env: env}).loader()
+}
+
+// loader is the module's loader on k (a test's conn may come with its
+// machine sessions already open).
+func (k *conn) loader() lua.LGFunction {
 	return func(L *lua.LState) int {
 		mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 			"hosts":   func(L *lua.LState) int { return luaHosts(k, L) },

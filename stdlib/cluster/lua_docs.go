@@ -25,7 +25,7 @@ func docs() []engine.Doc {
 g:start()
 tcz.install(g, "nginx")`},
 		{Name: "cluster.run", Call: "cluster.run(host, playbook, vars, {check})", Opts: runOpts{},
-			Summary: "Runs playbook (a file here) on host through its tinyfarm; the far run's changes join this\nrun's recap, each subject prefixed with the host (h2:guest:web7), its logs too. Returns\n{host, tasks, ok, changed, may_change, failed, skipped}; raises with the far error."},
+			Summary: "Runs playbook (a file here) on host through its tinyfarm; the far run's changes join this\nrun's output and recap as they happen, each subject prefixed with the host (h2:guest:web7), its logs too. Returns\n{host, tasks, ok, changed, may_change, failed, skipped}; raises with the far error."},
 		{Name: "cluster.login", Call: "cluster.login{key, user}", Opts: loginOpts{},
 			Summary: "How this run logs into the cluster's hosts (before the first remote call): key (default: this\nhost's farm key, <state>/keys/farm_ed25519, whose .pub goes into each host's\n/root/.ssh/authorized_keys) and user (root)."},
 	}

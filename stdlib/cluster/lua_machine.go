@@ -6,8 +6,15 @@ package cluster
 // playbooks, so it belongs to the binding (lua_*.go), not to the Go API.
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/engine/lx"
@@ -284,3 +291,80 @@ const GuestSSHComment = "tinyfarm-cluster-controller"
 
 // ErrMachineProtocol: the far side speaks another protocol, or broke it.
 var ErrMachineProtocol = errors.New("machine protocol")
+
+// lineLimit, when set, lowers MaxMachineLine (tests).
+var lineLimit atomic.Int64
+
+func machineLineLimit() int {
+	if n := lineLimit.Load(); n > 0 {
+		return int(n)
+	}
+	return MaxMachineLine
+}
+
+// readMachineLine reads one line of at most limit bytes, its newline cut.
+// A longer line is read to its end and dropped: tooLong is set and line
+// holds its first bytes, so the reader can name the request (its id
+// comes first) and go on with the next line.
+func readMachineLine(br *bufio.Reader, limit int) (line []byte, tooLong bool, err error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(frag) > limit+1 { // +1: the newline
+				tooLong = true
+				line = append(line, frag[:min(len(frag), 256)]...)
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) && len(line) > 0 {
+			err = nil // a last line without its newline
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), tooLong, err
+	}
+}
+
+var (
+	leadingID     = regexp.MustCompile(`^\s*\{\s*"id"\s*:\s*(\d+)`)
+	leadingMethod = regexp.MustCompile(`^\s*\{\s*"id"\s*:\s*\d+\s*,\s*"method"\s*:\s*"([a-z_]{1,32})"`)
+)
+
+// lineID is the id a line starts with (MachineRequest and MachineReply
+// marshal it first), or 0, and the method that follows it in a request.
+func lineID(line []byte) (int64, string) {
+	m := leadingID.FindSubmatch(line)
+	if m == nil {
+		return 0, ""
+	}
+	id, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	method := ""
+	if m := leadingMethod.FindSubmatch(line); m != nil {
+		method = string(m[1])
+	}
+	return id, method
+}
+
+// errLineTooLong is a request or answer over the line limit: it names the
+// limit and, by method, the way around it.
+func errLineTooLong(what, method string, n int) error {
+	fix := "send less in one call"
+	switch method {
+	case MethodWrite:
+		fix = "write the file in parts (its content travels as base64, 4/3 of its size) and join them in the guest with g:exec, or copy it with g:exec from a place the guest reaches"
+	case MethodRead:
+		fix = "read it in parts (g:exec with dd or split), or copy it with g:exec to a place the controller reaches"
+	case MethodRun:
+		fix = "keep the playbook smaller: install its modules on that host, where require() finds them"
+	case MethodExec:
+		fix = "send less on stdin and print less (redirect large output to a file in the guest)"
+	}
+	size := "more than that"
+	if n > 0 {
+		size = fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Errorf("machine %s: the %s is %s; a line of the machine protocol holds at most %d MiB: %s: %w",
+		method, what, size, machineLineLimit()>>20, fix, ErrInvalid)
+}

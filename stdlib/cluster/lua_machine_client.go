@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -35,8 +36,19 @@ type Machine struct {
 }
 
 type machineCall struct {
+	method string
 	events func(json.RawMessage)
 	done   chan MachineReply
+}
+
+// method is the method of call id in flight, for messages.
+func (m *Machine) method(id int64) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.calls[id]; c != nil {
+		return c.method
+	}
+	return ""
 }
 
 // NewMachine starts a session over a server's output r and input w: it
@@ -84,11 +96,20 @@ func (m *Machine) Hello() MachineHello { return m.hello }
 
 // read dispatches the server's lines to their calls until the session ends.
 func (m *Machine) read(br *bufio.Reader) {
-	sc := bufio.NewScanner(br)
-	sc.Buffer(make([]byte, 64<<10), MaxMachineLine)
-	for sc.Scan() {
+	var err error
+	for {
+		var line []byte
+		var tooLong bool
+		line, tooLong, err = readMachineLine(br, machineLineLimit())
+		if err != nil {
+			break
+		}
 		var rep MachineReply
-		if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
+		if tooLong {
+			// Dropped; its call fails, the session goes on.
+			id, _ := lineID(line)
+			rep = MachineReply{ID: id, Error: &MachineError{LuaKind: lx.KindInvalid, Message: errLineTooLong("answer", m.method(id), 0).Error()}}
+		} else if err := json.Unmarshal(line, &rep); err != nil {
 			continue // not ours to understand; a later id-less error names it
 		}
 		m.mu.Lock()
@@ -107,10 +128,6 @@ func (m *Machine) read(br *bufio.Reader) {
 			continue
 		}
 		c.done <- rep
-	}
-	err := sc.Err()
-	if err == nil {
-		err = io.EOF
 	}
 	m.fail(fmt.Errorf("host %s: machine session ended: %w", m.host, err))
 }
@@ -137,7 +154,11 @@ func (m *Machine) Call(ctx context.Context, method string, params, out any, even
 	if err != nil {
 		return fmt.Errorf("host %s: machine %s: %w", m.host, method, err)
 	}
-	c := &machineCall{events: events, done: make(chan MachineReply, 1)}
+	if len(b) > machineLineLimit()-64 {
+		// Refused here: the far side would drop it unread.
+		return fmt.Errorf("host %s: %w", m.host, errLineTooLong("request", method, len(b)))
+	}
+	c := &machineCall{method: method, events: events, done: make(chan MachineReply, 1)}
 	m.mu.Lock()
 	if m.err != nil {
 		err := m.err

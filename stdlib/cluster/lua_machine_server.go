@@ -36,8 +36,11 @@ type MachineServer struct {
 	Run func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error)
 }
 
-// MaxMachineLine bounds one request line (a playbook or a file written,
-// base64 in JSON).
+// MaxMachineLine bounds one line of the machine protocol either way (a
+// playbook or a file written, base64 in JSON; a file read). A longer
+// request is refused by the controller before it is sent; a longer line
+// that arrives anyway is dropped and its call fails, naming the limit and
+// the way around it; the session goes on.
 const MaxMachineLine = 64 << 20
 
 // Serve writes the hello, then answers requests from in until it ends
@@ -55,10 +58,21 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), MaxMachineLine)
-	for sc.Scan() {
-		line := sc.Bytes()
+	br := bufio.NewReaderSize(in, 64<<10)
+	var err error
+	for {
+		var line []byte
+		var tooLong bool
+		line, tooLong, err = readMachineLine(br, machineLineLimit())
+		if err != nil {
+			break
+		}
+		if tooLong {
+			// Dropped, answered by its id: the session goes on.
+			id, method := lineID(line)
+			send(MachineReply{ID: id, Error: &MachineError{LuaKind: lx.KindInvalid, Message: errLineTooLong("request", method, 0).Error()}})
+			continue
+		}
 		if len(strings.TrimSpace(string(line))) == 0 {
 			continue
 		}
@@ -77,15 +91,17 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 				return
 			}
 			b, err := json.Marshal(res)
+			if err == nil && len(b) > machineLineLimit()-64 {
+				err = errLineTooLong("answer", req.Method, len(b))
+			}
 			if err != nil {
-				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindError, Message: err.Error()}})
+				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindOf(err), Message: err.Error()}})
 				return
 			}
 			send(MachineReply{ID: req.ID, Result: b})
 		}()
 	}
-	err := sc.Err()
-	if err == nil {
+	if errors.Is(err, io.EOF) {
 		// The controller closed its side: let what runs finish (a start
 		// half done is worse than one that completes).
 		wg.Wait()

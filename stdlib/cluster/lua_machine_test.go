@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,7 +22,6 @@ import (
 // machinePair runs a machine server on an empty farm over pipes and
 // returns a client session with it.
 func machinePair(t *testing.T, run func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error)) *Machine {
-	t.Helper()
 	return machineOn(t, farm.New(t.TempDir(), farm.Options{}), run)
 }
 
@@ -221,6 +221,90 @@ func TestHostRemoteRefuses(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || lx.KindOf(err) != c.kind {
 			t.Errorf("%+v: %v (kind %s)", c.h, err, lx.KindOf(err))
 		}
+	}
+}
+
+// TestMachineLineLimit: a request or answer over the line limit (lowered
+// to 1 MiB here) fails its call with an error naming the limit and the
+// way around it, on either side, and the session goes on.
+func TestMachineLineLimit(t *testing.T) {
+	lineLimit.Store(1 << 20)
+	t.Cleanup(func() { lineLimit.Store(0) })
+	big := strings.Repeat("x", 2<<20)
+	ctx := ctxT(t)
+	m := machinePair(t, func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error) {
+		return json.Marshal(map[string]string{"huge": big})
+	})
+	wantErr := func(what string, err error, parts ...string) {
+		t.Helper()
+		if lx.KindOf(err) != lx.KindInvalid {
+			t.Errorf("%s: kind %s: %v", what, lx.KindOf(err), err)
+		}
+		for _, p := range append(parts, "a line of the machine protocol holds at most 1 MiB") {
+			if err == nil || !strings.Contains(err.Error(), p) {
+				t.Errorf("%s: %v, want it to say %q", what, err, p)
+			}
+		}
+	}
+	// The controller refuses to send it.
+	err := m.Call(ctx, MethodWrite, MachineFile{Name: "web1", Path: "/big", Content: []byte(big)}, nil, nil)
+	wantErr("a big write", err, "host h9: machine write: the request is 2.7 MiB", "write the file in parts")
+	// The far side refuses to answer it.
+	err = m.Call(ctx, MethodRun, MachineRun{Name: "x.lua"}, nil, nil)
+	wantErr("a big recap", err, "host h9: machine run: the answer is 2.0 MiB")
+	var list []MachineGuest
+	if err := m.Call(ctx, MethodList, struct{}{}, &list, nil); err != nil {
+		t.Fatalf("the session after: %v", err)
+	}
+
+	// A line over the limit from the other side is dropped, its call
+	// answered with the error: a server given one...
+	s := &MachineServer{Farm: farm.New(t.TempDir(), farm.Options{})}
+	in := strings.NewReader(`{"id":5,"method":"write","params":{"name":"w","content":"` + big + `"}}` + "\n" + `{"id":6,"method":"list"}` + "\n")
+	var out strings.Builder
+	if err := s.Serve(ctx, in, &out); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[int64]MachineReply{}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+		var r MachineReply
+		json.Unmarshal([]byte(l), &r)
+		byID[r.ID] = r
+	}
+	if e := byID[5].Error; e == nil || !strings.Contains(e.Message, "machine write: the request is more than that; a line of the machine protocol holds at most 1 MiB: write the file in parts") {
+		t.Errorf("an over-long request: %+v", byID[5])
+	}
+	if r := byID[6]; r.Error != nil || string(r.Result) != "[]" {
+		t.Errorf("the request after it: %+v", r)
+	}
+	// ... and a controller given one.
+	cr, sw := io.Pipe()
+	sr, cw := io.Pipe()
+	go func() {
+		br := bufio.NewReader(sr)
+		fmt.Fprintf(sw, `{"hello":{"protocol":%d}}`+"\n", MachineProtocol)
+		for id := 1; ; id++ {
+			if _, err := br.ReadBytes('\n'); err != nil {
+				sw.Close()
+				return
+			}
+			if id == 1 {
+				fmt.Fprintf(sw, `{"id":1,"result":{"content":"%s"}}`+"\n", big)
+			} else {
+				fmt.Fprintf(sw, `{"id":%d,"result":{"missing":true}}`+"\n", id)
+			}
+		}
+	}()
+	fm, err := NewMachine(ctx, "h8", cr, cw, func() error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fm.Close()
+	var got MachineFileContent
+	err = fm.Call(ctx, MethodRead, MachineFile{Name: "w", Path: "/big"}, &got, nil)
+	wantErr("an over-long answer", err, "host h8: machine read: the answer is more than that", "read it in parts")
+	if err := fm.Call(ctx, MethodRead, MachineFile{Name: "w", Path: "/small"}, &got, nil); err != nil || !got.Missing {
+		t.Errorf("the call after it: %+v %v", got, err)
 	}
 }
 

@@ -439,8 +439,11 @@ func luaRun(k *conn, L *lua.LState) int {
 	if err != nil {
 		lx.Raise(L, fmt.Errorf("cluster.run %s: %w", file, err))
 	}
+	// The far changes and logs are this run's, reported as they arrive
+	// (Report may run while L is blocked), in their order: the session's
+	// reader hands a call's events over one at a time.
 	var mu sync.Mutex
-	var events []engine.Event
+	live := true
 	var res MachineRunResult
 	runErr := k.env.Block(L, func(ctx context.Context) error {
 		m, err := k.machine(ctx, host)
@@ -454,29 +457,17 @@ func luaRun(k *conn, L *lua.LState) int {
 					return
 				}
 				mu.Lock()
-				events = append(events, ev)
-				mu.Unlock()
+				defer mu.Unlock()
+				if live {
+					reportFar(k.env, L, host, ev)
+				}
 			})
 	})
-	// The far changes and logs, in their order, as this run's: the Lua
-	// thread reports them once the far run is over (Report needs the VM).
-	for _, ev := range events {
-		switch ev.Type {
-		case "change":
-			if ev.Change != nil {
-				c := *ev.Change
-				c.Subject = host + ":" + c.Subject
-				if ev.Task != "" {
-					c.Detail = strings.TrimSpace("[" + ev.Task + "] " + c.Detail)
-				}
-				k.env.Report(L, c)
-			}
-		case "log":
-			k.env.Logf("%s: %s", host, ev.Msg)
-		case "error":
-			k.env.Logf("%s: error: %s", host, ev.Msg)
-		}
-	}
+	// A call given up (Ctrl-C) may still get events: they belong to no
+	// task of this run any more.
+	mu.Lock()
+	live = false
+	mu.Unlock()
 	if runErr != nil {
 		lx.Raise(L, fmt.Errorf("cluster.run %s on %s: %w", file, host, runErr))
 	}
@@ -489,4 +480,27 @@ func luaRun(k *conn, L *lua.LState) int {
 	L.Push(lx.FromGo(L, map[string]any{"host": host, "tasks": rec.Tasks, "ok": rec.OK, "changed": rec.Changed,
 		"may_change": rec.MayChange, "failed": rec.Failed, "skipped": rec.Skipped}))
 	return 1
+}
+
+// reportFar reports one event of a far run as this run's: a change with
+// its subject prefixed by the host (and its far task in the detail), into
+// L's running task; a log or error as a log line naming the host. The far
+// tasks themselves are not counted here: the far changes count in the
+// controller's task that called cluster.run, once each.
+func reportFar(env *engine.Env, L *lua.LState, host string, ev engine.Event) {
+	switch ev.Type {
+	case "change":
+		if ev.Change != nil {
+			c := *ev.Change
+			c.Subject = host + ":" + c.Subject
+			if ev.Task != "" {
+				c.Detail = strings.TrimSpace("[" + ev.Task + "] " + c.Detail)
+			}
+			env.Report(L, c)
+		}
+	case "log":
+		env.Logf("%s: %s", host, ev.Msg)
+	case "error":
+		env.Logf("%s: error: %s", host, ev.Msg)
+	}
 }

@@ -91,7 +91,9 @@ func newClusterCmd(ctx context.Context, stdout, stderr io.Writer) *cobra.Command
 an etcd member inside its cluster daemon ("cluster serve", started by init
 and join), keeps a lease alive with its facts (memory, CPUs, drivers), and
 serves every vhost of the cluster from its proxy. Guest names, farm
-subnets, guest IPs and uid ranges are handed out in etcd transactions.
+subnets, guest IPs and uid ranges are handed out in etcd transactions;
+init and join give this host's farm its subnet (colinux.network), or keep
+the one its bridged guests are on.
 An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 	}
 	fail := func(err error) error {
@@ -128,18 +130,26 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 			if err := cluster.Init(cfg, cluster.InitOptions{Settings: set}); err != nil {
 				return fail(err)
 			}
-			if err := startDaemon(cfg); err != nil {
-				// Nothing else knows this cluster yet: undo, so init can
-				// simply be run again.
+			// Nothing else knows this cluster yet: a failure undoes it, so
+			// init can simply be run again.
+			undo := func(err error) error {
 				cluster.StopDaemon(ctx, cfg.Dir)
 				os.RemoveAll(cfg.Dir)
 				return fail(err)
+			}
+			if err := startDaemon(cfg); err != nil {
+				return undo(err)
+			}
+			var farmNet strings.Builder
+			if err := farmToCluster(ctx, cfg, &farmNet, false); err != nil {
+				return undo(fmt.Errorf("%w (cluster init --range gives the cluster another range)", err))
 			}
 			tok, err := cluster.MakeToken(ctx, cfg, 24*time.Hour)
 			if err != nil {
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "cluster started: %s is its first host (etcd member on %s)\n", cfg.Host, cfg.Advertise)
+			fmt.Fprint(stdout, farmNet.String())
 			keysNote(stdout, cfg)
 			fmt.Fprintf(stdout, "join another host (token valid 24h, for one host):\n  tinyfarm cluster join %s --advertise THAT_HOSTS_IP\n", tok)
 			return nil
@@ -176,7 +186,23 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				if err != nil {
 					return fail(err)
 				}
-				if err := cluster.Join(ctx, cfg, tok); err != nil {
+				// A farm with guests keeps its subnet: claimed before this
+				// host becomes a member, so an overlap refuses the join.
+				fm := openFarm()
+				keep, guests, err := cluster.KeptSubnet(fm)
+				if err != nil {
+					fm.Close()
+					return fail(err)
+				}
+				if keep.IsValid() {
+					cfg.FarmSubnet = keep.String()
+				}
+				err = cluster.Join(ctx, cfg, tok)
+				if errors.Is(err, cluster.ErrTaken) {
+					err = cluster.KeptSubnetError(cfg.Host, fm, guests, err)
+				}
+				fm.Close()
+				if err != nil {
 					return fail(err)
 				}
 			default:
@@ -186,6 +212,9 @@ An existing etcd cluster works too: "cluster join --etcd URL --cacert ...".`,
 				return fail(err)
 			}
 			fmt.Fprintf(stdout, "%s joined the cluster\n", cfg.Host)
+			if err := farmToCluster(ctx, cfg, stdout, true); err != nil {
+				return fail(err)
+			}
 			keysNote(stdout, cfg)
 			return nil
 		},
@@ -423,4 +452,30 @@ func keysNote(w io.Writer, cfg *cluster.Config) {
 	if p := cfg.AuthorizedKeysPath(); p != "" {
 		fmt.Fprintf(w, "the other hosts' cluster keys go to %s, each allowed only the migration commands (tinyfarm cluster gate)\n", p)
 	}
+}
+
+func openFarm() *farm.Farm {
+	return farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
+}
+
+// farmToCluster gives this host's farm its cluster subnet, so no two
+// hosts' bridges overlap (cluster.GiveFarmSubnet), and says which.
+// joined: the host stays in the cluster if this fails (join; init undoes).
+func farmToCluster(ctx context.Context, cfg *cluster.Config, w io.Writer, joined bool) error {
+	fm := openFarm()
+	defer fm.Close()
+	c, err := cluster.Connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	p, _, err := cluster.GiveFarmSubnet(ctx, c, cfg.Host, fm)
+	if err != nil && p.IsValid() && joined {
+		return fmt.Errorf("%w; %s is in the cluster with the subnet %s: once that is fixed, give the farm that subnet (colinux.network{ subnet = %q })", err, cfg.Host, p, p.String())
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "farm network: %s %s, this host's cluster subnet\n", fm.Network().Bridge, p)
+	return nil
 }

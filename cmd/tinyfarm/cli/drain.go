@@ -28,6 +28,8 @@ type farmMover struct {
 	cfg *cluster.Config
 }
 
+var _ cluster.MoveFinder = farmMover{}
+
 func (m farmMover) farm() *farm.Farm {
 	return farm.New(StateDir(), farm.Options{Drivers: farm.DefaultDrivers()})
 }
@@ -78,6 +80,20 @@ func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live 
 		res, err = ops.Migrate(ctx, g, remote, o)
 	}
 	return conv(res), err
+}
+
+// RunsOn asks host on's tinyfarm, through its gate (the migration's
+// probe), whether guest name runs there: a move a daemon that died made.
+func (m farmMover) RunsOn(ctx context.Context, name string, on cluster.Host) (string, bool, error) {
+	remote, err := cluster.PeerRemote(m.cfg, on)
+	if err != nil {
+		return "", false, err
+	}
+	p, err := ops.ProbeFar(ctx, remote, name)
+	if err != nil {
+		return "", false, err
+	}
+	return p.IP, p.Running, nil
 }
 
 // newDrainCmds are `cluster drain`, `cluster undrain` and the hidden

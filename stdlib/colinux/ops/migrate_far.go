@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/driver"
@@ -15,9 +16,10 @@ import (
 
 // FarProbe is what the far side reports before a migration.
 type FarProbe struct {
-	Disk    string `json:"disk"`    // where the disk goes
-	Exists  bool   `json:"exists"`  // a guest of that name is defined there
-	Running bool   `json:"running"` // and runs
+	Disk    string `json:"disk"`         // where the disk goes
+	Exists  bool   `json:"exists"`       // a guest of that name is defined there
+	Running bool   `json:"running"`      // and runs
+	IP      string `json:"ip,omitempty"` // its address there (no prefix length), if it is defined
 	// FarmKey is the far farm's public key (authorized_keys line): the
 	// guest must accept it to be managed there over SSH.
 	FarmKey string `json:"farm_key,omitempty"`
@@ -130,6 +132,28 @@ func farDefinition(d *farm.Definition, disk string, keepIP bool) []byte {
 	return def
 }
 
+// ProbeFar asks host to's tinyfarm what a migration's probe asks about
+// guest name there (`tinyfarm migrate probe`, which a cluster key may
+// run): whether it is defined and runs there, and its address. A cluster
+// daemon resuming a drain asks it whether a move made by a daemon that
+// died went through.
+func ProbeFar(ctx context.Context, to Remote, name string) (FarProbe, error) {
+	c, err := to.Dial(ctx)
+	if err != nil {
+		return FarProbe{}, err
+	}
+	defer c.Close()
+	out, err := to.tinyfarm(ctx, c, nil, "migrate", "probe", name)
+	if err != nil {
+		return FarProbe{}, err
+	}
+	var p FarProbe
+	if err := json.Unmarshal(out, &p); err != nil || p.Disk == "" {
+		return FarProbe{}, fmt.Errorf("host %s: probe %s answered %q: %v", to.Label(), name, abbrevBytes(out), err)
+	}
+	return p, nil
+}
+
 // ProbeMigration is the far side's answer before a migration of name
 // whose shares have the host directories shares; for a bridged guest
 // moving live, ip and mac are the address and MAC it keeps.
@@ -149,6 +173,7 @@ func ProbeMigration(ctx context.Context, f *farm.Farm, name string, shares []str
 	}
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)
+		p.IP, _, _ = strings.Cut(g.Def.IP, "/")
 	}
 	p.ForeignDisk = !p.Exists && foreignDisk(p.Disk) != nil
 	fk, err := ssh.EnsureFarmKey(f.StateDir())
