@@ -85,7 +85,14 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	}
 	res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
 
-	def := farDefinition(d, probe.Disk, d.Net == "bridge")
+	gateway := "" // not bridged: the far farm gives it what it needs
+	if d.Net == "bridge" {
+		// The gateway the VM has: its farm's, or the one it kept itself.
+		if gateway = d.Gateway; gateway == "" {
+			gateway = g.Farm().Gateway()
+		}
+	}
+	def := farDefinition(d, probe.Disk, gateway)
 
 	sock := filepath.Join(g.Spec().Dir, "migrate-out.sock")
 	os.Remove(sock)
