@@ -65,6 +65,10 @@ type MigrateResult struct {
 	RAMBytes     int64         // memory QEMU sent (with re-sent dirty pages)
 	StateBytes   int64         // the whole migration stream's size
 	QEMUDowntime time.Duration // the source QEMU's own downtime figure
+	// Confirm is how long the far side checked the guest running there
+	// (its SSH handshake) before the source let go: after the downtime,
+	// the guest runs there, but Running is called only then.
+	Confirm time.Duration
 }
 
 // migratesLive: the guest's driver sends a running guest's state
