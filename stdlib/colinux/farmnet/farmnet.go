@@ -45,6 +45,13 @@
 // checks every second and exits when none is left (DetachTap waits for
 // that after removing the last tap). AttachTap starts it when it does not
 // run.
+//
+// # Kept addresses
+//
+// A qemu guest that moved here live from another host's farm keeps its
+// address, of that farm's subnet: the bridge answers for its old gateway
+// and routes its address (TapSpec.KeptGateway; see kept_linux.go), and
+// the DHCP server answers it as its old farm did (Lease.Server).
 package farmnet
 
 import (
