@@ -13,7 +13,9 @@ import (
 
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
 	cfarm "github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
+	"github.com/tinyfarm/tinyfarm/stdlib/proxy"
 )
 
 // TestDrainQemuLive: the drain test's three hosts (newSiteFarm), a qemu
@@ -145,10 +147,31 @@ cluster.route{ vhost = vars.name .. ".test", host = vars.host, addr = c.ip:match
 	for _, via := range f.hosts {
 		f.waitFetch(via, "webq.test", "site webq boot "+boot)
 	}
+	// Every proxy's table: the guest's kept address on its new host
+	// there, that host's proxy elsewhere.
+	ip, _, _ := strings.Cut(before.IP, "/")
+	proxyOf := map[string]string{}
+	for _, h := range f.status(h1).Hosts {
+		proxyOf[h.Name] = h.ProxyAddr
+	}
+	for _, h := range f.hosts {
+		want := proxyOf[to.name]
+		if h == to {
+			want = ip + ":80"
+		}
+		tbl, err := proxy.LoadTable(cluster.RoutesFile(cluster.Dir(h.home)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range tbl.VHosts {
+			if v.Host == "webq.test" && v.To != want {
+				t.Errorf("%s's proxy sends webq.test to %s, want %s", h.name, v.To, want)
+			}
+		}
+	}
 	// h3 keeps nothing of it; its new host has its tap, the kept route
 	// and the old gateway address.
 	f.noGuestNet(h3, before)
-	ip, _, _ := strings.Cut(before.IP, "/")
 	if taps, routes, addrs := f.bridgeNet(to); len(taps) != 1 || !strings.Contains(routes, ip+" ") || len(addrs) != 1 {
 		t.Errorf("%s's bridge: taps %v, kept routes %q, /32 addresses %v; want its tap, a route to %s and its old gateway", to.name, taps, routes, addrs, ip)
 	}
@@ -235,5 +258,8 @@ func (f *siteFarm) noGuestNet(h *netHost, g guestInfo) {
 	}
 	if taps, routes, addrs := f.bridgeNet(h); len(taps) > 0 || routes != "" || len(addrs) > 0 {
 		f.t.Errorf("%s's bridge keeps taps %v, kept routes %q, /32 addresses %v", h.name, taps, routes, addrs)
+	}
+	if pid := farmnet.DHCPPID(filepath.Join(h.home, "guests"), cfarm.DefaultBridge); pid != 0 {
+		f.t.Errorf("%s: the farm's DHCP server (pid %d) runs with no guest on its bridge", h.name, pid)
 	}
 }
