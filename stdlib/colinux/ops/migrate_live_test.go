@@ -179,8 +179,8 @@ func TestMigrateQemuLive(t *testing.T) {
 // bridge answers for the VM's old gateway (a /32) and routes its address
 // (a /32 route); the far side checked an SSH handshake with the pinned
 // key at that address before the source let go, and the counter goes on
-// there, read over SSH at that address from inside the far namespace.
-// Stopped there, the bridge keeps nothing of it; started again there, it
+// there, read over SSH at that address from inside the far namespace;
+// its DHCP renewal (to its old gateway) is acked there. Stopped there, the bridge keeps nothing of it; started again there, it
 // boots with the same address (the far DHCP server answers it as its old
 // farm did) and answers SSH at it.
 func TestMigrateQemuLiveBridge(t *testing.T) {
@@ -266,6 +266,29 @@ func TestMigrateQemuLiveBridge(t *testing.T) {
 	}
 	if n1 < before || n2 <= n1 {
 		t.Errorf("counter did not go on there: %d before, %d then %d after", before, n1, n2)
+	}
+	// Its lease renewed there (udhcpc renews on SIGUSR1): the request
+	// goes to its old gateway, which the far bridge holds, and the far
+	// DHCP server acks its kept address.
+	dhcpLog := filepath.Join(farState, "guests", ".dhcp-"+farBridge+".log")
+	err = guesttest.InNetns(guesttest.MigNS, func() error {
+		_, err := fg.Exec(ctx, []string{"sh", "-c", "killall -USR1 udhcpc"}, driver.ExecOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := false
+	for i := 0; i < 100 && !acked; i++ {
+		b, _ := os.ReadFile(dhcpLog)
+		acked = strings.Contains(string(b), "REQUEST "+mac+" -> ACK "+addr)
+		if !acked {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !acked {
+		b, _ := os.ReadFile(dhcpLog)
+		t.Errorf("no renewal of %s acked there:\n%s", addr, b)
 	}
 
 	// Stopped there: nothing of the kept address is left on the bridge.
