@@ -36,8 +36,9 @@ type guestJSON struct {
 
 // ReadLeases reads dir/*/guest.json and returns the leases of guests on
 // the bridge (net "bridge") whose address lies in subnet, or which kept
-// an address of another subnet with its gateway (Lease.Server). Definitions that
-// do not parse are skipped: one broken file must not stop the others.
+// an address of another subnet with its gateway (Lease.Server).
+// Definitions that do not parse are skipped: one broken file must not
+// stop the others.
 func ReadLeases(dir string, subnet *net.IPNet) ([]Lease, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*", "guest.json"))
 	if err != nil {

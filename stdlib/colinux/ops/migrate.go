@@ -61,14 +61,11 @@ type MigrateResult struct {
 	PreCopySent int64         // bytes sent while the guest still ran here
 	// Live migration only.
 	Live         bool          // moved live (QEMU migration)
+	Confirm      time.Duration // the far side's check of the guest running there (its SSH handshake), after the downtime and before Running
 	DeltaSent    int64         // disk bytes sent during the switchover pause
 	RAMBytes     int64         // memory QEMU sent (with re-sent dirty pages)
 	StateBytes   int64         // the whole migration stream's size
 	QEMUDowntime time.Duration // the source QEMU's own downtime figure
-	// Confirm is how long the far side checked the guest running there
-	// (its SSH handshake) before the source let go: after the downtime,
-	// the guest runs there, but Running is called only then.
-	Confirm time.Duration
 }
 
 // migratesLive: the guest's driver sends a running guest's state
