@@ -104,7 +104,9 @@ func runClient(targets []string) int {
 				}
 				if now := time.Now(); err == nil {
 					s.OK++
-					s.MaxGap = max(s.MaxGap, now.Sub(last))
+					if now.Sub(last) > s.MaxGap {
+						s.MaxGap, s.GapEnd = now.Sub(last), now
+					}
 					last = now
 				} else {
 					s.Failed++
@@ -369,6 +371,7 @@ func (f *siteFarm) siteGuests(placed map[string]*netHost) []string {
 type clientStat struct {
 	OK, Failed int
 	MaxGap     time.Duration
+	GapEnd     time.Time // when the longest gap ended
 	LastErr    string
 }
 

@@ -43,9 +43,10 @@ func TestMain(m *testing.M) {
 		}))
 		os.Exit(1)
 	}
-	if len(os.Args) > 2 && os.Args[1] == "cluster" && os.Args[2] == "gate" {
+	if len(os.Args) > 2 && (os.Args[1] == "cluster" && os.Args[2] == "gate" || os.Args[1] == "migrate" && os.Args[2] == "guard") {
 		// A host's sshd runs the forced command of the other hosts'
-		// cluster keys: this binary is that host's tinyfarm.
+		// cluster keys: this binary is that host's tinyfarm (and the
+		// guard an incoming live move starts, with the gate's environment).
 		os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

@@ -74,6 +74,11 @@ type Net struct {
 	Bridge   string // host bridge name, e.g. "tfbr0"
 	MAC      string // fixed per guest, so guest NIC names stay stable
 	Forwards []Forward
+	// Subnet is the farm's subnet ("10.77.0.0/24"). KeptGateway is set
+	// for a guest whose IP is not of it, kept from another farm by a live
+	// move: the gateway of the IP's own subnet, which the bridge answers
+	// for (see farmnet.TapSpec).
+	Subnet, KeptGateway string
 	// Leases is the directory of guest definitions (<state>/guests) the
 	// farm's DHCP server answers from (qemu bridge mode; see farmnet).
 	Leases string

@@ -20,6 +20,40 @@ func (f *Farm) BridgeIdentityProblem(name, ip, mac string) string {
 	if _, subnet, err := net.ParseCIDR(f.opts.Subnet); err != nil || !subnet.Contains(addr) || ip != addr.String()+"/"+strings.SplitN(f.opts.Subnet, "/", 2)[1] {
 		return fmt.Sprintf("%s is not an address of this farm's subnet %s", ip, f.opts.Subnet)
 	}
+	return f.identityTaken(name, addr, mac)
+}
+
+// KeptAddressProblem is BridgeIdentityProblem for a bridged VM moving
+// here live, which keeps its address and MAC (they are in its memory):
+// an address of this farm's subnet must be free here; an address of
+// another subnet (another host's farm: a cluster gives every host its
+// own) is kept as a foreign one (Definition.Gateway), which needs that
+// subnet to be nowhere on this host (not overlapping the farm's, on no
+// other interface) and the address and MAC to be no other guest's.
+func (f *Farm) KeptAddressProblem(name, ip, mac string) string {
+	addr, ipnet, err := net.ParseCIDR(ip)
+	if err != nil || addr.To4() == nil {
+		return fmt.Sprintf("address %q is not an IPv4 address with a prefix", ip)
+	}
+	_, subnet, err := net.ParseCIDR(f.opts.Subnet)
+	if err != nil {
+		return fmt.Sprintf("this farm's subnet %q: %v", f.opts.Subnet, err)
+	}
+	if subnet.Contains(addr) {
+		return f.BridgeIdentityProblem(name, ip, mac)
+	}
+	if ipnet.Contains(subnet.IP) {
+		return fmt.Sprintf("its subnet %s overlaps this farm's subnet %s", ipnet, f.opts.Subnet)
+	}
+	if ifc, a := hostAddressIn(ipnet, f.opts.Bridge); ifc != "" {
+		return fmt.Sprintf("its subnet %s is this host's own network (%s on %s)", ipnet, a, ifc)
+	}
+	return f.identityTaken(name, addr, mac)
+}
+
+// identityTaken says which other guest here has the address addr or the
+// MAC mac, or "".
+func (f *Farm) identityTaken(name string, addr net.IP, mac string) string {
 	all, err := f.List()
 	if err != nil {
 		return err.Error()
@@ -28,14 +62,61 @@ func (f *Farm) BridgeIdentityProblem(name, ip, mac string) string {
 		if o.Name == name {
 			continue
 		}
-		if o.IP == ip {
-			return fmt.Sprintf("%s is guest %s's here", ip, o.Name)
+		if oa, _, err := net.ParseCIDR(o.IP); err == nil && oa.Equal(addr) {
+			return fmt.Sprintf("%s is guest %s's here", o.IP, o.Name)
 		}
 		if strings.EqualFold(o.MAC, mac) {
 			return fmt.Sprintf("MAC %s is guest %s's here", mac, o.Name)
 		}
 	}
 	return ""
+}
+
+// hostAddressIn is an interface other than bridge with an address in
+// ipnet, and that address; "" when none.
+func hostAddressIn(ipnet *net.IPNet, bridge string) (string, string) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", ""
+	}
+	for _, ifc := range ifs {
+		if ifc.Name == bridge {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipnet.Contains(ipn.IP) {
+				return ifc.Name, ipn.String()
+			}
+		}
+	}
+	return "", ""
+}
+
+// keptGateway checks and settles d.Gateway (see Definition.Gateway): an
+// address of this farm's subnet needs none (the farm's own gateway is
+// dropped: a guest that moved back home), a foreign one needs a gateway
+// of its own subnet, which a redefinition with the same address keeps
+// from old. Callers hold the lock.
+func (f *Farm) keptGateway(d, old *Definition) error {
+	if d.Gateway == "" && old != nil && old.IP == d.IP {
+		d.Gateway = old.Gateway
+	}
+	if d.Gateway == "" {
+		return nil
+	}
+	addr, ipnet, err := net.ParseCIDR(d.IP)
+	gw := net.ParseIP(d.Gateway)
+	if err != nil || d.Net != "bridge" || gw == nil || !ipnet.Contains(gw) || gw.Equal(addr) {
+		return fmt.Errorf("guest %s: gateway %s: a kept gateway is for a bridged guest, an address of its subnet (ip %s): %w", d.Name, d.Gateway, d.IP, ErrInvalid)
+	}
+	if _, subnet, err := net.ParseCIDR(f.opts.Subnet); err == nil && subnet.Contains(addr) {
+		if !gw.Equal(net.ParseIP(f.Gateway())) {
+			return fmt.Errorf("guest %s: gateway %s: ip %s is of this farm's subnet, whose gateway is %s: %w", d.Name, d.Gateway, d.IP, f.Gateway(), ErrInvalid)
+		}
+		d.Gateway = ""
+	}
+	return nil
 }
 
 func hasForward(fs []driver.Forward, guestPort int) bool {

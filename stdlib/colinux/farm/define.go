@@ -89,6 +89,9 @@ func (f *Farm) Define(d Definition, o ChangeOptions) (DefineResult, error) {
 	if d.IP == "" && old != nil {
 		d.IP = old.IP
 	}
+	if err := f.keptGateway(&d, old); err != nil {
+		return DefineResult{}, err
+	}
 	if d.MAC == "" && old != nil {
 		d.MAC = old.MAC
 	}

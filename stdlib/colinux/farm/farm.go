@@ -61,6 +61,11 @@ type Definition struct {
 	Accel     string           `json:"accel,omitempty"`
 	UserNS    bool             `json:"userns,omitempty"`  // ns: guest root is an unprivileged host uid
 	NetRaw    bool             `json:"net_raw,omitempty"` // ns: guest keeps CAP_NET_RAW (raw sockets); still filtered on the bridge
+	// Gateway is set only for a bridged guest whose IP is not of this
+	// farm's subnet: it kept it, moving here live from another farm (the
+	// VM holds it in memory). It is the gateway of the IP's own subnet,
+	// which this farm's bridge answers for (see KeptAddressProblem).
+	Gateway string `json:"gateway,omitempty"`
 	// DiskPlaced is true when tinyfarm chose where the disk lives (a
 	// clone's, a restored or migrated guest's). Destroy keeps such a disk
 	// all the same, unless asked to remove it.
@@ -275,6 +280,7 @@ func (f *Farm) Spec(d *Definition) driver.Spec {
 	s := d.baseSpec()
 	s.Dir = filepath.Join(f.GuestDir(d.Name), "run")
 	s.Net.Gateway, s.Net.Bridge, s.Net.Leases = f.Gateway(), f.opts.Bridge, f.dir
+	s.Net.Subnet, s.Net.KeptGateway = f.opts.Subnet, d.Gateway
 	return s
 }
 

@@ -62,7 +62,7 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 	if os.Geteuid() != 0 {
 		return fail(driver.Unsupported("qemu", "bridge networking", "a tap on the farm bridge needs root; use net = \"user\""))
 	}
-	gw, err := GatewayCIDR(s.IP, s.Gateway)
+	gw, kept, err := s.bridgeCIDR()
 	if err != nil {
 		return fail(err)
 	}
@@ -78,8 +78,16 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 	if err := createTap(Port{Name: name, MAC: mac, IP: ip}, br); err != nil {
 		return fail(err)
 	}
+	if kept != nil {
+		if err := keepAddress(br, ip, kept); err != nil {
+			DeletePort(name)
+			pruneKept(s.Bridge)
+			return fail(err)
+		}
+	}
 	if err := ensureDHCP(ctx, s.Exe, s.Leases, s.Bridge, gw); err != nil {
 		DeletePort(name)
+		pruneKept(s.Bridge)
 		return fail(err)
 	}
 	return name, nil
@@ -90,6 +98,9 @@ func AttachTap(ctx context.Context, s TapSpec) (string, error) {
 func DetachTap(ctx context.Context, guest, bridge, leases string) error {
 	name := TapName(guest)
 	if err := DeletePort(name); err != nil {
+		return fmt.Errorf("guest %s: %w", guest, err)
+	}
+	if err := pruneKept(bridge); err != nil {
 		return fmt.Errorf("guest %s: %w", guest, err)
 	}
 	if n, ok := tapsOn(bridge); ok && n > 0 {

@@ -45,6 +45,13 @@
 // checks every second and exits when none is left (DetachTap waits for
 // that after removing the last tap). AttachTap starts it when it does not
 // run.
+//
+// # Kept addresses
+//
+// A qemu guest that moved here live from another host's farm keeps its
+// address, of that farm's subnet: the bridge answers for its old gateway
+// and routes its address (TapSpec.KeptGateway; see kept_linux.go), and
+// the DHCP server answers it as its old farm did (Lease.Server).
 package farmnet
 
 import (
@@ -62,6 +69,32 @@ const TapPrefix = "tq-"
 func TapName(guest string) string {
 	h := sha256.Sum256([]byte(guest))
 	return TapPrefix + hex.EncodeToString(h[:])[:10]
+}
+
+// bridgeCIDR is the farm bridge's own address with its prefix, and the
+// guest's gateway when its address is a kept one (else nil).
+func (s TapSpec) bridgeCIDR() (string, net.IP, error) {
+	if s.KeptGateway == "" {
+		cidr, err := GatewayCIDR(s.IP, s.Gateway)
+		return cidr, nil, err
+	}
+	_, subnet, err := net.ParseCIDR(s.Subnet)
+	if err != nil {
+		return "", nil, fmt.Errorf("farm subnet %q: %w", s.Subnet, err)
+	}
+	cidr, err := GatewayCIDR(subnet.String(), s.Gateway)
+	if err != nil {
+		return "", nil, err
+	}
+	ip, ipnet, err := net.ParseCIDR(s.IP)
+	if err != nil {
+		return "", nil, fmt.Errorf("guest ip %q: %w", s.IP, err)
+	}
+	gw := net.ParseIP(s.KeptGateway).To4()
+	if gw == nil || !ipnet.Contains(gw) || subnet.Contains(ip) || ipnet.Contains(subnet.IP) {
+		return "", nil, fmt.Errorf("kept gateway %q: want an address of the guest's subnet %s, which must not overlap the farm's %s", s.KeptGateway, ipnet, subnet)
+	}
+	return cidr, gw, nil
 }
 
 // GatewayCIDR is the bridge address for a guest address with prefix
@@ -89,6 +122,11 @@ type TapSpec struct {
 	IP      string // guest address with prefix, e.g. "10.77.0.5/24"
 	Gateway string // host address on the bridge, e.g. "10.77.0.1"
 	MAC     string // the guest's MAC: the port filter lets only it through
+	// Subnet and KeptGateway: for a guest whose IP is not of the farm's
+	// subnet (kept from another host's farm by a live move), the farm's
+	// subnet (the bridge's own address is Gateway in it) and the gateway
+	// of the IP's subnet, which the bridge answers for (kept_linux.go).
+	Subnet, KeptGateway string
 	// Leases is the directory of guest definitions the DHCP server reads
 	// (<state>/guests).
 	Leases string

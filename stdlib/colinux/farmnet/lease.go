@@ -17,6 +17,10 @@ type Lease struct {
 	Name string
 	MAC  net.HardwareAddr
 	IP   net.IP // IPv4
+	// Server is set for a guest that kept an address of another subnet
+	// (TapSpec.KeptGateway): its own gateway and netmask, which the
+	// answer carries as server, router and mask, as its old farm did.
+	Server *net.IPNet
 }
 
 // guestJSON is the part of a guest definition (farm.Definition) the
@@ -24,13 +28,17 @@ type Lease struct {
 type guestJSON struct {
 	Name string `json:"name"`
 	IP   string `json:"ip"`
-	MAC  string `json:"mac"`
-	Net  string `json:"net"`
+	// Gateway: a kept address's own gateway (farm.Definition.Gateway).
+	Gateway string `json:"gateway"`
+	MAC     string `json:"mac"`
+	Net     string `json:"net"`
 }
 
 // ReadLeases reads dir/*/guest.json and returns the leases of guests on
-// the bridge (net "bridge") whose address lies in subnet. Definitions that
-// do not parse are skipped: one broken file must not stop the others.
+// the bridge (net "bridge") whose address lies in subnet, or which kept
+// an address of another subnet with its gateway (Lease.Server).
+// Definitions that do not parse are skipped: one broken file must not
+// stop the others.
 func ReadLeases(dir string, subnet *net.IPNet) ([]Lease, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*", "guest.json"))
 	if err != nil {
@@ -46,15 +54,21 @@ func ReadLeases(dir string, subnet *net.IPNet) ([]Lease, error) {
 		if json.Unmarshal(b, &g) != nil || g.Net != "bridge" {
 			continue
 		}
-		ip, _, err := net.ParseCIDR(g.IP)
-		if err != nil || ip.To4() == nil || !subnet.Contains(ip) {
+		ip, ipnet, err := net.ParseCIDR(g.IP)
+		if err != nil || ip.To4() == nil {
+			continue
+		}
+		var server *net.IPNet
+		if gw := net.ParseIP(g.Gateway).To4(); gw != nil && !subnet.Contains(ip) && ipnet.Contains(gw) {
+			server = &net.IPNet{IP: gw, Mask: ipnet.Mask}
+		} else if !subnet.Contains(ip) {
 			continue
 		}
 		mac, err := net.ParseMAC(g.MAC)
 		if err != nil {
 			continue
 		}
-		out = append(out, Lease{Name: g.Name, MAC: mac, IP: ip.To4()})
+		out = append(out, Lease{Name: g.Name, MAC: mac, IP: ip.To4(), Server: server})
 	}
 	return out, nil
 }
@@ -83,7 +97,11 @@ func (r Responder) Reply(req *dhcpv4.DHCPv4, leases []Lease) (*dhcpv4.DHCPv4, er
 	if lease == nil {
 		return nil, nil
 	}
-	sid := r.Server.IP.To4()
+	srv := r.Server
+	if lease.Server != nil {
+		srv = lease.Server
+	}
+	sid := srv.IP.To4()
 	lt := r.LeaseTime
 	if lt <= 0 {
 		lt = time.Hour
@@ -111,14 +129,14 @@ func (r Responder) Reply(req *dhcpv4.DHCPv4, leases []Lease) (*dhcpv4.DHCPv4, er
 	}
 	bcast := make(net.IP, 4)
 	for i := range bcast {
-		bcast[i] = lease.IP[i] | ^r.Server.Mask[len(r.Server.Mask)-4+i]
+		bcast[i] = lease.IP[i] | ^srv.Mask[len(srv.Mask)-4+i]
 	}
 	return dhcpv4.NewReplyFromRequest(req,
 		dhcpv4.WithMessageType(mt),
 		dhcpv4.WithServerIP(sid),
 		dhcpv4.WithYourIP(lease.IP),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(sid)),
-		dhcpv4.WithOption(dhcpv4.OptSubnetMask(r.Server.Mask)),
+		dhcpv4.WithOption(dhcpv4.OptSubnetMask(srv.Mask)),
 		dhcpv4.WithOption(dhcpv4.OptRouter(sid)),
 		dhcpv4.WithOption(dhcpv4.OptBroadcastAddress(bcast)),
 		dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(lt)),

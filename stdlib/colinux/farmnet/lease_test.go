@@ -116,3 +116,41 @@ func TestTapName(t *testing.T) {
 		t.Errorf("gateway cidr = %q, %v", g, err)
 	}
 }
+
+// TestReplyKeptAddress: a guest that kept an address of another subnet
+// (a live move from another host's farm, with its gateway) is answered
+// as its old farm did: its address, its own netmask, its gateway as
+// router and server, so its renewals (unicast to that server) keep
+// working; a renewal in RENEWING state (no server identifier) is acked.
+func TestReplyKeptAddress(t *testing.T) {
+	dir := t.TempDir()
+	writeGuest(t, dir, "moved", `{"name":"moved","driver":"qemu","ip":"10.99.3.7/25","gateway":"10.99.3.1","mac":"02:74:66:00:00:07","net":"bridge"}`)
+	writeGuest(t, dir, "odd", `{"name":"odd","driver":"qemu","ip":"10.99.4.7/24","gateway":"10.99.5.1","mac":"02:74:66:00:00:08","net":"bridge"}`)
+	_, subnet, _ := net.ParseCIDR("10.77.0.0/24")
+	l, err := farmnet.ReadLeases(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 1 || l[0].Name != "moved" || l[0].Server == nil || l[0].Server.String() != "10.99.3.1/25" {
+		t.Fatalf("leases = %+v, want moved with its own server (a gateway outside its subnet skipped)", l)
+	}
+	mac, _ := net.ParseMAC("02:74:66:00:00:07")
+	disc, _ := dhcpv4.NewDiscovery(mac)
+	offer, err := responder().Reply(disc, l)
+	if err != nil || offer == nil {
+		t.Fatalf("discover: %v, %v", offer, err)
+	}
+	if !offer.YourIPAddr.Equal(net.IPv4(10, 99, 3, 7)) || !offer.ServerIdentifier().Equal(net.IPv4(10, 99, 3, 1)) ||
+		offer.SubnetMask().String() != "ffffff80" || len(offer.Router()) != 1 || !offer.Router()[0].Equal(net.IPv4(10, 99, 3, 1)) ||
+		!offer.BroadcastAddress().Equal(net.IPv4(10, 99, 3, 127)) {
+		t.Errorf("offer:\n%s", offer.Summary())
+	}
+	renew, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), dhcpv4.WithClientIP(net.IPv4(10, 99, 3, 7)))
+	if ack, _ := responder().Reply(renew, l); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || !ack.YourIPAddr.Equal(net.IPv4(10, 99, 3, 7)) {
+		t.Errorf("renewal: %v", ack)
+	}
+	req, _ := dhcpv4.NewRequestFromOffer(offer)
+	if ack, _ := responder().Reply(req, l); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Errorf("request to its kept server: %v", ack)
+	}
+}

@@ -61,6 +61,7 @@ type MigrateResult struct {
 	PreCopySent int64         // bytes sent while the guest still ran here
 	// Live migration only.
 	Live         bool          // moved live (QEMU migration)
+	Confirm      time.Duration // the far side's check of the guest running there (its SSH handshake), after the downtime and before Running
 	DeltaSent    int64         // disk bytes sent during the switchover pause
 	RAMBytes     int64         // memory QEMU sent (with re-sent dirty pages)
 	StateBytes   int64         // the whole migration stream's size
@@ -132,7 +133,9 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 			"QEMU refuses to migrate a VM with a mounted virtio-9p share; unshare and restart the guest, or migrate offline"))
 	}
 	// A bridged VM moving live keeps, in its memory, its MAC and address
-	// (and udhcpc its hour-long lease): it must keep them there too.
+	// (and udhcpc its hour-long lease): it keeps them there too, an
+	// address of the far farm's subnet or, as a kept one, of another
+	// (farm.KeptAddressProblem says when it cannot).
 	liveBridge := o.Live && res.WasRunning && d.Net == "bridge"
 	args := []string{"migrate", "probe", d.Name}
 	for _, s := range d.Shares {
@@ -176,7 +179,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	if liveBridge && probe.AddressProblem != "" {
 		return fail(driver.Unsupported(d.Driver, "live migration of this bridged guest",
 			fmt.Sprintf("the running VM keeps its address %s and MAC %s, which it cannot have there: %s; "+
-				"give the far farm the same subnet (colinux.network there), or migrate offline (the guest boots there and takes an address there)",
+				"free them there, or migrate offline (the guest boots there and takes an address there)",
 				d.IP, d.MAC, probe.AddressProblem)))
 	}
 	if len(probe.MissingShares) > 0 {
@@ -221,7 +224,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	res.Size, res.Chunks, res.BytesSent, res.SHA256 = st.size, st.chunks, st.bytesSent+res.PreCopySent, st.sum
 	res.ChunksSent += st.chunksSent
 
-	def := farDefinition(d, probe.Disk, false)
+	def := farDefinition(d, probe.Disk, "")
 	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
 	if !res.WasRunning {
 		args = append(args, "--no-start")

@@ -34,7 +34,8 @@ type FarProbe struct {
 	// copy (foreignDisk), which the move would overwrite.
 	ForeignDisk bool `json:"foreign_disk,omitempty"`
 	// AddressProblem says why a bridged guest moving live cannot keep its
-	// address and MAC there ("" when it can).
+	// address and MAC there ("" when it can: see farm.KeptAddressProblem;
+	// an address of another subnet is kept too).
 	AddressProblem string `json:"address_problem,omitempty"`
 }
 
@@ -114,13 +115,17 @@ func claimDisk(disk string) error {
 }
 
 // farDefinition is the guest's definition for the far farm (JSON): the
-// far farm gives it its own address (unless keepIP: a bridged VM moving
-// live keeps its own) and forwards, the disk is the copy at disk, and a
-// label says where it came from.
-func farDefinition(d *farm.Definition, disk string, keepIP bool) []byte {
+// far farm gives it its own address and forwards, unless gateway is set:
+// a bridged VM moving live keeps its address (it is in its memory), and
+// gateway is the gateway it has (its farm's, or the one it kept itself),
+// which the far farm keeps with an address of another subnet
+// (farm.Definition.Gateway). The disk is the copy at disk, and a label
+// says where it came from.
+func farDefinition(d *farm.Definition, disk, gateway string) []byte {
 	nd := *d
 	nd.Disk, nd.Forwards, nd.DiskPlaced = disk, nil, true
-	if !keepIP {
+	nd.Gateway = gateway
+	if gateway == "" {
 		nd.IP = ""
 	}
 	nd.Labels = map[string]string{}
@@ -169,7 +174,7 @@ func ProbeMigration(ctx context.Context, f *farm.Farm, name string, shares []str
 		}
 	}
 	if ip != "" {
-		p.AddressProblem = f.BridgeIdentityProblem(name, ip, mac)
+		p.AddressProblem = f.KeptAddressProblem(name, ip, mac)
 	}
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)

@@ -33,6 +33,10 @@ type IncomingResult struct {
 	// Answered: the guest's SSH server answered (a banner) through its
 	// forward there; false when the guest has no SSH forward.
 	Answered bool `json:"answered"`
+	// Confirm is the time from the guest running there to this answer
+	// (its announcement, the SSH check): the source takes it off the
+	// downtime it measures up to the answer.
+	Confirm time.Duration `json:"confirm_ns"`
 }
 
 // migrateLive is Migrate for a running qemu guest with Live set: the
@@ -85,7 +89,14 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	}
 	res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
 
-	def := farDefinition(d, probe.Disk, d.Net == "bridge")
+	gateway := "" // not bridged: the far farm gives it what it needs
+	if d.Net == "bridge" {
+		// The gateway the VM has: its farm's, or the one it kept itself.
+		if gateway = d.Gateway; gateway == "" {
+			gateway = g.Farm().Gateway()
+		}
+	}
+	def := farDefinition(d, probe.Disk, gateway)
 
 	sock := filepath.Join(g.Spec().Dir, "migrate-out.sock")
 	os.Remove(sock)
@@ -115,13 +126,14 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	type farOut struct {
 		out []byte
 		err error
+		at  time.Time // its answer came
 	}
 	farDone := make(chan farOut, 1)
 	go func() {
 		stdin := io.MultiReader(bytes.NewReader(append(def, '\n')), pr)
 		out, err := to.tinyfarm(ctx, cs, stdin, "migrate", "incoming", "--timeout", o.Timeout.String())
 		pr.CloseWithError(errors.New("the far tinyfarm ended"))
-		farDone <- farOut{out, err}
+		farDone <- farOut{out, err, time.Now()}
 	}()
 	// The relay: the source QEMU's stream into the far session.
 	type relayOut struct {
@@ -189,9 +201,17 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	}
 	res.StateBytes = relay.n
 	// Downtime: from the VM stopping here to it running there: the
-	// switchover here (disk delta, device state, the end of the stream)
-	// plus the far side's load-and-resume.
+	// switchover here (disk delta, device state), the stream's way there
+	// and the far side's load-and-resume. Measured here up to the far
+	// answer, less the far side's own count of what it did once the
+	// guest ran (its SSH check): the two hosts' clocks are never
+	// compared. (A far tinyfarm that does not count: the stream's end
+	// here plus its load-and-resume, which leaves out the way there.)
 	res.Downtime = relay.end.Sub(live.Paused) + ir.Resume
+	if ir.Confirm > 0 {
+		res.Downtime = far.at.Sub(live.Paused) - ir.Confirm
+	}
+	res.Confirm = ir.Confirm
 	res.State, res.IP = ir.State, ir.IP
 	if o.Running != nil {
 		o.Running(res)
@@ -324,7 +344,8 @@ func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Re
 			return undo(err)
 		}
 	}
-	ir.Resume = time.Since(end)
+	running := time.Now()
+	ir.Resume = running.Sub(end)
 	// Gratuitous ARPs from the guest's NIC: the switches learn where it is.
 	if a, ok := h.(driver.Announcer); ok {
 		a.Announce(wctx)
@@ -351,6 +372,7 @@ func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Re
 	ir.State, ir.PID = string(st.State), st.PID
 	ir.IP, _, _ = strings.Cut(g.Def.IP, "/")
 	os.Remove(migratingMark(d.Disk)) // a guest's disk now
+	ir.Confirm = time.Since(running)
 	return ir, nil
 }
 

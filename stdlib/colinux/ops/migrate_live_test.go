@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -171,19 +172,27 @@ func TestMigrateQemuLive(t *testing.T) {
 }
 
 // TestMigrateQemuLiveBridge: a VM on the farm bridge moves live to a far
-// host (a network namespace) whose farm has another subnet: refused
-// before anything is copied (the VM keeps its address in memory, which
-// would not work there). Once the far farm has the same subnet (on its
-// own bridge), the move keeps the VM's address and MAC; the far side
-// checked an SSH handshake with the pinned key before the source let go,
-// and the counter goes on there, read over SSH at that address from
-// inside the far namespace.
+// host (a network namespace) whose farm has another subnet, as every
+// host of a cluster has. Refused before anything is copied while a guest
+// there has the VM's address. Once free, the move keeps the VM's address
+// and MAC (they are in its memory) as a kept address there: the far
+// bridge answers for the VM's old gateway (a /32) and routes its address
+// (a /32 route); the far side checked an SSH handshake with the pinned
+// key at that address before the source let go, and the counter goes on
+// there, read over SSH at that address from inside the far namespace;
+// its DHCP renewal (to its old gateway) is acked there. Stopped there, the bridge keeps nothing of it; started again there, it
+// boots with the same address (the far DHCP server answers it as its old
+// farm did) and answers SSH at it.
 func TestMigrateQemuLiveBridge(t *testing.T) {
 	guesttest.NeedVM(t)
 	ctx := context.Background()
-	const farBridge = "tftest8f"
+	const farBridge, farSubnet = "tftest8f", "10.77.247.0/24"
 	bin := guesttest.BuildTinyfarm(t)
 	remote, farState := guesttest.FarHost(t, bin)
+	os.MkdirAll(farState, 0o700)
+	if err := os.WriteFile(filepath.Join(farState, "network.json"), []byte(`{"bridge":"`+farBridge+`","subnet":"`+farSubnet+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	far := farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()})
 	state := t.TempDir()
 	t.Cleanup(func() {
@@ -199,11 +208,18 @@ func TestMigrateQemuLiveBridge(t *testing.T) {
 	guesttest.MustExec(t, g, guesttest.CounterLoop)
 	before := guesttest.Counter(t, g)
 	farDisk := filepath.Join(farState, "disks", "brlive.img")
+	ip, mac := g.Def.IP, g.Def.MAC
+	addr, _, _ := strings.Cut(ip, "/")
+	gw := fm.Gateway()
 
-	// The far farm on its default subnet: refused, nothing copied.
+	// A guest there has the VM's address: refused, nothing copied.
+	squat := farm.Definition{Name: "squat", Driver: "qemu", Kernel: g.Def.Kernel, Disk: g.Def.Disk, DiskRO: true, MemBytes: 64 << 20, Net: "bridge", IP: ip, Gateway: gw}
+	if _, err := far.Define(squat, farm.ChangeOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	_, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Live: true, Timeout: 90 * time.Second})
-	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "subnet") {
-		t.Errorf("live move of a bridged VM to another subnet: %v, want unsupported naming the subnet", err)
+	if !errors.Is(err, driver.ErrUnsupported) || !strings.Contains(err.Error(), "guest squat's") {
+		t.Errorf("live move of a bridged VM whose address a guest there has: %v, want unsupported naming that guest", err)
 	} else {
 		t.Logf("refused: %v", err)
 	}
@@ -213,19 +229,17 @@ func TestMigrateQemuLiveBridge(t *testing.T) {
 	if !g.Running(ctx) {
 		t.Fatal("a refused live migration stopped the guest")
 	}
-
-	// The far farm on the same subnet, its own bridge in its namespace.
-	os.MkdirAll(farState, 0o700)
-	if err := os.WriteFile(filepath.Join(farState, "network.json"), []byte(`{"bridge":"`+farBridge+`","subnet":"`+guesttest.OpsSubnet+`"}`), 0o600); err != nil {
+	sg, _ := far.Guest(ctx, "squat")
+	if err := sg.Destroy(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	ip, mac := g.Def.IP, g.Def.MAC
+
 	res, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{Live: true, Timeout: 90 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("live migrate on the bridge: downtime %v, total %v; there: %s at %s", res.Downtime, res.Duration, res.State, res.IP)
-	if res.IP+"/24" != ip {
+	t.Logf("live migrate on the bridge to another subnet: downtime %v, total %v; there: %s at %s", res.Downtime, res.Duration, res.State, res.IP)
+	if res.IP != addr {
 		t.Errorf("address there %s, want the VM's own %s", res.IP, ip)
 	}
 	far = farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()})
@@ -233,8 +247,18 @@ func TestMigrateQemuLiveBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fg.Def.IP != ip || fg.Def.MAC != mac {
-		t.Errorf("defined there with %s %s, want %s %s", fg.Def.IP, fg.Def.MAC, ip, mac)
+	if fg.Def.IP != ip || fg.Def.MAC != mac || fg.Def.Gateway != gw {
+		t.Errorf("defined there with %s %s gateway %q, want %s %s gateway %s", fg.Def.IP, fg.Def.MAC, fg.Def.Gateway, ip, mac, gw)
+	}
+	kept := func() (addrs, routes string) {
+		a, _ := exec.Command("ip", "-n", guesttest.MigNS, "-4", "-o", "addr", "show", "dev", farBridge).Output()
+		r, _ := exec.Command("ip", "-n", guesttest.MigNS, "-4", "route", "show", "dev", farBridge).Output()
+		return string(a), string(r)
+	}
+	a, r := kept()
+	t.Logf("far bridge:\n%s%s", a, r)
+	if !strings.Contains(a, gw+"/32") || !strings.Contains(r, addr+" proto 116 scope link src "+gw) {
+		t.Errorf("far bridge: want %s/32 and a route to %s from it", gw, addr)
 	}
 	n1, n2, err := guesttest.FarCounter(fg, 500*time.Millisecond)
 	if err != nil {
@@ -242,5 +266,57 @@ func TestMigrateQemuLiveBridge(t *testing.T) {
 	}
 	if n1 < before || n2 <= n1 {
 		t.Errorf("counter did not go on there: %d before, %d then %d after", before, n1, n2)
+	}
+	// Its lease renewed there (udhcpc renews on SIGUSR1): the request
+	// goes to its old gateway, which the far bridge holds, and the far
+	// DHCP server acks its kept address.
+	dhcpLog := filepath.Join(farState, "guests", ".dhcp-"+farBridge+".log")
+	err = guesttest.InNetns(guesttest.MigNS, func() error {
+		_, err := fg.Exec(ctx, []string{"sh", "-c", "killall -USR1 udhcpc"}, driver.ExecOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := false
+	for i := 0; i < 100 && !acked; i++ {
+		b, _ := os.ReadFile(dhcpLog)
+		acked = strings.Contains(string(b), "REQUEST "+mac+" -> ACK "+addr)
+		if !acked {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !acked {
+		b, _ := os.ReadFile(dhcpLog)
+		t.Errorf("no renewal of %s acked there:\n%s", addr, b)
+	}
+
+	// Stopped there: nothing of the kept address is left on the bridge.
+	// Started again: it boots with the same address, from the far DHCP
+	// server, and answers SSH at it.
+	if err := guesttest.InNetns(guesttest.MigNS, func() error { _, err := fg.Stop(ctx, 10*time.Second); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if a, r := kept(); strings.Contains(a, gw) || strings.Contains(r, addr) {
+		t.Errorf("far bridge after the guest stopped:\n%s%s", a, r)
+	}
+	err = guesttest.InNetns(guesttest.MigNS, func() error {
+		if _, err := fg.Start(ctx); err != nil {
+			return err
+		}
+		if err := fg.WaitReady(ctx, 90*time.Second); err != nil {
+			return err
+		}
+		r, err := fg.Exec(ctx, []string{"sh", "-c", "ip -4 -o addr show dev eth0; ip route"}, driver.ExecOptions{})
+		if err == nil {
+			t.Logf("restarted there:\n%s", r.Stdout)
+			if !strings.Contains(string(r.Stdout), ip) || !strings.Contains(string(r.Stdout), "default via "+gw) {
+				t.Errorf("restarted there: want %s, default via %s", ip, gw)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("restart there: %v", err)
 	}
 }

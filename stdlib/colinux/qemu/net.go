@@ -23,7 +23,7 @@ func (r *Runner) attachNet(ctx context.Context, spec driver.Spec) error {
 	}
 	_, err = farmnet.AttachTap(ctx, farmnet.TapSpec{
 		Guest: spec.Instance(), Bridge: spec.Net.Bridge, IP: spec.Net.IP, Gateway: spec.Net.Gateway,
-		MAC: mac, Leases: spec.Net.Leases, Exe: r.Exe,
+		MAC: mac, Leases: spec.Net.Leases, Exe: r.Exe, Subnet: spec.Net.Subnet, KeptGateway: spec.Net.KeptGateway,
 	})
 	return err
 }
