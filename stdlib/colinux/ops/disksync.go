@@ -8,10 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -21,22 +23,52 @@ type syncStats struct {
 	chunks     int
 	chunksSent int
 	bytesSent  int64
-	sum        string
+	sum        string // the whole file's sha256 here (syncChunks' whole)
+	// sums are each chunk's sha256 here, which the far copy holds now
+	// (verified there): the next pass's prev.
+	sums [][32]byte
+	// farSums is how long the far side took to answer its chunk sums
+	// (the round trip, with the far tinyfarm's start); 0 with prev.
+	farSums time.Duration
 }
 
-// syncDisk makes the far file dst equal to src: it asks the far side for
-// the sha256 of each chunk it holds, sends only the chunks that differ
-// (all-zero chunks as holes), and compares the whole file's sha256 as
-// the far side computes it after writing.
+// syncDisk makes the far file dst equal to src (syncChunks, asking the
+// far side what it holds) and also hashes the whole file here (st.sum).
 func syncDisk(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64) (syncStats, error) {
+	return syncChunks(ctx, c, to, src, dst, chunk, nil, true)
+}
+
+// syncChunks makes the far file dst equal to src, chunk by chunk. A chunk
+// is sent when its sha256 here differs from the one the far copy holds:
+// prev's, the sums an earlier pass of the same pair returned (what the far
+// copy holds since, verified), else the far side's own (asked first: a
+// copy an interrupted move left is resumed). All-zero chunks go as holes,
+// and holes here are not read (SEEK_DATA). The far side writes, syncs,
+// reads back each chunk it wrote and answers its sha256, compared with
+// the one here: every chunk there is verified by sha256, by that answer
+// or by the far side's own sum, without rereading the whole disk there.
+// whole: st.sum is the whole file's sha256 here too.
+func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64, prev [][32]byte, whole bool) (syncStats, error) {
 	var st syncStats
-	out, err := to.tinyfarm(ctx, c, nil, "migrate", "sums", "--chunk", strconv.FormatInt(chunk, 10), dst)
-	if err != nil {
-		return st, err
-	}
-	_, far, err := parseSums(out)
-	if err != nil {
-		return st, fmt.Errorf("far chunk sums: %w", err)
+	have := prev
+	if have == nil {
+		t0 := time.Now()
+		out, err := to.tinyfarm(ctx, c, nil, "migrate", "sums", "--chunk", strconv.FormatInt(chunk, 10), dst)
+		if err != nil {
+			return st, err
+		}
+		st.farSums = time.Since(t0)
+		_, far, err := parseSums(out)
+		if err != nil {
+			return st, fmt.Errorf("far chunk sums: %w", err)
+		}
+		for _, h := range far {
+			var s [32]byte
+			if b, err := hex.DecodeString(h); err == nil && len(b) == len(s) {
+				copy(s[:], b)
+			}
+			have = append(have, s)
+		}
 	}
 	f, err := os.Open(src)
 	if err != nil {
@@ -55,39 +87,64 @@ func syncDisk(ctx context.Context, c *ssh.Client, to Remote, src, dst string, ch
 	}
 	done := make(chan recvOut, 1)
 	go func() {
-		out, err := to.tinyfarm(ctx, c, pr, "migrate", "recv", "--size", strconv.FormatInt(st.size, 10), dst)
+		out, err := to.tinyfarm(ctx, c, pr, "migrate", "recv", "--chunk-sums", "--size", strconv.FormatInt(st.size, 10), dst)
 		pr.CloseWithError(errors.New("receiver ended"))
 		done <- recvOut{out, err}
 	}()
-	whole := sha256.New()
+	var wh hash.Hash
+	if whole {
+		wh = sha256.New()
+	}
 	bw := bufio.NewWriterSize(pw, 1<<20)
 	buf := make([]byte, chunk)
+	zeros := zeroSums{}
+	var sent [][32]byte // the sums of the chunks sent, in order
+	data := int64(-1)   // the next data offset at or after the one read, -1: look
 	werr := func() error {
 		for i := 0; int64(i)*chunk < st.size; i++ {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			n, err := io.ReadFull(f, buf[:min(chunk, st.size-int64(i)*chunk)])
-			if err != nil {
-				return fmt.Errorf("read %s: %w", src, err)
+			off := int64(i) * chunk
+			n := min(chunk, st.size-off)
+			if data < off {
+				data = seekData(f, off, st.size)
 			}
+			var sum [32]byte
 			b := buf[:n]
-			whole.Write(b)
+			zero := data >= off+n // a hole: nothing to read
+			if zero {
+				sum = zeros.of(n)
+				if wh != nil {
+					clear(b)
+					wh.Write(b)
+				}
+			} else {
+				if _, err := f.ReadAt(b, off); err != nil {
+					return fmt.Errorf("read %s: %w", src, err)
+				}
+				sum = sha256.Sum256(b)
+				if wh != nil {
+					wh.Write(b)
+				}
+				zero = zeroChunk(b)
+			}
 			st.chunks++
-			sum := sha256.Sum256(b)
-			if i < len(far) && far[i] == hex.EncodeToString(sum[:]) {
+			st.sums = append(st.sums, sum)
+			if i < len(have) && have[i] == sum {
 				continue
 			}
 			kind := byte('D')
-			if zeroChunk(b) {
+			if zero {
 				kind = 'Z'
 			}
-			if err := writeFrame(bw, kind, int64(i)*chunk, b); err != nil {
+			if err := writeFrame(bw, kind, off, b); err != nil {
 				return err
 			}
+			sent = append(sent, sum)
 			st.chunksSent++
 			if kind == 'D' {
-				st.bytesSent += int64(n)
+				st.bytesSent += n
 			}
 		}
 		if err := writeFrame(bw, 'E', 0, nil); err != nil {
@@ -103,12 +160,48 @@ func syncDisk(ctx context.Context, c *ssh.Client, to Remote, src, dst string, ch
 	if r.err != nil {
 		return st, r.err
 	}
-	st.sum = hex.EncodeToString(whole.Sum(nil))
-	got := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(r.out)), "sha256 "))
-	if got != st.sum {
-		return st, fmt.Errorf("verify: the far copy's sha256 is %s, here %s", got, st.sum)
+	if wh != nil {
+		st.sum = hex.EncodeToString(wh.Sum(nil))
+	}
+	_, got, err := parseSums(r.out)
+	if err != nil {
+		return st, fmt.Errorf("verify: the far side answered %q: %w", abbrevBytes(r.out), err)
+	}
+	if len(got) != len(sent) {
+		return st, fmt.Errorf("verify: the far side wrote %d chunks, %d were sent", len(got), len(sent))
+	}
+	for i, h := range got {
+		if want := hex.EncodeToString(sent[i][:]); h != want {
+			return st, fmt.Errorf("verify: chunk %d sent: its sha256 there is %s, here %s", i, h, want)
+		}
 	}
 	return st, nil
+}
+
+// zeroSums caches the sha256 of all-zero chunks by length.
+type zeroSums map[int64][32]byte
+
+func (z zeroSums) of(n int64) [32]byte {
+	s, ok := z[n]
+	if !ok {
+		s = sha256.Sum256(make([]byte, n))
+		z[n] = s
+	}
+	return s
+}
+
+// fileSHA256 is the sha256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("sha256 %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Frames of the copy stream: kind ('D' data, 'Z' zeros, 'E' end), the
@@ -181,10 +274,13 @@ func parseSums(b []byte) (int64, []string, error) {
 // ReceiveChunks is the far side of a migration's copy: it applies the
 // frames read from r to path (created with its directory if missing,
 // marked as a migration's copy; a file there that is not one is refused:
-// see claimDisk),
-// sets its size, syncs it and returns the sha256 of the whole file.
-func ReceiveChunks(path string, size int64, r io.Reader) (string, error) {
-	fail := func(err error) (string, error) { return "", fmt.Errorf("receive %s: %w", path, err) }
+// see claimDisk), sets its size and syncs it. Then it answers on w: with
+// chunkSums, each written chunk read back and hashed ("size N" then one
+// sha256 per frame, in order: syncChunks); else, as before it (a
+// tinyfarm that sends without --chunk-sums), the whole file's sha256
+// ("sha256 HEX").
+func ReceiveChunks(path string, size int64, r io.Reader, w io.Writer, chunkSums bool) error {
+	fail := func(err error) error { return fmt.Errorf("receive %s: %w", path, err) }
 	if err := claimDisk(path); err != nil {
 		return fail(err)
 	}
@@ -199,6 +295,8 @@ func ReceiveChunks(path string, size int64, r io.Reader) (string, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var h [13]byte
 	var buf []byte
+	type frame struct{ off, n int64 }
+	var frames []frame
 	for {
 		if _, err := io.ReadFull(br, h[:]); err != nil {
 			return fail(fmt.Errorf("stream ended early: %w", err))
@@ -228,18 +326,32 @@ func ReceiveChunks(path string, size int64, r io.Reader) (string, error) {
 		default:
 			return fail(fmt.Errorf("bad frame kind %q", h[0]))
 		}
+		frames = append(frames, frame{off, n})
 	}
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fail(err)
+	bw := bufio.NewWriter(w)
+	if !chunkSums {
+		s := sha256.New()
+		if _, err := io.Copy(s, io.NewSectionReader(f, 0, size)); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(bw, "sha256 %s\n", hex.EncodeToString(s.Sum(nil)))
+		return bw.Flush()
 	}
-	s := sha256.New()
-	if _, err := io.Copy(s, f); err != nil {
-		return fail(err)
+	fmt.Fprintf(bw, "size %d\n", size)
+	for _, fr := range frames {
+		if int64(cap(buf)) < fr.n {
+			buf = make([]byte, fr.n)
+		}
+		if _, err := f.ReadAt(buf[:fr.n], fr.off); err != nil {
+			return fail(fmt.Errorf("read back %d+%d: %w", fr.off, fr.n, err))
+		}
+		s := sha256.Sum256(buf[:fr.n])
+		fmt.Fprintln(bw, hex.EncodeToString(s[:]))
 	}
-	return hex.EncodeToString(s.Sum(nil)), nil
+	return bw.Flush()
 }
 
 func zeroChunk(b []byte) bool {

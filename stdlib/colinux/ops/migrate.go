@@ -51,7 +51,7 @@ type MigrateResult struct {
 	Chunks      int           // chunks in the image
 	ChunksSent  int           // chunks sent over both passes (all-zero ones as a marker; one changed after the first pass counts twice)
 	BytesSent   int64         // data bytes sent
-	SHA256      string        // of the disk image, equal on both sides
+	SHA256      string        // of the disk image (each chunk verified there by its sha256)
 	Duration    time.Duration // the whole migration
 	Downtime    time.Duration // from stopping the guest here to running there
 	State       string        // the guest's state there ("running")
@@ -65,6 +65,40 @@ type MigrateResult struct {
 	RAMBytes     int64         // memory QEMU sent (with re-sent dirty pages)
 	StateBytes   int64         // the whole migration stream's size
 	QEMUDowntime time.Duration // the source QEMU's own downtime figure
+	// Steps is where an offline move's time went, step by step in order
+	// (the far import's own steps named "far ..."): bench/ops.sh's
+	// breakdown of the downtime.
+	Steps []MigrateStep
+}
+
+// MigrateStep is one step of a migration and how long it took.
+type MigrateStep struct {
+	Name string        `json:"name"`
+	Took time.Duration `json:"took_ns"`
+}
+
+// stepClock records steps into a result: mark names the step that ends now.
+type stepClock struct {
+	last  time.Time
+	steps *[]MigrateStep
+}
+
+// markSync marks a disk sync's two parts: the far chunk sums, then the
+// send and the far verify.
+func (c *stepClock) markSync(name string, st syncStats) {
+	now := time.Now()
+	took := now.Sub(c.last)
+	if st.farSums > 0 {
+		*c.steps = append(*c.steps, MigrateStep{name + ": far sums", st.farSums})
+	}
+	*c.steps = append(*c.steps, MigrateStep{name + ": send+verify", took - st.farSums})
+	c.last = now
+}
+
+func (c *stepClock) mark(name string) {
+	now := time.Now()
+	*c.steps = append(*c.steps, MigrateStep{name, now.Sub(c.last)})
+	c.last = now
 }
 
 // migratesLive: the guest's driver sends a running guest's state
@@ -98,6 +132,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	t0 := time.Now()
 	d := g.Def
 	res.Host = to.Label()
+	clock := stepClock{t0, &res.Steps}
 	fail := func(err error) (MigrateResult, error) {
 		return res, fmt.Errorf("guest %s: migrate to %s: %w", d.Name, to.Label(), err)
 	}
@@ -125,6 +160,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		return fail(err)
 	}
 	defer c.Close()
+	clock.mark("ssh connect")
 	res.WasRunning = g.Running(ctx)
 	// Everything that can be checked before a byte is copied.
 	if o.Live && res.WasRunning && len(d.Shares) > 0 {
@@ -145,6 +181,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	if err != nil {
 		return fail(err)
 	}
+	clock.mark("far probe")
 	var probe FarProbe
 	if err := json.Unmarshal(out, &probe); err != nil || probe.Disk == "" {
 		return fail(fmt.Errorf("far tinyfarm's probe answered %q: %v", abbrevBytes(out), err))
@@ -191,35 +228,41 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	if err := authorizeKey(ctx, g, probe.FarmKey, res.WasRunning); err != nil {
 		return fail(err)
 	}
+	clock.mark("authorize far key")
 	if o.Live && res.WasRunning {
 		return migrateLive(ctx, g, c, to, o, probe, res, t0)
 	}
 
 	// Pass 1 with the guest running: most of the disk, no downtime.
+	var prev [][32]byte // what the far copy holds after it
 	if res.WasRunning {
-		st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+		st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, false)
 		if err != nil {
 			return fail(err)
 		}
-		res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
+		res.PreCopySent, res.ChunksSent, prev = st.bytesSent, st.chunksSent, st.sums
+		clock.markSync("sync pass 1 (running)", st)
 	}
 	stopped := time.Now()
 	if _, err := g.Stop(ctx, o.Grace); err != nil {
 		return fail(err)
 	}
+	clock.mark("stop")
 	restart := func() {
 		if res.WasRunning {
 			g.Start(context.WithoutCancel(ctx))
 		}
 	}
-	// Pass 2 with the guest stopped: what changed, then verify.
-	st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+	// Pass 2 with the guest stopped: what changed since pass 1 (its sums
+	// here, no far rehash), verified there.
+	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, prev, false)
 	if err != nil {
 		restart()
 		return fail(err)
 	}
-	res.Size, res.Chunks, res.BytesSent, res.SHA256 = st.size, st.chunks, st.bytesSent+res.PreCopySent, st.sum
+	res.Size, res.Chunks, res.BytesSent = st.size, st.chunks, st.bytesSent+res.PreCopySent
 	res.ChunksSent += st.chunksSent
+	clock.markSync("sync pass 2 (stopped)", st)
 
 	def := farDefinition(d, probe.Disk, false)
 	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
@@ -239,8 +282,9 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		return fail(err)
 	}
 	var far struct {
-		State string `json:"state"`
-		IP    string `json:"ip"`
+		State string        `json:"state"`
+		IP    string        `json:"ip"`
+		Steps []MigrateStep `json:"steps"`
 	}
 	if err := json.Unmarshal(out, &far); err != nil {
 		os.Remove(pending)
@@ -256,19 +300,32 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		restart()
 		return fail(fmt.Errorf("the guest is %s there, want %s", far.State, want))
 	}
+	clock.mark("far import")
+	for _, s := range far.Steps {
+		res.Steps = append(res.Steps, MigrateStep{"far " + s.Name, s.Took})
+	}
 	res.State, res.IP = far.State, far.IP
 	res.Downtime = time.Since(stopped)
 	if o.Running != nil {
 		o.Running(res)
+		clock.mark("running callback (route switch)")
 	}
+	// The image's sha256 for the result, out of the downtime: the disk
+	// here is what was sent (the guest is stopped), each chunk verified.
+	if res.SHA256, err = fileSHA256(d.Disk); err != nil {
+		return fail(fmt.Errorf("runs there, but hashing the disk here: %w", err))
+	}
+	clock.mark("sha256 here")
 	// Only now: it runs there; forget it here.
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
 	}
+	clock.mark("destroy here")
 	os.Remove(pending)
 	if err := revokeHere(ctx, g, c, to, o, probe, &res); err != nil {
 		return fail(err)
 	}
+	clock.mark("revoke key")
 	res.Duration = time.Since(t0)
 	return res, nil
 }
