@@ -23,9 +23,11 @@ import (
 // of a running ns guest (what `cluster drain` costs each of its sites):
 // TINYFARM_TRIALS moves (default 5) to a far host (a network namespace
 // with its own dropbear and state dir), each of a fresh guest that wrote
-// to its disk. Prints the median downtime and, as t.Log, the median of
-// each step (MigrateResult.Steps). bench/nsmove.sh runs it in this tree
-// and in an older one side by side.
+// to its disk. Prints the median downtime against the anchor of the same
+// guest's start to ready here (what a restart in place costs) and, as
+// t.Log, each move and the median of each step (MigrateResult.Steps).
+// bench/compare/ns-move.sh runs it in this tree and an older one, side by
+// side.
 func TestMigrateNsDowntime(t *testing.T) {
 	if os.Getenv("TINYFARM_BENCH") == "" {
 		t.Skip("set TINYFARM_BENCH=1 (bench/migrate.sh)")
@@ -43,7 +45,7 @@ func TestMigrateNsDowntime(t *testing.T) {
 	t.Cleanup(func() { ns.DeleteBridge(unifyBridge) })
 	fm := farm.New(state, farm.Options{Drivers: farm.DefaultDrivers(), Bridge: unifyBridge, Subnet: unifySubnet})
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	var downs, totals []time.Duration
+	var downs, totals, starts []time.Duration
 	steps := map[string][]time.Duration{}
 	var order []string
 	for i := range trials {
@@ -60,12 +62,14 @@ func TestMigrateNsDowntime(t *testing.T) {
 				fg.Destroy(context.Background(), true)
 			}
 		})
+		t0 := time.Now()
 		if _, err := g.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if err := g.WaitReady(ctx, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
+		starts = append(starts, time.Since(t0))
 		// A guest in use: it wrote to its disk since it started.
 		guesttest.MustExec(t, g, "dd if=/dev/urandom of=/root/data bs=64k count=16 2>/dev/null; sync")
 		res, err := ops.Migrate(ctx, g, remote, ops.MigrateOptions{})
@@ -77,7 +81,12 @@ func TestMigrateNsDowntime(t *testing.T) {
 		}
 		downs, totals = append(downs, res.Downtime), append(totals, res.Duration)
 		// Steps by JSON: the older trees bench/nsmove.sh builds lack them.
-		var r struct{ Steps []ops.MigrateStep }
+		var r struct {
+			Steps []struct {
+				Name string
+				Took time.Duration `json:"took_ns"`
+			}
+		}
 		b, _ := json.Marshal(res)
 		json.Unmarshal(b, &r)
 		for _, s := range r.Steps {
@@ -86,7 +95,7 @@ func TestMigrateNsDowntime(t *testing.T) {
 			}
 			steps[s.Name] = append(steps[s.Name], s.Took)
 		}
-		t.Logf("move %d: down %v, total %v, %d of %d chunks sent", i, res.Downtime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), res.ChunksSent, res.Chunks)
+		t.Logf("move %d: down %.0f ms, total %.0f ms, start here %.0f ms, %d of %d chunks sent", i, ms(res.Downtime), ms(res.Duration), ms(starts[i]), res.ChunksSent, res.Chunks)
 		if fg, err := far.Guest(ctx, name); err == nil {
 			fg.Destroy(ctx, true)
 		}
@@ -94,8 +103,8 @@ func TestMigrateNsDowntime(t *testing.T) {
 	for _, n := range order {
 		t.Logf("step %-40s median %8.1f ms", n, ms(median(steps[n])))
 	}
-	fmt.Printf("ns move downtime (ms)\t%.0f\n", ms(median(downs)))
-	fmt.Printf("ns move total (ms)\t%.0f\n", ms(median(totals)))
+	fmt.Printf("ns guest move downtime (ms)\t%.0f\tits start to ready\t%.0f\t%.2f\n", ms(median(downs)), ms(median(starts)), ms(median(downs))/ms(median(starts)))
+	fmt.Printf("ns guest move total (ms)\t%.0f\n", ms(median(totals)))
 }
 
 func median(ds []time.Duration) time.Duration {
