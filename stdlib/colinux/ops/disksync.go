@@ -30,12 +30,90 @@ type syncStats struct {
 	// farSums is how long the far side took to answer its chunk sums
 	// (the round trip, with the far tinyfarm's start); 0 with prev.
 	farSums time.Duration
+	// send is the read, hash and send here; farAnswer the wait after it
+	// for the far side's answer (its writes, fsync and read back).
+	send, farAnswer time.Duration
 }
 
 // syncDisk makes the far file dst equal to src (syncChunks, asking the
 // far side what it holds) and also hashes the whole file here (st.sum).
 func syncDisk(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64) (syncStats, error) {
-	return syncChunks(ctx, c, to, src, dst, chunk, nil, true)
+	return syncChunks(ctx, c, to, src, dst, chunk, nil, true, nil)
+}
+
+// farCall is a far tinyfarm command started ahead of its input: its SSH
+// session and the far tinyfarm's start are not waited for once the input
+// is ready (what an offline move's downtime would wait for otherwise).
+type farCall struct {
+	size   int64 // a receiver's (openRecv)
+	pw     *io.PipeWriter
+	done   chan farOut
+	waited bool
+	res    farOut
+}
+
+// wait waits for the far command's answer (once; then it is kept).
+func (f *farCall) wait() farOut {
+	if !f.waited {
+		f.res, f.waited = <-f.done, true
+	}
+	return f.res
+}
+
+type farOut struct {
+	out []byte
+	err error
+}
+
+// startFar starts the far tinyfarm with args over c, its stdin fed by
+// what is written to the call's pw.
+func startFar(ctx context.Context, c *ssh.Client, to Remote, args ...string) *farCall {
+	pr, pw := io.Pipe()
+	f := &farCall{pw: pw, done: make(chan farOut, 1)}
+	go func() {
+		out, err := to.tinyfarm(ctx, c, pr, args...)
+		pr.CloseWithError(errors.New("the far command ended"))
+		f.done <- farOut{out, err}
+	}()
+	return f
+}
+
+// openRecv opens the far receiver of src's copy to dst ahead of the pass
+// that feeds it (syncChunks' rv).
+func openRecv(ctx context.Context, c *ssh.Client, to Remote, src, dst string) (*farCall, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, err
+	}
+	f := startFar(ctx, c, to, recvArgs(dst, fi.Size())...)
+	f.size = fi.Size()
+	return f, nil
+}
+
+func recvArgs(dst string, size int64) []string {
+	return []string{"migrate", "recv", "--chunk-sums", "--size", strconv.FormatInt(size, 10), dst}
+}
+
+// send writes in as the far command's whole input and waits for its answer.
+func (f *farCall) send(in []byte) ([]byte, error) {
+	_, err := f.pw.Write(in)
+	f.pw.CloseWithError(err)
+	r := f.wait()
+	if r.err == nil && err != nil {
+		r.err = err
+	}
+	return r.out, r.err
+}
+
+// abort ends a call whose input will not come: its stdin ends early (a
+// receiver writes nothing more, an import decodes no definition: nothing
+// changes there) and it is waited for. Safe on nil, and once answered.
+func (f *farCall) abort() {
+	if f == nil {
+		return
+	}
+	f.pw.CloseWithError(errors.New("aborted"))
+	f.wait()
 }
 
 // syncChunks makes the far file dst equal to src, chunk by chunk. A chunk
@@ -47,11 +125,17 @@ func syncDisk(ctx context.Context, c *ssh.Client, to Remote, src, dst string, ch
 // reads back each chunk it wrote and answers its sha256, compared with
 // the one here: every chunk there is verified by sha256, by that answer
 // or by the far side's own sum, without rereading the whole disk there.
-// whole: st.sum is the whole file's sha256 here too.
-func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64, prev [][32]byte, whole bool) (syncStats, error) {
+// whole: st.sum is the whole file's sha256 here too. rv: the far
+// receiver opened ahead (openRecv), or nil (opened here); with rv, prev
+// is all that is known of the far copy (nil: nothing; its sums are not
+// asked for: rv may hold the connection's one session).
+func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64, prev [][32]byte, whole bool, rv *farCall) (syncStats, error) {
 	var st syncStats
+	if rv != nil {
+		defer rv.abort() // on an early return; a no-op once answered
+	}
 	have := prev
-	if have == nil {
+	if have == nil && rv == nil {
 		t0 := time.Now()
 		out, err := to.tinyfarm(ctx, c, nil, "migrate", "sums", "--chunk", strconv.FormatInt(chunk, 10), dst)
 		if err != nil {
@@ -80,17 +164,13 @@ func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, 
 		return st, err
 	}
 	st.size = fi.Size()
-	pr, pw := io.Pipe()
-	type recvOut struct {
-		out []byte
-		err error
+	if rv == nil {
+		rv = startFar(ctx, c, to, recvArgs(dst, st.size)...)
+		defer rv.abort()
+	} else if rv.size != st.size {
+		return st, fmt.Errorf("send %s: its size changed to %d since the receiver was opened for %d", src, st.size, rv.size)
 	}
-	done := make(chan recvOut, 1)
-	go func() {
-		out, err := to.tinyfarm(ctx, c, pr, "migrate", "recv", "--chunk-sums", "--size", strconv.FormatInt(st.size, 10), dst)
-		pr.CloseWithError(errors.New("receiver ended"))
-		done <- recvOut{out, err}
-	}()
+	pw := rv.pw
 	var wh hash.Hash
 	if whole {
 		wh = sha256.New()
@@ -98,6 +178,7 @@ func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, 
 	bw := bufio.NewWriterSize(pw, 1<<20)
 	buf := make([]byte, chunk)
 	zeros := zeroSums{}
+	t1 := time.Now()
 	var sent [][32]byte // the sums of the chunks sent, in order
 	data := int64(-1)   // the next data offset at or after the one read, -1: look
 	werr := func() error {
@@ -153,7 +234,9 @@ func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, 
 		return bw.Flush()
 	}()
 	pw.CloseWithError(werr)
-	r := <-done
+	st.send = time.Since(t1)
+	r := rv.wait()
+	st.farAnswer = time.Since(t1) - st.send
 	if werr != nil {
 		return st, fmt.Errorf("send %s: %w", src, werr)
 	}

@@ -83,15 +83,17 @@ type stepClock struct {
 	steps *[]MigrateStep
 }
 
-// markSync marks a disk sync's two parts: the far chunk sums, then the
-// send and the far verify.
+// markSync marks a disk sync's parts: the far chunk sums, the send, the
+// wait for the far side's answer (and what else the step took).
 func (c *stepClock) markSync(name string, st syncStats) {
 	now := time.Now()
 	took := now.Sub(c.last)
 	if st.farSums > 0 {
 		*c.steps = append(*c.steps, MigrateStep{name + ": far sums", st.farSums})
 	}
-	*c.steps = append(*c.steps, MigrateStep{name + ": send+verify", took - st.farSums})
+	*c.steps = append(*c.steps, MigrateStep{name + ": read, hash, send", st.send},
+		MigrateStep{name + ": far write, fsync, verify", st.farAnswer},
+		MigrateStep{name + ": rest", took - st.farSums - st.send - st.farAnswer})
 	c.last = now
 }
 
@@ -236,12 +238,36 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	// Pass 1 with the guest running: most of the disk, no downtime.
 	var prev [][32]byte // what the far copy holds after it
 	if res.WasRunning {
-		st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, false)
+		st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, false, nil)
 		if err != nil {
 			return fail(err)
 		}
 		res.PreCopySent, res.ChunksSent, prev = st.bytesSent, st.chunksSent, st.sums
 		clock.markSync("sync pass 1 (running)", st)
+	}
+	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
+	if !res.WasRunning {
+		args = append(args, "--no-start")
+	}
+	// A running guest's far receiver of pass 2 and far import are started
+	// before the stop, waiting for their input, so that their SSH sessions
+	// and far tinyfarm starts are not part of the downtime; the import on
+	// a connection of its own (dropbear 2022.82-2024.85: one session at a
+	// time per connection, ssh.Config.MaxSessions). Unused, they are
+	// aborted: their input ends early, nothing changes there.
+	var rv, imp *farCall
+	defer func() { rv.abort(); imp.abort() }()
+	if res.WasRunning {
+		if rv, err = openRecv(ctx, c, to, d.Disk, probe.Disk); err != nil {
+			return fail(err)
+		}
+		c2, err := to.Dial(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		defer c2.Close()
+		imp = startFar(ctx, c2, to, args...)
+		clock.mark("open far receiver and import")
 	}
 	stopped := time.Now()
 	if _, err := g.Stop(ctx, o.Grace); err != nil {
@@ -255,7 +281,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	}
 	// Pass 2 with the guest stopped: what changed since pass 1 (its sums
 	// here, no far rehash), verified there.
-	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, prev, false)
+	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, prev, false, rv)
 	if err != nil {
 		restart()
 		return fail(err)
@@ -265,17 +291,17 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	clock.markSync("sync pass 2 (stopped)", st)
 
 	def := farDefinition(d, probe.Disk, false)
-	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
-	if !res.WasRunning {
-		args = append(args, "--no-start")
-	}
 	// Recorded before the import: a run killed after it and before the
 	// guest is forgotten here lets the rerun finish the move (above).
 	if err := fsutil.WriteJSONAtomic(pending, map[string]string{"to": to.Label()}, 0o600); err != nil {
 		restart()
 		return fail(err)
 	}
-	out, err = to.tinyfarm(ctx, c, bytes.NewReader(def), args...)
+	if imp != nil {
+		out, err = imp.send(def)
+	} else {
+		out, err = to.tinyfarm(ctx, c, bytes.NewReader(def), args...)
+	}
 	if err != nil {
 		os.Remove(pending)
 		restart()
