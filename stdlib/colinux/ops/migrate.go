@@ -236,13 +236,13 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	}
 
 	// Pass 1 with the guest running: most of the disk, no downtime.
-	var prev [][32]byte // what the far copy holds after it
+	var prev *chunkSums // what the far copy holds after it
 	if res.WasRunning {
 		st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, false, nil)
 		if err != nil {
 			return fail(err)
 		}
-		res.PreCopySent, res.ChunksSent, prev = st.bytesSent, st.chunksSent, st.sums
+		res.PreCopySent, res.ChunksSent, prev = st.bytesSent, st.chunksSent, &st.sums
 		clock.markSync("sync pass 1 (running)", st)
 	}
 	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
@@ -279,8 +279,8 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 			g.Start(context.WithoutCancel(ctx))
 		}
 	}
-	// Pass 2 with the guest stopped: what changed since pass 1 (its sums
-	// here, no far rehash), verified there.
+	// Pass 2 with the guest stopped: what changed since pass 1 (found by
+	// its quick sums here, no far rehash), verified there.
 	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, prev, false, rv)
 	if err != nil {
 		restart()
