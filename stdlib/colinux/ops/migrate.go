@@ -297,6 +297,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		restart()
 		return fail(err)
 	}
+	clock.mark("record the import")
 	if imp != nil {
 		out, err = imp.send(def)
 	} else {
