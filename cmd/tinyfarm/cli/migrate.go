@@ -55,19 +55,16 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 	}
 	sums.Flags().Int64Var(&chunk, "chunk", 1<<20, "chunk size in bytes")
 	var size int64
+	var chunkSums bool
 	recv := &cobra.Command{
 		Use:  "recv --size N PATH",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sum, err := ops.ReceiveChunks(args[0], size, stdin)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(stdout, "sha256 "+sum)
-			return err
+			return ops.ReceiveChunks(args[0], size, stdin, stdout, chunkSums)
 		},
 	}
 	recv.Flags().Int64Var(&size, "size", 0, "the file's size")
+	recv.Flags().BoolVar(&chunkSums, "chunk-sums", false, "answer each written chunk's sha256, not the whole file's")
 	var timeout time.Duration
 	var noStart bool
 	imp := &cobra.Command{
@@ -80,7 +77,7 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			}
 			f := fm()
 			defer f.Close()
-			st, err := ops.Import(ctx, f, d, !noStart, timeout)
+			st, steps, err := ops.Import(ctx, f, d, !noStart, timeout)
 			if err != nil {
 				return err
 			}
@@ -89,7 +86,7 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			if def != nil {
 				ip, _, _ = strings.Cut(def.IP, "/")
 			}
-			return json.NewEncoder(stdout).Encode(map[string]string{"state": string(st.State), "ip": ip, "pid": strconv.Itoa(st.PID)})
+			return json.NewEncoder(stdout).Encode(map[string]any{"state": string(st.State), "ip": ip, "pid": strconv.Itoa(st.PID), "steps": steps})
 		},
 	}
 	imp.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long the guest has to come up")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -326,8 +327,13 @@ func (g *guest) Stop(ctx context.Context, grace time.Duration) error {
 		rt.Cgroups.freeze(false) // a frozen guest cannot shut down
 	}
 	if grace > 0 {
+		var from int64
+		if fi, err := os.Stat(g.spec.ConsoleLog()); err == nil {
+			from = fi.Size()
+		}
+		before := procChildren(rt.InitPID)
 		syscall.Kill(rt.InitPID, syscall.SIGUSR2)
-		if g.waitGone(ctx, grace) {
+		if g.waitShutdown(ctx, rt, from, before, grace) {
 			return g.waitExitRecord(ctx)
 		}
 	}
@@ -336,6 +342,145 @@ func (g *guest) Stop(ctx context.Context, grace time.Duration) error {
 		return fmt.Errorf("ns %s: stop: init (pid %d) did not die", g.spec.Name, rt.InitPID)
 	}
 	return g.waitExitRecord(ctx)
+}
+
+// shutdownMarker is what busybox init (Tiny Core's init, and the mini
+// release's) prints on the console once the shutdown actions of its
+// inittab (rc.shutdown) have returned (busybox init/init.c,
+// run_shutdown_and_kill_processes; the string is in Debian's
+// busybox-static 1.35). What init does after it is its own: SIGTERM to
+// every process left, sleep 1 s, SIGKILL, sleep 1 s, then the poweroff.
+var shutdownMarker = []byte("The system is going down NOW!")
+
+// waitShutdown waits up to grace for the guest's init, asked to power
+// off, to end, cutting the waits that can only time out: those for
+// processes that ignore SIGTERM (an interactive shell does: busybox ash;
+// the mini release's console shell is one), which a shutdown kills once
+// its wait is over anyway.
+//   - The shutdown script's sleep between its SIGTERM and SIGKILL to every
+//     process (the mini release's rc.shutdown: `kill -TERM -1; sleep 1;
+//     kill -KILL -1`): when the shutdown action (shutdownSleep) sleeps
+//     and every other process ignores SIGTERM, the sleep is killed and
+//     the script goes on (SIGKILL, sync, unmount).
+//   - init's own seconds once the shutdown actions have run
+//     (shutdownMarker, on the console since offset from; then it sends
+//     SIGTERM, sleeps 1 s, SIGKILL, sleeps 1 s): when every process left
+//     but init ignores SIGTERM, or none is (every process of a PID
+//     namespace is init's descendant), init is killed.
+//
+// A process that handles or takes SIGTERM keeps the time the shutdown
+// gives it (up to grace). A migration's downtime is mostly this stop.
+func (g *guest) waitShutdown(ctx context.Context, rt *Runtime, from int64, before []int, grace time.Duration) bool {
+	deadline := time.Now().Add(grace)
+	marked := false
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if !rt.alive() {
+			return true
+		}
+		if !marked {
+			marked = consoleHas(g.spec.ConsoleLog(), from, shutdownMarker)
+		}
+		if marked {
+			if deafToTERM(descendants(rt.InitPID), 0, 0) && rt.alive() {
+				syscall.Kill(rt.InitPID, syscall.SIGKILL)
+				return g.waitGone(ctx, 10*time.Second)
+			}
+		} else if action, sleep := shutdownSleep(rt.InitPID, before); sleep > 0 && deafToTERM(descendants(rt.InitPID), action, sleep) {
+			syscall.Kill(sleep, syscall.SIGKILL)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return !rt.alive()
+}
+
+// shutdownSleep finds the shutdown action sleeping: a child of init
+// that was not one before the signal (orphans it adopted since may be
+// too) whose only child is a `sleep` with none. 0, 0: none, or several.
+func shutdownSleep(init int, before []int) (action, sleep int) {
+	for _, k := range procChildren(init) {
+		if slices.Contains(before, k) {
+			continue
+		}
+		if sk := procChildren(k); len(sk) == 1 && len(procChildren(sk[0])) == 0 && procComm(sk[0]) == "sleep" {
+			if sleep != 0 {
+				return 0, 0
+			}
+			action, sleep = k, sk[0]
+		}
+	}
+	return action, sleep
+}
+
+// descendants are the processes below pid.
+func descendants(pid int) []int {
+	var out []int
+	for next := []int{pid}; len(next) > 0; {
+		p := next[0]
+		next = next[1:]
+		for _, k := range procChildren(p) {
+			out = append(out, k)
+			next = append(next, k)
+		}
+	}
+	return out
+}
+
+// deafToTERM says whether every process of pids but skip1 and skip2
+// ignores SIGTERM (SigIgn in /proc/PID/status) or is a zombie: waiting
+// after a SIGTERM for any of them to end waits for nothing.
+func deafToTERM(pids []int, skip1, skip2 int) bool {
+	for _, p := range pids {
+		if p == skip1 || p == skip2 {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			continue // gone
+		}
+		var state string
+		var ign uint64
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "State:"); ok {
+				state = strings.TrimSpace(v)
+			} else if v, ok := strings.CutPrefix(l, "SigIgn:"); ok {
+				ign, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			}
+		}
+		if !strings.HasPrefix(state, "Z") && ign&(1<<(syscall.SIGTERM-1)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// procChildren are the children of pid's main thread (a guest's init and
+// shells are single-threaded busybox).
+func procChildren(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// procComm is pid's command name.
+func procComm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
+}
+
+// consoleHas says whether the console log at path holds s after offset from.
+func consoleHas(path string, from int64, s []byte) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.NewSectionReader(f, from, 1<<20))
+	return bytes.Contains(b, s)
 }
 
 func (g *guest) waitGone(ctx context.Context, d time.Duration) bool {

@@ -116,3 +116,16 @@ func allocated(path string) int64 {
 	}
 	return st.Blocks * 512
 }
+
+// seekData is the offset of the first data at or after off in f (size
+// when only a hole follows); off when the filesystem cannot say.
+func seekData(f *os.File, off, size int64) int64 {
+	d, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return size
+	}
+	if err != nil {
+		return off
+	}
+	return d
+}

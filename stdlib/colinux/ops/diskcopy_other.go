@@ -38,3 +38,6 @@ func allocated(path string) int64 {
 	}
 	return fi.Size()
 }
+
+// seekData is off: holes are not looked for here (read as zeros).
+func seekData(f *os.File, off, size int64) int64 { return off }

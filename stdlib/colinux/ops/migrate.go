@@ -51,7 +51,7 @@ type MigrateResult struct {
 	Chunks      int           // chunks in the image
 	ChunksSent  int           // chunks sent over both passes (all-zero ones as a marker; one changed after the first pass counts twice)
 	BytesSent   int64         // data bytes sent
-	SHA256      string        // of the disk image, equal on both sides
+	SHA256      string        // of the disk image (each chunk verified there by its sha256)
 	Duration    time.Duration // the whole migration
 	Downtime    time.Duration // from stopping the guest here to running there
 	State       string        // the guest's state there ("running")
@@ -66,6 +66,42 @@ type MigrateResult struct {
 	RAMBytes     int64         // memory QEMU sent (with re-sent dirty pages)
 	StateBytes   int64         // the whole migration stream's size
 	QEMUDowntime time.Duration // the source QEMU's own downtime figure
+	// Steps is where an offline move's time went, step by step in order
+	// (the far import's own steps named "far ..."): bench/ops.sh's
+	// breakdown of the downtime.
+	Steps []MigrateStep
+}
+
+// MigrateStep is one step of a migration and how long it took.
+type MigrateStep struct {
+	Name string        `json:"name"`
+	Took time.Duration `json:"took_ns"`
+}
+
+// stepClock records steps into a result: mark names the step that ends now.
+type stepClock struct {
+	last  time.Time
+	steps *[]MigrateStep
+}
+
+// markSync marks a disk sync's parts: the far chunk sums, the send, the
+// wait for the far side's answer (and what else the step took).
+func (c *stepClock) markSync(name string, st syncStats) {
+	now := time.Now()
+	took := now.Sub(c.last)
+	if st.farSums > 0 {
+		*c.steps = append(*c.steps, MigrateStep{name + ": far sums", st.farSums})
+	}
+	*c.steps = append(*c.steps, MigrateStep{name + ": read, hash, send", st.send},
+		MigrateStep{name + ": far write, fsync, verify", st.farAnswer},
+		MigrateStep{name + ": rest", took - st.farSums - st.send - st.farAnswer})
+	c.last = now
+}
+
+func (c *stepClock) mark(name string) {
+	now := time.Now()
+	*c.steps = append(*c.steps, MigrateStep{name, now.Sub(c.last)})
+	c.last = now
 }
 
 // migratesLive: the guest's driver sends a running guest's state
@@ -99,6 +135,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	t0 := time.Now()
 	d := g.Def
 	res.Host = to.Label()
+	clock := stepClock{t0, &res.Steps}
 	fail := func(err error) (MigrateResult, error) {
 		return res, fmt.Errorf("guest %s: migrate to %s: %w", d.Name, to.Label(), err)
 	}
@@ -126,6 +163,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		return fail(err)
 	}
 	defer c.Close()
+	clock.mark("ssh connect")
 	res.WasRunning = g.Running(ctx)
 	// Everything that can be checked before a byte is copied.
 	if o.Live && res.WasRunning && len(d.Shares) > 0 {
@@ -148,6 +186,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	if err != nil {
 		return fail(err)
 	}
+	clock.mark("far probe")
 	var probe FarProbe
 	if err := json.Unmarshal(out, &probe); err != nil || probe.Disk == "" {
 		return fail(fmt.Errorf("far tinyfarm's probe answered %q: %v", abbrevBytes(out), err))
@@ -194,56 +233,88 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	if err := authorizeKey(ctx, g, probe.FarmKey, res.WasRunning); err != nil {
 		return fail(err)
 	}
+	clock.mark("authorize far key")
 	if o.Live && res.WasRunning {
 		return migrateLive(ctx, g, c, to, o, probe, res, t0)
 	}
 
 	// Pass 1 with the guest running: most of the disk, no downtime.
+	var prev *chunkSums // what the far copy holds after it
 	if res.WasRunning {
-		st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+		st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, false, nil)
 		if err != nil {
 			return fail(err)
 		}
-		res.PreCopySent, res.ChunksSent = st.bytesSent, st.chunksSent
+		res.PreCopySent, res.ChunksSent, prev = st.bytesSent, st.chunksSent, &st.sums
+		clock.markSync("sync pass 1 (running)", st)
+	}
+	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
+	if !res.WasRunning {
+		args = append(args, "--no-start")
+	}
+	// A running guest's far receiver of pass 2 and far import are started
+	// before the stop, waiting for their input, so that their SSH sessions
+	// and far tinyfarm starts are not part of the downtime; the import on
+	// a connection of its own (dropbear 2022.82-2024.85: one session at a
+	// time per connection, ssh.Config.MaxSessions). Unused, they are
+	// aborted: their input ends early, nothing changes there.
+	var rv, imp *farCall
+	defer func() { rv.abort(); imp.abort() }()
+	if res.WasRunning {
+		if rv, err = openRecv(ctx, c, to, d.Disk, probe.Disk); err != nil {
+			return fail(err)
+		}
+		c2, err := to.Dial(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		defer c2.Close()
+		imp = startFar(ctx, c2, to, args...)
+		clock.mark("open far receiver and import")
 	}
 	stopped := time.Now()
 	if _, err := g.Stop(ctx, o.Grace); err != nil {
 		return fail(err)
 	}
+	clock.mark("stop")
 	restart := func() {
 		if res.WasRunning {
 			g.Start(context.WithoutCancel(ctx))
 		}
 	}
-	// Pass 2 with the guest stopped: what changed, then verify.
-	st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+	// Pass 2 with the guest stopped: what changed since pass 1 (found by
+	// its quick sums here, no far rehash), verified there.
+	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, prev, false, rv)
 	if err != nil {
 		restart()
 		return fail(err)
 	}
-	res.Size, res.Chunks, res.BytesSent, res.SHA256 = st.size, st.chunks, st.bytesSent+res.PreCopySent, st.sum
+	res.Size, res.Chunks, res.BytesSent = st.size, st.chunks, st.bytesSent+res.PreCopySent
 	res.ChunksSent += st.chunksSent
+	clock.markSync("sync pass 2 (stopped)", st)
 
 	def := farDefinition(d, probe.Disk, "")
-	args = []string{"migrate", "import", "--timeout", o.Timeout.String()}
-	if !res.WasRunning {
-		args = append(args, "--no-start")
-	}
 	// Recorded before the import: a run killed after it and before the
 	// guest is forgotten here lets the rerun finish the move (above).
 	if err := fsutil.WriteJSONAtomic(pending, map[string]string{"to": to.Label()}, 0o600); err != nil {
 		restart()
 		return fail(err)
 	}
-	out, err = to.tinyfarm(ctx, c, bytes.NewReader(def), args...)
+	clock.mark("record the import")
+	if imp != nil {
+		out, err = imp.send(def)
+	} else {
+		out, err = to.tinyfarm(ctx, c, bytes.NewReader(def), args...)
+	}
 	if err != nil {
 		os.Remove(pending)
 		restart()
 		return fail(err)
 	}
 	var far struct {
-		State string `json:"state"`
-		IP    string `json:"ip"`
+		State string        `json:"state"`
+		IP    string        `json:"ip"`
+		Steps []MigrateStep `json:"steps"`
 	}
 	if err := json.Unmarshal(out, &far); err != nil {
 		os.Remove(pending)
@@ -259,19 +330,32 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		restart()
 		return fail(fmt.Errorf("the guest is %s there, want %s", far.State, want))
 	}
+	clock.mark("far import")
+	for _, s := range far.Steps {
+		res.Steps = append(res.Steps, MigrateStep{"far " + s.Name, s.Took})
+	}
 	res.State, res.IP = far.State, far.IP
 	res.Downtime = time.Since(stopped)
 	if o.Running != nil {
 		o.Running(res)
+		clock.mark("running callback (route switch)")
 	}
+	// The image's sha256 for the result, out of the downtime: the disk
+	// here is what was sent (the guest is stopped), each chunk verified.
+	if res.SHA256, err = fileSHA256(d.Disk); err != nil {
+		return fail(fmt.Errorf("runs there, but hashing the disk here: %w", err))
+	}
+	clock.mark("sha256 here")
 	// Only now: it runs there; forget it here.
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
 	}
+	clock.mark("destroy here")
 	os.Remove(pending)
 	if err := revokeHere(ctx, g, c, to, o, probe, &res); err != nil {
 		return fail(err)
 	}
+	clock.mark("revoke key")
 	res.Duration = time.Since(t0)
 	return res, nil
 }

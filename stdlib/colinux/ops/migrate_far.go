@@ -42,36 +42,44 @@ type FarProbe struct {
 // Import is the far side of a migration: it defines the guest (refusing a
 // name that exists), starts it unless noStart and waits for its ready
 // marker. A guest that does not come up is undefined again (its disk
-// stays, so a retry sends only what is missing).
-func Import(ctx context.Context, f *farm.Farm, d farm.Definition, start bool, timeout time.Duration) (driver.Status, error) {
+// stays, so a retry sends only what is missing). Steps says where its
+// time went (MigrateResult.Steps).
+func Import(ctx context.Context, f *farm.Farm, d farm.Definition, start bool, timeout time.Duration) (driver.Status, []MigrateStep, error) {
+	var steps []MigrateStep
+	clock := stepClock{time.Now(), &steps}
 	if _, err := f.Get(d.Name); err == nil {
-		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, farm.ErrExists)
+		return driver.Status{}, steps, fmt.Errorf("import %s: %w", d.Name, farm.ErrExists)
 	}
 	res, err := f.Define(d, farm.ChangeOptions{})
 	if err != nil {
-		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, err)
+		return driver.Status{}, steps, fmt.Errorf("import %s: %w", d.Name, err)
 	}
+	clock.mark("define")
 	g := f.GuestOf(res.Def)
 	if !start {
 		os.Remove(migratingMark(d.Disk)) // a guest's disk now
-		return g.Status(ctx)
+		st, err := g.Status(ctx)
+		return st, steps, err
 	}
-	undo := func(err error) (driver.Status, error) {
+	undo := func(err error) (driver.Status, []MigrateStep, error) {
 		g.Destroy(context.WithoutCancel(ctx), false)
-		return driver.Status{}, fmt.Errorf("import %s: %w", d.Name, err)
+		return driver.Status{}, steps, fmt.Errorf("import %s: %w", d.Name, err)
 	}
 	if _, err := g.Start(ctx); err != nil {
 		return undo(err)
 	}
+	clock.mark("start")
 	if err := g.WaitReady(ctx, timeout); err != nil {
 		return undo(err)
 	}
+	clock.mark("wait_ready")
 	st, err := g.Status(ctx)
 	if err != nil {
 		return undo(err)
 	}
 	os.Remove(migratingMark(d.Disk)) // a guest's disk now
-	return st, nil
+	clock.mark("status")
+	return st, steps, nil
 }
 
 // migratingMark names the file that says the disk beside it is a
