@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/maphash"
 	"io"
 	"os"
@@ -24,7 +23,6 @@ type syncStats struct {
 	chunks     int
 	chunksSent int
 	bytesSent  int64
-	sum        string // the whole file's sha256 here (syncChunks' whole)
 	// sums are the chunks here, which the far copy holds now (verified
 	// there): the next pass's prev.
 	sums chunkSums
@@ -34,12 +32,6 @@ type syncStats struct {
 	// send is the read, hash and send here; farAnswer the wait after it
 	// for the far side's answer (its writes, fsync and read back).
 	send, farAnswer time.Duration
-}
-
-// syncDisk makes the far file dst equal to src (syncChunks, asking the
-// far side what it holds) and also hashes the whole file here (st.sum).
-func syncDisk(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64) (syncStats, error) {
-	return syncChunks(ctx, c, to, src, dst, chunk, nil, true, nil)
 }
 
 // farCall is a far tinyfarm command started ahead of its input: its SSH
@@ -139,16 +131,15 @@ func quickSum(b []byte) uint64 { return maphash.Bytes(quickSeed, b) }
 // earlier pass of the same pair left there (verified; a chunk whose
 // quickSum is prev's is unchanged since), else the sha256 sums the far
 // side computes of its copy (asked first: a copy an interrupted move left
-// is resumed). All-zero chunks go as holes,
-// and holes here are not read (SEEK_DATA). The far side writes, syncs,
-// reads back each chunk it wrote and answers its sha256, compared with
-// the one here: every chunk there is verified by sha256, by that answer
-// or by the far side's own sum, without rereading the whole disk there.
-// whole: st.sum is the whole file's sha256 here too. rv: the far
-// receiver opened ahead (openRecv), or nil (opened here); with rv, prev
-// is all that is known of the far copy (nil: nothing; its sums are not
-// asked for: rv may hold the connection's one session).
-func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64, prev *chunkSums, whole bool, rv *farCall) (syncStats, error) {
+// is resumed). All-zero chunks go as holes, and holes here are not read
+// (SEEK_DATA). The far side writes, syncs, reads back each chunk it wrote
+// and answers its sha256, compared with the one here: every chunk there
+// is verified by sha256, by that answer or by the far side's own sum,
+// without rereading the whole disk there. rv: the far receiver opened
+// ahead (openRecv), or nil (opened here); with rv, prev is all that is
+// known of the far copy (nil: nothing; its sums are not asked for: rv may
+// hold the connection's one session).
+func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, chunk int64, prev *chunkSums, rv *farCall) (syncStats, error) {
 	var st syncStats
 	if rv != nil {
 		defer rv.abort() // on an early return; a no-op once answered
@@ -193,10 +184,6 @@ func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, 
 		return st, fmt.Errorf("send %s: its size changed to %d since the receiver was opened for %d", src, st.size, rv.size)
 	}
 	pw := rv.pw
-	var wh hash.Hash
-	if whole {
-		wh = sha256.New()
-	}
 	bw := bufio.NewWriterSize(pw, 1<<20)
 	buf := make([]byte, chunk)
 	zeros := zeroSums{}
@@ -219,10 +206,6 @@ func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, 
 			hole := data >= off+n // nothing to read
 			if hole {
 				sum, q = zeros.of(n)
-				if wh != nil {
-					clear(b)
-					wh.Write(b)
-				}
 			} else {
 				if _, err := f.ReadAt(b, off); err != nil {
 					return fmt.Errorf("read %s: %w", src, err)
@@ -232,9 +215,6 @@ func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, 
 					sum = have[i] // unchanged since prev's pass
 				} else {
 					sum = sha256.Sum256(b)
-				}
-				if wh != nil {
-					wh.Write(b)
 				}
 			}
 			st.chunks++
@@ -269,9 +249,6 @@ func syncChunks(ctx context.Context, c *ssh.Client, to Remote, src, dst string, 
 	}
 	if r.err != nil {
 		return st, r.err
-	}
-	if wh != nil {
-		st.sum = hex.EncodeToString(wh.Sum(nil))
 	}
 	_, got, err := parseSums(r.out)
 	if err != nil {

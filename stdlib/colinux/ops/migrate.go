@@ -241,7 +241,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	// Pass 1 with the guest running: most of the disk, no downtime.
 	var prev *chunkSums // what the far copy holds after it
 	if res.WasRunning {
-		st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, false, nil)
+		st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, nil)
 		if err != nil {
 			return fail(err)
 		}
@@ -284,7 +284,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	}
 	// Pass 2 with the guest stopped: what changed since pass 1 (found by
 	// its quick sums here, no far rehash), verified there.
-	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, prev, false, rv)
+	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, prev, rv)
 	if err != nil {
 		restart()
 		return fail(err)

@@ -82,7 +82,7 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 		to.tinyfarm(context.WithoutCancel(ctx), c, nil, "migrate", "discard", "--disk", d.Name)
 	}
 	// Pass 1 with the guest running.
-	st, err := syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+	st, err := syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, nil, nil)
 	if err != nil {
 		discardFar()
 		return fail(err)
@@ -166,16 +166,18 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 
 	var delta syncStats
 	live, err := src.MigrateLive(ctx, "unix:"+fsutil.SocketArg(g.Spec().Dir, "migrate-out.sock"), func(ctx context.Context) error {
-		// The VM is stopped: the disk is stable. Pass 2 and verify.
+		// The VM is stopped: the disk is stable. Pass 2: the chunks
+		// changed since pass 1 (its quick sums here; no far rehash, no
+		// whole-disk hash in the pause), each verified there.
 		var err error
-		delta, err = syncDisk(ctx, c, to, d.Disk, probe.Disk, o.Chunk)
+		delta, err = syncChunks(ctx, c, to, d.Disk, probe.Disk, o.Chunk, &st.sums, nil)
 		return err
 	})
 	if err != nil {
 		discard()
 		return fail(err)
 	}
-	res.Size, res.Chunks, res.BytesSent, res.SHA256 = delta.size, delta.chunks, delta.bytesSent+res.PreCopySent, delta.sum
+	res.Size, res.Chunks, res.BytesSent = delta.size, delta.chunks, delta.bytesSent+res.PreCopySent
 	res.ChunksSent += delta.chunksSent
 	res.DeltaSent, res.RAMBytes, res.QEMUDowntime = delta.bytesSent, live.RAMBytes, live.BackendDowntime
 	relay := <-relayDone
@@ -220,6 +222,11 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	// shutdown, which would resume it) and forget the guest here.
 	if err := h.Stop(ctx, 0); err != nil {
 		return fail(fmt.Errorf("runs there, but quitting the source QEMU: %w", err))
+	}
+	// The image's sha256 for the result, out of the downtime: the disk
+	// here is what was sent (the VM never ran again here).
+	if res.SHA256, err = fileSHA256(d.Disk); err != nil {
+		return fail(fmt.Errorf("runs there, but hashing the disk here: %w", err))
 	}
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
