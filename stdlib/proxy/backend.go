@@ -33,6 +33,7 @@ type backendPool struct {
 
 type backendConn struct {
 	c      net.Conn
+	raw    *sysConn // reads and writes c (br and bw go through it)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	peek   *peeker
@@ -54,7 +55,7 @@ type watchedReader struct{ bc *backendConn }
 func (r watchedReader) Read(p []byte) (int, error) {
 	bc := r.bc
 	if bc.watch == nil {
-		return bc.c.Read(p)
+		return bc.raw.Read(p)
 	}
 	for {
 		// The deadline set for an earlier read is kept while it is at
@@ -69,7 +70,7 @@ func (r watchedReader) Read(p []byte) (int, error) {
 			bc.c.SetReadDeadline(d)
 			bc.dl = d
 		}
-		n, err := bc.c.Read(p)
+		n, err := bc.raw.Read(p)
 		if n > 0 || err == nil || !isTimeout(err) || !bc.until.IsZero() && !time.Now().Before(bc.until) {
 			return n, err
 		}
@@ -112,7 +113,8 @@ func (p *backendPool) get(ctx context.Context, fresh bool) (*backendConn, bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	bc := &backendConn{c: c, bw: bufio.NewWriterSize(c, 4<<10), peek: newPeeker(c)}
+	bc := &backendConn{c: c, raw: newSysConn(c), peek: newPeeker(c)}
+	bc.bw = bufio.NewWriterSize(bc.raw, 4<<10)
 	bc.br = bufio.NewReaderSize(watchedReader{bc}, 16<<10)
 	return bc, false, nil
 }

@@ -76,6 +76,7 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 		return
 	}
 	fc := &fastConn{s: s, c: c, lim: lim, remote: c.RemoteAddr().String(), peek: newPeeker(c.Conn)}
+	c.raw = newSysConn(c.Conn)
 	if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
 		fc.ip = ip
 	}
@@ -160,7 +161,7 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 			c.SetReadDeadline(now.Add(s.opts.ReadHeaderTimeout))
 			dl, dlSet = dlHeader, now
 		}
-		n, err := c.Conn.Read(fc.buf[fc.w:limit])
+		n, err := c.raw.Read(fc.buf[fc.w:limit])
 		from := max(fc.r, fc.w-3)
 		fc.w += n
 		if err != nil {
@@ -189,6 +190,7 @@ func (fc *fastConn) hostString() string {
 // handoff gives the connection, with its unserved bytes, to net/http.
 func (fc *fastConn) handoff(hand *handoffListener) {
 	fc.s.fast.handoffs.Add(1)
+	fc.c.raw = nil // net/http's path writes through net.Conn
 	if fc.w > fc.r {
 		fc.c.pre = append([]byte(nil), fc.buf[fc.r:fc.w]...)
 	}
