@@ -77,7 +77,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 	)
 	for attempt := 0; ; attempt++ {
 		var reused bool
-		bc, reused, err = b.pool.get(ctx, attempt >= maxAttempts-1)
+		bc, reused, err = b.pool.get(ctx, attempt >= maxAttempts-1, time.Now())
 		if err != nil {
 			cw.stop()
 			s.backendError(w, r, db, b.addr, err)
@@ -139,7 +139,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 		bc.c.Close()
 	} else {
 		bc.dl = time.Time{} // this path sets deadlines of its own
-		b.pool.put(bc)
+		b.pool.put(bc, time.Now())
 	}
 }
 

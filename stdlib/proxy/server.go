@@ -605,23 +605,23 @@ func (a *accessLog) write(r *http.Request, l *logWriter) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	a.writeLine(r.RemoteAddr, r.Method, r.RequestURI, r.Proto, r.Host, r.UserAgent(), status, l.bytes, l.start, l.backend)
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a.writeLine(host, r.Method, r.RequestURI, r.Proto, r.Host, r.UserAgent(), status, l.bytes, l.start, time.Now(), l.backend)
 }
 
-// writeLine appends one access log line.
-func (a *accessLog) writeLine(remote string, method, uri, proto, host, ua string, status int, n int64, start time.Time, backend string) {
-	host0, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host0 = remote
-	}
+// writeLine appends one access log line: client is the client's address
+// without port; the request took from start to now.
+func (a *accessLog) writeLine(client string, method, uri, proto, host, ua string, status int, n int64, start, now time.Time, backend string) {
 	if backend == "" {
 		backend = "-"
 	}
-	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b := a.buf[:0]
-	b = append(b, host0...)
+	b = append(b, client...)
 	b = append(b, " - - ["...)
 	if sec := now.Unix(); sec != a.sec || a.stamp == nil {
 		a.sec, a.stamp = sec, now.AppendFormat(a.stamp[:0], "02/Jan/2006:15:04:05 -0700")
