@@ -410,9 +410,16 @@ func writeHead(bw *bufio.Writer, r *http.Request, up string, hasBody bool) {
 
 // copyResponseHeader copies res's end-to-end headers to h: no hop-by-hop
 // header, none its Connection header names (checkResponse capped their
-// number), and a Trailer header announcing res's trailers.
+// number), and a Trailer header announcing res's trailers. A response
+// without Content-Type stays without one: net/http's server would sniff
+// one from the body (httputil.ReverseProxy lets it), while nginx and the
+// fast path pass the backend's headers as they are, and a proxy guessing
+// text/html for a body it did not make is how uploads become pages.
 func copyResponseHeader(h http.Header, res *http.Response) {
 	eachResponseHeader(res, func(k string, vv []string) { h[k] = vv })
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil // present: no sniffing; nil: not written
+	}
 }
 
 // eachResponseHeader calls fn with each of res's end-to-end headers (the
