@@ -630,9 +630,13 @@ func (a *accessLog) writeLine(client string, method, uri, proto, host, ua string
 	b = append(b, "] \""...)
 	b = append(b, method...)
 	b = append(b, ' ')
-	n0 := len(b)
-	b = strconv.AppendQuote(b, uri) // escapes '"' and control bytes
-	b = append(b[:n0], b[n0+1:len(b)-1]...)
+	if plainASCII(uri) {
+		b = append(b, uri...)
+	} else {
+		n0 := len(b)
+		b = strconv.AppendQuote(b, uri) // escapes '"' and control bytes
+		b = append(b[:n0], b[n0+1:len(b)-1]...)
+	}
 	b = append(b, ' ')
 	b = append(b, proto...)
 	b = append(b, "\" "...)
@@ -640,9 +644,9 @@ func (a *accessLog) writeLine(client string, method, uri, proto, host, ua string
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, n, 10)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, host)
+	b = appendQuote(b, host)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, ua)
+	b = appendQuote(b, ua)
 	b = append(b, ' ')
 	b = strconv.AppendFloat(b, now.Sub(start).Seconds(), 'f', 3, 64)
 	b = append(b, ' ')
@@ -650,6 +654,28 @@ func (a *accessLog) writeLine(client string, method, uri, proto, host, ua string
 	b = append(b, '\n')
 	a.buf = b
 	_, _ = a.w.Write(b)
+}
+
+// appendQuote is strconv.AppendQuote, without its rune-by-rune escaping
+// for the usual string that needs none (a third of the log line's cost).
+func appendQuote(b []byte, s string) []byte {
+	if !plainASCII(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// plainASCII reports whether strconv.Quote would leave s's bytes as they
+// are: printable ASCII, no '"' and no '\\'.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *accessLog) flush() {
