@@ -50,7 +50,9 @@ pid nginx.pid;
 error_log stderr;
 events { worker_connections 4096; }
 http {
-    access_log logs/access.log;
+    # Buffered as the embedded proxy's log is (64 KiB, written at least
+    # once a second): a write per request would handicap nginx.
+    access_log logs/access.log combined buffer=64k flush=1s;
     client_body_temp_path tmp/body;
     proxy_temp_path tmp/proxy;
     fastcgi_temp_path tmp/fastcgi;

@@ -33,6 +33,7 @@ type backendPool struct {
 
 type backendConn struct {
 	c      net.Conn
+	raw    *sysConn // reads and writes c (br and bw go through it)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	peek   *peeker
@@ -42,6 +43,7 @@ type backendConn struct {
 	watch *peeker   // the client's connection
 	until time.Time // the response head's deadline; zero: none
 	dl    time.Time // the read deadline watchedReader set; zero: unknown
+	now   time.Time // the time for the next read's deadline check; zero: read the clock
 }
 
 // watchedReader reads a backend connection for the fast path, which has
@@ -54,13 +56,17 @@ type watchedReader struct{ bc *backendConn }
 func (r watchedReader) Read(p []byte) (int, error) {
 	bc := r.bc
 	if bc.watch == nil {
-		return bc.c.Read(p)
+		return bc.raw.Read(p)
 	}
 	for {
 		// The deadline set for an earlier read is kept while it is at
 		// least half a clientPoll away and not past until: moving it
 		// costs a runtime timer update.
-		now := time.Now()
+		now := bc.now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		bc.now = time.Time{}
 		d := now.Add(clientPoll)
 		if !bc.until.IsZero() && bc.until.Before(d) {
 			d = bc.until
@@ -69,7 +75,7 @@ func (r watchedReader) Read(p []byte) (int, error) {
 			bc.c.SetReadDeadline(d)
 			bc.dl = d
 		}
-		n, err := bc.c.Read(p)
+		n, err := bc.raw.Read(p)
 		if n > 0 || err == nil || !isTimeout(err) || !bc.until.IsZero() && !time.Now().Before(bc.until) {
 			return n, err
 		}
@@ -83,15 +89,15 @@ func newBackendPool(addr string, dialer *net.Dialer, max int) *backendPool {
 	return &backendPool{addr: addr, dialer: dialer, max: max}
 }
 
-// get returns an idle connection (reused true) or dials a new one. An
+// get returns an idle connection (reused true) or dials a new one; now
+// is the current time (to tell connections idle for too long). An
 // idle connection with bytes waiting, or closed by the backend, is
 // dropped: bytes nobody asked for (a body after the head of a HEAD, 204
 // or 304 response, a common backend bug) would otherwise be read as the
 // next visitor's response (issue 20). http.Transport and nginx close such
 // connections too.
-func (p *backendPool) get(ctx context.Context, fresh bool) (*backendConn, bool, error) {
+func (p *backendPool) get(ctx context.Context, fresh bool, now time.Time) (*backendConn, bool, error) {
 	for !fresh {
-		now := time.Now()
 		p.mu.Lock()
 		n := len(p.idle)
 		if n == 0 {
@@ -112,14 +118,16 @@ func (p *backendPool) get(ctx context.Context, fresh bool) (*backendConn, bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	bc := &backendConn{c: c, bw: bufio.NewWriterSize(c, 4<<10), peek: newPeeker(c)}
+	bc := &backendConn{c: c, raw: newSysConn(c), peek: newPeeker(c)}
+	bc.bw = bufio.NewWriterSize(bc.raw, 4<<10)
 	bc.br = bufio.NewReaderSize(watchedReader{bc}, 16<<10)
 	return bc, false, nil
 }
 
-// put returns a connection whose last response was read to the end.
-func (p *backendPool) put(bc *backendConn) {
-	bc.idleAt = time.Now()
+// put returns a connection whose last response was read to the end, at
+// now.
+func (p *backendPool) put(bc *backendConn, now time.Time) {
+	bc.idleAt = now
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= p.max {
 		p.mu.Unlock()

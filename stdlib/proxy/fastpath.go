@@ -52,6 +52,7 @@ type fastConn struct {
 	host   string       // the last Host header, as a string
 	ua     string       // the last User-Agent, as a string
 	bw     *bufio.Writer
+	end    time.Time // when the last request was answered (log)
 }
 
 // fastState tracks the fast connections for a graceful shutdown.
@@ -76,6 +77,7 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 		return
 	}
 	fc := &fastConn{s: s, c: c, lim: lim, remote: c.RemoteAddr().String(), peek: newPeeker(c.Conn)}
+	c.raw = newSysConn(c.Conn)
 	if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
 		fc.ip = ip
 	}
@@ -129,7 +131,7 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 			lim.state(c, http.StateIdle)
 			if fc.r == fc.w {
 				fc.r, fc.w = 0, 0
-				if now := time.Now(); dl != dlIdle || now.Sub(dlSet) > s.opts.IdleTimeout/8 {
+				if now := fc.end; dl != dlIdle || now.Sub(dlSet) > s.opts.IdleTimeout/8 {
 					c.SetReadDeadline(now.Add(s.opts.IdleTimeout))
 					dl, dlSet = dlIdle, now
 				}
@@ -160,7 +162,7 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 			c.SetReadDeadline(now.Add(s.opts.ReadHeaderTimeout))
 			dl, dlSet = dlHeader, now
 		}
-		n, err := c.Conn.Read(fc.buf[fc.w:limit])
+		n, err := c.raw.Read(fc.buf[fc.w:limit])
 		from := max(fc.r, fc.w-3)
 		fc.w += n
 		if err != nil {
@@ -189,6 +191,7 @@ func (fc *fastConn) hostString() string {
 // handoff gives the connection, with its unserved bytes, to net/http.
 func (fc *fastConn) handoff(hand *handoffListener) {
 	fc.s.fast.handoffs.Add(1)
+	fc.c.raw = nil // net/http's path writes through net.Conn
 	if fc.w > fc.r {
 		fc.c.pre = append([]byte(nil), fc.buf[fc.r:fc.w]...)
 	}
@@ -213,11 +216,11 @@ func (fc *fastConn) serve(b *backend) bool {
 	)
 	for attempt := 0; ; attempt++ {
 		var reused bool
-		bc, reused, err = b.pool.get(s.fwdCtx, attempt >= maxAttempts-1)
+		bc, reused, err = b.pool.get(s.fwdCtx, attempt >= maxAttempts-1, start)
 		if err != nil {
 			break
 		}
-		res, err = fc.exchange(bc)
+		res, err = fc.exchange(bc, start)
 		if err == nil || err == errFastResponse {
 			break
 		}
@@ -238,7 +241,7 @@ func (fc *fastConn) serve(b *backend) bool {
 		if fc.res.close || bc.br.Buffered() > 0 || bodyless(method, fc.res.status) {
 			bc.c.Close()
 		} else {
-			b.pool.put(bc)
+			b.pool.put(bc, fc.end)
 		}
 		return !fr.close
 	}
@@ -266,7 +269,7 @@ func (fc *fastConn) serve(b *backend) bool {
 	if res.Close || bc.br.Buffered() > 0 || bodyless(method, res.StatusCode) {
 		bc.c.Close()
 	} else {
-		b.pool.put(bc)
+		b.pool.put(bc, fc.end)
 	}
 	return !fr.close
 }
@@ -279,8 +282,9 @@ var errFastResponse = errors.New("fast response")
 var errClientGone = errors.New("client closed the connection")
 
 // exchange writes the request head to bc and reads the response head,
-// waiting at most BackendTimeout, and less when the client leaves.
-func (fc *fastConn) exchange(bc *backendConn) (*http.Response, error) {
+// waiting at most BackendTimeout from start, and less when the client
+// leaves.
+func (fc *fastConn) exchange(bc *backendConn, start time.Time) (*http.Response, error) {
 	s := fc.s
 	writeFastHead(bc.bw, &fc.req, fc.ip)
 	if err := bc.bw.Flush(); err != nil {
@@ -288,7 +292,7 @@ func (fc *fastConn) exchange(bc *backendConn) (*http.Response, error) {
 	}
 	// Peek first, so an idle connection the backend closed (EOF before
 	// any byte) is told apart from a truncated response.
-	bc.watch, bc.until = fc.peek, time.Now().Add(s.opts.BackendTimeout)
+	bc.watch, bc.until, bc.now = fc.peek, start.Add(s.opts.BackendTimeout), start
 	if _, err := bc.br.Peek(1); err != nil {
 		if errors.Is(err, errClientGone) || isTimeout(err) {
 			return nil, err
@@ -564,13 +568,20 @@ func (fc *fastConn) writeError(err error) int {
 	return code
 }
 
+// log writes the access log line of the request served and sets fc.end,
+// the time the rest of the request's bookkeeping uses (one clock read).
 func (fc *fastConn) log(status int, n int64, start time.Time, backend string) {
+	fc.end = time.Now()
 	if a := fc.s.log; a != nil {
 		fr := &fc.req
 		if string(fr.ua) != fc.ua {
 			fc.ua = string(fr.ua)
 		}
-		a.writeLine(fc.remote, fr.method(), string(fr.target), "HTTP/1.1", fc.host, fc.ua, status, n, start, backend)
+		client := fc.ip
+		if client == "" {
+			client = fc.remote
+		}
+		a.writeLine(client, fr.method(), string(fr.target), "HTTP/1.1", fc.host, fc.ua, status, n, start, fc.end, backend)
 	}
 }
 

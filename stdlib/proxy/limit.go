@@ -48,6 +48,7 @@ type limitedConn struct {
 	closed     bool         // guarded by l.mu
 	wset       time.Time    // when Write last set the write deadline
 	pre        []byte       // read before the hand-off from the fast path, not yet served
+	raw        *sysConn     // set while on the fast path: Write goes through it
 }
 
 // Read returns the bytes the fast path read and did not serve first.
@@ -167,6 +168,9 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 			c.wset = now
 			c.Conn.SetWriteDeadline(now.Add(wt))
 		}
+	}
+	if c.raw != nil {
+		return c.raw.Write(p)
 	}
 	return c.Conn.Write(p)
 }

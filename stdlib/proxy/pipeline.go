@@ -77,7 +77,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 	)
 	for attempt := 0; ; attempt++ {
 		var reused bool
-		bc, reused, err = b.pool.get(ctx, attempt >= maxAttempts-1)
+		bc, reused, err = b.pool.get(ctx, attempt >= maxAttempts-1, time.Now())
 		if err != nil {
 			cw.stop()
 			s.backendError(w, r, db, b.addr, err)
@@ -139,7 +139,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, b *backend, db 
 		bc.c.Close()
 	} else {
 		bc.dl = time.Time{} // this path sets deadlines of its own
-		b.pool.put(bc)
+		b.pool.put(bc, time.Now())
 	}
 }
 
@@ -410,9 +410,16 @@ func writeHead(bw *bufio.Writer, r *http.Request, up string, hasBody bool) {
 
 // copyResponseHeader copies res's end-to-end headers to h: no hop-by-hop
 // header, none its Connection header names (checkResponse capped their
-// number), and a Trailer header announcing res's trailers.
+// number), and a Trailer header announcing res's trailers. A response
+// without Content-Type stays without one: net/http's server would sniff
+// one from the body (httputil.ReverseProxy lets it), while nginx and the
+// fast path pass the backend's headers as they are, and a proxy guessing
+// text/html for a body it did not make is how uploads become pages.
 func copyResponseHeader(h http.Header, res *http.Response) {
 	eachResponseHeader(res, func(k string, vv []string) { h[k] = vv })
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil // present: no sniffing; nil: not written
+	}
 }
 
 // eachResponseHeader calls fn with each of res's end-to-end headers (the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,4 +238,56 @@ func BenchmarkEmbeddedGET(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestNoContentTypeSniffed: a backend response without Content-Type
+// reaches the client without one, on the fast path (a GET) and on
+// net/http's path (a POST, a head too large for the fast path), as
+// nginx passes it. net/http's server would otherwise sniff one from the
+// body ("text/html; charset=utf-8" for this one).
+func TestNoContentTypeSniffed(t *testing.T) {
+	be := newHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header()["Content-Type"] = nil // the backend sends none
+		io.WriteString(w, "<!doctype html><html><body>a page?</body></html>")
+	}))
+	for _, kind := range kinds() {
+		t.Run(kind, func(t *testing.T) {
+			tg := newTarget(t, kind)
+			mustVHost(t, tg.reg, "ct.test", be)
+			tg.apply(t)
+			cl := newClient(t)
+			waitStatus(t, cl, tg.addr, "ct.test", 200)
+			for _, c := range []struct {
+				name, method, body string
+				hdr                string
+			}{
+				{"GET", "GET", "", ""},
+				{"POST", "POST", "a=1", ""},
+				{"GET with a large head", "GET", "", strings.Repeat("x", 6000)},
+			} {
+				var body io.Reader
+				if c.body != "" {
+					body = strings.NewReader(c.body)
+				}
+				req, _ := http.NewRequest(c.method, "http://"+tg.addr+"/", body)
+				req.Host = "ct.test"
+				if c.hdr != "" {
+					req.Header.Set("X-Big", c.hdr)
+				}
+				resp, err := cl.Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !strings.Contains(string(b), "a page?") {
+					t.Fatalf("%s: %d %q", c.name, resp.StatusCode, b)
+				}
+				if ct, ok := resp.Header["Content-Type"]; ok {
+					t.Errorf("%s: Content-Type %q added; the backend sent none", c.name, ct)
+				}
+			}
+		})
+	}
 }

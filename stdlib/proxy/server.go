@@ -605,23 +605,23 @@ func (a *accessLog) write(r *http.Request, l *logWriter) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	a.writeLine(r.RemoteAddr, r.Method, r.RequestURI, r.Proto, r.Host, r.UserAgent(), status, l.bytes, l.start, l.backend)
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a.writeLine(host, r.Method, r.RequestURI, r.Proto, r.Host, r.UserAgent(), status, l.bytes, l.start, time.Now(), l.backend)
 }
 
-// writeLine appends one access log line.
-func (a *accessLog) writeLine(remote string, method, uri, proto, host, ua string, status int, n int64, start time.Time, backend string) {
-	host0, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host0 = remote
-	}
+// writeLine appends one access log line: client is the client's address
+// without port; the request took from start to now.
+func (a *accessLog) writeLine(client string, method, uri, proto, host, ua string, status int, n int64, start, now time.Time, backend string) {
 	if backend == "" {
 		backend = "-"
 	}
-	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b := a.buf[:0]
-	b = append(b, host0...)
+	b = append(b, client...)
 	b = append(b, " - - ["...)
 	if sec := now.Unix(); sec != a.sec || a.stamp == nil {
 		a.sec, a.stamp = sec, now.AppendFormat(a.stamp[:0], "02/Jan/2006:15:04:05 -0700")
@@ -630,9 +630,13 @@ func (a *accessLog) writeLine(remote string, method, uri, proto, host, ua string
 	b = append(b, "] \""...)
 	b = append(b, method...)
 	b = append(b, ' ')
-	n0 := len(b)
-	b = strconv.AppendQuote(b, uri) // escapes '"' and control bytes
-	b = append(b[:n0], b[n0+1:len(b)-1]...)
+	if plainASCII(uri) {
+		b = append(b, uri...)
+	} else {
+		n0 := len(b)
+		b = strconv.AppendQuote(b, uri) // escapes '"' and control bytes
+		b = append(b[:n0], b[n0+1:len(b)-1]...)
+	}
 	b = append(b, ' ')
 	b = append(b, proto...)
 	b = append(b, "\" "...)
@@ -640,9 +644,9 @@ func (a *accessLog) writeLine(remote string, method, uri, proto, host, ua string
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, n, 10)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, host)
+	b = appendQuote(b, host)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, ua)
+	b = appendQuote(b, ua)
 	b = append(b, ' ')
 	b = strconv.AppendFloat(b, now.Sub(start).Seconds(), 'f', 3, 64)
 	b = append(b, ' ')
@@ -650,6 +654,28 @@ func (a *accessLog) writeLine(remote string, method, uri, proto, host, ua string
 	b = append(b, '\n')
 	a.buf = b
 	_, _ = a.w.Write(b)
+}
+
+// appendQuote is strconv.AppendQuote, without its rune-by-rune escaping
+// for the usual string that needs none (a third of the log line's cost).
+func appendQuote(b []byte, s string) []byte {
+	if !plainASCII(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// plainASCII reports whether strconv.Quote would leave s's bytes as they
+// are: printable ASCII, no '"' and no '\\'.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *accessLog) flush() {

@@ -62,7 +62,7 @@ func newPeeker(c net.Conn) *peeker {
 }
 
 func (p *peeker) peek(fd uintptr) {
-	p.n, _, p.err = syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	p.n, p.err = rawPeek(fd, p.buf[:])
 }
 
 // unsolicited reports whether the connection has bytes waiting or was
