@@ -146,9 +146,11 @@ func TestLoadAttackersDontStarveNormalClient(t *testing.T) {
 // p99, which is 0.3-3 ms on loopback. The flood heads cost the proxy
 // about 4% of a core (1.4 ms of parsing per 63 KB head, 2 MB/s of them),
 // in slices that hold one of the process's two Ps: on a machine saturated
-// by other work that measured up to +4 ms at p99 (2.5x), in every round.
-// A starved client (the 0.55 s per flood head) is off by 100x.
-const loadP99Slack = 5 * time.Millisecond
+// by other work that measured up to +4 ms at p99 (2.5x), in every round,
+// and once 3.7x while a benchmark ran beside it. A starved client (the
+// issue's 0.55 s per flood head) is off by 100x: 25 ms still catches it
+// 20 times over, and no busy neighbour fails the test.
+const loadP99Slack = 25 * time.Millisecond
 
 // loadP99Bound is the p99 the normal client must stay under while
 // attacked: 2x the quiet p99, or the quiet p99 plus loadP99Slack.
