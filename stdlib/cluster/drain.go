@@ -101,10 +101,12 @@ type MoveResult struct {
 // Mover is how a host's daemon drains: its farm's guests, and the
 // migration of one (colinux's Guest.Migrate, in the tinyfarm command).
 // Move calls running as soon as the guest runs there, before it cleans up
-// here (MigrateOptions.Running): the routes switch then.
+// here (MigrateOptions.Running): the routes switch then. It calls back if
+// the move then fails and the guest runs here again (MigrateOptions.Back):
+// the routes switch back.
 type Mover interface {
 	Guests(ctx context.Context) ([]LocalGuest, error)
-	Move(ctx context.Context, name string, to Host, live bool, running func(MoveResult)) (MoveResult, error)
+	Move(ctx context.Context, name string, to Host, live bool, running func(MoveResult), back func()) (MoveResult, error)
 }
 
 // MoveFinder is a Mover that can tell whether a guest runs on a host
@@ -570,6 +572,17 @@ func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local
 		if !switched {
 			apply(r)
 		}
+	}, func() {
+		if !switched || switchErr != nil {
+			return
+		}
+		// It runs here again: its routes and claim come back.
+		s.State = StepMoving
+		if err := d.switchFrom(context.WithoutCancel(ctx), req, &s, s.To, self); err != nil {
+			d.log.Info("cluster: drain: switching back", "guest", s.Guest, "err", err)
+			return
+		}
+		switched, s.Routes = false, nil
 	})
 	if err != nil && !switched {
 		return fail(err)
@@ -595,15 +608,21 @@ func (d *drainer) move(ctx context.Context, req DrainRequest, s DrainStep, local
 // moves with it, and the step is recorded done. Every proxy sees the new
 // owner at the same revision.
 func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainStep) error {
-	self := d.cfg.Host
+	return d.switchFrom(ctx, req, s, d.cfg.Host, s.To)
+}
+
+// switchFrom is switchGuest from host from to host to: this host to the
+// target, or back when the move is undone (MigrateOptions.Back). s is
+// recorded as this host's drain step.
+func (d *drainer) switchFrom(ctx context.Context, req DrainRequest, s *DrainStep, from, to string) error {
 	return d.c.call(ctx, "cluster drain switch "+s.Guest, func(ctx context.Context) error {
 		for try := 0; try < maxRetries; try++ {
 			r, err := d.c.etcd.Txn(ctx).Then(
 				clientv3.OpGet(Prefix+"routes/", clientv3.WithPrefix()),
 				clientv3.OpGet(Prefix+"guests/"+s.Guest),
-				clientv3.OpGet(Prefix+"hostmem/"+self),
-				clientv3.OpGet(Prefix+"hostmem/"+s.To),
-				clientv3.OpGet(Prefix+"hostnet/"+s.To),
+				clientv3.OpGet(Prefix+"hostmem/"+from),
+				clientv3.OpGet(Prefix+"hostmem/"+to),
+				clientv3.OpGet(Prefix+"hostnet/"+to),
 				clientv3.OpGet(Prefix+"ips/"+s.IP),
 			).Commit()
 			if err != nil {
@@ -614,7 +633,7 @@ func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainSte
 			s.Routes, s.Note = nil, ""
 			for _, kv := range r.Responses[0].GetResponseRange().Kvs {
 				var rt Route
-				if json.Unmarshal(kv.Value, &rt) != nil || rt.Guest != s.Guest || rt.Host != self {
+				if json.Unmarshal(kv.Value, &rt) != nil || rt.Guest != s.Guest || rt.Host != from {
 					continue
 				}
 				_, port, err := net.SplitHostPort(rt.Addr)
@@ -622,16 +641,16 @@ func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainSte
 					s.Note = "route " + rt.VHost + " kept: the guest has no address there"
 					continue
 				}
-				rt.Host, rt.Addr = s.To, net.JoinHostPort(s.IP, port)
+				rt.Host, rt.Addr = to, net.JoinHostPort(s.IP, port)
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
 				ops = append(ops, opJSON(string(kv.Key), rt))
 				s.Routes = append(s.Routes, rt.VHost)
 			}
 			if kvs := r.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 				var g GuestRecord
-				if json.Unmarshal(kvs[0].Value, &g) == nil && g.Host == self {
+				if json.Unmarshal(kvs[0].Value, &g) == nil && g.Host == from {
 					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kvs[0].Key)), "=", kvs[0].ModRevision))
-					g.Host = s.To
+					g.Host = to
 					owner := ""
 					if ik := r.Responses[5].GetResponseRange().Kvs; len(ik) > 0 {
 						owner = string(ik[0].Value)
@@ -645,7 +664,7 @@ func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainSte
 						// The far farm gave it an address another guest
 						// claims (its farm network is not the host's
 						// cluster subnet): the claim keeps its address.
-						s.Note = fmt.Sprintf("its address there, %s, is claimed by %s: give %s's farm its cluster subnet (colinux.network)", s.IP, owner, s.To)
+						s.Note = fmt.Sprintf("its address there, %s, is claimed by %s: give %s's farm its cluster subnet (colinux.network)", s.IP, owner, to)
 					default:
 						g.IP = s.IP + "/24"
 						if nk := r.Responses[4].GetResponseRange().Kvs; len(nk) > 0 {
@@ -656,7 +675,7 @@ func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainSte
 						ops = append(ops, clientv3.OpDelete(Prefix+"ips/"+oldIP), clientv3.OpPut(Prefix+"ips/"+s.IP, s.Guest))
 					}
 					ops = append(ops, opJSON(string(kvs[0].Key), g))
-					for i, h := range []string{self, s.To} {
+					for i, h := range []string{from, to} {
 						memKey := Prefix + "hostmem/" + h
 						n := int64(0)
 						if kvs := r.Responses[2+i].GetResponseRange().Kvs; len(kvs) > 0 {
@@ -674,8 +693,8 @@ func (d *drainer) switchGuest(ctx context.Context, req DrainRequest, s *DrainSte
 					}
 				}
 			}
-			ops = append(ops, opJSON(stepPrefix(self, false)+s.Guest, *s))
-			cmps = append(cmps, exists(drainKey(self, false)))
+			ops = append(ops, opJSON(stepPrefix(d.cfg.Host, false)+s.Guest, *s))
+			cmps = append(cmps, exists(drainKey(d.cfg.Host, false)))
 			t, err := d.c.etcd.Txn(ctx).If(cmps...).Then(ops...).Commit()
 			if err != nil {
 				return err

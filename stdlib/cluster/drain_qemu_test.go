@@ -120,11 +120,12 @@ cluster.route{ vhost = vars.name .. ".test", host = vars.host, addr = c.ip:match
 		t.Logf("%-28s %5d ok %3d failed, longest gap %v (move downtime %v), from %s to %s; %s", tg, s.OK, s.Failed, s.MaxGap.Round(time.Millisecond), down,
 			s.GapEnd.Add(-s.MaxGap).Format("15:04:05.000"), s.GapEnd.Format("15:04:05.000"), s.LastErr)
 		// As in TestDrainThreeHosts: the downtime, plus the client's
-		// timeout and the route's way to every proxy, plus the SSH
-		// handshake the far side makes with the guest once it runs there
-		// (before the source lets go and the routes switch: 0.4 s under
-		// TCG here, ops.MigrateResult.Confirm).
-		if limit := down + 1500*time.Millisecond; s.MaxGap > limit {
+		// timeout (a request in flight in the pause) and the route's way
+		// to every proxy. The routes switch as soon as the VM runs there,
+		// while the far side checks its SSH (MigrateOptions.Back undoes
+		// them should that fail): that check (0.4 s under TCG) is no
+		// part of the gap. Measured: downtime 70 ms, gap 0.32-0.34 s.
+		if limit := down + 1100*time.Millisecond; s.MaxGap > limit {
 			t.Errorf("%s: a gap of %v, more than %v (the move's downtime: %v)", tg, s.MaxGap, limit, down)
 		}
 		if s.OK == 0 {

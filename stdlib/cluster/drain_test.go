@@ -17,8 +17,12 @@ type fakeMover struct {
 	guests map[string]LocalGuest
 	moved  map[string]string // guest -> host
 	fail   string            // a guest whose move fails
-	block  string            // a guest whose move waits for the daemon to stop
-	moving chan string       // told the blocked (or dying) guest's name
+	// failLate: fail's move fails after the guest ran there (running
+	// called), and it runs here again (back called), as a live move
+	// whose far SSH check fails.
+	failLate bool
+	block    string      // a guest whose move waits for the daemon to stop
+	moving   chan string // told the blocked (or dying) guest's name
 	// die is a guest whose move gets it running there, then waits for
 	// the daemon to stop before it could switch; dieGone: it is gone
 	// here too (else a later move only finishes here, as Migrate's
@@ -45,13 +49,22 @@ func (m *fakeMover) Guests(context.Context) ([]LocalGuest, error) {
 	return out, nil
 }
 
-func (m *fakeMover) Move(ctx context.Context, name string, to Host, live bool, running func(MoveResult)) (MoveResult, error) {
+func (m *fakeMover) Move(ctx context.Context, name string, to Host, live bool, running func(MoveResult), back func()) (MoveResult, error) {
 	m.mu.Lock()
 	if name == m.block {
 		m.mu.Unlock()
 		m.moving <- name
 		<-ctx.Done()
 		return MoveResult{}, ctx.Err()
+	}
+	if name == m.fail && m.failLate {
+		m.mu.Unlock()
+		m.mu.Lock()
+		ip := m.ips[name] // a live move on the bridge keeps its address
+		m.mu.Unlock()
+		running(MoveResult{Live: true, Downtime: 5 * time.Millisecond, IP: ip})
+		back()
+		return MoveResult{}, errors.New("the guest runs there but does not answer SSH")
 	}
 	if name == m.fail {
 		m.mu.Unlock()
@@ -188,7 +201,9 @@ func claimSite(t *testing.T, c *Client, name string) string {
 // a second drain has nothing to do.
 func TestDrainPlanMoveSwitch(t *testing.T) {
 	ctx := ctxT(t)
-	mover := &fakeMover{guests: map[string]LocalGuest{}, moved: map[string]string{}, fail: "web4"}
+	// web4's move fails after it ran there, and its routes had switched:
+	// they switch back.
+	mover := &fakeMover{guests: map[string]LocalGuest{}, moved: map[string]string{}, fail: "web4", failLate: true}
 	cfgs, stopA := drainHosts(t, mover)
 	c := connect(t, cfgs[1])
 	for i := 1; i <= 4; i++ {
@@ -223,6 +238,15 @@ func TestDrainPlanMoveSwitch(t *testing.T) {
 	}
 
 	// The drain.
+	before, _ := c.Guests(ctx)
+	for _, g := range before {
+		if g.Name == "web4" {
+			ip, _, _ := strings.Cut(g.IP, "/")
+			mover.mu.Lock()
+			mover.ips = map[string]string{"web4": ip}
+			mover.mu.Unlock()
+		}
+	}
 	req, _, err = c.RequestDrain(ctx, "a", false)
 	if err != nil {
 		t.Fatal(err)
@@ -239,8 +263,9 @@ func TestDrainPlanMoveSwitch(t *testing.T) {
 	for i, rt := range routes {
 		g := claims[i]
 		if rt.Guest == "web4" {
-			if rt.Host != "a" || g.Host != "a" {
-				t.Errorf("the failed move's route or claim changed: %+v %+v", rt, g)
+			ip, _, _ := strings.Cut(g.IP, "/")
+			if rt.Host != "a" || g.Host != "a" || rt.Addr != ip+":80" || ip != mover.ips["web4"] {
+				t.Errorf("the failed move's route or claim did not come back: %+v %+v", rt, g)
 			}
 			continue
 		}

@@ -57,7 +57,7 @@ func (m farmMover) Guests(ctx context.Context) ([]cluster.LocalGuest, error) {
 	return out, nil
 }
 
-func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live bool, running func(cluster.MoveResult)) (cluster.MoveResult, error) {
+func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live bool, running func(cluster.MoveResult), back func()) (cluster.MoveResult, error) {
 	remote, err := cluster.PeerRemote(m.cfg, to)
 	if err != nil {
 		return cluster.MoveResult{}, err
@@ -71,7 +71,7 @@ func (m farmMover) Move(ctx context.Context, name string, to cluster.Host, live 
 	conv := func(r ops.MigrateResult) cluster.MoveResult {
 		return cluster.MoveResult{Live: r.Live, Downtime: r.Downtime, Duration: r.Duration, IP: r.IP}
 	}
-	o := ops.MigrateOptions{Live: live, Running: func(r ops.MigrateResult) { running(conv(r)) }}
+	o := ops.MigrateOptions{Live: live, Running: func(r ops.MigrateResult) { running(conv(r)) }, Back: back}
 	res, err := ops.Migrate(ctx, g, remote, o)
 	if live && errors.Is(err, driver.ErrUnsupported) {
 		// This guest cannot move live (shares, a bridged address it could

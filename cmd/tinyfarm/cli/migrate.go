@@ -116,7 +116,8 @@ func newMigrateCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 				}
 				return ops.StartIncomingGuard([]string{exe, "migrate", "guard", d.Name}, append(os.Environ(), "TINYFARM_HOME="+StateDir()))
 			}
-			ir, err := ops.Incoming(ctx, f, d, br, ops.IncomingOptions{Timeout: inTimeout, Guard: guard})
+			ir, err := ops.Incoming(ctx, f, d, br, ops.IncomingOptions{Timeout: inTimeout, Guard: guard,
+				Running: func() { fmt.Fprintln(cmd.ErrOrStderr(), ops.IncomingRunning) }})
 			if err != nil {
 				return err
 			}

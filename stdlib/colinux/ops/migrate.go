@@ -41,6 +41,12 @@ type MigrateOptions struct {
 	// is forgotten here: `cluster drain` switches the guest's routes then,
 	// so cleaning up here adds nothing to what clients see.
 	Running func(MigrateResult)
+	// Back, when set, is called when the move fails after Running was
+	// called: the guest runs here again. A live move of a guest on the
+	// bridge calls Running as soon as the VM runs there, before the far
+	// side's SSH check of it, so that clients wait only for the downtime;
+	// should that check fail, the VM resumes here and Back says so.
+	Back func()
 }
 
 // MigrateResult says what Migrate did.

@@ -129,9 +129,18 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 		at  time.Time // its answer came
 	}
 	farDone := make(chan farOut, 1)
+	farRuns := make(chan time.Time, 1) // the far side said the guest runs there
 	go func() {
 		stdin := io.MultiReader(bytes.NewReader(append(def, '\n')), pr)
-		out, err := to.tinyfarm(ctx, cs, stdin, "migrate", "incoming", "--timeout", o.Timeout.String())
+		watch := func(line string) {
+			if line == IncomingRunning {
+				select {
+				case farRuns <- time.Now():
+				default:
+				}
+			}
+		}
+		out, err := to.tinyfarmWatch(ctx, cs, stdin, watch, "migrate", "incoming", "--timeout", o.Timeout.String())
 		pr.CloseWithError(errors.New("the far tinyfarm ended"))
 		farDone <- farOut{out, err, time.Now()}
 	}()
@@ -181,9 +190,27 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	res.ChunksSent += delta.chunksSent
 	res.DeltaSent, res.RAMBytes, res.QEMUDowntime = delta.bytesSent, live.RAMBytes, live.BackendDowntime
 	relay := <-relayDone
-	far := <-farDone
+	// A guest on the bridge keeps its address there: as soon as it runs
+	// there, Running may switch its routes while the far side checks its
+	// SSH; should the check fail, it resumes here and Back says so.
+	early := false
+	var far farOut
+	select {
+	case at := <-farRuns:
+		if d.Net == "bridge" && o.Running != nil {
+			er := res
+			er.State, er.IP, er.Downtime = "running", strings.SplitN(d.IP, "/", 2)[0], at.Sub(live.Paused)
+			o.Running(er)
+			early = true
+		}
+		far = <-farDone
+	case far = <-farDone:
+	}
 	resume := func() {
 		pause.Resume(context.WithoutCancel(ctx))
+		if early && o.Back != nil {
+			o.Back()
+		}
 	}
 	if relay.err != nil {
 		resume()
@@ -215,7 +242,7 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	}
 	res.Confirm = ir.Confirm
 	res.State, res.IP = ir.State, ir.IP
-	if o.Running != nil {
+	if o.Running != nil && !early {
 		o.Running(res)
 	}
 	// It runs there: quit the source QEMU (paused; grace 0: no clean
@@ -248,7 +275,16 @@ type IncomingOptions struct {
 	// tinyfarm command starts a guard process with it that discards the
 	// guest if this process dies before done (StartIncomingGuard).
 	Guard func() (done func(), err error)
+	// Running, when set, is called as soon as the guest runs (its state
+	// loaded, resumed, announced), before its SSH check. The tinyfarm
+	// command prints IncomingRunning on stderr then, which the source
+	// watches for.
+	Running func()
 }
+
+// IncomingRunning is the line the far `migrate incoming` prints on
+// stderr once the guest runs there, before it checks the guest's SSH.
+const IncomingRunning = "tinyfarm: incoming: the guest runs here"
 
 // Incoming is the far side of a live migration: it defines the guest
 // (refusing a name that exists), starts its QEMU waiting for a migration
@@ -356,6 +392,9 @@ func Incoming(ctx context.Context, f *farm.Farm, d farm.Definition, stream io.Re
 	// Gratuitous ARPs from the guest's NIC: the switches learn where it is.
 	if a, ok := h.(driver.Announcer); ok {
 		a.Announce(wctx)
+	}
+	if o.Running != nil {
+		o.Running()
 	}
 	// Reachable here before the source lets go: an SSH handshake with the
 	// guest's pinned host key (at its bridge address, or its forward),

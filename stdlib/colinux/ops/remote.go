@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -63,6 +64,12 @@ func (r Remote) Dial(ctx context.Context) (*ssh.Client, error) {
 
 // tinyfarm runs the far tinyfarm with args over c.
 func (r Remote) tinyfarm(ctx context.Context, c *ssh.Client, stdin io.Reader, args ...string) ([]byte, error) {
+	return r.tinyfarmWatch(ctx, c, stdin, nil, args...)
+}
+
+// tinyfarmWatch is tinyfarm, calling watch (when set) with each line of
+// the far tinyfarm's stderr as it comes.
+func (r Remote) tinyfarmWatch(ctx context.Context, c *ssh.Client, stdin io.Reader, watch func(line string), args ...string) ([]byte, error) {
 	bin := r.Binary
 	if bin == "" {
 		bin = "tinyfarm"
@@ -72,7 +79,16 @@ func (r Remote) tinyfarm(ctx context.Context, c *ssh.Client, stdin io.Reader, ar
 		env["TINYFARM_HOME"] = r.StateDir
 	}
 	cmd := ssh.ShellJoin(append([]string{bin}, args...)...)
-	res, err := c.RunStream(ctx, cmd, stdin, ssh.RunOptions{Env: env, IgnoreExit: true})
+	ro := ssh.RunOptions{Env: env, IgnoreExit: true}
+	var lw *lineWatcher
+	if watch != nil {
+		lw = &lineWatcher{fn: watch}
+		ro.Stderr = lw
+	}
+	res, err := c.RunStream(ctx, cmd, stdin, ro)
+	if lw != nil {
+		res.Stderr = lw.all.Bytes()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %s: %w", r.Label(), cmd, err)
 	}
@@ -100,4 +116,26 @@ func abbrevBytes(b []byte) string {
 		s = s[:200] + "…"
 	}
 	return s
+}
+
+// lineWatcher keeps what is written to it and calls fn with each
+// complete line (without its newline) as it comes.
+type lineWatcher struct {
+	fn      func(string)
+	all     bytes.Buffer
+	partial []byte
+}
+
+func (w *lineWatcher) Write(p []byte) (int, error) {
+	w.all.Write(p)
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.fn(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+	return len(p), nil
 }
