@@ -635,7 +635,10 @@ func (s *Server) copyBody(w http.ResponseWriter, res *http.Response) error {
 // client went away.
 func (s *Server) backendError(w http.ResponseWriter, r *http.Request, db *deadlineBody, addr string, err error) {
 	// First: a body read that timed out also cancels the request's
-	// context (net/http does on any read error).
+	// context (net/http does on any read error), from inside the read.
+	if db != nil && errors.Is(err, context.Canceled) {
+		db.settle()
+	}
 	if db != nil && db.timedOut.Load() {
 		w.Header().Set("Connection", "close")
 		http.Error(w, "request body timeout", http.StatusRequestTimeout)

@@ -488,6 +488,21 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// settle waits, briefly, for a Read in progress to return. A body read
+// that times out cancels the request's context from inside that Read
+// (net/http does on any read error), so the exchange may see the context
+// canceled before the Read has said it timed out: 499 instead of 408.
+func (b *deadlineBody) settle() {
+	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		reading := b.reading
+		b.mu.Unlock()
+		if !reading {
+			return
+		}
+	}
+}
+
 // abort ends a read in progress (in the goroutine sending the body) and
 // every later one, so that nothing reads the request after its handler
 // has returned.
