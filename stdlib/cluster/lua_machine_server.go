@@ -57,13 +57,6 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 	send(MachineReply{Hello: &MachineHello{Protocol: MachineProtocol, Tinyfarm: Version, Host: s.Host}})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Playbook runs end with the session, as a command over SSH ends on
-	// its hangup: once the controller is gone, nothing reads their events
-	// and a run waiting on something would keep this process for ever
-	// (playbooks are made to be rerun after an interruption). Single
-	// guest operations complete: a start half done is worse.
-	runCtx, hangup := context.WithCancel(ctx)
-	defer hangup()
 	var wg sync.WaitGroup
 	br := bufio.NewReaderSize(in, 64<<10)
 	var err error
@@ -92,11 +85,7 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 		go func() {
 			defer wg.Done()
 			emit := func(ev json.RawMessage) { send(MachineReply{ID: req.ID, Event: ev}) }
-			rctx := ctx
-			if req.Method == MethodRun {
-				rctx = runCtx
-			}
-			res, err := s.handle(rctx, req, emit)
+			res, err := s.handle(ctx, req, emit)
 			if err != nil {
 				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindOf(err), Message: err.Error()}})
 				return
@@ -113,9 +102,8 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 		}()
 	}
 	if errors.Is(err, io.EOF) {
-		// The controller closed its side: guest operations finish,
-		// playbook runs end (see runCtx).
-		hangup()
+		// The controller closed its side: let what runs finish (a start
+		// half done is worse than one that completes).
 		wg.Wait()
 		return nil
 	}

@@ -342,31 +342,3 @@ func TestMachineSSHAccessRefusals(t *testing.T) {
 		}
 	}
 }
-
-// TestMachineRunEndsWithSession: the controller goes away (EOF) while a
-// playbook run waits for something that never comes: the run's context
-// ends and Serve returns, so no `tinyfarm machine` is left waiting for
-// ever on the host.
-func TestMachineRunEndsWithSession(t *testing.T) {
-	started := make(chan struct{})
-	s := &MachineServer{Farm: farm.New(t.TempDir(), farm.Options{}), Host: "h9",
-		Run: func(ctx context.Context, r MachineRun, emit func(json.RawMessage)) (json.RawMessage, error) {
-			close(started)
-			<-ctx.Done() // a far playbook blocked on a file nobody writes
-			return nil, ctx.Err()
-		}}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background(), pr, io.Discard) }()
-	pw.Write([]byte(`{"id":1,"method":"run","params":{"name":"wait.lua"}}` + "\n"))
-	<-started
-	pw.Close() // the controller is gone
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve after the controller left: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve still waits for the run 10s after the controller left")
-	}
-}
