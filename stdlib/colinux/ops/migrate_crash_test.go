@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
+	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farmnet"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/guesttest"
 	"github.com/tinyfarm/tinyfarm/stdlib/internal/crashtest"
 )
@@ -45,6 +46,8 @@ func TestCrashMigrateOffline(t *testing.T) {
 	}
 	ctx := context.Background()
 	bin := crashtest.Bin(t)
+	// The playbook makes the farm bridge; the farm is gone with the test.
+	t.Cleanup(func() { farmnet.DeleteBridge("tfcrash5") })
 	remote, farState := guesttest.FarHost(t, bin)
 	far := farm.New(farState, farm.Options{Drivers: farm.DefaultDrivers()})
 	work, state := t.TempDir(), t.TempDir()
