@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tinyfarm/tinyfarm/internal/errtext"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/farm"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -93,13 +94,15 @@ func (r Remote) tinyfarmWatch(ctx context.Context, c *ssh.Client, stdin io.Reade
 		return nil, fmt.Errorf("host %s: %s: %w", r.Label(), cmd, err)
 	}
 	if res.Code != 0 {
-		msg := strings.TrimSpace(string(res.Stderr))
-		if len(msg) > 600 {
-			msg = "…" + msg[len(msg)-600:]
-		}
-		return res.Stdout, fmt.Errorf("host %s: %s: exit %d: %s", r.Label(), cmd, res.Code, msg)
+		return res.Stdout, r.exitError(cmd, res.Code, res.Stderr)
 	}
 	return res.Stdout, nil
+}
+
+// exitError is the error of a far tinyfarm that exited code: the end of
+// its stderr (its first lines, when it crashed), at most 600 bytes.
+func (r Remote) exitError(cmd string, code int, stderr []byte) error {
+	return fmt.Errorf("host %s: %s: exit %d: %s", r.Label(), cmd, code, errtext.Tail(stderr, 600))
 }
 
 func hostLabel() string {
