@@ -327,6 +327,34 @@ func readMachineLine(br *bufio.Reader, limit int) (line []byte, tooLong bool, er
 	}
 }
 
+// nextMachineLine reads the next line of a session, what ("request" or
+// "answer") the other side sends. A line over the limit is dropped and
+// dropped is the error reply that fails its call, by the id the line
+// starts with, naming its method and the way around the limit: the
+// method a request names, or methodOf(id) when set (an answer names
+// none). The session goes on with the next line.
+func nextMachineLine(br *bufio.Reader, what string, methodOf func(id int64) string) (line []byte, dropped *MachineReply, err error) {
+	line, tooLong, err := readMachineLine(br, machineLineLimit())
+	if err != nil || !tooLong {
+		return line, nil, err
+	}
+	id, method := lineID(line)
+	if methodOf != nil {
+		method = methodOf(id)
+	}
+	return nil, &MachineReply{ID: id, Error: &MachineError{LuaKind: lx.KindInvalid, Message: errLineTooLong(what, method, 0).Error()}}, nil
+}
+
+// checkLineSize refuses a request's params or an answer's result b that
+// would make a line over the limit (64 bytes for the rest of the line)
+// before it is sent: the other side would drop it unread.
+func checkLineSize(what, method string, b []byte) error {
+	if len(b) > machineLineLimit()-64 {
+		return errLineTooLong(what, method, len(b))
+	}
+	return nil
+}
+
 var (
 	leadingID     = regexp.MustCompile(`^\s*\{\s*"id"\s*:\s*(\d+)`)
 	leadingMethod = regexp.MustCompile(`^\s*\{\s*"id"\s*:\s*\d+\s*,\s*"method"\s*:\s*"([a-z_]{1,32})"`)

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tinyfarm/tinyfarm/engine/lx"
 	"github.com/tinyfarm/tinyfarm/stdlib/colinux/ops"
 	"github.com/tinyfarm/tinyfarm/stdlib/ssh"
 )
@@ -99,16 +98,14 @@ func (m *Machine) read(br *bufio.Reader) {
 	var err error
 	for {
 		var line []byte
-		var tooLong bool
-		line, tooLong, err = readMachineLine(br, machineLineLimit())
+		var dropped *MachineReply
+		line, dropped, err = nextMachineLine(br, "answer", m.method)
 		if err != nil {
 			break
 		}
 		var rep MachineReply
-		if tooLong {
-			// Dropped; its call fails, the session goes on.
-			id, _ := lineID(line)
-			rep = MachineReply{ID: id, Error: &MachineError{LuaKind: lx.KindInvalid, Message: errLineTooLong("answer", m.method(id), 0).Error()}}
+		if dropped != nil {
+			rep = *dropped // its call fails, the session goes on
 		} else if err := json.Unmarshal(line, &rep); err != nil {
 			continue // not ours to understand; a later id-less error names it
 		}
@@ -154,9 +151,8 @@ func (m *Machine) Call(ctx context.Context, method string, params, out any, even
 	if err != nil {
 		return fmt.Errorf("host %s: machine %s: %w", m.host, method, err)
 	}
-	if len(b) > machineLineLimit()-64 {
-		// Refused here: the far side would drop it unread.
-		return fmt.Errorf("host %s: %w", m.host, errLineTooLong("request", method, len(b)))
+	if err := checkLineSize("request", method, b); err != nil {
+		return fmt.Errorf("host %s: %w", m.host, err)
 	}
 	c := &machineCall{method: method, events: events, done: make(chan MachineReply, 1)}
 	m.mu.Lock()

@@ -62,15 +62,13 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 	var err error
 	for {
 		var line []byte
-		var tooLong bool
-		line, tooLong, err = readMachineLine(br, machineLineLimit())
+		var dropped *MachineReply
+		line, dropped, err = nextMachineLine(br, "request", nil)
 		if err != nil {
 			break
 		}
-		if tooLong {
-			// Dropped, answered by its id: the session goes on.
-			id, method := lineID(line)
-			send(MachineReply{ID: id, Error: &MachineError{LuaKind: lx.KindInvalid, Message: errLineTooLong("request", method, 0).Error()}})
+		if dropped != nil {
+			send(*dropped) // answered by its id: the session goes on
 			continue
 		}
 		if len(strings.TrimSpace(string(line))) == 0 {
@@ -91,8 +89,8 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 				return
 			}
 			b, err := json.Marshal(res)
-			if err == nil && len(b) > machineLineLimit()-64 {
-				err = errLineTooLong("answer", req.Method, len(b))
+			if err == nil {
+				err = checkLineSize("answer", req.Method, b)
 			}
 			if err != nil {
 				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindOf(err), Message: err.Error()}})
