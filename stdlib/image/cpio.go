@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package image
 
@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 	"github.com/tinyfarm/tinyfarm/stdlib/target"
 )
 
@@ -788,8 +789,7 @@ func (x *extractor) mknod(n string, h cpioHeader) error {
 	default:
 		mode = unix.S_IFIFO
 	}
-	dev := unix.Mkdev(h.RdevMajor, h.RdevMinor)
-	if err := unix.Mknodat(int(pf.Fd()), path.Base(n), mode|0o600, int(dev)); err != nil {
+	if err := fsutil.Mknodat(pf, path.Base(n), mode|0o600, unix.Mkdev(h.RdevMajor, h.RdevMinor)); err != nil {
 		return fmt.Errorf("mknod %s: %w", n, err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 // Package image builds tinycolinux disks and remasters Tiny Core
 // initramfs images, offline.

@@ -3,11 +3,15 @@
 package target
 
 import (
+	"errors"
+	"fmt"
 	"io/fs"
 	"path"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tinyfarm/tinyfarm/internal/fsutil"
 )
 
 // sysOwner reads owner and device numbers from a FileInfo.
@@ -33,6 +37,9 @@ func (d *Dir) mknod(tmp string, e Entry) error {
 	case TypeFifo:
 		mode = unix.S_IFIFO
 	}
-	dev := unix.Mkdev(e.Major, e.Minor)
-	return unix.Mknodat(int(pf.Fd()), path.Base(tmp), mode|0o600, int(dev))
+	err = fsutil.Mknodat(pf, path.Base(tmp), mode|0o600, unix.Mkdev(e.Major, e.Minor))
+	if errors.Is(err, fsutil.ErrNoMknodat) {
+		return fmt.Errorf("%w: %w", err, ErrUnsupported) // this package's sentinel
+	}
+	return err
 }
