@@ -188,16 +188,20 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 	if liveBridge {
 		args = append(args, "--ip", d.IP, "--mac", d.MAC)
 	}
-	out, err := to.tinyfarm(ctx, c, nil, args...)
+	probe, err := askProbe(ctx, c, to, args...)
 	if err != nil {
 		return fail(err)
 	}
 	clock.mark("far probe")
-	var probe FarProbe
-	if err := json.Unmarshal(out, &probe); err != nil || probe.Disk == "" {
-		return fail(fmt.Errorf("far tinyfarm's probe answered %q: %v", abbrevBytes(out), err))
-	}
 	pending := filepath.Join(g.Farm().GuestDir(d.Name), "migrating.json")
+	if probe.Exists && probe.Importing && !res.WasRunning && importedTo(pending, to.Label()) {
+		// A killed run's far import outlives its SSH session: wait for
+		// it to end (below: the move is finished here), or to undo its
+		// definition (the guest did not come up: the move goes on).
+		if probe, err = awaitImport(ctx, c, to, args, o.Timeout); err != nil {
+			return fail(err)
+		}
+	}
 	if probe.Exists && !res.WasRunning && importedTo(pending, to.Label()) {
 		// A run killed after the far side imported the guest and before
 		// it was forgotten here: the move is done there, finish it here.
@@ -307,6 +311,7 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		return fail(err)
 	}
 	clock.mark("record the import")
+	var out []byte
 	if imp != nil {
 		out, err = imp.send(def)
 	} else {

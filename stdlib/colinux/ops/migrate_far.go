@@ -33,6 +33,11 @@ type FarProbe struct {
 	// ForeignDisk: a file where the disk goes that is not a migration's
 	// copy (foreignDisk), which the move would overwrite.
 	ForeignDisk bool `json:"foreign_disk,omitempty"`
+	// Importing: the guest is defined there and its disk still carries
+	// the mark of a migration's copy (claimDisk), which its import
+	// removes last: an import of it has not ended (it runs still: a far
+	// tinyfarm outlives the SSH session of a killed mover; or it died).
+	Importing bool `json:"importing,omitempty"`
 	// AddressProblem says why a bridged guest moving live cannot keep its
 	// address and MAC there ("" when it can: see farm.KeptAddressProblem;
 	// an address of another subnet is kept too).
@@ -156,15 +161,48 @@ func ProbeFar(ctx context.Context, to Remote, name string) (FarProbe, error) {
 		return FarProbe{}, err
 	}
 	defer c.Close()
-	out, err := to.tinyfarm(ctx, c, nil, "migrate", "probe", name)
+	p, err := askProbe(ctx, c, to, "migrate", "probe", name)
+	if err != nil {
+		return FarProbe{}, fmt.Errorf("host %s: %w", to.Label(), err)
+	}
+	return p, nil
+}
+
+// askProbe runs the far `tinyfarm migrate probe` (args) over c.
+func askProbe(ctx context.Context, c *ssh.Client, to Remote, args ...string) (FarProbe, error) {
+	out, err := to.tinyfarm(ctx, c, nil, args...)
 	if err != nil {
 		return FarProbe{}, err
 	}
 	var p FarProbe
 	if err := json.Unmarshal(out, &p); err != nil || p.Disk == "" {
-		return FarProbe{}, fmt.Errorf("host %s: probe %s answered %q: %v", to.Label(), name, abbrevBytes(out), err)
+		return FarProbe{}, fmt.Errorf("far tinyfarm's probe answered %q: %v", abbrevBytes(out), err)
 	}
 	return p, nil
+}
+
+// awaitImport probes the far side (args: the probe's) until no import of
+// the guest runs there: it ended (the guest is imported) or undid its
+// definition (the guest did not come up there). An import waits timeout
+// at most for its guest, after starting it.
+func awaitImport(ctx context.Context, c *ssh.Client, to Remote, args []string, timeout time.Duration) (FarProbe, error) {
+	deadline := time.Now().Add(timeout + 30*time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return FarProbe{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		p, err := askProbe(ctx, c, to, args...)
+		if err != nil || !p.Exists || !p.Importing {
+			return p, err
+		}
+		if time.Now().After(deadline) {
+			return p, fmt.Errorf("the guest is defined there by an import that has not ended in %v (its disk %s is still marked %s): "+
+				"if the tinyfarm there died, destroy the guest there, then migrate again: %w",
+				timeout+30*time.Second, p.Disk, filepath.Base(migratingMark(p.Disk)), farm.ErrExists)
+		}
+	}
 }
 
 // ProbeMigration is the far side's answer before a migration of name
@@ -187,6 +225,8 @@ func ProbeMigration(ctx context.Context, f *farm.Farm, name string, shares []str
 	if g, err := f.Guest(ctx, name); err == nil {
 		p.Exists, p.Running = true, g.Running(ctx)
 		p.IP, _, _ = strings.Cut(g.Def.IP, "/")
+		_, err := os.Stat(migratingMark(p.Disk))
+		p.Importing = err == nil && g.Def.Disk == p.Disk
 	}
 	p.ForeignDisk = !p.Exists && foreignDisk(p.Disk) != nil
 	fk, err := ssh.EnsureFarmKey(f.StateDir())
