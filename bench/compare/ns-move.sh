@@ -4,8 +4,9 @@
 # sees in `tinyfarm cluster drain`), this tree against REF (default
 # 24651bc, the tree before the move's downtime was cut), side by side in
 # one run: ROUNDS (default 4) alternating runs of TRIALS (default 3) moves
-# in each tree. Prints the median downtime of each tree, their ratio, and
-# the median of each step of the last run here. Needs root and the mini
+# in each tree. Prints the median downtime of each tree, their ratio, the
+# median time a move leaves the guest defined on both hosts, and the
+# median of each step of the last run here. Needs root and the mini
 # release (TINYFARM_MINICORE). Not part of bench/run.sh (it builds the
 # older tree); bench/migrate.sh has this tree's figure.
 set -euo pipefail
@@ -37,5 +38,8 @@ read -r new n_new < <(med "$W"/new.*)
 read -r start _ < <(col=11 med "$W"/new.*)
 printf 'ns guest move downtime (ms), %s moves each\t%s\t%s\t%s\t%.2f\n' "$n_new" "$new" "$ref" "$old" "$(echo "$new / $old" | bc -l)"
 printf 'ns guest start to ready here (ms)\t%s\n' "$start"
+# The median time a move left the guest defined here and there.
+both() { cat "$@" | grep -o 'here and there [0-9.]* ms' | awk '{print $4}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+printf 'ns guest move: defined here and there (ms)\t%s\t%s\t%s\n' "$(both "$W"/new.*)" "$ref" "$(both "$W"/old.*)"
 echo "steps of the last run here (medians):"
 grep 'step ' "$W/new.$rounds" | sed 's/^ *migrate_downtime_test.go:[0-9]*: //'

@@ -288,9 +288,14 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	return readSHA256(f, path)
+}
+
+// readSHA256 is the sha256 of what r holds, the file name for errors.
+func readSHA256(r io.Reader, name string) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("sha256 %s: %w", path, err)
+	if _, err := io.Copy(h, r); err != nil {
+		return "", fmt.Errorf("sha256 %s: %w", name, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -351,12 +351,14 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		o.Running(res)
 		clock.mark("running callback (route switch)")
 	}
-	// The image's sha256 for the result, out of the downtime: the disk
-	// here is what was sent (the guest is stopped), each chunk verified.
-	if res.SHA256, err = fileSHA256(d.Disk); err != nil {
-		return fail(fmt.Errorf("runs there, but hashing the disk here: %w", err))
-	}
-	clock.mark("sha256 here")
+	// The image's sha256 for the result is taken once the guest is
+	// forgotten here: out of the downtime, and out of the window in which
+	// it is defined here and there (a kill in it leaves the rerun to
+	// finish the move from the record). The disk here is what was sent
+	// (the guest is stopped), each chunk verified; held open now, as the
+	// destroy moves or removes it.
+	sum, release := diskSHA256Later(d.Disk)
+	defer release()
 	// Only now: it runs there; forget it here.
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
@@ -367,6 +369,10 @@ func Migrate(ctx context.Context, g *farm.Guest, to Remote, o MigrateOptions) (r
 		return fail(err)
 	}
 	clock.mark("revoke key")
+	if res.SHA256, err = sum(); err != nil {
+		return fail(fmt.Errorf("moved, but hashing the disk it had here: %w", err))
+	}
+	clock.mark("sha256 here")
 	res.Duration = time.Since(t0)
 	return res, nil
 }

@@ -44,8 +44,8 @@ func TestCrashMigrateRunning(t *testing.T) {
 		},
 		Check: func(t *testing.T, r crashtest.Result) {
 			// Both only in the window between the import there and the
-			// destroy here (the image's sha256 is taken in it), and then
-			// with the record a rerun finishes the move from.
+			// destroy here, and then with the record a rerun finishes the
+			// move from.
 			if here, there := h.checkKilled(t, r, def); here && there != nil {
 				var rec struct{ To string }
 				b, _ := os.ReadFile(filepath.Join(filepath.Dir(h.defPath), "migrating.json"))

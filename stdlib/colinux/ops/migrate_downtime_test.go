@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +26,10 @@ import (
 // with its own dropbear and state dir), each of a fresh guest that wrote
 // to its disk. Prints the median downtime against the anchor of the same
 // guest's start to ready here (what a restart in place costs) and, as
-// t.Log, each move and the median of each step (MigrateResult.Steps).
+// t.Log, each move and the median of each step (MigrateResult.Steps),
+// and how long the guest was defined here and there (from the far
+// import's end to the destroy here's: a kill in it leaves the rerun to
+// finish the move).
 // bench/compare/ns-move.sh runs it in this tree and an older one, side by
 // side.
 func TestMigrateNsDowntime(t *testing.T) {
@@ -45,7 +49,7 @@ func TestMigrateNsDowntime(t *testing.T) {
 	t.Cleanup(func() { ns.DeleteBridge(unifyBridge) })
 	fm := farm.New(state, farm.Options{Drivers: farm.DefaultDrivers(), Bridge: unifyBridge, Subnet: unifySubnet})
 	base := guesttest.BuildDisk(t, guesttest.Options{SSH: true, StateDir: state})
-	var downs, totals, starts []time.Duration
+	var downs, totals, starts, boths []time.Duration
 	steps := map[string][]time.Duration{}
 	var order []string
 	for i := range trials {
@@ -89,13 +93,25 @@ func TestMigrateNsDowntime(t *testing.T) {
 		}
 		b, _ := json.Marshal(res)
 		json.Unmarshal(b, &r)
+		// Defined here and there: the steps from the far import's end
+		// (its own steps, "far ...", are in it) to the destroy here's.
+		var both time.Duration
+		imported := false
 		for _, s := range r.Steps {
 			if _, ok := steps[s.Name]; !ok {
 				order = append(order, s.Name)
 			}
 			steps[s.Name] = append(steps[s.Name], s.Took)
+			switch {
+			case s.Name == "far import":
+				imported = true
+			case imported && !strings.HasPrefix(s.Name, "far "):
+				both += s.Took
+				imported = s.Name != "destroy here"
+			}
 		}
-		t.Logf("move %d: down %.0f ms, total %.0f ms, start here %.0f ms, %d of %d chunks sent", i, ms(res.Downtime), ms(res.Duration), ms(starts[i]), res.ChunksSent, res.Chunks)
+		boths = append(boths, both)
+		t.Logf("move %d: down %.0f ms, total %.0f ms, start here %.0f ms, %d of %d chunks sent, here and there %.1f ms", i, ms(res.Downtime), ms(res.Duration), ms(starts[i]), res.ChunksSent, res.Chunks, ms(both))
 		if fg, err := far.Guest(ctx, name); err == nil {
 			fg.Destroy(ctx, true)
 		}
@@ -105,6 +121,7 @@ func TestMigrateNsDowntime(t *testing.T) {
 	}
 	fmt.Printf("ns guest move downtime (ms)\t%.0f\tits start to ready\t%.0f\t%.2f\n", ms(median(downs)), ms(median(starts)), ms(median(downs))/ms(median(starts)))
 	fmt.Printf("ns guest move total (ms)\t%.0f\n", ms(median(totals)))
+	fmt.Printf("ns guest move: defined here and there (ms)\t%.1f\n", ms(median(boths)))
 }
 
 func median(ds []time.Duration) time.Duration {

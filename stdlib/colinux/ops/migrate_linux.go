@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,4 +50,20 @@ func freeBytes(path string) int64 {
 // caller's session or process group reaches it.
 func detachProc(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+}
+
+// diskSHA256Later opens the file at path now and hashes it when sum is
+// called, also once it was moved or removed (an open file keeps its
+// data); release closes it, summed or not.
+func diskSHA256Later(path string) (sum func() (string, error), release func()) {
+	f, err := os.Open(path)
+	if err != nil {
+		return func() (string, error) { return "", err }, func() {}
+	}
+	return func() (string, error) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return "", err
+		}
+		return readSHA256(f, path)
+	}, func() { f.Close() }
 }
