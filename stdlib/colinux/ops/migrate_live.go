@@ -250,16 +250,19 @@ func migrateLive(ctx context.Context, g *farm.Guest, c *ssh.Client, to Remote, o
 	if err := h.Stop(ctx, 0); err != nil {
 		return fail(fmt.Errorf("runs there, but quitting the source QEMU: %w", err))
 	}
-	// The image's sha256 for the result, out of the downtime: the disk
-	// here is what was sent (the VM never ran again here).
-	if res.SHA256, err = fileSHA256(d.Disk); err != nil {
-		return fail(fmt.Errorf("runs there, but hashing the disk here: %w", err))
-	}
+	// The image's sha256 for the result, once the guest is forgotten
+	// here (as an offline move's): the disk here is what was sent (the
+	// VM never ran again here).
+	sum, release := diskSHA256Later(d.Disk)
+	defer release()
 	if err := g.Destroy(ctx, o.RemoveDisk); err != nil {
 		return fail(fmt.Errorf("runs there, but removing it here: %w", err))
 	}
 	if err := revokeHere(ctx, g, c, to, o, probe, &res); err != nil {
 		return fail(err)
+	}
+	if res.SHA256, err = sum(); err != nil {
+		return fail(fmt.Errorf("moved, but hashing the disk it had here: %w", err))
 	}
 	res.Duration = time.Since(t0)
 	return res, nil
