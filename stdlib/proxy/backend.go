@@ -2,14 +2,17 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,9 +29,10 @@ type backendPool struct {
 	dialer *net.Dialer
 	max    int
 
-	mu     sync.Mutex
-	idle   []*backendConn
-	closed bool
+	mu      sync.Mutex
+	idle    []*backendConn
+	closed  bool
+	stopped atomic.Bool // closed, for the event loops' own pools (no lock)
 }
 
 type backendConn struct {
@@ -118,10 +122,20 @@ func (p *backendPool) get(ctx context.Context, fresh bool, now time.Time) (*back
 	if err != nil {
 		return nil, false, err
 	}
+	return newBackendConn(c, nil), false, nil
+}
+
+// newBackendConn makes a pool connection of c; pre holds bytes already
+// read from it (by the event loop), which its reader returns first.
+func newBackendConn(c net.Conn, pre []byte) *backendConn {
 	bc := &backendConn{c: c, raw: newSysConn(c), peek: newPeeker(c)}
 	bc.bw = bufio.NewWriterSize(bc.raw, 4<<10)
-	bc.br = bufio.NewReaderSize(watchedReader{bc}, 16<<10)
-	return bc, false, nil
+	var r io.Reader = watchedReader{bc}
+	if len(pre) > 0 {
+		r = io.MultiReader(bytes.NewReader(pre), r)
+	}
+	bc.br = bufio.NewReaderSize(r, 16<<10)
+	return bc
 }
 
 // put returns a connection whose last response was read to the end, at
@@ -146,6 +160,7 @@ func (p *backendPool) closeIdle(stop bool) {
 	p.idle = nil
 	if stop {
 		p.closed = true
+		p.stopped.Store(true)
 	}
 	p.mu.Unlock()
 	for _, bc := range idle {

@@ -76,19 +76,33 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 		}
 		return
 	}
-	fc := &fastConn{s: s, c: c, lim: lim, remote: c.RemoteAddr().String(), peek: newPeeker(c.Conn)}
-	c.raw = newSysConn(c.Conn)
-	if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
-		fc.ip = ip
-	}
+	fc := s.newFastConn(c, lim)
 	if !s.fast.add(fc) {
 		c.Close()
 		return
 	}
 	defer s.fast.remove(fc)
-	fc.buf = make([]byte, fastBufSize)
-	limit := min(fastBufSize, s.opts.MaxHeaderBytes)
 	lim.state(c, http.StateNew)
+	fc.run(hand, nil)
+}
+
+// newFastConn makes the fast loop's state for c.
+func (s *Server) newFastConn(c *limitedConn, lim *connLimiter) *fastConn {
+	fc := &fastConn{s: s, c: c, lim: lim, remote: c.RemoteAddr().String(), peek: newPeeker(c.Conn)}
+	c.raw = newSysConn(c.Conn)
+	if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
+		fc.ip = ip
+	}
+	fc.buf = make([]byte, fastBufSize)
+	return fc
+}
+
+// run is the fast loop. With sent set, it first finishes the request
+// fc.req, which the event loop already sent to a backend (sent serves
+// it and reports whether the connection stays open).
+func (fc *fastConn) run(hand *handoffListener, sent func() bool) {
+	s, c, lim := fc.s, fc.c, fc.lim
+	limit := min(fastBufSize, s.opts.MaxHeaderBytes)
 	// The read deadline: ReadHeaderTimeout from the first byte of a head
 	// (from the accept for the first), IdleTimeout between requests. The
 	// idle one is moved only when an eighth of it has passed since it was
@@ -107,22 +121,29 @@ func (s *Server) serveFast(c *limitedConn, lim *connLimiter, hand *handoffListen
 	mayEnd := true
 	for {
 		res := parseMore
-		if fc.w > fc.r && mayEnd {
+		if sent != nil {
+			res = parseOK
+		} else if fc.w > fc.r && mayEnd {
 			res = parseFastRequest(fc.buf[fc.r:fc.w], s.opts.MaxHeaders, &fc.req)
 		}
 		switch res {
 		case parseOK:
-			b := s.routes.Load().lookup(fc.hostString())
-			if b == nil {
-				fc.handoff(hand) // net/http's path answers 404
-				return
+			var keep bool
+			if sent != nil {
+				keep, sent = sent(), nil
+			} else {
+				b := s.routes.Load().lookup(fc.hostString())
+				if b == nil {
+					fc.handoff(hand) // net/http's path answers 404
+					return
+				}
+				if s.fast.closing.Load() {
+					c.Close()
+					return
+				}
+				lim.state(c, http.StateActive)
+				keep = fc.serve(b)
 			}
-			if s.fast.closing.Load() {
-				c.Close()
-				return
-			}
-			lim.state(c, http.StateActive)
-			keep := fc.serve(b)
 			fc.r += fc.req.n
 			if !keep {
 				c.Close()
@@ -206,8 +227,7 @@ func (fc *fastConn) handoff(hand *handoffListener) {
 func (fc *fastConn) serve(b *backend) bool {
 	s := fc.s
 	start := time.Now()
-	fr := &fc.req
-	method := fr.method()
+	method := fc.req.method()
 	fc.stub.Method = method
 	var (
 		bc  *backendConn
@@ -230,6 +250,28 @@ func (fc *fastConn) serve(b *backend) bool {
 			break
 		}
 	}
+	return fc.respond(b, bc, res, err, start)
+}
+
+// serveSent finishes the request fc.req, whose head the event loop
+// already sent on bc at start: it reads the response and passes it on,
+// as serve does.
+func (fc *fastConn) serveSent(b *backend, bc *backendConn, start time.Time) bool {
+	fc.stub.Method = fc.req.method()
+	res, err := fc.readResponseHead(bc, start)
+	if err != nil && err != errFastResponse {
+		bc.watch = nil
+		bc.c.Close()
+	}
+	return fc.respond(b, bc, res, err, start)
+}
+
+// respond passes on the outcome of an exchange with b on bc (a response
+// head in res or fc.res, or err) and reports whether the client
+// connection stays open.
+func (fc *fastConn) respond(b *backend, bc *backendConn, res *http.Response, err error, start time.Time) bool {
+	fr := &fc.req
+	method := fr.method()
 	if err == errFastResponse {
 		n, werr := fc.writeFastResponse(bc)
 		bc.watch = nil
@@ -250,7 +292,7 @@ func (fc *fastConn) serve(b *backend) bool {
 			fc.log(499, 0, start, b.addr)
 			return false
 		}
-		s.opts.Logger.Warn("proxy: backend error", "host", string(fr.host), "backend", b.addr, "err", err)
+		fc.s.opts.Logger.Warn("proxy: backend error", "host", string(fr.host), "backend", b.addr, "err", err)
 		code := fc.writeError(err)
 		fc.log(code, 0, start, b.addr)
 		return !fr.close
@@ -285,14 +327,19 @@ var errClientGone = errors.New("client closed the connection")
 // waiting at most BackendTimeout from start, and less when the client
 // leaves.
 func (fc *fastConn) exchange(bc *backendConn, start time.Time) (*http.Response, error) {
-	s := fc.s
 	writeFastHead(bc.bw, &fc.req, fc.ip)
 	if err := bc.bw.Flush(); err != nil {
 		return nil, retryable(err, true)
 	}
+	return fc.readResponseHead(bc, start)
+}
+
+// readResponseHead reads the response head to the request sent on bc at
+// start, as exchange does after the write.
+func (fc *fastConn) readResponseHead(bc *backendConn, start time.Time) (*http.Response, error) {
 	// Peek first, so an idle connection the backend closed (EOF before
 	// any byte) is told apart from a truncated response.
-	bc.watch, bc.until, bc.now = fc.peek, start.Add(s.opts.BackendTimeout), start
+	bc.watch, bc.until, bc.now = fc.peek, start.Add(fc.s.opts.BackendTimeout), start
 	if _, err := bc.br.Peek(1); err != nil {
 		if errors.Is(err, errClientGone) || isTimeout(err) {
 			return nil, err
@@ -329,26 +376,46 @@ func (fc *fastConn) exchange(bc *backendConn, start time.Time) (*http.Response, 
 // writes for the same request on net/http's path (FuzzFastParse compares
 // the two), with the header names as the client sent them.
 func writeFastHead(w *bufio.Writer, fr *fastRequest, ip string) {
-	w.WriteString(fr.method())
-	w.WriteByte(' ')
-	w.Write(fr.target)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.Write(fr.host)
-	w.WriteString("\r\n")
+	if w.Available() < fastHeadLen(fr, ip) {
+		w.Flush() // an empty buffer: AvailableBuffer holds most heads
+	}
+	w.Write(appendFastHead(w.AvailableBuffer(), fr, ip))
+}
+
+// fastHeadLen is the length appendFastHead appends.
+func fastHeadLen(fr *fastRequest, ip string) int {
+	n := len(fr.method()) + 1 + len(fr.target) + len(" HTTP/1.1\r\nHost: ") + len(fr.host) + 2
 	for _, f := range fr.fields {
-		w.Write(f.name)
-		w.WriteString(": ")
-		w.Write(f.value)
-		w.WriteString("\r\n")
+		n += len(f.name) + 2 + len(f.value) + 2
 	}
 	if ip != "" {
-		w.WriteString("X-Forwarded-For: ")
-		w.WriteString(ip)
-		w.WriteString("\r\n")
+		n += len("X-Forwarded-For: ") + len(ip) + 2
 	}
-	w.WriteString("X-Forwarded-Host: ")
-	w.Write(fr.host)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	return n + len("X-Forwarded-Host: ") + len(fr.host) + len("\r\nX-Forwarded-Proto: http\r\n\r\n")
+}
+
+// appendFastHead appends the head writeFastHead writes.
+func appendFastHead(b []byte, fr *fastRequest, ip string) []byte {
+	b = append(b, fr.method()...)
+	b = append(b, ' ')
+	b = append(b, fr.target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, fr.host...)
+	b = append(b, "\r\n"...)
+	for _, f := range fr.fields {
+		b = append(b, f.name...)
+		b = append(b, ": "...)
+		b = append(b, f.value...)
+		b = append(b, "\r\n"...)
+	}
+	if ip != "" {
+		b = append(b, "X-Forwarded-For: "...)
+		b = append(b, ip...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "X-Forwarded-Host: "...)
+	b = append(b, fr.host...)
+	return append(b, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 }
 
 // writeResponse passes res on to the client: its status, the headers
@@ -420,27 +487,10 @@ func (fc *fastConn) writeFastResponse(bc *backendConn) (int64, error) {
 	bw.Reset(fc.c)
 	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
 	fr := &fc.res
-	writeStatusLine(bw, fr.status)
-	for _, f := range fr.fields {
-		bw.Write(f.name)
-		bw.WriteString(": ")
-		bw.Write(f.value)
-		bw.WriteString("\r\n")
+	if bw.Available() < fastResponseHeadLen(fr) {
+		bw.Flush()
 	}
-	if !fr.hasDate {
-		bw.WriteString("Date: ")
-		bw.Write(httpDate())
-		bw.WriteString("\r\n")
-	}
-	if fc.req.close {
-		bw.WriteString("Connection: close\r\n")
-	}
-	if fr.length >= 0 && fr.status != http.StatusNoContent && fr.status != http.StatusNotModified {
-		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), fr.length, 10))
-		bw.WriteString("\r\n")
-	}
-	bw.WriteString("\r\n")
+	bw.Write(appendFastResponseHead(bw.AvailableBuffer(), fr, fc.req.close))
 	bc.br.Discard(fr.n) // after the fields, which point into its buffer
 	var n int64
 	if bodyless(fc.req.method(), fr.status) {
@@ -466,6 +516,43 @@ func (fc *fastConn) writeFastResponse(bc *backendConn) (int64, error) {
 		n += int64(len(p))
 	}
 	return n, bw.Flush()
+}
+
+// fastResponseHeadLen bounds the length appendFastResponseHead appends.
+func fastResponseHeadLen(fr *fastResponse) int {
+	n := 64 + len(http.StatusText(fr.status)) + len("Date: ") + len(http.TimeFormat) + len("Connection: close\r\nContent-Length: \r\n\r\n") + 20
+	for _, f := range fr.fields {
+		n += len(f.name) + 2 + len(f.value) + 2
+	}
+	return n
+}
+
+// appendFastResponseHead appends the head passed on to the client for
+// the response fr parsed: the status, its end-to-end header lines as the
+// backend sent them, a Date when it had none, Connection: close when the
+// client asked for it (reqClose), and the Content-Length.
+func appendFastResponseHead(b []byte, fr *fastResponse, reqClose bool) []byte {
+	b = appendStatusLine(b, fr.status)
+	for _, f := range fr.fields {
+		b = append(b, f.name...)
+		b = append(b, ": "...)
+		b = append(b, f.value...)
+		b = append(b, "\r\n"...)
+	}
+	if !fr.hasDate {
+		b = append(b, "Date: "...)
+		b = append(b, httpDate()...)
+		b = append(b, "\r\n"...)
+	}
+	if reqClose {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	if fr.length >= 0 && fr.status != http.StatusNoContent && fr.status != http.StatusNotModified {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, fr.length, 10)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
 }
 
 // copyBody copies a body of known length to bw. (A read that has to wait
@@ -544,28 +631,45 @@ func (fc *fastConn) copyChunked(bw *bufio.Writer, bc *backendConn, res *http.Res
 // writeError answers a failed exchange: 504 when the backend timed out,
 // else 502, as backendError does.
 func (fc *fastConn) writeError(err error) int {
-	code, text := http.StatusBadGateway, "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The site's backend is not answering.</p>\n"
-	if isTimeout(err) {
-		code, text = http.StatusGatewayTimeout, "<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway Timeout</h1><p>The site's backend did not answer in time.</p>\n"
-	}
+	code := errorStatus(err)
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(fc.c)
 	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
-	writeStatusLine(bw, code)
-	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nDate: ")
-	bw.Write(httpDate())
-	bw.WriteString("\r\n")
-	if fc.req.close {
-		bw.WriteString("Connection: close\r\n")
-	}
-	bw.WriteString("Content-Length: ")
-	bw.WriteString(strconv.Itoa(len(text)))
-	bw.WriteString("\r\n\r\n")
-	if !fc.req.head {
-		bw.WriteString(text)
-	}
+	bw.Write(appendErrorResponse(bw.AvailableBuffer(), code, fc.req.close, fc.req.head))
 	bw.Flush()
 	return code
+}
+
+// errorStatus is the status of a failed exchange: 504 when the backend
+// timed out, else 502.
+func errorStatus(err error) int {
+	if isTimeout(err) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// appendErrorResponse appends the whole 502 or 504 response (code) of the
+// fast paths; head: the request was a HEAD (no body).
+func appendErrorResponse(b []byte, code int, reqClose, head bool) []byte {
+	text := "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The site's backend is not answering.</p>\n"
+	if code == http.StatusGatewayTimeout {
+		text = "<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway Timeout</h1><p>The site's backend did not answer in time.</p>\n"
+	}
+	b = appendStatusLine(b, code)
+	b = append(b, "Content-Type: text/html; charset=utf-8\r\nDate: "...)
+	b = append(b, httpDate()...)
+	b = append(b, "\r\n"...)
+	if reqClose {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(text)), 10)
+	b = append(b, "\r\n\r\n"...)
+	if !head {
+		b = append(b, text...)
+	}
+	return b
 }
 
 // log writes the access log line of the request served and sets fc.end,
@@ -587,16 +691,21 @@ func (fc *fastConn) log(status int, n int64, start time.Time, backend string) {
 
 // writeStatusLine writes "HTTP/1.1 code text", as net/http's server does.
 func writeStatusLine(bw *bufio.Writer, code int) {
-	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
-	bw.WriteByte(' ')
+	bw.Write(appendStatusLine(bw.AvailableBuffer(), code))
+}
+
+// appendStatusLine appends the status line writeStatusLine writes.
+func appendStatusLine(b []byte, code int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
 	if text := http.StatusText(code); text != "" {
-		bw.WriteString(text)
+		b = append(b, text...)
 	} else {
-		bw.WriteString("status code ")
-		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(code), 10)
 	}
-	bw.WriteString("\r\n")
+	return append(b, "\r\n"...)
 }
 
 // writeHeaderValue writes v with CR and LF replaced by spaces, as

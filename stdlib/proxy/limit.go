@@ -73,9 +73,7 @@ const tooBusy = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; c
 
 // refuse answers 503 and closes c; it logs why at most once a second.
 func (l *connLimiter) refuse(c net.Conn, ip netip.Addr, why string) {
-	if now := time.Now().Unix(); l.lastLog.Swap(now) != now {
-		l.log.Warn("proxy: connection refused (503)", "client", ip, "reason", why)
-	}
+	l.logRefusal(ip, why)
 	// The socket is new, its send buffer empty: the write does not block.
 	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	io.WriteString(c, tooBusy)
@@ -89,30 +87,43 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteAddr(c)
-		var victim *limitedConn
-		l.mu.Lock()
-		if l.byIP[ip] >= l.perIP {
-			l.mu.Unlock()
-			l.refuse(c, ip, "MaxConnsPerIP reached")
+		lc, victim, why := l.admit(c, ip)
+		if lc == nil {
+			l.refuse(c, ip, why)
 			continue
 		}
-		if l.total >= l.max {
-			victim = l.idle.head
-			if victim == nil {
-				l.mu.Unlock()
-				l.refuse(c, ip, "MaxConns reached and no connection idle")
-				continue
-			}
-			l.idle.remove(victim)
-		}
-		l.total++
-		l.byIP[ip]++
-		lc := &limitedConn{Conn: c, l: l, ip: ip}
-		l.mu.Unlock()
 		if victim != nil {
 			victim.Close() // its count is released there
 		}
 		return lc, nil
+	}
+}
+
+// admit counts a new connection c from ip: it returns it as a
+// limitedConn, and the idle connection to close to make room (victim),
+// or nil and why it is refused.
+func (l *connLimiter) admit(c net.Conn, ip netip.Addr) (lc, victim *limitedConn, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byIP[ip] >= l.perIP {
+		return nil, nil, "MaxConnsPerIP reached"
+	}
+	if l.total >= l.max {
+		victim = l.idle.head
+		if victim == nil {
+			return nil, nil, "MaxConns reached and no connection idle"
+		}
+		l.idle.remove(victim)
+	}
+	l.total++
+	l.byIP[ip]++
+	return &limitedConn{Conn: c, l: l, ip: ip}, victim, ""
+}
+
+// logRefusal logs a refused connection, at most once a second.
+func (l *connLimiter) logRefusal(ip netip.Addr, why string) {
+	if now := time.Now().Unix(); l.lastLog.Swap(now) != now {
+		l.log.Warn("proxy: connection refused (503)", "client", ip, "reason", why)
 	}
 }
 
@@ -139,22 +150,44 @@ func (l *connLimiter) state(c net.Conn, st http.ConnState) {
 }
 
 func (c *limitedConn) Close() error {
+	c.release()
+	c.l.mu.Lock()
+	conn := c.Conn
+	c.l.mu.Unlock()
+	return conn.Close()
+}
+
+// release gives c's counts back to its limiter (once).
+func (c *limitedConn) release() {
 	l := c.l
 	l.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		if c.inIdle {
-			l.idle.remove(c)
-		}
-		l.total--
-		if n := l.byIP[c.ip] - 1; n > 0 {
-			l.byIP[c.ip] = n
-		} else {
-			delete(l.byIP, c.ip)
-		}
+	defer l.mu.Unlock()
+	if c.closed {
+		return
 	}
-	l.mu.Unlock()
-	return c.Conn.Close()
+	c.closed = true
+	if c.inIdle {
+		l.idle.remove(c)
+	}
+	l.total--
+	if n := l.byIP[c.ip] - 1; n > 0 {
+		l.byIP[c.ip] = n
+	} else {
+		delete(l.byIP, c.ip)
+	}
+}
+
+// swapConn makes nc the connection c counts (the event loop's hand-off
+// of its socket to a goroutine): false when c was closed meanwhile (an
+// idle connection closed to make room), and nc is not taken.
+func (c *limitedConn) swapConn(nc net.Conn) bool {
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.Conn = nc
+	return true
 }
 
 // Write fails when the client takes more than WriteTimeout to accept any

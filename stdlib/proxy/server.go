@@ -161,7 +161,8 @@ type Server struct {
 	fwdCtx   context.Context
 	stopFwd  context.CancelFunc
 
-	fast fastState // the connections on the fast path
+	fast  fastState  // the connections on the fast path
+	loops *loopGroup // the event loops, while Serve runs them (nil: none)
 }
 
 // NewServer validates opts and loads the routing table.
@@ -215,7 +216,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hand := newHandoffListener(ln.Addr())
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(hand) }()
-	go func() { errc <- s.acceptFast(lim, hand) }()
+	// On Linux, event loops serve the fast path's requests (evloop_linux.go)
+	// and pass the goroutine fast path what they do not serve.
+	loops := s.startLoops(ln, lim, hand)
+	s.mu.Lock()
+	s.loops = loops
+	s.mu.Unlock()
+	if loops == nil {
+		go func() { errc <- s.acceptFast(lim, hand) }()
+	}
 
 	var err error
 	select {
@@ -228,7 +237,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
 	fastDone := make(chan struct{})
-	go func() { s.fast.shutdown(sctx); close(fastDone) }()
+	go func() {
+		var wg sync.WaitGroup
+		if loops != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); loops.shutdown(sctx) }()
+		}
+		s.fast.shutdown(sctx)
+		wg.Wait()
+		close(fastDone)
+	}()
 	shutdownErr := srv.Shutdown(sctx)
 	<-fastDone
 	s.closeForwards(sctx)
