@@ -639,7 +639,7 @@ func (s *Server) backendError(w http.ResponseWriter, r *http.Request, db *deadli
 	if db != nil && errors.Is(err, context.Canceled) {
 		db.settle()
 	}
-	if db != nil && db.timedOut.Load() {
+	if db != nil && (db.timedOut.Load() || errors.Is(err, context.Canceled) && db.overdue(time.Now())) {
 		w.Header().Set("Connection", "close")
 		http.Error(w, "request body timeout", http.StatusRequestTimeout)
 		return

@@ -471,6 +471,7 @@ type deadlineBody struct {
 	rc       *http.ResponseController
 	d        time.Duration
 	timedOut atomic.Bool
+	until    atomic.Int64 // the deadline of the last Read (unix ns); 0: none
 
 	mu      sync.Mutex // orders the deadlines Read and abort set
 	aborted bool
@@ -487,7 +488,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 		return 0, errBodyAborted
 	}
-	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	dl := time.Now().Add(b.d)
+	b.rc.SetReadDeadline(dl)
+	b.until.Store(dl.UnixNano())
 	b.reading = true
 	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
@@ -495,6 +498,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	b.reading = false
 	if err != nil {
 		b.ended = true
+		b.until.Store(0)
 		if !b.aborted {
 			b.rc.SetReadDeadline(time.Time{})
 			if isTimeout(err) {
@@ -519,6 +523,14 @@ func (b *deadlineBody) settle() {
 			return
 		}
 	}
+}
+
+// overdue reports whether the body has not ended and its last Read's
+// deadline has passed: the client is too slow (408) even when the Read
+// has not yet returned its timeout (see settle).
+func (b *deadlineBody) overdue(now time.Time) bool {
+	u := b.until.Load()
+	return u != 0 && now.UnixNano() >= u
 }
 
 // abort ends a read in progress (in the goroutine sending the body) and
