@@ -21,12 +21,15 @@ func TestStopKeepsTERMHandlersTime(t *testing.T) {
 	needRoot(t)
 	// The handler's shell runs a sleep in a loop: kill -TERM -1 ends the
 	// sleep, then the trap runs.
-	disk := scatterDisk(t, `(trap 'sleep 0.3; echo handled > /root/termed; sync; exit 0' TERM; while :; do sleep 1; done) >/dev/null 2>&1 &`)
+	// It says when its trap is set: bootlocal.sh may still be starting it
+	// when the guest is ready, and a SIGTERM before the trap ends it.
+	disk := scatterDisk(t, `(trap 'sleep 0.3; echo handled > /root/termed; sync; exit 0' TERM; touch /root/trapped; while :; do sleep 1; done) >/dev/null 2>&1 &`)
 	s := spec(t, "nsstop", disk, 57)
 	g := start(t, s)
 	ex := g.(driver.Execer)
 	ctx := context.Background()
-	if res, err := ex.Exec(ctx, []string{"sh", "-c", "rm -f /root/termed; echo kept > /root/unsynced"}, driver.ExecOptions{}); err != nil || res.Code != 0 {
+	wait := "for i in $(seq 200); do [ -e /root/trapped ] && break; sleep 0.05; done; [ -e /root/trapped ]"
+	if res, err := ex.Exec(ctx, []string{"sh", "-c", wait + " && rm -f /root/termed && echo kept > /root/unsynced"}, driver.ExecOptions{}); err != nil || res.Code != 0 {
 		t.Fatalf("exec: %v %+v", err, res)
 	}
 	if err := g.Stop(ctx, 10*time.Second); err != nil {
