@@ -48,6 +48,13 @@ import (
 // answers carry the id of their request. The error kind is the Lua kind
 // of the far error (lx.KindOf: errkind's classes), so `err.kind` in the
 // controller's playbook is what it would be on that host.
+//
+// A controller also sends a keepalive every few seconds, so that its far
+// runs end when it goes away (MachineKeepalive); a server too old to know
+// it answers an unsupported error and the controller stops sending them.
+//
+//	-> {"id":4,"method":"keepalive","params":{"interval":5000000000,"count":3}}
+//	<- {"id":4,"result":{}}
 const MachineProtocol = 1
 
 // Machine methods.
@@ -66,7 +73,34 @@ const (
 	// MethodSSHAccess lets the controller's key into a running guest
 	// over SSH and says how to reach and pin it (g:ssh()).
 	MethodSSHAccess = "ssh_access" // MachineSSHAccess -> MachineSSHAccessResult
+	// MethodKeepalive says the controller is still there; the first one
+	// ties the session's playbook runs to it (see MachineKeepalive).
+	MethodKeepalive = "keepalive" // MachineKeepalive -> {}
 )
+
+// MachineKeepalive is a controller's sign of life, sent every Interval
+// (as ssh's ServerAliveInterval). A session that sent one is the
+// controller's: its playbook runs end (their context is cancelled, as
+// Ctrl-C would) when no line came from the controller for Count
+// intervals (a cut network), or as soon as its input ends (the controller
+// was killed or gave up). A session that never sent one (a batch of
+// requests, `tinyfarm machine < requests`, or a controller older than
+// keepalives) lets its runs finish after its input ends. Either way, runs
+// end when their output breaks (a write fails: nobody reads it).
+type MachineKeepalive struct {
+	Interval time.Duration `json:"interval"`
+	Count    int           `json:"count,omitempty"` // default DefaultKeepaliveCount
+}
+
+// The keepalive a controller sends over SSH: its far runs end within
+// DefaultKeepaliveInterval*DefaultKeepaliveCount (15s) of a network cut.
+const (
+	DefaultKeepaliveInterval = 5 * time.Second
+	DefaultKeepaliveCount    = 3 // as ssh's ServerAliveCountMax
+)
+
+// ErrControllerGone ends a far playbook run whose controller went away.
+var ErrControllerGone = errors.New("the controller is gone")
 
 // MachineHello is the server's first line.
 type MachineHello struct {

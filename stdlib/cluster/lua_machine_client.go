@@ -32,6 +32,9 @@ type Machine struct {
 	calls   map[int64]*machineCall
 	err     error // the session ended: every later call fails with it
 	writeMu sync.Mutex
+	// keepStop ends KeepAlive's sends (nil: none).
+	keepStop chan struct{}
+	closed   bool
 }
 
 type machineCall struct {
@@ -199,8 +202,16 @@ func (e *hostError) Error() string { return "host " + e.host + ": " + e.err.Mess
 func (e *hostError) Unwrap() error { return e.err }
 func (e *hostError) Kind() string  { return e.err.Kind() }
 
-// Close ends the session: the far tinyfarm finishes what runs and exits.
+// Close ends the session: the far tinyfarm finishes what runs and exits;
+// with KeepAlive, playbook runs still going end there (this controller no
+// longer waits for them).
 func (m *Machine) Close() error {
+	m.mu.Lock()
+	if m.keepStop != nil && !m.closed {
+		close(m.keepStop)
+	}
+	m.closed = true
+	m.mu.Unlock()
 	m.w.Close()
 	return m.close()
 }
@@ -258,6 +269,7 @@ func DialMachine(ctx context.Context, r ops.Remote) (*Machine, error) {
 		return nil, err
 	}
 	m.via, m.key = c, r.Key
+	m.KeepAlive(DefaultKeepaliveInterval, DefaultKeepaliveCount)
 	return m, nil
 }
 

@@ -46,17 +46,30 @@ const MaxMachineLine = 64 << 20
 // Serve writes the hello, then answers requests from in until it ends
 // (the controller closed the session) or ctx is done; requests run
 // concurrently and Serve returns once all have answered.
+//
+// Playbook runs also end when the controller is gone (MachineKeepalive):
+// when an answer cannot be written (nobody reads them), and, in a session
+// that sent keepalives, when none came for their count of intervals or the
+// input ends. Single guest operations complete: a start half done is worse.
 func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runCtx, hangup := context.WithCancelCause(ctx)
+	defer hangup(nil)
+	life := &lifeline{hangup: hangup}
+	defer life.stop()
 	var mu sync.Mutex
 	enc := json.NewEncoder(out)
 	send := func(r MachineReply) {
 		mu.Lock()
-		defer mu.Unlock()
-		_ = enc.Encode(r) // a closed stdout: the controller is gone, the requests end with ctx
+		err := enc.Encode(r)
+		mu.Unlock()
+		if err != nil {
+			// A broken output (EPIPE): nobody reads the runs' events.
+			hangup(fmt.Errorf("%w: its end of the session is closed (%v)", ErrControllerGone, err))
+		}
 	}
 	send(MachineReply{Hello: &MachineHello{Protocol: MachineProtocol, Tinyfarm: Version, Host: s.Host}})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	br := bufio.NewReaderSize(in, 64<<10)
 	var err error
@@ -67,6 +80,7 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 		if err != nil {
 			break
 		}
+		life.seen()
 		if dropped != nil {
 			send(*dropped) // answered by its id: the session goes on
 			continue
@@ -79,11 +93,24 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 			send(MachineReply{Error: &MachineError{LuaKind: lx.KindInvalid, Message: fmt.Sprintf("machine: a request is one JSON object a line: %v", err)}})
 			continue
 		}
+		if req.Method == MethodKeepalive {
+			// Armed here, in order: the next line already counts.
+			if err := life.arm(req); err != nil {
+				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindOf(err), Message: err.Error()}})
+			} else {
+				send(MachineReply{ID: req.ID, Result: json.RawMessage("{}")})
+			}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			emit := func(ev json.RawMessage) { send(MachineReply{ID: req.ID, Event: ev}) }
-			res, err := s.handle(ctx, req, emit)
+			rctx := ctx
+			if req.Method == MethodRun {
+				rctx = runCtx
+			}
+			res, err := s.handle(rctx, req, emit)
 			if err != nil {
 				send(MachineReply{ID: req.ID, Error: &MachineError{LuaKind: lx.KindOf(err), Message: err.Error()}})
 				return
@@ -100,8 +127,13 @@ func (s *MachineServer) Serve(ctx context.Context, in io.Reader, out io.Writer) 
 		}()
 	}
 	if errors.Is(err, io.EOF) {
-		// The controller closed its side: let what runs finish (a start
-		// half done is worse than one that completes).
+		// The input ended: a batch of requests lets its runs finish; a
+		// controller that sent keepalives is gone (killed, or it gave
+		// up its calls), so its runs end. Guest operations finish (a
+		// start half done is worse than one that completes).
+		if life.armed() {
+			hangup(fmt.Errorf("%w: its end of the session closed", ErrControllerGone))
+		}
 		wg.Wait()
 		return nil
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +37,14 @@ func newMachineCmd(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 			if cfg, err := cluster.LoadConfig(cluster.Dir(StateDir())); err == nil {
 				host = cfg.Host
 			}
+			// A controller gone leaves stdout a broken pipe: a write there
+			// must fail (EPIPE) and end the runs at their next step (see
+			// MachineServer.Serve), not kill this process with SIGPIPE in
+			// the middle of one. Notify, unlike Ignore, leaves SIGPIPE's
+			// default to the commands the runs start.
+			broken := make(chan os.Signal, 1)
+			signal.Notify(broken, syscall.SIGPIPE)
+			defer signal.Stop(broken)
 			s := &cluster.MachineServer{Farm: fm, Host: host, Run: machineRun}
 			if err := s.Serve(ctx, stdin, stdout); err != nil {
 				fmt.Fprintf(stderr, "tinyfarm: %v\n", err)

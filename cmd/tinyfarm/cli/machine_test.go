@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/tinyfarm/tinyfarm/engine"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tinyfarm/tinyfarm/engine"
 
 	"github.com/tinyfarm/tinyfarm/stdlib/cluster"
 )
@@ -78,4 +82,88 @@ func TestMachineCommand(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(home, "machine")); len(left) != 0 {
 		t.Errorf("sent playbooks left in the state dir: %v", left)
 	}
+}
+
+// TestMachineRunEndsWithController: `tinyfarm machine` runs a real
+// playbook for a controller that sent keepalives; the controller is
+// killed (its input ends, its output breaks) while the playbook waits:
+// the command returns, and the playbook never reaches its next step even
+// once what it waited for comes.
+func TestMachineRunEndsWithController(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("TINYFARM_HOME", home)
+	dir := t.TempDir()
+	t.Cleanup(func() { os.WriteFile(filepath.Join(dir, "go"), nil, 0o644) })
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan int, 1)
+	var errb strings.Builder
+	go func() {
+		code := Main(context.Background(), []string{"machine"}, inR, outW, &errb)
+		outW.Close()
+		done <- code
+	}()
+	reqs := []cluster.MachineRequest{
+		{ID: 1, Method: cluster.MethodKeepalive, Params: json.RawMessage(`{"interval":50000000,"count":3}`)},
+		{ID: 2, Method: cluster.MethodRun, Params: mustJSON(t, cluster.MachineRun{Name: "wait.lua", Vars: map[string]any{"dir": dir}, Source: `
+local host = require("host")
+host.write(vars.dir .. "/far-1", "one\n")
+while not host.read(vars.dir .. "/go") do host.sleep(0.05) end
+host.write(vars.dir .. "/far-2", "two\n")`})},
+	}
+	go func() { // the pipes hold nothing: the hello must be read meanwhile
+		for _, r := range reqs {
+			line, _ := json.Marshal(r)
+			inW.Write(append(line, '\n'))
+		}
+	}()
+	first := "host.write " + filepath.Join(dir, "far-1")
+	seen := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			var r cluster.MachineReply
+			var ev engine.Event
+			if json.Unmarshal(sc.Bytes(), &r) == nil && r.ID == 2 && json.Unmarshal(r.Event, &ev) == nil && ev.Type == "task_end" && ev.Task == first {
+				seen <- true
+				return
+			}
+		}
+		seen <- false
+	}()
+	select {
+	case ok := <-seen:
+		if !ok {
+			t.Fatalf("no %q from the far run: %s", first, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no %q from the far run in 30s", first)
+	}
+	inW.Close()
+	outR.CloseWithError(errors.New("controller killed"))
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tinyfarm machine still runs the playbook 10s after its controller was killed")
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+	time.Sleep(300 * time.Millisecond)
+	if _, err := os.Stat(filepath.Join(dir, "far-2")); err == nil {
+		t.Error("the far playbook reached its next step after its controller was killed")
+	}
+	if left, _ := os.ReadDir(filepath.Join(home, "machine")); len(left) != 0 {
+		t.Errorf("the run left %v in the state dir", left)
+	}
+}
+
+func mustJSON(t *testing.T, v any) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
