@@ -145,6 +145,14 @@ func startProxy(t testing.TB, opts Options, routes ...string) string {
 // startProxyOn serves the routes of reg on ln until the test ends.
 func startProxyOn(t testing.TB, ln net.Listener, reg *Registry, opts Options) string {
 	t.Helper()
+	serveOn(t, ln, reg, opts)
+	return ln.Addr().String()
+}
+
+// serveOn runs a Server with opts on ln, serving reg's routes, until the
+// test ends.
+func serveOn(t testing.TB, ln net.Listener, reg *Registry, opts Options) *Server {
+	t.Helper()
 	opts.RoutesFile = reg.Path()
 	srv, err := NewServer(opts)
 	if err != nil {
@@ -159,7 +167,7 @@ func startProxyOn(t testing.TB, ln net.Listener, reg *Registry, opts Options) st
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return srv
 }
 
 // rawConn is a client connection for raw requests.

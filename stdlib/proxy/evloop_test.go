@@ -5,7 +5,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -36,20 +35,8 @@ func startLoopServer(t *testing.T, procs int) (*Server, string, *Registry, *sync
 		t.Fatal(err)
 	}
 	logBuf := &syncBuffer{}
-	srv, err := NewServer(Options{RoutesFile: reg.Path(), AccessLog: logBuf, PollInterval: 200 * time.Millisecond,
+	srv := serveOn(t, ln, reg, Options{AccessLog: logBuf, PollInterval: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
 	eventually(t, "event loops running", func() error {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
