@@ -376,22 +376,7 @@ func (fc *fastConn) readResponseHead(bc *backendConn, start time.Time) (*http.Re
 // writes for the same request on net/http's path (FuzzFastParse compares
 // the two), with the header names as the client sent them.
 func writeFastHead(w *bufio.Writer, fr *fastRequest, ip string) {
-	if w.Available() < fastHeadLen(fr, ip) {
-		w.Flush() // an empty buffer: AvailableBuffer holds most heads
-	}
 	w.Write(appendFastHead(w.AvailableBuffer(), fr, ip))
-}
-
-// fastHeadLen is the length appendFastHead appends.
-func fastHeadLen(fr *fastRequest, ip string) int {
-	n := len(fr.method()) + 1 + len(fr.target) + len(" HTTP/1.1\r\nHost: ") + len(fr.host) + 2
-	for _, f := range fr.fields {
-		n += len(f.name) + 2 + len(f.value) + 2
-	}
-	if ip != "" {
-		n += len("X-Forwarded-For: ") + len(ip) + 2
-	}
-	return n + len("X-Forwarded-Host: ") + len(fr.host) + len("\r\nX-Forwarded-Proto: http\r\n\r\n")
 }
 
 // appendFastHead appends the head writeFastHead writes.
@@ -487,9 +472,6 @@ func (fc *fastConn) writeFastResponse(bc *backendConn) (int64, error) {
 	bw.Reset(fc.c)
 	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
 	fr := &fc.res
-	if bw.Available() < fastResponseHeadLen(fr) {
-		bw.Flush()
-	}
 	bw.Write(appendFastResponseHead(bw.AvailableBuffer(), fr, fc.req.close))
 	bc.br.Discard(fr.n) // after the fields, which point into its buffer
 	var n int64
@@ -516,15 +498,6 @@ func (fc *fastConn) writeFastResponse(bc *backendConn) (int64, error) {
 		n += int64(len(p))
 	}
 	return n, bw.Flush()
-}
-
-// fastResponseHeadLen bounds the length appendFastResponseHead appends.
-func fastResponseHeadLen(fr *fastResponse) int {
-	n := 64 + len(http.StatusText(fr.status)) + len("Date: ") + len(http.TimeFormat) + len("Connection: close\r\nContent-Length: \r\n\r\n") + 20
-	for _, f := range fr.fields {
-		n += len(f.name) + 2 + len(f.value) + 2
-	}
-	return n
 }
 
 // appendFastResponseHead appends the head passed on to the client for
